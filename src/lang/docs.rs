@@ -1,0 +1,161 @@
+//! The one table of statement documentation. It feeds `help`, the REPL's completion and
+//! hints, the kernel's inspect, and the README's statement reference.
+
+/// Documentation of one statement.
+#[derive(Debug, Clone, Copy)]
+pub struct StatementDoc {
+    /// The leading keyword.
+    pub keyword: &'static str,
+    /// The full form, e.g. `split 70/15/15 [seed S]`; one line per form.
+    pub synopsis: &'static [&'static str],
+    /// One sentence on what it does.
+    pub summary: &'static str,
+    /// Words that may follow the keyword (for completion).
+    pub words: &'static [&'static str],
+    /// One example line.
+    pub example: &'static str,
+}
+
+/// Every statement of the language, in the order `help` lists them.
+pub const STATEMENTS: &[StatementDoc] = &[
+    StatementDoc {
+        keyword: "load",
+        synopsis: &[
+            "load mnist|fashion-mnist [from PATH]",
+            "load idx IMAGES LABELS",
+            "load npz PATH",
+            "load pkl PATH",
+            "load csv PATH",
+            "load DIR",
+        ],
+        summary: "Load a dataset: a named one (from the cache, fetched if missing), IDX files, a Keras mnist.npz, a deeplearning.net mnist.pkl.gz, a Kaggle CSV, or a folder written by `save`.",
+        words: &["mnist", "fashion-mnist", "idx", "npz", "pkl", "csv", "from"],
+        example: "load mnist",
+    },
+    StatementDoc {
+        keyword: "info",
+        synopsis: &["info"],
+        summary: "Per split: count, shape, dtype, class histogram and pixel min/max/mean/std (after normalization).",
+        words: &[],
+        example: "info",
+    },
+    StatementDoc {
+        keyword: "show",
+        synopsis: &["show samples N [SPLIT] [class K]"],
+        summary: "Draw a grid of N images with their labels, from a split (default train) and optionally one class.",
+        words: &["samples", "train", "val", "test", "class"],
+        example: "show samples 16 test class 7",
+    },
+    StatementDoc {
+        keyword: "normalize",
+        synopsis: &["normalize", "normalize -1..1"],
+        summary: "Scale pixels to [0, 1] (or [-1, 1]); images stay bytes in memory and are scaled when a batch is made.",
+        words: &["-1..1"],
+        example: "normalize",
+    },
+    StatementDoc {
+        keyword: "standardize",
+        synopsis: &["standardize"],
+        summary: "Scale pixels to zero mean and unit variance, with mean and std computed on the train split only (and printed).",
+        words: &[],
+        example: "standardize",
+    },
+    StatementDoc {
+        keyword: "onehot",
+        synopsis: &["onehot"],
+        summary: "Encode labels one-hot (saved npz and csv files carry one column per class; the loss follows).",
+        words: &[],
+        example: "onehot",
+    },
+    StatementDoc {
+        keyword: "split",
+        synopsis: &["split TRAIN/VAL/TEST [seed S]", "split val PERCENT [seed S]"],
+        summary: "Stratified split: pool every loaded image and divide it by percentages (the article's 70/15/15), or keep the official test set and carve a validation share from train. Prints each split's class balance and the images that fall in two splits.",
+        words: &["val", "seed", "70/15/15", "80/10/10"],
+        example: "split 70/15/15 seed 42",
+    },
+    StatementDoc {
+        keyword: "filter",
+        synopsis: &["filter classes A-B", "filter classes A,B,C"],
+        summary: "Keep only the images of these classes, in every split; classes keep their names.",
+        words: &["classes"],
+        example: "filter classes 0-4",
+    },
+    StatementDoc {
+        keyword: "subset",
+        synopsis: &["subset N per class [seed S]"],
+        summary: "Keep N random images of each class in the train split (few-shot and fine-tuning lessons).",
+        words: &["per", "class", "seed"],
+        example: "subset 60 per class seed 1",
+    },
+    StatementDoc {
+        keyword: "save",
+        synopsis: &["save DIR [as idx|npz|csv|png]"],
+        summary: "Write every split and a manifest.json (source and checksums, the statements that produced it, seed, class counts, normalization, SHA-256 of every file) atomically into DIR.",
+        words: &["as", "idx", "npz", "csv", "png"],
+        example: "save prepared/mnist-70-15-15",
+    },
+    StatementDoc {
+        keyword: "seed",
+        synopsis: &["seed S"],
+        summary: "Set the session's random seed, used by every later statement that takes no seed of its own.",
+        words: &[],
+        example: "seed 42",
+    },
+    StatementDoc {
+        keyword: "help",
+        synopsis: &["help [STATEMENT]"],
+        summary: "List the statements, or show one statement's forms and an example.",
+        words: &[],
+        example: "help split",
+    },
+    StatementDoc {
+        keyword: "run",
+        synopsis: &["run FILE"],
+        summary: "Run the statements of a .lab script in this session; stops at the first error.",
+        words: &[],
+        example: "run examples/prepare.lab",
+    },
+    StatementDoc {
+        keyword: "print",
+        synopsis: &["print \"TEXT\""],
+        summary: "Write the text to the output.",
+        words: &[],
+        example: "print \"hello, mnist\"",
+    },
+];
+
+/// The documentation of `keyword`, if it is a statement.
+pub fn lookup(keyword: &str) -> Option<&'static StatementDoc> {
+    STATEMENTS.iter().find(|doc| doc.keyword == keyword)
+}
+
+/// Every statement keyword.
+pub fn keywords() -> impl Iterator<Item = &'static str> {
+    STATEMENTS.iter().map(|doc| doc.keyword)
+}
+
+/// The statement reference as Markdown, as it stands in the README.
+pub fn markdown_reference() -> String {
+    let mut out = String::from("| statement | what it does |\n|---|---|\n");
+    for doc in STATEMENTS {
+        let forms: Vec<String> = doc
+            .synopsis
+            .iter()
+            .map(|s| format!("`{}`", s.replace('|', "\\|")))
+            .collect();
+        out.push_str(&format!("| {} | {} |\n", forms.join("<br>"), doc.summary));
+    }
+    out
+}
+
+/// The long help text of one statement.
+pub fn help_text(doc: &StatementDoc) -> String {
+    let mut out = String::new();
+    for form in doc.synopsis {
+        out.push_str(form);
+        out.push('\n');
+    }
+    out.push_str(&format!("  {}\n  example: {}", doc.summary, doc.example));
+    out
+}

@@ -1,0 +1,407 @@
+//! The nom parser: one statement per line, `#` starts a comment.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::PathBuf;
+
+use nom::branch::alt;
+use nom::bytes::complete::{escaped_transform, is_not, tag, take_while1};
+use nom::character::complete::{char, digit1, space0, space1};
+use nom::combinator::{map, map_res, opt, recognize, value};
+use nom::sequence::{delimited, preceded, tuple};
+use nom::IResult;
+
+use super::ast::*;
+use super::docs;
+
+/// A syntax error, with everything needed to show it under its line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (characters).
+    pub col: usize,
+    /// The whole source line.
+    pub line_text: String,
+    /// What the parser expected at that place.
+    pub expected: String,
+    /// A close keyword, when the word there looks misspelt.
+    pub suggestion: Option<String>,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}:{}: expected {}", self.line, self.col, self.expected)?;
+        let gutter = self.line.to_string();
+        writeln!(f, "  {} | {}", gutter, self.line_text)?;
+        write!(f, "  {} | {}^", " ".repeat(gutter.len()), " ".repeat(self.col - 1))?;
+        if let Some(s) = &self.suggestion {
+            write!(f, "\n  did you mean `{s}`?")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// The parser's internal error: where, and what was expected there.
+#[derive(Debug)]
+struct PErr<'a> {
+    at: &'a str,
+    expected: Cow<'static, str>,
+    suggestion: Option<String>,
+}
+
+impl<'a> nom::error::ParseError<&'a str> for PErr<'a> {
+    fn from_error_kind(input: &'a str, _kind: nom::error::ErrorKind) -> Self {
+        PErr { at: input, expected: Cow::Borrowed("valid syntax"), suggestion: None }
+    }
+    fn append(_input: &'a str, _kind: nom::error::ErrorKind, other: Self) -> Self {
+        other
+    }
+    fn or(self, other: Self) -> Self {
+        // Keep whichever got further into the line.
+        if other.at.len() <= self.at.len() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+impl<'a, E> nom::error::FromExternalError<&'a str, E> for PErr<'a> {
+    fn from_external_error(input: &'a str, _kind: nom::error::ErrorKind, _e: E) -> Self {
+        PErr { at: input, expected: Cow::Borrowed("a number that fits"), suggestion: None }
+    }
+}
+
+type Res<'a, T> = IResult<&'a str, T, PErr<'a>>;
+
+fn fail<'a, T>(at: &'a str, expected: impl Into<Cow<'static, str>>) -> Res<'a, T> {
+    Err(nom::Err::Failure(PErr { at, expected: expected.into(), suggestion: None }))
+}
+
+/// Runs `parser`; turns a recoverable error into a failure that says `what` was expected.
+fn expect<'a, T>(
+    what: &'static str,
+    mut parser: impl FnMut(&'a str) -> Res<'a, T>,
+) -> impl FnMut(&'a str) -> Res<'a, T> {
+    move |input: &'a str| match parser(input) {
+        Err(nom::Err::Error(e)) => {
+            Err(nom::Err::Failure(PErr { at: e.at, expected: Cow::Borrowed(what), suggestion: None }))
+        }
+        other => other,
+    }
+}
+
+/// The closest of `options` to `word`, when it is close enough to be a typo.
+pub fn closest<'o>(word: &str, options: impl IntoIterator<Item = &'o str>) -> Option<&'o str> {
+    let word = word.to_ascii_lowercase();
+    options
+        .into_iter()
+        .map(|o| (strsim::damerau_levenshtein(&word, o), o))
+        .filter(|(d, o)| *d > 0 && *d <= 2.max(o.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, o)| o)
+}
+
+/// A run of non-space characters.
+fn token(input: &str) -> Res<'_, &str> {
+    take_while1(|c: char| !c.is_whitespace())(input)
+}
+
+/// One of `options`, failing with a list of them (and a suggestion) otherwise.
+fn keyword<'a>(options: &'static [&'static str]) -> impl FnMut(&'a str) -> Res<'a, &'static str> {
+    move |input: &'a str| {
+        let list = options.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ");
+        let expected = if options.len() == 1 { list } else { format!("one of {list}") };
+        let Ok((rest, word)) = token(input) else {
+            return fail(input, expected);
+        };
+        match options.iter().find(|o| **o == word) {
+            Some(o) => Ok((rest, *o)),
+            None => Err(nom::Err::Failure(PErr {
+                at: input,
+                expected: expected.into(),
+                suggestion: closest(word, options.iter().copied()).map(str::to_string),
+            })),
+        }
+    }
+}
+
+fn uint(input: &str) -> Res<'_, u64> {
+    map_res(digit1, str::parse::<u64>)(input)
+}
+
+fn count(input: &str) -> Res<'_, usize> {
+    map_res(digit1, str::parse::<usize>)(input)
+}
+
+fn quoted(input: &str) -> Res<'_, String> {
+    delimited(
+        char('"'),
+        map(
+            opt(escaped_transform(
+                is_not("\\\""),
+                '\\',
+                alt((value("\\", tag("\\")), value("\"", tag("\"")), value("\n", tag("n")))),
+            )),
+            Option::unwrap_or_default,
+        ),
+        expect("a closing `\"`", char('"')),
+    )(input)
+}
+
+/// A path: a quoted string, or a run of non-space characters.
+fn path(input: &str) -> Res<'_, PathBuf> {
+    alt((map(quoted, PathBuf::from), map(token, PathBuf::from)))(input)
+}
+
+fn arg<'a, T>(
+    what: &'static str,
+    parser: impl FnMut(&'a str) -> Res<'a, T>,
+) -> impl FnMut(&'a str) -> Res<'a, T> {
+    preceded(expect(what, space1), expect(what, parser))
+}
+
+/// `seed S` as an optional trailing clause.
+fn seed_clause(input: &str) -> Res<'_, Option<u64>> {
+    opt(preceded(tuple((space1, tag("seed"))), arg("a seed (a whole number)", uint)))(input)
+}
+
+fn load(input: &str) -> Res<'_, StatementKind> {
+    let (rest, _) = expect("what to load: `mnist`, `fashion-mnist`, `idx`, `npz`, `pkl`, `csv` or a folder", space1)(input)?;
+    let (after, word) = expect("what to load", word_or_quoted)(rest)?;
+    let source = |name| {
+        map(opt(preceded(tuple((space1, tag("from"))), arg("a folder", path))), move |from| {
+            LoadSource::Named { name, from }
+        })
+    };
+    let (rest, source) = match word.as_str() {
+        "mnist" => source(DatasetName::Mnist)(after)?,
+        "fashion-mnist" | "fashion" => source(DatasetName::FashionMnist)(after)?,
+        "idx" => map(tuple((arg("an images file", path), arg("a labels file", path))), |(images, labels)| {
+            LoadSource::Idx { images, labels }
+        })(after)?,
+        "npz" => map(arg("an .npz file", path), LoadSource::Npz)(after)?,
+        "pkl" => map(arg("a .pkl.gz file", path), LoadSource::Pkl)(after)?,
+        "csv" => map(arg("a .csv file", path), LoadSource::Csv)(after)?,
+        other => {
+            let looks_like_word = !other.contains(['/', '.', '\\']) && !rest.starts_with('"');
+            let options = ["mnist", "fashion-mnist", "idx", "npz", "pkl", "csv"];
+            if let (true, Some(s)) = (looks_like_word, closest(other, options)) {
+                return Err(nom::Err::Failure(PErr {
+                    at: rest,
+                    expected: "one of `mnist`, `fashion-mnist`, `idx`, `npz`, `pkl`, `csv` or a folder".into(),
+                    suggestion: Some(s.to_string()),
+                }));
+            }
+            (after, LoadSource::Dir(PathBuf::from(other)))
+        }
+    };
+    Ok((rest, StatementKind::Load(source)))
+}
+
+/// A quoted string or a bare word, as an owned string.
+fn word_or_quoted(input: &str) -> Res<'_, String> {
+    alt((quoted, map(token, str::to_string)))(input)
+}
+
+fn show(input: &str) -> Res<'_, StatementKind> {
+    let (rest, _) = arg("`samples`", keyword(&["samples"]))(input)?;
+    let (rest, count) = arg("how many samples (a number)", count)(rest)?;
+    let (rest, split) = opt(preceded(space1, split_name))(rest)?;
+    let (rest, class) = opt(preceded(tuple((space1, tag("class"))), arg("a class number", uint)))(rest)?;
+    Ok((rest, StatementKind::ShowSamples { count, split, class: class.map(|c| c as u32) }))
+}
+
+fn split_name(input: &str) -> Res<'_, SplitName> {
+    let (rest, word) = take_while1(|c: char| c.is_ascii_alphabetic())(input)?;
+    match SplitName::from_word(word) {
+        Some(name) => Ok((rest, name)),
+        None => Err(nom::Err::Error(PErr { at: input, expected: "a split name".into(), suggestion: None })),
+    }
+}
+
+fn normalize(input: &str) -> Res<'_, StatementKind> {
+    let (rest, range) = opt(preceded(space1, keyword(&["-1..1", "0..1"])))(input)?;
+    let range = if range == Some("-1..1") { NormalizeRange::Symmetric } else { NormalizeRange::Unit };
+    Ok((rest, StatementKind::Normalize(range)))
+}
+
+fn split(input: &str) -> Res<'_, StatementKind> {
+    let (rest, _) = expect("`val PERCENT` or percentages like `70/15/15`", space1)(input)?;
+    if let Ok((after, _)) = tag::<_, _, PErr>("val")(rest) {
+        let (after, percent) = arg("the validation percentage of train (a number)", uint)(after)?;
+        if percent == 0 || percent >= 100 {
+            return fail(rest, "a validation percentage between 1 and 99");
+        }
+        let (after, seed) = seed_clause(after)?;
+        return Ok((after, StatementKind::Split(SplitSpec::Validation { percent: percent as u32, seed })));
+    }
+    let pct = |i| map_res(digit1, str::parse::<u32>)(i);
+    let (after, (train, _, val, _, test)) = expect(
+        "`val PERCENT` or percentages like `70/15/15`",
+        tuple((pct, char('/'), pct, char('/'), pct)),
+    )(rest)?;
+    if train + val + test != 100 {
+        return fail(rest, format!("percentages that add up to 100 (these add up to {})", train + val + test));
+    }
+    if train == 0 {
+        return fail(rest, "a train share above 0");
+    }
+    let (after, seed) = seed_clause(after)?;
+    Ok((after, StatementKind::Split(SplitSpec::Percent { train, val, test, seed })))
+}
+
+fn class_list(input: &str) -> Res<'_, Vec<u32>> {
+    let num = |i| map_res(digit1, str::parse::<u32>)(i);
+    let (rest, first) = expect("a class number", num)(input)?;
+    if let Ok((rest, _)) = char::<_, PErr>('-')(rest) {
+        let (rest, last) = expect("the last class of the range", num)(rest)?;
+        if last < first {
+            return fail(input, "a range whose end is not below its start");
+        }
+        return Ok((rest, (first..=last).collect()));
+    }
+    let mut classes = vec![first];
+    let mut rest = rest;
+    while let Ok((r, _)) = char::<_, PErr>(',')(rest) {
+        let (r, c) = expect("a class number", num)(r)?;
+        classes.push(c);
+        rest = r;
+    }
+    Ok((rest, classes))
+}
+
+fn filter(input: &str) -> Res<'_, StatementKind> {
+    let (rest, _) = arg("`classes`", keyword(&["classes"]))(input)?;
+    let (rest, classes) = preceded(expect("classes like `0-4` or `1,3,5`", space1), class_list)(rest)?;
+    Ok((rest, StatementKind::FilterClasses(classes)))
+}
+
+fn subset(input: &str) -> Res<'_, StatementKind> {
+    let (rest, per_class) = arg("how many images per class (a number)", count)(input)?;
+    let (rest, _) = arg("`per class`", keyword(&["per"]))(rest)?;
+    let (rest, _) = arg("`class`", keyword(&["class"]))(rest)?;
+    let (rest, seed) = seed_clause(rest)?;
+    Ok((rest, StatementKind::Subset { per_class, seed }))
+}
+
+fn save(input: &str) -> Res<'_, StatementKind> {
+    let (rest, dir) = arg("a folder to save into", path)(input)?;
+    let (rest, format) = opt(preceded(
+        tuple((space1, tag("as"))),
+        arg("a format", keyword(&["idx", "npz", "csv", "png"])),
+    ))(rest)?;
+    let format = match format {
+        Some("npz") => SaveFormat::Npz,
+        Some("csv") => SaveFormat::Csv,
+        Some("png") => SaveFormat::Png,
+        _ => SaveFormat::Idx,
+    };
+    Ok((rest, StatementKind::Save { dir, format }))
+}
+
+fn print(input: &str) -> Res<'_, StatementKind> {
+    let (rest, _) = space0(input)?;
+    if rest.starts_with('"') {
+        let (rest, text) = quoted(rest)?;
+        return Ok((rest, StatementKind::Print(text)));
+    }
+    Ok(("", StatementKind::Print(rest.trim_end().to_string())))
+}
+
+fn help(input: &str) -> Res<'_, StatementKind> {
+    map(opt(preceded(space1, token)), |w: Option<&str>| StatementKind::Help(w.map(str::to_string)))(input)
+}
+
+fn statement(input: &str) -> Res<'_, StatementKind> {
+    let (rest, word) = recognize(take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-'))(input)
+        .map_err(|_: nom::Err<PErr>| nom::Err::Failure(PErr { at: input, expected: "a statement".into(), suggestion: None }))?;
+    let (rest, kind) = match word {
+        "load" => load(rest)?,
+        "info" => (rest, StatementKind::Info),
+        "show" => show(rest)?,
+        "normalize" => normalize(rest)?,
+        "standardize" => (rest, StatementKind::Standardize),
+        "onehot" => (rest, StatementKind::OneHot),
+        "split" => split(rest)?,
+        "filter" => filter(rest)?,
+        "subset" => subset(rest)?,
+        "save" => save(rest)?,
+        "seed" => map(arg("a seed (a whole number)", uint), StatementKind::Seed)(rest)?,
+        "help" => help(rest)?,
+        "run" => map(arg("a script file", path), StatementKind::Run)(rest)?,
+        "print" => print(rest)?,
+        other => {
+            let known: Vec<&str> = docs::keywords().collect();
+            return Err(nom::Err::Failure(PErr {
+                at: input,
+                expected: Cow::Owned(format!("a statement, not `{other}` (try `help`)")),
+                suggestion: closest(other, known).map(str::to_string),
+            }));
+        }
+    };
+    let (rest, _) = space0(rest)?;
+    if !rest.is_empty() {
+        return fail(rest, "the end of the statement");
+    }
+    Ok((rest, kind))
+}
+
+/// Removes a trailing `# comment` (a `#` at the start of a word, outside quotes).
+fn strip_comment(line: &str) -> &str {
+    let mut in_quotes = false;
+    let mut prev_space = true;
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => in_quotes = !in_quotes,
+            '#' if !in_quotes && prev_space => return &line[..i],
+            _ => {}
+        }
+        prev_space = c.is_whitespace();
+    }
+    line
+}
+
+/// Parses one source line (`line_no` is 1-based). Blank and comment-only lines give `None`.
+pub fn parse_line(line: &str, line_no: usize) -> Result<Option<Statement>, ParseError> {
+    let code = strip_comment(line).trim_end();
+    let body = code.trim_start();
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let indent = code.len() - body.len();
+    match statement(body) {
+        Ok((_, kind)) => Ok(Some(Statement {
+            kind,
+            span: Span { line: line_no, col: indent + 1, len: body.chars().count() },
+            text: body.to_string(),
+        })),
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+            // `e.at` is a suffix of `body`, which starts `indent` bytes into the line.
+            let offset_in_body = body.len() - e.at.len();
+            let col = line[..indent + offset_in_body].chars().count() + 1;
+            Err(ParseError {
+                line: line_no,
+                col,
+                line_text: line.to_string(),
+                expected: e.expected.into_owned(),
+                suggestion: e.suggestion,
+            })
+        }
+        Err(nom::Err::Incomplete(_)) => unreachable!("complete parsers never ask for more input"),
+    }
+}
+
+/// Parses a whole program (a script or a notebook cell), one statement per line.
+pub fn parse_program(source: &str) -> Result<Vec<Statement>, ParseError> {
+    let mut statements = Vec::new();
+    for (i, line) in source.lines().enumerate() {
+        if let Some(st) = parse_line(line, i + 1)? {
+            statements.push(st);
+        }
+    }
+    Ok(statements)
+}
