@@ -7,3 +7,6 @@ pub mod idx;
 
 pub use dataset::{Dataset, PixelScaling, Provenance, Split, SplitKind};
 pub use error::{DataError, Result};
+pub mod load;
+pub mod split;
+pub mod transform;
