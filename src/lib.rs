@@ -7,3 +7,5 @@
 
 pub mod data;
 pub mod lang;
+pub mod front;
+pub mod session;
