@@ -6,6 +6,6 @@
 //! front ends in [`front`] (REPL, script runner, Jupyter kernel).
 
 pub mod data;
-pub mod lang;
 pub mod front;
+pub mod lang;
 pub mod session;

@@ -12,7 +12,11 @@ use mnistlab::front::{repl, script, terminal::Terminal};
 use mnistlab::session::Session;
 
 #[derive(Parser)]
-#[command(name = "mnistlab", version, about = "Prepare MNIST-family datasets and train small networks, one statement at a time")]
+#[command(
+    name = "mnistlab",
+    version,
+    about = "Prepare MNIST-family datasets and train small networks, one statement at a time"
+)]
 struct Cli {
     /// Folder where images (plots, sample grids) are written.
     #[arg(long, global = true, default_value = "mnistlab-out")]

@@ -98,10 +98,7 @@ fn read_array(path: &Path, mut reader: impl Read, limit: u64, gz: bool) -> Resul
     let mut data = Vec::with_capacity(total as usize);
     reader.by_ref().take(total).read_to_end(&mut data).map_err(read_err)?;
     if (data.len() as u64) < total {
-        return Err(fail(format!(
-            "truncated: header promises {total} bytes of data, the file holds {}",
-            data.len()
-        )));
+        return Err(fail(format!("truncated: header promises {total} bytes of data, the file holds {}", data.len())));
     }
     Ok(IdxArray { dims, data })
 }
@@ -127,7 +124,12 @@ pub fn read(path: &Path) -> Result<IdxArray> {
 }
 
 /// Checks that `images` is `n × rows × cols` and `labels` is `n`; returns `(rows, cols)`.
-pub fn check_pair(images_path: &Path, images: &IdxArray, labels_path: &Path, labels: &IdxArray) -> Result<(usize, usize)> {
+pub fn check_pair(
+    images_path: &Path,
+    images: &IdxArray,
+    labels_path: &Path,
+    labels: &IdxArray,
+) -> Result<(usize, usize)> {
     if images.dims.len() != 3 {
         return Err(DataError::format(
             images_path,

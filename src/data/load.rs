@@ -73,8 +73,7 @@ pub fn load_official(dir: &Path, name: &str, classes: Vec<String>, description: 
         find(dir, "t10k-images-idx3-ubyte")?,
         find(dir, "t10k-labels-idx1-ubyte")?,
     ];
-    let (train, test) =
-        rayon::join(|| read_idx_split(&paths[0], &paths[1]), || read_idx_split(&paths[2], &paths[3]));
+    let (train, test) = rayon::join(|| read_idx_split(&paths[0], &paths[1]), || read_idx_split(&paths[2], &paths[3]));
     let (train, test) = (train?, test?);
     if train.shape != test.shape {
         return Err(DataError::format(

@@ -35,9 +35,8 @@ pub fn apportion(counts: &[usize], shares: &[f64]) -> Vec<Vec<usize>> {
     let quota = |c: usize, p: usize| counts[c] as f64 * shares[p] / share_sum;
     let mut cells: Vec<Vec<usize>> =
         (0..counts.len()).map(|c| (0..parts).map(|p| quota(c, p).floor() as usize).collect()).collect();
-    let mut column_need: Vec<i64> = (0..parts)
-        .map(|p| column_totals[p] as i64 - cells.iter().map(|row| row[p] as i64).sum::<i64>())
-        .collect();
+    let mut column_need: Vec<i64> =
+        (0..parts).map(|p| column_totals[p] as i64 - cells.iter().map(|row| row[p] as i64).sum::<i64>()).collect();
     // Rows with the most ups first; each row puts its ups where the columns need most
     // (ties: the larger fractional part). This is Ryser's construction of a 0-1 matrix.
     let mut rows: Vec<usize> = (0..counts.len()).collect();
@@ -47,9 +46,7 @@ pub fn apportion(counts: &[usize], shares: &[f64]) -> Vec<Vec<usize>> {
         let need = row_need(c, &cells);
         let mut order: Vec<usize> = (0..parts).collect();
         order.sort_by(|&a, &b| {
-            column_need[b]
-                .cmp(&column_need[a])
-                .then(quota(c, b).fract().partial_cmp(&quota(c, a).fract()).unwrap())
+            column_need[b].cmp(&column_need[a]).then(quota(c, b).fract().partial_cmp(&quota(c, a).fract()).unwrap())
         });
         for &p in order.iter().take(need) {
             cells[c][p] += 1;
@@ -132,8 +129,7 @@ pub fn filter_classes(dataset: &mut Dataset, classes: &[u32]) -> Result<()> {
     }
     let image_len = dataset.image_len();
     for split in dataset.splits.values_mut() {
-        let keep: Vec<usize> =
-            (0..split.len()).filter(|&i| classes.contains(&(split.labels[i] as u32))).collect();
+        let keep: Vec<usize> = (0..split.len()).filter(|&i| classes.contains(&(split.labels[i] as u32))).collect();
         *split = split.select(&keep, image_len);
     }
     Ok(())

@@ -47,8 +47,7 @@ pub fn complete_words(before: &[&str], word: &str) -> Vec<String> {
             None => Vec::new(),
         },
     };
-    let mut out: Vec<String> =
-        candidates.into_iter().filter(|c| c.starts_with(word)).map(str::to_string).collect();
+    let mut out: Vec<String> = candidates.into_iter().filter(|c| c.starts_with(word)).map(str::to_string).collect();
     out.dedup();
     out
 }
@@ -61,10 +60,8 @@ impl Completer for LabHelper {
         let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
         let word = &before[start..];
         let words: Vec<&str> = before[..start].split_whitespace().collect();
-        let mut pairs: Vec<Pair> = complete_words(&words, word)
-            .into_iter()
-            .map(|w| Pair { display: w.clone(), replacement: w })
-            .collect();
+        let mut pairs: Vec<Pair> =
+            complete_words(&words, word).into_iter().map(|w| Pair { display: w.clone(), replacement: w }).collect();
         if !words.is_empty() && (pairs.is_empty() || word.contains(['/', '.'])) {
             let (file_start, files) = self.files.complete(line, pos, ctx)?;
             if file_start == start || pairs.is_empty() {
@@ -149,7 +146,9 @@ pub fn run(session: &mut Session, terminal: &mut Terminal) -> rustyline::Result<
                             Err(e) => eprintln!("error: {e}"),
                         },
                         (Some("save"), None) => eprintln!("error: `:save FILE` needs a file name"),
-                        (Some("help"), _) => println!(":save FILE  write this session's statements as a script\n:quit       leave"),
+                        (Some("help"), _) => {
+                            println!(":save FILE  write this session's statements as a script\n:quit       leave")
+                        }
                         _ => eprintln!("error: unknown command `{trimmed}` (`:save FILE`, `:quit`, `:help`)"),
                     }
                     continue;

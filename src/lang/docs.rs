@@ -139,11 +139,7 @@ pub fn keywords() -> impl Iterator<Item = &'static str> {
 pub fn markdown_reference() -> String {
     let mut out = String::from("| statement | what it does |\n|---|---|\n");
     for doc in STATEMENTS {
-        let forms: Vec<String> = doc
-            .synopsis
-            .iter()
-            .map(|s| format!("`{}`", s.replace('|', "\\|")))
-            .collect();
+        let forms: Vec<String> = doc.synopsis.iter().map(|s| format!("`{}`", s.replace('|', "\\|"))).collect();
         out.push_str(&format!("| {} | {} |\n", forms.join("<br>"), doc.summary));
     }
     out

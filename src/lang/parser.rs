@@ -157,10 +157,7 @@ fn path(input: &str) -> Res<'_, PathBuf> {
     alt((map(quoted, PathBuf::from), map(token, PathBuf::from)))(input)
 }
 
-fn arg<'a, T>(
-    what: &'static str,
-    parser: impl FnMut(&'a str) -> Res<'a, T>,
-) -> impl FnMut(&'a str) -> Res<'a, T> {
+fn arg<'a, T>(what: &'static str, parser: impl FnMut(&'a str) -> Res<'a, T>) -> impl FnMut(&'a str) -> Res<'a, T> {
     preceded(expect(what, space1), expect(what, parser))
 }
 
@@ -170,11 +167,13 @@ fn seed_clause(input: &str) -> Res<'_, Option<u64>> {
 }
 
 fn load(input: &str) -> Res<'_, StatementKind> {
-    let (rest, _) = expect("what to load: `mnist`, `fashion-mnist`, `idx`, `npz`, `pkl`, `csv` or a folder", space1)(input)?;
+    let (rest, _) =
+        expect("what to load: `mnist`, `fashion-mnist`, `idx`, `npz`, `pkl`, `csv` or a folder", space1)(input)?;
     let (after, word) = expect("what to load", word_or_quoted)(rest)?;
     let source = |name| {
-        map(opt(preceded(tuple((space1, tag("from"))), arg("a folder", path))), move |from| {
-            LoadSource::Named { name, from }
+        map(opt(preceded(tuple((space1, tag("from"))), arg("a folder", path))), move |from| LoadSource::Named {
+            name,
+            from,
         })
     };
     let (rest, source) = match word.as_str() {
@@ -240,10 +239,8 @@ fn split(input: &str) -> Res<'_, StatementKind> {
         return Ok((after, StatementKind::Split(SplitSpec::Validation { percent: percent as u32, seed })));
     }
     let pct = |i| map_res(digit1, str::parse::<u32>)(i);
-    let (after, (train, _, val, _, test)) = expect(
-        "`val PERCENT` or percentages like `70/15/15`",
-        tuple((pct, char('/'), pct, char('/'), pct)),
-    )(rest)?;
+    let (after, (train, _, val, _, test)) =
+        expect("`val PERCENT` or percentages like `70/15/15`", tuple((pct, char('/'), pct, char('/'), pct)))(rest)?;
     if train + val + test != 100 {
         return fail(rest, format!("percentages that add up to 100 (these add up to {})", train + val + test));
     }
@@ -290,10 +287,8 @@ fn subset(input: &str) -> Res<'_, StatementKind> {
 
 fn save(input: &str) -> Res<'_, StatementKind> {
     let (rest, dir) = arg("a folder to save into", path)(input)?;
-    let (rest, format) = opt(preceded(
-        tuple((space1, tag("as"))),
-        arg("a format", keyword(&["idx", "npz", "csv", "png"])),
-    ))(rest)?;
+    let (rest, format) =
+        opt(preceded(tuple((space1, tag("as"))), arg("a format", keyword(&["idx", "npz", "csv", "png"]))))(rest)?;
     let format = match format {
         Some("npz") => SaveFormat::Npz,
         Some("csv") => SaveFormat::Csv,
@@ -318,7 +313,9 @@ fn help(input: &str) -> Res<'_, StatementKind> {
 
 fn statement(input: &str) -> Res<'_, StatementKind> {
     let (rest, word) = recognize(take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-'))(input)
-        .map_err(|_: nom::Err<PErr>| nom::Err::Failure(PErr { at: input, expected: "a statement".into(), suggestion: None }))?;
+        .map_err(|_: nom::Err<PErr>| {
+            nom::Err::Failure(PErr { at: input, expected: "a statement".into(), suggestion: None })
+        })?;
     let (rest, kind) = match word {
         "load" => load(rest)?,
         "info" => (rest, StatementKind::Info),

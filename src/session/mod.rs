@@ -83,7 +83,13 @@ impl Default for Session {
 impl Session {
     /// A session with no data and seed 0.
     pub fn new() -> Session {
-        Session { dataset: None, seed: 0, history: Vec::new(), lineage: Vec::new(), interrupt: Arc::new(AtomicBool::new(false)) }
+        Session {
+            dataset: None,
+            seed: 0,
+            history: Vec::new(),
+            lineage: Vec::new(),
+            interrupt: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// The flag a front end sets to interrupt a running statement (Ctrl-C, a kernel interrupt).
@@ -102,10 +108,14 @@ impl Session {
     }
 
     /// Parses `source` (every line first) and runs its statements in order, stopping at the first error.
-    pub fn run_source(&mut self, source: &str, file: Option<&Path>, out: &mut dyn FnMut(Event)) -> Result<(), RunError> {
+    pub fn run_source(
+        &mut self,
+        source: &str,
+        file: Option<&Path>,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), RunError> {
         let file = file.map(Path::to_path_buf);
-        let statements =
-            lang::parse_program(source).map_err(|error| RunError::Parse { file: file.clone(), error })?;
+        let statements = lang::parse_program(source).map_err(|error| RunError::Parse { file: file.clone(), error })?;
         for statement in &statements {
             self.execute(statement, out).map_err(|e| match e {
                 // A nested `run FILE` already names its own file.
@@ -155,9 +165,7 @@ impl Session {
     }
 
     fn dataset_for(&mut self, what: &str) -> Result<&mut Dataset, Failure> {
-        self.dataset
-            .as_mut()
-            .ok_or_else(|| format!("{what} needs data: run `load mnist` (or another `load`) first"))
+        self.dataset.as_mut().ok_or_else(|| format!("{what} needs data: run `load mnist` (or another `load`) first"))
     }
 
     fn dispatch(&mut self, kind: &StatementKind, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
@@ -176,7 +184,9 @@ impl Session {
                 let dataset = self.dataset_for("standardize")?;
                 let scaling = data::transform::standard_scaling(dataset).map_err(|e| e.to_string())?;
                 if let PixelScaling::Standard { mean, std } = scaling {
-                    out(Event::Text(format!("train mean {mean:.4}, std {std:.4} (pixels in 0..1); applied to every split")));
+                    out(Event::Text(format!(
+                        "train mean {mean:.4}, std {std:.4} (pixels in 0..1); applied to every split"
+                    )));
                 }
                 self.set_scaling(scaling, out)
             }
@@ -309,8 +319,7 @@ impl Session {
         }
         let image_len = dataset.image_len();
         let images: Vec<&[u8]> = picked.iter().map(|&i| data.image(i, image_len)).collect();
-        let captions: Vec<String> =
-            picked.iter().map(|&i| dataset.classes[data.labels[i] as usize].clone()).collect();
+        let captions: Vec<String> = picked.iter().map(|&i| dataset.classes[data.labels[i] as usize].clone()).collect();
         let columns = (picked.len() as f64).sqrt().ceil() as usize;
         let png = crate::plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns);
         out(Event::Image(Image {
@@ -401,7 +410,8 @@ fn load_named(named: data::fetch::Named, from: Option<&Path>, out: &mut dyn FnMu
             return data::npz::read_mnist_npz(&npz, name, classes).map_err(|e| e.to_string());
         }
     }
-    let dir = data::fetch::fetch(named, &mut |line: &str| out(Event::Text(line.to_string()))).map_err(|e| e.to_string())?;
+    let dir =
+        data::fetch::fetch(named, &mut |line: &str| out(Event::Text(line.to_string()))).map_err(|e| e.to_string())?;
     let description = format!("{name} (official files, verified, cached in {})", dir.display());
     data::load::load_official(&dir, name, classes, &description).map_err(|e| e.to_string())
 }
