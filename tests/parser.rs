@@ -1,0 +1,162 @@
+//! Parser tests: every statement form and every kind of syntax error.
+
+use std::path::PathBuf;
+
+use mnistlab::lang::docs::STATEMENTS;
+use mnistlab::lang::*;
+
+fn parse(line: &str) -> StatementKind {
+    parse_line(line, 1).unwrap_or_else(|e| panic!("{line:?} did not parse:\n{e}")).expect("a statement").kind
+}
+
+fn error(line: &str) -> ParseError {
+    match parse_line(line, 3) {
+        Err(e) => e,
+        Ok(st) => panic!("{line:?} parsed as {st:?}"),
+    }
+}
+
+#[test]
+fn load_forms() {
+    assert_eq!(parse("load mnist"), StatementKind::Load(LoadSource::Named { name: DatasetName::Mnist, from: None }));
+    assert_eq!(
+        parse("load fashion-mnist from /data/fm"),
+        StatementKind::Load(LoadSource::Named { name: DatasetName::FashionMnist, from: Some("/data/fm".into()) })
+    );
+    assert_eq!(
+        parse("load idx a.gz \"b c.gz\""),
+        StatementKind::Load(LoadSource::Idx { images: "a.gz".into(), labels: "b c.gz".into() })
+    );
+    assert_eq!(parse("load npz ~/mnist.npz"), StatementKind::Load(LoadSource::Npz("~/mnist.npz".into())));
+    assert_eq!(parse("load pkl mnist.pkl.gz"), StatementKind::Load(LoadSource::Pkl("mnist.pkl.gz".into())));
+    assert_eq!(parse("load csv train.csv"), StatementKind::Load(LoadSource::Csv("train.csv".into())));
+    assert_eq!(parse("load prepared/m1"), StatementKind::Load(LoadSource::Dir("prepared/m1".into())));
+    assert_eq!(parse("load \"my data\""), StatementKind::Load(LoadSource::Dir("my data".into())));
+}
+
+#[test]
+fn preprocessing_forms() {
+    assert_eq!(parse("info"), StatementKind::Info);
+    assert_eq!(parse("normalize"), StatementKind::Normalize(NormalizeRange::Unit));
+    assert_eq!(parse("normalize -1..1"), StatementKind::Normalize(NormalizeRange::Symmetric));
+    assert_eq!(parse("standardize"), StatementKind::Standardize);
+    assert_eq!(parse("onehot"), StatementKind::OneHot);
+    assert_eq!(parse("show samples 16"), StatementKind::ShowSamples { count: 16, split: None, class: None });
+    assert_eq!(
+        parse("show samples 8 test class 7"),
+        StatementKind::ShowSamples { count: 8, split: Some(SplitName::Test), class: Some(7) }
+    );
+}
+
+#[test]
+fn split_forms() {
+    assert_eq!(
+        parse("split 70/15/15 seed 42"),
+        StatementKind::Split(SplitSpec::Percent { train: 70, val: 15, test: 15, seed: Some(42) })
+    );
+    assert_eq!(
+        parse("split 80/10/10"),
+        StatementKind::Split(SplitSpec::Percent { train: 80, val: 10, test: 10, seed: None })
+    );
+    assert_eq!(parse("split val 10 seed 1"), StatementKind::Split(SplitSpec::Validation { percent: 10, seed: Some(1) }));
+    assert_eq!(parse("filter classes 0-4"), StatementKind::FilterClasses(vec![0, 1, 2, 3, 4]));
+    assert_eq!(parse("filter classes 1,3,5"), StatementKind::FilterClasses(vec![1, 3, 5]));
+    assert_eq!(parse("subset 60 per class seed 3"), StatementKind::Subset { per_class: 60, seed: Some(3) });
+}
+
+#[test]
+fn other_forms() {
+    assert_eq!(parse("save out/m"), StatementKind::Save { dir: "out/m".into(), format: SaveFormat::Idx });
+    assert_eq!(parse("save out/m as png"), StatementKind::Save { dir: "out/m".into(), format: SaveFormat::Png });
+    assert_eq!(parse("seed 7"), StatementKind::Seed(7));
+    assert_eq!(parse("help"), StatementKind::Help(None));
+    assert_eq!(parse("help split"), StatementKind::Help(Some("split".into())));
+    assert_eq!(parse("run examples/prepare.lab"), StatementKind::Run(PathBuf::from("examples/prepare.lab")));
+    assert_eq!(parse("print \"say \\\"hi\\\"\""), StatementKind::Print("say \"hi\"".into()));
+    assert_eq!(parse("print hello world"), StatementKind::Print("hello world".into()));
+}
+
+#[test]
+fn comments_blank_lines_and_spans() {
+    assert_eq!(parse_line("   # only a comment", 1).unwrap(), None);
+    assert_eq!(parse_line("", 1).unwrap(), None);
+    let st = parse_line("  load mnist   # the digits", 4).unwrap().unwrap();
+    assert_eq!(st.text, "load mnist");
+    assert_eq!(st.span, Span { line: 4, col: 3, len: 10 });
+    let program = parse_program("load mnist\n\n# c\nsplit 70/15/15 seed 42\ninfo\n").unwrap();
+    let lines: Vec<usize> = program.iter().map(|s| s.span.line).collect();
+    assert_eq!(lines, vec![1, 4, 5]);
+}
+
+#[test]
+fn every_documented_example_parses() {
+    for doc in STATEMENTS {
+        let st = parse_line(doc.example, 1).unwrap_or_else(|e| panic!("example of {}:\n{e}", doc.keyword));
+        assert!(st.is_some(), "{}", doc.keyword);
+        assert!(doc.example.starts_with(doc.keyword));
+    }
+}
+
+#[test]
+fn unknown_statement_suggests_keyword() {
+    let e = error("lod mnist");
+    assert_eq!((e.line, e.col), (3, 1));
+    assert!(e.expected.contains("a statement"), "{}", e.expected);
+    assert_eq!(e.suggestion.as_deref(), Some("load"));
+    let shown = e.to_string();
+    assert!(shown.contains("3:1:") && shown.contains("lod mnist") && shown.contains("^"), "{shown}");
+    assert!(shown.contains("did you mean `load`?"), "{shown}");
+    assert_eq!(error("splt 70/15/15").suggestion.as_deref(), Some("split"));
+    assert_eq!(error("xyzzy").suggestion, None);
+}
+
+#[test]
+fn misspelt_argument_keyword() {
+    let e = error("load mnst");
+    assert_eq!(e.col, 6);
+    assert_eq!(e.suggestion.as_deref(), Some("mnist"));
+    let e = error("save out as pgn");
+    assert_eq!(e.col, 13);
+    assert_eq!(e.suggestion.as_deref(), Some("png"));
+    let e = error("show sample 4");
+    assert_eq!(e.suggestion.as_deref(), Some("samples"));
+    let e = error("filter clases 0-4");
+    assert_eq!(e.suggestion.as_deref(), Some("classes"));
+}
+
+#[test]
+fn caret_points_under_the_error() {
+    let e = error("split 70/15/10");
+    let shown = e.to_string();
+    assert!(e.expected.contains("add up to 100") && e.expected.contains("95"), "{}", e.expected);
+    let lines: Vec<&str> = shown.lines().collect();
+    let source_col = lines[1].find("split").unwrap();
+    let caret_col = lines[2].find('^').unwrap();
+    assert_eq!(caret_col - source_col, e.col - 1);
+    assert_eq!(e.col, 7);
+}
+
+#[test]
+fn missing_and_malformed_arguments() {
+    assert!(error("seed").expected.contains("seed"));
+    assert!(error("seed x").expected.contains("whole number"));
+    assert!(error("split").expected.contains("70/15/15"));
+    assert!(error("split 70-15-15").expected.contains("70/15/15"));
+    assert!(error("split val 0").expected.contains("between 1 and 99"));
+    assert!(error("split val 10 sed 1").expected.contains("end of the statement"));
+    assert!(error("show samples").expected.contains("how many"));
+    assert!(error("filter classes 4-1").expected.contains("range"));
+    assert!(error("subset 10 per").expected.contains("class"));
+    assert!(error("load idx only-one.gz").expected.contains("labels file"));
+    assert!(error("load").expected.contains("what to load"));
+    assert!(error("print \"unclosed").expected.contains("closing"));
+    let e = error("info extra");
+    assert!(e.expected.contains("end of the statement"));
+    assert_eq!(e.col, 6);
+}
+
+#[test]
+fn non_ascii_columns_count_characters() {
+    let e = error("print \"é\" trailing");
+    assert_eq!(e.col, 11);
+}
