@@ -58,7 +58,10 @@ fn split_forms() {
         parse("split 80/10/10"),
         StatementKind::Split(SplitSpec::Percent { train: 80, val: 10, test: 10, seed: None })
     );
-    assert_eq!(parse("split val 10 seed 1"), StatementKind::Split(SplitSpec::Validation { percent: 10, seed: Some(1) }));
+    assert_eq!(
+        parse("split val 10 seed 1"),
+        StatementKind::Split(SplitSpec::Validation { percent: 10, seed: Some(1) })
+    );
     assert_eq!(parse("filter classes 0-4"), StatementKind::FilterClasses(vec![0, 1, 2, 3, 4]));
     assert_eq!(parse("filter classes 1,3,5"), StatementKind::FilterClasses(vec![1, 3, 5]));
     assert_eq!(parse("subset 60 per class seed 3"), StatementKind::Subset { per_class: 60, seed: Some(3) });
@@ -159,4 +162,95 @@ fn missing_and_malformed_arguments() {
 fn non_ascii_columns_count_characters() {
     let e = error("print \"é\" trailing");
     assert_eq!(e.col, 11);
+}
+
+#[test]
+fn augment_forms() {
+    assert_eq!(parse("augment"), StatementKind::Augment(AugmentSpec::Show));
+    assert_eq!(parse("augment off"), StatementKind::Augment(AugmentSpec::Off));
+    assert_eq!(parse("augment preview 16"), StatementKind::Augment(AugmentSpec::Preview(16)));
+    assert_eq!(
+        parse("augment rotate 10 shift 0.1 scale 0.9..1.1"),
+        StatementKind::Augment(AugmentSpec::Ops {
+            ops: vec![
+                AugmentOp::Rotate(10.0),
+                AugmentOp::Shift { amount: 0.1, pixels: false },
+                AugmentOp::Scale(0.9, 1.1)
+            ],
+            force: false,
+            nearest: false,
+        })
+    );
+    assert_eq!(
+        parse("augment shift 3px flip h force nearest"),
+        StatementKind::Augment(AugmentSpec::Ops {
+            ops: vec![AugmentOp::Shift { amount: 3.0, pixels: true }, AugmentOp::Flip(FlipAxis::Horizontal)],
+            force: true,
+            nearest: true,
+        })
+    );
+    assert_eq!(
+        parse("augment elastic 34 4 noise 0.05 erase 0.5 crop 2 shear 5"),
+        StatementKind::Augment(AugmentSpec::Ops {
+            ops: vec![
+                AugmentOp::Elastic { alpha: 34.0, sigma: 4.0 },
+                AugmentOp::Noise(0.05),
+                AugmentOp::Erase(0.5),
+                AugmentOp::Crop(2),
+                AugmentOp::Shear(5.0)
+            ],
+            force: false,
+            nearest: false,
+        })
+    );
+    assert_eq!(parse("expand 3x"), StatementKind::Expand(3));
+    assert_eq!(error("augment rotat 10").suggestion.as_deref(), Some("rotate"));
+    assert!(error("augment scale 1.1..0.9").expected.contains("range"));
+    assert!(error("augment erase 2").expected.contains("between 0 and 1"));
+    assert!(error("expand 2").expected.contains("2x"));
+}
+
+#[test]
+fn model_and_training_forms() {
+    assert_eq!(
+        parse("model conv32 pool conv64k5 same pool dense128 dropout 0.5"),
+        StatementKind::Model(ModelChoice::Layers(vec![
+            LayerWord::Conv { filters: 32, kernel: 3, same: false },
+            LayerWord::MaxPool,
+            LayerWord::Conv { filters: 64, kernel: 5, same: true },
+            LayerWord::MaxPool,
+            LayerWord::Dense(128),
+            LayerWord::Dropout(0.5),
+        ]))
+    );
+    assert_eq!(parse("model seed-cnn"), StatementKind::Model(ModelChoice::Preset("seed-cnn".into())));
+    assert_eq!(error("model conv32 pol dense10").suggestion.as_deref(), Some("pool"));
+    assert_eq!(error("model seed-cn").suggestion.as_deref(), Some("seed-cnn"));
+    assert!(error("model conv32 dropout 1.5").expected.contains("between 0 and 1"));
+    assert_eq!(parse("summary"), StatementKind::Summary);
+    assert_eq!(
+        parse("optimizer adam lr 1e-3 body 1e-4"),
+        StatementKind::Optimizer(OptimizerSpec {
+            kind: OptimizerKind::Adam,
+            lr: Some(1e-3),
+            momentum: None,
+            decay: None,
+            body_lr: Some(1e-4)
+        })
+    );
+    assert_eq!(error("optimizer adm").suggestion.as_deref(), Some("adam"));
+    assert_eq!(parse("schedule onecycle"), StatementKind::Schedule(ScheduleKind::OneCycle));
+    assert_eq!(parse("batch 128"), StatementKind::Batch(128));
+    assert_eq!(parse("loss crossentropy smoothing 0.1"), StatementKind::Loss { smoothing: Some(0.1) });
+    assert_eq!(parse("fit 10 patience 3"), StatementKind::Fit { epochs: 10, patience: Some(3) });
+    assert_eq!(parse("evaluate"), StatementKind::Evaluate(None));
+    assert_eq!(parse("evaluate val"), StatementKind::Evaluate(Some(SplitName::Val)));
+    assert_eq!(parse("plot history"), StatementKind::Plot(PlotKind::History));
+    assert_eq!(error("plot histroy").suggestion.as_deref(), Some("history"));
+    assert_eq!(parse("show mistakes 12"), StatementKind::ShowMistakes(12));
+    assert_eq!(parse("save model m.safetensors"), StatementKind::SaveModel("m.safetensors".into()));
+    assert_eq!(parse("load model m.safetensors"), StatementKind::LoadModel("m.safetensors".into()));
+    assert_eq!(parse("predict digits/"), StatementKind::Predict("digits/".into()));
+    assert_eq!(parse("device cuda"), StatementKind::Device(DeviceKind::Cuda));
+    assert_eq!(parse("threads 2"), StatementKind::Threads(2));
 }

@@ -54,7 +54,8 @@ fn prepare_example_splits_saves_and_round_trips() {
 
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(saved_dir.join("manifest.json")).unwrap()).unwrap();
-    let statements: Vec<&str> = manifest["statements"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let statements: Vec<&str> =
+        manifest["statements"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     assert_eq!(statements, vec!["load mnist", "normalize", "onehot", "split 70/15/15 seed 42"]);
     let text = manifest.to_string();
     // The source's checksums are the official raw files'.
@@ -96,7 +97,10 @@ fn piped_typo_gets_a_caret_error() {
 fn statement_in_the_wrong_order_says_what_to_do() {
     let mut session = Session::new();
     let err = session.run_source("seed 3\nsplit 70/15/15\n", Some(Path::new("x.lab")), &mut |_| {}).unwrap_err();
-    assert_eq!(err.to_string(), "x.lab:2:1: split 70/15/15: split needs data: run `load mnist` (or another `load`) first");
+    assert_eq!(
+        err.to_string(),
+        "x.lab:2:1: split 70/15/15: split needs data: run `load mnist` (or another `load`) first"
+    );
     // The session survives and keeps what ran.
     assert_eq!(session.history(), ["seed 3"]);
     let mut texts = Vec::new();

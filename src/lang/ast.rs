@@ -183,4 +183,168 @@ pub enum StatementKind {
     Run(PathBuf),
     /// `print "text"`
     Print(String),
+    /// `augment ...`
+    Augment(AugmentSpec),
+    /// `expand Nx`: the train split becomes N times its size (originals plus N-1 augmented copies).
+    Expand(usize),
+    /// `model ...`
+    Model(ModelChoice),
+    /// `summary`
+    Summary,
+    /// `optimizer adam|adamw|sgd [lr X] [momentum M] [decay W] [body X]`
+    Optimizer(OptimizerSpec),
+    /// `schedule constant|onecycle|cosine|step`
+    Schedule(ScheduleKind),
+    /// `batch N`
+    Batch(usize),
+    /// `loss crossentropy [smoothing S]`
+    Loss { smoothing: Option<f64> },
+    /// `fit N [patience P]`
+    Fit { epochs: usize, patience: Option<usize> },
+    /// `evaluate [test|val|train]`
+    Evaluate(Option<SplitName>),
+    /// `plot history|confusion`
+    Plot(PlotKind),
+    /// `show mistakes N`
+    ShowMistakes(usize),
+    /// `save model PATH`
+    SaveModel(PathBuf),
+    /// `load model PATH`
+    LoadModel(PathBuf),
+    /// `predict PATH`
+    Predict(PathBuf),
+    /// `device cpu|cuda`
+    Device(DeviceKind),
+    /// `threads N`
+    Threads(usize),
+}
+
+/// Flip axis of `augment flip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlipAxis {
+    /// Mirror left-right.
+    Horizontal,
+    /// Mirror top-bottom.
+    Vertical,
+}
+
+/// One operation of an `augment` line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AugmentOp {
+    /// `rotate DEG`: uniform in ±DEG degrees.
+    Rotate(f64),
+    /// `shift FRAC` (fraction of the side) or `shift Npx`.
+    Shift { amount: f64, pixels: bool },
+    /// `scale A..B`: uniform zoom factor.
+    Scale(f64, f64),
+    /// `shear DEG`.
+    Shear(f64),
+    /// `crop PAD`: pad, then a random crop back to size.
+    Crop(u32),
+    /// `flip h|v`.
+    Flip(FlipAxis),
+    /// `elastic ALPHA SIGMA` (Simard et al. 2003).
+    Elastic { alpha: f64, sigma: f64 },
+    /// `noise STD`: Gaussian noise in the 0..1 pixel scale.
+    Noise(f64),
+    /// `erase P`: random erasing with probability P.
+    Erase(f64),
+}
+
+/// What an `augment` statement asks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AugmentSpec {
+    /// Set the pipeline to these operations; `force` allows flips of digits; `nearest` sampling.
+    Ops { ops: Vec<AugmentOp>, force: bool, nearest: bool },
+    /// `augment off`
+    Off,
+    /// `augment` alone: show the pipeline.
+    Show,
+    /// `augment preview N`
+    Preview(usize),
+}
+
+/// One layer word of a `model` statement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerWord {
+    /// `convN`, `convNk5`, optionally followed by `same`.
+    Conv { filters: usize, kernel: usize, same: bool },
+    /// `pool`: 2×2 max pooling.
+    MaxPool,
+    /// `avgpool`: 2×2 average pooling.
+    AvgPool,
+    /// `bn`: batch normalization.
+    BatchNorm,
+    /// `dropout P`.
+    Dropout(f64),
+    /// `denseN` (ReLU).
+    Dense(usize),
+    /// `gap`: global average pooling.
+    GlobalAvgPool,
+}
+
+/// The network a `model` statement asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelChoice {
+    /// A named recipe (`seed-small`, `seed-cnn`, `lenet5`, `strong`).
+    Preset(String),
+    /// A sequence of layers.
+    Layers(Vec<LayerWord>),
+}
+
+/// Optimizer kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// Adam.
+    Adam,
+    /// Adam with decoupled weight decay.
+    AdamW,
+    /// SGD, optionally with momentum.
+    Sgd,
+}
+
+/// An `optimizer` statement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptimizerSpec {
+    /// Which optimizer.
+    pub kind: OptimizerKind,
+    /// Learning rate.
+    pub lr: Option<f64>,
+    /// SGD momentum.
+    pub momentum: Option<f64>,
+    /// Weight decay.
+    pub decay: Option<f64>,
+    /// Learning rate of the non-head layers (fine-tuning).
+    pub body_lr: Option<f64>,
+}
+
+/// Learning-rate schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// Constant rate.
+    Constant,
+    /// One-cycle (warm up, then anneal).
+    OneCycle,
+    /// Cosine annealing.
+    Cosine,
+    /// Step decay.
+    Step,
+}
+
+/// What `plot` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlotKind {
+    /// Accuracy and loss curves per epoch.
+    History,
+    /// The confusion matrix of the last evaluation.
+    Confusion,
+}
+
+/// Compute devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// The CPU.
+    Cpu,
+    /// An NVIDIA GPU through CUDA.
+    Cuda,
 }

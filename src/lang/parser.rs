@@ -177,6 +177,9 @@ fn load(input: &str) -> Res<'_, StatementKind> {
         })
     };
     let (rest, source) = match word.as_str() {
+        "model" if after.starts_with(char::is_whitespace) => {
+            return map(arg("a model file", path), StatementKind::LoadModel)(after);
+        }
         "mnist" => source(DatasetName::Mnist)(after)?,
         "fashion-mnist" | "fashion" => source(DatasetName::FashionMnist)(after)?,
         "idx" => map(tuple((arg("an images file", path), arg("a labels file", path))), |(images, labels)| {
@@ -207,7 +210,10 @@ fn word_or_quoted(input: &str) -> Res<'_, String> {
 }
 
 fn show(input: &str) -> Res<'_, StatementKind> {
-    let (rest, _) = arg("`samples`", keyword(&["samples"]))(input)?;
+    let (rest, what) = arg("`samples` or `mistakes`", keyword(&["samples", "mistakes"]))(input)?;
+    if what == "mistakes" {
+        return map(arg("how many mistakes (a number)", count), StatementKind::ShowMistakes)(rest);
+    }
     let (rest, count) = arg("how many samples (a number)", count)(rest)?;
     let (rest, split) = opt(preceded(space1, split_name))(rest)?;
     let (rest, class) = opt(preceded(tuple((space1, tag("class"))), arg("a class number", uint)))(rest)?;
@@ -286,6 +292,9 @@ fn subset(input: &str) -> Res<'_, StatementKind> {
 }
 
 fn save(input: &str) -> Res<'_, StatementKind> {
+    if let Ok((rest, _)) = tuple((space1::<_, PErr>, tag("model"), space1))(input) {
+        return map(expect("a file for the model", path), StatementKind::SaveModel)(rest);
+    }
     let (rest, dir) = arg("a folder to save into", path)(input)?;
     let (rest, format) =
         opt(preceded(tuple((space1, tag("as"))), arg("a format", keyword(&["idx", "npz", "csv", "png"]))))(rest)?;
@@ -311,6 +320,236 @@ fn help(input: &str) -> Res<'_, StatementKind> {
     map(opt(preceded(space1, token)), |w: Option<&str>| StatementKind::Help(w.map(str::to_string)))(input)
 }
 
+/// A decimal number: `-0.5`, `10`, `1e-3`, `.25`.
+fn number(input: &str) -> Res<'_, f64> {
+    map_res(
+        recognize(tuple((
+            opt(char('-')),
+            alt((recognize(tuple((digit1, opt(tuple((char('.'), digit1)))))), recognize(tuple((char('.'), digit1))))),
+            opt(tuple((alt((char('e'), char('E'))), opt(alt((char('+'), char('-')))), digit1))),
+        ))),
+        str::parse::<f64>,
+    )(input)
+}
+
+/// `A..B`
+fn range(input: &str) -> Res<'_, (f64, f64)> {
+    let (rest, (a, _, b)) = tuple((number, tag(".."), number))(input)?;
+    if b < a {
+        return fail(input, "a range whose end is not below its start");
+    }
+    Ok((rest, (a, b)))
+}
+
+const AUGMENT_WORDS: &[&str] =
+    &["rotate", "shift", "scale", "shear", "crop", "flip", "elastic", "noise", "erase", "force", "nearest"];
+
+fn augment(input: &str) -> Res<'_, StatementKind> {
+    let Ok((after, word)) = preceded(space1::<_, PErr>, token)(input) else {
+        return Ok((input, StatementKind::Augment(AugmentSpec::Show)));
+    };
+    match word {
+        "off" => return Ok((after, StatementKind::Augment(AugmentSpec::Off))),
+        "preview" => {
+            let (rest, n) = arg("how many images to preview (a number)", count)(after)?;
+            return Ok((rest, StatementKind::Augment(AugmentSpec::Preview(n))));
+        }
+        _ => {}
+    }
+    let (mut ops, mut force, mut nearest) = (Vec::new(), false, false);
+    let mut rest = input;
+    while let Ok((r, _)) = space1::<_, PErr>(rest) {
+        if r.is_empty() {
+            break;
+        }
+        let (r, word) = keyword(AUGMENT_WORDS)(r)?;
+        let (r, op) = match word {
+            "rotate" => map(arg("an angle in degrees", number), AugmentOp::Rotate)(r)?,
+            "shift" => {
+                let (r2, amount) = arg("a fraction of the side (0.1) or pixels (3px)", number)(r)?;
+                match tag::<_, _, PErr>("px")(r2) {
+                    Ok((r3, _)) => (r3, AugmentOp::Shift { amount, pixels: true }),
+                    Err(_) => (r2, AugmentOp::Shift { amount, pixels: false }),
+                }
+            }
+            "scale" => map(arg("a zoom range like 0.9..1.1", range), |(a, b)| AugmentOp::Scale(a, b))(r)?,
+            "shear" => map(arg("an angle in degrees", number), AugmentOp::Shear)(r)?,
+            "crop" => map(arg("a padding in pixels", uint), |p| AugmentOp::Crop(p as u32))(r)?,
+            "flip" => map(arg("`h` or `v`", keyword(&["h", "v"])), |w| {
+                AugmentOp::Flip(if w == "h" { FlipAxis::Horizontal } else { FlipAxis::Vertical })
+            })(r)?,
+            "elastic" => map(tuple((arg("ALPHA", number), arg("SIGMA", number))), |(alpha, sigma)| {
+                AugmentOp::Elastic { alpha, sigma }
+            })(r)?,
+            "noise" => map(arg("a standard deviation", number), AugmentOp::Noise)(r)?,
+            "erase" => {
+                let (r2, p) = arg("a probability", number)(r)?;
+                if !(0.0..=1.0).contains(&p) {
+                    return fail(r, "a probability between 0 and 1");
+                }
+                (r2, AugmentOp::Erase(p))
+            }
+            "force" => {
+                force = true;
+                rest = r;
+                continue;
+            }
+            _ => {
+                nearest = true;
+                rest = r;
+                continue;
+            }
+        };
+        ops.push(op);
+        rest = r;
+    }
+    if ops.is_empty() {
+        return fail(
+            input.trim_start(),
+            "an operation: rotate, shift, scale, shear, crop, flip, elastic, noise or erase",
+        );
+    }
+    Ok((rest, StatementKind::Augment(AugmentSpec::Ops { ops, force, nearest })))
+}
+
+fn expand(input: &str) -> Res<'_, StatementKind> {
+    let (rest, (n, _)) = arg("a factor like `2x`", tuple((count, char('x'))))(input)?;
+    if n < 1 {
+        return fail(input.trim_start(), "a factor of at least 1x");
+    }
+    Ok((rest, StatementKind::Expand(n)))
+}
+
+const PRESETS: &[&str] = &["seed-small", "seed-cnn", "lenet5", "strong"];
+const LAYER_WORDS: &[&str] = &["conv32", "conv64k5", "same", "pool", "avgpool", "bn", "dropout", "dense128", "gap"];
+
+fn layer(input: &str) -> Res<'_, LayerWord> {
+    let (rest, word) = token(input)?;
+    let digits = |s: &str| s.parse::<usize>().ok().filter(|&n| n > 0);
+    let layer = if let Some(spec) = word.strip_prefix("conv") {
+        let (filters, kernel) = match spec.split_once('k') {
+            Some((f, k)) => (digits(f), digits(k)),
+            None => (digits(spec), Some(3)),
+        };
+        match (filters, kernel) {
+            (Some(filters), Some(kernel)) => {
+                let (rest, same) = opt(preceded(space1, tag("same")))(rest)?;
+                return Ok((rest, LayerWord::Conv { filters, kernel, same: same.is_some() }));
+            }
+            _ => None,
+        }
+    } else if let Some(n) = word.strip_prefix("dense") {
+        digits(n).map(LayerWord::Dense)
+    } else {
+        match word {
+            "pool" | "maxpool" => Some(LayerWord::MaxPool),
+            "avgpool" => Some(LayerWord::AvgPool),
+            "bn" => Some(LayerWord::BatchNorm),
+            "gap" => Some(LayerWord::GlobalAvgPool),
+            "dropout" => {
+                let (rest, p) = arg("a dropout rate between 0 and 1", number)(rest)?;
+                if !(0.0..1.0).contains(&p) {
+                    return fail(rest, "a dropout rate between 0 and 1");
+                }
+                return Ok((rest, LayerWord::Dropout(p)));
+            }
+            _ => None,
+        }
+    };
+    match layer {
+        Some(l) => Ok((rest, l)),
+        None => Err(nom::Err::Failure(PErr {
+            at: input,
+            expected: "a layer: convN, convNk5, pool, avgpool, bn, dropout P, denseN or gap".into(),
+            suggestion: closest(word, LAYER_WORDS.iter().chain(PRESETS).copied()).map(str::to_string),
+        })),
+    }
+}
+
+fn model(input: &str) -> Res<'_, StatementKind> {
+    let (first, _) =
+        expect("a preset (seed-small, seed-cnn, lenet5, strong) or layers like `conv32 pool dense128`", space1)(input)?;
+    if let Ok((rest, word)) = token(first) {
+        if PRESETS.contains(&word) {
+            return Ok((rest, StatementKind::Model(ModelChoice::Preset(word.to_string()))));
+        }
+    }
+    let (mut rest, first_layer) = layer(first)?;
+    let mut layers = vec![first_layer];
+    while let Ok((r, _)) = space1::<_, PErr>(rest) {
+        if r.is_empty() {
+            break;
+        }
+        let (r, l) = layer(r)?;
+        layers.push(l);
+        rest = r;
+    }
+    Ok((rest, StatementKind::Model(ModelChoice::Layers(layers))))
+}
+
+fn optimizer(input: &str) -> Res<'_, StatementKind> {
+    let (mut rest, kind) = arg("`adam`, `adamw` or `sgd`", keyword(&["adam", "adamw", "sgd"]))(input)?;
+    let kind = match kind {
+        "adam" => OptimizerKind::Adam,
+        "adamw" => OptimizerKind::AdamW,
+        _ => OptimizerKind::Sgd,
+    };
+    let mut spec = OptimizerSpec { kind, lr: None, momentum: None, decay: None, body_lr: None };
+    while let Ok((r, _)) = space1::<_, PErr>(rest) {
+        if r.is_empty() {
+            break;
+        }
+        let (r, option) = keyword(&["lr", "momentum", "decay", "body"])(r)?;
+        let (r, value) = arg("a number", number)(r)?;
+        match option {
+            "lr" => spec.lr = Some(value),
+            "momentum" => spec.momentum = Some(value),
+            "decay" => spec.decay = Some(value),
+            _ => spec.body_lr = Some(value),
+        }
+        rest = r;
+    }
+    Ok((rest, StatementKind::Optimizer(spec)))
+}
+
+fn schedule(input: &str) -> Res<'_, StatementKind> {
+    let (rest, word) = arg("a schedule", keyword(&["constant", "onecycle", "cosine", "step"]))(input)?;
+    let kind = match word {
+        "constant" => ScheduleKind::Constant,
+        "onecycle" => ScheduleKind::OneCycle,
+        "cosine" => ScheduleKind::Cosine,
+        _ => ScheduleKind::Step,
+    };
+    Ok((rest, StatementKind::Schedule(kind)))
+}
+
+fn loss(input: &str) -> Res<'_, StatementKind> {
+    let (rest, _) = arg("`crossentropy`", keyword(&["crossentropy"]))(input)?;
+    let (rest, smoothing) = opt(preceded(tuple((space1, tag("smoothing"))), arg("a smoothing factor", number)))(rest)?;
+    Ok((rest, StatementKind::Loss { smoothing }))
+}
+
+fn fit(input: &str) -> Res<'_, StatementKind> {
+    let (rest, epochs) = arg("how many epochs (a number)", count)(input)?;
+    let (rest, patience) = opt(preceded(tuple((space1, tag("patience"))), arg("a patience in epochs", count)))(rest)?;
+    Ok((rest, StatementKind::Fit { epochs, patience }))
+}
+
+fn evaluate(input: &str) -> Res<'_, StatementKind> {
+    let (rest, split) = opt(preceded(space1, expect("`test`, `val` or `train`", split_name)))(input)?;
+    Ok((rest, StatementKind::Evaluate(split)))
+}
+
+fn plot(input: &str) -> Res<'_, StatementKind> {
+    let (rest, word) = arg("`history` or `confusion`", keyword(&["history", "confusion"]))(input)?;
+    Ok((rest, StatementKind::Plot(if word == "history" { PlotKind::History } else { PlotKind::Confusion })))
+}
+
+fn device(input: &str) -> Res<'_, StatementKind> {
+    let (rest, word) = arg("`cpu` or `cuda`", keyword(&["cpu", "cuda"]))(input)?;
+    Ok((rest, StatementKind::Device(if word == "cpu" { DeviceKind::Cpu } else { DeviceKind::Cuda })))
+}
+
 fn statement(input: &str) -> Res<'_, StatementKind> {
     let (rest, word) = recognize(take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-'))(input)
         .map_err(|_: nom::Err<PErr>| {
@@ -331,6 +570,20 @@ fn statement(input: &str) -> Res<'_, StatementKind> {
         "help" => help(rest)?,
         "run" => map(arg("a script file", path), StatementKind::Run)(rest)?,
         "print" => print(rest)?,
+        "augment" => augment(rest)?,
+        "expand" => expand(rest)?,
+        "model" => model(rest)?,
+        "summary" => (rest, StatementKind::Summary),
+        "optimizer" => optimizer(rest)?,
+        "schedule" => schedule(rest)?,
+        "batch" => map(arg("a batch size (a number)", count), StatementKind::Batch)(rest)?,
+        "loss" => loss(rest)?,
+        "fit" => fit(rest)?,
+        "evaluate" => evaluate(rest)?,
+        "plot" => plot(rest)?,
+        "predict" => map(arg("an image file or a folder of images", path), StatementKind::Predict)(rest)?,
+        "device" => device(rest)?,
+        "threads" => map(arg("a thread count (a number)", count), StatementKind::Threads)(rest)?,
         other => {
             let known: Vec<&str> = docs::keywords().collect();
             return Err(nom::Err::Failure(PErr {
