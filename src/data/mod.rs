@@ -3,6 +3,7 @@
 pub mod checksum;
 pub mod dataset;
 pub mod error;
+pub mod fetch;
 pub mod idx;
 pub mod pickle;
 
