@@ -3,7 +3,9 @@
 pub mod checksum;
 pub mod dataset;
 pub mod error;
+pub mod fetch;
 pub mod idx;
+pub mod pickle;
 
 pub use dataset::{Dataset, PixelScaling, Provenance, Split, SplitKind};
 pub use error::{DataError, Result};
