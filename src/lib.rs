@@ -9,3 +9,5 @@ pub mod data;
 pub mod front;
 pub mod lang;
 pub mod session;
+#[doc(hidden)]
+pub mod testdata;

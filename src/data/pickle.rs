@@ -1028,12 +1028,8 @@ mod tests {
     /// The real deeplearning.net file, converted to IDX, gives the official raw SHA-256s.
     #[test]
     fn real_file_matches_official_idx() {
-        let path = Path::new("/tmp/dl/hub/mnist/data/mnist.pkl.gz");
-        if !path.exists() {
-            eprintln!("skipped: {} is not on this machine", path.display());
-            return;
-        }
-        let ds = read_mnist_pkl(path).unwrap();
+        let path = crate::testdata::mnist_pkl();
+        let ds = read_mnist_pkl(&path).unwrap();
         let train = ds.split(SplitKind::Train).unwrap();
         let test = ds.split(SplitKind::Test).unwrap();
         assert_eq!((train.len(), test.len()), (60000, 10000));
