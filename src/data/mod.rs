@@ -4,6 +4,7 @@ pub mod checksum;
 pub mod dataset;
 pub mod error;
 pub mod idx;
+pub mod npz;
 
 pub use dataset::{Dataset, PixelScaling, Provenance, Split, SplitKind};
 pub use error::{DataError, Result};
