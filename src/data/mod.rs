@@ -1,6 +1,7 @@
 //! The data operations: formats, fetching, transforms and splits. Knows nothing of the language.
 
 pub mod checksum;
+pub mod csv;
 pub mod dataset;
 pub mod error;
 pub mod idx;
