@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod error;
 pub mod idx;
 pub mod npz;
+pub mod saved;
 
 pub use dataset::{Dataset, PixelScaling, Provenance, Split, SplitKind};
 pub use error::{DataError, Result};
