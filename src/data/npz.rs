@@ -413,6 +413,7 @@ pub fn write_npz_to<W: Write + Seek>(path: &Path, writer: W, dataset: &Dataset) 
     let io_err = |e: std::io::Error| DataError::io(path, e);
     let options = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(4))
         .large_file(
             dataset.len() as u64 * dataset.image_len().max(dataset.classes.len() * 4) as u64
                 > u32::MAX as u64 / 2,

@@ -297,7 +297,6 @@ fn write_data(
             }
         }
         SaveFormat::Png => {
-            drop(put);
             for (kind, split) in &dataset.splits {
                 files.extend(write_pngs(root, *kind, split, dataset, should_stop)?);
             }
