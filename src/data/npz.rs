@@ -31,24 +31,14 @@ fn dtype_text(dtype: &DType) -> String {
     match dtype {
         DType::Plain(ts) => {
             let kind = match ts.type_char() {
-                TypeChar::Bool => "bool",
+                TypeChar::Bool => return format!("bool ({ts})"),
                 TypeChar::Int => "int",
                 TypeChar::Uint => "uint",
                 TypeChar::Float => "float",
                 TypeChar::Complex => "complex",
                 _ => return ts.to_string(),
             };
-            let bits = ts.size_field()
-                * if ts.type_char() == TypeChar::Bool {
-                    1
-                } else {
-                    8
-                };
-            if ts.type_char() == TypeChar::Bool {
-                format!("bool ({ts})")
-            } else {
-                format!("{kind}{bits} ({ts})")
-            }
+            format!("{kind}{} ({ts})", ts.size_field() * 8)
         }
         other => other.descr(),
     }
@@ -411,18 +401,18 @@ pub fn write_npz_to<W: Write + Seek>(path: &Path, writer: W, dataset: &Dataset) 
         DataError::format(path, format!("cannot write the zip archive: {e}"))
     };
     let io_err = |e: std::io::Error| DataError::io(path, e);
-    let options = SimpleFileOptions::default()
-        .compression_method(CompressionMethod::Deflated)
-        .compression_level(Some(4))
-        .large_file(
-            dataset.len() as u64 * dataset.image_len().max(dataset.classes.len() * 4) as u64
-                > u32::MAX as u64 / 2,
-        );
+    // Zip64 headers are needed for entries of 4 GiB or more.
+    let options = |bytes: usize| {
+        SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .compression_level(Some(4))
+            .large_file(bytes as u64 >= u32::MAX as u64 - 4096)
+    };
     let mut zip = ZipWriter::new(writer);
     for (&kind, split) in &dataset.splits {
         let (xk, yk) = keys(kind);
         let n = split.len() as u64;
-        zip.start_file(format!("{xk}.npy"), options)
+        zip.start_file(format!("{xk}.npy"), options(split.pixels.len()))
             .map_err(zip_err)?;
         {
             let mut out = BufWriter::new(&mut zip);
@@ -436,8 +426,11 @@ pub fn write_npz_to<W: Write + Seek>(path: &Path, writer: W, dataset: &Dataset) 
             npy.finish().map_err(io_err)?;
             out.flush().map_err(io_err)?;
         }
-        zip.start_file(format!("{yk}.npy"), options)
-            .map_err(zip_err)?;
+        zip.start_file(
+            format!("{yk}.npy"),
+            options(split.len() * dataset.classes.len() * 4),
+        )
+        .map_err(zip_err)?;
         {
             let mut out = BufWriter::new(&mut zip);
             if dataset.onehot {
