@@ -1,5 +1,6 @@
 //! The data operations: formats, fetching, transforms and splits. Knows nothing of the language.
 
+pub mod augment;
 pub mod checksum;
 pub mod dataset;
 pub mod error;
