@@ -2,6 +2,7 @@
 //! Knows nothing of the language.
 
 pub mod checkpoint;
+mod conv;
 pub mod network;
 pub mod preprocess;
 pub mod spec;

@@ -13,6 +13,7 @@ use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBui
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::conv::conv2d;
 use super::spec::{Layer, ModelSpec, Shape};
 use super::{ModelError, Result};
 
@@ -26,7 +27,7 @@ const BN_EPS: f64 = 1e-3;
 pub type Weights = Vec<(String, Tensor)>;
 
 enum Built {
-    Conv(Conv2d),
+    Conv { conv: Conv2d, padding: usize },
     MaxPool,
     AvgPool,
     BatchNorm(BatchNorm),
@@ -131,13 +132,8 @@ impl Network {
                         padding,
                         ..Default::default()
                     };
-                    layers.push(Built::Conv(candle_nn::conv2d(
-                        c,
-                        filters,
-                        kernel,
-                        cfg,
-                        vb.pp(&name),
-                    )?));
+                    let conv = candle_nn::conv2d(c, filters, kernel, cfg, vb.pp(&name))?;
+                    layers.push(Built::Conv { conv, padding });
                     shape = if same_padding {
                         Shape::Image(filters, h, w)
                     } else {
@@ -339,9 +335,12 @@ impl Network {
         let mut x = xs.clone();
         for layer in &self.layers {
             x = match layer {
-                Built::Conv(conv) => conv.forward(&x)?.relu()?,
-                Built::MaxPool => x.max_pool2d(2)?,
-                Built::AvgPool => x.avg_pool2d(2)?,
+                Built::Conv { conv, padding } => {
+                    let bias = conv.bias().expect("convolutions are built with a bias");
+                    conv2d(&x, conv.weight(), bias, *padding)?.relu()?
+                }
+                Built::MaxPool => even(&x)?.max_pool2d(2)?,
+                Built::AvgPool => even(&x)?.avg_pool2d(2)?,
                 Built::BatchNorm(bn) => bn.forward_t(&x, train)?,
                 Built::Dropout(rate) if train && *rate > 0.0 => self.dropout(&x, *rate)?,
                 Built::Dropout(_) => x,
@@ -373,6 +372,14 @@ impl Network {
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
         Ok(x.mul(&mask)?)
     }
+}
+
+/// Drops the last row and column of odd-sized images, as 2×2 pooling does (Keras `'valid'`).
+/// Pooling an even-sized input keeps candle's pooling gradients exact: they upsample the
+/// pooled map back to the input size, which misplaces values when the size is odd.
+fn even(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    Ok(x.narrow(2, 0, h / 2 * 2)?.narrow(3, 0, w / 2 * 2)?)
 }
 
 /// True for batch-norm moving statistics, which the optimizer must not update.
