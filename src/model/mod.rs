@@ -10,8 +10,9 @@ pub mod train;
 
 use std::path::{Path, PathBuf};
 
-// pub use checkpoint::{load_model, save_model, ModelMeta};
+pub use checkpoint::{load_model, save_model, ModelMeta};
 pub use network::{Network, Weights};
+pub use preprocess::{preprocess_file, preprocess_gray, preprocess_image};
 pub use spec::{preset, Layer, LayerInfo, ModelSpec, Summary, SummaryRow};
 pub use train::{
     evaluate, fit, predict_probs, Augment, EpochStats, Evaluation, History, Monitor, Optimizer,
