@@ -8,3 +8,4 @@
 pub mod data;
 pub mod lang;
 pub mod model;
+pub mod plot;

@@ -180,7 +180,7 @@ mod tests {
         // Ink is bright on a black background (inverted), the corners are empty.
         assert_eq!(out[0], 0);
         assert_eq!(out[783], 0);
-        assert!(out.iter().any(|&v| v == 255));
+        assert!(out.contains(&255));
     }
 
     #[test]
