@@ -11,3 +11,5 @@ pub mod lang;
 pub mod session;
 #[doc(hidden)]
 pub mod testdata;
+pub mod model;
+pub mod plot;

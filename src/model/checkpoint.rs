@@ -1,0 +1,246 @@
+//! Model files: the weights as safetensors, with the spec, input shape, class names and pixel
+//! scaling in the safetensors metadata (JSON strings), so a file alone rebuilds the model.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use safetensors::SafeTensors;
+
+use super::network::Network;
+use super::spec::ModelSpec;
+use super::{ModelError, Result};
+use crate::data::PixelScaling;
+
+/// The value of the `format` metadata key of the files this version writes.
+pub const FORMAT: &str = "mnistlab-model/1";
+
+/// What a model file says besides its weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelMeta {
+    /// The architecture.
+    pub spec: ModelSpec,
+    /// Input shape: (channels, height, width).
+    pub input: (usize, usize, usize),
+    /// Class names; their count is the number of outputs.
+    pub classes: Vec<String>,
+    /// How pixel bytes were scaled in training (apply the same to new images).
+    pub scaling: PixelScaling,
+    /// Free-form entries given to [`save_model`] (e.g. dataset name, epochs, test accuracy).
+    pub extra: BTreeMap<String, String>,
+}
+
+const EXTRA_PREFIX: &str = "extra.";
+
+/// Writes `net` to `path` with its metadata, atomically (a temporary file in the same
+/// directory, then a rename): a failed save never leaves a half-written model behind.
+pub fn save_model(
+    path: &Path,
+    net: &Network,
+    classes: &[String],
+    scaling: PixelScaling,
+    extra: &BTreeMap<String, String>,
+) -> Result<()> {
+    if classes.len() != net.classes() {
+        return Err(ModelError::Data(format!(
+            "{} class names for a model with {} outputs",
+            classes.len(),
+            net.classes()
+        )));
+    }
+    let json = |v: serde_json::Result<String>| v.expect("plain data always serializes");
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), FORMAT.to_string());
+    meta.insert("spec".to_string(), json(serde_json::to_string(net.spec())));
+    let (c, h, w) = net.input();
+    meta.insert("input".to_string(), json(serde_json::to_string(&[c, h, w])));
+    meta.insert("classes".to_string(), json(serde_json::to_string(classes)));
+    meta.insert("scaling".to_string(), json(serde_json::to_string(&scaling)));
+    for (k, v) in extra {
+        meta.insert(format!("{EXTRA_PREFIX}{k}"), v.clone());
+    }
+    let weights = net.snapshot()?;
+    let bytes = safetensors::serialize(weights.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
+        .map_err(|e| ModelError::format(path, format!("cannot encode the weights: {e}")))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| ModelError::io(path, e))?;
+    tmp.write_all(&bytes).map_err(|e| ModelError::io(path, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| ModelError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| ModelError::io(path, e.error))?;
+    Ok(())
+}
+
+/// Reads the metadata of a model file held in memory; errors name `path`.
+fn read_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| ModelError::format(path, format!("not a safetensors model file: {e}")))?;
+    let Some(meta) = header.metadata() else {
+        return Err(ModelError::format(
+            path,
+            "no mnistlab metadata: this safetensors file was not saved by mnistlab",
+        ));
+    };
+    let get = |key: &str| {
+        meta.get(key)
+            .ok_or_else(|| ModelError::format(path, format!("the metadata has no `{key}` entry")))
+    };
+    let format = get("format")?;
+    if format != FORMAT {
+        return Err(ModelError::format(
+            path,
+            format!("unsupported model format `{format}` (expected `{FORMAT}`)"),
+        ));
+    }
+    fn parse<T: serde::de::DeserializeOwned>(path: &Path, key: &str, text: &str) -> Result<T> {
+        serde_json::from_str(text)
+            .map_err(|e| ModelError::format(path, format!("bad `{key}` metadata: {e}")))
+    }
+    let input: [usize; 3] = parse(path, "input", get("input")?)?;
+    let extra = meta
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(EXTRA_PREFIX)
+                .map(|k| (k.to_string(), v.clone()))
+        })
+        .collect();
+    Ok(ModelMeta {
+        spec: parse(path, "spec", get("spec")?)?,
+        input: (input[0], input[1], input[2]),
+        classes: parse(path, "classes", get("classes")?)?,
+        scaling: parse(path, "scaling", get("scaling")?)?,
+        extra,
+    })
+}
+
+/// Loads a model saved by [`save_model`] onto `device`. Whether its classes suit a dataset is
+/// the caller's check (compare `meta.classes`).
+pub fn load_model(path: &Path, device: &Device) -> Result<(Network, ModelMeta)> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let meta = read_meta(path, &bytes)?;
+    let net = Network::new(&meta.spec, meta.input, meta.classes.len(), device, 0).map_err(|e| {
+        ModelError::format(
+            path,
+            format!("the stored architecture cannot be built: {e}"),
+        )
+    })?;
+    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| ModelError::format(path, format!("cannot read the weights: {e}")))?;
+    net.set_weights(&tensors)
+        .map_err(|e| ModelError::format(path, e))?;
+    Ok((net, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::spec::preset;
+    use crate::model::train::tests::mnist;
+    use crate::model::train::{fit, predict_probs, TrainConfig};
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn round_trip_gives_identical_predictions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let train = mnist(true, 128);
+        let scaling = PixelScaling::Standard {
+            mean: 0.1307,
+            std: 0.3081,
+        };
+        // Batch norm included: its moving statistics must travel with the weights.
+        let spec = crate::model::spec::ModelSpec::new(vec![
+            crate::model::Layer::conv(4),
+            crate::model::Layer::BatchNorm,
+            crate::model::Layer::MaxPool,
+            crate::model::Layer::Dense(8),
+        ]);
+        let net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 9).unwrap();
+        let config = TrainConfig {
+            epochs: 1,
+            ..TrainConfig::default()
+        };
+        fit(
+            &net,
+            &train,
+            None,
+            28,
+            28,
+            scaling,
+            &config,
+            None,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
+        let classes = crate::data::dataset::digit_classes();
+        let extra = BTreeMap::from([("dataset".to_string(), "mnist".to_string())]);
+        save_model(&path, &net, &classes, scaling, &extra).unwrap();
+        let (back, meta) = load_model(&path, &Device::Cpu).unwrap();
+        assert_eq!(
+            meta,
+            ModelMeta {
+                spec,
+                input: (1, 28, 28),
+                classes,
+                scaling,
+                extra
+            }
+        );
+        let images = &train.pixels[..20 * 784];
+        assert_eq!(
+            predict_probs(&net, images, scaling).unwrap(),
+            predict_probs(&back, images, scaling).unwrap()
+        );
+        // Only the model file is left in the directory (the temporary file was renamed).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn bad_files_are_rejected_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.safetensors");
+        std::fs::write(&path, b"not a model").unwrap();
+        let e = load_model(&path, &Device::Cpu).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.safetensors") && e.contains("not a safetensors model file"),
+            "{e}"
+        );
+        // A plain safetensors file without mnistlab metadata.
+        let t = Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap();
+        candle_core::safetensors::save(&HashMap::from([("x", t)]), &path).unwrap();
+        let e = load_model(&path, &Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("no mnistlab metadata"), "{e}");
+        let missing = dir.path().join("missing.safetensors");
+        let e = load_model(&missing, &Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("missing.safetensors"), "{e}");
+        // Wrong class count for the network.
+        let net = Network::new(
+            &preset("seed-small").unwrap(),
+            (1, 28, 28),
+            10,
+            &Device::Cpu,
+            0,
+        )
+        .unwrap();
+        let e = save_model(
+            &path,
+            &net,
+            &["a".into()],
+            PixelScaling::Unit,
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("1 class names") && e.contains("10 outputs"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! The model layer: architectures, candle networks, training, evaluation and checkpoints.
+//! Knows nothing of the language.
+
+pub mod checkpoint;
+mod conv;
+pub mod network;
+pub mod preprocess;
+pub mod spec;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+
+pub use checkpoint::{load_model, save_model, ModelMeta};
+pub use network::{Network, Weights};
+pub use preprocess::{preprocess_file, preprocess_gray, preprocess_image};
+pub use spec::{preset, Layer, LayerInfo, ModelSpec, Summary, SummaryRow};
+pub use train::{
+    evaluate, fit, predict_probs, Augment, EpochStats, Evaluation, History, Monitor, Optimizer,
+    Schedule, StopReason, TrainConfig, TrainEvent,
+};
+
+/// An error while building, training, saving or loading a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The spec cannot be built for this input (the message names the layer).
+    #[error("{0}")]
+    Spec(String),
+    /// The data does not fit the model or the operation.
+    #[error("{0}")]
+    Data(String),
+    /// A tensor operation failed.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file's contents are not what a model file requires.
+    #[error("{}: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, in words.
+        message: String,
+    },
+}
+
+impl ModelError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> ModelError {
+        ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A format error in `path`.
+    pub fn format(path: &Path, message: impl Into<String>) -> ModelError {
+        ModelError::Format {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result of model operations.
+pub type Result<T> = std::result::Result<T, ModelError>;

@@ -1,0 +1,496 @@
+//! A candle network built from a [`ModelSpec`], with Keras-like initialization.
+//!
+//! Every parameter lives in one [`VarMap`] under a stable name (`l<i>.weight`, `l<i>.bias`,
+//! `l<i>.running_mean`, ..., `out.weight`, `out.bias`), so checkpoints and weight snapshots are
+//! plain maps from names to tensors. Initial weights and dropout masks come from a seeded
+//! ChaCha8 generator (candle's CPU generator cannot be seeded), so a seed fixes a run.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use candle_core::{DType, Device, Module, ModuleT, Tensor, Var, D};
+use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::conv::conv2d;
+use super::spec::{Layer, ModelSpec, Shape};
+use super::{ModelError, Result};
+
+/// Batch-norm momentum in candle's convention (weight of the new batch statistic): 0.1, as
+/// in PyTorch, so that short runs still get usable moving statistics.
+const BN_MOMENTUM: f64 = 0.1;
+/// Batch-norm epsilon, as in Keras.
+const BN_EPS: f64 = 1e-3;
+
+/// Every stored tensor of a network by name, as [`Network::snapshot`] returns them.
+pub type Weights = Vec<(String, Tensor)>;
+
+enum Built {
+    Conv { conv: Conv2d, padding: usize },
+    MaxPool,
+    AvgPool,
+    BatchNorm(BatchNorm),
+    Dropout(f32),
+    Flatten,
+    Dense { linear: Linear, relu: bool },
+    GlobalAvgPool,
+}
+
+/// A network built from a spec, holding its parameters in a [`VarMap`].
+pub struct Network {
+    spec: ModelSpec,
+    input: (usize, usize, usize),
+    classes: usize,
+    device: Device,
+    varmap: VarMap,
+    layers: Vec<Built>,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("spec", &self.spec.describe())
+            .field("input", &self.input)
+            .field("classes", &self.classes)
+            .finish()
+    }
+}
+
+/// Glorot (Xavier) uniform values for a kernel of `shape` with the given fans.
+fn glorot(rng: &mut ChaCha8Rng, count: usize, fan_in: usize, fan_out: usize) -> Vec<f32> {
+    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+    (0..count)
+        .map(|_| rng.random_range(-limit..=limit))
+        .collect()
+}
+
+/// Inserts a variable with these values under `name`.
+fn put(
+    varmap: &VarMap,
+    name: String,
+    dims: &[usize],
+    values: Vec<f32>,
+    device: &Device,
+) -> Result<()> {
+    let var = Var::from_vec(values, dims, device)?;
+    varmap
+        .data()
+        .lock()
+        .expect("the VarMap lock is never poisoned")
+        .insert(name, var);
+    Ok(())
+}
+
+impl Network {
+    /// Builds the network for images of `input` = (channels, height, width) and `classes`
+    /// outputs, initializing weights from `seed` (Glorot uniform kernels, zero biases, like Keras).
+    pub fn new(
+        spec: &ModelSpec,
+        input: (usize, usize, usize),
+        classes: usize,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Network> {
+        spec.output_shapes(input, classes)
+            .map_err(ModelError::Spec)?;
+        let varmap = VarMap::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let mut layers = Vec::new();
+        let mut shape = Shape::Image(input.0, input.1, input.2);
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let name = format!("l{i}");
+            match *layer {
+                Layer::Conv {
+                    filters,
+                    kernel,
+                    same_padding,
+                } => {
+                    let Shape::Image(c, h, w) = shape else {
+                        unreachable!("checked by output_shapes")
+                    };
+                    let fan = kernel * kernel;
+                    let weights = glorot(&mut rng, filters * c * fan, c * fan, filters * fan);
+                    put(
+                        &varmap,
+                        format!("{name}.weight"),
+                        &[filters, c, kernel, kernel],
+                        weights,
+                        device,
+                    )?;
+                    put(
+                        &varmap,
+                        format!("{name}.bias"),
+                        &[filters],
+                        vec![0.0; filters],
+                        device,
+                    )?;
+                    let padding = if same_padding { kernel / 2 } else { 0 };
+                    let cfg = Conv2dConfig {
+                        padding,
+                        ..Default::default()
+                    };
+                    let conv = candle_nn::conv2d(c, filters, kernel, cfg, vb.pp(&name))?;
+                    layers.push(Built::Conv { conv, padding });
+                    shape = if same_padding {
+                        Shape::Image(filters, h, w)
+                    } else {
+                        Shape::Image(filters, h + 1 - kernel, w + 1 - kernel)
+                    };
+                }
+                Layer::MaxPool | Layer::AvgPool => {
+                    let Shape::Image(c, h, w) = shape else {
+                        unreachable!("checked by output_shapes")
+                    };
+                    layers.push(if *layer == Layer::MaxPool {
+                        Built::MaxPool
+                    } else {
+                        Built::AvgPool
+                    });
+                    shape = Shape::Image(c, h / 2, w / 2);
+                }
+                Layer::GlobalAvgPool => {
+                    let Shape::Image(c, _, _) = shape else {
+                        unreachable!("checked by output_shapes")
+                    };
+                    layers.push(Built::GlobalAvgPool);
+                    shape = Shape::Flat(c);
+                }
+                Layer::BatchNorm => {
+                    let features = match shape {
+                        Shape::Image(c, _, _) => c,
+                        Shape::Flat(n) => n,
+                    };
+                    let cfg = BatchNormConfig {
+                        eps: BN_EPS,
+                        remove_mean: true,
+                        affine: true,
+                        momentum: BN_MOMENTUM,
+                    };
+                    layers.push(Built::BatchNorm(candle_nn::batch_norm(
+                        features,
+                        cfg,
+                        vb.pp(&name),
+                    )?));
+                }
+                Layer::Dropout(rate) => layers.push(Built::Dropout(rate)),
+                Layer::Dense(units) => {
+                    if let Shape::Image(..) = shape {
+                        layers.push(Built::Flatten);
+                        shape = Shape::Flat(shape.size());
+                    }
+                    let linear = dense(&varmap, &vb, &mut rng, &name, shape.size(), units, device)?;
+                    layers.push(Built::Dense { linear, relu: true });
+                    shape = Shape::Flat(units);
+                }
+            }
+        }
+        if let Shape::Image(..) = shape {
+            layers.push(Built::Flatten);
+            shape = Shape::Flat(shape.size());
+        }
+        let linear = dense(&varmap, &vb, &mut rng, "out", shape.size(), classes, device)?;
+        layers.push(Built::Dense {
+            linear,
+            relu: false,
+        });
+        Ok(Network {
+            spec: spec.clone(),
+            input,
+            classes,
+            device: device.clone(),
+            varmap,
+            layers,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(
+                seed.wrapping_add(0x9E37_79B9_7F4A_7C15),
+            )),
+        })
+    }
+
+    /// The spec this network was built from.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Input shape: (channels, height, width).
+    pub fn input(&self) -> (usize, usize, usize) {
+        self.input
+    }
+
+    /// Number of outputs (classes).
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// The device holding the parameters.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The parameter store.
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Re-seeds the generator of dropout masks.
+    pub fn reseed_dropout(&self, seed: u64) {
+        *self.rng.lock().expect("the rng lock is never poisoned") = ChaCha8Rng::seed_from_u64(seed);
+    }
+
+    /// The parameters the optimizer updates (everything except batch-norm moving statistics),
+    /// sorted by name.
+    pub fn trainable_vars(&self) -> Vec<Var> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .expect("the VarMap lock is never poisoned");
+        let mut named: Vec<(&String, &Var)> =
+            data.iter().filter(|(k, _)| !is_statistic(k)).collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        named.into_iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Total number of stored values (parameters and moving statistics).
+    pub fn param_count(&self) -> usize {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .expect("the VarMap lock is never poisoned");
+        data.values().map(|v| v.elem_count()).sum()
+    }
+
+    /// A copy of every stored tensor, sorted by name (weights, biases, moving statistics).
+    pub fn snapshot(&self) -> Result<Weights> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .expect("the VarMap lock is never poisoned");
+        let mut out = Vec::with_capacity(data.len());
+        for (name, var) in data.iter() {
+            out.push((name.clone(), var.as_tensor().copy()?));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Sets every stored tensor from `tensors`, which must hold exactly this network's names
+    /// with the same shapes; on a mismatch nothing is changed and the error names the tensor.
+    pub fn set_weights(
+        &self,
+        tensors: &HashMap<String, Tensor>,
+    ) -> std::result::Result<(), String> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .expect("the VarMap lock is never poisoned");
+        for (name, var) in data.iter() {
+            let Some(t) = tensors.get(name) else {
+                return Err(format!("tensor `{name}` is missing"));
+            };
+            if t.dims() != var.dims() {
+                return Err(format!(
+                    "tensor `{name}` has shape {:?}, the model expects {:?}",
+                    t.dims(),
+                    var.dims()
+                ));
+            }
+        }
+        if let Some(extra) = tensors.keys().find(|k| !data.contains_key(*k)) {
+            return Err(format!("unexpected tensor `{extra}` for this architecture"));
+        }
+        for (name, var) in data.iter() {
+            let t = tensors[name]
+                .to_dtype(DType::F32)
+                .and_then(|t| t.to_device(&self.device));
+            t.and_then(|t| var.set(&t))
+                .map_err(|e| format!("tensor `{name}`: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Restores a [`snapshot`](Network::snapshot).
+    pub fn restore(&self, snapshot: &[(String, Tensor)]) -> Result<()> {
+        let map: HashMap<String, Tensor> = snapshot.iter().cloned().collect();
+        self.set_weights(&map).map_err(ModelError::Data)
+    }
+
+    /// Logits `[N, classes]` for images `xs` of shape `[N, C, H, W]`. In training mode dropout is
+    /// active and batch norm uses (and updates) batch statistics; in eval mode neither.
+    pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let (c, h, w) = self.input;
+        match xs.dims() {
+            [_, xc, xh, xw] if (*xc, *xh, *xw) == (c, h, w) => {}
+            dims => {
+                return Err(ModelError::Data(format!(
+                    "the model expects images of shape [N, {c}, {h}, {w}], got {dims:?}"
+                )))
+            }
+        }
+        let mut x = xs.clone();
+        for layer in &self.layers {
+            x = match layer {
+                Built::Conv { conv, padding } => {
+                    let bias = conv.bias().expect("convolutions are built with a bias");
+                    conv2d(&x, conv.weight(), bias, *padding)?.relu()?
+                }
+                Built::MaxPool => even(&x)?.max_pool2d(2)?,
+                Built::AvgPool => even(&x)?.avg_pool2d(2)?,
+                Built::BatchNorm(bn) => bn.forward_t(&x, train)?,
+                Built::Dropout(rate) if train && *rate > 0.0 => self.dropout(&x, *rate)?,
+                Built::Dropout(_) => x,
+                Built::Flatten => x.flatten_from(1)?,
+                Built::Dense { linear, relu: true } => linear.forward(&x)?.relu()?,
+                Built::Dense {
+                    linear,
+                    relu: false,
+                } => linear.forward(&x)?,
+                Built::GlobalAvgPool => x.mean(D::Minus1)?.mean(D::Minus1)?,
+            };
+        }
+        Ok(x)
+    }
+
+    /// Inverted dropout with a mask drawn from the network's seeded generator.
+    fn dropout(&self, x: &Tensor, rate: f32) -> Result<Tensor> {
+        let keep = 1.0 / (1.0 - rate);
+        let mut rng = self.rng.lock().expect("the rng lock is never poisoned");
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| {
+                if rng.random::<f32>() < rate {
+                    0.0
+                } else {
+                    keep
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
+        Ok(x.mul(&mask)?)
+    }
+}
+
+/// Drops the last row and column of odd-sized images, as 2×2 pooling does (Keras `'valid'`).
+/// Pooling an even-sized input keeps candle's pooling gradients exact: they upsample the
+/// pooled map back to the input size, which misplaces values when the size is odd.
+fn even(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    Ok(x.narrow(2, 0, h / 2 * 2)?.narrow(3, 0, w / 2 * 2)?)
+}
+
+/// True for batch-norm moving statistics, which the optimizer must not update.
+fn is_statistic(name: &str) -> bool {
+    name.ends_with(".running_mean") || name.ends_with(".running_var")
+}
+
+/// A dense layer `inputs → units` with Glorot-uniform weights and zero bias.
+fn dense(
+    varmap: &VarMap,
+    vb: &VarBuilder,
+    rng: &mut ChaCha8Rng,
+    name: &str,
+    inputs: usize,
+    units: usize,
+    device: &Device,
+) -> Result<Linear> {
+    put(
+        varmap,
+        format!("{name}.weight"),
+        &[units, inputs],
+        glorot(rng, units * inputs, inputs, units),
+        device,
+    )?;
+    put(
+        varmap,
+        format!("{name}.bias"),
+        &[units],
+        vec![0.0; units],
+        device,
+    )?;
+    Ok(candle_nn::linear(inputs, units, vb.pp(name))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::spec::preset;
+
+    #[test]
+    fn forward_gives_logits_per_class() {
+        let dev = Device::Cpu;
+        for name in crate::model::spec::PRESETS {
+            let net = Network::new(&preset(name).unwrap(), (1, 28, 28), 10, &dev, 1).unwrap();
+            let xs = Tensor::zeros((3, 1, 28, 28), DType::F32, &dev).unwrap();
+            assert_eq!(net.forward(&xs, false).unwrap().dims(), &[3, 10], "{name}");
+            assert_eq!(net.forward(&xs, true).unwrap().dims(), &[3, 10], "{name}");
+            let infos = preset(name)
+                .unwrap()
+                .output_shapes((1, 28, 28), 10)
+                .unwrap();
+            assert_eq!(
+                net.param_count(),
+                infos.iter().map(|i| i.params).sum::<usize>(),
+                "{name}"
+            );
+        }
+        let net = Network::new(&preset("seed-small").unwrap(), (1, 28, 28), 5, &dev, 1).unwrap();
+        let bad = Tensor::zeros((2, 1, 20, 20), DType::F32, &dev).unwrap();
+        let e = net.forward(&bad, false).unwrap_err().to_string();
+        assert!(e.contains("[N, 1, 28, 28]"), "{e}");
+    }
+
+    #[test]
+    fn init_is_glorot_uniform_and_seeded() {
+        let dev = Device::Cpu;
+        let spec = preset("seed-cnn").unwrap();
+        let a = Network::new(&spec, (1, 28, 28), 10, &dev, 7)
+            .unwrap()
+            .snapshot()
+            .unwrap();
+        let b = Network::new(&spec, (1, 28, 28), 10, &dev, 7)
+            .unwrap()
+            .snapshot()
+            .unwrap();
+        let c = Network::new(&spec, (1, 28, 28), 10, &dev, 8)
+            .unwrap()
+            .snapshot()
+            .unwrap();
+        let values = |s: &[(String, Tensor)], n: &str| {
+            s.iter()
+                .find(|(k, _)| k == n)
+                .unwrap()
+                .1
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(values(&a, "l0.weight"), values(&b, "l0.weight"));
+        assert_ne!(values(&a, "l0.weight"), values(&c, "l0.weight"));
+        // conv32 3×3 on 1 channel: limit sqrt(6 / (9 + 288)).
+        let limit = (6.0f32 / 297.0).sqrt();
+        let w = values(&a, "l0.weight");
+        assert!(w.iter().all(|v| v.abs() <= limit));
+        assert!(w.iter().any(|v| v.abs() > 0.8 * limit));
+        assert!(values(&a, "l0.bias").iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn set_weights_rejects_wrong_names_and_shapes() {
+        let dev = Device::Cpu;
+        let net = Network::new(&preset("seed-small").unwrap(), (1, 28, 28), 10, &dev, 1).unwrap();
+        let mut map: HashMap<String, Tensor> = net.snapshot().unwrap().into_iter().collect();
+        map.insert(
+            "out.bias".into(),
+            Tensor::zeros(5, DType::F32, &dev).unwrap(),
+        );
+        let e = net.set_weights(&map).unwrap_err();
+        assert!(e.contains("out.bias") && e.contains("[5]"), "{e}");
+        map.remove("out.bias");
+        assert!(net.set_weights(&map).unwrap_err().contains("missing"));
+    }
+}
