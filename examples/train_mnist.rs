@@ -15,54 +15,26 @@ fn split(dir: &std::path::Path, images: &str, labels: &str, n: usize) -> Split {
     let images = idx::read(&dir.join(images)).unwrap_or_else(|e| panic!("{e}"));
     let labels = idx::read(&dir.join(labels)).unwrap_or_else(|e| panic!("{e}"));
     let n = n.min(labels.dims[0]);
-    Split {
-        pixels: images.data[..n * 784].to_vec(),
-        labels: labels.data[..n].to_vec(),
-    }
+    Split { pixels: images.data[..n * 784].to_vec(), labels: labels.data[..n].to_vec() }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let name = args.get(1).map_or("seed-cnn", String::as_str);
     let epochs: usize = args.get(2).map_or(1, |s| s.parse().expect("epochs"));
-    let n: usize = args
-        .get(3)
-        .map_or(60_000, |s| s.parse().expect("train images"));
-    let root = std::env::var_os("MNISTLAB_DATA")
-        .map(PathBuf::from)
-        .expect("set MNISTLAB_DATA");
+    let n: usize = args.get(3).map_or(60_000, |s| s.parse().expect("train images"));
+    let root = std::env::var_os("MNISTLAB_DATA").map(PathBuf::from).expect("set MNISTLAB_DATA");
     let dir = root.join("mnist");
-    let train = split(
-        &dir,
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        n,
-    );
-    let test = split(
-        &dir,
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-        10_000,
-    );
+    let train = split(&dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", n);
+    let test = split(&dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000);
     let spec = preset(name).expect("unknown preset");
     let net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 0).unwrap();
-    let config = TrainConfig {
-        epochs,
-        ..TrainConfig::default()
-    };
+    let config = TrainConfig { epochs, ..TrainConfig::default() };
     let stop = AtomicBool::new(false);
     let started = std::time::Instant::now();
     let mut progress = |e: TrainEvent| match e {
-        TrainEvent::Batch {
-            epoch,
-            done,
-            total,
-            loss,
-        } if done % 200 == 0 => {
-            eprintln!(
-                "epoch {epoch} batch {done}/{total} loss {loss:.4} ({:.0}s)",
-                started.elapsed().as_secs_f64()
-            )
+        TrainEvent::Batch { epoch, done, total, loss } if done % 200 == 0 => {
+            eprintln!("epoch {epoch} batch {done}/{total} loss {loss:.4} ({:.0}s)", started.elapsed().as_secs_f64())
         }
         TrainEvent::Epoch(s) => println!(
             "epoch {}: loss {:.4} acc {:.4} val_loss {:.4} val_acc {:.4} {:.1}s {:.0} img/s",
@@ -77,25 +49,7 @@ fn main() {
         _ => {}
     };
     // The test split doubles as validation so each epoch prints its test accuracy.
-    let h = fit(
-        &net,
-        &train,
-        Some(&test),
-        28,
-        28,
-        PixelScaling::Unit,
-        &config,
-        None,
-        &stop,
-        &mut progress,
-    )
-    .unwrap();
+    let h = fit(&net, &train, Some(&test), 28, 28, PixelScaling::Unit, &config, None, &stop, &mut progress).unwrap();
     let e = evaluate(&net, &test, 28, 28, PixelScaling::Unit, 256).unwrap();
-    println!(
-        "{name}: {} epochs, test accuracy {:.4}, loss {:.4}; {:?}",
-        h.epochs.len(),
-        e.accuracy,
-        e.loss,
-        h.notes
-    );
+    println!("{name}: {} epochs, test accuracy {:.4}, loss {:.4}; {:?}", h.epochs.len(), e.accuracy, e.loss, h.notes);
 }

@@ -8,8 +8,8 @@
 pub mod data;
 pub mod front;
 pub mod lang;
+pub mod model;
+pub mod plot;
 pub mod session;
 #[doc(hidden)]
 pub mod testdata;
-pub mod model;
-pub mod plot;

@@ -32,9 +32,7 @@ fn serve(files: HashMap<String, Vec<u8>>) -> Server {
         for stream in listener.incoming().take(MAX_REQUESTS) {
             let Ok(mut stream) = stream else { continue };
             counter.fetch_add(1, Ordering::SeqCst);
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut head = Vec::new();
             let mut buf = [0u8; 1024];
             while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16384 {
@@ -44,22 +42,13 @@ fn serve(files: HashMap<String, Vec<u8>>) -> Server {
                 }
             }
             let head = String::from_utf8_lossy(&head);
-            let path = head
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("/")
-                .trim_start_matches('/');
+            let path = head.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/');
             let (status, body): (&str, &[u8]) = match files.get(path) {
                 Some(body) => ("200 OK", body),
                 None => ("404 Not Found", b"not found"),
             };
-            let header = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream
-                .write_all(header.as_bytes())
-                .and_then(|()| stream.write_all(body));
+            let header = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = stream.write_all(header.as_bytes()).and_then(|()| stream.write_all(body));
         }
     });
     Server { base, hits }
@@ -74,14 +63,8 @@ fn synthetic() -> Vec<(String, Vec<u8>, Vec<u8>)> {
         .enumerate()
         .map(|(k, (name, dims))| {
             let n: usize = dims.iter().product();
-            let data: Vec<u8> = (0..n)
-                .map(|i| ((i * 13 + k) % if dims.len() == 1 { 10 } else { 256 }) as u8)
-                .collect();
-            (
-                name.to_string(),
-                idx::encode(dims, &data),
-                idx::encode_gz(dims, &data),
-            )
+            let data: Vec<u8> = (0..n).map(|i| ((i * 13 + k) % if dims.len() == 1 { 10 } else { 256 }) as u8).collect();
+            (name.to_string(), idx::encode(dims, &data), idx::encode_gz(dims, &data))
         })
         .collect()
 }
@@ -93,11 +76,7 @@ fn table(files: &[(String, Vec<u8>, Vec<u8>)]) -> Vec<RemoteFile> {
         .enumerate()
         .map(|(k, (name, raw, gz))| RemoteFile {
             name: name.clone(),
-            gz: if k % 2 == 0 {
-                GzCheck::Md5(md5_hex(gz))
-            } else {
-                GzCheck::Sha256(sha256_hex(gz))
-            },
+            gz: if k % 2 == 0 { GzCheck::Md5(md5_hex(gz)) } else { GzCheck::Sha256(sha256_hex(gz)) },
             raw_sha256: sha256_hex(raw),
             raw_size: raw.len() as u64,
         })
@@ -105,18 +84,13 @@ fn table(files: &[(String, Vec<u8>, Vec<u8>)]) -> Vec<RemoteFile> {
 }
 
 fn served(files: &[(String, Vec<u8>, Vec<u8>)]) -> HashMap<String, Vec<u8>> {
-    files
-        .iter()
-        .map(|(name, _, gz)| (format!("{name}.gz"), gz.clone()))
-        .collect()
+    files.iter().map(|(name, _, gz)| (format!("{name}.gz"), gz.clone())).collect()
 }
 
 /// The entries of `dir` (none when it does not exist), sorted.
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
+        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
         Err(_) => Vec::new(),
     };
     names.sort();
@@ -126,11 +100,7 @@ fn entries(dir: &Path) -> Vec<String> {
 fn assert_cache_holds(dest: &Path, files: &[(String, Vec<u8>, Vec<u8>)]) {
     let mut expected: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
     expected.sort();
-    assert_eq!(
-        entries(dest),
-        expected,
-        "the cache holds exactly the four raw files"
-    );
+    assert_eq!(entries(dest), expected, "the cache holds exactly the four raw files");
     for (name, raw, _) in files {
         let cached = std::fs::read(dest.join(name)).unwrap();
         assert_eq!(sha256_hex(&cached), sha256_hex(raw), "{name}");
@@ -145,24 +115,12 @@ fn good_mirror_fills_the_cache() {
     let cache = tempfile::tempdir().unwrap();
     let dest = cache.path().join("ds");
     let mut log = Vec::new();
-    fetch_from_mirrors(
-        std::slice::from_ref(&server.base),
-        &table(&files),
-        &dest,
-        &mut |l| log.push(l.to_string()),
-    )
-    .unwrap();
+    fetch_from_mirrors(std::slice::from_ref(&server.base), &table(&files), &dest, &mut |l| log.push(l.to_string()))
+        .unwrap();
     assert_cache_holds(&dest, &files);
     assert_eq!(server.hits.load(Ordering::SeqCst), 4);
-    assert_eq!(
-        log.iter().filter(|l| l.contains("raw sha256 ok")).count(),
-        4,
-        "{log:?}"
-    );
-    assert!(
-        log.iter().any(|l| l.contains("md5 ok")) && log.iter().any(|l| l.contains("sha256 ok,")),
-        "{log:?}"
-    );
+    assert_eq!(log.iter().filter(|l| l.contains("raw sha256 ok")).count(), 4, "{log:?}");
+    assert!(log.iter().any(|l| l.contains("md5 ok")) && log.iter().any(|l| l.contains("sha256 ok,")), "{log:?}");
 }
 
 #[test]
@@ -180,45 +138,21 @@ fn corrupt_file_leaves_nothing_and_next_mirror_wins() {
 
     // The corrupt mirror alone: a mismatch is reported and nothing is left in the cache.
     let mut log = Vec::new();
-    let e = fetch_from_mirrors(
-        std::slice::from_ref(&bad.base),
-        &table(&files),
-        &dest,
-        &mut |l| log.push(l.to_string()),
-    )
-    .unwrap_err();
-    let DataError::Unavailable { attempts, .. } = &e else {
-        panic!("{e}")
-    };
+    let e =
+        fetch_from_mirrors(std::slice::from_ref(&bad.base), &table(&files), &dest, &mut |l| log.push(l.to_string()))
+            .unwrap_err();
+    let DataError::Unavailable { attempts, .. } = &e else { panic!("{e}") };
     assert_eq!(attempts.len(), 1, "{attempts:?}");
-    assert!(
-        attempts[0].contains("train-images-idx3-ubyte.gz: checksum mismatch: expected md5"),
-        "{attempts:?}"
-    );
-    assert!(
-        entries(&dest).is_empty(),
-        "cache after a mismatch: {:?}",
-        entries(&dest)
-    );
-    assert!(
-        entries(cache.path()).iter().all(|n| n == "ds"),
-        "{:?}",
-        entries(cache.path())
-    );
+    assert!(attempts[0].contains("train-images-idx3-ubyte.gz: checksum mismatch: expected md5"), "{attempts:?}");
+    assert!(entries(&dest).is_empty(), "cache after a mismatch: {:?}", entries(&dest));
+    assert!(entries(cache.path()).iter().all(|n| n == "ds"), "{:?}", entries(cache.path()));
 
     // Corrupt first, good second: the good mirror gives every file.
     log.clear();
     let mirrors = [bad.base.clone(), good.base.clone()];
-    fetch_from_mirrors(&mirrors, &table(&files), &dest, &mut |l| {
-        log.push(l.to_string())
-    })
-    .unwrap();
+    fetch_from_mirrors(&mirrors, &table(&files), &dest, &mut |l| log.push(l.to_string())).unwrap();
     assert_cache_holds(&dest, &files);
-    assert!(
-        log.iter()
-            .any(|l| l.contains("checksum mismatch") && l.contains("trying the next mirror")),
-        "{log:?}"
-    );
+    assert!(log.iter().any(|l| l.contains("checksum mismatch") && l.contains("trying the next mirror")), "{log:?}");
     // The bad mirror: the train images in the first run, all four files in the second.
     assert_eq!(bad.hits.load(Ordering::SeqCst), 1 + 4);
     assert_eq!(good.hits.load(Ordering::SeqCst), 1);
@@ -239,18 +173,8 @@ fn raw_checksum_is_checked_even_when_the_gzip_sum_matches() {
     let server = serve(body);
     let cache = tempfile::tempdir().unwrap();
     let dest = cache.path().join("ds");
-    let e = fetch_from_mirrors(
-        std::slice::from_ref(&server.base),
-        &table,
-        &dest,
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.contains("train-labels-idx1-ubyte.gz (uncompressed): checksum mismatch: expected sha256"),
-        "{e}"
-    );
+    let e = fetch_from_mirrors(std::slice::from_ref(&server.base), &table, &dest, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("train-labels-idx1-ubyte.gz (uncompressed): checksum mismatch: expected sha256"), "{e}");
     assert!(entries(&dest).is_empty());
 }
 
@@ -258,24 +182,13 @@ fn raw_checksum_is_checked_even_when_the_gzip_sum_matches() {
 fn unreachable_mirrors_are_skipped() {
     let files = synthetic();
     let good = serve(served(&files));
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let closed_base = format!("http://127.0.0.1:{closed}/");
-    let mirrors = [
-        closed_base.clone(),
-        "http://nonexistent.invalid/".to_string(),
-        good.base.clone(),
-    ];
+    let mirrors = [closed_base.clone(), "http://nonexistent.invalid/".to_string(), good.base.clone()];
     let cache = tempfile::tempdir().unwrap();
     let dest = cache.path().join("ds");
     let mut log = Vec::new();
-    fetch_from_mirrors(&mirrors, &table(&files), &dest, &mut |l| {
-        log.push(l.to_string())
-    })
-    .unwrap();
+    fetch_from_mirrors(&mirrors, &table(&files), &dest, &mut |l| log.push(l.to_string())).unwrap();
     assert_cache_holds(&dest, &files);
     // Each dead mirror is tried once, for the first file, then skipped.
     for dead in [closed_base.as_str(), "http://nonexistent.invalid/"] {
@@ -291,17 +204,11 @@ fn sources_from_the_environment() {
     // The only test in this binary that reads or writes these variables.
     let cache = tempfile::tempdir().unwrap();
     std::env::set_var("MNISTLAB_DATA", cache.path());
-    std::env::set_var(
-        "MNISTLAB_MIRRORS",
-        "http://127.0.0.1:9/a, http://127.0.0.1:9/b/",
-    );
+    std::env::set_var("MNISTLAB_MIRRORS", "http://127.0.0.1:9/a, http://127.0.0.1:9/b/");
     std::env::set_var("MNISTLAB_NO_PIP", "1");
     let s = Sources::from_env(Named::Mnist);
     assert_eq!(s.dest, cache.path().join("mnist"));
-    assert_eq!(
-        s.mirrors,
-        ["http://127.0.0.1:9/a/", "http://127.0.0.1:9/b/"]
-    );
+    assert_eq!(s.mirrors, ["http://127.0.0.1:9/a/", "http://127.0.0.1:9/b/"]);
     assert!(!s.pip && s.system_dir.is_none());
     std::env::remove_var("MNISTLAB_MIRRORS");
     std::env::remove_var("MNISTLAB_NO_PIP");

@@ -128,44 +128,27 @@ pub enum Op {
 impl Op {
     /// `rotate DEG`: an angle uniform in `[-deg, deg]`.
     pub fn rotate(deg: f32) -> Op {
-        Op::Rotate {
-            min_deg: -deg.abs(),
-            max_deg: deg.abs(),
-        }
+        Op::Rotate { min_deg: -deg.abs(), max_deg: deg.abs() }
     }
 
     /// `shift FRAC`: each axis uniform in `[-frac, frac]` of the side.
     pub fn shift(frac: f32) -> Op {
-        Op::Shift {
-            min: -frac.abs(),
-            max: frac.abs(),
-            unit: ShiftUnit::Fraction,
-        }
+        Op::Shift { min: -frac.abs(), max: frac.abs(), unit: ShiftUnit::Fraction }
     }
 
     /// `shift N px`: each axis uniform in `[-px, px]` pixels.
     pub fn shift_pixels(px: f32) -> Op {
-        Op::Shift {
-            min: -px.abs(),
-            max: px.abs(),
-            unit: ShiftUnit::Pixels,
-        }
+        Op::Shift { min: -px.abs(), max: px.abs(), unit: ShiftUnit::Pixels }
     }
 
     /// `scale A..B`: a zoom factor uniform in `[a, b]`.
     pub fn scale(a: f32, b: f32) -> Op {
-        Op::Scale {
-            min: a.min(b),
-            max: a.max(b),
-        }
+        Op::Scale { min: a.min(b), max: a.max(b) }
     }
 
     /// `shear DEG`: a shear angle uniform in `[-deg, deg]`.
     pub fn shear(deg: f32) -> Op {
-        Op::Shear {
-            min_deg: -deg.abs(),
-            max_deg: deg.abs(),
-        }
+        Op::Shear { min_deg: -deg.abs(), max_deg: deg.abs() }
     }
 
     /// `crop PAD`: pad by `pad`, random crop back.
@@ -190,10 +173,7 @@ impl Op {
 
     /// `erase P`, filled with random bytes as in the paper.
     pub fn erase(p: f32) -> Op {
-        Op::Erase {
-            p,
-            fill: EraseFill::Random,
-        }
+        Op::Erase { p, fill: EraseFill::Random }
     }
 
     /// True for the ops folded into the per-image affine map.
@@ -212,9 +192,7 @@ impl Op {
     /// True when the op never changes an image.
     fn is_identity(&self) -> bool {
         match *self {
-            Op::Rotate { min_deg, max_deg } | Op::Shear { min_deg, max_deg } => {
-                min_deg == 0.0 && max_deg == 0.0
-            }
+            Op::Rotate { min_deg, max_deg } | Op::Shear { min_deg, max_deg } => min_deg == 0.0 && max_deg == 0.0,
             Op::Shift { min, max, .. } => min == 0.0 && max == 0.0,
             Op::Scale { min, max } => min == 1.0 && max == 1.0,
             Op::Crop { pad } => pad == 0,
@@ -233,9 +211,7 @@ impl Op {
                 return bad(format!("{name}: the range {min}..{max} is not finite"));
             }
             if min > max {
-                return bad(format!(
-                    "{name}: the range {min}..{max} is empty (minimum above maximum)"
-                ));
+                return bad(format!("{name}: the range {min}..{max} is empty (minimum above maximum)"));
             }
             Ok(())
         };
@@ -252,7 +228,9 @@ impl Op {
             Op::Shear { min_deg, max_deg } => {
                 range("shear", min_deg, max_deg)?;
                 if min_deg <= -89.0 || max_deg >= 89.0 {
-                    return bad(format!("shear: angles must lie strictly between -89 and 89 degrees, got {min_deg}..{max_deg}"));
+                    return bad(format!(
+                        "shear: angles must lie strictly between -89 and 89 degrees, got {min_deg}..{max_deg}"
+                    ));
                 }
                 Ok(())
             }
@@ -265,30 +243,22 @@ impl Op {
             Op::Flip { .. } => Ok(()),
             Op::Elastic { alpha, sigma } => {
                 if !alpha.is_finite() || alpha < 0.0 {
-                    return bad(format!(
-                        "elastic: alpha must be a finite number ≥ 0, got {alpha}"
-                    ));
+                    return bad(format!("elastic: alpha must be a finite number ≥ 0, got {alpha}"));
                 }
                 if !sigma.is_finite() || sigma <= 0.0 || sigma > 100.0 {
-                    return bad(format!(
-                        "elastic: sigma must lie in (0, 100] pixels, got {sigma}"
-                    ));
+                    return bad(format!("elastic: sigma must lie in (0, 100] pixels, got {sigma}"));
                 }
                 Ok(())
             }
             Op::Noise { std } => {
                 if !std.is_finite() || std < 0.0 {
-                    return bad(format!(
-                        "noise: the standard deviation must be a finite number ≥ 0, got {std}"
-                    ));
+                    return bad(format!("noise: the standard deviation must be a finite number ≥ 0, got {std}"));
                 }
                 Ok(())
             }
             Op::Erase { p, .. } => {
                 if !(0.0..=1.0).contains(&p) {
-                    return bad(format!(
-                        "erase: the probability must lie in [0, 1], got {p}"
-                    ));
+                    return bad(format!("erase: the probability must lie in [0, 1], got {p}"));
                 }
                 Ok(())
             }
@@ -299,30 +269,15 @@ impl Op {
     fn describe(&self) -> String {
         match *self {
             Op::Rotate { min_deg, max_deg } => format!("rotate {}°", range_text(min_deg, max_deg)),
-            Op::Shift {
-                min,
-                max,
-                unit: ShiftUnit::Fraction,
-            } => {
-                format!(
-                    "shift {}% of the side",
-                    range_text(min * 100.0, max * 100.0)
-                )
+            Op::Shift { min, max, unit: ShiftUnit::Fraction } => {
+                format!("shift {}% of the side", range_text(min * 100.0, max * 100.0))
             }
-            Op::Shift {
-                min,
-                max,
-                unit: ShiftUnit::Pixels,
-            } => format!("shift {} px", range_text(min, max)),
+            Op::Shift { min, max, unit: ShiftUnit::Pixels } => format!("shift {} px", range_text(min, max)),
             Op::Scale { min, max } => format!("scale ×{}", range_text(min, max)),
             Op::Shear { min_deg, max_deg } => format!("shear {}°", range_text(min_deg, max_deg)),
             Op::Crop { pad } => format!("crop: pad {pad} px, random crop back"),
-            Op::Flip {
-                axis: FlipAxis::Horizontal,
-            } => "flip horizontally, p = 0.5".into(),
-            Op::Flip {
-                axis: FlipAxis::Vertical,
-            } => "flip vertically, p = 0.5".into(),
+            Op::Flip { axis: FlipAxis::Horizontal } => "flip horizontally, p = 0.5".into(),
+            Op::Flip { axis: FlipAxis::Vertical } => "flip vertically, p = 0.5".into(),
             Op::Elastic { alpha, sigma } => {
                 format!("elastic α = {} σ = {}", num(alpha), num(sigma))
             }
@@ -373,32 +328,14 @@ struct Affine {
 }
 
 impl Affine {
-    const IDENTITY: Affine = Affine {
-        a: 1.0,
-        b: 0.0,
-        c: 0.0,
-        d: 1.0,
-        tx: 0.0,
-        ty: 0.0,
-    };
+    const IDENTITY: Affine = Affine { a: 1.0, b: 0.0, c: 0.0, d: 1.0, tx: 0.0, ty: 0.0 };
 
     fn linear(a: f64, b: f64, c: f64, d: f64) -> Affine {
-        Affine {
-            a,
-            b,
-            c,
-            d,
-            tx: 0.0,
-            ty: 0.0,
-        }
+        Affine { a, b, c, d, tx: 0.0, ty: 0.0 }
     }
 
     fn translation(tx: f64, ty: f64) -> Affine {
-        Affine {
-            tx,
-            ty,
-            ..Affine::IDENTITY
-        }
+        Affine { tx, ty, ..Affine::IDENTITY }
     }
 
     /// `next ∘ self`: apply `self`, then `next`.
@@ -417,14 +354,7 @@ impl Affine {
     fn inverse(self) -> Affine {
         let det = self.a * self.d - self.b * self.c;
         let (a, b, c, d) = (self.d / det, -self.b / det, -self.c / det, self.a / det);
-        Affine {
-            a,
-            b,
-            c,
-            d,
-            tx: -(a * self.tx + b * self.ty),
-            ty: -(c * self.tx + d * self.ty),
-        }
+        Affine { a, b, c, d, tx: -(a * self.tx + b * self.ty), ty: -(c * self.tx + d * self.ty) }
     }
 }
 
@@ -480,11 +410,7 @@ impl Pipeline {
                 _ => None,
             })
             .collect();
-        Ok(Pipeline {
-            ops,
-            interpolation: Interpolation::default(),
-            kernels,
-        })
+        Ok(Pipeline { ops, interpolation: Interpolation::default(), kernels })
     }
 
     /// The same pipeline resampling with `interpolation`.
@@ -515,10 +441,7 @@ impl Pipeline {
         }
         let mut lines: Vec<String> = self.ops.iter().map(Op::describe).collect();
         if self.interpolation == Interpolation::Nearest
-            && self
-                .ops
-                .iter()
-                .any(|op| op.is_geometric() || matches!(op, Op::Elastic { .. }))
+            && self.ops.iter().any(|op| op.is_geometric() || matches!(op, Op::Elastic { .. }))
         {
             lines.push("resampling: nearest pixel".into());
         }
@@ -540,22 +463,13 @@ impl Pipeline {
         out: &mut [u8],
     ) -> Result<()> {
         let len = check_batch(src, indices, rows, cols, out.len(), "byte")?;
-        out.par_chunks_mut(CHUNK * len)
-            .zip(indices.par_chunks(CHUNK))
-            .for_each(|(out, indices)| {
-                let mut scratch = Scratch::default();
-                for (dst, &i) in out.chunks_exact_mut(len).zip(indices) {
-                    let key = [seed, epoch, i as u64, Stream::Online as u64];
-                    self.augment_one(
-                        &src[i * len..(i + 1) * len],
-                        rows,
-                        cols,
-                        key,
-                        &mut scratch,
-                        dst,
-                    );
-                }
-            });
+        out.par_chunks_mut(CHUNK * len).zip(indices.par_chunks(CHUNK)).for_each(|(out, indices)| {
+            let mut scratch = Scratch::default();
+            for (dst, &i) in out.chunks_exact_mut(len).zip(indices) {
+                let key = [seed, epoch, i as u64, Stream::Online as u64];
+                self.augment_one(&src[i * len..(i + 1) * len], rows, cols, key, &mut scratch, dst);
+            }
+        });
         Ok(())
     }
 
@@ -574,26 +488,17 @@ impl Pipeline {
         out: &mut [f32],
     ) -> Result<()> {
         let len = check_batch(src, indices, rows, cols, out.len(), "float")?;
-        out.par_chunks_mut(CHUNK * len)
-            .zip(indices.par_chunks(CHUNK))
-            .for_each(|(out, indices)| {
-                let mut scratch = Scratch::default();
-                let mut bytes = vec![0u8; len];
-                for (dst, &i) in out.chunks_exact_mut(len).zip(indices) {
-                    let key = [seed, epoch, i as u64, Stream::Online as u64];
-                    self.augment_one(
-                        &src[i * len..(i + 1) * len],
-                        rows,
-                        cols,
-                        key,
-                        &mut scratch,
-                        &mut bytes,
-                    );
-                    for (d, &b) in dst.iter_mut().zip(&bytes) {
-                        *d = b as f32 * scale + offset;
-                    }
+        out.par_chunks_mut(CHUNK * len).zip(indices.par_chunks(CHUNK)).for_each(|(out, indices)| {
+            let mut scratch = Scratch::default();
+            let mut bytes = vec![0u8; len];
+            for (dst, &i) in out.chunks_exact_mut(len).zip(indices) {
+                let key = [seed, epoch, i as u64, Stream::Online as u64];
+                self.augment_one(&src[i * len..(i + 1) * len], rows, cols, key, &mut scratch, &mut bytes);
+                for (d, &b) in dst.iter_mut().zip(&bytes) {
+                    *d = b as f32 * scale + offset;
                 }
-            });
+            }
+        });
         Ok(())
     }
 
@@ -618,18 +523,9 @@ impl Pipeline {
     /// Offline expansion, `expand Nx`: a split `factor` times the size of `split`, the
     /// originals first, then `factor - 1` augmented copies of every image in order (copy `k`
     /// uses epoch `k`). `factor` 2 doubles the split; 1 returns a copy.
-    pub fn expand(
-        &self,
-        split: &Split,
-        rows: usize,
-        cols: usize,
-        factor: usize,
-        seed: u64,
-    ) -> Result<Split> {
+    pub fn expand(&self, split: &Split, rows: usize, cols: usize, factor: usize, seed: u64) -> Result<Split> {
         if factor == 0 {
-            return Err(DataError::Invalid(
-                "expand: the factor must be at least 1".into(),
-            ));
+            return Err(DataError::Invalid("expand: the factor must be at least 1".into()));
         }
         let len = rows * cols;
         if split.pixels.len() != split.labels.len() * len {
@@ -643,31 +539,20 @@ impl Pipeline {
         let n = split.len();
         let total = n.checked_mul(factor).and_then(|t| t.checked_mul(len));
         let Some(total) = total else {
-            return Err(DataError::Invalid(format!(
-                "expand: {n} images × {factor} is too large"
-            )));
+            return Err(DataError::Invalid(format!("expand: {n} images × {factor} is too large")));
         };
         let mut pixels = vec![0u8; total];
         pixels[..n * len].copy_from_slice(&split.pixels);
         let indices: Vec<usize> = (0..n).collect();
         if n > 0 && len > 0 {
             for (copy, out) in pixels.chunks_exact_mut(n * len).enumerate().skip(1) {
-                out.par_chunks_mut(CHUNK * len)
-                    .zip(indices.par_chunks(CHUNK))
-                    .for_each(|(out, indices)| {
-                        let mut scratch = Scratch::default();
-                        for (dst, &i) in out.chunks_exact_mut(len).zip(indices) {
-                            let key = [seed, copy as u64, i as u64, Stream::Offline as u64];
-                            self.augment_one(
-                                &split.pixels[i * len..(i + 1) * len],
-                                rows,
-                                cols,
-                                key,
-                                &mut scratch,
-                                dst,
-                            );
-                        }
-                    });
+                out.par_chunks_mut(CHUNK * len).zip(indices.par_chunks(CHUNK)).for_each(|(out, indices)| {
+                    let mut scratch = Scratch::default();
+                    for (dst, &i) in out.chunks_exact_mut(len).zip(indices) {
+                        let key = [seed, copy as u64, i as u64, Stream::Offline as u64];
+                        self.augment_one(&split.pixels[i * len..(i + 1) * len], rows, cols, key, &mut scratch, dst);
+                    }
+                });
             }
         }
         let labels = split.labels.repeat(factor);
@@ -696,12 +581,9 @@ impl Pipeline {
                     let s = uniform(rng, min, max);
                     Affine::linear(s, 0.0, 0.0, s)
                 }
-                Op::Shear { min_deg, max_deg } => Affine::linear(
-                    1.0,
-                    uniform(rng, min_deg, max_deg).to_radians().tan(),
-                    0.0,
-                    1.0,
-                ),
+                Op::Shear { min_deg, max_deg } => {
+                    Affine::linear(1.0, uniform(rng, min_deg, max_deg).to_radians().tan(), 0.0, 1.0)
+                }
                 Op::Crop { pad } => {
                     let pad = pad as i64;
                     let tx = rng.random_range(-pad..=pad) as f64;
@@ -724,25 +606,13 @@ impl Pipeline {
     }
 
     /// The per-image work: draws, resample, then noise and erasing. `out` is `rows × cols`.
-    fn augment_one(
-        &self,
-        src: &[u8],
-        rows: usize,
-        cols: usize,
-        key: [u64; 4],
-        scratch: &mut Scratch,
-        out: &mut [u8],
-    ) {
+    fn augment_one(&self, src: &[u8], rows: usize, cols: usize, key: [u64; 4], scratch: &mut Scratch, out: &mut [u8]) {
         let mut rng = rng_for(key);
         let forward = self.draw_affine(&mut rng, rows, cols);
         let len = rows * cols;
 
         let mut elastic = false;
-        for (kernel, op) in self.kernels.iter().zip(
-            self.ops
-                .iter()
-                .filter(|op| matches!(op, Op::Elastic { .. })),
-        ) {
+        for (kernel, op) in self.kernels.iter().zip(self.ops.iter().filter(|op| matches!(op, Op::Elastic { .. }))) {
             let Op::Elastic { alpha, .. } = *op else {
                 continue;
             };
@@ -758,23 +628,9 @@ impl Pipeline {
             }
             for axis in 0..2 {
                 scratch.field.clear();
-                scratch
-                    .field
-                    .extend((0..len).map(|_| rng.random::<f32>() * 2.0 - 1.0));
-                let target = if axis == 0 {
-                    &mut scratch.dx
-                } else {
-                    &mut scratch.dy
-                };
-                blur_add(
-                    &scratch.field,
-                    &mut scratch.blur,
-                    rows,
-                    cols,
-                    kernel,
-                    alpha,
-                    target,
-                );
+                scratch.field.extend((0..len).map(|_| rng.random::<f32>() * 2.0 - 1.0));
+                let target = if axis == 0 { &mut scratch.dx } else { &mut scratch.dy };
+                blur_add(&scratch.field, &mut scratch.blur, rows, cols, kernel, alpha, target);
             }
         }
 
@@ -784,9 +640,7 @@ impl Pipeline {
             // Output pixel p (pixel coordinates) reads source pixel F⁻¹(p - c) + c.
             let inv = forward.inverse();
             let (cx, cy) = ((cols as f64 - 1.0) / 2.0, (rows as f64 - 1.0) / 2.0);
-            let to_src = Affine::translation(-cx, -cy)
-                .then(inv)
-                .then(Affine::translation(cx, cy));
+            let to_src = Affine::translation(-cx, -cy).then(inv).then(Affine::translation(cx, cy));
             pad_into(src, rows, cols, &mut scratch.padded);
             if elastic {
                 resample_displaced(
@@ -800,14 +654,7 @@ impl Pipeline {
                     out,
                 );
             } else {
-                resample_affine(
-                    &scratch.padded,
-                    rows,
-                    cols,
-                    &to_src,
-                    self.interpolation,
-                    out,
-                );
+                resample_affine(&scratch.padded, rows, cols, &to_src, self.interpolation, out);
             }
         }
 
@@ -831,14 +678,7 @@ impl Pipeline {
 }
 
 /// Checks a batch's sizes and indices; returns the bytes per image.
-fn check_batch(
-    src: &[u8],
-    indices: &[usize],
-    rows: usize,
-    cols: usize,
-    out_len: usize,
-    what: &str,
-) -> Result<usize> {
+fn check_batch(src: &[u8], indices: &[usize], rows: usize, cols: usize, out_len: usize, what: &str) -> Result<usize> {
     let len = rows
         .checked_mul(cols)
         .filter(|&l| l > 0)
@@ -886,9 +726,7 @@ fn uniform(rng: &mut ChaCha8Rng, min: f32, max: f32) -> f64 {
 /// A normalised Gaussian kernel of standard deviation `sigma`.
 fn gaussian_kernel(sigma: f32) -> Vec<f32> {
     let radius = (KERNEL_REACH * sigma).ceil().max(1.0) as i32;
-    let weights: Vec<f32> = (-radius..=radius)
-        .map(|k| (-(k * k) as f32 / (2.0 * sigma * sigma)).exp())
-        .collect();
+    let weights: Vec<f32> = (-radius..=radius).map(|k| (-(k * k) as f32 / (2.0 * sigma * sigma)).exp()).collect();
     let sum: f32 = weights.iter().sum();
     weights.iter().map(|w| w / sum).collect()
 }
@@ -946,15 +784,7 @@ fn pad_into(src: &[u8], rows: usize, cols: usize, padded: &mut Vec<u8>) {
 
 /// The byte at fixed-point padded coordinates `(u, v)`; 0 when it lies outside the image.
 #[inline(always)]
-fn sample(
-    padded: &[u8],
-    pw: usize,
-    rows: usize,
-    cols: usize,
-    u: i64,
-    v: i64,
-    interpolation: Interpolation,
-) -> u8 {
+fn sample(padded: &[u8], pw: usize, rows: usize, cols: usize, u: i64, v: i64, interpolation: Interpolation) -> u8 {
     match interpolation {
         Interpolation::Bilinear => {
             // Negative coordinates wrap to huge values and fail the test.
@@ -971,10 +801,7 @@ fn sample(
         }
         Interpolation::Nearest => {
             let half = 1i64 << (FRAC_BITS - 1);
-            let (ix, iy) = (
-                ((u + half) >> FRAC_BITS) as usize,
-                ((v + half) >> FRAC_BITS) as usize,
-            );
+            let (ix, iy) = (((u + half) >> FRAC_BITS) as usize, ((v + half) >> FRAC_BITS) as usize);
             if ix > cols + 1 || iy > rows + 1 {
                 return 0;
             }
@@ -986,9 +813,7 @@ fn sample(
 /// Fixed-point value of a coordinate; far-out values saturate and read as background.
 #[inline(always)]
 fn fixed(x: f64) -> i64 {
-    (x * ONE)
-        .round()
-        .clamp(-(1i64 << 60) as f64, (1i64 << 60) as f64) as i64
+    (x * ONE).round().clamp(-(1i64 << 60) as f64, (1i64 << 60) as f64) as i64
 }
 
 /// Resamples through `to_src` (output pixel → source pixel), walking each row incrementally.
@@ -1036,11 +861,8 @@ fn resample_displaced(
         (to_src.tx + 1.0) as f32,
         (to_src.ty + 1.0) as f32,
     ];
-    for (y, ((row, dxs), dys)) in out
-        .chunks_exact_mut(cols)
-        .zip(dx.chunks_exact(cols))
-        .zip(dy.chunks_exact(cols))
-        .enumerate()
+    for (y, ((row, dxs), dys)) in
+        out.chunks_exact_mut(cols).zip(dx.chunks_exact(cols)).zip(dy.chunks_exact(cols)).enumerate()
     {
         for (x, ((px, &ex), &ey)) in row.iter_mut().zip(dxs).zip(dys).enumerate() {
             let (qx, qy) = (x as f32 + ex, y as f32 + ey);
@@ -1107,18 +929,9 @@ mod tests {
         (mx / m, my / m)
     }
 
-    fn run(
-        pipeline: &Pipeline,
-        img: &[u8],
-        rows: usize,
-        cols: usize,
-        seed: u64,
-        epoch: u64,
-    ) -> Vec<u8> {
+    fn run(pipeline: &Pipeline, img: &[u8], rows: usize, cols: usize, seed: u64, epoch: u64) -> Vec<u8> {
         let mut out = vec![0u8; rows * cols];
-        pipeline
-            .augment_batch(img, &[0], rows, cols, seed, epoch, &mut out)
-            .unwrap();
+        pipeline.augment_batch(img, &[0], rows, cols, seed, epoch, &mut out).unwrap();
         out
     }
 
@@ -1137,22 +950,14 @@ mod tests {
         ];
         let img = random_image(28, 28, 1);
         for interpolation in [Interpolation::Bilinear, Interpolation::Nearest] {
-            let pipeline = Pipeline::new(ops.clone())
-                .unwrap()
-                .with_interpolation(interpolation);
+            let pipeline = Pipeline::new(ops.clone()).unwrap().with_interpolation(interpolation);
             assert!(pipeline.is_identity());
             for epoch in 0..5 {
-                assert_eq!(
-                    run(&pipeline, &img, 28, 28, 7, epoch),
-                    img,
-                    "{interpolation:?}, epoch {epoch}"
-                );
+                assert_eq!(run(&pipeline, &img, 28, 28, 7, epoch), img, "{interpolation:?}, epoch {epoch}");
             }
         }
         assert!(!Pipeline::new(vec![Op::rotate(10.0)]).unwrap().is_identity());
-        assert!(!Pipeline::new(vec![Op::flip(FlipAxis::Horizontal)])
-            .unwrap()
-            .is_identity());
+        assert!(!Pipeline::new(vec![Op::flip(FlipAxis::Horizontal)]).unwrap().is_identity());
     }
 
     #[test]
@@ -1169,33 +974,16 @@ mod tests {
         let (x0, y0) = centre_of_mass(&img, 28);
         for k in [-3.0f32, 1.5, 2.0, 4.0] {
             for interpolation in [Interpolation::Bilinear, Interpolation::Nearest] {
-                let pipeline = Pipeline::new(vec![Op::Shift {
-                    min: k,
-                    max: k,
-                    unit: ShiftUnit::Pixels,
-                }])
-                .unwrap()
-                .with_interpolation(interpolation);
+                let pipeline = Pipeline::new(vec![Op::Shift { min: k, max: k, unit: ShiftUnit::Pixels }])
+                    .unwrap()
+                    .with_interpolation(interpolation);
                 let (x1, y1) = centre_of_mass(&run(&pipeline, &img, 28, 28, 3, 0), 28);
-                assert!(
-                    (x1 - x0 - k as f64).abs() <= 0.5,
-                    "shift {k}: x moved {}",
-                    x1 - x0
-                );
-                assert!(
-                    (y1 - y0 - k as f64).abs() <= 0.5,
-                    "shift {k}: y moved {}",
-                    y1 - y0
-                );
+                assert!((x1 - x0 - k as f64).abs() <= 0.5, "shift {k}: x moved {}", x1 - x0);
+                assert!((y1 - y0 - k as f64).abs() <= 0.5, "shift {k}: y moved {}", y1 - y0);
             }
         }
         // A fraction of the side: 0.1 of 28 columns is 2.8 pixels.
-        let pipeline = Pipeline::new(vec![Op::Shift {
-            min: 0.1,
-            max: 0.1,
-            unit: ShiftUnit::Fraction,
-        }])
-        .unwrap();
+        let pipeline = Pipeline::new(vec![Op::Shift { min: 0.1, max: 0.1, unit: ShiftUnit::Fraction }]).unwrap();
         let (x1, _) = centre_of_mass(&run(&pipeline, &img, 28, 28, 3, 0), 28);
         assert!((x1 - x0 - 2.8).abs() <= 0.5, "x moved {}", x1 - x0);
     }
@@ -1205,12 +993,9 @@ mod tests {
         for n in [28usize, 27] {
             let img = random_image(n, n, n as u64);
             for interpolation in [Interpolation::Nearest, Interpolation::Bilinear] {
-                let pipeline = Pipeline::new(vec![Op::Rotate {
-                    min_deg: 90.0,
-                    max_deg: 90.0,
-                }])
-                .unwrap()
-                .with_interpolation(interpolation);
+                let pipeline = Pipeline::new(vec![Op::Rotate { min_deg: 90.0, max_deg: 90.0 }])
+                    .unwrap()
+                    .with_interpolation(interpolation);
                 let out = run(&pipeline, &img, n, n, 0, 0);
                 for i in 0..n {
                     for j in 0..n {
@@ -1237,10 +1022,7 @@ mod tests {
             if out == img {
                 kept += 1;
             } else {
-                let mirrored: Vec<u8> = img
-                    .chunks(cols)
-                    .flat_map(|r| r.iter().rev().copied())
-                    .collect();
+                let mirrored: Vec<u8> = img.chunks(cols).flat_map(|r| r.iter().rev().copied()).collect();
                 assert_eq!(out, mirrored);
                 flipped += 1;
             }
@@ -1260,10 +1042,7 @@ mod tests {
             bins[(((angle + 10.0) / 2.0) as usize).min(9)] += 1;
         }
         for (i, &count) in bins.iter().enumerate() {
-            assert!(
-                (400..=600).contains(&count),
-                "bin {i} holds {count} of 5000 draws: {bins:?}"
-            );
+            assert!((400..=600).contains(&count), "bin {i} holds {count} of 5000 draws: {bins:?}");
         }
     }
 
@@ -1285,19 +1064,13 @@ mod tests {
     #[test]
     fn results_do_not_depend_on_threads_or_batch_composition() {
         let (rows, cols, count) = (28, 28, 300);
-        let src: Vec<u8> = (0..count)
-            .flat_map(|i| random_image(rows, cols, i as u64))
-            .collect();
+        let src: Vec<u8> = (0..count).flat_map(|i| random_image(rows, cols, i as u64)).collect();
         let pipeline = full_pipeline();
         let indices: Vec<usize> = (0..count).collect();
         let on = |threads: usize, indices: &[usize]| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let mut out = vec![0u8; indices.len() * rows * cols];
-            pool.install(|| pipeline.augment_batch(&src, indices, rows, cols, 11, 2, &mut out))
-                .unwrap();
+            pool.install(|| pipeline.augment_batch(&src, indices, rows, cols, 11, 2, &mut out)).unwrap();
             out
         };
         let one = on(1, &indices);
@@ -1306,21 +1079,13 @@ mod tests {
         let picked = [250usize, 3, 77, 3];
         let other = on(2, &picked);
         for (k, &i) in picked.iter().enumerate() {
-            assert_eq!(
-                other[k * 784..(k + 1) * 784],
-                one[i * 784..(i + 1) * 784],
-                "image {i}"
-            );
+            assert_eq!(other[k * 784..(k + 1) * 784], one[i * 784..(i + 1) * 784], "image {i}");
         }
         // Another epoch or seed changes the images.
         let mut again = vec![0u8; one.len()];
-        pipeline
-            .augment_batch(&src, &indices, rows, cols, 11, 3, &mut again)
-            .unwrap();
+        pipeline.augment_batch(&src, &indices, rows, cols, 11, 3, &mut again).unwrap();
         assert_ne!(again, one);
-        pipeline
-            .augment_batch(&src, &indices, rows, cols, 12, 2, &mut again)
-            .unwrap();
+        pipeline.augment_batch(&src, &indices, rows, cols, 12, 2, &mut again).unwrap();
         assert_ne!(again, one);
     }
 
@@ -1328,9 +1093,7 @@ mod tests {
     fn expand_2x_doubles_the_split() {
         let (rows, cols) = (28, 28);
         let split = Split {
-            pixels: (0..10)
-                .flat_map(|i| square_image(rows, cols, 5 + i, 8, 10))
-                .collect(),
+            pixels: (0..10).flat_map(|i| square_image(rows, cols, 5 + i, 8, 10)).collect(),
             labels: (0..10).collect(),
         };
         let pipeline = Pipeline::new(vec![Op::rotate(10.0), Op::shift(0.1)]).unwrap();
@@ -1361,34 +1124,14 @@ mod tests {
     fn float_output_is_the_scaled_bytes_with_offset_background() {
         let (rows, cols) = (28, 28);
         let src: Vec<u8> = (0..3).flat_map(|i| random_image(rows, cols, i)).collect();
-        let pipeline = Pipeline::new(vec![
-            Op::rotate(30.0),
-            Op::Shift {
-                min: 10.0,
-                max: 10.0,
-                unit: ShiftUnit::Pixels,
-            },
-        ])
-        .unwrap();
+        let pipeline =
+            Pipeline::new(vec![Op::rotate(30.0), Op::Shift { min: 10.0, max: 10.0, unit: ShiftUnit::Pixels }]).unwrap();
         let (scale, offset) = (2.0 / 255.0, -1.0);
         let indices = [2usize, 0];
         let mut bytes = vec![0u8; 2 * rows * cols];
         let mut floats = vec![0f32; 2 * rows * cols];
-        pipeline
-            .augment_batch(&src, &indices, rows, cols, 4, 1, &mut bytes)
-            .unwrap();
-        pipeline
-            .augment_batch_f32(
-                &src,
-                &indices,
-                rows,
-                cols,
-                4,
-                1,
-                (scale, offset),
-                &mut floats,
-            )
-            .unwrap();
+        pipeline.augment_batch(&src, &indices, rows, cols, 4, 1, &mut bytes).unwrap();
+        pipeline.augment_batch_f32(&src, &indices, rows, cols, 4, 1, (scale, offset), &mut floats).unwrap();
         for (&b, &f) in bytes.iter().zip(&floats) {
             assert_eq!(f, b as f32 * scale + offset);
         }
@@ -1402,32 +1145,16 @@ mod tests {
     fn erase_fills_one_rectangle_of_the_stated_size() {
         let (rows, cols) = (28, 28);
         let img = vec![255u8; rows * cols];
-        let pipeline = Pipeline::new(vec![Op::Erase {
-            p: 1.0,
-            fill: EraseFill::Zero,
-        }])
-        .unwrap();
+        let pipeline = Pipeline::new(vec![Op::Erase { p: 1.0, fill: EraseFill::Zero }]).unwrap();
         for epoch in 0..50 {
             let out = run(&pipeline, &img, rows, cols, 0, epoch);
-            let zeros: Vec<(usize, usize)> = (0..rows * cols)
-                .filter(|&i| out[i] == 0)
-                .map(|i| (i / cols, i % cols))
-                .collect();
+            let zeros: Vec<(usize, usize)> =
+                (0..rows * cols).filter(|&i| out[i] == 0).map(|i| (i / cols, i % cols)).collect();
             let area = zeros.len() as f64 / (rows * cols) as f64;
             assert!((0.015..=0.42).contains(&area), "erased {area} of the image");
-            let (y0, y1) = (
-                zeros.iter().map(|p| p.0).min().unwrap(),
-                zeros.iter().map(|p| p.0).max().unwrap(),
-            );
-            let (x0, x1) = (
-                zeros.iter().map(|p| p.1).min().unwrap(),
-                zeros.iter().map(|p| p.1).max().unwrap(),
-            );
-            assert_eq!(
-                (y1 - y0 + 1) * (x1 - x0 + 1),
-                zeros.len(),
-                "the erased pixels form a rectangle"
-            );
+            let (y0, y1) = (zeros.iter().map(|p| p.0).min().unwrap(), zeros.iter().map(|p| p.0).max().unwrap());
+            let (x0, x1) = (zeros.iter().map(|p| p.1).min().unwrap(), zeros.iter().map(|p| p.1).max().unwrap());
+            assert_eq!((y1 - y0 + 1) * (x1 - x0 + 1), zeros.len(), "the erased pixels form a rectangle");
         }
     }
 
@@ -1435,31 +1162,13 @@ mod tests {
     fn noise_has_the_asked_spread_and_is_clamped() {
         let (rows, cols) = (64, 64);
         let img = vec![128u8; rows * cols];
-        let out = run(
-            &Pipeline::new(vec![Op::noise(0.1)]).unwrap(),
-            &img,
-            rows,
-            cols,
-            0,
-            0,
-        );
+        let out = run(&Pipeline::new(vec![Op::noise(0.1)]).unwrap(), &img, rows, cols, 0, 0);
         let mean = out.iter().map(|&p| p as f64).sum::<f64>() / out.len() as f64;
-        let sd =
-            (out.iter().map(|&p| (p as f64 - mean).powi(2)).sum::<f64>() / out.len() as f64).sqrt();
+        let sd = (out.iter().map(|&p| (p as f64 - mean).powi(2)).sum::<f64>() / out.len() as f64).sqrt();
         assert!((mean - 128.0).abs() < 1.5, "mean {mean}");
         assert!((sd - 25.5).abs() < 1.5, "sd {sd}");
-        let dark = run(
-            &Pipeline::new(vec![Op::noise(0.5)]).unwrap(),
-            &vec![0u8; rows * cols],
-            rows,
-            cols,
-            0,
-            0,
-        );
-        assert!(
-            dark.iter().filter(|&&p| p == 0).count() > dark.len() / 3,
-            "negative noise clamps to 0"
-        );
+        let dark = run(&Pipeline::new(vec![Op::noise(0.5)]).unwrap(), &vec![0u8; rows * cols], rows, cols, 0, 0);
+        assert!(dark.iter().filter(|&&p| p == 0).count() > dark.len() / 3, "negative noise clamps to 0");
     }
 
     #[test]
@@ -1471,27 +1180,15 @@ mod tests {
         assert_ne!(out, img);
         let (x0, y0) = centre_of_mass(&img, cols);
         let (x1, y1) = centre_of_mass(&out, cols);
-        assert!(
-            (x1 - x0).abs() < 3.0 && (y1 - y0).abs() < 3.0,
-            "moved ({}, {})",
-            x1 - x0,
-            y1 - y0
-        );
+        assert!((x1 - x0).abs() < 3.0 && (y1 - y0).abs() < 3.0, "moved ({}, {})", x1 - x0, y1 - y0);
         let mass = |im: &[u8]| im.iter().map(|&p| p as f64).sum::<f64>();
-        assert!(
-            (mass(&out) / mass(&img) - 1.0).abs() < 0.3,
-            "mass ratio {}",
-            mass(&out) / mass(&img)
-        );
+        assert!((mass(&out) / mass(&img) - 1.0).abs() < 0.3, "mass ratio {}", mass(&out) / mass(&img));
     }
 
     #[test]
     fn bad_parameters_and_batches_are_rejected() {
         for op in [
-            Op::Rotate {
-                min_deg: 5.0,
-                max_deg: -5.0,
-            },
+            Op::Rotate { min_deg: 5.0, max_deg: -5.0 },
             Op::scale(0.0, 1.0),
             Op::shear(89.5),
             Op::elastic(34.0, 0.0),
@@ -1503,39 +1200,19 @@ mod tests {
         let pipeline = Pipeline::new(vec![Op::rotate(5.0)]).unwrap();
         let src = vec![0u8; 2 * 16];
         let mut out = vec![0u8; 16];
-        let err = pipeline
-            .augment_batch(&src, &[2], 4, 4, 0, 0, &mut out)
-            .unwrap_err()
-            .to_string();
+        let err = pipeline.augment_batch(&src, &[2], 4, 4, 0, 0, &mut out).unwrap_err().to_string();
         assert!(err.contains("index 2"), "{err}");
-        assert!(pipeline
-            .augment_batch(&src, &[0, 1], 4, 4, 0, 0, &mut out)
-            .is_err());
-        assert!(pipeline
-            .augment_batch(&src[..20], &[0], 4, 4, 0, 0, &mut out)
-            .is_err());
+        assert!(pipeline.augment_batch(&src, &[0, 1], 4, 4, 0, 0, &mut out).is_err());
+        assert!(pipeline.augment_batch(&src[..20], &[0], 4, 4, 0, 0, &mut out).is_err());
     }
 
     #[test]
     fn describe_gives_one_line_per_op() {
-        let pipeline = Pipeline::new(vec![
-            Op::rotate(10.0),
-            Op::shift(0.1),
-            Op::scale(0.9, 1.1),
-            Op::elastic(34.0, 4.0),
-        ])
-        .unwrap();
+        let pipeline =
+            Pipeline::new(vec![Op::rotate(10.0), Op::shift(0.1), Op::scale(0.9, 1.1), Op::elastic(34.0, 4.0)]).unwrap();
         let text = pipeline.describe();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines,
-            [
-                "rotate ±10°",
-                "shift ±10% of the side",
-                "scale ×0.9..1.1",
-                "elastic α = 34 σ = 4"
-            ]
-        );
+        assert_eq!(lines, ["rotate ±10°", "shift ±10% of the side", "scale ×0.9..1.1", "elastic α = 34 σ = 4"]);
         assert_eq!(Pipeline::new(vec![]).unwrap().describe(), "no augmentation");
     }
 }

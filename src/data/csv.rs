@@ -11,19 +11,10 @@ use super::error::{DataError, Result};
 use super::idx::read_file_bytes;
 
 /// Reads a Kaggle-style CSV of `rows × cols` images into one Train split.
-pub fn read_kaggle_csv(
-    path: &Path,
-    name: &str,
-    classes: Vec<String>,
-    rows: usize,
-    cols: usize,
-) -> Result<Dataset> {
+pub fn read_kaggle_csv(path: &Path, name: &str, classes: Vec<String>, rows: usize, cols: usize) -> Result<Dataset> {
     let bytes = read_file_bytes(path)?;
     let split = parse_csv(path, &bytes, classes.len(), rows * cols)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut dataset = Dataset::new(name, classes, rows, cols);
     dataset.splits.insert(SplitKind::Train, split);
     dataset.provenance = Provenance {
@@ -36,11 +27,7 @@ pub fn read_kaggle_csv(
 /// Parses CSV bytes (header, then `label` and `image_len` pixels per line), naming `path` in errors.
 pub fn parse_csv(path: &Path, bytes: &[u8], classes: usize, image_len: usize) -> Result<Split> {
     let fail = |message: String| DataError::format(path, message);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).trim(csv::Trim::All).from_reader(bytes);
     let header: Vec<String> = reader
         .headers()
         .map_err(|e| fail(format!("line 1: cannot read the CSV header: {e}")))?
@@ -68,10 +55,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8], classes: usize, image_len: usize) ->
     let mut record = csv::ByteRecord::new();
     loop {
         let more = reader.read_byte_record(&mut record).map_err(|e| {
-            let line = e
-                .position()
-                .map(|p| format!("line {}: ", p.line()))
-                .unwrap_or_default();
+            let line = e.position().map(|p| format!("line {}: ", p.line())).unwrap_or_default();
             fail(format!("{line}malformed CSV: {e}"))
         })?;
         if !more {
@@ -79,19 +63,13 @@ pub fn parse_csv(path: &Path, bytes: &[u8], classes: usize, image_len: usize) ->
         }
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != width {
-            return Err(fail(format!(
-                "line {line}: {} fields, expected {width}",
-                record.len()
-            )));
+            return Err(fail(format!("line {line}: {} fields, expected {width}", record.len())));
         }
         for (col, field) in record.iter().enumerate() {
             let text = String::from_utf8_lossy(field);
-            let value: u64 = text.parse().map_err(|_| {
-                fail(format!(
-                    "line {line}, column {}: {text:?} is not a number",
-                    header[col]
-                ))
-            })?;
+            let value: u64 = text
+                .parse()
+                .map_err(|_| fail(format!("line {line}, column {}: {text:?} is not a number", header[col])))?;
             if col == label_col {
                 if value >= classes as u64 || value > u8::MAX as u64 {
                     return Err(fail(format!(
@@ -101,10 +79,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8], classes: usize, image_len: usize) ->
                 split.labels.push(value as u8);
             } else {
                 if value > u8::MAX as u64 {
-                    return Err(fail(format!(
-                        "line {line}, column {}: {value} is not a byte (0-255)",
-                        header[col]
-                    )));
+                    return Err(fail(format!("line {line}, column {}: {value} is not a byte (0-255)", header[col])));
                 }
                 split.pixels.push(value as u8);
             }
@@ -124,12 +99,7 @@ pub fn write_csv_file(path: &Path, split: &Split, image_len: usize) -> Result<()
     write_csv_named(path, std::io::BufWriter::new(file), split, image_len)
 }
 
-fn write_csv_named<W: Write>(
-    path: &Path,
-    writer: W,
-    split: &Split,
-    image_len: usize,
-) -> Result<()> {
+fn write_csv_named<W: Write>(path: &Path, writer: W, split: &Split, image_len: usize) -> Result<()> {
     if split.pixels.len() != split.len() * image_len {
         return Err(DataError::Invalid(format!(
             "{}: {} labels but {} pixel bytes (expected {})",
@@ -177,24 +147,16 @@ mod tests {
     }
 
     fn err(lines: &[&str]) -> String {
-        parse_csv(p(), &csv_text(lines), 10, 4)
-            .unwrap_err()
-            .to_string()
+        parse_csv(p(), &csv_text(lines), 10, 4).unwrap_err().to_string()
     }
 
     #[test]
     fn round_trip() {
-        let split = Split {
-            pixels: (0..12).map(|i| (i * 23) as u8).collect(),
-            labels: vec![7, 0, 9],
-        };
+        let split = Split { pixels: (0..12).map(|i| (i * 23) as u8).collect(), labels: vec![7, 0, 9] };
         let mut out = Vec::new();
         write_csv(&mut out, &split, 4).unwrap();
         let text = String::from_utf8(out.clone()).unwrap();
-        assert!(
-            text.starts_with("label,pixel0,pixel1,pixel2,pixel3\n7,0,23,46,69\n"),
-            "{text}"
-        );
+        assert!(text.starts_with("label,pixel0,pixel1,pixel2,pixel3\n7,0,23,46,69\n"), "{text}");
         assert_eq!(parse_csv(p(), &out, 10, 4).unwrap(), split);
     }
 
@@ -202,10 +164,7 @@ mod tests {
     fn file_round_trip_with_provenance() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("train.csv");
-        let split = Split {
-            pixels: vec![255, 0, 1, 2, 3, 4, 5, 6],
-            labels: vec![1, 2],
-        };
+        let split = Split { pixels: vec![255, 0, 1, 2, 3, 4, 5, 6], labels: vec![1, 2] };
         write_csv_file(&path, &split, 4).unwrap();
         let d = read_kaggle_csv(&path, "digits", digit_classes(), 2, 2).unwrap();
         assert_eq!(d.splits.len(), 1);
@@ -218,59 +177,39 @@ mod tests {
     #[test]
     fn wrong_width_names_the_line() {
         let e = err(&["1,0,0,0,0", "2,0,0,0,0", "3,0,0,0"]);
-        assert!(
-            e.contains("train.csv") && e.contains("line 4: 4 fields, expected 5"),
-            "{e}"
-        );
+        assert!(e.contains("train.csv") && e.contains("line 4: 4 fields, expected 5"), "{e}");
     }
 
     #[test]
     fn pixel_not_a_byte() {
         let e = err(&["1,0,0,0,0", "1,0,300,0,0"]);
-        assert!(
-            e.contains("line 3, column pixel1: 300 is not a byte (0-255)"),
-            "{e}"
-        );
+        assert!(e.contains("line 3, column pixel1: 300 is not a byte (0-255)"), "{e}");
     }
 
     #[test]
     fn not_a_number() {
         let e = err(&["1,0,x7,0,0"]);
-        assert!(
-            e.contains("line 2, column pixel1: \"x7\" is not a number"),
-            "{e}"
-        );
+        assert!(e.contains("line 2, column pixel1: \"x7\" is not a number"), "{e}");
         let e = err(&["-1,0,0,0,0"]);
-        assert!(
-            e.contains("line 2, column label: \"-1\" is not a number"),
-            "{e}"
-        );
+        assert!(e.contains("line 2, column label: \"-1\" is not a number"), "{e}");
     }
 
     #[test]
     fn label_out_of_range() {
         let e = err(&["10,0,0,0,0"]);
-        assert!(
-            e.contains("line 2: label 10 is not a class index: there are 10 classes"),
-            "{e}"
-        );
+        assert!(e.contains("line 2: label 10 is not a class index: there are 10 classes"), "{e}");
     }
 
     #[test]
     fn header_without_label() {
         let bytes = b"pixel0,pixel1,pixel2,pixel3\n0,0,0,0\n";
         let e = parse_csv(p(), bytes, 10, 4).unwrap_err().to_string();
-        assert!(
-            e.contains("line 1") && e.contains("no `label` column") && e.contains("pixel0,pixel1"),
-            "{e}"
-        );
+        assert!(e.contains("line 1") && e.contains("no `label` column") && e.contains("pixel0,pixel1"), "{e}");
     }
 
     #[test]
     fn header_of_wrong_width() {
-        let e = parse_csv(p(), &csv_text(&[]), 10, 9)
-            .unwrap_err()
-            .to_string();
+        let e = parse_csv(p(), &csv_text(&[]), 10, 9).unwrap_err().to_string();
         assert!(e.contains("the header has 5 columns, expected 10"), "{e}");
     }
 
@@ -278,12 +217,6 @@ mod tests {
     fn label_column_anywhere_and_spaces_trimmed() {
         let bytes = b"pixel0,label,pixel1\n 4, 2 ,5\n";
         let split = parse_csv(p(), bytes, 10, 2).unwrap();
-        assert_eq!(
-            split,
-            Split {
-                pixels: vec![4, 5],
-                labels: vec![2]
-            }
-        );
+        assert_eq!(split, Split { pixels: vec![4, 5], labels: vec![2] });
     }
 }

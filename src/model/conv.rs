@@ -40,10 +40,7 @@ impl Geometry {
                     if ix < 0 || ix >= self.w as isize {
                         continue;
                     }
-                    f(
-                        (ci * k + ky) * k + kx,
-                        (ci * self.h + iy as usize) * self.w + ix as usize,
-                    );
+                    f((ci * k + ky) * k + kx, (ci * self.h + iy as usize) * self.w + ix as usize);
                 }
             }
         }
@@ -57,9 +54,7 @@ struct Im2Col(Geometry);
 struct Col2Im(Geometry);
 
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        bail!("{op}: only f32 tensors are supported")
-    };
+    let CpuStorage::F32(data) = storage else { bail!("{op}: only f32 tensors are supported") };
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => bail!("{op}: the input must be contiguous"),
@@ -78,26 +73,19 @@ impl CustomOp1 for Im2Col {
         let n = x.len() / image;
         let per_image = g.oh * g.ow * g.row_len();
         let mut out = vec![0f32; n * per_image];
-        out.par_chunks_mut(per_image)
-            .zip(x.par_chunks(image))
-            .for_each(|(cols, img)| {
-                for oy in 0..g.oh {
-                    for ox in 0..g.ow {
-                        let row = &mut cols[(oy * g.ow + ox) * g.row_len()..][..g.row_len()];
-                        g.taps(oy, ox, |col, at| row[col] = img[at]);
-                    }
+        out.par_chunks_mut(per_image).zip(x.par_chunks(image)).for_each(|(cols, img)| {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let row = &mut cols[(oy * g.ow + ox) * g.row_len()..][..g.row_len()];
+                    g.taps(oy, ox, |col, at| row[col] = img[at]);
                 }
-            });
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((n * g.oh * g.ow, g.row_len())),
-        ))
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n * g.oh * g.ow, g.row_len()))))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            grad_res.contiguous()?.apply_op1_no_bwd(&Col2Im(self.0))?,
-        ))
+        Ok(Some(grad_res.contiguous()?.apply_op1_no_bwd(&Col2Im(self.0))?))
     }
 }
 
@@ -113,16 +101,14 @@ impl CustomOp1 for Col2Im {
         let n = cols.len() / per_image;
         let image = g.c * g.h * g.w;
         let mut out = vec![0f32; n * image];
-        out.par_chunks_mut(image)
-            .zip(cols.par_chunks(per_image))
-            .for_each(|(img, cols)| {
-                for oy in 0..g.oh {
-                    for ox in 0..g.ow {
-                        let row = &cols[(oy * g.ow + ox) * g.row_len()..][..g.row_len()];
-                        g.taps(oy, ox, |col, at| img[at] += row[col]);
-                    }
+        out.par_chunks_mut(image).zip(cols.par_chunks(per_image)).for_each(|(img, cols)| {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let row = &cols[(oy * g.ow + ox) * g.row_len()..][..g.row_len()];
+                    g.taps(oy, ox, |col, at| img[at] += row[col]);
                 }
-            });
+            }
+        });
         Ok((CpuStorage::F32(out), Shape::from((n, g.c, g.h, g.w))))
     }
 }
@@ -133,11 +119,7 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: &Tensor, pad: usize) -> Result<
     let (n, c, h, w) = x.dims4()?;
     let (f, wc, k, k2) = weight.dims4()?;
     if wc != c || k != k2 {
-        bail!(
-            "conv2d: kernel {:?} does not fit input {:?}",
-            weight.dims(),
-            x.dims()
-        );
+        bail!("conv2d: kernel {:?} does not fit input {:?}", weight.dims(), x.dims());
     }
     if h + 2 * pad < k || w + 2 * pad < k {
         bail!("conv2d: input {h}×{w} is smaller than the {k}×{k} kernel");
@@ -146,21 +128,11 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: &Tensor, pad: usize) -> Result<
         let y = x.conv2d(weight, pad, 1, 1, 1)?;
         return y.broadcast_add(&bias.reshape((1, f, 1, 1))?);
     }
-    let g = Geometry {
-        c,
-        h,
-        w,
-        k,
-        pad,
-        oh: h + 2 * pad + 1 - k,
-        ow: w + 2 * pad + 1 - k,
-    };
+    let g = Geometry { c, h, w, k, pad, oh: h + 2 * pad + 1 - k, ow: w + 2 * pad + 1 - k };
     let cols = x.contiguous()?.apply_op1(Im2Col(g))?;
     let kernel = weight.reshape((f, g.row_len()))?;
     let y = cols.matmul(&kernel.t()?)?.broadcast_add(bias)?;
-    y.reshape((n, g.oh, g.ow, f))?
-        .permute((0, 3, 1, 2))?
-        .contiguous()
+    y.reshape((n, g.oh, g.ow, f))?.permute((0, 3, 1, 2))?.contiguous()
 }
 
 #[cfg(test)]
@@ -169,16 +141,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
     }
 
     #[test]
@@ -189,27 +152,13 @@ mod tests {
             let wt = Var::randn(0f32, 1., (4, 3, k, k), &dev).unwrap();
             let b = Var::randn(0f32, 1., 4, &dev).unwrap();
             let ours = conv2d(&x, &wt, &b, pad).unwrap();
-            let theirs = x
-                .conv2d(&wt, pad, 1, 1, 1)
-                .unwrap()
-                .broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap())
-                .unwrap();
+            let theirs = x.conv2d(&wt, pad, 1, 1, 1).unwrap().broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap()).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
             assert!(max_diff(&ours, &theirs) < 1e-4);
             // Gradients of a weighted sum agree for the input, kernel and bias.
             let probe = Tensor::randn(0f32, 1., ours.shape(), &dev).unwrap();
-            let ga = (&ours * &probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gb = (&theirs * &probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let ga = (&ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (&theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             for v in [&x, &wt, &b] {
                 let (a, b) = (ga.get(v).unwrap(), gb.get(v).unwrap());
                 assert!(max_diff(a, b) < 1e-3, "k {k} pad {pad}: {}", max_diff(a, b));

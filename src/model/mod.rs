@@ -15,8 +15,8 @@ pub use network::{Network, Weights};
 pub use preprocess::{preprocess_file, preprocess_gray, preprocess_image};
 pub use spec::{preset, Layer, LayerInfo, ModelSpec, Summary, SummaryRow};
 pub use train::{
-    evaluate, fit, predict_probs, Augment, EpochStats, Evaluation, History, Monitor, Optimizer,
-    Schedule, StopReason, TrainConfig, TrainEvent,
+    evaluate, fit, predict_probs, Augment, EpochStats, Evaluation, History, Monitor, Optimizer, Schedule, StopReason,
+    TrainConfig, TrainEvent,
 };
 
 /// An error while building, training, saving or loading a model.
@@ -52,18 +52,12 @@ pub enum ModelError {
 impl ModelError {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> ModelError {
-        ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        ModelError::Io { path: path.to_path_buf(), source }
     }
 
     /// A format error in `path`.
     pub fn format(path: &Path, message: impl Into<String>) -> ModelError {
-        ModelError::Format {
-            path: path.to_path_buf(),
-            message: message.into(),
-        }
+        ModelError::Format { path: path.to_path_buf(), message: message.into() }
     }
 }
 

@@ -61,25 +61,13 @@ impl std::fmt::Debug for Network {
 /// Glorot (Xavier) uniform values for a kernel of `shape` with the given fans.
 fn glorot(rng: &mut ChaCha8Rng, count: usize, fan_in: usize, fan_out: usize) -> Vec<f32> {
     let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-    (0..count)
-        .map(|_| rng.random_range(-limit..=limit))
-        .collect()
+    (0..count).map(|_| rng.random_range(-limit..=limit)).collect()
 }
 
 /// Inserts a variable with these values under `name`.
-fn put(
-    varmap: &VarMap,
-    name: String,
-    dims: &[usize],
-    values: Vec<f32>,
-    device: &Device,
-) -> Result<()> {
+fn put(varmap: &VarMap, name: String, dims: &[usize], values: Vec<f32>, device: &Device) -> Result<()> {
     let var = Var::from_vec(values, dims, device)?;
-    varmap
-        .data()
-        .lock()
-        .expect("the VarMap lock is never poisoned")
-        .insert(name, var);
+    varmap.data().lock().expect("the VarMap lock is never poisoned").insert(name, var);
     Ok(())
 }
 
@@ -93,8 +81,7 @@ impl Network {
         device: &Device,
         seed: u64,
     ) -> Result<Network> {
-        spec.output_shapes(input, classes)
-            .map_err(ModelError::Spec)?;
+        spec.output_shapes(input, classes).map_err(ModelError::Spec)?;
         let varmap = VarMap::new();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
@@ -103,35 +90,14 @@ impl Network {
         for (i, layer) in spec.layers.iter().enumerate() {
             let name = format!("l{i}");
             match *layer {
-                Layer::Conv {
-                    filters,
-                    kernel,
-                    same_padding,
-                } => {
-                    let Shape::Image(c, h, w) = shape else {
-                        unreachable!("checked by output_shapes")
-                    };
+                Layer::Conv { filters, kernel, same_padding } => {
+                    let Shape::Image(c, h, w) = shape else { unreachable!("checked by output_shapes") };
                     let fan = kernel * kernel;
                     let weights = glorot(&mut rng, filters * c * fan, c * fan, filters * fan);
-                    put(
-                        &varmap,
-                        format!("{name}.weight"),
-                        &[filters, c, kernel, kernel],
-                        weights,
-                        device,
-                    )?;
-                    put(
-                        &varmap,
-                        format!("{name}.bias"),
-                        &[filters],
-                        vec![0.0; filters],
-                        device,
-                    )?;
+                    put(&varmap, format!("{name}.weight"), &[filters, c, kernel, kernel], weights, device)?;
+                    put(&varmap, format!("{name}.bias"), &[filters], vec![0.0; filters], device)?;
                     let padding = if same_padding { kernel / 2 } else { 0 };
-                    let cfg = Conv2dConfig {
-                        padding,
-                        ..Default::default()
-                    };
+                    let cfg = Conv2dConfig { padding, ..Default::default() };
                     let conv = candle_nn::conv2d(c, filters, kernel, cfg, vb.pp(&name))?;
                     layers.push(Built::Conv { conv, padding });
                     shape = if same_padding {
@@ -141,20 +107,12 @@ impl Network {
                     };
                 }
                 Layer::MaxPool | Layer::AvgPool => {
-                    let Shape::Image(c, h, w) = shape else {
-                        unreachable!("checked by output_shapes")
-                    };
-                    layers.push(if *layer == Layer::MaxPool {
-                        Built::MaxPool
-                    } else {
-                        Built::AvgPool
-                    });
+                    let Shape::Image(c, h, w) = shape else { unreachable!("checked by output_shapes") };
+                    layers.push(if *layer == Layer::MaxPool { Built::MaxPool } else { Built::AvgPool });
                     shape = Shape::Image(c, h / 2, w / 2);
                 }
                 Layer::GlobalAvgPool => {
-                    let Shape::Image(c, _, _) = shape else {
-                        unreachable!("checked by output_shapes")
-                    };
+                    let Shape::Image(c, _, _) = shape else { unreachable!("checked by output_shapes") };
                     layers.push(Built::GlobalAvgPool);
                     shape = Shape::Flat(c);
                 }
@@ -163,17 +121,8 @@ impl Network {
                         Shape::Image(c, _, _) => c,
                         Shape::Flat(n) => n,
                     };
-                    let cfg = BatchNormConfig {
-                        eps: BN_EPS,
-                        remove_mean: true,
-                        affine: true,
-                        momentum: BN_MOMENTUM,
-                    };
-                    layers.push(Built::BatchNorm(candle_nn::batch_norm(
-                        features,
-                        cfg,
-                        vb.pp(&name),
-                    )?));
+                    let cfg = BatchNormConfig { eps: BN_EPS, remove_mean: true, affine: true, momentum: BN_MOMENTUM };
+                    layers.push(Built::BatchNorm(candle_nn::batch_norm(features, cfg, vb.pp(&name))?));
                 }
                 Layer::Dropout(rate) => layers.push(Built::Dropout(rate)),
                 Layer::Dense(units) => {
@@ -192,10 +141,7 @@ impl Network {
             shape = Shape::Flat(shape.size());
         }
         let linear = dense(&varmap, &vb, &mut rng, "out", shape.size(), classes, device)?;
-        layers.push(Built::Dense {
-            linear,
-            relu: false,
-        });
+        layers.push(Built::Dense { linear, relu: false });
         Ok(Network {
             spec: spec.clone(),
             input,
@@ -203,9 +149,7 @@ impl Network {
             device: device.clone(),
             varmap,
             layers,
-            rng: Mutex::new(ChaCha8Rng::seed_from_u64(
-                seed.wrapping_add(0x9E37_79B9_7F4A_7C15),
-            )),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x9E37_79B9_7F4A_7C15))),
         })
     }
 
@@ -242,34 +186,21 @@ impl Network {
     /// The parameters the optimizer updates (everything except batch-norm moving statistics),
     /// sorted by name.
     pub fn trainable_vars(&self) -> Vec<Var> {
-        let data = self
-            .varmap
-            .data()
-            .lock()
-            .expect("the VarMap lock is never poisoned");
-        let mut named: Vec<(&String, &Var)> =
-            data.iter().filter(|(k, _)| !is_statistic(k)).collect();
+        let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
+        let mut named: Vec<(&String, &Var)> = data.iter().filter(|(k, _)| !is_statistic(k)).collect();
         named.sort_by(|a, b| a.0.cmp(b.0));
         named.into_iter().map(|(_, v)| v.clone()).collect()
     }
 
     /// Total number of stored values (parameters and moving statistics).
     pub fn param_count(&self) -> usize {
-        let data = self
-            .varmap
-            .data()
-            .lock()
-            .expect("the VarMap lock is never poisoned");
+        let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
         data.values().map(|v| v.elem_count()).sum()
     }
 
     /// A copy of every stored tensor, sorted by name (weights, biases, moving statistics).
     pub fn snapshot(&self) -> Result<Weights> {
-        let data = self
-            .varmap
-            .data()
-            .lock()
-            .expect("the VarMap lock is never poisoned");
+        let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
         let mut out = Vec::with_capacity(data.len());
         for (name, var) in data.iter() {
             out.push((name.clone(), var.as_tensor().copy()?));
@@ -280,36 +211,22 @@ impl Network {
 
     /// Sets every stored tensor from `tensors`, which must hold exactly this network's names
     /// with the same shapes; on a mismatch nothing is changed and the error names the tensor.
-    pub fn set_weights(
-        &self,
-        tensors: &HashMap<String, Tensor>,
-    ) -> std::result::Result<(), String> {
-        let data = self
-            .varmap
-            .data()
-            .lock()
-            .expect("the VarMap lock is never poisoned");
+    pub fn set_weights(&self, tensors: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
+        let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
         for (name, var) in data.iter() {
             let Some(t) = tensors.get(name) else {
                 return Err(format!("tensor `{name}` is missing"));
             };
             if t.dims() != var.dims() {
-                return Err(format!(
-                    "tensor `{name}` has shape {:?}, the model expects {:?}",
-                    t.dims(),
-                    var.dims()
-                ));
+                return Err(format!("tensor `{name}` has shape {:?}, the model expects {:?}", t.dims(), var.dims()));
             }
         }
         if let Some(extra) = tensors.keys().find(|k| !data.contains_key(*k)) {
             return Err(format!("unexpected tensor `{extra}` for this architecture"));
         }
         for (name, var) in data.iter() {
-            let t = tensors[name]
-                .to_dtype(DType::F32)
-                .and_then(|t| t.to_device(&self.device));
-            t.and_then(|t| var.set(&t))
-                .map_err(|e| format!("tensor `{name}`: {e}"))?;
+            let t = tensors[name].to_dtype(DType::F32).and_then(|t| t.to_device(&self.device));
+            t.and_then(|t| var.set(&t)).map_err(|e| format!("tensor `{name}`: {e}"))?;
         }
         Ok(())
     }
@@ -346,10 +263,7 @@ impl Network {
                 Built::Dropout(_) => x,
                 Built::Flatten => x.flatten_from(1)?,
                 Built::Dense { linear, relu: true } => linear.forward(&x)?.relu()?,
-                Built::Dense {
-                    linear,
-                    relu: false,
-                } => linear.forward(&x)?,
+                Built::Dense { linear, relu: false } => linear.forward(&x)?,
                 Built::GlobalAvgPool => x.mean(D::Minus1)?.mean(D::Minus1)?,
             };
         }
@@ -360,15 +274,7 @@ impl Network {
     fn dropout(&self, x: &Tensor, rate: f32) -> Result<Tensor> {
         let keep = 1.0 / (1.0 - rate);
         let mut rng = self.rng.lock().expect("the rng lock is never poisoned");
-        let mask: Vec<f32> = (0..x.elem_count())
-            .map(|_| {
-                if rng.random::<f32>() < rate {
-                    0.0
-                } else {
-                    keep
-                }
-            })
-            .collect();
+        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f32>() < rate { 0.0 } else { keep }).collect();
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
         Ok(x.mul(&mask)?)
     }
@@ -397,20 +303,8 @@ fn dense(
     units: usize,
     device: &Device,
 ) -> Result<Linear> {
-    put(
-        varmap,
-        format!("{name}.weight"),
-        &[units, inputs],
-        glorot(rng, units * inputs, inputs, units),
-        device,
-    )?;
-    put(
-        varmap,
-        format!("{name}.bias"),
-        &[units],
-        vec![0.0; units],
-        device,
-    )?;
+    put(varmap, format!("{name}.weight"), &[units, inputs], glorot(rng, units * inputs, inputs, units), device)?;
+    put(varmap, format!("{name}.bias"), &[units], vec![0.0; units], device)?;
     Ok(candle_nn::linear(inputs, units, vb.pp(name))?)
 }
 
@@ -427,15 +321,8 @@ mod tests {
             let xs = Tensor::zeros((3, 1, 28, 28), DType::F32, &dev).unwrap();
             assert_eq!(net.forward(&xs, false).unwrap().dims(), &[3, 10], "{name}");
             assert_eq!(net.forward(&xs, true).unwrap().dims(), &[3, 10], "{name}");
-            let infos = preset(name)
-                .unwrap()
-                .output_shapes((1, 28, 28), 10)
-                .unwrap();
-            assert_eq!(
-                net.param_count(),
-                infos.iter().map(|i| i.params).sum::<usize>(),
-                "{name}"
-            );
+            let infos = preset(name).unwrap().output_shapes((1, 28, 28), 10).unwrap();
+            assert_eq!(net.param_count(), infos.iter().map(|i| i.params).sum::<usize>(), "{name}");
         }
         let net = Network::new(&preset("seed-small").unwrap(), (1, 28, 28), 5, &dev, 1).unwrap();
         let bad = Tensor::zeros((2, 1, 20, 20), DType::F32, &dev).unwrap();
@@ -447,27 +334,11 @@ mod tests {
     fn init_is_glorot_uniform_and_seeded() {
         let dev = Device::Cpu;
         let spec = preset("seed-cnn").unwrap();
-        let a = Network::new(&spec, (1, 28, 28), 10, &dev, 7)
-            .unwrap()
-            .snapshot()
-            .unwrap();
-        let b = Network::new(&spec, (1, 28, 28), 10, &dev, 7)
-            .unwrap()
-            .snapshot()
-            .unwrap();
-        let c = Network::new(&spec, (1, 28, 28), 10, &dev, 8)
-            .unwrap()
-            .snapshot()
-            .unwrap();
+        let a = Network::new(&spec, (1, 28, 28), 10, &dev, 7).unwrap().snapshot().unwrap();
+        let b = Network::new(&spec, (1, 28, 28), 10, &dev, 7).unwrap().snapshot().unwrap();
+        let c = Network::new(&spec, (1, 28, 28), 10, &dev, 8).unwrap().snapshot().unwrap();
         let values = |s: &[(String, Tensor)], n: &str| {
-            s.iter()
-                .find(|(k, _)| k == n)
-                .unwrap()
-                .1
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
+            s.iter().find(|(k, _)| k == n).unwrap().1.flatten_all().unwrap().to_vec1::<f32>().unwrap()
         };
         assert_eq!(values(&a, "l0.weight"), values(&b, "l0.weight"));
         assert_ne!(values(&a, "l0.weight"), values(&c, "l0.weight"));
@@ -484,10 +355,7 @@ mod tests {
         let dev = Device::Cpu;
         let net = Network::new(&preset("seed-small").unwrap(), (1, 28, 28), 10, &dev, 1).unwrap();
         let mut map: HashMap<String, Tensor> = net.snapshot().unwrap().into_iter().collect();
-        map.insert(
-            "out.bias".into(),
-            Tensor::zeros(5, DType::F32, &dev).unwrap(),
-        );
+        map.insert("out.bias".into(), Tensor::zeros(5, DType::F32, &dev).unwrap());
         let e = net.set_weights(&map).unwrap_err();
         assert!(e.contains("out.bias") && e.contains("[5]"), "{e}");
         map.remove("out.bias");

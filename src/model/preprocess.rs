@@ -45,16 +45,9 @@ pub fn preprocess_image(img: &DynamicImage) -> std::result::Result<Vec<u8>, Stri
 }
 
 /// Preprocesses a `width × height` grayscale picture (row-major bytes) into 784 bytes.
-pub fn preprocess_gray(
-    pixels: &[u8],
-    width: usize,
-    height: usize,
-) -> std::result::Result<Vec<u8>, String> {
+pub fn preprocess_gray(pixels: &[u8], width: usize, height: usize) -> std::result::Result<Vec<u8>, String> {
     if width == 0 || height == 0 || pixels.len() != width * height {
-        return Err(format!(
-            "{} bytes do not make a {width}×{height} picture",
-            pixels.len()
-        ));
+        return Err(format!("{} bytes do not make a {width}×{height} picture", pixels.len()));
     }
     // The border tells the background: a light border means dark ink on light paper.
     let mut border: Vec<u8> = (0..width)
@@ -62,11 +55,7 @@ pub fn preprocess_gray(
         .chain((0..height).flat_map(|y| [pixels[y * width], pixels[y * width + width - 1]]))
         .collect();
     let invert = border.iter().map(|&v| v as u32).sum::<u32>() > 127 * border.len() as u32;
-    let ink: Vec<u8> = if invert {
-        pixels.iter().map(|&v| 255 - v).collect()
-    } else {
-        pixels.to_vec()
-    };
+    let ink: Vec<u8> = if invert { pixels.iter().map(|&v| 255 - v).collect() } else { pixels.to_vec() };
     if invert {
         border.iter_mut().for_each(|v| *v = 255 - *v);
     }
@@ -120,9 +109,7 @@ pub fn preprocess_gray(
         return Err("no digit found: the ink vanished when scaled down".into());
     }
     let half = FIELD as f64 / 2.0;
-    let place = |com: f64, size: u32| {
-        ((half - com).round() as i64).clamp(0, (FIELD as u32 - size) as i64) as usize
-    };
+    let place = |com: f64, size: u32| ((half - com).round() as i64).clamp(0, (FIELD as u32 - size) as i64) as usize;
     let (ox, oy) = (place(mx / mass, nw), place(my / mass, nh));
     let mut out = vec![0u8; FIELD * FIELD];
     for (x, y, p) in digit.enumerate_pixels() {
@@ -169,10 +156,7 @@ mod tests {
         let out = preprocess_gray(&px, w, h).unwrap();
         assert_eq!(out.len(), 784);
         let ((cx, cy), (x0, y0, x1, y1)) = stats(&out);
-        assert!(
-            (cx - 14.0).abs() <= 0.75 && (cy - 14.0).abs() <= 0.75,
-            "centre of mass ({cx}, {cy})"
-        );
+        assert!((cx - 14.0).abs() <= 0.75 && (cy - 14.0).abs() <= 0.75, "centre of mass ({cx}, {cy})");
         // The tall side fills the 20-pixel box; the aspect ratio (about 2.5) is kept.
         assert_eq!(y1 - y0 + 1, 20);
         let width = x1 - x0 + 1;
@@ -212,9 +196,7 @@ mod tests {
         let e = preprocess_gray(&[255; 100], 10, 10).unwrap_err();
         assert!(e.contains("no digit found"), "{e}");
         assert!(preprocess_gray(&[0; 10], 10, 10).is_err());
-        let e = preprocess_file(Path::new("/nonexistent/digit.png"))
-            .unwrap_err()
-            .to_string();
+        let e = preprocess_file(Path::new("/nonexistent/digit.png")).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/digit.png"), "{e}");
     }
 }

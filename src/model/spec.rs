@@ -35,21 +35,13 @@ pub enum Layer {
 impl Layer {
     /// A convolution with a 3×3 kernel and no padding (Keras' default `'valid'`).
     pub fn conv(filters: usize) -> Layer {
-        Layer::Conv {
-            filters,
-            kernel: 3,
-            same_padding: false,
-        }
+        Layer::Conv { filters, kernel: 3, same_padding: false }
     }
 
     /// A short label such as `conv32`, `conv6(5×5,same)`, `maxpool`, `dropout0.25`, `dense128`.
     pub fn label(&self) -> String {
         match self {
-            Layer::Conv {
-                filters,
-                kernel,
-                same_padding,
-            } => {
+            Layer::Conv { filters, kernel, same_padding } => {
                 let mut extra = Vec::new();
                 if *kernel != 3 {
                     extra.push(format!("{kernel}×{kernel}"));
@@ -156,26 +148,11 @@ pub fn preset(name: &str) -> Option<ModelSpec> {
     use Layer::*;
     let layers = match name {
         "seed-small" => vec![Layer::conv(32), MaxPool, Dense(128)],
-        "seed-cnn" => vec![
-            Layer::conv(32),
-            MaxPool,
-            Layer::conv(64),
-            MaxPool,
-            Layer::conv(64),
-            Dense(64),
-        ],
+        "seed-cnn" => vec![Layer::conv(32), MaxPool, Layer::conv(64), MaxPool, Layer::conv(64), Dense(64)],
         "lenet5" => vec![
-            Conv {
-                filters: 6,
-                kernel: 5,
-                same_padding: true,
-            },
+            Conv { filters: 6, kernel: 5, same_padding: true },
             AvgPool,
-            Conv {
-                filters: 16,
-                kernel: 5,
-                same_padding: false,
-            },
+            Conv { filters: 16, kernel: 5, same_padding: false },
             AvgPool,
             Dense(120),
             Dense(84),
@@ -210,50 +187,32 @@ impl ModelSpec {
 
     /// The spec's layers as labels separated by spaces, e.g. `conv32 maxpool dense128`.
     pub fn describe(&self) -> String {
-        self.layers
-            .iter()
-            .map(Layer::label)
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.layers.iter().map(Layer::label).collect::<Vec<_>>().join(" ")
     }
 
     /// Every built layer with its output shape and parameter count, for `input` = (channels,
     /// height, width) and `classes` outputs. The implied flatten and output layers are included.
     /// A layer that cannot apply (an image shrunk below its kernel, a convolution after a dense
     /// layer, a bad hyper-parameter) is rejected, naming the layer by its 1-based position.
-    pub fn output_shapes(
-        &self,
-        input: (usize, usize, usize),
-        classes: usize,
-    ) -> Result<Vec<LayerInfo>, String> {
+    pub fn output_shapes(&self, input: (usize, usize, usize), classes: usize) -> Result<Vec<LayerInfo>, String> {
         let (c, h, w) = input;
         if c == 0 || h == 0 || w == 0 {
             return Err(format!("input shape {c}×{h}×{w} has an empty dimension"));
         }
         if classes < 2 {
-            return Err(format!(
-                "a classifier needs at least 2 classes, got {classes}"
-            ));
+            return Err(format!("a classifier needs at least 2 classes, got {classes}"));
         }
         let mut shape = Shape::Image(c, h, w);
         let mut out = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             let here = |msg: String| format!("layer {} ({}): {msg}", i + 1, layer.label());
             match layer {
-                Layer::Conv {
-                    filters,
-                    kernel,
-                    same_padding,
-                } => {
+                Layer::Conv { filters, kernel, same_padding } => {
                     let Shape::Image(c, h, w) = shape else {
-                        return Err(here(
-                            "a convolution cannot follow a dense or global pooling layer".into(),
-                        ));
+                        return Err(here("a convolution cannot follow a dense or global pooling layer".into()));
                     };
                     if *kernel != 3 && *kernel != 5 {
-                        return Err(here(format!(
-                            "kernel size {kernel} is not supported (3 or 5)"
-                        )));
+                        return Err(here(format!("kernel size {kernel} is not supported (3 or 5)")));
                     }
                     if *filters == 0 {
                         return Err(here("a convolution needs at least one filter".into()));
@@ -262,9 +221,7 @@ impl ModelSpec {
                         (h, w)
                     } else {
                         if h < *kernel || w < *kernel {
-                            return Err(here(format!(
-                                "input {h}×{w} is smaller than the {kernel}×{kernel} kernel"
-                            )));
+                            return Err(here(format!("input {h}×{w} is smaller than the {kernel}×{kernel} kernel")));
                         }
                         (h - kernel + 1, w - kernel + 1)
                     };
@@ -278,33 +235,18 @@ impl ModelSpec {
                 }
                 Layer::MaxPool | Layer::AvgPool => {
                     let Shape::Image(c, h, w) = shape else {
-                        return Err(here(
-                            "pooling cannot follow a dense or global pooling layer".into(),
-                        ));
+                        return Err(here("pooling cannot follow a dense or global pooling layer".into()));
                     };
                     if h < 2 || w < 2 {
-                        return Err(here(format!(
-                            "input {h}×{w} is smaller than the 2×2 pooling window"
-                        )));
+                        return Err(here(format!("input {h}×{w} is smaller than the 2×2 pooling window")));
                     }
                     shape = Shape::Image(c, h / 2, w / 2);
-                    let kind = if *layer == Layer::MaxPool {
-                        "MaxPooling2D"
-                    } else {
-                        "AveragePooling2D"
-                    };
-                    out.push(LayerInfo {
-                        name: layer.label(),
-                        kind,
-                        output: shape,
-                        params: 0,
-                    });
+                    let kind = if *layer == Layer::MaxPool { "MaxPooling2D" } else { "AveragePooling2D" };
+                    out.push(LayerInfo { name: layer.label(), kind, output: shape, params: 0 });
                 }
                 Layer::GlobalAvgPool => {
                     let Shape::Image(c, _, _) = shape else {
-                        return Err(here(
-                            "global pooling needs an image input, not a flat vector".into(),
-                        ));
+                        return Err(here("global pooling needs an image input, not a flat vector".into()));
                     };
                     shape = Shape::Flat(c);
                     out.push(LayerInfo {
@@ -330,12 +272,7 @@ impl ModelSpec {
                     if !(0.0..1.0).contains(rate) {
                         return Err(here(format!("dropout rate {rate} is outside [0, 1)")));
                     }
-                    out.push(LayerInfo {
-                        name: layer.label(),
-                        kind: "Dropout",
-                        output: shape,
-                        params: 0,
-                    });
+                    out.push(LayerInfo { name: layer.label(), kind: "Dropout", output: shape, params: 0 });
                 }
                 Layer::Dense(units) => {
                     if *units == 0 {
@@ -343,12 +280,7 @@ impl ModelSpec {
                     }
                     if let Shape::Image(..) = shape {
                         shape = Shape::Flat(shape.size());
-                        out.push(LayerInfo {
-                            name: "flatten".into(),
-                            kind: "Flatten",
-                            output: shape,
-                            params: 0,
-                        });
+                        out.push(LayerInfo { name: "flatten".into(), kind: "Flatten", output: shape, params: 0 });
                     }
                     let inputs = shape.size();
                     shape = Shape::Flat(*units);
@@ -363,12 +295,7 @@ impl ModelSpec {
         }
         if let Shape::Image(..) = shape {
             shape = Shape::Flat(shape.size());
-            out.push(LayerInfo {
-                name: "flatten".into(),
-                kind: "Flatten",
-                output: shape,
-                params: 0,
-            });
+            out.push(LayerInfo { name: "flatten".into(), kind: "Flatten", output: shape, params: 0 });
         }
         out.push(LayerInfo {
             name: "output".into(),
@@ -380,11 +307,7 @@ impl ModelSpec {
     }
 
     /// A Keras-style summary (`conv2d (Conv2D)`, `conv2d_1 (Conv2D)`, ...) for `input` and `classes`.
-    pub fn summary_rows(
-        &self,
-        input: (usize, usize, usize),
-        classes: usize,
-    ) -> Result<Summary, String> {
+    pub fn summary_rows(&self, input: (usize, usize, usize), classes: usize) -> Result<Summary, String> {
         let infos = self.output_shapes(input, classes)?;
         let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         let mut rows = Vec::with_capacity(infos.len());
@@ -392,27 +315,15 @@ impl ModelSpec {
         for info in &infos {
             let base = keras_snake(info.kind);
             let n = seen.entry(info.kind).or_insert(0);
-            let layer = if *n == 0 {
-                format!("{base} ({})", info.kind)
-            } else {
-                format!("{base}_{n} ({})", info.kind)
-            };
+            let layer = if *n == 0 { format!("{base} ({})", info.kind) } else { format!("{base}_{n} ({})", info.kind) };
             *n += 1;
             if info.kind == "BatchNormalization" {
                 frozen += info.params / 2;
             }
-            rows.push(SummaryRow {
-                layer,
-                output_shape: info.output.keras(),
-                params: info.params,
-            });
+            rows.push(SummaryRow { layer, output_shape: info.output.keras(), params: info.params });
         }
         let total_params = infos.iter().map(|i| i.params).sum();
-        Ok(Summary {
-            rows,
-            total_params,
-            trainable_params: total_params - frozen,
-        })
+        Ok(Summary { rows, total_params, trainable_params: total_params - frozen })
     }
 }
 
@@ -463,17 +374,11 @@ mod tests {
 
     #[test]
     fn seed_small_and_lenet_shapes() {
-        let infos = preset("seed-small")
-            .unwrap()
-            .output_shapes((1, 28, 28), 10)
-            .unwrap();
+        let infos = preset("seed-small").unwrap().output_shapes((1, 28, 28), 10).unwrap();
         // 13·13·32 = 5408 inputs to dense128.
         assert_eq!(infos[2].output, Shape::Flat(5408));
         assert_eq!(infos[3].params, 5408 * 128 + 128);
-        let infos = preset("lenet5")
-            .unwrap()
-            .output_shapes((1, 28, 28), 10)
-            .unwrap();
+        let infos = preset("lenet5").unwrap().output_shapes((1, 28, 28), 10).unwrap();
         assert_eq!(infos[0].output, Shape::Image(6, 28, 28));
         assert_eq!(infos[2].output, Shape::Image(16, 10, 10));
         assert_eq!(infos[3].output, Shape::Image(16, 5, 5));
@@ -482,16 +387,8 @@ mod tests {
 
     #[test]
     fn strong_counts_batchnorm_statistics_as_non_trainable() {
-        let s = preset("strong")
-            .unwrap()
-            .summary_rows((1, 28, 28), 10)
-            .unwrap();
-        let bn: usize = s
-            .rows
-            .iter()
-            .filter(|r| r.layer.contains("BatchNormalization"))
-            .map(|r| r.params)
-            .sum();
+        let s = preset("strong").unwrap().summary_rows((1, 28, 28), 10).unwrap();
+        let bn: usize = s.rows.iter().filter(|r| r.layer.contains("BatchNormalization")).map(|r| r.params).sum();
         assert_eq!(bn, 4 * (32 + 32 + 64 + 64 + 256));
         assert_eq!(s.total_params - s.trainable_params, bn / 2);
     }
@@ -509,28 +406,14 @@ mod tests {
         ]);
         // 28 → 26 → 13 → 11 → 5 → 3 → 1: the last conv sees 1×1.
         let e = spec.output_shapes((1, 28, 28), 10).unwrap_err();
-        assert_eq!(
-            e,
-            "layer 7 (conv64): input 1×1 is smaller than the 3×3 kernel"
-        );
-        let spec = ModelSpec::new(vec![
-            Layer::conv(8),
-            Layer::conv(8),
-            Layer::MaxPool,
-            Layer::MaxPool,
-            Layer::conv(8),
-        ]);
+        assert_eq!(e, "layer 7 (conv64): input 1×1 is smaller than the 3×3 kernel");
+        let spec = ModelSpec::new(vec![Layer::conv(8), Layer::conv(8), Layer::MaxPool, Layer::MaxPool, Layer::conv(8)]);
         // 28 → 26 → 24 → 12 → 6 → 4
         assert!(spec.output_shapes((1, 28, 28), 10).is_ok());
         let spec = ModelSpec::new(vec![Layer::Dense(10), Layer::conv(8)]);
         let e = spec.output_shapes((1, 28, 28), 10).unwrap_err();
-        assert!(
-            e.starts_with("layer 2 (conv8): a convolution cannot follow"),
-            "{e}"
-        );
-        let e = ModelSpec::new(vec![Layer::Dropout(1.5)])
-            .output_shapes((1, 28, 28), 10)
-            .unwrap_err();
+        assert!(e.starts_with("layer 2 (conv8): a convolution cannot follow"), "{e}");
+        let e = ModelSpec::new(vec![Layer::Dropout(1.5)]).output_shapes((1, 28, 28), 10).unwrap_err();
         assert!(e.contains("layer 1 (dropout1.5)"), "{e}");
     }
 

@@ -20,7 +20,7 @@ use crate::data::{PixelScaling, Split};
 
 /// A batch filler for augmented training: given train-split indices and the 0-based epoch, it
 /// writes `indices.len() × rows × cols` model-ready (already scaled) floats.
-pub type Augment<'a> = &'a dyn Fn(&[usize], u64, &mut [f32]);
+pub type Augment<'a> = &'a (dyn Fn(&[usize], u64, &mut [f32]) + Sync);
 
 /// The optimizer and its base learning rate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -303,18 +303,9 @@ impl Opt {
         let vars = net.trainable_vars();
         Ok(match optimizer {
             Optimizer::Adam { lr } | Optimizer::AdamW { lr, .. } => {
-                let weight_decay = if let Optimizer::AdamW { weight_decay, .. } = optimizer {
-                    weight_decay
-                } else {
-                    0.0
-                };
-                let params = candle_nn::ParamsAdamW {
-                    lr,
-                    beta1: 0.9,
-                    beta2: 0.999,
-                    eps: 1e-7,
-                    weight_decay,
-                };
+                let weight_decay =
+                    if let Optimizer::AdamW { weight_decay, .. } = optimizer { weight_decay } else { 0.0 };
+                let params = candle_nn::ParamsAdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay };
                 Opt::Adam(candle_nn::AdamW::new(vars, params)?)
             }
             Optimizer::Sgd { lr, momentum } => Opt::Sgd(MomentumSgd::new(vars, lr, momentum)?),
@@ -374,13 +365,7 @@ fn check_split(net: &Network, split: &Split, rows: usize, cols: usize, what: &st
 }
 
 /// Fills `out` with the scaled pixels of the images at `indices`.
-fn fill_batch(
-    split: &Split,
-    indices: &[usize],
-    image_len: usize,
-    scaling: PixelScaling,
-    out: &mut [f32],
-) {
+fn fill_batch(split: &Split, indices: &[usize], image_len: usize, scaling: PixelScaling, out: &mut [f32]) {
     let (scale, offset) = scaling.affine();
     for (slot, &i) in out.chunks_exact_mut(image_len).zip(indices) {
         for (o, &p) in slot.iter_mut().zip(split.image(i, image_len)) {
@@ -421,10 +406,7 @@ pub fn fit(
         return Err(ModelError::Data("the batch size must be at least 1".into()));
     }
     if !(0.0..1.0).contains(&config.label_smoothing) {
-        return Err(ModelError::Data(format!(
-            "label smoothing {} is outside [0, 1)",
-            config.label_smoothing
-        )));
+        return Err(ModelError::Data(format!("label smoothing {} is outside [0, 1)", config.label_smoothing)));
     }
     let image_len = rows * cols;
     let n = train.len();
@@ -435,12 +417,7 @@ pub fn fit(
     let device = net.device().clone();
 
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    net.reseed_dropout(
-        config
-            .seed
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(1),
-    );
+    net.reseed_dropout(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1));
     let mut opt = Opt::new(net, config.optimizer)?;
     let mut order: Vec<usize> = (0..n).collect();
     let mut buf = vec![0f32; config.batch_size * image_len];
@@ -477,10 +454,7 @@ pub fn fit(
             let loss_value = loss.to_scalar::<f32>()?;
             if !loss_value.is_finite() {
                 net.restore(&last_good)?;
-                history.stop = StopReason::NonFiniteLoss {
-                    epoch: epoch + 1,
-                    batch: b + 1,
-                };
+                history.stop = StopReason::NonFiniteLoss { epoch: epoch + 1, batch: b + 1 };
                 history.notes.push(format!(
                     "the loss became {loss_value} at epoch {}, batch {}: training stopped and the weights of {} were restored (try a lower learning rate)",
                     epoch + 1,
@@ -492,11 +466,7 @@ pub fn fit(
             opt.step(&loss)?;
             step += 1;
             let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            correct += predicted
-                .iter()
-                .zip(&labels)
-                .filter(|(p, l)| p == l)
-                .count();
+            correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
             loss_sum += loss_value as f64 * m as f64;
             seen += m;
             if (b + 1) % report_every == 0 || b + 1 == steps_per_epoch {
@@ -508,10 +478,7 @@ pub fn fit(
                 });
             }
             if interrupt.load(Ordering::Relaxed) && b + 1 < steps_per_epoch {
-                history.stop = StopReason::Interrupted {
-                    epoch: epoch + 1,
-                    batch: b + 1,
-                };
+                history.stop = StopReason::Interrupted { epoch: epoch + 1, batch: b + 1 };
                 history.notes.push(format!(
                     "interrupted during epoch {} after {} of {steps_per_epoch} batches; the model keeps the weights reached so far",
                     epoch + 1,
@@ -554,31 +521,20 @@ pub fn fit(
                 let since_best = epoch + 1 - best_epoch;
                 if since_best > 0 && since_best >= patience && epoch + 1 < config.epochs {
                     history.stop = StopReason::EarlyStopped { epoch: epoch + 1 };
-                    history.notes.push(format!(
-                        "stopped early after epoch {}: no improvement for {patience} epochs",
-                        epoch + 1
-                    ));
+                    history
+                        .notes
+                        .push(format!("stopped early after epoch {}: no improvement for {patience} epochs", epoch + 1));
                     break 'epochs;
                 }
             }
             if interrupt.load(Ordering::Relaxed) {
-                history.stop = StopReason::Interrupted {
-                    epoch: epoch + 1,
-                    batch: steps_per_epoch,
-                };
-                history
-                    .notes
-                    .push(format!("interrupted at the end of epoch {}", epoch + 1));
+                history.stop = StopReason::Interrupted { epoch: epoch + 1, batch: steps_per_epoch };
+                history.notes.push(format!("interrupted at the end of epoch {}", epoch + 1));
                 break 'epochs;
             }
         } else if interrupt.load(Ordering::Relaxed) {
-            history.stop = StopReason::Interrupted {
-                epoch: epoch + 1,
-                batch: steps_per_epoch,
-            };
-            history
-                .notes
-                .push(format!("interrupted at the end of epoch {}", epoch + 1));
+            history.stop = StopReason::Interrupted { epoch: epoch + 1, batch: steps_per_epoch };
+            history.notes.push(format!("interrupted at the end of epoch {}", epoch + 1));
             break 'epochs;
         }
     }
@@ -594,9 +550,7 @@ pub fn fit(
                 Monitor::ValLoss => "validation loss",
                 Monitor::ValAccuracy => "validation accuracy",
             };
-            history.notes.push(format!(
-                "restored the weights of epoch {best_epoch}, the best by {metric}"
-            ));
+            history.notes.push(format!("restored the weights of epoch {best_epoch}, the best by {metric}"));
         }
     }
     Ok(history)
@@ -630,12 +584,7 @@ pub fn evaluate(
         let ys = Tensor::from_vec(labels.clone(), m, &device)?;
         let logits = net.forward(&xs, false)?;
         loss_sum += loss_fn(&logits, &ys, 0.0)?.to_scalar::<f32>()? as f64 * m as f64;
-        for (p, &l) in logits
-            .argmax(D::Minus1)?
-            .to_vec1::<u32>()?
-            .into_iter()
-            .zip(&labels)
-        {
+        for (p, &l) in logits.argmax(D::Minus1)?.to_vec1::<u32>()?.into_iter().zip(&labels) {
             confusion[l as usize][p as usize] += 1;
             predictions.push(p as usize);
         }
@@ -651,16 +600,8 @@ pub fn evaluate(
         })
         .collect();
     Ok(Evaluation {
-        loss: if n == 0 {
-            0.0
-        } else {
-            (loss_sum / n as f64) as f32
-        },
-        accuracy: if n == 0 {
-            0.0
-        } else {
-            correct as f32 / n as f32
-        },
+        loss: if n == 0 { 0.0 } else { (loss_sum / n as f64) as f32 },
+        accuracy: if n == 0 { 0.0 } else { correct as f32 / n as f32 },
         per_class_accuracy,
         confusion,
         predictions,
@@ -720,10 +661,7 @@ pub(crate) mod tests {
         };
         let (images, labels) = (read(images), read(labels));
         let n = n.min(labels.dims[0]);
-        Split {
-            pixels: images.data[..n * 784].to_vec(),
-            labels: labels.data[..n].to_vec(),
-        }
+        Split { pixels: images.data[..n * 784].to_vec(), labels: labels.data[..n].to_vec() }
     }
 
     fn quiet() -> impl FnMut(TrainEvent) {
@@ -734,20 +672,9 @@ pub(crate) mod tests {
     fn tiny_training_run_learns() {
         let train = mnist(true, 1000);
         let test = mnist(false, 500);
-        let net = Network::new(
-            &preset("seed-small").unwrap(),
-            (1, 28, 28),
-            10,
-            &Device::Cpu,
-            3,
-        )
-        .unwrap();
+        let net = Network::new(&preset("seed-small").unwrap(), (1, 28, 28), 10, &Device::Cpu, 3).unwrap();
         let before = evaluate(&net, &test, 28, 28, PixelScaling::Unit, 128).unwrap();
-        let config = TrainConfig {
-            epochs: 2,
-            seed: 3,
-            ..TrainConfig::default()
-        };
+        let config = TrainConfig { epochs: 2, seed: 3, ..TrainConfig::default() };
         let mut batches = 0;
         let mut epochs = 0;
         let mut progress = |e: TrainEvent| match e {
@@ -755,29 +682,14 @@ pub(crate) mod tests {
             TrainEvent::Epoch(_) => epochs += 1,
         };
         let stop = AtomicBool::new(false);
-        let h = fit(
-            &net,
-            &train,
-            Some(&test),
-            28,
-            28,
-            PixelScaling::Unit,
-            &config,
-            None,
-            &stop,
-            &mut progress,
-        )
-        .unwrap();
+        let h =
+            fit(&net, &train, Some(&test), 28, 28, PixelScaling::Unit, &config, None, &stop, &mut progress).unwrap();
         assert_eq!(h.stop, StopReason::Completed);
         assert_eq!(h.epochs.len(), 2);
         assert_eq!(epochs, 2);
         assert!(batches >= 2);
         let after = evaluate(&net, &test, 28, 28, PixelScaling::Unit, 256).unwrap();
-        assert!(
-            after.accuracy > 0.75,
-            "accuracy after training: {}",
-            after.accuracy
-        );
+        assert!(after.accuracy > 0.75, "accuracy after training: {}", after.accuracy);
         assert!(after.loss < before.loss);
         assert!(h.epochs[1].loss < h.epochs[0].loss);
         // The restored (or final) weights are those of the best epoch.
@@ -793,24 +705,13 @@ pub(crate) mod tests {
         assert_eq!(probs.len(), 3);
         for (i, p) in probs.iter().enumerate() {
             assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
-            let argmax = p
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .unwrap()
-                .0;
+            let argmax = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
             assert_eq!(argmax, after.predictions[i]);
         }
     }
 
     fn small_spec() -> ModelSpec {
-        ModelSpec::new(vec![
-            Layer::conv(8),
-            Layer::BatchNorm,
-            Layer::MaxPool,
-            Layer::Dropout(0.25),
-            Layer::Dense(16),
-        ])
+        ModelSpec::new(vec![Layer::conv(8), Layer::BatchNorm, Layer::MaxPool, Layer::Dropout(0.25), Layer::Dense(16)])
     }
 
     #[test]
@@ -819,37 +720,13 @@ pub(crate) mod tests {
         let val = mnist(false, 100);
         let run = |seed: u64| {
             let net = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, seed).unwrap();
-            let config = TrainConfig {
-                epochs: 2,
-                seed,
-                label_smoothing: 0.1,
-                ..TrainConfig::default()
-            };
+            let config = TrainConfig { epochs: 2, seed, label_smoothing: 0.1, ..TrainConfig::default() };
             let stop = AtomicBool::new(false);
-            let h = fit(
-                &net,
-                &train,
-                Some(&val),
-                28,
-                28,
-                PixelScaling::Unit,
-                &config,
-                None,
-                &stop,
-                &mut quiet(),
-            )
-            .unwrap();
-            let metrics: Vec<_> = h
-                .epochs
-                .iter()
-                .map(|e| (e.loss, e.accuracy, e.val_loss, e.val_accuracy))
-                .collect();
-            let weights: Vec<Vec<f32>> = net
-                .snapshot()
-                .unwrap()
-                .iter()
-                .map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap())
-                .collect();
+            let h =
+                fit(&net, &train, Some(&val), 28, 28, PixelScaling::Unit, &config, None, &stop, &mut quiet()).unwrap();
+            let metrics: Vec<_> = h.epochs.iter().map(|e| (e.loss, e.accuracy, e.val_loss, e.val_accuracy)).collect();
+            let weights: Vec<Vec<f32>> =
+                net.snapshot().unwrap().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap()).collect();
             (metrics, weights)
         };
         let a = run(11);
@@ -868,23 +745,8 @@ pub(crate) mod tests {
                 batches.push(done)
             }
         };
-        let config = TrainConfig {
-            epochs: 3,
-            ..TrainConfig::default()
-        };
-        let h = fit(
-            &net,
-            &train,
-            None,
-            28,
-            28,
-            PixelScaling::Unit,
-            &config,
-            None,
-            &stop,
-            &mut progress,
-        )
-        .unwrap();
+        let config = TrainConfig { epochs: 3, ..TrainConfig::default() };
+        let h = fit(&net, &train, None, 28, 28, PixelScaling::Unit, &config, None, &stop, &mut progress).unwrap();
         assert_eq!(h.stop, StopReason::Interrupted { epoch: 1, batch: 1 });
         assert!(h.epochs.is_empty());
         assert!(batches.len() <= 1);
@@ -895,43 +757,14 @@ pub(crate) mod tests {
     #[test]
     fn non_finite_loss_restores_the_last_good_weights() {
         let train = mnist(true, 256);
-        let net = Network::new(
-            &preset("seed-small").unwrap(),
-            (1, 28, 28),
-            10,
-            &Device::Cpu,
-            1,
-        )
-        .unwrap();
+        let net = Network::new(&preset("seed-small").unwrap(), (1, 28, 28), 10, &Device::Cpu, 1).unwrap();
         let initial = net.snapshot().unwrap();
         // Raw 0..255 inputs with a huge SGD step blow the loss up within a few batches.
-        let config = TrainConfig {
-            epochs: 2,
-            optimizer: Optimizer::Sgd {
-                lr: 1e4,
-                momentum: 0.9,
-            },
-            ..TrainConfig::default()
-        };
+        let config =
+            TrainConfig { epochs: 2, optimizer: Optimizer::Sgd { lr: 1e4, momentum: 0.9 }, ..TrainConfig::default() };
         let stop = AtomicBool::new(false);
-        let h = fit(
-            &net,
-            &train,
-            None,
-            28,
-            28,
-            PixelScaling::Raw,
-            &config,
-            None,
-            &stop,
-            &mut quiet(),
-        )
-        .unwrap();
-        assert!(
-            matches!(h.stop, StopReason::NonFiniteLoss { epoch: 1, .. }),
-            "{:?}",
-            h.stop
-        );
+        let h = fit(&net, &train, None, 28, 28, PixelScaling::Raw, &config, None, &stop, &mut quiet()).unwrap();
+        assert!(matches!(h.stop, StopReason::NonFiniteLoss { epoch: 1, .. }), "{:?}", h.stop);
         assert!(h.notes[0].contains("initial model"), "{:?}", h.notes);
         for ((_, a), (_, b)) in initial.iter().zip(net.snapshot().unwrap().iter()) {
             assert_eq!(
@@ -943,37 +776,14 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_inputs_are_rejected() {
-        let net = Network::new(
-            &preset("seed-small").unwrap(),
-            (1, 28, 28),
-            5,
-            &Device::Cpu,
-            1,
-        )
-        .unwrap();
-        let split = Split {
-            pixels: vec![0; 784 * 2],
-            labels: vec![1, 7],
-        };
+        let net = Network::new(&preset("seed-small").unwrap(), (1, 28, 28), 5, &Device::Cpu, 1).unwrap();
+        let split = Split { pixels: vec![0; 784 * 2], labels: vec![1, 7] };
         let stop = AtomicBool::new(false);
-        let e = fit(
-            &net,
-            &split,
-            None,
-            28,
-            28,
-            PixelScaling::Unit,
-            &TrainConfig::default(),
-            None,
-            &stop,
-            &mut quiet(),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("label 7") && e.contains("5 classes"), "{e}");
-        let e = evaluate(&net, &split, 20, 20, PixelScaling::Unit, 8)
+        let e = fit(&net, &split, None, 28, 28, PixelScaling::Unit, &TrainConfig::default(), None, &stop, &mut quiet())
             .unwrap_err()
             .to_string();
+        assert!(e.contains("label 7") && e.contains("5 classes"), "{e}");
+        let e = evaluate(&net, &split, 20, 20, PixelScaling::Unit, 8).unwrap_err().to_string();
         assert!(e.contains("1×28×28") && e.contains("1×20×20"), "{e}");
         assert!(predict_probs(&net, &[0; 100], PixelScaling::Unit).is_err());
     }
@@ -985,15 +795,6 @@ pub(crate) mod tests {
         assert!((s.lr(1.0, 30, 100, 0) - 1.0).abs() < 1e-9);
         assert!(s.lr(1.0, 99, 100, 0) < 0.01);
         assert!((Schedule::Cosine.lr(2.0, 50, 100, 0) - 1.0).abs() < 1e-9);
-        assert!(
-            (Schedule::Step {
-                every: 2,
-                gamma: 0.5
-            }
-            .lr(1.0, 0, 10, 5)
-                - 0.25)
-                .abs()
-                < 1e-12
-        );
+        assert!((Schedule::Step { every: 2, gamma: 0.5 }.lr(1.0, 0, 10, 5) - 0.25).abs() < 1e-12);
     }
 }

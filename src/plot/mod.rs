@@ -50,11 +50,7 @@ fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The embedded font is a valid TrueType file; a failure here would be a build error.
-        let _ = plotters::style::register_font(
-            FONT,
-            FontStyle::Normal,
-            include_bytes!("../../assets/DejaVuSans.ttf"),
-        );
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, include_bytes!("../../assets/DejaVuSans.ttf"));
     });
 }
 
@@ -90,9 +86,7 @@ where
 
 /// Range of `values` with a 5% margin (and a minimal span).
 fn padded_range(values: impl Iterator<Item = f32>) -> std::ops::Range<f32> {
-    let (lo, hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f32::MAX, f32::MIN), |(l, h), v| (l.min(v), h.max(v)));
+    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f32::MAX, f32::MIN), |(l, h), v| (l.min(v), h.max(v)));
     if lo > hi {
         return 0.0..1.0;
     }
@@ -106,14 +100,8 @@ fn check_history(h: &HistorySeries) -> Result<()> {
         return Err(PlotError("the history has no epoch to plot".into()));
     }
     let ok = |v: &[f32], optional: bool| v.len() == n || (optional && v.is_empty());
-    if !ok(&h.accuracy, false)
-        || !ok(&h.loss, false)
-        || !ok(&h.val_accuracy, true)
-        || !ok(&h.val_loss, true)
-    {
-        return Err(PlotError(format!(
-            "the history's columns do not all have {n} values"
-        )));
+    if !ok(&h.accuracy, false) || !ok(&h.loss, false) || !ok(&h.val_accuracy, true) || !ok(&h.val_loss, true) {
+        return Err(PlotError(format!("the history's columns do not all have {n} values")));
     }
     Ok(())
 }
@@ -146,17 +134,8 @@ fn draw_panel<DB: DrawingBackend>(
         .label_style((FONT, 13))
         .draw()
         .map_err(err)?;
-    let points = |v: &[f32]| {
-        epochs
-            .iter()
-            .zip(v)
-            .map(|(&e, &y)| (e as f32, y))
-            .collect::<Vec<_>>()
-    };
-    for (values, color, label) in [
-        (train, TRAIN_COLOR, "train"),
-        (val, VAL_COLOR, "validation"),
-    ] {
+    let points = |v: &[f32]| epochs.iter().zip(v).map(|(&e, &y)| (e as f32, y)).collect::<Vec<_>>();
+    for (values, color, label) in [(train, TRAIN_COLOR, "train"), (val, VAL_COLOR, "validation")] {
         if values.is_empty() {
             continue;
         }
@@ -165,20 +144,12 @@ fn draw_panel<DB: DrawingBackend>(
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(err)?
             .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-            .map_err(err)?;
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(err)?;
     }
     chart
         .configure_series_labels()
-        .position(if metric == "loss" {
-            SeriesLabelPosition::UpperRight
-        } else {
-            SeriesLabelPosition::LowerRight
-        })
+        .position(if metric == "loss" { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::LowerRight })
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK.mix(0.4))
         .label_font((FONT, 13))
@@ -190,22 +161,8 @@ fn draw_panel<DB: DrawingBackend>(
 fn draw_history<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, h: &HistorySeries) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let panels = root.split_evenly((1, 2));
-    draw_panel(
-        &panels[0],
-        "model accuracy",
-        "accuracy",
-        &h.epochs,
-        &h.accuracy,
-        &h.val_accuracy,
-    )?;
-    draw_panel(
-        &panels[1],
-        "model loss",
-        "loss",
-        &h.epochs,
-        &h.loss,
-        &h.val_loss,
-    )?;
+    draw_panel(&panels[0], "model accuracy", "accuracy", &h.epochs, &h.accuracy, &h.val_accuracy)?;
+    draw_panel(&panels[1], "model loss", "loss", &h.epochs, &h.loss, &h.val_loss)?;
     root.present().map_err(err)
 }
 
@@ -238,31 +195,18 @@ struct ConfusionLayout {
 
 impl ConfusionLayout {
     fn new(n: usize, label_chars: usize) -> ConfusionLayout {
-        let cell = if n <= 12 {
-            48
-        } else {
-            (576 / n as i32).max(14)
-        };
+        let cell = if n <= 12 { 48 } else { (576 / n as i32).max(14) };
         let label = 10 + 7 * label_chars as i32;
         let left = 28 + label;
         let top = 44;
         let grid = cell * n as i32;
-        ConfusionLayout {
-            cell,
-            left,
-            top,
-            size: ((left + grid + 20) as u32, (top + grid + label + 28) as u32),
-        }
+        ConfusionLayout { cell, left, top, size: ((left + grid + 20) as u32, (top + grid + label + 28) as u32) }
     }
 }
 
 /// The pixel size [`confusion_png`] gives for these class names.
 pub fn confusion_size(class_names: &[String]) -> (u32, u32) {
-    let chars = class_names
-        .iter()
-        .map(|s| s.chars().count())
-        .max()
-        .unwrap_or(1);
+    let chars = class_names.iter().map(|s| s.chars().count()).max().unwrap_or(1);
     ConfusionLayout::new(class_names.len(), chars).size
 }
 
@@ -271,98 +215,53 @@ pub fn confusion_size(class_names: &[String]) -> (u32, u32) {
 pub fn confusion_png(matrix: &[Vec<usize>], class_names: &[String]) -> Result<Vec<u8>> {
     let n = class_names.len();
     if n == 0 || matrix.len() != n || matrix.iter().any(|row| row.len() != n) {
-        return Err(PlotError(format!(
-            "the confusion matrix is not {n}×{n} like the class names"
-        )));
+        return Err(PlotError(format!("the confusion matrix is not {n}×{n} like the class names")));
     }
-    let chars = class_names
-        .iter()
-        .map(|s| s.chars().count())
-        .max()
-        .unwrap_or(1);
+    let chars = class_names.iter().map(|s| s.chars().count()).max().unwrap_or(1);
     let lay = ConfusionLayout::new(n, chars);
     png_with(lay.size, |root| {
         root.fill(&WHITE).map_err(err)?;
         let (cell, left, top) = (lay.cell, lay.left, lay.top);
         let grid = cell * n as i32;
         let title = TextStyle::from((FONT, 16).into_font()).color(&BLACK);
-        root.draw(&Text::new(
-            "confusion matrix (rows: true class, columns: predicted)",
-            (10, 12),
-            title.clone(),
-        ))
-        .map_err(err)?;
+        root.draw(&Text::new("confusion matrix (rows: true class, columns: predicted)", (10, 12), title.clone()))
+            .map_err(err)?;
         let font_px = (cell / 3).clamp(8, 14);
         let label_style = TextStyle::from((FONT, 13).into_font()).color(&BLACK);
         for (i, row) in matrix.iter().enumerate() {
             let total: usize = row.iter().sum();
             for (j, &count) in row.iter().enumerate() {
-                let share = if total == 0 {
-                    0.0
-                } else {
-                    count as f64 / total as f64
-                };
+                let share = if total == 0 { 0.0 } else { count as f64 / total as f64 };
                 let shade = |c: u8| (255.0 - share * (255.0 - c as f64)) as u8;
                 let color = RGBColor(shade(8), shade(48), shade(107));
                 let (x, y) = (left + j as i32 * cell, top + i as i32 * cell);
-                root.draw(&Rectangle::new(
-                    [(x, y), (x + cell, y + cell)],
-                    color.filled(),
-                ))
-                .map_err(err)?;
-                root.draw(&Rectangle::new(
-                    [(x, y), (x + cell, y + cell)],
-                    BLACK.mix(0.15),
-                ))
-                .map_err(err)?;
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], color.filled())).map_err(err)?;
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], BLACK.mix(0.15))).map_err(err)?;
                 if cell >= 24 {
                     let ink = if share > 0.5 { WHITE } else { BLACK };
                     let style = TextStyle::from((FONT, font_px).into_font())
                         .color(&ink)
                         .pos(Pos::new(HPos::Center, VPos::Center));
-                    root.draw(&Text::new(
-                        count.to_string(),
-                        (x + cell / 2, y + cell / 2),
-                        style,
-                    ))
-                    .map_err(err)?;
+                    root.draw(&Text::new(count.to_string(), (x + cell / 2, y + cell / 2), style)).map_err(err)?;
                 }
             }
             let style = label_style.clone().pos(Pos::new(HPos::Right, VPos::Center));
-            root.draw(&Text::new(
-                class_names[i].clone(),
-                (left - 6, top + i as i32 * cell + cell / 2),
-                style,
-            ))
-            .map_err(err)?;
+            root.draw(&Text::new(class_names[i].clone(), (left - 6, top + i as i32 * cell + cell / 2), style))
+                .map_err(err)?;
         }
         for (j, name) in class_names.iter().enumerate() {
-            let style = label_style
-                .clone()
-                .transform(FontTransform::Rotate270)
-                .pos(Pos::new(HPos::Right, VPos::Center));
-            root.draw(&Text::new(
-                name.clone(),
-                (left + j as i32 * cell + cell / 2, top + grid + 6),
-                style,
-            ))
-            .map_err(err)?;
+            let style =
+                label_style.clone().transform(FontTransform::Rotate270).pos(Pos::new(HPos::Right, VPos::Center));
+            root.draw(&Text::new(name.clone(), (left + j as i32 * cell + cell / 2, top + grid + 6), style))
+                .map_err(err)?;
         }
-        let axis = TextStyle::from((FONT, 14).into_font())
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Center, VPos::Bottom));
-        root.draw(&Text::new(
-            "predicted",
-            (left + grid / 2, lay.size.1 as i32 - 6),
-            axis,
-        ))
-        .map_err(err)?;
+        let axis = TextStyle::from((FONT, 14).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
+        root.draw(&Text::new("predicted", (left + grid / 2, lay.size.1 as i32 - 6), axis)).map_err(err)?;
         let axis = TextStyle::from((FONT, 14).into_font())
             .color(&BLACK)
             .transform(FontTransform::Rotate270)
             .pos(Pos::new(HPos::Center, VPos::Top));
-        root.draw(&Text::new("true", (6, top + grid / 2), axis))
-            .map_err(err)?;
+        root.draw(&Text::new("true", (6, top + grid / 2), axis)).map_err(err)?;
         root.present().map_err(err)
     })
 }
@@ -373,10 +272,7 @@ pub fn image_grid_size(count: usize, rows: usize, cols: usize, columns: usize) -
     let grid_rows = count.div_ceil(columns);
     let tile_w = cols * GRID_SCALE + GRID_PAD;
     let tile_h = rows * GRID_SCALE + GRID_CAPTION + GRID_PAD;
-    (
-        (columns * tile_w + GRID_PAD) as u32,
-        (grid_rows * tile_h + GRID_PAD) as u32,
-    )
+    ((columns * tile_w + GRID_PAD) as u32, (grid_rows * tile_h + GRID_PAD) as u32)
 }
 
 /// Grayscale images (`rows × cols` bytes each) magnified [`GRID_SCALE`] times in a grid of
@@ -392,33 +288,17 @@ pub fn image_grid_png(
         return Err(PlotError("no image to show".into()));
     }
     if captions.len() != images.len() {
-        return Err(PlotError(format!(
-            "{} captions for {} images",
-            captions.len(),
-            images.len()
-        )));
+        return Err(PlotError(format!("{} captions for {} images", captions.len(), images.len())));
     }
-    if let Some((i, bad)) = images
-        .iter()
-        .enumerate()
-        .find(|(_, img)| img.len() != rows * cols)
-    {
-        return Err(PlotError(format!(
-            "image {i} has {} pixels, expected {rows}×{cols}",
-            bad.len()
-        )));
+    if let Some((i, bad)) = images.iter().enumerate().find(|(_, img)| img.len() != rows * cols) {
+        return Err(PlotError(format!("image {i} has {} pixels, expected {rows}×{cols}", bad.len())));
     }
     let columns = columns.clamp(1, images.len());
     let size = image_grid_size(images.len(), rows, cols, columns);
     let width = size.0 as usize;
     let tile_w = cols * GRID_SCALE + GRID_PAD;
     let tile_h = rows * GRID_SCALE + GRID_CAPTION + GRID_PAD;
-    let origin = |i: usize| {
-        (
-            GRID_PAD + (i % columns) * tile_w,
-            GRID_PAD + (i / columns) * tile_h + GRID_CAPTION,
-        )
-    };
+    let origin = |i: usize| (GRID_PAD + (i % columns) * tile_w, GRID_PAD + (i / columns) * tile_h + GRID_CAPTION);
     register_font();
     let mut rgb = vec![255u8; width * size.1 as usize * 3];
     for (i, img) in images.iter().enumerate() {
@@ -433,14 +313,11 @@ pub fn image_grid_png(
     }
     {
         let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
-        let style = TextStyle::from((FONT, 12).into_font())
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        let style = TextStyle::from((FONT, 12).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
         for (i, caption) in captions.iter().enumerate() {
             let (x0, y0) = origin(i);
             let at = ((x0 + cols * GRID_SCALE / 2) as i32, y0 as i32 - 3);
-            root.draw(&Text::new(caption.clone(), at, style.clone()))
-                .map_err(err)?;
+            root.draw(&Text::new(caption.clone(), at, style.clone())).map_err(err)?;
         }
         root.present().map_err(err)?;
     }
@@ -453,9 +330,7 @@ mod tests {
 
     /// Decodes a PNG, returning (width, height, RGB or other pixel bytes).
     fn decode(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
-        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
-            .read_info()
-            .unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size()];
         let info = reader.next_frame(&mut buf).unwrap();
         buf.truncate(info.buffer_size());
@@ -479,9 +354,7 @@ mod tests {
         let has = |c: RGBColor| px.chunks(3).any(|p| p == [c.0, c.1, c.2]);
         assert!(has(TRAIN_COLOR) && has(VAL_COLOR));
         // Text was drawn with the embedded font: some dark pixels in the title band.
-        assert!(px[..(w * 30 * 3) as usize]
-            .chunks(3)
-            .any(|p| p[0] < 80 && p[1] < 80 && p[2] < 80));
+        assert!(px[..(w * 30 * 3) as usize].chunks(3).any(|p| p[0] < 80 && p[1] < 80 && p[2] < 80));
         let svg = history_svg(&history()).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("model loss"));
         let mut no_val = history();
@@ -489,10 +362,7 @@ mod tests {
         no_val.val_loss.clear();
         assert!(history_png(&no_val).is_ok());
         no_val.loss.pop();
-        assert!(history_png(&no_val)
-            .unwrap_err()
-            .to_string()
-            .contains("3 values"));
+        assert!(history_png(&no_val).unwrap_err().to_string().contains("3 values"));
         assert!(history_png(&HistorySeries::default()).is_err());
     }
 

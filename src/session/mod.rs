@@ -1,6 +1,11 @@
 //! The interpreter: runs statements against the session's state and emits [`Event`]s.
+//!
+//! `mod.rs` holds the state and the dispatch; the arms live in [`prepare`] (data statements)
+//! and [`train`] (model statements).
 
 mod event;
+mod prepare;
+mod train;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,8 +14,8 @@ use std::sync::Arc;
 
 pub use event::{Event, Image, Progress, Table};
 
-use crate::data::{self, Dataset, PixelScaling, SplitKind};
-use crate::lang::{self, docs, LoadSource, NormalizeRange, ParseError, SplitName, SplitSpec, Statement, StatementKind};
+use crate::data::{augment::Pipeline, Dataset};
+use crate::lang::{self, ParseError, Statement, StatementKind};
 
 /// A statement that could not run: what went wrong, and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +68,13 @@ impl std::error::Error for RunError {}
 /// An error inside one statement, before its position is attached.
 type Failure = String;
 
-/// The interpreter's state: the dataset, the seed, and what has been run.
+/// The augmentation in force: the pipeline and the statement that set it.
+struct Augmentation {
+    pipeline: Pipeline,
+    statement: String,
+}
+
+/// The interpreter's state: data, augmentation, model, training settings, seed.
 pub struct Session {
     dataset: Option<Dataset>,
     seed: u64,
@@ -72,6 +83,10 @@ pub struct Session {
     /// Statements that produced the current dataset (for the manifest), since the last `load`.
     lineage: Vec<String>,
     interrupt: Arc<AtomicBool>,
+    augmentation: Option<Augmentation>,
+    training: train::TrainingState,
+    /// The text of the statement being run.
+    current_statement: String,
 }
 
 impl Default for Session {
@@ -89,6 +104,9 @@ impl Session {
             history: Vec::new(),
             lineage: Vec::new(),
             interrupt: Arc::new(AtomicBool::new(false)),
+            augmentation: None,
+            training: train::TrainingState::default(),
+            current_statement: String::new(),
         }
     }
 
@@ -132,6 +150,7 @@ impl Session {
         if let StatementKind::Run(path) = &statement.kind {
             return self.run_file(statement, path, out);
         }
+        self.current_statement = statement.text.clone();
         match self.dispatch(&statement.kind, out) {
             Ok(()) => {
                 if !matches!(statement.kind, StatementKind::Help(_)) {
@@ -168,253 +187,50 @@ impl Session {
         self.dataset.as_mut().ok_or_else(|| format!("{what} needs data: run `load mnist` (or another `load`) first"))
     }
 
+    /// One arm per statement.
     fn dispatch(&mut self, kind: &StatementKind, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        use StatementKind as S;
         match kind {
-            StatementKind::Load(source) => self.load(source, out),
-            StatementKind::Info => self.info(out),
-            StatementKind::ShowSamples { count, split, class } => self.show_samples(*count, *split, *class, out),
-            StatementKind::Normalize(range) => {
-                let scaling = match range {
-                    NormalizeRange::Unit => PixelScaling::Unit,
-                    NormalizeRange::Symmetric => PixelScaling::Symmetric,
-                };
-                self.set_scaling(scaling, out)
-            }
-            StatementKind::Standardize => {
-                let dataset = self.dataset_for("standardize")?;
-                let scaling = data::transform::standard_scaling(dataset).map_err(|e| e.to_string())?;
-                if let PixelScaling::Standard { mean, std } = scaling {
-                    out(Event::Text(format!(
-                        "train mean {mean:.4}, std {std:.4} (pixels in 0..1); applied to every split"
-                    )));
-                }
-                self.set_scaling(scaling, out)
-            }
-            StatementKind::OneHot => {
-                let dataset = self.dataset_for("onehot")?;
-                dataset.onehot = true;
-                out(Event::Text(format!("labels one-hot encoded: {} columns", dataset.classes.len())));
-                Ok(())
-            }
-            StatementKind::Split(spec) => self.split(spec, out),
-            StatementKind::FilterClasses(classes) => {
-                let dataset = self.dataset_for("filter")?;
-                data::split::filter_classes(dataset, classes).map_err(|e| e.to_string())?;
-                out(Event::Text(format!("kept classes {}: {} images", class_names(dataset, classes), dataset.len())));
-                Ok(())
-            }
-            StatementKind::Subset { per_class, seed } => {
-                let seed = seed.unwrap_or(self.seed);
-                let dataset = self.dataset_for("subset")?;
-                data::split::subset_per_class(dataset, *per_class, seed).map_err(|e| e.to_string())?;
-                let n = dataset.split(SplitKind::Train).map_or(0, |s| s.len());
-                out(Event::Text(format!("train split: {n} images ({per_class} per class, seed {seed})")));
-                Ok(())
-            }
-            StatementKind::Save { dir, format } => self.save(dir, *format, out),
-            StatementKind::Seed(seed) => {
+            S::Load(source) => self.load(source, out),
+            S::Info => self.info(out),
+            S::ShowSamples { count, split, class } => self.show_samples(*count, *split, *class, out),
+            S::Normalize(range) => self.normalize(*range, out),
+            S::Standardize => self.standardize(out),
+            S::OneHot => self.onehot(out),
+            S::Split(spec) => self.split(spec, out),
+            S::FilterClasses(classes) => self.filter_classes(classes, out),
+            S::Subset { per_class, seed } => self.subset(*per_class, *seed, out),
+            S::Save { dir, format } => self.save(dir, *format, out),
+            S::Seed(seed) => {
                 self.seed = *seed;
                 out(Event::Text(format!("seed {seed}")));
                 Ok(())
             }
-            StatementKind::Help(topic) => help(topic.as_deref(), out),
-            StatementKind::Print(text) => {
+            S::Help(topic) => prepare::help(topic.as_deref(), out),
+            S::Print(text) => {
                 out(Event::Text(text.clone()));
                 Ok(())
             }
-            StatementKind::Run(_) => unreachable!("run is handled by execute"),
+            S::Run(_) => unreachable!("run is handled by execute"),
+            S::Augment(spec) => self.augment(spec, out),
+            S::Expand(factor) => self.expand(*factor, out),
+            S::Model(choice) => self.model(choice, out),
+            S::Summary => self.summary(out),
+            S::Optimizer(spec) => self.optimizer(spec, out),
+            S::Schedule(kind) => self.schedule(*kind, out),
+            S::Batch(size) => self.batch(*size, out),
+            S::Loss { smoothing } => self.loss(*smoothing, out),
+            S::Fit { epochs, patience } => self.fit(*epochs, *patience, out),
+            S::Evaluate(split) => self.evaluate(*split, out),
+            S::Plot(kind) => self.plot(*kind, out),
+            S::ShowMistakes(count) => self.show_mistakes(*count, out),
+            S::SaveModel(path) => self.save_model(path, out),
+            S::LoadModel(path) => self.load_model(path, out),
+            S::Predict(path) => self.predict(path, out),
+            S::Device(kind) => self.device(*kind, out),
+            S::Threads(n) => self.threads(*n, out),
         }
     }
-
-    fn load(&mut self, source: &LoadSource, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
-        let digits = data::dataset::digit_classes;
-        let dataset = match source {
-            LoadSource::Named { name, from } => {
-                let named = match name {
-                    lang::DatasetName::Mnist => data::fetch::Named::Mnist,
-                    lang::DatasetName::FashionMnist => data::fetch::Named::FashionMnist,
-                };
-                load_named(named, from.as_deref(), out)?
-            }
-            LoadSource::Idx { images, labels } => {
-                data::load::load_idx_pair(images, labels, "idx", digits()).map_err(|e| e.to_string())?
-            }
-            LoadSource::Npz(path) => data::npz::read_mnist_npz(path, "npz", digits()).map_err(|e| e.to_string())?,
-            LoadSource::Pkl(path) => data::pickle::read_mnist_pkl(path).map_err(|e| e.to_string())?,
-            LoadSource::Csv(path) => {
-                data::csv::read_kaggle_csv(path, "csv", digits(), 28, 28).map_err(|e| e.to_string())?
-            }
-            LoadSource::Dir(path) => {
-                if !path.exists() {
-                    return Err(format!(
-                        "no folder {}: `load` takes mnist, fashion-mnist, idx, npz, pkl, csv or a folder written by `save`",
-                        path.display()
-                    ));
-                }
-                data::saved::load_saved(path).map_err(|e| e.to_string())?
-            }
-        };
-        let counts: Vec<String> = dataset.splits.iter().map(|(k, s)| format!("{k} {}", s.len())).collect();
-        out(Event::Text(format!(
-            "loaded {}: {} images of {}×{} ({}), {} classes",
-            dataset.name,
-            dataset.len(),
-            dataset.rows,
-            dataset.cols,
-            counts.join(", "),
-            dataset.classes.len()
-        )));
-        self.dataset = Some(dataset);
-        Ok(())
-    }
-
-    fn info(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
-        let dataset = self.dataset_for("info")?;
-        let mut table = Table::new(
-            Some(format!("{} — {} ({})", dataset.name, dataset.provenance.description, dataset.scaling.describe())),
-            &["split", "count", "shape", "dtype", "min", "max", "mean", "std"],
-        );
-        let dtype = if dataset.scaling == PixelScaling::Raw { "uint8" } else { "uint8 → float32" };
-        for (kind, split) in &dataset.splits {
-            let stats = data::transform::pixel_stats(split, dataset.scaling);
-            let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
-            table.row(vec![
-                kind.to_string(),
-                split.len().to_string(),
-                format!("{}×{}×{}", split.len(), dataset.rows, dataset.cols),
-                dtype.to_string(),
-                f(stats.map(|s| s.min)),
-                f(stats.map(|s| s.max)),
-                f(stats.map(|s| s.mean)),
-                f(stats.map(|s| s.std)),
-            ]);
-        }
-        out(Event::Table(table));
-        out(Event::Table(class_table(dataset, "class histogram")));
-        if dataset.onehot {
-            out(Event::Text(format!("labels: one-hot, {} columns", dataset.classes.len())));
-        }
-        Ok(())
-    }
-
-    fn show_samples(
-        &mut self,
-        count: usize,
-        split: Option<SplitName>,
-        class: Option<u32>,
-        out: &mut dyn FnMut(Event),
-    ) -> Result<(), Failure> {
-        let kind = split.map(split_kind).unwrap_or(SplitKind::Train);
-        let dataset = self.dataset_for("show samples")?;
-        let data = dataset.split(kind).ok_or_else(|| format!("there is no {kind} split (run `split` first?)"))?;
-        if let Some(c) = class {
-            if c as usize >= dataset.classes.len() {
-                return Err(format!("class {c} does not exist: classes are 0-{}", dataset.classes.len() - 1));
-            }
-        }
-        let picked: Vec<usize> =
-            (0..data.len()).filter(|&i| class.is_none_or(|c| data.labels[i] as u32 == c)).take(count).collect();
-        if picked.is_empty() {
-            return Err(format!("no {kind} image matches"));
-        }
-        let image_len = dataset.image_len();
-        let images: Vec<&[u8]> = picked.iter().map(|&i| data.image(i, image_len)).collect();
-        let captions: Vec<String> = picked.iter().map(|&i| dataset.classes[data.labels[i] as usize].clone()).collect();
-        let columns = (picked.len() as f64).sqrt().ceil() as usize;
-        let png = crate::plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns);
-        out(Event::Image(Image {
-            name: "samples".into(),
-            title: format!("{} {kind} samples", picked.len()),
-            png,
-            svg: None,
-        }));
-        Ok(())
-    }
-
-    fn set_scaling(&mut self, scaling: PixelScaling, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
-        let dataset = self.dataset_for("normalize")?;
-        dataset.scaling = scaling;
-        let stats = dataset.split(SplitKind::Train).or_else(|| dataset.splits.values().next());
-        let range = stats
-            .and_then(|s| data::transform::pixel_stats(s, scaling))
-            .map(|s| format!("; values now {:.4}..{:.4}, mean {:.4}, std {:.4}", s.min, s.max, s.mean, s.std))
-            .unwrap_or_default();
-        out(Event::Text(format!("pixels scaled as {}{range}", scaling.describe())));
-        Ok(())
-    }
-
-    fn split(&mut self, spec: &SplitSpec, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
-        let session_seed = self.seed;
-        let dataset = self.dataset_for("split")?;
-        let (title, seed) = match spec {
-            SplitSpec::Percent { train, val, test, seed } => {
-                let seed = seed.unwrap_or(session_seed);
-                data::split::split_percent(dataset, [*train, *val, *test], seed).map_err(|e| e.to_string())?;
-                (format!("split {train}/{val}/{test}, stratified"), seed)
-            }
-            SplitSpec::Validation { percent, seed } => {
-                let seed = seed.unwrap_or(session_seed);
-                data::split::split_validation(dataset, *percent, seed).map_err(|e| e.to_string())?;
-                (format!("validation: {percent}% of train, stratified"), seed)
-            }
-        };
-        if dataset.scaling != PixelScaling::Raw {
-            if let PixelScaling::Standard { .. } = dataset.scaling {
-                dataset.scaling = data::transform::standard_scaling(dataset).map_err(|e| e.to_string())?;
-                out(Event::Warning("standardization recomputed on the new train split".into()));
-            }
-        }
-        out(Event::Table(class_table(dataset, &format!("{title} (seed {seed})"))));
-        let dups = data::split::cross_split_duplicates(dataset);
-        let text: Vec<String> = dups.iter().map(|(a, b, n)| format!("{a}/{b} {n}")).collect();
-        out(Event::Text(format!("byte-identical images in two splits: {}", text.join(", "))));
-        Ok(())
-    }
-
-    fn save(&mut self, dir: &Path, format: lang::SaveFormat, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
-        let format = match format {
-            lang::SaveFormat::Idx => data::saved::SaveFormat::Idx,
-            lang::SaveFormat::Npz => data::saved::SaveFormat::Npz,
-            lang::SaveFormat::Csv => data::saved::SaveFormat::Csv,
-            lang::SaveFormat::Png => data::saved::SaveFormat::Png,
-        };
-        let input = data::saved::ManifestInput { statements: self.lineage.clone(), seed: Some(self.seed) };
-        let interrupt = Arc::clone(&self.interrupt);
-        let dataset = self.dataset_for("save")?;
-        let manifest =
-            data::saved::save_dataset(dir, dataset, format, &input, &interrupt).map_err(|e| e.to_string())?;
-        out(Event::Text(format!(
-            "saved {} images to {} ({} files and manifest.json)",
-            dataset.len(),
-            dir.display(),
-            manifest.files.len()
-        )));
-        Ok(())
-    }
-}
-
-/// Loads a named dataset: an explicit folder, else the cache, else `~/.keras/datasets/mnist.npz`,
-/// else fetched.
-fn load_named(named: data::fetch::Named, from: Option<&Path>, out: &mut dyn FnMut(Event)) -> Result<Dataset, Failure> {
-    let (name, classes) = match named {
-        data::fetch::Named::Mnist => ("mnist", data::dataset::digit_classes()),
-        data::fetch::Named::FashionMnist => ("fashion-mnist", data::dataset::fashion_classes()),
-    };
-    if let Some(dir) = from {
-        let description = format!("{name} IDX files in {}", dir.display());
-        return data::load::load_official(dir, name, classes, &description).map_err(|e| e.to_string());
-    }
-    let cached = data::fetch::is_cached(&named.files(), &data::fetch::cache_dir().join(named.name()));
-    if !cached && named == data::fetch::Named::Mnist {
-        if let Some(npz) = dirs::home_dir().map(|h| h.join(".keras/datasets/mnist.npz")).filter(|p| p.is_file()) {
-            out(Event::Text(format!("reading Keras's copy {}", npz.display())));
-            return data::npz::read_mnist_npz(&npz, name, classes).map_err(|e| e.to_string());
-        }
-    }
-    let dir =
-        data::fetch::fetch(named, &mut |line: &str| out(Event::Text(line.to_string()))).map_err(|e| e.to_string())?;
-    let description = format!("{name} (official files, verified, cached in {})", dir.display());
-    data::load::load_official(&dir, name, classes, &description).map_err(|e| e.to_string())
 }
 
 /// Whether a statement changes the data (and so belongs in a saved dataset's manifest).
@@ -429,74 +245,6 @@ fn changes_data(kind: &StatementKind) -> bool {
             | StatementKind::FilterClasses(_)
             | StatementKind::Subset { .. }
             | StatementKind::Seed(_)
+            | StatementKind::Expand(_)
     )
-}
-
-fn split_kind(name: SplitName) -> SplitKind {
-    match name {
-        SplitName::Train => SplitKind::Train,
-        SplitName::Val => SplitKind::Val,
-        SplitName::Test => SplitKind::Test,
-    }
-}
-
-fn class_names(dataset: &Dataset, classes: &[u32]) -> String {
-    classes.iter().map(|&c| dataset.classes[c as usize].clone()).collect::<Vec<_>>().join(", ")
-}
-
-/// Per-class counts and shares of every split.
-fn class_table(dataset: &Dataset, title: &str) -> Table {
-    let mut header = vec!["class"];
-    let names: Vec<String> = dataset.splits.keys().map(|k| k.to_string()).collect();
-    let share_names: Vec<String> = names.iter().map(|n| format!("{n} %")).collect();
-    for (n, s) in names.iter().zip(&share_names) {
-        header.push(n);
-        header.push(s);
-    }
-    let mut table = Table::new(Some(title.to_string()), &header);
-    let counts: Vec<Vec<usize>> = dataset.splits.values().map(|s| s.class_counts(dataset.classes.len())).collect();
-    let totals: Vec<usize> = dataset.splits.values().map(|s| s.len()).collect();
-    for (c, name) in dataset.classes.iter().enumerate() {
-        if counts.iter().all(|col| col[c] == 0) {
-            continue;
-        }
-        let mut row = vec![name.clone()];
-        for (col, total) in counts.iter().zip(&totals) {
-            row.push(col[c].to_string());
-            row.push(format!("{:.2}", 100.0 * col[c] as f64 / (*total).max(1) as f64));
-        }
-        table.row(row);
-    }
-    let mut row = vec!["total".to_string()];
-    for total in &totals {
-        row.push(total.to_string());
-        row.push("100.00".into());
-    }
-    table.row(row);
-    table
-}
-
-fn help(topic: Option<&str>, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
-    match topic {
-        None => {
-            let mut table = Table::new(Some("statements (`help NAME` for one)".into()), &["statement", "what it does"]);
-            for doc in docs::STATEMENTS {
-                table.row(vec![doc.synopsis[0].to_string(), doc.summary.to_string()]);
-            }
-            out(Event::Table(table));
-            Ok(())
-        }
-        Some(word) => match docs::lookup(word) {
-            Some(doc) => {
-                out(Event::Text(docs::help_text(doc)));
-                Ok(())
-            }
-            None => {
-                let hint = lang::parser::closest(word, docs::keywords())
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                Err(format!("no statement `{word}`{hint}"))
-            }
-        },
-    }
 }

@@ -1,0 +1,442 @@
+//! Session arms of the data statements: load, info, show samples, normalize, split, filter,
+//! subset, save, augment, expand.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{Event, Failure, Image, Session, Table};
+use crate::data::{self, augment, Dataset, PixelScaling, SplitKind};
+use crate::lang::docs;
+use crate::lang::{self, AugmentOp, AugmentSpec, LoadSource, SplitName, SplitSpec};
+
+impl Session {
+    pub(super) fn load(&mut self, source: &LoadSource, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let digits = data::dataset::digit_classes;
+        let dataset = match source {
+            LoadSource::Named { name, from } => {
+                let named = match name {
+                    lang::DatasetName::Mnist => data::fetch::Named::Mnist,
+                    lang::DatasetName::FashionMnist => data::fetch::Named::FashionMnist,
+                };
+                load_named(named, from.as_deref(), out)?
+            }
+            LoadSource::Idx { images, labels } => {
+                data::load::load_idx_pair(images, labels, "idx", digits()).map_err(|e| e.to_string())?
+            }
+            LoadSource::Npz(path) => data::npz::read_mnist_npz(path, "npz", digits()).map_err(|e| e.to_string())?,
+            LoadSource::Pkl(path) => data::pickle::read_mnist_pkl(path).map_err(|e| e.to_string())?,
+            LoadSource::Csv(path) => {
+                data::csv::read_kaggle_csv(path, "csv", digits(), 28, 28).map_err(|e| e.to_string())?
+            }
+            LoadSource::Dir(path) => {
+                if !path.exists() {
+                    return Err(format!(
+                        "no folder {}: `load` takes mnist, fashion-mnist, idx, npz, pkl, csv or a folder written by `save`",
+                        path.display()
+                    ));
+                }
+                data::saved::load_saved(path).map_err(|e| e.to_string())?
+            }
+        };
+        let counts: Vec<String> = dataset.splits.iter().map(|(k, s)| format!("{k} {}", s.len())).collect();
+        out(Event::Text(format!(
+            "loaded {}: {} images of {}×{} ({}), {} classes",
+            dataset.name,
+            dataset.len(),
+            dataset.rows,
+            dataset.cols,
+            counts.join(", "),
+            dataset.classes.len()
+        )));
+        self.dataset = Some(dataset);
+        Ok(())
+    }
+
+    pub(super) fn info(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let dataset = self.dataset_for("info")?;
+        let mut table = Table::new(
+            Some(format!("{} — {} ({})", dataset.name, dataset.provenance.description, dataset.scaling.describe())),
+            &["split", "count", "shape", "dtype", "min", "max", "mean", "std"],
+        );
+        let dtype = if dataset.scaling == PixelScaling::Raw { "uint8" } else { "uint8 → float32" };
+        for (kind, split) in &dataset.splits {
+            let stats = data::transform::pixel_stats(split, dataset.scaling);
+            let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+            table.row(vec![
+                kind.to_string(),
+                split.len().to_string(),
+                format!("{}×{}×{}", split.len(), dataset.rows, dataset.cols),
+                dtype.to_string(),
+                f(stats.map(|s| s.min)),
+                f(stats.map(|s| s.max)),
+                f(stats.map(|s| s.mean)),
+                f(stats.map(|s| s.std)),
+            ]);
+        }
+        out(Event::Table(table));
+        out(Event::Table(class_table(dataset, "class histogram")));
+        if dataset.onehot {
+            out(Event::Text(format!("labels: one-hot, {} columns", dataset.classes.len())));
+        }
+        Ok(())
+    }
+
+    pub(super) fn show_samples(
+        &mut self,
+        count: usize,
+        split: Option<SplitName>,
+        class: Option<u32>,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), Failure> {
+        let kind = split.map(split_kind).unwrap_or(SplitKind::Train);
+        let dataset = self.dataset_for("show samples")?;
+        let data = dataset.split(kind).ok_or_else(|| format!("there is no {kind} split (run `split` first?)"))?;
+        if let Some(c) = class {
+            if c as usize >= dataset.classes.len() {
+                return Err(format!("class {c} does not exist: classes are 0-{}", dataset.classes.len() - 1));
+            }
+        }
+        let picked: Vec<usize> =
+            (0..data.len()).filter(|&i| class.is_none_or(|c| data.labels[i] as u32 == c)).take(count).collect();
+        if picked.is_empty() {
+            return Err(format!("no {kind} image matches"));
+        }
+        let image_len = dataset.image_len();
+        let images: Vec<&[u8]> = picked.iter().map(|&i| data.image(i, image_len)).collect();
+        let captions: Vec<String> = picked.iter().map(|&i| dataset.classes[data.labels[i] as usize].clone()).collect();
+        let columns = (picked.len() as f64).sqrt().ceil() as usize;
+        let png = crate::plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns)
+            .map_err(|e| e.to_string())?;
+        out(Event::Image(Image {
+            name: "samples".into(),
+            title: format!("{} {kind} samples", picked.len()),
+            png,
+            svg: None,
+        }));
+        Ok(())
+    }
+
+    pub(super) fn normalize(&mut self, range: lang::NormalizeRange, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let scaling = match range {
+            lang::NormalizeRange::Unit => PixelScaling::Unit,
+            lang::NormalizeRange::Symmetric => PixelScaling::Symmetric,
+        };
+        self.set_scaling(scaling, out)
+    }
+
+    pub(super) fn standardize(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let dataset = self.dataset_for("standardize")?;
+        let scaling = data::transform::standard_scaling(dataset).map_err(|e| e.to_string())?;
+        if let PixelScaling::Standard { mean, std } = scaling {
+            out(Event::Text(format!("train mean {mean:.4}, std {std:.4} (pixels in 0..1); applied to every split")));
+        }
+        self.set_scaling(scaling, out)
+    }
+
+    pub(super) fn onehot(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let dataset = self.dataset_for("onehot")?;
+        dataset.onehot = true;
+        out(Event::Text(format!("labels one-hot encoded: {} columns", dataset.classes.len())));
+        Ok(())
+    }
+
+    pub(super) fn filter_classes(&mut self, classes: &[u32], out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let dataset = self.dataset_for("filter")?;
+        data::split::filter_classes(dataset, classes).map_err(|e| e.to_string())?;
+        out(Event::Text(format!("kept classes {}: {} images", class_names(dataset, classes), dataset.len())));
+        Ok(())
+    }
+
+    pub(super) fn subset(
+        &mut self,
+        per_class: usize,
+        seed: Option<u64>,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), Failure> {
+        let seed = seed.unwrap_or(self.seed);
+        let dataset = self.dataset_for("subset")?;
+        data::split::subset_per_class(dataset, per_class, seed).map_err(|e| e.to_string())?;
+        let n = dataset.split(SplitKind::Train).map_or(0, |s| s.len());
+        out(Event::Text(format!("train split: {n} images ({per_class} per class, seed {seed})")));
+        Ok(())
+    }
+
+    pub(super) fn augment(&mut self, spec: &AugmentSpec, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        match spec {
+            AugmentSpec::Show => {
+                let text = match &self.augmentation {
+                    Some(a) => format!("augmentation of the train split during fit:\n{}", a.pipeline.describe()),
+                    None => "no augmentation (set one with e.g. `augment rotate 10 shift 0.1`)".into(),
+                };
+                out(Event::Text(text));
+            }
+            AugmentSpec::Off => {
+                self.augmentation = None;
+                out(Event::Text("augmentation off".into()));
+            }
+            AugmentSpec::Ops { ops, force, nearest } => {
+                let is_digits = self.dataset.as_ref().is_none_or(|d| d.classes == data::dataset::digit_classes());
+                let flips = ops.iter().any(|op| matches!(op, AugmentOp::Flip(_)));
+                if flips && is_digits && !force {
+                    return Err(
+                        "flipping digits changes what they mean (a mirrored 2 looks like a 5, a flipped 6 like a 9); \
+                                add `force` to the line to flip anyway"
+                            .into(),
+                    );
+                }
+                let ops: Vec<augment::Op> = ops.iter().map(|op| augment_op(*op)).collect();
+                let interpolation =
+                    if *nearest { augment::Interpolation::Nearest } else { augment::Interpolation::Bilinear };
+                let pipeline =
+                    augment::Pipeline::new(ops).map_err(|e| e.to_string())?.with_interpolation(interpolation);
+                if flips && is_digits {
+                    out(Event::Warning("flipping digits: a mirrored 2 looks like a 5, a flipped 6 like a 9".into()));
+                }
+                out(Event::Text(format!("augmentation of the train split during fit:\n{}", pipeline.describe())));
+                let statement = self.current_statement.clone();
+                self.augmentation = Some(super::Augmentation { pipeline, statement });
+            }
+            AugmentSpec::Preview(count) => self.augment_preview(*count, out)?,
+        }
+        Ok(())
+    }
+
+    fn augment_preview(&mut self, count: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let seed = self.seed;
+        let augmentation = self
+            .augmentation
+            .as_ref()
+            .ok_or("there is no augmentation to preview: set one with `augment ...` first")?;
+        let dataset = self.dataset.as_ref().ok_or("augment preview needs data: run `load mnist` first")?;
+        let (kind, split) = dataset
+            .splits
+            .iter()
+            .find(|(k, s)| **k == SplitKind::Train && !s.is_empty())
+            .or_else(|| dataset.splits.iter().find(|(_, s)| !s.is_empty()))
+            .ok_or("there are no images to preview")?;
+        let count = count.min(split.len()).max(1);
+        let image_len = dataset.image_len();
+        let indices: Vec<usize> = (0..count).collect();
+        let mut augmented = vec![0u8; count * image_len];
+        augmentation
+            .pipeline
+            .augment_batch(&split.pixels, &indices, dataset.rows, dataset.cols, seed, 0, &mut augmented)
+            .map_err(|e| e.to_string())?;
+        let mut images: Vec<&[u8]> = Vec::with_capacity(2 * count);
+        let mut captions = Vec::with_capacity(2 * count);
+        for (i, aug) in augmented.chunks_exact(image_len).enumerate() {
+            let label = &dataset.classes[split.labels[i] as usize];
+            images.push(split.image(i, image_len));
+            captions.push(format!("{label}"));
+            images.push(aug);
+            captions.push(format!("{label} aug"));
+        }
+        let png = crate::plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, 8)
+            .map_err(|e| e.to_string())?;
+        out(Event::Image(Image {
+            name: "augment-preview".into(),
+            title: format!("{count} {kind} images (left) beside their augmented versions (right)"),
+            png,
+            svg: None,
+        }));
+        Ok(())
+    }
+
+    pub(super) fn expand(&mut self, factor: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let seed = self.seed;
+        let augmentation = self
+            .augmentation
+            .as_ref()
+            .ok_or("expand needs an augmentation: set one with e.g. `augment rotate 10 shift 0.1` first")?;
+        let statement = augmentation.statement.clone();
+        let dataset = self.dataset.as_mut().ok_or("expand needs data: run `load mnist` first")?;
+        let (rows, cols) = (dataset.rows, dataset.cols);
+        let train = dataset.splits.get_mut(&SplitKind::Train).ok_or("expand needs a train split")?;
+        let before = train.len();
+        *train = augmentation.pipeline.expand(train, rows, cols, factor, seed).map_err(|e| e.to_string())?;
+        out(Event::Text(format!(
+            "train split: {before} → {} images ({factor}× with `{statement}`, seed {seed}); val and test untouched",
+            train.len()
+        )));
+        self.lineage.push(statement);
+        Ok(())
+    }
+
+    fn set_scaling(&mut self, scaling: PixelScaling, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let dataset = self.dataset_for("normalize")?;
+        dataset.scaling = scaling;
+        let stats = dataset.split(SplitKind::Train).or_else(|| dataset.splits.values().next());
+        let range = stats
+            .and_then(|s| data::transform::pixel_stats(s, scaling))
+            .map(|s| format!("; values now {:.4}..{:.4}, mean {:.4}, std {:.4}", s.min, s.max, s.mean, s.std))
+            .unwrap_or_default();
+        out(Event::Text(format!("pixels scaled as {}{range}", scaling.describe())));
+        Ok(())
+    }
+
+    pub(super) fn split(&mut self, spec: &SplitSpec, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let session_seed = self.seed;
+        let dataset = self.dataset_for("split")?;
+        let (title, seed) = match spec {
+            SplitSpec::Percent { train, val, test, seed } => {
+                let seed = seed.unwrap_or(session_seed);
+                data::split::split_percent(dataset, [*train, *val, *test], seed).map_err(|e| e.to_string())?;
+                (format!("split {train}/{val}/{test}, stratified"), seed)
+            }
+            SplitSpec::Validation { percent, seed } => {
+                let seed = seed.unwrap_or(session_seed);
+                data::split::split_validation(dataset, *percent, seed).map_err(|e| e.to_string())?;
+                (format!("validation: {percent}% of train, stratified"), seed)
+            }
+        };
+        if dataset.scaling != PixelScaling::Raw {
+            if let PixelScaling::Standard { .. } = dataset.scaling {
+                dataset.scaling = data::transform::standard_scaling(dataset).map_err(|e| e.to_string())?;
+                out(Event::Warning("standardization recomputed on the new train split".into()));
+            }
+        }
+        out(Event::Table(class_table(dataset, &format!("{title} (seed {seed})"))));
+        let dups = data::split::cross_split_duplicates(dataset);
+        let text: Vec<String> = dups.iter().map(|(a, b, n)| format!("{a}/{b} {n}")).collect();
+        out(Event::Text(format!("byte-identical images in two splits: {}", text.join(", "))));
+        Ok(())
+    }
+
+    pub(super) fn save(
+        &mut self,
+        dir: &Path,
+        format: lang::SaveFormat,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), Failure> {
+        let format = match format {
+            lang::SaveFormat::Idx => data::saved::SaveFormat::Idx,
+            lang::SaveFormat::Npz => data::saved::SaveFormat::Npz,
+            lang::SaveFormat::Csv => data::saved::SaveFormat::Csv,
+            lang::SaveFormat::Png => data::saved::SaveFormat::Png,
+        };
+        let input = data::saved::ManifestInput { statements: self.lineage.clone(), seed: Some(self.seed) };
+        let interrupt = Arc::clone(&self.interrupt);
+        let dataset = self.dataset_for("save")?;
+        let should_stop = || interrupt.load(Ordering::SeqCst);
+        let manifest = data::saved::save_dataset_interruptible(dir, dataset, format, &input, &should_stop)
+            .map_err(|e| e.to_string())?;
+        out(Event::Text(format!(
+            "saved {} images to {} ({} files and manifest.json)",
+            dataset.len(),
+            dir.display(),
+            manifest.files.len()
+        )));
+        Ok(())
+    }
+}
+
+/// Loads a named dataset: an explicit folder, else the cache, else `~/.keras/datasets/mnist.npz`,
+/// else fetched.
+fn load_named(named: data::fetch::Named, from: Option<&Path>, out: &mut dyn FnMut(Event)) -> Result<Dataset, Failure> {
+    let (name, classes) = match named {
+        data::fetch::Named::Mnist => ("mnist", data::dataset::digit_classes()),
+        data::fetch::Named::FashionMnist => ("fashion-mnist", data::dataset::fashion_classes()),
+    };
+    if let Some(dir) = from {
+        let description = format!("{name} IDX files in {}", dir.display());
+        return data::load::load_official(dir, name, classes, &description).map_err(|e| e.to_string());
+    }
+    let cached = data::fetch::is_cached(&named.files(), &data::fetch::cache_dir().join(named.name()));
+    if !cached && named == data::fetch::Named::Mnist {
+        if let Some(npz) = dirs::home_dir().map(|h| h.join(".keras/datasets/mnist.npz")).filter(|p| p.is_file()) {
+            out(Event::Text(format!("reading Keras's copy {}", npz.display())));
+            return data::npz::read_mnist_npz(&npz, name, classes).map_err(|e| e.to_string());
+        }
+    }
+    let dir =
+        data::fetch::fetch(named, &mut |line: &str| out(Event::Text(line.to_string()))).map_err(|e| e.to_string())?;
+    let description = format!("{name} (official files, verified, cached in {})", dir.display());
+    data::load::load_official(&dir, name, classes, &description).map_err(|e| e.to_string())
+}
+
+fn split_kind(name: SplitName) -> SplitKind {
+    match name {
+        SplitName::Train => SplitKind::Train,
+        SplitName::Val => SplitKind::Val,
+        SplitName::Test => SplitKind::Test,
+    }
+}
+
+fn class_names(dataset: &Dataset, classes: &[u32]) -> String {
+    classes.iter().map(|&c| dataset.classes[c as usize].clone()).collect::<Vec<_>>().join(", ")
+}
+
+/// Per-class counts and shares of every split.
+fn class_table(dataset: &Dataset, title: &str) -> Table {
+    let mut header = vec!["class"];
+    let names: Vec<String> = dataset.splits.keys().map(|k| k.to_string()).collect();
+    let share_names: Vec<String> = names.iter().map(|n| format!("{n} %")).collect();
+    for (n, s) in names.iter().zip(&share_names) {
+        header.push(n);
+        header.push(s);
+    }
+    let mut table = Table::new(Some(title.to_string()), &header);
+    let counts: Vec<Vec<usize>> = dataset.splits.values().map(|s| s.class_counts(dataset.classes.len())).collect();
+    let totals: Vec<usize> = dataset.splits.values().map(|s| s.len()).collect();
+    for (c, name) in dataset.classes.iter().enumerate() {
+        if counts.iter().all(|col| col[c] == 0) {
+            continue;
+        }
+        let mut row = vec![name.clone()];
+        for (col, total) in counts.iter().zip(&totals) {
+            row.push(col[c].to_string());
+            row.push(format!("{:.2}", 100.0 * col[c] as f64 / (*total).max(1) as f64));
+        }
+        table.row(row);
+    }
+    let mut row = vec!["total".to_string()];
+    for total in &totals {
+        row.push(total.to_string());
+        row.push("100.00".into());
+    }
+    table.row(row);
+    table
+}
+
+pub(super) fn help(topic: Option<&str>, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    match topic {
+        None => {
+            let mut table = Table::new(Some("statements (`help NAME` for one)".into()), &["statement", "what it does"]);
+            for doc in docs::STATEMENTS {
+                table.row(vec![doc.synopsis[0].to_string(), doc.summary.to_string()]);
+            }
+            out(Event::Table(table));
+            Ok(())
+        }
+        Some(word) => match docs::lookup(word) {
+            Some(doc) => {
+                out(Event::Text(docs::help_text(doc)));
+                Ok(())
+            }
+            None => {
+                let hint = lang::parser::closest(word, docs::keywords())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                Err(format!("no statement `{word}`{hint}"))
+            }
+        },
+    }
+}
+
+/// The data layer's op for a parsed `augment` operation.
+fn augment_op(op: AugmentOp) -> augment::Op {
+    match op {
+        AugmentOp::Rotate(deg) => augment::Op::rotate(deg as f32),
+        AugmentOp::Shift { amount, pixels: false } => augment::Op::shift(amount as f32),
+        AugmentOp::Shift { amount, pixels: true } => augment::Op::shift_pixels(amount as f32),
+        AugmentOp::Scale(a, b) => augment::Op::scale(a as f32, b as f32),
+        AugmentOp::Shear(deg) => augment::Op::shear(deg as f32),
+        AugmentOp::Crop(pad) => augment::Op::crop(pad as usize),
+        AugmentOp::Flip(lang::FlipAxis::Horizontal) => augment::Op::flip(augment::FlipAxis::Horizontal),
+        AugmentOp::Flip(lang::FlipAxis::Vertical) => augment::Op::flip(augment::FlipAxis::Vertical),
+        AugmentOp::Elastic { alpha, sigma } => augment::Op::elastic(alpha as f32, sigma as f32),
+        AugmentOp::Noise(std) => augment::Op::noise(std as f32),
+        AugmentOp::Erase(p) => augment::Op::erase(p as f32),
+    }
+}

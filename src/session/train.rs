@@ -1,0 +1,568 @@
+//! Session arms of the model statements: model, summary, optimizer, schedule, batch, loss,
+//! fit, evaluate, plot, show mistakes, save/load model, predict, device, threads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::Device;
+
+use super::{Event, Failure, Image, Progress, Session, Table};
+use crate::data::{PixelScaling, Split, SplitKind};
+use crate::lang::{self, DeviceKind, LayerWord, ModelChoice, OptimizerKind, OptimizerSpec, PlotKind, ScheduleKind};
+use crate::model::{
+    self, Evaluation, History, Layer, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent,
+};
+use crate::plot;
+
+/// A built (and perhaps trained) model with what the session knows about it.
+struct ModelState {
+    net: Network,
+    classes: Vec<String>,
+    /// The scaling the model was trained with, when it came from a file.
+    scaling: Option<PixelScaling>,
+    history: Option<History>,
+    evaluation: Option<(SplitKind, Evaluation)>,
+}
+
+/// Training settings and the model.
+pub(super) struct TrainingState {
+    model: Option<ModelState>,
+    optimizer: Optimizer,
+    body_lr: Option<f64>,
+    schedule: Schedule,
+    batch: usize,
+    smoothing: f32,
+    device: Device,
+    pool: Option<Arc<rayon::ThreadPool>>,
+}
+
+impl Default for TrainingState {
+    fn default() -> Self {
+        TrainingState {
+            model: None,
+            optimizer: Optimizer::default(),
+            body_lr: None,
+            schedule: Schedule::Constant,
+            batch: 32,
+            smoothing: 0.0,
+            device: Device::Cpu,
+            pool: None,
+        }
+    }
+}
+
+fn spec_from_words(choice: &ModelChoice) -> Result<ModelSpec, Failure> {
+    match choice {
+        ModelChoice::Preset(name) => model::preset(name)
+            .ok_or_else(|| format!("no preset `{name}` (presets: {})", model::spec::PRESETS.join(", "))),
+        ModelChoice::Layers(words) => Ok(ModelSpec::new(
+            words
+                .iter()
+                .map(|w| match *w {
+                    LayerWord::Conv { filters, kernel, same } => Layer::Conv { filters, kernel, same_padding: same },
+                    LayerWord::MaxPool => Layer::MaxPool,
+                    LayerWord::AvgPool => Layer::AvgPool,
+                    LayerWord::BatchNorm => Layer::BatchNorm,
+                    LayerWord::Dropout(p) => Layer::Dropout(p as f32),
+                    LayerWord::Dense(n) => Layer::Dense(n),
+                    LayerWord::GlobalAvgPool => Layer::GlobalAvgPool,
+                })
+                .collect(),
+        )),
+    }
+}
+
+fn split_kind(name: lang::SplitName) -> SplitKind {
+    match name {
+        lang::SplitName::Train => SplitKind::Train,
+        lang::SplitName::Val => SplitKind::Val,
+        lang::SplitName::Test => SplitKind::Test,
+    }
+}
+
+fn pct(x: f32) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+impl Session {
+    /// Runs `f` in the session's thread pool (`threads N`), or the global one.
+    fn in_pool<R: Send>(pool: &Option<Arc<rayon::ThreadPool>>, f: impl FnOnce() -> R + Send) -> R {
+        match pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+
+    /// Runs `work` in the session's thread pool while this thread passes on the events it emits.
+    fn in_pool_with_events<R: Send>(
+        pool: &Option<Arc<rayon::ThreadPool>>,
+        out: &mut dyn FnMut(Event),
+        work: impl FnOnce(&mut dyn FnMut(Event)) -> R + Send,
+    ) -> R {
+        let Some(pool) = pool else {
+            return work(out);
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(move || {
+                pool.install(move || {
+                    work(&mut |event| {
+                        let _ = sender.send(event);
+                    })
+                })
+            });
+            for event in receiver {
+                out(event);
+            }
+            worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    fn model_for(&self, what: &str) -> Result<&ModelState, Failure> {
+        self.training.model.as_ref().ok_or_else(|| format!("{what} needs a model: run e.g. `model seed-cnn` first"))
+    }
+
+    /// The input shape and classes a new model gets: the dataset's, else MNIST's.
+    fn model_frame(&self) -> ((usize, usize, usize), Vec<String>) {
+        match &self.dataset {
+            Some(d) => ((1, d.rows, d.cols), d.classes.clone()),
+            None => ((1, 28, 28), crate::data::dataset::digit_classes()),
+        }
+    }
+
+    pub(super) fn model(&mut self, choice: &ModelChoice, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let spec = spec_from_words(choice)?;
+        let (input, classes) = self.model_frame();
+        let net =
+            Network::new(&spec, input, classes.len(), &self.training.device, self.seed).map_err(|e| e.to_string())?;
+        out(Event::Text(format!(
+            "model: {} → {} classes, {} parameters (seed {})",
+            spec.describe(),
+            classes.len(),
+            net.param_count(),
+            self.seed
+        )));
+        self.training.model = Some(ModelState { net, classes, scaling: None, history: None, evaluation: None });
+        Ok(())
+    }
+
+    pub(super) fn summary(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let state = self.model_for("summary")?;
+        let summary = state.net.spec().summary_rows(state.net.input(), state.net.classes())?;
+        let mut table = Table::new(
+            Some(format!("model: {}", state.net.spec().describe())),
+            &["layer (type)", "output shape", "params"],
+        );
+        for row in &summary.rows {
+            table.row(vec![row.layer.clone(), row.output_shape.clone(), row.params.to_string()]);
+        }
+        out(Event::Table(table));
+        out(Event::Text(format!(
+            "total params: {}, trainable: {}, non-trainable: {}",
+            summary.total_params,
+            summary.trainable_params,
+            summary.total_params - summary.trainable_params
+        )));
+        Ok(())
+    }
+
+    pub(super) fn optimizer(&mut self, spec: &OptimizerSpec, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let lr = spec.lr.unwrap_or(match spec.kind {
+            OptimizerKind::Sgd => 0.01,
+            _ => 1e-3,
+        });
+        if lr <= 0.0 {
+            return Err("the learning rate must be above 0".into());
+        }
+        self.training.optimizer = match spec.kind {
+            OptimizerKind::Adam => Optimizer::Adam { lr },
+            OptimizerKind::AdamW => Optimizer::AdamW { lr, weight_decay: spec.decay.unwrap_or(0.01) },
+            OptimizerKind::Sgd => Optimizer::Sgd { lr, momentum: spec.momentum.unwrap_or(0.0) },
+        };
+        if spec.body_lr.is_some() {
+            return Err(
+                "a separate `body` learning rate needs the fine-tuning statements, which are not built yet".into()
+            );
+        }
+        self.training.body_lr = spec.body_lr;
+        out(Event::Text(format!("optimizer: {:?}", self.training.optimizer)));
+        Ok(())
+    }
+
+    pub(super) fn schedule(&mut self, kind: ScheduleKind, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        self.training.schedule = match kind {
+            ScheduleKind::Constant => Schedule::Constant,
+            ScheduleKind::OneCycle => Schedule::OneCycle,
+            ScheduleKind::Cosine => Schedule::Cosine,
+            ScheduleKind::Step => Schedule::Step { every: 3, gamma: 0.5 },
+        };
+        out(Event::Text(format!("schedule: {:?}", self.training.schedule)));
+        Ok(())
+    }
+
+    pub(super) fn batch(&mut self, size: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        if size == 0 {
+            return Err("the batch size must be at least 1".into());
+        }
+        self.training.batch = size;
+        out(Event::Text(format!("batch size {size}")));
+        Ok(())
+    }
+
+    pub(super) fn loss(&mut self, smoothing: Option<f64>, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let smoothing = smoothing.unwrap_or(0.0);
+        if !(0.0..1.0).contains(&smoothing) {
+            return Err("label smoothing must be in [0, 1)".into());
+        }
+        self.training.smoothing = smoothing as f32;
+        out(Event::Text(format!("loss: cross-entropy, label smoothing {smoothing}")));
+        Ok(())
+    }
+
+    /// Checks that the model's classes are the dataset's.
+    fn check_classes(state: &ModelState, classes: &[String]) -> Result<(), Failure> {
+        if state.classes != classes {
+            return Err(format!(
+                "the model was built for {} classes ({}), the data has {} ({}): build a new model, or load matching data",
+                state.classes.len(),
+                state.classes.join(", "),
+                classes.len(),
+                classes.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn fit(
+        &mut self,
+        epochs: usize,
+        patience: Option<usize>,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), Failure> {
+        if epochs == 0 {
+            return Err("fit needs at least 1 epoch".into());
+        }
+        let dataset = self.dataset.as_ref().ok_or("fit needs data: run `load mnist` first")?;
+        let state = self.training.model.as_ref().ok_or("fit needs a model: run e.g. `model seed-cnn` first")?;
+        Self::check_classes(state, &dataset.classes)?;
+        let train =
+            dataset.split(SplitKind::Train).filter(|s| !s.is_empty()).ok_or("fit needs a non-empty train split")?;
+        let val = dataset.split(SplitKind::Val).filter(|s| !s.is_empty());
+        let config = TrainConfig {
+            epochs,
+            batch_size: self.training.batch,
+            optimizer: self.training.optimizer,
+            schedule: self.training.schedule,
+            label_smoothing: self.training.smoothing,
+            patience,
+            seed: self.seed,
+            ..TrainConfig::default()
+        };
+        if val.is_none() {
+            out(Event::Warning(
+                "no validation split: the last epoch's weights are kept (`split val 10` makes one)".into(),
+            ));
+        }
+        let (rows, cols, scaling) = (dataset.rows, dataset.cols, dataset.scaling);
+        if scaling == PixelScaling::Raw {
+            out(Event::Warning("pixels are raw bytes 0..255; `normalize` usually trains better".into()));
+        }
+        let seed = self.seed;
+        let pipeline = self.augmentation.as_ref().map(|a| &a.pipeline);
+        let fill = move |indices: &[usize], epoch: u64, batch: &mut [f32]| {
+            if let Some(p) = pipeline {
+                // Errors here mean a malformed split, which `fit` has already checked.
+                let _ = p.augment_batch_f32(&train.pixels, indices, rows, cols, seed, epoch, scaling.affine(), batch);
+            }
+        };
+        let augment: Option<model::Augment<'_>> = pipeline.map(|_| &fill as model::Augment<'_>);
+        let total_batches = train.len().div_ceil(config.batch_size);
+        let interrupt = Arc::clone(&self.interrupt);
+        let net = &state.net;
+        let history = Self::in_pool_with_events(&self.training.pool, out, |out| {
+            let mut emit = |event: TrainEvent| match event {
+                TrainEvent::Batch { epoch, done, total, loss } => out(Event::Progress(Progress {
+                    id: format!("fit-{epoch}"),
+                    label: format!("epoch {epoch}/{epochs}"),
+                    done: done as u64,
+                    total: total as u64,
+                    message: format!("loss {loss:.4}"),
+                    finished: false,
+                })),
+                TrainEvent::Epoch(s) => {
+                    out(Event::Progress(Progress {
+                        id: format!("fit-{}", s.epoch),
+                        label: format!("epoch {}/{epochs}", s.epoch),
+                        done: total_batches as u64,
+                        total: total_batches as u64,
+                        message: format!("loss {:.4}", s.loss),
+                        finished: true,
+                    }));
+                    let val = match (s.val_loss, s.val_accuracy) {
+                        (Some(l), Some(a)) => format!(" - val_loss: {l:.4} - val_accuracy: {a:.4}"),
+                        _ => String::new(),
+                    };
+                    out(Event::Text(format!(
+                        "Epoch {}/{epochs} - {total_batches}/{total_batches} - {:.1}s - loss: {:.4} - accuracy: {:.4}{val} - {:.0} images/s",
+                        s.epoch, s.seconds, s.loss, s.accuracy, s.images_per_sec
+                    )));
+                }
+            };
+            model::fit(net, train, val, rows, cols, scaling, &config, augment, &interrupt, &mut emit)
+        })
+        .map_err(|e| e.to_string())?;
+        for note in &history.notes {
+            out(Event::Text(note.clone()));
+        }
+        let state = self.training.model.as_mut().expect("checked above");
+        state.history = Some(history);
+        state.scaling = Some(scaling);
+        state.evaluation = None;
+        Ok(())
+    }
+
+    fn evaluate_split(&self, kind: SplitKind) -> Result<(Evaluation, &Split), Failure> {
+        let dataset = self.dataset.as_ref().ok_or("evaluate needs data: run `load mnist` first")?;
+        let state = self.model_for("evaluate")?;
+        Self::check_classes(state, &dataset.classes)?;
+        let split = dataset
+            .split(kind)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("there is no {kind} split (`split` makes train/val/test)"))?;
+        let (rows, cols, scaling, batch) = (dataset.rows, dataset.cols, dataset.scaling, self.training.batch.max(256));
+        let net = &state.net;
+        let evaluation = Self::in_pool(&self.training.pool, || model::evaluate(net, split, rows, cols, scaling, batch))
+            .map_err(|e| e.to_string())?;
+        Ok((evaluation, split))
+    }
+
+    pub(super) fn evaluate(
+        &mut self,
+        split: Option<lang::SplitName>,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), Failure> {
+        let kind = split.map(split_kind).unwrap_or(SplitKind::Test);
+        let (evaluation, data) = self.evaluate_split(kind)?;
+        let classes = &self.dataset.as_ref().expect("evaluated").classes;
+        out(Event::Text(format!(
+            "{kind}: loss {:.4} - accuracy {:.4} ({} of {} images right)",
+            evaluation.loss,
+            evaluation.accuracy,
+            (evaluation.accuracy as f64 * data.len() as f64).round() as usize,
+            data.len()
+        )));
+        let mut table = Table::new(Some(format!("per-class accuracy on {kind}")), &["class", "images", "accuracy"]);
+        for (c, acc) in evaluation.per_class_accuracy.iter().enumerate() {
+            if let Some(acc) = acc {
+                let n: usize = evaluation.confusion[c].iter().sum();
+                table.row(vec![classes[c].clone(), n.to_string(), pct(*acc)]);
+            }
+        }
+        out(Event::Table(table));
+        self.training.model.as_mut().expect("evaluated").evaluation = Some((kind, evaluation));
+        Ok(())
+    }
+
+    pub(super) fn plot(&mut self, kind: PlotKind, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        match kind {
+            PlotKind::History => {
+                let state = self.model_for("plot history")?;
+                let history = state.history.as_ref().ok_or("there is no training history: run `fit N` first")?;
+                let (epochs, accuracy, val_accuracy, loss, val_loss) = history.series();
+                let series = plot::HistorySeries { epochs, accuracy, val_accuracy, loss, val_loss };
+                let png = plot::history_png(&series).map_err(|e| e.to_string())?;
+                let svg = plot::history_svg(&series).ok();
+                out(Event::Image(Image { name: "history".into(), title: "training history".into(), png, svg }));
+            }
+            PlotKind::Confusion => {
+                if self.model_for("plot confusion")?.evaluation.is_none() {
+                    self.evaluate(None, out)?;
+                }
+                let state = self.model_for("plot confusion")?;
+                let (kind, evaluation) = state.evaluation.as_ref().expect("evaluated above");
+                let png = plot::confusion_png(&evaluation.confusion, &state.classes).map_err(|e| e.to_string())?;
+                out(Event::Image(Image {
+                    name: "confusion".into(),
+                    title: format!("confusion matrix on {kind}"),
+                    png,
+                    svg: None,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn show_mistakes(&mut self, count: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let dataset = self.dataset.as_ref().ok_or("show mistakes needs data: run `load mnist` first")?;
+        let state = self.model_for("show mistakes")?;
+        Self::check_classes(state, &dataset.classes)?;
+        let test = dataset.split(SplitKind::Test).filter(|s| !s.is_empty()).ok_or("there is no test split")?;
+        let (net, scaling) = (&state.net, dataset.scaling);
+        let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &test.pixels, scaling))
+            .map_err(|e| e.to_string())?;
+        // Worst first: the lowest probability given to the true class, among wrong predictions.
+        let mut wrong: Vec<(usize, usize, f32)> = probs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let predicted = argmax(p);
+                let truth = test.labels[i] as usize;
+                (predicted != truth).then_some((i, predicted, p[truth]))
+            })
+            .collect();
+        if wrong.is_empty() {
+            out(Event::Text("no mistakes on the test split".into()));
+            return Ok(());
+        }
+        wrong.sort_by(|a, b| a.2.total_cmp(&b.2));
+        wrong.truncate(count.max(1));
+        let image_len = dataset.image_len();
+        let images: Vec<&[u8]> = wrong.iter().map(|&(i, _, _)| test.image(i, image_len)).collect();
+        let captions: Vec<String> = wrong
+            .iter()
+            .map(|&(i, p, _)| format!("{}→{}", dataset.classes[test.labels[i] as usize], dataset.classes[p]))
+            .collect();
+        let columns = (images.len() as f64).sqrt().ceil() as usize;
+        let png =
+            plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns).map_err(|e| e.to_string())?;
+        out(Event::Image(Image {
+            name: "mistakes".into(),
+            title: format!("{} worst test mistakes (true→predicted)", images.len()),
+            png,
+            svg: None,
+        }));
+        Ok(())
+    }
+
+    pub(super) fn save_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let state = self.model_for("save model")?;
+        let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
+        let mut extra = BTreeMap::new();
+        if let Some(d) = &self.dataset {
+            extra.insert("dataset".to_string(), d.name.clone());
+        }
+        if let Some(h) = &state.history {
+            extra.insert("epochs".to_string(), h.epochs.len().to_string());
+        }
+        if let Some((kind, e)) = &state.evaluation {
+            extra.insert(format!("{kind}_accuracy"), format!("{:.4}", e.accuracy));
+        }
+        model::checkpoint::save_model(path, &state.net, &state.classes, scaling, &extra).map_err(|e| e.to_string())?;
+        out(Event::Text(format!("saved model to {}", path.display())));
+        Ok(())
+    }
+
+    pub(super) fn load_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let (net, meta) = model::checkpoint::load_model(path, &self.training.device).map_err(|e| e.to_string())?;
+        out(Event::Text(format!(
+            "loaded model {}: {} → {} classes, {} parameters, inputs scaled as {}",
+            path.display(),
+            meta.spec.describe(),
+            meta.classes.len(),
+            net.param_count(),
+            meta.scaling.describe()
+        )));
+        if let Some(d) = &self.dataset {
+            if d.classes != meta.classes {
+                out(Event::Warning(format!(
+                    "the model has {} classes, the loaded data {}: fit and evaluate will refuse until they match",
+                    meta.classes.len(),
+                    d.classes.len()
+                )));
+            }
+        }
+        self.training.model = Some(ModelState {
+            net,
+            classes: meta.classes,
+            scaling: Some(meta.scaling),
+            history: None,
+            evaluation: None,
+        });
+        Ok(())
+    }
+
+    pub(super) fn predict(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let state = self.model_for("predict")?;
+        let files: Vec<PathBuf> = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(format!("{} holds no .png or .jpg file", path.display()));
+            }
+            files
+        } else {
+            vec![path.to_path_buf()]
+        };
+        let mut pixels = Vec::with_capacity(files.len() * 784);
+        for file in &files {
+            pixels.extend(model::preprocess_file(file).map_err(|e| e.to_string())?);
+        }
+        let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
+        let net = &state.net;
+        let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &pixels, scaling))
+            .map_err(|e| e.to_string())?;
+        let mut table = Table::new(Some("predictions (top 3)".into()), &["file", "1st", "2nd", "3rd"]);
+        let mut captions = Vec::new();
+        for (file, p) in files.iter().zip(&probs) {
+            let mut order: Vec<usize> = (0..p.len()).collect();
+            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+            let mut row = vec![file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()];
+            for &c in order.iter().take(3) {
+                row.push(format!("{} ({:.1}%)", state.classes[c], 100.0 * p[c]));
+            }
+            captions.push(state.classes[order[0]].clone());
+            table.row(row);
+        }
+        out(Event::Table(table));
+        let images: Vec<&[u8]> = pixels.chunks_exact(784).collect();
+        let columns = (images.len() as f64).sqrt().ceil() as usize;
+        let png = plot::image_grid_png(&images, 28, 28, &captions, columns).map_err(|e| e.to_string())?;
+        out(Event::Image(Image {
+            name: "predict".into(),
+            title: "inputs after MNIST-style preprocessing, with the predicted class".into(),
+            png,
+            svg: None,
+        }));
+        Ok(())
+    }
+
+    pub(super) fn device(&mut self, kind: DeviceKind, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let device = match kind {
+            DeviceKind::Cpu => Device::Cpu,
+            DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| {
+                format!("no CUDA device: {e} (CUDA needs a build with `cargo build --release --features cuda`)")
+            })?,
+        };
+        if self.training.model.is_some() {
+            out(Event::Warning(
+                "the current model stays where it is; build or load a model to use the new device".into(),
+            ));
+        }
+        self.training.device = device;
+        out(Event::Text(format!("device {}", if kind == DeviceKind::Cpu { "cpu" } else { "cuda" })));
+        Ok(())
+    }
+
+    pub(super) fn threads(&mut self, n: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        if n == 0 {
+            return Err("threads needs at least 1".into());
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| e.to_string())?;
+        self.training.pool = Some(Arc::new(pool));
+        out(Event::Text(format!("{n} worker threads for training and augmentation")));
+        Ok(())
+    }
+}
+
+fn argmax(p: &[f32]) -> usize {
+    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+}
