@@ -1,0 +1,134 @@
+//! Session-level tests of the augmentation and training statements on real MNIST.
+
+use std::path::Path;
+
+use mnistlab::data::SplitKind;
+use mnistlab::session::{Event, Session};
+
+/// Runs `source` in `session`, returning every event; panics with the error otherwise.
+fn run(session: &mut Session, source: &str) -> Vec<Event> {
+    let mut events = Vec::new();
+    if let Err(e) = session.run_source(source, None, &mut |e| events.push(e)) {
+        panic!("{e}");
+    }
+    events
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Text(t) | Event::Warning(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The accuracy printed by `evaluate`: `test: loss L - accuracy A (...)`.
+fn accuracy(events: &[Event]) -> f64 {
+    let line = texts(events).into_iter().rev().find(|t| t.contains(" - accuracy ")).expect("an evaluation line");
+    line.split(" - accuracy ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn png_size(png: &[u8]) -> (u32, u32) {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png));
+    let reader = decoder.read_info().unwrap();
+    (reader.info().width, reader.info().height)
+}
+
+#[test]
+fn augment_preview_expand_and_flip_warning() {
+    let mut session = Session::new();
+    run(&mut session, "seed 3\nload mnist\nsplit val 10 seed 3");
+    let events = run(&mut session, "augment rotate 10 shift 0.1\naugment preview 16");
+    let image = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Image(i) => Some(i.clone()),
+            _ => None,
+        })
+        .expect("a preview image");
+    // 16 originals beside 16 augmented versions, 8 tiles a row: 4 rows.
+    let expected = mnistlab::plot::image_grid_size(32, 28, 28, 8);
+    assert_eq!(png_size(&image.png), expected);
+
+    let before: Vec<usize> = SplitKind::ALL.iter().map(|k| session.dataset().unwrap().splits[k].len()).collect();
+    run(&mut session, "expand 2x");
+    let after: Vec<usize> = SplitKind::ALL.iter().map(|k| session.dataset().unwrap().splits[k].len()).collect();
+    assert_eq!(after, vec![2 * before[0], before[1], before[2]]);
+
+    let mut errors = Vec::new();
+    let e = session.run_source("augment flip h", None, &mut |e| errors.push(e)).unwrap_err().to_string();
+    assert!(e.contains("flipping digits changes what they mean") && e.contains("force"), "{e}");
+    let events = run(&mut session, "augment flip h force");
+    assert!(events.iter().any(|e| matches!(e, Event::Warning(w) if w.contains("mirrored 2"))));
+    let shown = texts(&run(&mut session, "augment"));
+    assert!(shown[0].contains("flip"), "{shown:?}");
+    run(&mut session, "augment off");
+    let e = session.run_source("expand 2x", None, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("expand needs an augmentation"), "{e}");
+}
+
+#[test]
+fn small_model_one_epoch_on_10k_reaches_95_percent_and_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = dir.path().join("small.safetensors");
+    let mut session = Session::new();
+    run(&mut session, "seed 1\nload mnist\nnormalize\nsubset 1000 per class seed 1\nmodel seed-cnn\nfit 1");
+    let events = run(&mut session, "evaluate test");
+    let acc = accuracy(&events);
+    assert!(acc >= 0.95, "test accuracy {acc}");
+    run(&mut session, &format!("save model \"{}\"", model_path.display()));
+
+    // Five test digits written as PNG files, predicted from the folder.
+    let digits = dir.path().join("digits");
+    std::fs::create_dir(&digits).unwrap();
+    let test = &session.dataset().unwrap().splits[&SplitKind::Test];
+    let mut labels = Vec::new();
+    for i in 0..5 {
+        let file = std::fs::File::create(digits.join(format!("{i}.png"))).unwrap();
+        let mut encoder = png::Encoder::new(file, 28, 28);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.write_header().unwrap().write_image_data(test.image(i, 784)).unwrap();
+        labels.push(test.labels[i].to_string());
+    }
+    let predicted = |events: &[Event]| -> Vec<String> {
+        let table = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Table(t) if t.title.as_deref() == Some("predictions (top 3)") => Some(t.clone()),
+                _ => None,
+            })
+            .expect("a predictions table");
+        table.rows.iter().map(|r| r[1].split(' ').next().unwrap().to_string()).collect()
+    };
+    let first = predicted(&run(&mut session, &format!("predict \"{}\"", digits.display())));
+    let right = first.iter().zip(&labels).filter(|(p, l)| p == l).count();
+    assert!(right >= 4, "predicted {first:?} for {labels:?}");
+
+    // The saved model, loaded in a fresh session, predicts the same and scores the same.
+    let mut fresh = Session::new();
+    run(&mut fresh, &format!("load mnist\nnormalize\nload model \"{}\"", model_path.display()));
+    let second = predicted(&run(&mut fresh, &format!("predict \"{}\"", digits.display())));
+    assert_eq!(first, second);
+    assert_eq!(accuracy(&run(&mut fresh, "evaluate test")), acc);
+}
+
+#[test]
+fn training_statements_in_the_wrong_order_say_what_is_missing() {
+    let mut session = Session::new();
+    let err = |session: &mut Session, src: &str| session.run_source(src, None, &mut |_| {}).unwrap_err().to_string();
+    assert!(err(&mut session, "fit 1").contains("fit needs data"));
+    run(&mut session, "load mnist");
+    assert!(err(&mut session, "fit 1").contains("fit needs a model"));
+    assert!(err(&mut session, "plot history").contains("needs a model"));
+    let e = err(&mut session, "model conv32 pool conv32 pool conv32 pool conv32");
+    assert!(e.contains("layer") && e.contains("conv32"), "{e}");
+    run(&mut session, "model seed-small");
+    assert!(err(&mut session, "plot history").contains("fit N"));
+    run(&mut session, "filter classes 0-4");
+    assert!(err(&mut session, "load model /nonexistent/m.safetensors").contains("/nonexistent/m.safetensors"));
+    let missing = Path::new("/nonexistent");
+    assert!(!missing.exists());
+}
