@@ -386,6 +386,7 @@ struct Scratch {
     /// A freshly drawn field and the blur's intermediate pass.
     field: Vec<f32>,
     blur: Vec<f32>,
+    blur_t: Vec<f32>,
 }
 
 /// A seeded augmentation pipeline: a list of ops and the interpolation of the resample.
@@ -630,7 +631,7 @@ impl Pipeline {
                 scratch.field.clear();
                 scratch.field.extend((0..len).map(|_| rng.random::<f32>() * 2.0 - 1.0));
                 let target = if axis == 0 { &mut scratch.dx } else { &mut scratch.dy };
-                blur_add(&scratch.field, &mut scratch.blur, rows, cols, kernel, alpha, target);
+                blur_add(&scratch.field, &mut scratch.blur, &mut scratch.blur_t, rows, cols, kernel, alpha, target);
             }
         }
 
@@ -731,44 +732,61 @@ fn gaussian_kernel(sigma: f32) -> Vec<f32> {
     weights.iter().map(|w| w / sum).collect()
 }
 
-/// Adds `gain` times the separable blur of `field` (0 outside) by `kernel` to `target`.
+/// Adds `gain` times the separable Gaussian blur of a random field to `target` (`rows × cols`).
+///
+/// `field` holds independent draws, so it is read as the transposed field (`cols × rows`):
+/// both passes then become sums of whole shifted rows, which vectorise, with one transpose
+/// in between. Outside the image the field is 0.
+#[allow(clippy::too_many_arguments)]
 fn blur_add(
     field: &[f32],
     tmp: &mut Vec<f32>,
+    tmp_t: &mut Vec<f32>,
     rows: usize,
     cols: usize,
     kernel: &[f32],
     gain: f32,
     target: &mut [f32],
 ) {
-    let r = (kernel.len() / 2) as isize;
+    // Blur along x: rows of the transposed field are columns of the image.
+    tmp_t.clear();
+    tmp_t.resize(rows * cols, 0.0);
+    blur_rows_into(field, cols, rows, kernel, 1.0, tmp_t);
     tmp.clear();
     tmp.resize(rows * cols, 0.0);
-    // Along rows: for each tap, one shifted slice.
-    for (src, dst) in field.chunks_exact(cols).zip(tmp.chunks_exact_mut(cols)) {
-        for (k, &w) in kernel.iter().enumerate() {
-            let o = k as isize - r;
-            let lo = (-o).max(0) as usize;
-            let hi = (cols as isize - o).min(cols as isize).max(lo as isize) as usize;
-            let from = (lo as isize + o) as usize;
-            for (d, &s) in dst[lo..hi].iter_mut().zip(&src[from..from + (hi - lo)]) {
-                *d += w * s;
-            }
+    for (x, column) in tmp_t.chunks_exact(rows).enumerate() {
+        for (y, &value) in column.iter().enumerate() {
+            tmp[y * cols + x] = value;
         }
     }
-    // Along columns: each output row is a weighted sum of whole rows.
-    for (y, dst) in target.chunks_exact_mut(cols).enumerate() {
-        for (k, &w) in kernel.iter().enumerate() {
-            let sy = y as isize + k as isize - r;
-            if sy < 0 || sy >= rows as isize {
-                continue;
-            }
-            let src = &tmp[sy as usize * cols..(sy as usize + 1) * cols];
-            let w = w * gain;
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d += w * s;
-            }
+    // Blur along y, scaled by the gain.
+    blur_rows_into(tmp, rows, cols, kernel, gain, target);
+}
+
+/// For an `n × width` array, adds to output row `i` the sum of `gain * kernel[k] * src` row
+/// `i + k - radius`, rows outside the array counting as 0.
+fn blur_rows_into(src: &[f32], n: usize, width: usize, kernel: &[f32], gain: f32, dst: &mut [f32]) {
+    let r = kernel.len() / 2;
+    for (i, out) in dst.chunks_exact_mut(width).enumerate().take(n) {
+        for j in i.saturating_sub(r)..=(i + r).min(n - 1) {
+            let w = kernel[j + r - i] * gain;
+            axpy(out, &src[j * width..(j + 1) * width], w);
         }
+    }
+}
+
+/// `dst += w * src`, in blocks of 4 (one SSE register) so that it vectorises.
+#[inline(always)]
+fn axpy(dst: &mut [f32], src: &[f32], w: f32) {
+    let mut d = dst.chunks_exact_mut(4);
+    let mut s = src.chunks_exact(4);
+    for (d, s) in (&mut d).zip(&mut s) {
+        for i in 0..4 {
+            d[i] += w * s[i];
+        }
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d += w * s;
     }
 }
 
@@ -782,41 +800,65 @@ fn pad_into(src: &[u8], rows: usize, cols: usize, padded: &mut Vec<u8>) {
     }
 }
 
+/// Bilinear read at fixed-point padded coordinates `(u, v)`, which must satisfy
+/// `0 <= u >> FRAC_BITS <= cols` and `0 <= v >> FRAC_BITS <= rows`.
+#[inline(always)]
+fn bilinear(padded: &[u8], pw: usize, u: i64, v: i64) -> u8 {
+    let (ix, iy) = ((u >> FRAC_BITS) as usize, (v >> FRAC_BITS) as usize);
+    let fx = ((u >> (FRAC_BITS - 8)) & 0xff) as i32;
+    let fy = ((v >> (FRAC_BITS - 8)) & 0xff) as i32;
+    let p = iy * pw + ix;
+    let (top, bottom) = (&padded[p..p + 2], &padded[p + pw..p + pw + 2]);
+    // Each lerp is exact at weight 0, so integer coordinates reproduce the source bytes.
+    let t = ((top[0] as i32) << 8) + (top[1] as i32 - top[0] as i32) * fx;
+    let b = ((bottom[0] as i32) << 8) + (bottom[1] as i32 - bottom[0] as i32) * fx;
+    (((t << 8) + (b - t) * fy + (1 << 15)) >> 16) as u8
+}
+
 /// The byte at fixed-point padded coordinates `(u, v)`; 0 when it lies outside the image.
 #[inline(always)]
 fn sample(padded: &[u8], pw: usize, rows: usize, cols: usize, u: i64, v: i64, interpolation: Interpolation) -> u8 {
     match interpolation {
         Interpolation::Bilinear => {
             // Negative coordinates wrap to huge values and fail the test.
-            let (ix, iy) = ((u >> FRAC_BITS) as usize, (v >> FRAC_BITS) as usize);
-            if ix > cols || iy > rows {
+            if (u >> FRAC_BITS) as u64 > cols as u64 || (v >> FRAC_BITS) as u64 > rows as u64 {
                 return 0;
             }
-            let fx = ((u >> (FRAC_BITS - 8)) & 0xff) as u32;
-            let fy = ((v >> (FRAC_BITS - 8)) & 0xff) as u32;
-            let p = iy * pw + ix;
-            let top = padded[p] as u32 * (256 - fx) + padded[p + 1] as u32 * fx;
-            let bottom = padded[p + pw] as u32 * (256 - fx) + padded[p + pw + 1] as u32 * fx;
-            ((top * (256 - fy) + bottom * fy + (1 << 15)) >> 16) as u8
+            bilinear(padded, pw, u, v)
         }
         Interpolation::Nearest => {
             let half = 1i64 << (FRAC_BITS - 1);
-            let (ix, iy) = (((u + half) >> FRAC_BITS) as usize, ((v + half) >> FRAC_BITS) as usize);
-            if ix > cols + 1 || iy > rows + 1 {
+            let (ix, iy) = ((u + half) >> FRAC_BITS, (v + half) >> FRAC_BITS);
+            if ix as u64 > cols as u64 + 1 || iy as u64 > rows as u64 + 1 {
                 return 0;
             }
-            padded[iy * pw + ix]
+            padded[iy as usize * pw + ix as usize]
         }
     }
 }
 
-/// Fixed-point value of a coordinate; far-out values saturate and read as background.
-#[inline(always)]
+/// Fixed-point value of a coordinate, rounded; far-out values saturate and read as background.
 fn fixed(x: f64) -> i64 {
-    (x * ONE).round().clamp(-(1i64 << 60) as f64, (1i64 << 60) as f64) as i64
+    (x * ONE).round().clamp(-(1i64 << 40) as f64, (1i64 << 40) as f64) as i64
 }
 
-/// Resamples through `to_src` (output pixel → source pixel), walking each row incrementally.
+/// The `x` in `0..n` with `0 <= u0 + x * du < hi`, as a range (possibly empty).
+fn valid_span(u0: i64, du: i64, hi: i64, n: usize) -> std::ops::Range<usize> {
+    let n = n as i64;
+    let (lo, end) = match du.signum() {
+        0 if (0..hi).contains(&u0) => (0, n),
+        0 => (0, 0),
+        // x >= -u0 / du and x < (hi - u0) / du, both rounded up: ceil(a / b) = -floor(-a / b).
+        1 => (-(u0.div_euclid(du)), -((u0 - hi).div_euclid(du))),
+        // With du < 0: x > (u0 - hi) / -du and x <= u0 / -du.
+        _ => ((u0 - hi).div_euclid(-du) + 1, u0.div_euclid(-du) + 1),
+    };
+    let lo = lo.clamp(0, n);
+    lo as usize..end.clamp(lo, n) as usize
+}
+
+/// Resamples through `to_src` (output pixel → source pixel), walking each row incrementally
+/// over the span of pixels that read the image; the rest is background.
 fn resample_affine(
     padded: &[u8],
     rows: usize,
@@ -827,14 +869,47 @@ fn resample_affine(
 ) {
     let pw = cols + 2;
     let (du, dv) = (fixed(to_src.a), fixed(to_src.c));
-    for (y, row) in out.chunks_exact_mut(cols).enumerate() {
-        // Padded coordinates are source coordinates + 1.
-        let mut u = fixed(to_src.b * y as f64 + to_src.tx + 1.0);
-        let mut v = fixed(to_src.d * y as f64 + to_src.ty + 1.0);
-        for px in row.iter_mut() {
-            *px = sample(padded, pw, rows, cols, u, v, interpolation);
-            u += du;
-            v += dv;
+    // Bilinear reads need 0 <= floor(u) <= cols; nearest reads need 0 <= round(u) <= cols + 1.
+    let (shift, extra) = match interpolation {
+        Interpolation::Bilinear => (0, 1),
+        Interpolation::Nearest => (1i64 << (FRAC_BITS - 1), 2),
+    };
+    let (hi_u, hi_v) = (((cols + extra) as i64) << FRAC_BITS, ((rows + extra) as i64) << FRAC_BITS);
+    // Padded coordinates are source coordinates + 1. Every step is a whole fixed-point number,
+    // so row starts are exact multiples and need no rounding per row.
+    let (du_row, dv_row) = (fixed(to_src.b), fixed(to_src.d));
+    let (mut u0, mut v0) = (fixed(to_src.tx + 1.0) - du_row, fixed(to_src.ty + 1.0) - dv_row);
+    for row in out.chunks_exact_mut(cols) {
+        u0 += du_row;
+        v0 += dv_row;
+        let span_u = valid_span(u0 + shift, du, hi_u, cols);
+        let span_v = valid_span(v0 + shift, dv, hi_v, cols);
+        let span = span_u.start.max(span_v.start)..span_u.end.min(span_v.end);
+        if span.is_empty() {
+            row.fill(0);
+            continue;
+        }
+        row[..span.start].fill(0);
+        row[span.end..].fill(0);
+        let mut u = u0 + span.start as i64 * du;
+        let mut v = v0 + span.start as i64 * dv;
+        let inner = &mut row[span];
+        match interpolation {
+            Interpolation::Bilinear => {
+                for px in inner.iter_mut() {
+                    *px = bilinear(padded, pw, u, v);
+                    u += du;
+                    v += dv;
+                }
+            }
+            Interpolation::Nearest => {
+                for px in inner.iter_mut() {
+                    let (ix, iy) = ((u + shift) >> FRAC_BITS, (v + shift) >> FRAC_BITS);
+                    *px = padded[iy as usize * pw + ix as usize];
+                    u += du;
+                    v += dv;
+                }
+            }
         }
     }
 }
@@ -861,15 +936,15 @@ fn resample_displaced(
         (to_src.tx + 1.0) as f32,
         (to_src.ty + 1.0) as f32,
     ];
+    let one = ONE as f32;
     for (y, ((row, dxs), dys)) in
         out.chunks_exact_mut(cols).zip(dx.chunks_exact(cols)).zip(dy.chunks_exact(cols)).enumerate()
     {
         for (x, ((px, &ex), &ey)) in row.iter_mut().zip(dxs).zip(dys).enumerate() {
             let (qx, qy) = (x as f32 + ex, y as f32 + ey);
-            let u = m[0] * qx + m[1] * qy + m[4];
-            let v = m[2] * qx + m[3] * qy + m[5];
-            let u = (u * ONE as f32).round().clamp(-1e15, 1e15) as i64;
-            let v = (v * ONE as f32).round().clamp(-1e15, 1e15) as i64;
+            // Truncation moves a point by under 1/65536 pixel; the cast saturates far out.
+            let u = ((m[0] * qx + m[1] * qy + m[4]) * one) as i64;
+            let v = ((m[2] * qx + m[3] * qy + m[5]) * one) as i64;
             *px = sample(padded, pw, rows, cols, u, v, interpolation);
         }
     }
@@ -1006,6 +1081,55 @@ mod tests {
                             "n {n}, {interpolation:?}, pixel ({i}, {j})"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_spans_match_per_pixel_bounds_checks() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for case in 0..400 {
+            let (rows, cols) = (rng.random_range(1..40), rng.random_range(1..40));
+            let img = random_image(rows, cols, case);
+            let angle: f64 = rng.random_range(-180.0..180.0f64).to_radians();
+            let s: f64 = rng.random_range(0.3..3.0);
+            let (sin, cos) = angle.sin_cos();
+            let map = Affine {
+                a: s * cos,
+                b: s * sin + rng.random_range(-0.5..0.5),
+                c: -s * sin,
+                d: s * cos * if rng.random() { -1.0 } else { 1.0 },
+                tx: rng.random_range(-40.0..40.0),
+                ty: rng.random_range(-40.0..40.0),
+            };
+            let mut padded = Vec::new();
+            pad_into(&img, rows, cols, &mut padded);
+            for interpolation in [Interpolation::Bilinear, Interpolation::Nearest] {
+                let mut fast = vec![1u8; rows * cols];
+                resample_affine(&padded, rows, cols, &map, interpolation, &mut fast);
+                let (du, dv) = (fixed(map.a), fixed(map.c));
+                for y in 0..rows {
+                    let u0 = fixed(map.tx + 1.0) + y as i64 * fixed(map.b);
+                    let v0 = fixed(map.ty + 1.0) + y as i64 * fixed(map.d);
+                    for x in 0..cols {
+                        let (u, v) = (u0 + x as i64 * du, v0 + x as i64 * dv);
+                        let expected = sample(&padded, cols + 2, rows, cols, u, v, interpolation);
+                        assert_eq!(fast[y * cols + x], expected, "case {case}, {interpolation:?}, pixel ({y}, {x})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn valid_span_solves_the_bounds_exactly() {
+        for u0 in -300i64..300 {
+            for du in [-70i64, -64, -13, -1, 0, 1, 7, 64, 65] {
+                let span = valid_span(u0, du, 128, 9);
+                for x in 0..9 {
+                    let u = u0 + x as i64 * du;
+                    assert_eq!(span.contains(&x), (0..128).contains(&u), "u0 {u0}, du {du}, x {x}");
                 }
             }
         }
