@@ -7,3 +7,4 @@
 
 pub mod data;
 pub mod lang;
+pub mod model;

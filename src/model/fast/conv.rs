@@ -1,0 +1,618 @@
+//! 2-D convolution (NCHW, f32, CPU) on im2col + `gemm`, with bias and ReLU fused into the
+//! forward pass and a backward pass that skips the input gradient when it is not needed.
+
+use candle_core::{
+    bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor,
+};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use super::f32_slice;
+
+/// Bytes of im2col buffer one parallel task aims for: big enough to amortise a gemm call, small
+/// enough to stay in a core's L2 cache.
+const COL_BUDGET_BYTES: usize = 1 << 20;
+
+/// 2-D convolution of `x` (N, C, H, W) with `w` (O, C, KH, KW), plus an optional bias `b` (O),
+/// with `padding` zeros on every side and the same `stride` in both directions; `relu` applies a
+/// ReLU to the result. Gradients flow to `x`, `w` and `b`; the gradient of `x` is only computed
+/// when `x` is tracked (a variable or the result of tracked operations), so the data input of a
+/// network costs nothing in the backward pass. f32 on the CPU uses the fast kernels; any other
+/// device or dtype uses candle's `conv2d`.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+    relu: bool,
+) -> Result<Tensor> {
+    let g = Geom::new(x.dims(), w.dims(), padding, stride)?;
+    if let Some(b) = b {
+        if b.dims() != [g.o] {
+            bail!(
+                "conv2d: bias has shape {:?}, expected [{}] (one per output channel)",
+                b.dims(),
+                g.o
+            );
+        }
+    }
+    let fast = matches!(x.device(), Device::Cpu)
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && b.is_none_or(|b| b.dtype() == DType::F32);
+    if !fast {
+        let mut y = x.conv2d(w, padding, stride, 1, 1)?;
+        if let Some(b) = b {
+            y = y.broadcast_add(&b.reshape((1, g.o, 1, 1))?)?;
+        }
+        return if relu { y.relu() } else { Ok(y) };
+    }
+    let op = Conv {
+        padding,
+        stride,
+        relu,
+    };
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    match b {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+        None => x.apply_op2(&w, op),
+    }
+}
+
+/// The sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    pad: usize,
+    stride: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geom {
+    fn new(x: &[usize], w: &[usize], pad: usize, stride: usize) -> Result<Self> {
+        let (&[n, c, h, wd], &[o, wc, kh, kw]) = (x, w) else {
+            bail!("conv2d: expected a 4-d input (N, C, H, W) and a 4-d kernel (O, C, KH, KW), got {x:?} and {w:?}");
+        };
+        if wc != c {
+            bail!("conv2d: the input has {c} channels but the kernel expects {wc} (input {x:?}, kernel {w:?})");
+        }
+        if stride == 0 {
+            bail!("conv2d: stride must be at least 1");
+        }
+        if kh == 0 || kw == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
+            bail!("conv2d: kernel {kh}x{kw} does not fit the {h}x{wd} input with padding {pad}");
+        }
+        Ok(Self {
+            n,
+            c,
+            h,
+            w: wd,
+            o,
+            kh,
+            kw,
+            pad,
+            stride,
+            oh: (h + 2 * pad - kh) / stride + 1,
+            ow: (wd + 2 * pad - kw) / stride + 1,
+        })
+    }
+
+    /// Rows of the im2col matrix: C·KH·KW.
+    fn ckk(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Output pixels per channel: OH·OW.
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Input values per image.
+    fn x_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// Output values per image.
+    fn y_len(&self) -> usize {
+        self.o * self.p()
+    }
+
+    /// Images per parallel task: fills [`COL_BUDGET_BYTES`] of im2col buffer but leaves at least
+    /// one task per thread.
+    fn chunk(&self) -> usize {
+        let per_image = self.ckk() * self.p() * std::mem::size_of::<f32>();
+        let by_cache = (COL_BUDGET_BYTES / per_image.max(1)).max(1);
+        let by_threads = self.n.div_ceil(rayon::current_num_threads()).max(1);
+        by_cache.min(by_threads)
+    }
+
+    /// Copies one image into columns `off..off + P` of the im2col matrix `col` (row stride `ld`).
+    fn im2col(&self, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
+        let p = self.p();
+        for ci in 0..self.c {
+            let plane = &x[ci * self.h * self.w..][..self.h * self.w];
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    let row = (ci * self.kh + ky) * self.kw + kx;
+                    let dst = &mut col[row * ld + off..][..p];
+                    for oy in 0..self.oh {
+                        let d = &mut dst[oy * self.ow..][..self.ow];
+                        match self.src_row(oy, ky) {
+                            Some(iy) => {
+                                let src = &plane[iy * self.w..][..self.w];
+                                if self.stride == 1 && self.pad == 0 {
+                                    d.copy_from_slice(&src[kx..kx + self.ow]);
+                                } else {
+                                    for (ox, v) in d.iter_mut().enumerate() {
+                                        *v = self.src_col(ox, kx).map_or(0.0, |ix| src[ix]);
+                                    }
+                                }
+                            }
+                            None => d.fill(0.0),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds columns `off..off + P` of the im2col-shaped gradient `col` back onto one image.
+    fn col2im(&self, col: &[f32], ld: usize, off: usize, x: &mut [f32]) {
+        let p = self.p();
+        for ci in 0..self.c {
+            let plane = &mut x[ci * self.h * self.w..][..self.h * self.w];
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    let row = (ci * self.kh + ky) * self.kw + kx;
+                    let src = &col[row * ld + off..][..p];
+                    for oy in 0..self.oh {
+                        let Some(iy) = self.src_row(oy, ky) else {
+                            continue;
+                        };
+                        let s = &src[oy * self.ow..][..self.ow];
+                        let dst = &mut plane[iy * self.w..][..self.w];
+                        if self.stride == 1 && self.pad == 0 {
+                            for (d, v) in dst[kx..kx + self.ow].iter_mut().zip(s) {
+                                *d += v;
+                            }
+                        } else {
+                            for (ox, v) in s.iter().enumerate() {
+                                if let Some(ix) = self.src_col(ox, kx) {
+                                    dst[ix] += v;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The input row read by output row `oy` at kernel row `ky`, if not in the padding.
+    fn src_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.stride + ky)
+            .checked_sub(self.pad)
+            .filter(|&iy| iy < self.h)
+    }
+
+    /// The input column read by output column `ox` at kernel column `kx`, if not in the padding.
+    fn src_col(&self, ox: usize, kx: usize) -> Option<usize> {
+        (ox * self.stride + kx)
+            .checked_sub(self.pad)
+            .filter(|&ix| ix < self.w)
+    }
+
+    /// The im2col matrix (CKK × nb·P) of a chunk of `nb` images.
+    fn im2col_chunk(&self, x: &[f32]) -> (Vec<f32>, usize) {
+        let nb = x.len() / self.x_len();
+        let ld = nb * self.p();
+        let mut col = vec![0f32; self.ckk() * ld];
+        for (i, img) in x.chunks_exact(self.x_len()).enumerate() {
+            self.im2col(img, &mut col, ld, i * self.p());
+        }
+        (col, ld)
+    }
+
+    /// Rearranges a chunk of output-shaped gradients (nb, O, P) into an O × nb·P matrix.
+    fn pack_dy(&self, dy: &[f32]) -> Vec<f32> {
+        let p = self.p();
+        let nb = dy.len() / self.y_len();
+        let ld = nb * p;
+        let mut out = vec![0f32; self.o * ld];
+        for (i, img) in dy.chunks_exact(self.y_len()).enumerate() {
+            for (oc, src) in img.chunks_exact(p).enumerate() {
+                out[oc * ld + i * p..][..p].copy_from_slice(src);
+            }
+        }
+        out
+    }
+
+    /// Forward pass of a chunk of images: `y = relu?(w * x + b)`.
+    fn forward_chunk(&self, x: &[f32], w: &[f32], b: Option<&[f32]>, relu: bool, y: &mut [f32]) {
+        let (o, p, ckk) = (self.o, self.p(), self.ckk());
+        let (col, ld) = self.im2col_chunk(x);
+        let mut out = vec![0f32; o * ld];
+        // SAFETY: out is o × ld (row stride ld), w is o × ckk (row stride ckk) and col is
+        // ckk × ld (row stride ld); every index gemm touches is inside those buffers.
+        unsafe {
+            gemm(
+                o,
+                ld,
+                ckk,
+                out.as_mut_ptr(),
+                1,
+                ld as isize,
+                false,
+                w.as_ptr(),
+                1,
+                ckk as isize,
+                col.as_ptr(),
+                1,
+                ld as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+        for (i, img) in y.chunks_exact_mut(self.y_len()).enumerate() {
+            for (oc, dst) in img.chunks_exact_mut(p).enumerate() {
+                let bias = b.map_or(0.0, |b| b[oc]);
+                let src = &out[oc * ld + i * p..][..p];
+                if relu {
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d = (s + bias).max(0.0);
+                    }
+                } else {
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d = s + bias;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the weight gradient (O × CKK, then O bias values) of a chunk to `acc`.
+    fn weight_grad_chunk(&self, x: &[f32], dy: &[f32], acc: &mut [f32]) {
+        let (o, ckk) = (self.o, self.ckk());
+        let (col, ld) = self.im2col_chunk(x);
+        let dyc = self.pack_dy(dy);
+        let (dw, db) = acc.split_at_mut(o * ckk);
+        // SAFETY: dw is o × ckk (row stride ckk); dyc is o × ld (row stride ld); the right-hand
+        // side is colᵀ, ld × ckk, read from the ckk × ld buffer col with swapped strides.
+        unsafe {
+            gemm(
+                o,
+                ckk,
+                ld,
+                dw.as_mut_ptr(),
+                1,
+                ckk as isize,
+                true,
+                dyc.as_ptr(),
+                1,
+                ld as isize,
+                col.as_ptr(),
+                ld as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+        for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
+            *d += row.iter().sum::<f32>();
+        }
+    }
+
+    /// The input gradient of a chunk: `dx = col2im(wᵀ · dy)`; `dx` must hold zeros.
+    fn input_grad_chunk(&self, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let (o, p, ckk) = (self.o, self.p(), self.ckk());
+        let dyc = self.pack_dy(dy);
+        let ld = dyc.len() / o;
+        let mut dcol = vec![0f32; ckk * ld];
+        // SAFETY: dcol is ckk × ld (row stride ld); the left-hand side is wᵀ, ckk × o, read from
+        // the o × ckk buffer w with swapped strides; dyc is o × ld (row stride ld).
+        unsafe {
+            gemm(
+                ckk,
+                ld,
+                o,
+                dcol.as_mut_ptr(),
+                1,
+                ld as isize,
+                false,
+                w.as_ptr(),
+                ckk as isize,
+                1,
+                dyc.as_ptr(),
+                1,
+                ld as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+        for (i, img) in dx.chunks_exact_mut(self.x_len()).enumerate() {
+            self.col2im(&dcol, ld, i * p, img);
+        }
+    }
+}
+
+/// The forward convolution; `CustomOp2` on (x, w) or `CustomOp3` on (x, w, b).
+struct Conv {
+    padding: usize,
+    stride: usize,
+    relu: bool,
+}
+
+impl Conv {
+    fn forward(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(x.1.dims(), w.1.dims(), self.padding, self.stride)?;
+        let xs = f32_slice("conv2d", x.0, x.1)?;
+        let ws = f32_slice("conv2d", w.0, w.1)?;
+        let bs = b.map(|(s, l)| f32_slice("conv2d", s, l)).transpose()?;
+        let mut y = vec![0f32; g.n * g.y_len()];
+        let nb = g.chunk();
+        xs.par_chunks(nb * g.x_len())
+            .zip(y.par_chunks_mut(nb * g.y_len()))
+            .for_each(|(xc, yc)| g.forward_chunk(xc, ws, bs, self.relu, yc));
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+    }
+
+    /// Gradients of (x, w, b) given the forward result `res` and its gradient `grad`.
+    fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = if self.relu {
+            grad.contiguous()?
+                .apply_op2_no_bwd(&res.contiguous()?, &ReluMask)?
+        } else {
+            grad.contiguous()?
+        };
+        let params = WeightGrad {
+            padding: self.padding,
+            stride: self.stride,
+            o: w.dim(0)?,
+            kh: w.dim(2)?,
+            kw: w.dim(3)?,
+        };
+        let (dw, db) = if w.track_op() || b.is_some_and(|b| b.track_op()) {
+            let flat = x.apply_op2_no_bwd(&dy, &params)?;
+            let n = w.elem_count();
+            let dw = flat.narrow(0, 0, n)?.reshape(w.shape())?;
+            let db = b.map(|_| flat.narrow(0, n, params.o)).transpose()?;
+            (Some(dw), db)
+        } else {
+            (None, None)
+        };
+        let dx = if x.track_op() {
+            let (_, _, h, wd) = x.dims4()?;
+            let op = InputGrad {
+                padding: self.padding,
+                stride: self.stride,
+                h,
+                w: wd,
+            };
+            Some(w.apply_op2_no_bwd(&dy, &op)?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}
+
+impl CustomOp2 for Conv {
+    fn name(&self) -> &'static str {
+        "fast-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.backward(x, w, None, res, grad)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for Conv {
+    fn name(&self) -> &'static str {
+        "fast-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.backward(x, w, Some(b), res, grad)
+    }
+}
+
+/// `grad` where the ReLU output `res` is positive, zero elsewhere.
+struct ReluMask;
+
+impl CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-relu-mask"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let grad = f32_slice(self.name(), s1, l1)?;
+        let res = f32_slice(self.name(), s2, l2)?;
+        if grad.len() != res.len() {
+            bail!("{}: gradient and result sizes differ", self.name());
+        }
+        let out = grad
+            .iter()
+            .zip(res)
+            .map(|(&g, &r)| if r > 0.0 { g } else { 0.0 })
+            .collect();
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Weight and bias gradients from (x, dy): a flat tensor of O·C·KH·KW weight values then O bias
+/// values.
+#[derive(Clone, Copy)]
+struct WeightGrad {
+    padding: usize,
+    stride: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+}
+
+impl CustomOp2 for WeightGrad {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let c = l1.dims().get(1).copied().unwrap_or(0);
+        let g = Geom::new(
+            l1.dims(),
+            &[self.o, c, self.kh, self.kw],
+            self.padding,
+            self.stride,
+        )?;
+        if l2.dims() != [g.n, g.o, g.oh, g.ow] {
+            bail!(
+                "{}: gradient has shape {:?}, expected {:?}",
+                self.name(),
+                l2.dims(),
+                [g.n, g.o, g.oh, g.ow]
+            );
+        }
+        let xs = f32_slice(self.name(), s1, l1)?;
+        let dys = f32_slice(self.name(), s2, l2)?;
+        let len = g.o * g.ckk() + g.o;
+        let nb = g.chunk();
+        let acc = xs
+            .par_chunks(nb * g.x_len())
+            .zip(dys.par_chunks(nb * g.y_len()))
+            .fold(
+                || vec![0f32; len],
+                |mut acc, (xc, dyc)| {
+                    g.weight_grad_chunk(xc, dyc, &mut acc);
+                    acc
+                },
+            )
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            })
+            .unwrap_or_else(|| vec![0f32; len]);
+        Ok((CpuStorage::F32(acc), Shape::from(len)))
+    }
+}
+
+/// Input gradient from (w, dy) for an input of `h` × `w` pixels.
+struct InputGrad {
+    padding: usize,
+    stride: usize,
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (&[o, c, _, _], &[n, ..]) = (l1.dims(), l2.dims()) else {
+            bail!("{}: unexpected shapes {:?}, {:?}", self.name(), l1, l2);
+        };
+        let g = Geom::new(&[n, c, self.h, self.w], l1.dims(), self.padding, self.stride)?;
+        if l2.dims() != [n, o, g.oh, g.ow] {
+            bail!(
+                "{}: gradient has shape {:?}, expected {:?}",
+                self.name(),
+                l2.dims(),
+                [n, o, g.oh, g.ow]
+            );
+        }
+        let ws = f32_slice(self.name(), s1, l1)?;
+        let dys = f32_slice(self.name(), s2, l2)?;
+        let mut dx = vec![0f32; n * g.x_len()];
+        let nb = g.chunk();
+        dx.par_chunks_mut(nb * g.x_len())
+            .zip(dys.par_chunks(nb * g.y_len()))
+            .for_each(|(dxc, dyc)| g.input_grad_chunk(ws, dyc, dxc));
+        Ok((CpuStorage::F32(dx), Shape::from((n, c, self.h, self.w))))
+    }
+}

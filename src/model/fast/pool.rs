@@ -1,0 +1,140 @@
+//! Max-pooling (NCHW, f32, CPU) that remembers where each maximum came from, so that the
+//! backward pass is a single scatter.
+
+use std::sync::OnceLock;
+
+use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::f32_slice;
+
+/// Planes (one channel of one image) per parallel task.
+const PLANES_PER_TASK: usize = 64;
+
+/// Max-pooling of `x` (N, C, H, W) over `k` × `k` windows with stride `k`; rows and columns that
+/// do not fill a whole window are dropped (7 × 7 pools to 3 × 3 with `k` = 2). The gradient goes
+/// to the first maximum of each window. f32 on the CPU uses the fast kernel; any other device or
+/// dtype uses candle's `max_pool2d`.
+pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if k == 0 || k > h || k > w {
+        bail!("max_pool2d: window {k}x{k} does not fit the {h}x{w} input");
+    }
+    if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
+        return x.max_pool2d(k);
+    }
+    x.contiguous()?.apply_op1(MaxPool {
+        k,
+        argmax: OnceLock::new(),
+    })
+}
+
+/// The forward op; `argmax` holds, for every output value, the offset of its maximum inside its
+/// input plane.
+struct MaxPool {
+    k: usize,
+    argmax: OnceLock<Vec<u32>>,
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "fast-max-pool2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let &[n, c, h, w] = layout.dims() else {
+            bail!("{}: expected a 4-d input, got {:?}", self.name(), layout.dims());
+        };
+        if u32::try_from(h * w).is_err() {
+            bail!("{}: a {h}x{w} plane is too large", self.name());
+        }
+        let x = f32_slice(self.name(), storage, layout)?;
+        let k = self.k;
+        let (oh, ow) = (h / k, w / k);
+        let mut y = vec![0f32; n * c * oh * ow];
+        let mut idx = vec![0u32; y.len()];
+        let task = PLANES_PER_TASK;
+        x.par_chunks(task * h * w)
+            .zip(y.par_chunks_mut(task * oh * ow))
+            .zip(idx.par_chunks_mut(task * oh * ow))
+            .for_each(|((xs, ys), is)| {
+                let planes = xs
+                    .chunks_exact(h * w)
+                    .zip(ys.chunks_exact_mut(oh * ow))
+                    .zip(is.chunks_exact_mut(oh * ow));
+                for ((plane, yp), ip) in planes {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut best = (oy * k) * w + ox * k;
+                            for dy in 0..k {
+                                let row = (oy * k + dy) * w + ox * k;
+                                for at in row..row + k {
+                                    if plane[at] > plane[best] {
+                                        best = at;
+                                    }
+                                }
+                            }
+                            yp[oy * ow + ox] = plane[best];
+                            ip[oy * ow + ox] = best as u32;
+                        }
+                    }
+                }
+            });
+        // The op is built fresh for every call, so this is its only forward pass.
+        let _ = self.argmax.set(idx);
+        Ok((CpuStorage::F32(y), Shape::from((n, c, oh, ow))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        if !arg.track_op() {
+            return Ok(None);
+        }
+        let Some(argmax) = self.argmax.get() else {
+            bail!("{}: backward before forward", self.name());
+        };
+        let (_, _, h, w) = arg.dims4()?;
+        let op = MaxPoolGrad { argmax, h, w };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
+/// Scatters the output gradient back to the positions of the maxima.
+struct MaxPoolGrad<'a> {
+    argmax: &'a [u32],
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp1 for MaxPoolGrad<'_> {
+    fn name(&self) -> &'static str {
+        "fast-max-pool2d-grad"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let &[n, c, oh, ow] = layout.dims() else {
+            bail!("{}: expected a 4-d gradient, got {:?}", self.name(), layout.dims());
+        };
+        let g = f32_slice(self.name(), storage, layout)?;
+        if g.len() != self.argmax.len() {
+            bail!("{}: gradient and forward output sizes differ", self.name());
+        }
+        let (h, w) = (self.h, self.w);
+        let mut dx = vec![0f32; n * c * h * w];
+        let task = PLANES_PER_TASK;
+        dx.par_chunks_mut(task * h * w)
+            .zip(g.par_chunks(task * oh * ow))
+            .zip(self.argmax.par_chunks(task * oh * ow))
+            .for_each(|((dxs, gs), is)| {
+                let planes = dxs
+                    .chunks_exact_mut(h * w)
+                    .zip(gs.chunks_exact(oh * ow))
+                    .zip(is.chunks_exact(oh * ow));
+                for ((plane, gp), ip) in planes {
+                    for (&v, &at) in gp.iter().zip(ip) {
+                        plane[at as usize] += v;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(dx), Shape::from((n, c, h, w))))
+    }
+}
