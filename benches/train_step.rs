@@ -93,7 +93,10 @@ fn measure(fast: bool, batch: usize) -> Result<(f64, f64)> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let only = args
         .iter()
         .find(|a| *a == "candle" || *a == "fast")

@@ -87,6 +87,9 @@ impl Geom {
         if stride == 0 {
             bail!("conv2d: stride must be at least 1");
         }
+        if c == 0 || o == 0 {
+            bail!("conv2d: input and output channels must be at least 1, got {c} and {o}");
+        }
         if kh == 0 || kw == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
             bail!("conv2d: kernel {kh}x{kw} does not fit the {h}x{wd} input with padding {pad}");
         }
@@ -597,7 +600,12 @@ impl CustomOp2 for InputGrad {
         let (&[o, c, _, _], &[n, ..]) = (l1.dims(), l2.dims()) else {
             bail!("{}: unexpected shapes {:?}, {:?}", self.name(), l1, l2);
         };
-        let g = Geom::new(&[n, c, self.h, self.w], l1.dims(), self.padding, self.stride)?;
+        let g = Geom::new(
+            &[n, c, self.h, self.w],
+            l1.dims(),
+            self.padding,
+            self.stride,
+        )?;
         if l2.dims() != [n, o, g.oh, g.ow] {
             bail!(
                 "{}: gradient has shape {:?}, expected {:?}",
@@ -614,5 +622,173 @@ impl CustomOp2 for InputGrad {
             .zip(dys.par_chunks(nb * g.y_len()))
             .for_each(|(dxc, dyc)| g.input_grad_chunk(ws, dyc, dxc));
         Ok((CpuStorage::F32(dx), Shape::from((n, c, self.h, self.w))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conv2d;
+    use crate::model::fast::test_util::{random, rel_err};
+    use candle_core::{DType, Result, Tensor, Var};
+
+    const TOL: f32 = 1e-4;
+
+    /// One convolution shape: batch, in channels, height, width, out channels, kernel, padding,
+    /// stride.
+    struct Case(usize, usize, usize, usize, usize, usize, usize, usize);
+
+    /// candle's conv2d, then the bias, then an optional ReLU. candle 0.11's conv2d backward
+    /// takes the width's output padding from the height, so a non-square input is first padded
+    /// with zeros at the bottom or right into a square and the extra outputs are cut off.
+    fn reference(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        pad: usize,
+        stride: usize,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let (_, _, h, wd) = x.dims4()?;
+        let (_, _, kh, kw) = w.dims4()?;
+        let side = h.max(wd);
+        let square = x
+            .pad_with_zeros(2, 0, side - h)?
+            .pad_with_zeros(3, 0, side - wd)?;
+        let mut y = square
+            .conv2d(w, pad, stride, 1, 1)?
+            .narrow(2, 0, (h + 2 * pad - kh) / stride + 1)?
+            .narrow(3, 0, (wd + 2 * pad - kw) / stride + 1)?;
+        if let Some(b) = b {
+            y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
+        }
+        if relu {
+            y = y.relu()?;
+        }
+        Ok(y)
+    }
+
+    /// Forward values and the gradients of x, w and b of the fast op against candle's.
+    fn check(case: &Case, bias: bool, relu: bool) -> Result<()> {
+        let &Case(n, c, h, wd, o, k, pad, stride) = case;
+        let what =
+            format!("n{n} c{c} {h}x{wd} o{o} k{k} pad{pad} stride{stride} bias {bias} relu {relu}");
+        let x = Var::from_tensor(&random(&[n, c, h, wd], 1)?)?;
+        let w = Var::from_tensor(&(random(&[o, c, k, k], 2)? * 0.3)?)?;
+        let b = Var::from_tensor(&random(&[o], 3)?)?;
+        let b_arg = bias.then_some(b.as_tensor());
+        let fast = conv2d(&x, &w, b_arg, pad, stride, relu)?;
+        let slow = reference(&x, &w, b_arg, pad, stride, relu)?;
+        let err = rel_err(&fast, &slow)?;
+        assert!(err <= TOL, "{what}: forward relative error {err}");
+        // A random weighting of the outputs makes every gradient entry count.
+        let r = random(slow.dims(), 4)?;
+        let g_fast = (&fast * &r)?.sum_all()?.backward()?;
+        let g_slow = (&slow * &r)?.sum_all()?.backward()?;
+        let mut vars = vec![("x", &x), ("w", &w)];
+        if bias {
+            vars.push(("b", &b));
+        }
+        for (name, v) in vars {
+            let gf = g_fast.get(v).expect("fast gradient");
+            let gs = g_slow.get(v).expect("reference gradient");
+            let err = rel_err(gf, gs)?;
+            assert!(
+                err <= TOL,
+                "{what}: gradient of {name}, relative error {err}"
+            );
+        }
+        if !bias {
+            assert!(
+                g_fast.get(&b).is_none(),
+                "{what}: unused bias got a gradient"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn matches_candle_on_the_article_layers() -> Result<()> {
+        check(&Case(1, 1, 28, 28, 32, 3, 0, 1), true, true)?;
+        check(&Case(129, 1, 28, 28, 32, 3, 0, 1), true, true)?;
+        check(&Case(3, 32, 13, 13, 64, 3, 0, 1), true, true)?;
+        check(&Case(129, 64, 5, 5, 64, 3, 0, 1), true, true)
+    }
+
+    #[test]
+    fn matches_candle_for_strides_paddings_and_kernels() -> Result<()> {
+        for stride in [1, 2] {
+            for pad in [0, 1] {
+                for k in [3, 5] {
+                    check(&Case(2, 32, 9, 7, 64, k, pad, stride), true, false)?;
+                    check(&Case(3, 1, 8, 11, 32, k, pad, stride), false, true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_relu_equals_conv_then_relu() -> Result<()> {
+        let x = random(&[4, 3, 10, 10], 5)?;
+        let w = random(&[8, 3, 3, 3], 6)?;
+        let b = random(&[8], 7)?;
+        let fused = conv2d(&x, &w, Some(&b), 1, 1, true)?;
+        let plain = conv2d(&x, &w, Some(&b), 1, 1, false)?.relu()?;
+        assert_eq!(fused.dims(), [4, 8, 10, 10]);
+        assert_eq!(
+            fused.flatten_all()?.to_vec1::<f32>()?,
+            plain.flatten_all()?.to_vec1::<f32>()?
+        );
+        let zeros = fused.eq(0f32)?.to_dtype(DType::F32)?.sum_all()?;
+        assert!(zeros.to_scalar::<f32>()? > 0.0, "the ReLU clipped nothing");
+        Ok(())
+    }
+
+    #[test]
+    fn data_input_gets_no_gradient() -> Result<()> {
+        let x = random(&[2, 1, 6, 6], 8)?;
+        let w = Var::from_tensor(&random(&[4, 1, 3, 3], 9)?)?;
+        let b = Var::from_tensor(&random(&[4], 10)?)?;
+        let grads = conv2d(&x, &w, Some(&b), 0, 1, false)?
+            .sum_all()?
+            .backward()?;
+        assert!(grads.get(&x).is_none());
+        assert!(grads.get(&w).is_some() && grads.get(&b).is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn other_dtypes_fall_back_to_candle() -> Result<()> {
+        let x = random(&[2, 3, 7, 7], 11)?.to_dtype(DType::F64)?;
+        let w = random(&[5, 3, 3, 3], 12)?.to_dtype(DType::F64)?;
+        let b = random(&[5], 13)?.to_dtype(DType::F64)?;
+        let y = conv2d(&x, &w, Some(&b), 1, 2, true)?;
+        assert_eq!(y.dtype(), DType::F64);
+        let r = reference(&x, &w, Some(&b), 1, 2, true)?;
+        let diff = (y - r)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert_eq!(diff, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_shapes() -> Result<()> {
+        let x = random(&[2, 3, 7, 7], 14)?;
+        let msg = |r: Result<Tensor>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        let e = msg(conv2d(&x, &random(&[5, 4, 3, 3], 15)?, None, 0, 1, false));
+        assert!(e.contains("3 channels") && e.contains("expects 4"), "{e}");
+        let e = msg(conv2d(&x, &random(&[5, 3, 9, 9], 15)?, None, 0, 1, false));
+        assert!(e.contains("does not fit"), "{e}");
+        let e = msg(conv2d(
+            &x,
+            &random(&[5, 3, 3, 3], 15)?,
+            Some(&random(&[4], 16)?),
+            0,
+            1,
+            false,
+        ));
+        assert!(e.contains("bias"), "{e}");
+        let e = msg(conv2d(&x, &random(&[5, 3, 3, 3], 15)?, None, 0, 0, false));
+        assert!(e.contains("stride"), "{e}");
+        Ok(())
     }
 }

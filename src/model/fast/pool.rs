@@ -43,7 +43,11 @@ impl CustomOp1 for MaxPool {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let &[n, c, h, w] = layout.dims() else {
-            bail!("{}: expected a 4-d input, got {:?}", self.name(), layout.dims());
+            bail!(
+                "{}: expected a 4-d input, got {:?}",
+                self.name(),
+                layout.dims()
+            );
         };
         if u32::try_from(h * w).is_err() {
             bail!("{}: a {h}x{w} plane is too large", self.name());
@@ -112,7 +116,11 @@ impl CustomOp1 for MaxPoolGrad<'_> {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let &[n, c, oh, ow] = layout.dims() else {
-            bail!("{}: expected a 4-d gradient, got {:?}", self.name(), layout.dims());
+            bail!(
+                "{}: expected a 4-d gradient, got {:?}",
+                self.name(),
+                layout.dims()
+            );
         };
         let g = f32_slice(self.name(), storage, layout)?;
         if g.len() != self.argmax.len() {
@@ -136,5 +144,97 @@ impl CustomOp1 for MaxPoolGrad<'_> {
                 }
             });
         Ok((CpuStorage::F32(dx), Shape::from((n, c, h, w))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_pool2d;
+    use crate::model::fast::test_util::{distinct, random, rel_err};
+    use candle_core::{DType, Result, Tensor, Var};
+
+    /// Max-pooling from candle's reshape and max reductions, whose gradients are exact: the
+    /// whole windows are cut out, split into (k, k) blocks and reduced.
+    fn reference(x: &Tensor, k: usize) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let (oh, ow) = (h / k, w / k);
+        x.narrow(2, 0, oh * k)?
+            .narrow(3, 0, ow * k)?
+            .contiguous()?
+            .reshape((n, c, oh, k, ow, k))?
+            .max(5)?
+            .max(3)
+    }
+
+    fn check(shape: [usize; 4], k: usize) -> Result<()> {
+        let x = Var::from_tensor(&distinct(&shape, 21)?)?;
+        let fast = max_pool2d(&x, k)?;
+        let slow = reference(&x, k)?;
+        assert_eq!(fast.dims(), slow.dims(), "{shape:?} k{k}");
+        assert_eq!(rel_err(&fast, &slow)?, 0.0, "{shape:?} k{k}: forward");
+        assert_eq!(
+            rel_err(&fast, &x.max_pool2d(k)?)?,
+            0.0,
+            "{shape:?} k{k}: candle"
+        );
+        let r = random(slow.dims(), 22)?;
+        let gf = (&fast * &r)?.sum_all()?.backward()?;
+        let gs = (&slow * &r)?.sum_all()?.backward()?;
+        let (gf, gs) = (gf.get(&x).expect("fast"), gs.get(&x).expect("reference"));
+        assert!(rel_err(gf, gs)? <= 1e-6, "{shape:?} k{k}: gradient");
+        Ok(())
+    }
+
+    #[test]
+    fn matches_candle_reductions() -> Result<()> {
+        check([2, 3, 7, 7], 2)?;
+        check([129, 32, 26, 26], 2)?;
+        check([129, 64, 11, 11], 2)?;
+        check([1, 2, 8, 9], 3)
+    }
+
+    #[test]
+    fn odd_sizes_drop_the_last_row_and_column() -> Result<()> {
+        let x = Tensor::arange(0f32, 49., &candle_core::Device::Cpu)?.reshape((1, 1, 7, 7))?;
+        let y = max_pool2d(&x, 2)?;
+        assert_eq!(
+            y.flatten_all()?.to_vec1::<f32>()?,
+            [8., 10., 12., 22., 24., 26., 36., 38., 40.]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn data_input_gets_no_gradient() -> Result<()> {
+        let x = random(&[1, 2, 4, 4], 23)?;
+        let w = Var::from_tensor(&random(&[1, 2, 2, 2], 24)?)?;
+        let grads = (max_pool2d(&x, 2)? * w.as_tensor())?
+            .sum_all()?
+            .backward()?;
+        assert!(grads.get(&x).is_none());
+        assert!(grads.get(&w).is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn other_dtypes_fall_back_to_candle() -> Result<()> {
+        let x = random(&[2, 3, 6, 6], 25)?.to_dtype(DType::F64)?;
+        let y = max_pool2d(&x, 2)?;
+        assert_eq!(y.dtype(), DType::F64);
+        assert_eq!(y.dims(), [2, 3, 3, 3]);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_windows() -> Result<()> {
+        let x = random(&[1, 1, 4, 4], 26)?;
+        for k in [0, 5] {
+            let e = max_pool2d(&x, k)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("does not fit"), "{e}");
+        }
+        Ok(())
     }
 }
