@@ -54,22 +54,42 @@ impl Net {
     }
 }
 
-/// Images per second of `step` run on batches of `batch` images.
-fn images_per_s(batch: usize, mut step: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Images per second of `step` run on batches of `batch` images: (median step, fastest step).
+/// The machine is shared, so the fastest step shows the speed with both cores free.
+fn images_per_s(batch: usize, mut step: impl FnMut() -> Result<()>) -> Result<Speed> {
     for _ in 0..3 {
         step()?;
     }
     let start = Instant::now();
-    let mut steps = 0usize;
-    while start.elapsed() < MEASURE {
+    let mut times = Vec::new();
+    while start.elapsed() < MEASURE || times.len() < 5 {
+        let t = Instant::now();
         step()?;
-        steps += 1;
+        times.push(t.elapsed().as_secs_f64());
     }
-    Ok((steps * batch) as f64 / start.elapsed().as_secs_f64())
+    times.sort_by(f64::total_cmp);
+    let rate = |t: f64| batch as f64 / t;
+    Ok(Speed {
+        median: rate(times[times.len() / 2]),
+        best: rate(times[0]),
+    })
+}
+
+/// Images per second.
+#[derive(Clone, Copy)]
+struct Speed {
+    median: f64,
+    best: f64,
+}
+
+impl std::fmt::Display for Speed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:6.0} (best {:6.0})", self.median, self.best)
+    }
 }
 
 /// (training step, forward only) images/s of one model at one batch size.
-fn measure(fast: bool, batch: usize) -> Result<(f64, f64)> {
+fn measure(fast: bool, batch: usize) -> Result<(Speed, Speed)> {
     let dev = Device::Cpu;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let pixels: Vec<f32> = (0..batch * 784).map(|_| rng.random()).collect();
@@ -84,12 +104,65 @@ fn measure(fast: bool, batch: usize) -> Result<(f64, f64)> {
         ..Default::default()
     };
     let mut opt = AdamW::new(varmap.all_vars(), params)?;
+    // Time spent in forward + loss, backward and the optimizer step.
+    let mut phases = [Duration::ZERO; 3];
     let train = images_per_s(batch, || {
+        let t0 = Instant::now();
         let loss = candle_nn::loss::cross_entropy(&net.forward(&x)?, &y)?;
-        opt.backward_step(&loss)
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        let t2 = Instant::now();
+        opt.step(&grads)?;
+        for (p, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t2.elapsed()]) {
+            *p += d;
+        }
+        Ok(())
     })?;
+    let total: Duration = phases.iter().sum();
+    let pct = |d: Duration| 100.0 * d.as_secs_f64() / total.as_secs_f64();
+    println!(
+        "batch {batch:4} {:6}: time in forward+loss {:.0}%, backward {:.0}%, optimizer {:.0}%",
+        if fast { "fast" } else { "candle" },
+        pct(phases[0]),
+        pct(phases[1]),
+        pct(phases[2])
+    );
     let forward = images_per_s(batch, || net.forward(&x).map(|_| ()))?;
     Ok((train, forward))
+}
+
+/// Milliseconds per call of `f` (median of repeated calls).
+fn millis(mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Forward time of each layer of the fast model, without gradients.
+fn layer_times(batch: usize) -> Result<()> {
+    let dev = Device::Cpu;
+    let r = |shape: &[usize]| Tensor::rand(-1f32, 1f32, shape, &dev);
+    let (x1, w1, b1) = (r(&[batch, 1, 28, 28])?, r(&[32, 1, 3, 3])?, r(&[32])?);
+    let (x2, w2, b2) = (r(&[batch, 32, 13, 13])?, r(&[64, 32, 3, 3])?, r(&[64])?);
+    let (x3, w3, b3) = (r(&[batch, 64, 5, 5])?, r(&[64, 64, 3, 3])?, r(&[64])?);
+    let (p1, p2) = (r(&[batch, 32, 26, 26])?, r(&[batch, 64, 11, 11])?);
+    println!("batch {batch}: forward ms per layer (fast ops)");
+    let t = millis(|| fast::conv2d(&x1, &w1, Some(&b1), 0, 1, true))?;
+    println!("  conv1 {t:.3}");
+    let t = millis(|| fast::max_pool2d(&p1, 2))?;
+    println!("  pool1 {t:.3}");
+    let t = millis(|| fast::conv2d(&x2, &w2, Some(&b2), 0, 1, true))?;
+    println!("  conv2 {t:.3}");
+    let t = millis(|| fast::max_pool2d(&p2, 2))?;
+    println!("  pool2 {t:.3}");
+    let t = millis(|| fast::conv2d(&x3, &w3, Some(&b3), 0, 1, true))?;
+    println!("  conv3 {t:.3}");
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -105,8 +178,14 @@ fn main() -> Result<()> {
     if batches.is_empty() {
         batches = vec![32, 128];
     }
+    if args.iter().any(|a| a == "layers") {
+        for &batch in &batches {
+            layer_times(batch)?;
+        }
+        return Ok(());
+    }
     println!(
-        "article CNN, {} rayon threads; images/s (train step = forward + loss + backward + AdamW)",
+        "article CNN, {} rayon threads; images/s, median step (fastest step); train step = forward + loss + backward + AdamW",
         rayon::current_num_threads()
     );
     for batch in batches {
@@ -123,14 +202,14 @@ fn main() -> Result<()> {
         };
         for (name, r) in [("candle", candle), ("fast", fast)] {
             if let Some((train, fwd)) = r {
-                println!("batch {batch:4} {name:6}: train {train:8.0}  forward {fwd:8.0}");
+                println!("batch {batch:4} {name:6}: train {train}  forward {fwd}");
             }
         }
         if let (Some(c), Some(f)) = (candle, fast) {
             println!(
-                "batch {batch:4} speedup: train {:.1}x  forward {:.1}x",
-                f.0 / c.0,
-                f.1 / c.1
+                "batch {batch:4} speedup (median): train {:.1}x  forward {:.1}x",
+                f.0.median / c.0.median,
+                f.1.median / c.1.median
             );
         }
     }

@@ -67,21 +67,7 @@ impl CustomOp1 for MaxPool {
                     .zip(ys.chunks_exact_mut(oh * ow))
                     .zip(is.chunks_exact_mut(oh * ow));
                 for ((plane, yp), ip) in planes {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let mut best = (oy * k) * w + ox * k;
-                            for dy in 0..k {
-                                let row = (oy * k + dy) * w + ox * k;
-                                for at in row..row + k {
-                                    if plane[at] > plane[best] {
-                                        best = at;
-                                    }
-                                }
-                            }
-                            yp[oy * ow + ox] = plane[best];
-                            ip[oy * ow + ox] = best as u32;
-                        }
-                    }
+                    pool_plane(plane, w, k, yp, ip);
                 }
             });
         // The op is built fresh for every call, so this is its only forward pass.
@@ -99,6 +85,31 @@ impl CustomOp1 for MaxPool {
         let (_, _, h, w) = arg.dims4()?;
         let op = MaxPoolGrad { argmax, h, w };
         Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
+/// Max-pools one plane of width `w` into `y` (OH × OW) and records in `idx` the offset of each
+/// maximum. Written without data-dependent branches and with the running maximum in registers:
+/// the comparisons are unpredictable on real activations.
+fn pool_plane(plane: &[f32], w: usize, k: usize, y: &mut [f32], idx: &mut [u32]) {
+    let ow = w / k;
+    let rows = y.chunks_exact_mut(ow).zip(idx.chunks_exact_mut(ow));
+    for (oy, (yr, ir)) in rows.enumerate() {
+        let window = &plane[oy * k * w..][..(k - 1) * w + ow * k];
+        for (ox, (yv, iv)) in yr.iter_mut().zip(ir.iter_mut()).enumerate() {
+            let (mut best, mut at) = (window[ox * k], ox * k);
+            for dy in 0..k {
+                for dx in 0..k {
+                    let i = dy * w + ox * k + dx;
+                    let v = window[i];
+                    let take = v > best;
+                    best = if take { v } else { best };
+                    at = if take { i } else { at };
+                }
+            }
+            *yv = best;
+            *iv = (oy * k * w + at) as u32;
+        }
     }
 }
 
