@@ -1,6 +1,8 @@
 //! 2-D convolution (NCHW, f32, CPU) on im2col + `gemm`, with bias and ReLU fused into the
 //! forward pass and a backward pass that skips the input gradient when it is not needed.
 
+use std::cell::RefCell;
+
 use candle_core::{
     bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor,
 };
@@ -213,149 +215,173 @@ impl Geom {
             .filter(|&ix| ix < self.w)
     }
 
-    /// The im2col matrix (CKK × nb·P) of a chunk of `nb` images.
-    fn im2col_chunk(&self, x: &[f32]) -> (Vec<f32>, usize) {
-        let nb = x.len() / self.x_len();
-        let ld = nb * self.p();
-        let mut col = vec![0f32; self.ckk() * ld];
+    /// Writes the im2col matrix (CKK × nb·P, row stride nb·P) of a chunk of `nb` images.
+    fn im2col_chunk(&self, x: &[f32], col: &mut [f32]) {
+        let ld = x.len() / self.x_len() * self.p();
         for (i, img) in x.chunks_exact(self.x_len()).enumerate() {
-            self.im2col(img, &mut col, ld, i * self.p());
+            self.im2col(img, col, ld, i * self.p());
         }
-        (col, ld)
     }
 
     /// Rearranges a chunk of output-shaped gradients (nb, O, P) into an O × nb·P matrix.
-    fn pack_dy(&self, dy: &[f32]) -> Vec<f32> {
+    fn pack_dy(&self, dy: &[f32], out: &mut [f32]) {
         let p = self.p();
-        let nb = dy.len() / self.y_len();
-        let ld = nb * p;
-        let mut out = vec![0f32; self.o * ld];
+        let ld = dy.len() / self.y_len() * p;
         for (i, img) in dy.chunks_exact(self.y_len()).enumerate() {
             for (oc, src) in img.chunks_exact(p).enumerate() {
                 out[oc * ld + i * p..][..p].copy_from_slice(src);
             }
         }
-        out
     }
 
     /// Forward pass of a chunk of images: `y = relu?(w * x + b)`.
     fn forward_chunk(&self, x: &[f32], w: &[f32], b: Option<&[f32]>, relu: bool, y: &mut [f32]) {
         let (o, p, ckk) = (self.o, self.p(), self.ckk());
-        let (col, ld) = self.im2col_chunk(x);
-        let mut out = vec![0f32; o * ld];
-        // SAFETY: out is o × ld (row stride ld), w is o × ckk (row stride ckk) and col is
-        // ckk × ld (row stride ld); every index gemm touches is inside those buffers.
-        unsafe {
-            gemm(
-                o,
-                ld,
-                ckk,
-                out.as_mut_ptr(),
-                1,
-                ld as isize,
-                false,
-                w.as_ptr(),
-                1,
-                ckk as isize,
-                col.as_ptr(),
-                1,
-                ld as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
-        for (i, img) in y.chunks_exact_mut(self.y_len()).enumerate() {
-            for (oc, dst) in img.chunks_exact_mut(p).enumerate() {
-                let bias = b.map_or(0.0, |b| b[oc]);
-                let src = &out[oc * ld + i * p..][..p];
-                if relu {
-                    for (d, s) in dst.iter_mut().zip(src) {
-                        *d = (s + bias).max(0.0);
-                    }
-                } else {
-                    for (d, s) in dst.iter_mut().zip(src) {
-                        *d = s + bias;
+        let ld = x.len() / self.x_len() * p;
+        with_scratch(ckk * ld, o * ld, |col, out| {
+            self.im2col_chunk(x, col);
+            // SAFETY: out is o × ld (row stride ld), w is o × ckk (row stride ckk) and col is
+            // ckk × ld (row stride ld); every index gemm touches is inside those buffers.
+            unsafe {
+                gemm(
+                    o,
+                    ld,
+                    ckk,
+                    out.as_mut_ptr(),
+                    1,
+                    ld as isize,
+                    false,
+                    w.as_ptr(),
+                    1,
+                    ckk as isize,
+                    col.as_ptr(),
+                    1,
+                    ld as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for (i, img) in y.chunks_exact_mut(self.y_len()).enumerate() {
+                for (oc, dst) in img.chunks_exact_mut(p).enumerate() {
+                    let bias = b.map_or(0.0, |b| b[oc]);
+                    let src = &out[oc * ld + i * p..][..p];
+                    if relu {
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            *d = (s + bias).max(0.0);
+                        }
+                    } else {
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            *d = s + bias;
+                        }
                     }
                 }
             }
-        }
+        });
     }
 
     /// Adds the weight gradient (O × CKK, then O bias values) of a chunk to `acc`.
     fn weight_grad_chunk(&self, x: &[f32], dy: &[f32], acc: &mut [f32]) {
         let (o, ckk) = (self.o, self.ckk());
-        let (col, ld) = self.im2col_chunk(x);
-        let dyc = self.pack_dy(dy);
-        let (dw, db) = acc.split_at_mut(o * ckk);
-        // SAFETY: dw is o × ckk (row stride ckk); dyc is o × ld (row stride ld); the right-hand
-        // side is colᵀ, ld × ckk, read from the ckk × ld buffer col with swapped strides.
-        unsafe {
-            gemm(
-                o,
-                ckk,
-                ld,
-                dw.as_mut_ptr(),
-                1,
-                ckk as isize,
-                true,
-                dyc.as_ptr(),
-                1,
-                ld as isize,
-                col.as_ptr(),
-                ld as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
-        for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
-            *d += row.iter().sum::<f32>();
-        }
+        let ld = x.len() / self.x_len() * self.p();
+        with_scratch(ckk * ld, o * ld, |col, dyc| {
+            self.im2col_chunk(x, col);
+            self.pack_dy(dy, dyc);
+            let (dw, db) = acc.split_at_mut(o * ckk);
+            // SAFETY: dw is o × ckk (row stride ckk); dyc is o × ld (row stride ld); the right-hand
+            // side is colᵀ, ld × ckk, read from the ckk × ld buffer col with swapped strides.
+            unsafe {
+                gemm(
+                    o,
+                    ckk,
+                    ld,
+                    dw.as_mut_ptr(),
+                    1,
+                    ckk as isize,
+                    true,
+                    dyc.as_ptr(),
+                    1,
+                    ld as isize,
+                    col.as_ptr(),
+                    ld as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
+                *d += row.iter().sum::<f32>();
+            }
+        });
     }
 
     /// The input gradient of a chunk: `dx = col2im(wᵀ · dy)`; `dx` must hold zeros.
     fn input_grad_chunk(&self, w: &[f32], dy: &[f32], dx: &mut [f32]) {
         let (o, p, ckk) = (self.o, self.p(), self.ckk());
-        let dyc = self.pack_dy(dy);
-        let ld = dyc.len() / o;
-        let mut dcol = vec![0f32; ckk * ld];
-        // SAFETY: dcol is ckk × ld (row stride ld); the left-hand side is wᵀ, ckk × o, read from
-        // the o × ckk buffer w with swapped strides; dyc is o × ld (row stride ld).
-        unsafe {
-            gemm(
-                ckk,
-                ld,
-                o,
-                dcol.as_mut_ptr(),
-                1,
-                ld as isize,
-                false,
-                w.as_ptr(),
-                ckk as isize,
-                1,
-                dyc.as_ptr(),
-                1,
-                ld as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
-        for (i, img) in dx.chunks_exact_mut(self.x_len()).enumerate() {
-            self.col2im(&dcol, ld, i * p, img);
-        }
+        let ld = dy.len() / self.y_len() * p;
+        with_scratch(o * ld, ckk * ld, |dyc, dcol| {
+            self.pack_dy(dy, dyc);
+            // SAFETY: dcol is ckk × ld (row stride ld); the left-hand side is wᵀ, ckk × o, read from
+            // the o × ckk buffer w with swapped strides; dyc is o × ld (row stride ld).
+            unsafe {
+                gemm(
+                    ckk,
+                    ld,
+                    o,
+                    dcol.as_mut_ptr(),
+                    1,
+                    ld as isize,
+                    false,
+                    w.as_ptr(),
+                    ckk as isize,
+                    1,
+                    dyc.as_ptr(),
+                    1,
+                    ld as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for (i, img) in dx.chunks_exact_mut(self.x_len()).enumerate() {
+                self.col2im(dcol, ld, i * p, img);
+            }
+        });
     }
+}
+
+thread_local! {
+    /// Per-thread scratch buffers, kept between calls so that each chunk neither allocates nor
+    /// zeroes its im2col matrices.
+    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `f` on two scratch buffers of lengths `a` and `b`. Their contents are stale: `f` must
+/// write every element before reading it.
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let [x, y] = &mut *bufs;
+            for (buf, len) in [(&mut *x, a), (&mut *y, b)] {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+            }
+            f(&mut x[..a], &mut y[..b])
+        }
+        // Only reachable if `f` itself ends up here again on this thread.
+        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
+    })
 }
 
 /// The forward convolution; `CustomOp2` on (x, w) or `CustomOp3` on (x, w, b).
