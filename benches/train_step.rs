@@ -153,37 +153,54 @@ fn measure(fast: bool, batch: usize) -> Result<(Speed, Speed)> {
     Ok((train, forward))
 }
 
-/// Milliseconds per call of `f` (median of repeated calls).
+/// CPU milliseconds per call of `f` (all threads, so not inflated by other processes), over at
+/// least a second of calls.
 fn millis(mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
-    let mut times = Vec::new();
-    for _ in 0..30 {
-        let t = Instant::now();
+    f()?;
+    let (start, cpu_start) = (Instant::now(), cpu_seconds());
+    let mut calls = 0;
+    while start.elapsed() < Duration::from_secs(1) || calls < 10 {
         f()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+        calls += 1;
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    let cpu = cpu_seconds().zip(cpu_start).map(|(end, start)| end - start);
+    Ok(cpu.map_or(f64::NAN, |c| c * 1e3 / calls as f64))
 }
 
-/// Forward time of each layer of the fast model, without gradients.
+/// Forward and forward + backward time of each layer of the fast model. The weights are
+/// variables; the input of conv1 is data (no input gradient), the others are variables.
 fn layer_times(batch: usize) -> Result<()> {
     let dev = Device::Cpu;
     let r = |shape: &[usize]| Tensor::rand(-1f32, 1f32, shape, &dev);
-    let (x1, w1, b1) = (r(&[batch, 1, 28, 28])?, r(&[32, 1, 3, 3])?, r(&[32])?);
-    let (x2, w2, b2) = (r(&[batch, 32, 13, 13])?, r(&[64, 32, 3, 3])?, r(&[64])?);
-    let (x3, w3, b3) = (r(&[batch, 64, 5, 5])?, r(&[64, 64, 3, 3])?, r(&[64])?);
-    let (p1, p2) = (r(&[batch, 32, 26, 26])?, r(&[batch, 64, 11, 11])?);
-    println!("batch {batch}: forward ms per layer (fast ops)");
-    let t = millis(|| fast::conv2d(&x1, &w1, Some(&b1), 0, 1, true))?;
-    println!("  conv1 {t:.3}");
-    let t = millis(|| fast::max_pool2d(&p1, 2))?;
-    println!("  pool1 {t:.3}");
-    let t = millis(|| fast::conv2d(&x2, &w2, Some(&b2), 0, 1, true))?;
-    println!("  conv2 {t:.3}");
-    let t = millis(|| fast::max_pool2d(&p2, 2))?;
-    println!("  pool2 {t:.3}");
-    let t = millis(|| fast::conv2d(&x3, &w3, Some(&b3), 0, 1, true))?;
-    println!("  conv3 {t:.3}");
+    let v = |shape: &[usize]| -> Result<Tensor> {
+        Ok(candle_core::Var::from_tensor(&r(shape)?)?
+            .as_tensor()
+            .clone())
+    };
+    let x1 = r(&[batch, 1, 28, 28])?;
+    let (x2, x3) = (v(&[batch, 32, 13, 13])?, v(&[batch, 64, 5, 5])?);
+    let (p1, p2) = (v(&[batch, 32, 26, 26])?, v(&[batch, 64, 11, 11])?);
+    let (w1, b1) = (v(&[32, 1, 3, 3])?, v(&[32])?);
+    let (w2, b2) = (v(&[64, 32, 3, 3])?, v(&[64])?);
+    let (w3, b3) = (v(&[64, 64, 3, 3])?, v(&[64])?);
+    println!("batch {batch}: CPU ms per layer (fast ops): forward, forward + backward");
+    let layers: [(&str, &dyn Fn() -> Result<Tensor>); 5] = [
+        ("conv1", &|| fast::conv2d(&x1, &w1, Some(&b1), 0, 1, true)),
+        ("pool1", &|| fast::max_pool2d(&p1, 2)),
+        ("conv2", &|| fast::conv2d(&x2, &w2, Some(&b2), 0, 1, true)),
+        ("pool2", &|| fast::max_pool2d(&p2, 2)),
+        ("conv3", &|| fast::conv2d(&x3, &w3, Some(&b3), 0, 1, true)),
+    ];
+    for (name, f) in layers {
+        let fwd = millis(f)?;
+        let grad_out = r(f()?.dims())?;
+        let both = millis(|| {
+            let y = f()?;
+            (&y * &grad_out)?.sum_all()?.backward()?;
+            Ok(y)
+        })?;
+        println!("  {name} {fwd:7.3} {both:7.3}");
+    }
     Ok(())
 }
 
