@@ -184,7 +184,9 @@ fn layer_times(batch: usize) -> Result<()> {
     let (w2, b2) = (v(&[64, 32, 3, 3])?, v(&[64])?);
     let (w3, b3) = (v(&[64, 64, 3, 3])?, v(&[64])?);
     println!("batch {batch}: CPU ms per layer (fast ops): forward, forward + backward");
-    let layers: [(&str, &dyn Fn() -> Result<Tensor>); 5] = [
+    let layers: [(&str, &dyn Fn() -> Result<Tensor>); 6] = [
+        // candle's autograd bookkeeping alone on a conv1-sized activation, for comparison.
+        ("copy1", &|| p1.affine(1.0, 0.0)),
         ("conv1", &|| fast::conv2d(&x1, &w1, Some(&b1), 0, 1, true)),
         ("pool1", &|| fast::max_pool2d(&p1, 2)),
         ("conv2", &|| fast::conv2d(&x2, &w2, Some(&b2), 0, 1, true)),
