@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 mod conv;
+pub mod fast;
 pub mod network;
 pub mod preprocess;
 pub mod spec;

@@ -1,0 +1,820 @@
+//! 2-D convolution (NCHW, f32, CPU) on im2col + `gemm`, with bias and ReLU fused into the
+//! forward pass and a backward pass that skips the input gradient when it is not needed.
+
+use std::cell::RefCell;
+
+use candle_core::{
+    bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor,
+};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use super::f32_slice;
+
+/// Bytes of im2col buffer one parallel task aims for: big enough to amortise a gemm call, small
+/// enough to stay in a core's L2 cache.
+const COL_BUDGET_BYTES: usize = 1 << 20;
+
+/// 2-D convolution of `x` (N, C, H, W) with `w` (O, C, KH, KW), plus an optional bias `b` (O),
+/// with `padding` zeros on every side and the same `stride` in both directions; `relu` applies a
+/// ReLU to the result. Gradients flow to `x`, `w` and `b`; the gradient of `x` is only computed
+/// when `x` is tracked (a variable or the result of tracked operations), so the data input of a
+/// network costs nothing in the backward pass. f32 on the CPU uses the fast kernels; any other
+/// device or dtype uses candle's `conv2d`.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+    relu: bool,
+) -> Result<Tensor> {
+    let g = Geom::new(x.dims(), w.dims(), padding, stride)?;
+    if let Some(b) = b {
+        if b.dims() != [g.o] {
+            bail!(
+                "conv2d: bias has shape {:?}, expected [{}] (one per output channel)",
+                b.dims(),
+                g.o
+            );
+        }
+    }
+    let fast = matches!(x.device(), Device::Cpu)
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && b.is_none_or(|b| b.dtype() == DType::F32);
+    if !fast {
+        let mut y = x.conv2d(w, padding, stride, 1, 1)?;
+        if let Some(b) = b {
+            y = y.broadcast_add(&b.reshape((1, g.o, 1, 1))?)?;
+        }
+        return if relu { y.relu() } else { Ok(y) };
+    }
+    let op = Conv {
+        padding,
+        stride,
+        relu,
+    };
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    match b {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+        None => x.apply_op2(&w, op),
+    }
+}
+
+/// The sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    pad: usize,
+    stride: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geom {
+    fn new(x: &[usize], w: &[usize], pad: usize, stride: usize) -> Result<Self> {
+        let (&[n, c, h, wd], &[o, wc, kh, kw]) = (x, w) else {
+            bail!("conv2d: expected a 4-d input (N, C, H, W) and a 4-d kernel (O, C, KH, KW), got {x:?} and {w:?}");
+        };
+        if wc != c {
+            bail!("conv2d: the input has {c} channels but the kernel expects {wc} (input {x:?}, kernel {w:?})");
+        }
+        if stride == 0 {
+            bail!("conv2d: stride must be at least 1");
+        }
+        if c == 0 || o == 0 {
+            bail!("conv2d: input and output channels must be at least 1, got {c} and {o}");
+        }
+        if kh == 0 || kw == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
+            bail!("conv2d: kernel {kh}x{kw} does not fit the {h}x{wd} input with padding {pad}");
+        }
+        Ok(Self {
+            n,
+            c,
+            h,
+            w: wd,
+            o,
+            kh,
+            kw,
+            pad,
+            stride,
+            oh: (h + 2 * pad - kh) / stride + 1,
+            ow: (wd + 2 * pad - kw) / stride + 1,
+        })
+    }
+
+    /// Rows of the im2col matrix: C·KH·KW.
+    fn ckk(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Output pixels per channel: OH·OW.
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Input values per image.
+    fn x_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// Output values per image.
+    fn y_len(&self) -> usize {
+        self.o * self.p()
+    }
+
+    /// Images per parallel task: fills [`COL_BUDGET_BYTES`] of im2col buffer but leaves at least
+    /// one task per thread.
+    fn chunk(&self) -> usize {
+        let per_image = self.ckk() * self.p() * std::mem::size_of::<f32>();
+        let by_cache = (COL_BUDGET_BYTES / per_image.max(1)).max(1);
+        let by_threads = self.n.div_ceil(rayon::current_num_threads()).max(1);
+        by_cache.min(by_threads)
+    }
+
+    /// Copies one image into columns `off..off + P` of the im2col matrix `col` (row stride `ld`).
+    fn im2col(&self, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
+        let p = self.p();
+        for ci in 0..self.c {
+            let plane = &x[ci * self.h * self.w..][..self.h * self.w];
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    let row = (ci * self.kh + ky) * self.kw + kx;
+                    let dst = &mut col[row * ld + off..][..p];
+                    for oy in 0..self.oh {
+                        let d = &mut dst[oy * self.ow..][..self.ow];
+                        match self.src_row(oy, ky) {
+                            Some(iy) => {
+                                let src = &plane[iy * self.w..][..self.w];
+                                if self.stride == 1 && self.pad == 0 {
+                                    d.copy_from_slice(&src[kx..kx + self.ow]);
+                                } else {
+                                    for (ox, v) in d.iter_mut().enumerate() {
+                                        *v = self.src_col(ox, kx).map_or(0.0, |ix| src[ix]);
+                                    }
+                                }
+                            }
+                            None => d.fill(0.0),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds columns `off..off + P` of the im2col-shaped gradient `col` back onto one image.
+    fn col2im(&self, col: &[f32], ld: usize, off: usize, x: &mut [f32]) {
+        let p = self.p();
+        for ci in 0..self.c {
+            let plane = &mut x[ci * self.h * self.w..][..self.h * self.w];
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    let row = (ci * self.kh + ky) * self.kw + kx;
+                    let src = &col[row * ld + off..][..p];
+                    for oy in 0..self.oh {
+                        let Some(iy) = self.src_row(oy, ky) else {
+                            continue;
+                        };
+                        let s = &src[oy * self.ow..][..self.ow];
+                        let dst = &mut plane[iy * self.w..][..self.w];
+                        if self.stride == 1 && self.pad == 0 {
+                            for (d, v) in dst[kx..kx + self.ow].iter_mut().zip(s) {
+                                *d += v;
+                            }
+                        } else {
+                            for (ox, v) in s.iter().enumerate() {
+                                if let Some(ix) = self.src_col(ox, kx) {
+                                    dst[ix] += v;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The input row read by output row `oy` at kernel row `ky`, if not in the padding.
+    fn src_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.stride + ky)
+            .checked_sub(self.pad)
+            .filter(|&iy| iy < self.h)
+    }
+
+    /// The input column read by output column `ox` at kernel column `kx`, if not in the padding.
+    fn src_col(&self, ox: usize, kx: usize) -> Option<usize> {
+        (ox * self.stride + kx)
+            .checked_sub(self.pad)
+            .filter(|&ix| ix < self.w)
+    }
+
+    /// Writes the im2col matrix (CKK × nb·P, row stride nb·P) of a chunk of `nb` images.
+    fn im2col_chunk(&self, x: &[f32], col: &mut [f32]) {
+        let ld = x.len() / self.x_len() * self.p();
+        for (i, img) in x.chunks_exact(self.x_len()).enumerate() {
+            self.im2col(img, col, ld, i * self.p());
+        }
+    }
+
+    /// Rearranges a chunk of output-shaped gradients (nb, O, P) into an O × nb·P matrix.
+    fn pack_dy(&self, dy: &[f32], out: &mut [f32]) {
+        let p = self.p();
+        let ld = dy.len() / self.y_len() * p;
+        for (i, img) in dy.chunks_exact(self.y_len()).enumerate() {
+            for (oc, src) in img.chunks_exact(p).enumerate() {
+                out[oc * ld + i * p..][..p].copy_from_slice(src);
+            }
+        }
+    }
+
+    /// Forward pass of a chunk of images: `y = relu?(w * x + b)`.
+    fn forward_chunk(&self, x: &[f32], w: &[f32], b: Option<&[f32]>, relu: bool, y: &mut [f32]) {
+        let (o, p, ckk) = (self.o, self.p(), self.ckk());
+        let ld = x.len() / self.x_len() * p;
+        with_scratch(ckk * ld, o * ld, |col, out| {
+            self.im2col_chunk(x, col);
+            // SAFETY: out is o × ld (row stride ld), w is o × ckk (row stride ckk) and col is
+            // ckk × ld (row stride ld); every index gemm touches is inside those buffers.
+            unsafe {
+                gemm(
+                    o,
+                    ld,
+                    ckk,
+                    out.as_mut_ptr(),
+                    1,
+                    ld as isize,
+                    false,
+                    w.as_ptr(),
+                    1,
+                    ckk as isize,
+                    col.as_ptr(),
+                    1,
+                    ld as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for (i, img) in y.chunks_exact_mut(self.y_len()).enumerate() {
+                for (oc, dst) in img.chunks_exact_mut(p).enumerate() {
+                    let bias = b.map_or(0.0, |b| b[oc]);
+                    let src = &out[oc * ld + i * p..][..p];
+                    if relu {
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            *d = (s + bias).max(0.0);
+                        }
+                    } else {
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            *d = s + bias;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Adds the weight gradient (O × CKK, then O bias values) of a chunk to `acc`.
+    fn weight_grad_chunk(&self, x: &[f32], dy: &[f32], acc: &mut [f32]) {
+        let (o, ckk) = (self.o, self.ckk());
+        let ld = x.len() / self.x_len() * self.p();
+        with_scratch(ckk * ld, o * ld, |col, dyc| {
+            self.im2col_chunk(x, col);
+            self.pack_dy(dy, dyc);
+            let (dw, db) = acc.split_at_mut(o * ckk);
+            // SAFETY: dw is o × ckk (row stride ckk); dyc is o × ld (row stride ld); the right-hand
+            // side is colᵀ, ld × ckk, read from the ckk × ld buffer col with swapped strides.
+            unsafe {
+                gemm(
+                    o,
+                    ckk,
+                    ld,
+                    dw.as_mut_ptr(),
+                    1,
+                    ckk as isize,
+                    true,
+                    dyc.as_ptr(),
+                    1,
+                    ld as isize,
+                    col.as_ptr(),
+                    ld as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
+                *d += row.iter().sum::<f32>();
+            }
+        });
+    }
+
+    /// The input gradient of a chunk: `dx = col2im(wᵀ · dy)`; `dx` must hold zeros.
+    fn input_grad_chunk(&self, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let (o, p, ckk) = (self.o, self.p(), self.ckk());
+        let ld = dy.len() / self.y_len() * p;
+        with_scratch(o * ld, ckk * ld, |dyc, dcol| {
+            self.pack_dy(dy, dyc);
+            // SAFETY: dcol is ckk × ld (row stride ld); the left-hand side is wᵀ, ckk × o, read from
+            // the o × ckk buffer w with swapped strides; dyc is o × ld (row stride ld).
+            unsafe {
+                gemm(
+                    ckk,
+                    ld,
+                    o,
+                    dcol.as_mut_ptr(),
+                    1,
+                    ld as isize,
+                    false,
+                    w.as_ptr(),
+                    ckk as isize,
+                    1,
+                    dyc.as_ptr(),
+                    1,
+                    ld as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for (i, img) in dx.chunks_exact_mut(self.x_len()).enumerate() {
+                self.col2im(dcol, ld, i * p, img);
+            }
+        });
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch buffers, kept between calls so that each chunk neither allocates nor
+    /// zeroes its im2col matrices.
+    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `f` on two scratch buffers of lengths `a` and `b`. Their contents are stale: `f` must
+/// write every element before reading it.
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let [x, y] = &mut *bufs;
+            for (buf, len) in [(&mut *x, a), (&mut *y, b)] {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+            }
+            f(&mut x[..a], &mut y[..b])
+        }
+        // Only reachable if `f` itself ends up here again on this thread.
+        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
+    })
+}
+
+/// The forward convolution; `CustomOp2` on (x, w) or `CustomOp3` on (x, w, b).
+struct Conv {
+    padding: usize,
+    stride: usize,
+    relu: bool,
+}
+
+impl Conv {
+    fn forward(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(x.1.dims(), w.1.dims(), self.padding, self.stride)?;
+        let xs = f32_slice("conv2d", x.0, x.1)?;
+        let ws = f32_slice("conv2d", w.0, w.1)?;
+        let bs = b.map(|(s, l)| f32_slice("conv2d", s, l)).transpose()?;
+        let mut y = vec![0f32; g.n * g.y_len()];
+        let nb = g.chunk();
+        xs.par_chunks(nb * g.x_len())
+            .zip(y.par_chunks_mut(nb * g.y_len()))
+            .for_each(|(xc, yc)| g.forward_chunk(xc, ws, bs, self.relu, yc));
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+    }
+
+    /// Gradients of (x, w, b) given the forward result `res` and its gradient `grad`.
+    fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = if self.relu {
+            grad.contiguous()?
+                .apply_op2_no_bwd(&res.contiguous()?, &ReluMask)?
+        } else {
+            grad.contiguous()?
+        };
+        let params = WeightGrad {
+            padding: self.padding,
+            stride: self.stride,
+            o: w.dim(0)?,
+            kh: w.dim(2)?,
+            kw: w.dim(3)?,
+        };
+        let (dw, db) = if w.track_op() || b.is_some_and(|b| b.track_op()) {
+            let flat = x.apply_op2_no_bwd(&dy, &params)?;
+            let n = w.elem_count();
+            let dw = flat.narrow(0, 0, n)?.reshape(w.shape())?;
+            let db = b.map(|_| flat.narrow(0, n, params.o)).transpose()?;
+            (Some(dw), db)
+        } else {
+            (None, None)
+        };
+        let dx = if x.track_op() {
+            let (_, _, h, wd) = x.dims4()?;
+            let op = InputGrad {
+                padding: self.padding,
+                stride: self.stride,
+                h,
+                w: wd,
+            };
+            Some(w.apply_op2_no_bwd(&dy, &op)?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}
+
+impl CustomOp2 for Conv {
+    fn name(&self) -> &'static str {
+        "fast-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.backward(x, w, None, res, grad)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for Conv {
+    fn name(&self) -> &'static str {
+        "fast-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.backward(x, w, Some(b), res, grad)
+    }
+}
+
+/// `grad` where the ReLU output `res` is positive, zero elsewhere.
+struct ReluMask;
+
+impl CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-relu-mask"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let grad = f32_slice(self.name(), s1, l1)?;
+        let res = f32_slice(self.name(), s2, l2)?;
+        if grad.len() != res.len() {
+            bail!("{}: gradient and result sizes differ", self.name());
+        }
+        let out = grad
+            .iter()
+            .zip(res)
+            .map(|(&g, &r)| if r > 0.0 { g } else { 0.0 })
+            .collect();
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Weight and bias gradients from (x, dy): a flat tensor of O·C·KH·KW weight values then O bias
+/// values.
+#[derive(Clone, Copy)]
+struct WeightGrad {
+    padding: usize,
+    stride: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+}
+
+impl CustomOp2 for WeightGrad {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let c = l1.dims().get(1).copied().unwrap_or(0);
+        let g = Geom::new(
+            l1.dims(),
+            &[self.o, c, self.kh, self.kw],
+            self.padding,
+            self.stride,
+        )?;
+        if l2.dims() != [g.n, g.o, g.oh, g.ow] {
+            bail!(
+                "{}: gradient has shape {:?}, expected {:?}",
+                self.name(),
+                l2.dims(),
+                [g.n, g.o, g.oh, g.ow]
+            );
+        }
+        let xs = f32_slice(self.name(), s1, l1)?;
+        let dys = f32_slice(self.name(), s2, l2)?;
+        let len = g.o * g.ckk() + g.o;
+        let nb = g.chunk();
+        let acc = xs
+            .par_chunks(nb * g.x_len())
+            .zip(dys.par_chunks(nb * g.y_len()))
+            .fold(
+                || vec![0f32; len],
+                |mut acc, (xc, dyc)| {
+                    g.weight_grad_chunk(xc, dyc, &mut acc);
+                    acc
+                },
+            )
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            })
+            .unwrap_or_else(|| vec![0f32; len]);
+        Ok((CpuStorage::F32(acc), Shape::from(len)))
+    }
+}
+
+/// Input gradient from (w, dy) for an input of `h` × `w` pixels.
+struct InputGrad {
+    padding: usize,
+    stride: usize,
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (&[o, c, _, _], &[n, ..]) = (l1.dims(), l2.dims()) else {
+            bail!("{}: unexpected shapes {:?}, {:?}", self.name(), l1, l2);
+        };
+        let g = Geom::new(
+            &[n, c, self.h, self.w],
+            l1.dims(),
+            self.padding,
+            self.stride,
+        )?;
+        if l2.dims() != [n, o, g.oh, g.ow] {
+            bail!(
+                "{}: gradient has shape {:?}, expected {:?}",
+                self.name(),
+                l2.dims(),
+                [n, o, g.oh, g.ow]
+            );
+        }
+        let ws = f32_slice(self.name(), s1, l1)?;
+        let dys = f32_slice(self.name(), s2, l2)?;
+        let mut dx = vec![0f32; n * g.x_len()];
+        let nb = g.chunk();
+        dx.par_chunks_mut(nb * g.x_len())
+            .zip(dys.par_chunks(nb * g.y_len()))
+            .for_each(|(dxc, dyc)| g.input_grad_chunk(ws, dyc, dxc));
+        Ok((CpuStorage::F32(dx), Shape::from((n, c, self.h, self.w))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conv2d;
+    use crate::model::fast::test_util::{random, rel_err};
+    use candle_core::{DType, Result, Tensor, Var};
+
+    const TOL: f32 = 1e-4;
+
+    /// One convolution shape: batch, in channels, height, width, out channels, kernel, padding,
+    /// stride.
+    struct Case(usize, usize, usize, usize, usize, usize, usize, usize);
+
+    /// candle's conv2d, then the bias, then an optional ReLU. candle 0.11's conv2d backward
+    /// takes the width's output padding from the height, so a non-square input is first padded
+    /// with zeros at the bottom or right into a square and the extra outputs are cut off.
+    fn reference(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        pad: usize,
+        stride: usize,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let (_, _, h, wd) = x.dims4()?;
+        let (_, _, kh, kw) = w.dims4()?;
+        let side = h.max(wd);
+        let square = x
+            .pad_with_zeros(2, 0, side - h)?
+            .pad_with_zeros(3, 0, side - wd)?;
+        let mut y = square
+            .conv2d(w, pad, stride, 1, 1)?
+            .narrow(2, 0, (h + 2 * pad - kh) / stride + 1)?
+            .narrow(3, 0, (wd + 2 * pad - kw) / stride + 1)?;
+        if let Some(b) = b {
+            y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
+        }
+        if relu {
+            y = y.relu()?;
+        }
+        Ok(y)
+    }
+
+    /// Forward values and the gradients of x, w and b of the fast op against candle's.
+    fn check(case: &Case, bias: bool, relu: bool) -> Result<()> {
+        let &Case(n, c, h, wd, o, k, pad, stride) = case;
+        let what =
+            format!("n{n} c{c} {h}x{wd} o{o} k{k} pad{pad} stride{stride} bias {bias} relu {relu}");
+        let x = Var::from_tensor(&random(&[n, c, h, wd], 1)?)?;
+        let w = Var::from_tensor(&(random(&[o, c, k, k], 2)? * 0.3)?)?;
+        let b = Var::from_tensor(&random(&[o], 3)?)?;
+        let b_arg = bias.then_some(b.as_tensor());
+        let fast = conv2d(&x, &w, b_arg, pad, stride, relu)?;
+        let slow = reference(&x, &w, b_arg, pad, stride, relu)?;
+        let err = rel_err(&fast, &slow)?;
+        assert!(err <= TOL, "{what}: forward relative error {err}");
+        // A random weighting of the outputs makes every gradient entry count.
+        let r = random(slow.dims(), 4)?;
+        let g_fast = (&fast * &r)?.sum_all()?.backward()?;
+        let g_slow = (&slow * &r)?.sum_all()?.backward()?;
+        let mut vars = vec![("x", &x), ("w", &w)];
+        if bias {
+            vars.push(("b", &b));
+        }
+        for (name, v) in vars {
+            let gf = g_fast.get(v).expect("fast gradient");
+            let gs = g_slow.get(v).expect("reference gradient");
+            let err = rel_err(gf, gs)?;
+            assert!(
+                err <= TOL,
+                "{what}: gradient of {name}, relative error {err}"
+            );
+        }
+        if !bias {
+            assert!(
+                g_fast.get(&b).is_none(),
+                "{what}: unused bias got a gradient"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn matches_candle_on_the_article_layers() -> Result<()> {
+        check(&Case(1, 1, 28, 28, 32, 3, 0, 1), true, true)?;
+        check(&Case(129, 1, 28, 28, 32, 3, 0, 1), true, true)?;
+        check(&Case(3, 32, 13, 13, 64, 3, 0, 1), true, true)?;
+        check(&Case(129, 64, 5, 5, 64, 3, 0, 1), true, true)
+    }
+
+    #[test]
+    fn matches_candle_for_strides_paddings_and_kernels() -> Result<()> {
+        for stride in [1, 2] {
+            for pad in [0, 1] {
+                for k in [3, 5] {
+                    check(&Case(2, 32, 9, 7, 64, k, pad, stride), true, false)?;
+                    check(&Case(3, 1, 8, 11, 32, k, pad, stride), false, true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_relu_equals_conv_then_relu() -> Result<()> {
+        let x = random(&[4, 3, 10, 10], 5)?;
+        let w = random(&[8, 3, 3, 3], 6)?;
+        let b = random(&[8], 7)?;
+        let fused = conv2d(&x, &w, Some(&b), 1, 1, true)?;
+        let plain = conv2d(&x, &w, Some(&b), 1, 1, false)?.relu()?;
+        assert_eq!(fused.dims(), [4, 8, 10, 10]);
+        assert_eq!(
+            fused.flatten_all()?.to_vec1::<f32>()?,
+            plain.flatten_all()?.to_vec1::<f32>()?
+        );
+        let zeros = fused.eq(0f32)?.to_dtype(DType::F32)?.sum_all()?;
+        assert!(zeros.to_scalar::<f32>()? > 0.0, "the ReLU clipped nothing");
+        Ok(())
+    }
+
+    #[test]
+    fn data_input_gets_no_gradient() -> Result<()> {
+        let x = random(&[2, 1, 6, 6], 8)?;
+        let w = Var::from_tensor(&random(&[4, 1, 3, 3], 9)?)?;
+        let b = Var::from_tensor(&random(&[4], 10)?)?;
+        let grads = conv2d(&x, &w, Some(&b), 0, 1, false)?
+            .sum_all()?
+            .backward()?;
+        assert!(grads.get(&x).is_none());
+        assert!(grads.get(&w).is_some() && grads.get(&b).is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn other_dtypes_fall_back_to_candle() -> Result<()> {
+        let x = random(&[2, 3, 7, 7], 11)?.to_dtype(DType::F64)?;
+        let w = random(&[5, 3, 3, 3], 12)?.to_dtype(DType::F64)?;
+        let b = random(&[5], 13)?.to_dtype(DType::F64)?;
+        let y = conv2d(&x, &w, Some(&b), 1, 2, true)?;
+        assert_eq!(y.dtype(), DType::F64);
+        let r = reference(&x, &w, Some(&b), 1, 2, true)?;
+        let diff = (y - r)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert_eq!(diff, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_shapes() -> Result<()> {
+        let x = random(&[2, 3, 7, 7], 14)?;
+        let msg = |r: Result<Tensor>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        let e = msg(conv2d(&x, &random(&[5, 4, 3, 3], 15)?, None, 0, 1, false));
+        assert!(e.contains("3 channels") && e.contains("expects 4"), "{e}");
+        let e = msg(conv2d(&x, &random(&[5, 3, 9, 9], 15)?, None, 0, 1, false));
+        assert!(e.contains("does not fit"), "{e}");
+        let e = msg(conv2d(
+            &x,
+            &random(&[5, 3, 3, 3], 15)?,
+            Some(&random(&[4], 16)?),
+            0,
+            1,
+            false,
+        ));
+        assert!(e.contains("bias"), "{e}");
+        let e = msg(conv2d(&x, &random(&[5, 3, 3, 3], 15)?, None, 0, 0, false));
+        assert!(e.contains("stride"), "{e}");
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! Fast CPU kernels for the small CNNs mnistlab trains: 2-D convolution and max-pooling as
+//! candle custom ops with their own backward passes.
+//!
+//! candle's CPU convolution backward is slow (its `conv_transpose2d` is a direct loop and the
+//! weight gradient is a convolution with an output-sized kernel). These ops use im2col and
+//! `gemm` instead, run over the batch in parallel with rayon, fuse bias and ReLU into the
+//! forward pass, and skip the input gradient when the input needs none. On other devices or
+//! dtypes they fall back to candle's own operations.
+
+mod conv;
+mod pool;
+
+pub use conv::conv2d;
+pub use pool::max_pool2d;
+
+use candle_core::{backend::BackendStorage, bail, CpuStorage, Layout, Result};
+
+/// The contiguous f32 data of a CPU storage, or an error naming `op` and what is wrong.
+fn f32_slice<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(data) => data,
+        other => bail!("{op}: expected f32 data, got {:?}", other.dtype()),
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("{op}: expected a contiguous tensor"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use candle_core::{Device, Result, Tensor};
+    use rand::{Rng, SeedableRng};
+
+    /// A tensor of uniform values in [-1, 1) from a fixed seed.
+    pub fn random(shape: &[usize], seed: u64) -> Result<Tensor> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        Tensor::from_vec(data, shape, &Device::Cpu)
+    }
+
+    /// A tensor of distinct values in [-1, 1) in a random order from a fixed seed, so that no
+    /// pooling window holds a tie.
+    pub fn distinct(shape: &[usize], seed: u64) -> Result<Tensor> {
+        use rand::seq::SliceRandom;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        let mut data: Vec<f32> = (0..n).map(|i| 2.0 * i as f32 / n as f32 - 1.0).collect();
+        data.shuffle(&mut rng);
+        Tensor::from_vec(data, shape, &Device::Cpu)
+    }
+
+    /// max |a - b| / max |b|: the error of `a` relative to the reference `b`.
+    pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
+        assert_eq!(a.dims(), b.dims(), "shapes differ");
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(scale > 0.0, "the reference is all zeros");
+        Ok(diff / scale)
+    }
+}

@@ -1,0 +1,251 @@
+//! Max-pooling (NCHW, f32, CPU) that remembers where each maximum came from, so that the
+//! backward pass is a single scatter.
+
+use std::sync::OnceLock;
+
+use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::f32_slice;
+
+/// Planes (one channel of one image) per parallel task.
+const PLANES_PER_TASK: usize = 64;
+
+/// Max-pooling of `x` (N, C, H, W) over `k` × `k` windows with stride `k`; rows and columns that
+/// do not fill a whole window are dropped (7 × 7 pools to 3 × 3 with `k` = 2). The gradient goes
+/// to the first maximum of each window. f32 on the CPU uses the fast kernel; any other device or
+/// dtype uses candle's `max_pool2d`.
+pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if k == 0 || k > h || k > w {
+        bail!("max_pool2d: window {k}x{k} does not fit the {h}x{w} input");
+    }
+    if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
+        return x.max_pool2d(k);
+    }
+    x.contiguous()?.apply_op1(MaxPool {
+        k,
+        argmax: OnceLock::new(),
+    })
+}
+
+/// The forward op; `argmax` holds, for every output value, the offset of its maximum inside its
+/// input plane.
+struct MaxPool {
+    k: usize,
+    argmax: OnceLock<Vec<u32>>,
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "fast-max-pool2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let &[n, c, h, w] = layout.dims() else {
+            bail!(
+                "{}: expected a 4-d input, got {:?}",
+                self.name(),
+                layout.dims()
+            );
+        };
+        if u32::try_from(h * w).is_err() {
+            bail!("{}: a {h}x{w} plane is too large", self.name());
+        }
+        let x = f32_slice(self.name(), storage, layout)?;
+        let k = self.k;
+        let (oh, ow) = (h / k, w / k);
+        let mut y = vec![0f32; n * c * oh * ow];
+        let mut idx = vec![0u32; y.len()];
+        let task = PLANES_PER_TASK;
+        x.par_chunks(task * h * w)
+            .zip(y.par_chunks_mut(task * oh * ow))
+            .zip(idx.par_chunks_mut(task * oh * ow))
+            .for_each(|((xs, ys), is)| {
+                let planes = xs
+                    .chunks_exact(h * w)
+                    .zip(ys.chunks_exact_mut(oh * ow))
+                    .zip(is.chunks_exact_mut(oh * ow));
+                for ((plane, yp), ip) in planes {
+                    pool_plane(plane, w, k, yp, ip);
+                }
+            });
+        // The op is built fresh for every call, so this is its only forward pass.
+        let _ = self.argmax.set(idx);
+        Ok((CpuStorage::F32(y), Shape::from((n, c, oh, ow))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        if !arg.track_op() {
+            return Ok(None);
+        }
+        let Some(argmax) = self.argmax.get() else {
+            bail!("{}: backward before forward", self.name());
+        };
+        let (_, _, h, w) = arg.dims4()?;
+        let op = MaxPoolGrad { argmax, h, w };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
+/// Max-pools one plane of width `w` into `y` (OH × OW) and records in `idx` the offset of each
+/// maximum. Written without data-dependent branches and with the running maximum in registers:
+/// the comparisons are unpredictable on real activations.
+fn pool_plane(plane: &[f32], w: usize, k: usize, y: &mut [f32], idx: &mut [u32]) {
+    let ow = w / k;
+    let rows = y.chunks_exact_mut(ow).zip(idx.chunks_exact_mut(ow));
+    for (oy, (yr, ir)) in rows.enumerate() {
+        let window = &plane[oy * k * w..][..(k - 1) * w + ow * k];
+        for (ox, (yv, iv)) in yr.iter_mut().zip(ir.iter_mut()).enumerate() {
+            let (mut best, mut at) = (window[ox * k], ox * k);
+            for dy in 0..k {
+                for dx in 0..k {
+                    let i = dy * w + ox * k + dx;
+                    let v = window[i];
+                    let take = v > best;
+                    best = if take { v } else { best };
+                    at = if take { i } else { at };
+                }
+            }
+            *yv = best;
+            *iv = (oy * k * w + at) as u32;
+        }
+    }
+}
+
+/// Scatters the output gradient back to the positions of the maxima.
+struct MaxPoolGrad<'a> {
+    argmax: &'a [u32],
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp1 for MaxPoolGrad<'_> {
+    fn name(&self) -> &'static str {
+        "fast-max-pool2d-grad"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let &[n, c, oh, ow] = layout.dims() else {
+            bail!(
+                "{}: expected a 4-d gradient, got {:?}",
+                self.name(),
+                layout.dims()
+            );
+        };
+        let g = f32_slice(self.name(), storage, layout)?;
+        if g.len() != self.argmax.len() {
+            bail!("{}: gradient and forward output sizes differ", self.name());
+        }
+        let (h, w) = (self.h, self.w);
+        let mut dx = vec![0f32; n * c * h * w];
+        let task = PLANES_PER_TASK;
+        dx.par_chunks_mut(task * h * w)
+            .zip(g.par_chunks(task * oh * ow))
+            .zip(self.argmax.par_chunks(task * oh * ow))
+            .for_each(|((dxs, gs), is)| {
+                let planes = dxs
+                    .chunks_exact_mut(h * w)
+                    .zip(gs.chunks_exact(oh * ow))
+                    .zip(is.chunks_exact(oh * ow));
+                for ((plane, gp), ip) in planes {
+                    for (&v, &at) in gp.iter().zip(ip) {
+                        plane[at as usize] += v;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(dx), Shape::from((n, c, h, w))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_pool2d;
+    use crate::model::fast::test_util::{distinct, random, rel_err};
+    use candle_core::{DType, Result, Tensor, Var};
+
+    /// Max-pooling from candle's reshape and max reductions, whose gradients are exact: the
+    /// whole windows are cut out, split into (k, k) blocks and reduced.
+    fn reference(x: &Tensor, k: usize) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let (oh, ow) = (h / k, w / k);
+        x.narrow(2, 0, oh * k)?
+            .narrow(3, 0, ow * k)?
+            .contiguous()?
+            .reshape((n, c, oh, k, ow, k))?
+            .max(5)?
+            .max(3)
+    }
+
+    fn check(shape: [usize; 4], k: usize) -> Result<()> {
+        let x = Var::from_tensor(&distinct(&shape, 21)?)?;
+        let fast = max_pool2d(&x, k)?;
+        let slow = reference(&x, k)?;
+        assert_eq!(fast.dims(), slow.dims(), "{shape:?} k{k}");
+        assert_eq!(rel_err(&fast, &slow)?, 0.0, "{shape:?} k{k}: forward");
+        assert_eq!(
+            rel_err(&fast, &x.max_pool2d(k)?)?,
+            0.0,
+            "{shape:?} k{k}: candle"
+        );
+        let r = random(slow.dims(), 22)?;
+        let gf = (&fast * &r)?.sum_all()?.backward()?;
+        let gs = (&slow * &r)?.sum_all()?.backward()?;
+        let (gf, gs) = (gf.get(&x).expect("fast"), gs.get(&x).expect("reference"));
+        assert!(rel_err(gf, gs)? <= 1e-6, "{shape:?} k{k}: gradient");
+        Ok(())
+    }
+
+    #[test]
+    fn matches_candle_reductions() -> Result<()> {
+        check([2, 3, 7, 7], 2)?;
+        check([129, 32, 26, 26], 2)?;
+        check([129, 64, 11, 11], 2)?;
+        check([1, 2, 8, 9], 3)
+    }
+
+    #[test]
+    fn odd_sizes_drop_the_last_row_and_column() -> Result<()> {
+        let x = Tensor::arange(0f32, 49., &candle_core::Device::Cpu)?.reshape((1, 1, 7, 7))?;
+        let y = max_pool2d(&x, 2)?;
+        assert_eq!(
+            y.flatten_all()?.to_vec1::<f32>()?,
+            [8., 10., 12., 22., 24., 26., 36., 38., 40.]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn data_input_gets_no_gradient() -> Result<()> {
+        let x = random(&[1, 2, 4, 4], 23)?;
+        let w = Var::from_tensor(&random(&[1, 2, 2, 2], 24)?)?;
+        let grads = (max_pool2d(&x, 2)? * w.as_tensor())?
+            .sum_all()?
+            .backward()?;
+        assert!(grads.get(&x).is_none());
+        assert!(grads.get(&w).is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn other_dtypes_fall_back_to_candle() -> Result<()> {
+        let x = random(&[2, 3, 6, 6], 25)?.to_dtype(DType::F64)?;
+        let y = max_pool2d(&x, 2)?;
+        assert_eq!(y.dtype(), DType::F64);
+        assert_eq!(y.dims(), [2, 3, 3, 3]);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_windows() -> Result<()> {
+        let x = random(&[1, 1, 4, 4], 26)?;
+        for k in [0, 5] {
+            let e = max_pool2d(&x, k)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("does not fit"), "{e}");
+        }
+        Ok(())
+    }
+}
