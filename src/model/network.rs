@@ -331,6 +331,12 @@ mod tests {
     }
 
     #[test]
+    fn network_can_move_to_a_training_thread() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Network>();
+    }
+
+    #[test]
     fn init_is_glorot_uniform_and_seeded() {
         let dev = Device::Cpu;
         let spec = preset("seed-cnn").unwrap();

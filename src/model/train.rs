@@ -735,6 +735,71 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn augment_hook_fills_the_batches() {
+        let train = mnist(true, 100);
+        let config = TrainConfig {
+            epochs: 2,
+            batch_size: 32,
+            ..TrainConfig::default()
+        };
+        let stop = AtomicBool::new(false);
+        let plain = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, 4).unwrap();
+        let h_plain = fit(
+            &plain,
+            &train,
+            None,
+            28,
+            28,
+            PixelScaling::Unit,
+            &config,
+            None,
+            &stop,
+            &mut quiet(),
+        )
+        .unwrap();
+        // A hook that scales the same pixels gives the same run; it sees every epoch and index.
+        let calls = std::cell::RefCell::new(Vec::new());
+        let hook = |indices: &[usize], epoch: u64, out: &mut [f32]| {
+            calls.borrow_mut().push((epoch, indices.len()));
+            fill_batch(&train, indices, 784, PixelScaling::Unit, out);
+        };
+        let hooked = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, 4).unwrap();
+        let h_hooked = fit(
+            &hooked,
+            &train,
+            None,
+            28,
+            28,
+            PixelScaling::Unit,
+            &config,
+            Some(&hook),
+            &stop,
+            &mut quiet(),
+        )
+        .unwrap();
+        let metrics = |h: &History| {
+            h.epochs
+                .iter()
+                .map(|e| (e.loss, e.accuracy))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(metrics(&h_plain), metrics(&h_hooked));
+        assert_eq!(
+            *calls.borrow(),
+            vec![
+                (0, 32),
+                (0, 32),
+                (0, 32),
+                (0, 4),
+                (1, 32),
+                (1, 32),
+                (1, 32),
+                (1, 4)
+            ]
+        );
+    }
+
+    #[test]
     fn interrupt_stops_after_the_current_batch() {
         let train = mnist(true, 320);
         let net = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, 1).unwrap();
