@@ -31,9 +31,8 @@ fn main() {
         std::fs::write(gz_dir.path().join(format!("{name}.gz")), idx::encode_gz(&array.dims, &array.data))
             .expect("write gz");
     }
-    let load = |dir: &std::path::Path| {
-        load::load_official(dir, "mnist", digit_classes(), "bench").expect("loads").len()
-    };
+    let load =
+        |dir: &std::path::Path| load::load_official(dir, "mnist", digit_classes(), "bench").expect("loads").len();
     let (gz, n) = best_of(5, || load(gz_dir.path()));
     let (raw, _) = best_of(5, || load(&cache));
     println!("load mnist from gzip IDX: {n} images in {gz:.3} s (best of 5; goal ≤ 0.5 s)");

@@ -72,11 +72,7 @@ fn images_per_s(batch: usize, mut step: impl FnMut() -> Result<()>) -> Result<Sp
     let per_cpu_s = cpu.map_or(f64::NAN, |c| (times.len() * batch) as f64 / c);
     times.sort_by(f64::total_cmp);
     let rate = |t: f64| batch as f64 / t;
-    Ok(Speed {
-        median: rate(times[times.len() / 2]),
-        best: rate(times[0]),
-        per_cpu_s,
-    })
+    Ok(Speed { median: rate(times[times.len() / 2]), best: rate(times[0]), per_cpu_s })
 }
 
 /// CPU seconds (user + system, all threads) this process has used, from /proc/self/stat.
@@ -102,11 +98,7 @@ struct Speed {
 
 impl std::fmt::Display for Speed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:6.0} (best {:6.0}, {:6.0}/cpu-s)",
-            self.median, self.best, self.per_cpu_s
-        )
+        write!(f, "{:6.0} (best {:6.0}, {:6.0}/cpu-s)", self.median, self.best, self.per_cpu_s)
     }
 }
 
@@ -120,11 +112,7 @@ fn measure(fast: bool, batch: usize) -> Result<(Speed, Speed)> {
     let y = Tensor::from_vec(labels, batch, &dev)?;
     let varmap = VarMap::new();
     let net = Net::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev), fast)?;
-    let params = ParamsAdamW {
-        lr: 1e-3,
-        weight_decay: 0.0,
-        ..Default::default()
-    };
+    let params = ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() };
     let mut opt = AdamW::new(varmap.all_vars(), params)?;
     // Time spent in forward + loss, backward and the optimizer step.
     let mut phases = [Duration::ZERO; 3];
@@ -172,11 +160,7 @@ fn millis(mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
 fn layer_times(batch: usize) -> Result<()> {
     let dev = Device::Cpu;
     let r = |shape: &[usize]| Tensor::rand(-1f32, 1f32, shape, &dev);
-    let v = |shape: &[usize]| -> Result<Tensor> {
-        Ok(candle_core::Var::from_tensor(&r(shape)?)?
-            .as_tensor()
-            .clone())
-    };
+    let v = |shape: &[usize]| -> Result<Tensor> { Ok(candle_core::Var::from_tensor(&r(shape)?)?.as_tensor().clone()) };
     let x1 = r(&[batch, 1, 28, 28])?;
     let (x2, x3) = (v(&[batch, 32, 13, 13])?, v(&[batch, 64, 5, 5])?);
     let (p1, p2) = (v(&[batch, 32, 26, 26])?, v(&[batch, 64, 11, 11])?);
@@ -207,14 +191,8 @@ fn layer_times(batch: usize) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let only = args
-        .iter()
-        .find(|a| *a == "candle" || *a == "fast")
-        .cloned();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let only = args.iter().find(|a| *a == "candle" || *a == "fast").cloned();
     let mut batches: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     if batches.is_empty() {
         batches = vec![32, 128];
@@ -231,16 +209,8 @@ fn main() -> Result<()> {
     );
     for batch in batches {
         let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
-        let candle = if run("candle") {
-            Some(measure(false, batch)?)
-        } else {
-            None
-        };
-        let fast = if run("fast") {
-            Some(measure(true, batch)?)
-        } else {
-            None
-        };
+        let candle = if run("candle") { Some(measure(false, batch)?) } else { None };
+        let fast = if run("fast") { Some(measure(true, batch)?) } else { None };
         for (name, r) in [("candle", candle), ("fast", fast)] {
             if let Some((train, fwd)) = r {
                 println!("batch {batch:4} {name:6}: train {train}  forward {fwd}");

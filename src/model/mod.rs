@@ -2,7 +2,6 @@
 //! Knows nothing of the language.
 
 pub mod checkpoint;
-mod conv;
 pub mod fast;
 pub mod network;
 pub mod preprocess;

@@ -13,7 +13,7 @@ use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBui
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::conv::conv2d;
+use super::fast;
 use super::spec::{Layer, ModelSpec, Shape};
 use super::{ModelError, Result};
 
@@ -254,9 +254,9 @@ impl Network {
             x = match layer {
                 Built::Conv { conv, padding } => {
                     let bias = conv.bias().expect("convolutions are built with a bias");
-                    conv2d(&x, conv.weight(), bias, *padding)?.relu()?
+                    fast::conv2d(&x, conv.weight(), Some(bias), *padding, 1, true)?
                 }
-                Built::MaxPool => even(&x)?.max_pool2d(2)?,
+                Built::MaxPool => fast::max_pool2d(&x, 2)?,
                 Built::AvgPool => even(&x)?.avg_pool2d(2)?,
                 Built::BatchNorm(bn) => bn.forward_t(&x, train)?,
                 Built::Dropout(rate) if train && *rate > 0.0 => self.dropout(&x, *rate)?,

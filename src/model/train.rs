@@ -635,20 +635,10 @@ pub(crate) mod tests {
     use super::*;
     use crate::model::spec::{preset, Layer, ModelSpec};
     use candle_core::Device;
-    use std::path::PathBuf;
-
-    /// The MNIST cache directory: `$MNISTLAB_DATA/mnist` or `~/.cache/mnistlab/mnist`.
-    fn mnist_dir() -> PathBuf {
-        let root = std::env::var_os("MNISTLAB_DATA")
-            .map(PathBuf::from)
-            .or_else(|| dirs::cache_dir().map(|d| d.join("mnistlab")))
-            .expect("no cache directory");
-        root.join("mnist")
-    }
 
     /// The first `n` images of real MNIST's train or test split (raw IDX files in the cache).
     pub(crate) fn mnist(train: bool, n: usize) -> Split {
-        let dir = mnist_dir();
+        let dir = crate::testdata::mnist_dir();
         let (images, labels) = if train {
             ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
         } else {
@@ -737,66 +727,23 @@ pub(crate) mod tests {
     #[test]
     fn augment_hook_fills_the_batches() {
         let train = mnist(true, 100);
-        let config = TrainConfig {
-            epochs: 2,
-            batch_size: 32,
-            ..TrainConfig::default()
-        };
+        let config = TrainConfig { epochs: 2, batch_size: 32, ..TrainConfig::default() };
         let stop = AtomicBool::new(false);
         let plain = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, 4).unwrap();
-        let h_plain = fit(
-            &plain,
-            &train,
-            None,
-            28,
-            28,
-            PixelScaling::Unit,
-            &config,
-            None,
-            &stop,
-            &mut quiet(),
-        )
-        .unwrap();
+        let h_plain =
+            fit(&plain, &train, None, 28, 28, PixelScaling::Unit, &config, None, &stop, &mut quiet()).unwrap();
         // A hook that scales the same pixels gives the same run; it sees every epoch and index.
-        let calls = std::cell::RefCell::new(Vec::new());
+        let calls = std::sync::Mutex::new(Vec::new());
         let hook = |indices: &[usize], epoch: u64, out: &mut [f32]| {
-            calls.borrow_mut().push((epoch, indices.len()));
+            calls.lock().unwrap().push((epoch, indices.len()));
             fill_batch(&train, indices, 784, PixelScaling::Unit, out);
         };
         let hooked = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, 4).unwrap();
-        let h_hooked = fit(
-            &hooked,
-            &train,
-            None,
-            28,
-            28,
-            PixelScaling::Unit,
-            &config,
-            Some(&hook),
-            &stop,
-            &mut quiet(),
-        )
-        .unwrap();
-        let metrics = |h: &History| {
-            h.epochs
-                .iter()
-                .map(|e| (e.loss, e.accuracy))
-                .collect::<Vec<_>>()
-        };
+        let h_hooked =
+            fit(&hooked, &train, None, 28, 28, PixelScaling::Unit, &config, Some(&hook), &stop, &mut quiet()).unwrap();
+        let metrics = |h: &History| h.epochs.iter().map(|e| (e.loss, e.accuracy)).collect::<Vec<_>>();
         assert_eq!(metrics(&h_plain), metrics(&h_hooked));
-        assert_eq!(
-            *calls.borrow(),
-            vec![
-                (0, 32),
-                (0, 32),
-                (0, 32),
-                (0, 4),
-                (1, 32),
-                (1, 32),
-                (1, 32),
-                (1, 4)
-            ]
-        );
+        assert_eq!(*calls.lock().unwrap(), vec![(0, 32), (0, 32), (0, 32), (0, 4), (1, 32), (1, 32), (1, 32), (1, 4)]);
     }
 
     #[test]

@@ -3,9 +3,7 @@
 
 use std::cell::RefCell;
 
-use candle_core::{
-    bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor,
-};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
@@ -21,22 +19,11 @@ const COL_BUDGET_BYTES: usize = 1 << 20;
 /// when `x` is tracked (a variable or the result of tracked operations), so the data input of a
 /// network costs nothing in the backward pass. f32 on the CPU uses the fast kernels; any other
 /// device or dtype uses candle's `conv2d`.
-pub fn conv2d(
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    padding: usize,
-    stride: usize,
-    relu: bool,
-) -> Result<Tensor> {
+pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize, stride: usize, relu: bool) -> Result<Tensor> {
     let g = Geom::new(x.dims(), w.dims(), padding, stride)?;
     if let Some(b) = b {
         if b.dims() != [g.o] {
-            bail!(
-                "conv2d: bias has shape {:?}, expected [{}] (one per output channel)",
-                b.dims(),
-                g.o
-            );
+            bail!("conv2d: bias has shape {:?}, expected [{}] (one per output channel)", b.dims(), g.o);
         }
     }
     let fast = matches!(x.device(), Device::Cpu)
@@ -50,11 +37,7 @@ pub fn conv2d(
         }
         return if relu { y.relu() } else { Ok(y) };
     }
-    let op = Conv {
-        padding,
-        stride,
-        relu,
-    };
+    let op = Conv { padding, stride, relu };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     match b {
         Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
@@ -203,16 +186,12 @@ impl Geom {
 
     /// The input row read by output row `oy` at kernel row `ky`, if not in the padding.
     fn src_row(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.stride + ky)
-            .checked_sub(self.pad)
-            .filter(|&iy| iy < self.h)
+        (oy * self.stride + ky).checked_sub(self.pad).filter(|&iy| iy < self.h)
     }
 
     /// The input column read by output column `ox` at kernel column `kx`, if not in the padding.
     fn src_col(&self, ox: usize, kx: usize) -> Option<usize> {
-        (ox * self.stride + kx)
-            .checked_sub(self.pad)
-            .filter(|&ix| ix < self.w)
+        (ox * self.stride + kx).checked_sub(self.pad).filter(|&ix| ix < self.w)
     }
 
     /// Writes the im2col matrix (CKK × nb·P, row stride nb·P) of a chunk of `nb` images.
@@ -420,18 +399,12 @@ impl Conv {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = if self.relu {
-            grad.contiguous()?
-                .apply_op2_no_bwd(&res.contiguous()?, &ReluMask)?
+            grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &ReluMask)?
         } else {
             grad.contiguous()?
         };
-        let params = WeightGrad {
-            padding: self.padding,
-            stride: self.stride,
-            o: w.dim(0)?,
-            kh: w.dim(2)?,
-            kw: w.dim(3)?,
-        };
+        let params =
+            WeightGrad { padding: self.padding, stride: self.stride, o: w.dim(0)?, kh: w.dim(2)?, kw: w.dim(3)? };
         let (dw, db) = if w.track_op() || b.is_some_and(|b| b.track_op()) {
             let flat = x.apply_op2_no_bwd(&dy, &params)?;
             let n = w.elem_count();
@@ -443,12 +416,7 @@ impl Conv {
         };
         let dx = if x.track_op() {
             let (_, _, h, wd) = x.dims4()?;
-            let op = InputGrad {
-                padding: self.padding,
-                stride: self.stride,
-                h,
-                w: wd,
-            };
+            let op = InputGrad { padding: self.padding, stride: self.stride, h, w: wd };
             Some(w.apply_op2_no_bwd(&dy, &op)?)
         } else {
             None
@@ -462,23 +430,11 @@ impl CustomOp2 for Conv {
         "fast-conv2d"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         self.forward((s1, l1), (s2, l2), None)
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, x: &Tensor, w: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (dx, dw, _) = self.backward(x, w, None, res, grad)?;
         Ok((dx, dw))
     }
@@ -521,23 +477,13 @@ impl CustomOp2 for ReluMask {
         "fast-conv2d-relu-mask"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let grad = f32_slice(self.name(), s1, l1)?;
         let res = f32_slice(self.name(), s2, l2)?;
         if grad.len() != res.len() {
             bail!("{}: gradient and result sizes differ", self.name());
         }
-        let out = grad
-            .iter()
-            .zip(res)
-            .map(|(&g, &r)| if r > 0.0 { g } else { 0.0 })
-            .collect();
+        let out = grad.iter().zip(res).map(|(&g, &r)| if r > 0.0 { g } else { 0.0 }).collect();
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -558,27 +504,11 @@ impl CustomOp2 for WeightGrad {
         "fast-conv2d-weight-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let c = l1.dims().get(1).copied().unwrap_or(0);
-        let g = Geom::new(
-            l1.dims(),
-            &[self.o, c, self.kh, self.kw],
-            self.padding,
-            self.stride,
-        )?;
+        let g = Geom::new(l1.dims(), &[self.o, c, self.kh, self.kw], self.padding, self.stride)?;
         if l2.dims() != [g.n, g.o, g.oh, g.ow] {
-            bail!(
-                "{}: gradient has shape {:?}, expected {:?}",
-                self.name(),
-                l2.dims(),
-                [g.n, g.o, g.oh, g.ow]
-            );
+            bail!("{}: gradient has shape {:?}, expected {:?}", self.name(), l2.dims(), [g.n, g.o, g.oh, g.ow]);
         }
         let xs = f32_slice(self.name(), s1, l1)?;
         let dys = f32_slice(self.name(), s2, l2)?;
@@ -616,29 +546,13 @@ impl CustomOp2 for InputGrad {
         "fast-conv2d-input-grad"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (&[o, c, _, _], &[n, ..]) = (l1.dims(), l2.dims()) else {
             bail!("{}: unexpected shapes {:?}, {:?}", self.name(), l1, l2);
         };
-        let g = Geom::new(
-            &[n, c, self.h, self.w],
-            l1.dims(),
-            self.padding,
-            self.stride,
-        )?;
+        let g = Geom::new(&[n, c, self.h, self.w], l1.dims(), self.padding, self.stride)?;
         if l2.dims() != [n, o, g.oh, g.ow] {
-            bail!(
-                "{}: gradient has shape {:?}, expected {:?}",
-                self.name(),
-                l2.dims(),
-                [n, o, g.oh, g.ow]
-            );
+            bail!("{}: gradient has shape {:?}, expected {:?}", self.name(), l2.dims(), [n, o, g.oh, g.ow]);
         }
         let ws = f32_slice(self.name(), s1, l1)?;
         let dys = f32_slice(self.name(), s2, l2)?;
@@ -666,24 +580,16 @@ mod tests {
     /// candle's conv2d, then the bias, then an optional ReLU. candle 0.11's conv2d backward
     /// takes the width's output padding from the height, so a non-square input is first padded
     /// with zeros at the bottom or right into a square and the extra outputs are cut off.
-    fn reference(
-        x: &Tensor,
-        w: &Tensor,
-        b: Option<&Tensor>,
-        pad: usize,
-        stride: usize,
-        relu: bool,
-    ) -> Result<Tensor> {
+    fn reference(x: &Tensor, w: &Tensor, b: Option<&Tensor>, pad: usize, stride: usize, relu: bool) -> Result<Tensor> {
         let (_, _, h, wd) = x.dims4()?;
         let (_, _, kh, kw) = w.dims4()?;
         let side = h.max(wd);
-        let square = x
-            .pad_with_zeros(2, 0, side - h)?
-            .pad_with_zeros(3, 0, side - wd)?;
-        let mut y = square
-            .conv2d(w, pad, stride, 1, 1)?
-            .narrow(2, 0, (h + 2 * pad - kh) / stride + 1)?
-            .narrow(3, 0, (wd + 2 * pad - kw) / stride + 1)?;
+        let square = x.pad_with_zeros(2, 0, side - h)?.pad_with_zeros(3, 0, side - wd)?;
+        let mut y = square.conv2d(w, pad, stride, 1, 1)?.narrow(2, 0, (h + 2 * pad - kh) / stride + 1)?.narrow(
+            3,
+            0,
+            (wd + 2 * pad - kw) / stride + 1,
+        )?;
         if let Some(b) = b {
             y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
         }
@@ -696,8 +602,7 @@ mod tests {
     /// Forward values and the gradients of x, w and b of the fast op against candle's.
     fn check(case: &Case, bias: bool, relu: bool) -> Result<()> {
         let &Case(n, c, h, wd, o, k, pad, stride) = case;
-        let what =
-            format!("n{n} c{c} {h}x{wd} o{o} k{k} pad{pad} stride{stride} bias {bias} relu {relu}");
+        let what = format!("n{n} c{c} {h}x{wd} o{o} k{k} pad{pad} stride{stride} bias {bias} relu {relu}");
         let x = Var::from_tensor(&random(&[n, c, h, wd], 1)?)?;
         let w = Var::from_tensor(&(random(&[o, c, k, k], 2)? * 0.3)?)?;
         let b = Var::from_tensor(&random(&[o], 3)?)?;
@@ -718,16 +623,10 @@ mod tests {
             let gf = g_fast.get(v).expect("fast gradient");
             let gs = g_slow.get(v).expect("reference gradient");
             let err = rel_err(gf, gs)?;
-            assert!(
-                err <= TOL,
-                "{what}: gradient of {name}, relative error {err}"
-            );
+            assert!(err <= TOL, "{what}: gradient of {name}, relative error {err}");
         }
         if !bias {
-            assert!(
-                g_fast.get(&b).is_none(),
-                "{what}: unused bias got a gradient"
-            );
+            assert!(g_fast.get(&b).is_none(), "{what}: unused bias got a gradient");
         }
         Ok(())
     }
@@ -761,10 +660,7 @@ mod tests {
         let fused = conv2d(&x, &w, Some(&b), 1, 1, true)?;
         let plain = conv2d(&x, &w, Some(&b), 1, 1, false)?.relu()?;
         assert_eq!(fused.dims(), [4, 8, 10, 10]);
-        assert_eq!(
-            fused.flatten_all()?.to_vec1::<f32>()?,
-            plain.flatten_all()?.to_vec1::<f32>()?
-        );
+        assert_eq!(fused.flatten_all()?.to_vec1::<f32>()?, plain.flatten_all()?.to_vec1::<f32>()?);
         let zeros = fused.eq(0f32)?.to_dtype(DType::F32)?.sum_all()?;
         assert!(zeros.to_scalar::<f32>()? > 0.0, "the ReLU clipped nothing");
         Ok(())
@@ -775,9 +671,7 @@ mod tests {
         let x = random(&[2, 1, 6, 6], 8)?;
         let w = Var::from_tensor(&random(&[4, 1, 3, 3], 9)?)?;
         let b = Var::from_tensor(&random(&[4], 10)?)?;
-        let grads = conv2d(&x, &w, Some(&b), 0, 1, false)?
-            .sum_all()?
-            .backward()?;
+        let grads = conv2d(&x, &w, Some(&b), 0, 1, false)?.sum_all()?.backward()?;
         assert!(grads.get(&x).is_none());
         assert!(grads.get(&w).is_some() && grads.get(&b).is_some());
         Ok(())
@@ -804,14 +698,7 @@ mod tests {
         assert!(e.contains("3 channels") && e.contains("expects 4"), "{e}");
         let e = msg(conv2d(&x, &random(&[5, 3, 9, 9], 15)?, None, 0, 1, false));
         assert!(e.contains("does not fit"), "{e}");
-        let e = msg(conv2d(
-            &x,
-            &random(&[5, 3, 3, 3], 15)?,
-            Some(&random(&[4], 16)?),
-            0,
-            1,
-            false,
-        ));
+        let e = msg(conv2d(&x, &random(&[5, 3, 3, 3], 15)?, Some(&random(&[4], 16)?), 0, 1, false));
         assert!(e.contains("bias"), "{e}");
         let e = msg(conv2d(&x, &random(&[5, 3, 3, 3], 15)?, None, 0, 0, false));
         assert!(e.contains("stride"), "{e}");

@@ -23,10 +23,7 @@ pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
     if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
         return x.max_pool2d(k);
     }
-    x.contiguous()?.apply_op1(MaxPool {
-        k,
-        argmax: OnceLock::new(),
-    })
+    x.contiguous()?.apply_op1(MaxPool { k, argmax: OnceLock::new() })
 }
 
 /// The forward op; `argmax` holds, for every output value, the offset of its maximum inside its
@@ -43,11 +40,7 @@ impl CustomOp1 for MaxPool {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let &[n, c, h, w] = layout.dims() else {
-            bail!(
-                "{}: expected a 4-d input, got {:?}",
-                self.name(),
-                layout.dims()
-            );
+            bail!("{}: expected a 4-d input, got {:?}", self.name(), layout.dims());
         };
         if u32::try_from(h * w).is_err() {
             bail!("{}: a {h}x{w} plane is too large", self.name());
@@ -62,10 +55,7 @@ impl CustomOp1 for MaxPool {
             .zip(y.par_chunks_mut(task * oh * ow))
             .zip(idx.par_chunks_mut(task * oh * ow))
             .for_each(|((xs, ys), is)| {
-                let planes = xs
-                    .chunks_exact(h * w)
-                    .zip(ys.chunks_exact_mut(oh * ow))
-                    .zip(is.chunks_exact_mut(oh * ow));
+                let planes = xs.chunks_exact(h * w).zip(ys.chunks_exact_mut(oh * ow)).zip(is.chunks_exact_mut(oh * ow));
                 for ((plane, yp), ip) in planes {
                     pool_plane(plane, w, k, yp, ip);
                 }
@@ -127,11 +117,7 @@ impl CustomOp1 for MaxPoolGrad<'_> {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let &[n, c, oh, ow] = layout.dims() else {
-            bail!(
-                "{}: expected a 4-d gradient, got {:?}",
-                self.name(),
-                layout.dims()
-            );
+            bail!("{}: expected a 4-d gradient, got {:?}", self.name(), layout.dims());
         };
         let g = f32_slice(self.name(), storage, layout)?;
         if g.len() != self.argmax.len() {
@@ -144,10 +130,7 @@ impl CustomOp1 for MaxPoolGrad<'_> {
             .zip(g.par_chunks(task * oh * ow))
             .zip(self.argmax.par_chunks(task * oh * ow))
             .for_each(|((dxs, gs), is)| {
-                let planes = dxs
-                    .chunks_exact_mut(h * w)
-                    .zip(gs.chunks_exact(oh * ow))
-                    .zip(is.chunks_exact(oh * ow));
+                let planes = dxs.chunks_exact_mut(h * w).zip(gs.chunks_exact(oh * ow)).zip(is.chunks_exact(oh * ow));
                 for ((plane, gp), ip) in planes {
                     for (&v, &at) in gp.iter().zip(ip) {
                         plane[at as usize] += v;
@@ -169,12 +152,7 @@ mod tests {
     fn reference(x: &Tensor, k: usize) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         let (oh, ow) = (h / k, w / k);
-        x.narrow(2, 0, oh * k)?
-            .narrow(3, 0, ow * k)?
-            .contiguous()?
-            .reshape((n, c, oh, k, ow, k))?
-            .max(5)?
-            .max(3)
+        x.narrow(2, 0, oh * k)?.narrow(3, 0, ow * k)?.contiguous()?.reshape((n, c, oh, k, ow, k))?.max(5)?.max(3)
     }
 
     fn check(shape: [usize; 4], k: usize) -> Result<()> {
@@ -183,11 +161,7 @@ mod tests {
         let slow = reference(&x, k)?;
         assert_eq!(fast.dims(), slow.dims(), "{shape:?} k{k}");
         assert_eq!(rel_err(&fast, &slow)?, 0.0, "{shape:?} k{k}: forward");
-        assert_eq!(
-            rel_err(&fast, &x.max_pool2d(k)?)?,
-            0.0,
-            "{shape:?} k{k}: candle"
-        );
+        assert_eq!(rel_err(&fast, &x.max_pool2d(k)?)?, 0.0, "{shape:?} k{k}: candle");
         let r = random(slow.dims(), 22)?;
         let gf = (&fast * &r)?.sum_all()?.backward()?;
         let gs = (&slow * &r)?.sum_all()?.backward()?;
@@ -208,10 +182,7 @@ mod tests {
     fn odd_sizes_drop_the_last_row_and_column() -> Result<()> {
         let x = Tensor::arange(0f32, 49., &candle_core::Device::Cpu)?.reshape((1, 1, 7, 7))?;
         let y = max_pool2d(&x, 2)?;
-        assert_eq!(
-            y.flatten_all()?.to_vec1::<f32>()?,
-            [8., 10., 12., 22., 24., 26., 36., 38., 40.]
-        );
+        assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [8., 10., 12., 22., 24., 26., 36., 38., 40.]);
         Ok(())
     }
 
@@ -219,9 +190,7 @@ mod tests {
     fn data_input_gets_no_gradient() -> Result<()> {
         let x = random(&[1, 2, 4, 4], 23)?;
         let w = Var::from_tensor(&random(&[1, 2, 2, 2], 24)?)?;
-        let grads = (max_pool2d(&x, 2)? * w.as_tensor())?
-            .sum_all()?
-            .backward()?;
+        let grads = (max_pool2d(&x, 2)? * w.as_tensor())?.sum_all()?.backward()?;
         assert!(grads.get(&x).is_none());
         assert!(grads.get(&w).is_some());
         Ok(())
@@ -240,10 +209,7 @@ mod tests {
     fn rejects_bad_windows() -> Result<()> {
         let x = random(&[1, 1, 4, 4], 26)?;
         for k in [0, 5] {
-            let e = max_pool2d(&x, k)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
+            let e = max_pool2d(&x, k).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(e.contains("does not fit"), "{e}");
         }
         Ok(())
