@@ -118,3 +118,68 @@ fn run_file_names_file_line_and_column() {
     assert!(!out.status.success());
     assert!(stderr.contains("bad.lab:3:1: show samples 4: show samples needs data"), "{stderr}");
 }
+
+#[test]
+fn load_mnist_finds_the_keras_copy_when_the_cache_is_empty() {
+    let home = tempfile::tempdir().unwrap();
+    let keras = home.path().join(".keras/datasets");
+    std::fs::create_dir_all(&keras).unwrap();
+    let mut official = Session::new();
+    official.run_source("load mnist", None, &mut |_| {}).unwrap();
+    mnistlab::data::npz::write_npz(&keras.join("mnist.npz"), official.dataset().unwrap()).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_mnistlab"))
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env("MNISTLAB_DATA", home.path().join("empty-cache"))
+        .env("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
+        .env("MNISTLAB_NO_PIP", "1")
+        .arg("run")
+        .arg(example("prepare.lab"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("reading Keras's copy"), "{stdout}");
+    assert!(stdout.contains("loaded npz") || stdout.contains("loaded mnist"), "{stdout}");
+}
+
+#[test]
+fn every_file_format_loads_the_same_images() {
+    let pkl = mnistlab::testdata::mnist_pkl();
+    let mut session = Session::new();
+    session.run_source("load mnist", None, &mut |_| {}).unwrap();
+    let official = session.dataset().unwrap().clone();
+    session.run_source(&format!("load pkl \"{}\"", pkl.display()), None, &mut |_| {}).unwrap();
+    assert_eq!(session.dataset().unwrap().splits, official.splits);
+
+    let dir = tempfile::tempdir().unwrap();
+    let cache = mnistlab::testdata::mnist_dir();
+    session
+        .run_source(
+            &format!(
+                "load idx \"{}\" \"{}\"",
+                cache.join("t10k-images-idx3-ubyte").display(),
+                cache.join("t10k-labels-idx1-ubyte").display()
+            ),
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(session.dataset().unwrap().splits[&SplitKind::Train], official.splits[&SplitKind::Test]);
+    // What `save` writes as npz (Keras keys) and csv (Kaggle columns) loads back by format.
+    session.run_source("load mnist", None, &mut |_| {}).unwrap();
+    for format in ["npz", "csv"] {
+        let saved = dir.path().join(format);
+        session.run_source(&format!("save \"{}\" as {format}", saved.display()), None, &mut |_| {}).unwrap();
+        let file = if format == "npz" { saved.join("dataset.npz") } else { saved.join("test.csv") };
+        let mut other = Session::new();
+        other.run_source(&format!("load {format} \"{}\"", file.display()), None, &mut |_| {}).unwrap();
+        let loaded = other.dataset().unwrap();
+        if format == "npz" {
+            assert_eq!(loaded.splits, official.splits);
+        } else {
+            assert_eq!(loaded.splits[&SplitKind::Train], official.splits[&SplitKind::Test]);
+        }
+    }
+}

@@ -332,6 +332,7 @@ pub fn install(dest: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".part")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .tempfile_in(dest)
             .map_err(|e| DataError::io(dest, e))?;
         tmp.write_all(bytes).and_then(|()| tmp.as_file().sync_all()).map_err(|e| DataError::io(tmp.path(), e))?;

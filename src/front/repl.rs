@@ -114,7 +114,10 @@ fn save_script(session: &Session, path: &str) -> Result<usize, String> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into());
     let mut text = session.history().join("\n");
     text.push('\n');
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     tmp.persist(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(session.history().len())

@@ -67,7 +67,10 @@ pub fn save_model(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| ModelError::io(path, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(|e| ModelError::io(path, e))?;
     tmp.write_all(&bytes).map_err(|e| ModelError::io(path, e))?;
     tmp.as_file().sync_all().map_err(|e| ModelError::io(path, e))?;
     tmp.persist(path).map_err(|e| ModelError::io(path, e.error))?;

@@ -140,6 +140,17 @@ impl Session {
                 RunError::Statement { file: None, error } => RunError::Statement { file: file.clone(), error },
                 other => other,
             })?;
+            if self.interrupt.load(Ordering::SeqCst) && !std::ptr::eq(statement, statements.last().expect("non-empty"))
+            {
+                return Err(RunError::Statement {
+                    file,
+                    error: StatementError {
+                        span: statement.span,
+                        text: statement.text.clone(),
+                        message: "interrupted: the statements after this one did not run".into(),
+                    },
+                });
+            }
         }
         Ok(())
     }
