@@ -35,9 +35,7 @@ impl Terminal {
             },
             Event::Progress(p) => {
                 if !self.interactive {
-                    if p.finished {
-                        self.println(&format!("{} {}", p.label, p.message));
-                    }
+                    // Off a terminal a bar is noise; the statement prints its own summary lines.
                     return;
                 }
                 let same = self.bar.as_ref().is_some_and(|(id, _)| *id == p.id);
