@@ -103,6 +103,11 @@ fn pct(x: f32) -> String {
 }
 
 impl Session {
+    /// The current model's network, if a model was built or loaded.
+    pub fn network(&self) -> Option<&Network> {
+        self.training.model.as_ref().map(|s| &s.net)
+    }
+
     /// Runs `f` in the session's thread pool (`threads N`), or the global one.
     fn in_pool<R: Send>(pool: &Option<Arc<rayon::ThreadPool>>, f: impl FnOnce() -> R + Send) -> R {
         match pool {
