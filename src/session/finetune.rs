@@ -93,27 +93,28 @@ pub(super) fn label_map(state: &ModelState, dataset: &Dataset) -> Result<LabelMa
         }
     }
     if !missing.is_empty() {
-        let names: Vec<&str> = present.iter().map(|&c| dataset.classes[c].as_str()).collect();
         return Err(format!(
-            "the model's classes are {}; the data's {} {} not among them: `head {}` gives the model a fresh output layer for the data's classes ({}), or build a new model",
+            "the model's classes are {}; the data's {} {} not among them: `head {}` gives the model a fresh output layer for the data's {} classes, or build a new model",
             state.classes.join(", "),
             missing.join(", "),
             if missing.len() == 1 { "is" } else { "are" },
             present.len(),
-            names.join(", ")
+            present.len()
         ));
     }
     Ok(LabelMap::new(table))
 }
 
 /// What trains, in words: `all layers`, `head only`, `frozen conv`, `frozen 1-3`,
-/// `LoRA r4 α8 on 5`, with `, body lr X` when the body has its own rate.
+/// `LoRA r4 α8 (layer 5) + head`, with `, body lr X` when the body has its own rate.
 pub(super) fn tuning(net: &Network, body_lr: Option<f64>) -> String {
     let with_params: Vec<usize> = (0..net.layer_count()).filter(|&i| net.has_params(i)).collect();
     let head = net.head_index();
     let mut text = if let Some(lora) = net.lora() {
         let head_note = if net.is_frozen(head) { ", head frozen" } else { " + head" };
-        format!("LoRA r{} α{} on {}{head_note}", lora.rank, lora.alpha, ranges(&net.adapted_layers(), 1))
+        let layers = net.adapted_layers();
+        let noun = if layers.len() == 1 { "layer" } else { "layers" };
+        format!("LoRA r{} α{} ({noun} {}){head_note}", lora.rank, lora.alpha, ranges(&layers, 1))
     } else {
         let frozen = net.frozen_layers();
         let body: Vec<usize> = with_params.iter().copied().filter(|&i| i != head).collect();
