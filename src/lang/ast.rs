@@ -217,6 +217,31 @@ pub enum StatementKind {
     Device(DeviceKind),
     /// `threads N`
     Threads(usize),
+    /// `freeze conv|N..M|all but head`
+    Freeze(LayerSelection),
+    /// `unfreeze [all|conv|N..M|all but head]`
+    Unfreeze(LayerSelection),
+    /// `head N`: a fresh output layer for N classes.
+    Head(usize),
+    /// `adapt lora rank R [alpha A]`
+    AdaptLora { rank: usize, alpha: Option<f64> },
+    /// `merge`: fold LoRA adapters into the weights.
+    Merge,
+    /// `compare`: the table of this session's training runs.
+    Compare,
+}
+
+/// Which layers `freeze` and `unfreeze` mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerSelection {
+    /// Every layer.
+    All,
+    /// Every convolution and the batch norms among them.
+    Conv,
+    /// Layers `first..=last`, 1-based as `summary` numbers them.
+    Range(usize, usize),
+    /// Every layer except the output layer.
+    AllButHead,
 }
 
 /// Flip axis of `augment flip`.

@@ -550,6 +550,56 @@ fn device(input: &str) -> Res<'_, StatementKind> {
     Ok((rest, StatementKind::Device(if word == "cpu" { DeviceKind::Cpu } else { DeviceKind::Cuda })))
 }
 
+/// `conv`, `all`, `all but head`, `N` or `N..M` (1-based layer numbers).
+fn layer_selection(input: &str) -> Res<'_, LayerSelection> {
+    const WHAT: &str = "`conv`, `all but head`, `all` or layer numbers like `1..3`";
+    if let Ok((rest, _)) = tag::<_, _, PErr>("conv")(input) {
+        return Ok((rest, LayerSelection::Conv));
+    }
+    if let Ok((rest, _)) = tag::<_, _, PErr>("all")(input) {
+        if let Ok((rest, _)) = tuple((space1::<_, PErr>, tag("but")))(rest) {
+            let (rest, _) = arg("`head`", keyword(&["head"]))(rest)?;
+            return Ok((rest, LayerSelection::AllButHead));
+        }
+        return Ok((rest, LayerSelection::All));
+    }
+    let (rest, first) = expect(WHAT, count)(input)?;
+    let (rest, last) = opt(preceded(tag(".."), expect("the last layer number", count)))(rest)?;
+    let last = last.unwrap_or(first);
+    if first == 0 {
+        return fail(input, "layer numbers from 1, as `summary` numbers them");
+    }
+    if last < first {
+        return fail(input, "a range whose end is not below its start");
+    }
+    Ok((rest, LayerSelection::Range(first, last)))
+}
+
+fn freeze(input: &str) -> Res<'_, StatementKind> {
+    map(arg("`conv`, `all but head` or layer numbers like `1..3`", layer_selection), StatementKind::Freeze)(input)
+}
+
+fn unfreeze(input: &str) -> Res<'_, StatementKind> {
+    let (rest, selection) = opt(preceded(space1, layer_selection))(input)?;
+    Ok((rest, StatementKind::Unfreeze(selection.unwrap_or(LayerSelection::All))))
+}
+
+fn adapt(input: &str) -> Res<'_, StatementKind> {
+    let (rest, _) = arg("`lora`", keyword(&["lora"]))(input)?;
+    let (rest, _) = arg("`rank`", keyword(&["rank"]))(rest)?;
+    let (rest, rank) = arg("the adapters' rank (a number)", count)(rest)?;
+    if rank == 0 {
+        return fail(rest, "a rank of at least 1");
+    }
+    let (rest, alpha) = opt(preceded(tuple((space1, tag("alpha"))), arg("alpha (a number)", number)))(rest)?;
+    if let Some(a) = alpha {
+        if a <= 0.0 {
+            return fail(rest, "an alpha above 0");
+        }
+    }
+    Ok((rest, StatementKind::AdaptLora { rank, alpha }))
+}
+
 fn statement(input: &str) -> Res<'_, StatementKind> {
     let (rest, word) = recognize(take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-'))(input)
         .map_err(|_: nom::Err<PErr>| {
@@ -584,6 +634,12 @@ fn statement(input: &str) -> Res<'_, StatementKind> {
         "predict" => map(arg("an image file or a folder of images", path), StatementKind::Predict)(rest)?,
         "device" => device(rest)?,
         "threads" => map(arg("a thread count (a number)", count), StatementKind::Threads)(rest)?,
+        "freeze" => freeze(rest)?,
+        "unfreeze" => unfreeze(rest)?,
+        "head" => map(arg("the number of classes of the new output layer", count), StatementKind::Head)(rest)?,
+        "adapt" => adapt(rest)?,
+        "merge" => (rest, StatementKind::Merge),
+        "compare" => (rest, StatementKind::Compare),
         other => {
             let known: Vec<&str> = docs::keywords().collect();
             return Err(nom::Err::Failure(PErr {

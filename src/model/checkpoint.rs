@@ -1,5 +1,8 @@
 //! Model files: the weights as safetensors, with the spec, input shape, class names and pixel
 //! scaling in the safetensors metadata (JSON strings), so a file alone rebuilds the model.
+//! A fine-tuned model also records its frozen layers (`frozen`, 0-based layer indices) and, while
+//! it has LoRA adapters, their settings and layers (`lora`); the adapters are stored as the
+//! extra tensors `l<i>.lora_a` and `l<i>.lora_b`. Files without these keys load as before.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -7,7 +10,9 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
 
+use super::finetune::LoraConfig;
 use super::network::Network;
 use super::spec::ModelSpec;
 use super::{ModelError, Result};
@@ -29,6 +34,19 @@ pub struct ModelMeta {
     pub scaling: PixelScaling,
     /// Free-form entries given to [`save_model`] (e.g. dataset name, epochs, test accuracy).
     pub extra: BTreeMap<String, String>,
+    /// The layers marked frozen (0-based, in summary order).
+    pub frozen: Vec<usize>,
+    /// The LoRA adapters, when the model was saved with them.
+    pub lora: Option<LoraMeta>,
+}
+
+/// The LoRA adapters of a saved model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraMeta {
+    /// Rank and alpha.
+    pub config: LoraConfig,
+    /// The adapted layers (0-based, in summary order).
+    pub layers: Vec<usize>,
 }
 
 const EXTRA_PREFIX: &str = "extra.";
@@ -57,6 +75,11 @@ pub fn save_model(
     meta.insert("input".to_string(), json(serde_json::to_string(&[c, h, w])));
     meta.insert("classes".to_string(), json(serde_json::to_string(classes)));
     meta.insert("scaling".to_string(), json(serde_json::to_string(&scaling)));
+    meta.insert("frozen".to_string(), json(serde_json::to_string(&net.frozen_layers())));
+    if let Some(config) = net.lora() {
+        let lora = LoraMeta { config, layers: net.adapted_layers() };
+        meta.insert("lora".to_string(), json(serde_json::to_string(&lora)));
+    }
     for (k, v) in extra {
         meta.insert(format!("{EXTRA_PREFIX}{k}"), v.clone());
     }
@@ -96,12 +119,22 @@ fn read_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
     let input: [usize; 3] = parse(path, "input", get("input")?)?;
     let extra =
         meta.iter().filter_map(|(k, v)| k.strip_prefix(EXTRA_PREFIX).map(|k| (k.to_string(), v.clone()))).collect();
+    let frozen = match meta.get("frozen") {
+        Some(text) => parse(path, "frozen", text)?,
+        None => Vec::new(),
+    };
+    let lora = match meta.get("lora") {
+        Some(text) => Some(parse(path, "lora", text)?),
+        None => None,
+    };
     Ok(ModelMeta {
         spec: parse(path, "spec", get("spec")?)?,
         input: (input[0], input[1], input[2]),
         classes: parse(path, "classes", get("classes")?)?,
         scaling: parse(path, "scaling", get("scaling")?)?,
         extra,
+        frozen,
+        lora,
     })
 }
 
@@ -110,8 +143,13 @@ fn read_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
 pub fn load_model(path: &Path, device: &Device) -> Result<(Network, ModelMeta)> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
     let meta = read_meta(path, &bytes)?;
-    let net = Network::new(&meta.spec, meta.input, meta.classes.len(), device, 0)
+    let mut net = Network::new(&meta.spec, meta.input, meta.classes.len(), device, 0)
         .map_err(|e| ModelError::format(path, format!("the stored architecture cannot be built: {e}")))?;
+    if let Some(lora) = &meta.lora {
+        net.add_lora_at(&lora.layers, lora.config, 0)
+            .map_err(|e| ModelError::format(path, format!("bad `lora` metadata: {e}")))?;
+    }
+    net.set_frozen(&meta.frozen, true).map_err(|e| ModelError::format(path, format!("bad `frozen` metadata: {e}")))?;
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(&bytes, device)
         .map_err(|e| ModelError::format(path, format!("cannot read the weights: {e}")))?;
     net.set_weights(&tensors).map_err(|e| ModelError::format(path, e))?;
@@ -146,7 +184,10 @@ mod tests {
         let extra = BTreeMap::from([("dataset".to_string(), "mnist".to_string())]);
         save_model(&path, &net, &classes, scaling, &extra).unwrap();
         let (back, meta) = load_model(&path, &Device::Cpu).unwrap();
-        assert_eq!(meta, ModelMeta { spec, input: (1, 28, 28), classes, scaling, extra });
+        assert_eq!(
+            meta,
+            ModelMeta { spec, input: (1, 28, 28), classes, scaling, extra, frozen: Vec::new(), lora: None }
+        );
         let images = &train.pixels[..20 * 784];
         assert_eq!(predict_probs(&net, images, scaling).unwrap(), predict_probs(&back, images, scaling).unwrap());
         // Only the model file is left in the directory (the temporary file was renamed).

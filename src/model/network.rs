@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::fast;
+use super::finetune::{Adapter, LoraConfig};
 use super::spec::{Layer, ModelSpec, Shape};
 use super::{ModelError, Result};
 
@@ -26,7 +27,7 @@ const BN_EPS: f64 = 1e-3;
 /// Every stored tensor of a network by name, as [`Network::snapshot`] returns them.
 pub type Weights = Vec<(String, Tensor)>;
 
-enum Built {
+pub(super) enum Built {
     Conv { conv: Conv2d, padding: usize },
     MaxPool,
     AvgPool,
@@ -39,12 +40,21 @@ enum Built {
 
 /// A network built from a spec, holding its parameters in a [`VarMap`].
 pub struct Network {
-    spec: ModelSpec,
-    input: (usize, usize, usize),
-    classes: usize,
-    device: Device,
-    varmap: VarMap,
-    layers: Vec<Built>,
+    pub(super) spec: ModelSpec,
+    pub(super) input: (usize, usize, usize),
+    pub(super) classes: usize,
+    pub(super) device: Device,
+    pub(super) varmap: VarMap,
+    /// Built layers in summary order: the spec's, the implied flattens, the output layer.
+    pub(super) layers: Vec<Built>,
+    /// Parameter-name prefix of each built layer (`l3`, `out`); `None` for a layer without any.
+    pub(super) prefixes: Vec<Option<String>>,
+    /// Frozen flag of each built layer (see [`Network::is_frozen`]).
+    pub(super) frozen: Vec<bool>,
+    /// LoRA adapter of each built layer, if any.
+    pub(super) adapters: Vec<Option<Adapter>>,
+    /// The LoRA settings while adapters exist.
+    pub(super) lora: Option<LoraConfig>,
     rng: Mutex<ChaCha8Rng>,
 }
 
@@ -65,7 +75,7 @@ fn glorot(rng: &mut ChaCha8Rng, count: usize, fan_in: usize, fan_out: usize) -> 
 }
 
 /// Inserts a variable with these values under `name`.
-fn put(varmap: &VarMap, name: String, dims: &[usize], values: Vec<f32>, device: &Device) -> Result<()> {
+pub(super) fn put(varmap: &VarMap, name: String, dims: &[usize], values: Vec<f32>, device: &Device) -> Result<()> {
     let var = Var::from_vec(values, dims, device)?;
     varmap.data().lock().expect("the VarMap lock is never poisoned").insert(name, var);
     Ok(())
@@ -86,6 +96,7 @@ impl Network {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let mut layers = Vec::new();
+        let mut prefixes = Vec::new();
         let mut shape = Shape::Image(input.0, input.1, input.2);
         for (i, layer) in spec.layers.iter().enumerate() {
             let name = format!("l{i}");
@@ -100,6 +111,7 @@ impl Network {
                     let cfg = Conv2dConfig { padding, ..Default::default() };
                     let conv = candle_nn::conv2d(c, filters, kernel, cfg, vb.pp(&name))?;
                     layers.push(Built::Conv { conv, padding });
+                    prefixes.push(Some(name.clone()));
                     shape = if same_padding {
                         Shape::Image(filters, h, w)
                     } else {
@@ -109,11 +121,13 @@ impl Network {
                 Layer::MaxPool | Layer::AvgPool => {
                     let Shape::Image(c, h, w) = shape else { unreachable!("checked by output_shapes") };
                     layers.push(if *layer == Layer::MaxPool { Built::MaxPool } else { Built::AvgPool });
+                    prefixes.push(None);
                     shape = Shape::Image(c, h / 2, w / 2);
                 }
                 Layer::GlobalAvgPool => {
                     let Shape::Image(c, _, _) = shape else { unreachable!("checked by output_shapes") };
                     layers.push(Built::GlobalAvgPool);
+                    prefixes.push(None);
                     shape = Shape::Flat(c);
                 }
                 Layer::BatchNorm => {
@@ -123,25 +137,34 @@ impl Network {
                     };
                     let cfg = BatchNormConfig { eps: BN_EPS, remove_mean: true, affine: true, momentum: BN_MOMENTUM };
                     layers.push(Built::BatchNorm(candle_nn::batch_norm(features, cfg, vb.pp(&name))?));
+                    prefixes.push(Some(name.clone()));
                 }
-                Layer::Dropout(rate) => layers.push(Built::Dropout(rate)),
+                Layer::Dropout(rate) => {
+                    layers.push(Built::Dropout(rate));
+                    prefixes.push(None);
+                }
                 Layer::Dense(units) => {
                     if let Shape::Image(..) = shape {
                         layers.push(Built::Flatten);
+                        prefixes.push(None);
                         shape = Shape::Flat(shape.size());
                     }
                     let linear = dense(&varmap, &vb, &mut rng, &name, shape.size(), units, device)?;
                     layers.push(Built::Dense { linear, relu: true });
+                    prefixes.push(Some(name.clone()));
                     shape = Shape::Flat(units);
                 }
             }
         }
         if let Shape::Image(..) = shape {
             layers.push(Built::Flatten);
+            prefixes.push(None);
             shape = Shape::Flat(shape.size());
         }
         let linear = dense(&varmap, &vb, &mut rng, "out", shape.size(), classes, device)?;
         layers.push(Built::Dense { linear, relu: false });
+        prefixes.push(Some("out".to_string()));
+        let count = layers.len();
         Ok(Network {
             spec: spec.clone(),
             input,
@@ -149,6 +172,10 @@ impl Network {
             device: device.clone(),
             varmap,
             layers,
+            prefixes,
+            frozen: vec![false; count],
+            adapters: (0..count).map(|_| None).collect(),
+            lora: None,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x9E37_79B9_7F4A_7C15))),
         })
     }
@@ -183,13 +210,49 @@ impl Network {
         *self.rng.lock().expect("the rng lock is never poisoned") = ChaCha8Rng::seed_from_u64(seed);
     }
 
-    /// The parameters the optimizer updates (everything except batch-norm moving statistics),
-    /// sorted by name.
+    /// The parameters the optimizer updates, sorted by name: every weight and bias of the layers
+    /// that are not frozen (see [`Network::is_frozen`]) and every LoRA adapter; never the
+    /// batch-norm moving statistics.
     pub fn trainable_vars(&self) -> Vec<Var> {
+        let (mut head, body) = self.trainable_groups();
+        head.extend(body);
+        head
+    }
+
+    /// The trainable parameters in two optimizer groups, each sorted by name: the output layer's
+    /// (the head) and the others' (the body, LoRA adapters included).
+    pub fn trainable_groups(&self) -> (Vec<Var>, Vec<Var>) {
         let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
-        let mut named: Vec<(&String, &Var)> = data.iter().filter(|(k, _)| !is_statistic(k)).collect();
+        let mut named: Vec<(&String, &Var)> = data.iter().filter(|(k, _)| self.updates(k)).collect();
         named.sort_by(|a, b| a.0.cmp(b.0));
-        named.into_iter().map(|(_, v)| v.clone()).collect()
+        let head = self.prefixes.last().cloned().flatten();
+        let (mut heads, mut body) = (Vec::new(), Vec::new());
+        for (name, var) in named {
+            let prefix = name.split_once('.').map_or(name.as_str(), |(p, _)| p);
+            if Some(prefix) == head.as_deref() {
+                heads.push(var.clone());
+            } else {
+                body.push(var.clone());
+            }
+        }
+        (heads, body)
+    }
+
+    /// Whether the optimizer updates the stored tensor `name`.
+    fn updates(&self, name: &str) -> bool {
+        if is_statistic(name) {
+            return false;
+        }
+        let Some((prefix, kind)) = name.split_once('.') else {
+            return true;
+        };
+        if kind.starts_with("lora_") {
+            return true;
+        }
+        match self.prefixes.iter().position(|p| p.as_deref() == Some(prefix)) {
+            Some(layer) => !self.is_frozen(layer),
+            None => true,
+        }
     }
 
     /// Total number of stored values (parameters and moving statistics).
@@ -250,20 +313,40 @@ impl Network {
             }
         }
         let mut x = xs.clone();
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
+            // A frozen layer computes with detached parameters, so no gradient reaches them.
+            let frozen = self.is_frozen(i);
+            let param = |t: &Tensor| if frozen { t.detach() } else { t.clone() };
             x = match layer {
                 Built::Conv { conv, padding } => {
                     let bias = conv.bias().expect("convolutions are built with a bias");
-                    fast::conv2d(&x, conv.weight(), Some(bias), *padding, 1, true)?
+                    fast::conv2d(&x, &param(conv.weight()), Some(&param(bias)), *padding, 1, true)?
                 }
                 Built::MaxPool => fast::max_pool2d(&x, 2)?,
                 Built::AvgPool => even(&x)?.avg_pool2d(2)?,
+                // A frozen batch norm runs in inference mode (as in Keras): moving statistics
+                // neither used from the batch nor updated.
+                Built::BatchNorm(bn) if frozen && train => frozen_batch_norm(bn, &x)?,
                 Built::BatchNorm(bn) => bn.forward_t(&x, train)?,
                 Built::Dropout(rate) if train && *rate > 0.0 => self.dropout(&x, *rate)?,
                 Built::Dropout(_) => x,
                 Built::Flatten => x.flatten_from(1)?,
-                Built::Dense { linear, relu: true } => linear.forward(&x)?.relu()?,
-                Built::Dense { linear, relu: false } => linear.forward(&x)?,
+                Built::Dense { linear, relu } => {
+                    let y = if frozen {
+                        Linear::new(linear.weight().detach(), linear.bias().map(Tensor::detach)).forward(&x)?
+                    } else {
+                        linear.forward(&x)?
+                    };
+                    let y = match &self.adapters[i] {
+                        Some(adapter) => (y + adapter.forward(&x)?)?,
+                        None => y,
+                    };
+                    if *relu {
+                        y.relu()?
+                    } else {
+                        y
+                    }
+                }
                 Built::GlobalAvgPool => x.mean(D::Minus1)?.mean(D::Minus1)?,
             };
         }
@@ -288,13 +371,28 @@ fn even(x: &Tensor) -> Result<Tensor> {
     Ok(x.narrow(2, 0, h / 2 * 2)?.narrow(3, 0, w / 2 * 2)?)
 }
 
+/// Batch norm in inference mode with detached parameters: the same operations as candle's
+/// evaluation path, so a frozen layer gives the outputs it gives in eval mode.
+fn frozen_batch_norm(bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
+    let shape: Vec<usize> = x.dims().iter().enumerate().map(|(i, &d)| if i == 1 { d } else { 1 }).collect();
+    let mean = bn.running_mean().detach().reshape(shape.as_slice())?;
+    let var = bn.running_var().detach().reshape(shape.as_slice())?;
+    let x = x.broadcast_sub(&mean)?.broadcast_div(&(var + bn.eps())?.sqrt()?)?;
+    Ok(match bn.weight_and_bias() {
+        Some((w, b)) => x
+            .broadcast_mul(&w.detach().reshape(shape.as_slice())?)?
+            .broadcast_add(&b.detach().reshape(shape.as_slice())?)?,
+        None => x,
+    })
+}
+
 /// True for batch-norm moving statistics, which the optimizer must not update.
 fn is_statistic(name: &str) -> bool {
     name.ends_with(".running_mean") || name.ends_with(".running_var")
 }
 
 /// A dense layer `inputs → units` with Glorot-uniform weights and zero bias.
-fn dense(
+pub(super) fn dense(
     varmap: &VarMap,
     vb: &VarBuilder,
     rng: &mut ChaCha8Rng,

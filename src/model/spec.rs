@@ -119,8 +119,12 @@ pub struct SummaryRow {
     pub layer: String,
     /// `(None, 26, 26, 32)`-style output shape.
     pub output_shape: String,
-    /// Parameter count.
+    /// Parameter count (the layer's own, adapters excluded).
     pub params: usize,
+    /// Whether the optimizer updates the layer's own parameters; `None` for a layer without any.
+    pub trainable: Option<bool>,
+    /// Parameters of LoRA adapters attached to the layer (0 when none).
+    pub adapter_params: usize,
 }
 
 /// A Keras-style summary: one row per layer and the total parameter count.
@@ -320,7 +324,13 @@ impl ModelSpec {
             if info.kind == "BatchNormalization" {
                 frozen += info.params / 2;
             }
-            rows.push(SummaryRow { layer, output_shape: info.output.keras(), params: info.params });
+            rows.push(SummaryRow {
+                layer,
+                output_shape: info.output.keras(),
+                params: info.params,
+                trainable: (info.params > 0).then_some(true),
+                adapter_params: 0,
+            });
         }
         let total_params = infos.iter().map(|i| i.params).sum();
         Ok(Summary { rows, total_params, trainable_params: total_params - frozen })

@@ -115,6 +115,40 @@ pub enum Monitor {
     ValAccuracy,
 }
 
+/// Which network output each dataset label stands for: the identity, or a table from label
+/// (an index into the dataset's classes) to output. A model whose head was made for some of a
+/// dataset's classes (after `filter classes 5-9`, outputs 0..4 are classes 5..9) trains and
+/// is scored through such a table; a label with no output is rejected.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LabelMap {
+    table: Option<Vec<Option<u32>>>,
+}
+
+impl LabelMap {
+    /// Label `l` is output `l`.
+    pub fn identity() -> LabelMap {
+        LabelMap { table: None }
+    }
+
+    /// Label `l` is output `table[l]`; labels past the table or mapped to `None` have none.
+    pub fn new(table: Vec<Option<u32>>) -> LabelMap {
+        LabelMap { table: Some(table) }
+    }
+
+    /// The output of dataset label `label`, if it has one.
+    pub fn output(&self, label: u8) -> Option<u32> {
+        match &self.table {
+            None => Some(label as u32),
+            Some(t) => t.get(label as usize).copied().flatten(),
+        }
+    }
+
+    /// The outputs of the images at `indices` of `split` (checked by `check_split`).
+    fn outputs(&self, split: &Split, indices: &[usize]) -> Vec<u32> {
+        indices.iter().map(|&i| self.output(split.labels[i]).unwrap_or(0)).collect()
+    }
+}
+
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -134,6 +168,11 @@ pub struct TrainConfig {
     pub monitor: Monitor,
     /// Seed of the shuffling and dropout generators.
     pub seed: u64,
+    /// Base learning rate of every layer but the output layer (a second optimizer group,
+    /// following the same schedule); `None` for one rate throughout.
+    pub body_lr: Option<f64>,
+    /// Which output each dataset label trains (and validates) against.
+    pub labels: LabelMap,
 }
 
 impl Default for TrainConfig {
@@ -147,6 +186,8 @@ impl Default for TrainConfig {
             patience: None,
             monitor: Monitor::ValLoss,
             seed: 0,
+            body_lr: None,
+            labels: LabelMap::identity(),
         }
     }
 }
@@ -293,14 +334,50 @@ impl MomentumSgd {
     }
 }
 
+/// The optimizer of one parameter group.
 enum Opt {
     Adam(candle_nn::AdamW),
     Sgd(MomentumSgd),
 }
 
+/// The optimizer groups of a run: every trainable parameter at the base rate, or the head at
+/// the base rate and the body at its own, each group with its own state.
+struct Groups {
+    /// (group, its base learning rate).
+    groups: Vec<(Opt, f64)>,
+}
+
+impl Groups {
+    fn new(net: &Network, optimizer: Optimizer, body_lr: Option<f64>) -> Result<Groups> {
+        let base = optimizer.lr();
+        let groups = match body_lr {
+            None => vec![(Opt::new(net.trainable_vars(), optimizer)?, base)],
+            Some(body) => {
+                let (head, rest) = net.trainable_groups();
+                vec![(Opt::new(head, optimizer)?, base), (Opt::new(rest, optimizer)?, body)]
+            }
+        };
+        Ok(Groups { groups })
+    }
+
+    /// Sets each group's rate for this step: `schedule` applied to its own base rate.
+    fn set_lr(&mut self, schedule: &Schedule, step: usize, total: usize, epoch: usize) {
+        for (opt, base) in &mut self.groups {
+            opt.set_lr(schedule.lr(*base, step, total, epoch));
+        }
+    }
+
+    fn step(&mut self, loss: &Tensor) -> Result<()> {
+        let grads = loss.backward()?;
+        for (opt, _) in &mut self.groups {
+            opt.step(&grads)?;
+        }
+        Ok(())
+    }
+}
+
 impl Opt {
-    fn new(net: &Network, optimizer: Optimizer) -> Result<Opt> {
-        let vars = net.trainable_vars();
+    fn new(vars: Vec<candle_core::Var>, optimizer: Optimizer) -> Result<Opt> {
         Ok(match optimizer {
             Optimizer::Adam { lr } | Optimizer::AdamW { lr, .. } => {
                 let weight_decay =
@@ -319,11 +396,10 @@ impl Opt {
         }
     }
 
-    fn step(&mut self, loss: &Tensor) -> Result<()> {
-        let grads = loss.backward()?;
+    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
         match self {
-            Opt::Adam(o) => o.step(&grads)?,
-            Opt::Sgd(o) => o.step(&grads)?,
+            Opt::Adam(o) => o.step(grads)?,
+            Opt::Sgd(o) => o.step(grads)?,
         }
         Ok(())
     }
@@ -341,7 +417,7 @@ fn loss_fn(logits: &Tensor, labels: &Tensor, eps: f32) -> Result<Tensor> {
 }
 
 /// Checks that a split fits the network: sizes, labels and image shape.
-fn check_split(net: &Network, split: &Split, rows: usize, cols: usize, what: &str) -> Result<()> {
+fn check_split(net: &Network, split: &Split, rows: usize, cols: usize, labels: &LabelMap, what: &str) -> Result<()> {
     let (c, h, w) = net.input();
     if (c, h, w) != (1, rows, cols) {
         return Err(ModelError::Data(format!(
@@ -355,11 +431,12 @@ fn check_split(net: &Network, split: &Split, rows: usize, cols: usize, what: &st
             split.pixels.len()
         )));
     }
-    if let Some(bad) = split.labels.iter().find(|&&l| l as usize >= net.classes()) {
-        return Err(ModelError::Data(format!(
-            "the {what} split has label {bad}, but the model has {} classes",
-            net.classes()
-        )));
+    let outside = |&&l: &&u8| labels.output(l).is_none_or(|o| o as usize >= net.classes());
+    if let Some(bad) = split.labels.iter().find(outside) {
+        return Err(ModelError::Data(match labels.output(*bad) {
+            None => format!("the {what} split has label {bad}, which none of the model's outputs stands for"),
+            Some(_) => format!("the {what} split has label {bad}, but the model has {} classes", net.classes()),
+        }));
     }
     Ok(())
 }
@@ -395,9 +472,14 @@ pub fn fit(
     interrupt: &AtomicBool,
     progress: &mut dyn FnMut(TrainEvent),
 ) -> Result<History> {
-    check_split(net, train, rows, cols, "training")?;
+    check_split(net, train, rows, cols, &config.labels, "training")?;
     if let Some(val) = val {
-        check_split(net, val, rows, cols, "validation")?;
+        check_split(net, val, rows, cols, &config.labels, "validation")?;
+    }
+    if let Some(body) = config.body_lr {
+        if !(body.is_finite() && body > 0.0) {
+            return Err(ModelError::Data(format!("the body learning rate must be above 0, got {body}")));
+        }
     }
     if train.is_empty() {
         return Err(ModelError::Data("the training split is empty".into()));
@@ -413,12 +495,11 @@ pub fn fit(
     let steps_per_epoch = n.div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
     let report_every = (steps_per_epoch / 40).max(1);
-    let base_lr = config.optimizer.lr();
     let device = net.device().clone();
 
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     net.reseed_dropout(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1));
-    let mut opt = Opt::new(net, config.optimizer)?;
+    let mut opt = Groups::new(net, config.optimizer, config.body_lr)?;
     let mut order: Vec<usize> = (0..n).collect();
     let mut buf = vec![0f32; config.batch_size * image_len];
     let mut last_good = net.snapshot()?;
@@ -436,10 +517,10 @@ pub fn fit(
         let started = Instant::now();
         order.shuffle(&mut rng);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
-        let mut lr = base_lr;
+        let mut lr = config.optimizer.lr();
         for (b, chunk) in order.chunks(config.batch_size).enumerate() {
-            lr = config.schedule.lr(base_lr, step, total_steps, epoch);
-            opt.set_lr(lr);
+            lr = config.schedule.lr(config.optimizer.lr(), step, total_steps, epoch);
+            opt.set_lr(&config.schedule, step, total_steps, epoch);
             let m = chunk.len();
             let batch = &mut buf[..m * image_len];
             match augment {
@@ -447,7 +528,7 @@ pub fn fit(
                 None => fill_batch(train, chunk, image_len, scaling, batch),
             }
             let xs = Tensor::from_slice(batch, (m, 1, rows, cols), &device)?;
-            let labels: Vec<u32> = chunk.iter().map(|&i| train.labels[i] as u32).collect();
+            let labels = config.labels.outputs(train, chunk);
             let ys = Tensor::from_vec(labels.clone(), m, &device)?;
             let logits = net.forward(&xs, true)?;
             let loss = loss_fn(&logits, &ys, config.label_smoothing)?;
@@ -490,7 +571,7 @@ pub fn fit(
         let train_seconds = started.elapsed().as_secs_f64();
         let (val_loss, val_accuracy) = match val {
             Some(val) if !val.is_empty() => {
-                let e = evaluate(net, val, rows, cols, scaling, 256)?;
+                let e = evaluate_mapped(net, val, rows, cols, scaling, 256, &config.labels)?;
                 (Some(e.loss), Some(e.accuracy))
             }
             _ => (None, None),
@@ -556,7 +637,7 @@ pub fn fit(
     Ok(history)
 }
 
-/// Evaluates `net` on `split` in eval mode, `batch` images at a time.
+/// Evaluates `net` on `split` in eval mode, `batch` images at a time (label `l` is output `l`).
 pub fn evaluate(
     net: &Network,
     split: &Split,
@@ -565,7 +646,22 @@ pub fn evaluate(
     scaling: PixelScaling,
     batch: usize,
 ) -> Result<Evaluation> {
-    check_split(net, split, rows, cols, "evaluated")?;
+    evaluate_mapped(net, split, rows, cols, scaling, batch, &LabelMap::identity())
+}
+
+/// Evaluates `net` on `split` with labels read through `labels`: the confusion matrix, the
+/// per-class accuracies and the predictions are indexed by output.
+pub fn evaluate_mapped(
+    net: &Network,
+    split: &Split,
+    rows: usize,
+    cols: usize,
+    scaling: PixelScaling,
+    batch: usize,
+    labels: &LabelMap,
+) -> Result<Evaluation> {
+    check_split(net, split, rows, cols, labels, "evaluated")?;
+    let label_map = labels;
     let classes = net.classes();
     let image_len = rows * cols;
     let batch = batch.max(1);
@@ -580,7 +676,7 @@ pub fn evaluate(
         let slot = &mut buf[..m * image_len];
         fill_batch(split, chunk, image_len, scaling, slot);
         let xs = Tensor::from_slice(slot, (m, 1, rows, cols), &device)?;
-        let labels: Vec<u32> = chunk.iter().map(|&i| split.labels[i] as u32).collect();
+        let labels = label_map.outputs(split, chunk);
         let ys = Tensor::from_vec(labels.clone(), m, &device)?;
         let logits = net.forward(&xs, false)?;
         loss_sum += loss_fn(&logits, &ys, 0.0)?.to_scalar::<f32>()? as f64 * m as f64;

@@ -1,9 +1,10 @@
 //! The interpreter: runs statements against the session's state and emits [`Event`]s.
 //!
-//! `mod.rs` holds the state and the dispatch; the arms live in [`prepare`] (data statements)
-//! and [`train`] (model statements).
+//! `mod.rs` holds the state and the dispatch; the arms live in [`prepare`] (data statements),
+//! [`train`] (model statements) and [`finetune`] (freezing, heads, LoRA, run comparison).
 
 mod event;
+mod finetune;
 mod prepare;
 mod train;
 
@@ -240,6 +241,12 @@ impl Session {
             S::Predict(path) => self.predict(path, out),
             S::Device(kind) => self.device(*kind, out),
             S::Threads(n) => self.threads(*n, out),
+            S::Freeze(selection) => self.freeze(*selection, true, out),
+            S::Unfreeze(selection) => self.freeze(*selection, false, out),
+            S::Head(classes) => self.head(*classes, out),
+            S::AdaptLora { rank, alpha } => self.adapt_lora(*rank, *alpha, out),
+            S::Merge => self.merge(out),
+            S::Compare => self.compare(out),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use candle_core::Device;
 
+use super::finetune::{data_name, label_map, present_classes, tuning, RunRecord};
 use super::{Event, Failure, Image, Progress, Session, Table};
 use crate::data::{PixelScaling, Split, SplitKind};
 use crate::lang::{self, DeviceKind, LayerWord, ModelChoice, OptimizerKind, OptimizerSpec, PlotKind, ScheduleKind};
@@ -16,18 +17,31 @@ use crate::model::{
 use crate::plot;
 
 /// A built (and perhaps trained) model with what the session knows about it.
-struct ModelState {
-    net: Network,
-    classes: Vec<String>,
+pub(super) struct ModelState {
+    pub(super) net: Network,
+    /// The class each output stands for, in output order.
+    pub(super) classes: Vec<String>,
     /// The scaling the model was trained with, when it came from a file.
-    scaling: Option<PixelScaling>,
-    history: Option<History>,
-    evaluation: Option<(SplitKind, Evaluation)>,
+    pub(super) scaling: Option<PixelScaling>,
+    pub(super) history: Option<History>,
+    pub(super) evaluation: Option<(SplitKind, Evaluation)>,
+    /// Where the model came from, for `compare`: its layers or file, then each new head.
+    pub(super) origin: String,
+    /// The data of the model's last `fit` (name and classes), until it gets a new head.
+    pub(super) trained_on: Option<String>,
+    /// The `compare` record of the model's last `fit`, while the model is unchanged since.
+    pub(super) run: Option<usize>,
 }
 
-/// Training settings and the model.
+impl ModelState {
+    fn new(net: Network, classes: Vec<String>, scaling: Option<PixelScaling>, origin: String) -> ModelState {
+        ModelState { net, classes, scaling, history: None, evaluation: None, origin, trained_on: None, run: None }
+    }
+}
+
+/// Training settings, the model and the record of training runs.
 pub(super) struct TrainingState {
-    model: Option<ModelState>,
+    pub(super) model: Option<ModelState>,
     optimizer: Optimizer,
     body_lr: Option<f64>,
     schedule: Schedule,
@@ -35,6 +49,8 @@ pub(super) struct TrainingState {
     smoothing: f32,
     device: Device,
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// Every finished `fit` of the session, for `compare`.
+    pub(super) runs: Vec<RunRecord>,
 }
 
 impl Default for TrainingState {
@@ -48,6 +64,7 @@ impl Default for TrainingState {
             smoothing: 0.0,
             device: Device::Cpu,
             pool: None,
+            runs: Vec::new(),
         }
     }
 }
@@ -86,6 +103,11 @@ fn pct(x: f32) -> String {
 }
 
 impl Session {
+    /// The current model's network, if a model was built or loaded.
+    pub fn network(&self) -> Option<&Network> {
+        self.training.model.as_ref().map(|s| &s.net)
+    }
+
     /// Runs `f` in the session's thread pool (`threads N`), or the global one.
     fn in_pool<R: Send>(pool: &Option<Arc<rayon::ThreadPool>>, f: impl FnOnce() -> R + Send) -> R {
         match pool {
@@ -123,10 +145,11 @@ impl Session {
         self.training.model.as_ref().ok_or_else(|| format!("{what} needs a model: run e.g. `model seed-cnn` first"))
     }
 
-    /// The input shape and classes a new model gets: the dataset's, else MNIST's.
+    /// The input shape and classes a new model gets: the dataset's (the classes present in it,
+    /// so that after `filter classes 0-4` a model has 5 outputs), else MNIST's.
     fn model_frame(&self) -> ((usize, usize, usize), Vec<String>) {
         match &self.dataset {
-            Some(d) => ((1, d.rows, d.cols), d.classes.clone()),
+            Some(d) => ((1, d.rows, d.cols), present_classes(d).into_iter().map(|c| d.classes[c].clone()).collect()),
             None => ((1, 28, 28), crate::data::dataset::digit_classes()),
         }
     }
@@ -143,19 +166,33 @@ impl Session {
             net.param_count(),
             self.seed
         )));
-        self.training.model = Some(ModelState { net, classes, scaling: None, history: None, evaluation: None });
+        self.training.model = Some(ModelState::new(net, classes, None, spec.describe()));
         Ok(())
     }
 
     pub(super) fn summary(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
         let state = self.model_for("summary")?;
-        let summary = state.net.spec().summary_rows(state.net.input(), state.net.classes())?;
+        let summary = state.net.summary().map_err(|e| e.to_string())?;
         let mut table = Table::new(
-            Some(format!("model: {}", state.net.spec().describe())),
-            &["layer (type)", "output shape", "params"],
+            Some(format!("model: {} → {}", state.net.spec().describe(), state.classes.join(", "))),
+            &["#", "layer (type)", "output shape", "params", "trainable"],
         );
-        for row in &summary.rows {
-            table.row(vec![row.layer.clone(), row.output_shape.clone(), row.params.to_string()]);
+        for (i, row) in summary.rows.iter().enumerate() {
+            let mut trainable = match row.trainable {
+                Some(true) => "yes".to_string(),
+                Some(false) => "no (frozen)".to_string(),
+                None => String::new(),
+            };
+            if row.adapter_params > 0 {
+                trainable.push_str(&format!(" + LoRA {} trainable", row.adapter_params));
+            }
+            table.row(vec![
+                (i + 1).to_string(),
+                row.layer.clone(),
+                row.output_shape.clone(),
+                row.params.to_string(),
+                trainable,
+            ]);
         }
         out(Event::Table(table));
         out(Event::Text(format!(
@@ -180,13 +217,15 @@ impl Session {
             OptimizerKind::AdamW => Optimizer::AdamW { lr, weight_decay: spec.decay.unwrap_or(0.01) },
             OptimizerKind::Sgd => Optimizer::Sgd { lr, momentum: spec.momentum.unwrap_or(0.0) },
         };
-        if spec.body_lr.is_some() {
-            return Err(
-                "a separate `body` learning rate needs the fine-tuning statements, which are not built yet".into()
-            );
+        if let Some(body) = spec.body_lr {
+            if body <= 0.0 {
+                return Err("the body learning rate must be above 0".into());
+            }
         }
         self.training.body_lr = spec.body_lr;
-        out(Event::Text(format!("optimizer: {:?}", self.training.optimizer)));
+        let body =
+            spec.body_lr.map(|b| format!(", body (every layer before the output layer) lr {b}")).unwrap_or_default();
+        out(Event::Text(format!("optimizer: {:?}{body}", self.training.optimizer)));
         Ok(())
     }
 
@@ -220,20 +259,6 @@ impl Session {
         Ok(())
     }
 
-    /// Checks that the model's classes are the dataset's.
-    fn check_classes(state: &ModelState, classes: &[String]) -> Result<(), Failure> {
-        if state.classes != classes {
-            return Err(format!(
-                "the model was built for {} classes ({}), the data has {} ({}): build a new model, or load matching data",
-                state.classes.len(),
-                state.classes.join(", "),
-                classes.len(),
-                classes.join(", ")
-            ));
-        }
-        Ok(())
-    }
-
     pub(super) fn fit(
         &mut self,
         epochs: usize,
@@ -245,7 +270,7 @@ impl Session {
         }
         let dataset = self.dataset.as_ref().ok_or("fit needs data: run `load mnist` first")?;
         let state = self.training.model.as_ref().ok_or("fit needs a model: run e.g. `model seed-cnn` first")?;
-        Self::check_classes(state, &dataset.classes)?;
+        let labels = label_map(state, dataset)?;
         let train =
             dataset.split(SplitKind::Train).filter(|s| !s.is_empty()).ok_or("fit needs a non-empty train split")?;
         let val = dataset.split(SplitKind::Val).filter(|s| !s.is_empty());
@@ -257,8 +282,13 @@ impl Session {
             label_smoothing: self.training.smoothing,
             patience,
             seed: self.seed,
+            body_lr: self.training.body_lr,
+            labels: labels.clone(),
             ..TrainConfig::default()
         };
+        let trained = tuning(&state.net, self.training.body_lr);
+        let trainable: usize = state.net.trainable_vars().iter().map(|v| v.elem_count()).sum();
+        out(Event::Text(format!("training {trained}: {trainable} of {} parameters", state.net.param_count())));
         if val.is_none() {
             out(Event::Warning(
                 "no validation split: the last epoch's weights are kept (`split val 10` makes one)".into(),
@@ -280,6 +310,7 @@ impl Session {
         let total_batches = train.len().div_ceil(config.batch_size);
         let interrupt = Arc::clone(&self.interrupt);
         let net = &state.net;
+        let started = std::time::Instant::now();
         let history = Self::in_pool_with_events(&self.training.pool, out, |out| {
             let mut emit = |event: TrainEvent| match event {
                 TrainEvent::Batch { epoch, done, total, loss } => out(Event::Progress(Progress {
@@ -312,28 +343,59 @@ impl Session {
             model::fit(net, train, val, rows, cols, scaling, &config, augment, &interrupt, &mut emit)
         })
         .map_err(|e| e.to_string())?;
+        let seconds = started.elapsed().as_secs_f64();
         for note in &history.notes {
             out(Event::Text(note.clone()));
         }
+        // The test split, scored at the end of every run for `compare`.
+        let test = dataset.split(SplitKind::Test).filter(|s| !s.is_empty());
+        let evaluation = match test {
+            Some(test) => Some(
+                Self::in_pool(&self.training.pool, || {
+                    model::evaluate_mapped(net, test, rows, cols, scaling, self.training.batch.max(256), &labels)
+                })
+                .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        if let Some(e) = &evaluation {
+            out(Event::Text(format!("test accuracy after fit: {:.4} (recorded for `compare`)", e.accuracy)));
+        }
+        let record = RunRecord {
+            model: state.origin.clone(),
+            data: format!("{}, {} train", data_name(dataset), train.len()),
+            tuning: trained,
+            trainable,
+            epochs: history.epochs.len(),
+            seconds,
+            best_val: history.epochs.iter().filter_map(|e| e.val_accuracy).reduce(f32::max),
+            test: evaluation.as_ref().map(|e| e.accuracy),
+        };
+        let trained_on = data_name(dataset);
+        let run = self.record_run(record);
         let state = self.training.model.as_mut().expect("checked above");
         state.history = Some(history);
         state.scaling = Some(scaling);
-        state.evaluation = None;
+        state.evaluation = evaluation.map(|e| (SplitKind::Test, e));
+        state.trained_on = Some(trained_on);
+        state.run = Some(run);
         Ok(())
     }
 
     fn evaluate_split(&self, kind: SplitKind) -> Result<(Evaluation, &Split), Failure> {
         let dataset = self.dataset.as_ref().ok_or("evaluate needs data: run `load mnist` first")?;
         let state = self.model_for("evaluate")?;
-        Self::check_classes(state, &dataset.classes)?;
+        let labels = label_map(state, dataset)?;
         let split = dataset
             .split(kind)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| format!("there is no {kind} split (`split` makes train/val/test)"))?;
         let (rows, cols, scaling, batch) = (dataset.rows, dataset.cols, dataset.scaling, self.training.batch.max(256));
         let net = &state.net;
-        let evaluation = Self::in_pool(&self.training.pool, || model::evaluate(net, split, rows, cols, scaling, batch))
-            .map_err(|e| e.to_string())?;
+        let evaluation = Self::in_pool(&self.training.pool, || {
+            model::evaluate_mapped(net, split, rows, cols, scaling, batch, &labels)
+        })
+        .map_err(|e| e.to_string())?;
         Ok((evaluation, split))
     }
 
@@ -344,7 +406,7 @@ impl Session {
     ) -> Result<(), Failure> {
         let kind = split.map(split_kind).unwrap_or(SplitKind::Test);
         let (evaluation, data) = self.evaluate_split(kind)?;
-        let classes = &self.dataset.as_ref().expect("evaluated").classes;
+        let classes = &self.model_for("evaluate")?.classes;
         out(Event::Text(format!(
             "{kind}: loss {:.4} - accuracy {:.4} ({} of {} images right)",
             evaluation.loss,
@@ -360,7 +422,11 @@ impl Session {
             }
         }
         out(Event::Table(table));
-        self.training.model.as_mut().expect("evaluated").evaluation = Some((kind, evaluation));
+        let state = self.training.model.as_mut().expect("evaluated");
+        if let (SplitKind::Test, Some(run)) = (kind, state.run) {
+            self.training.runs[run].test = Some(evaluation.accuracy);
+        }
+        state.evaluation = Some((kind, evaluation));
         Ok(())
     }
 
@@ -396,7 +462,7 @@ impl Session {
     pub(super) fn show_mistakes(&mut self, count: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
         let dataset = self.dataset.as_ref().ok_or("show mistakes needs data: run `load mnist` first")?;
         let state = self.model_for("show mistakes")?;
-        Self::check_classes(state, &dataset.classes)?;
+        let labels = label_map(state, dataset)?;
         let test = dataset.split(SplitKind::Test).filter(|s| !s.is_empty()).ok_or("there is no test split")?;
         let (net, scaling) = (&state.net, dataset.scaling);
         let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &test.pixels, scaling))
@@ -407,7 +473,7 @@ impl Session {
             .enumerate()
             .filter_map(|(i, p)| {
                 let predicted = argmax(p);
-                let truth = test.labels[i] as usize;
+                let truth = labels.output(test.labels[i]).unwrap_or(0) as usize;
                 (predicted != truth).then_some((i, predicted, p[truth]))
             })
             .collect();
@@ -421,7 +487,7 @@ impl Session {
         let images: Vec<&[u8]> = wrong.iter().map(|&(i, _, _)| test.image(i, image_len)).collect();
         let captions: Vec<String> = wrong
             .iter()
-            .map(|&(i, p, _)| format!("{}→{}", dataset.classes[test.labels[i] as usize], dataset.classes[p]))
+            .map(|&(i, p, _)| format!("{}→{}", dataset.classes[test.labels[i] as usize], state.classes[p]))
             .collect();
         let columns = (images.len() as f64).sqrt().ceil() as usize;
         let png =
@@ -463,22 +529,17 @@ impl Session {
             net.param_count(),
             meta.scaling.describe()
         )));
+        if !meta.frozen.is_empty() || meta.lora.is_some() {
+            out(Event::Text(format!("fine-tuning state: {}", tuning(&net, None))));
+        }
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let state = ModelState::new(net, meta.classes, Some(meta.scaling), name);
         if let Some(d) = &self.dataset {
-            if d.classes != meta.classes {
-                out(Event::Warning(format!(
-                    "the model has {} classes, the loaded data {}: fit and evaluate will refuse until they match",
-                    meta.classes.len(),
-                    d.classes.len()
-                )));
+            if let Err(e) = label_map(&state, d) {
+                out(Event::Warning(format!("fit and evaluate will refuse this data: {e}")));
             }
         }
-        self.training.model = Some(ModelState {
-            net,
-            classes: meta.classes,
-            scaling: Some(meta.scaling),
-            history: None,
-            evaluation: None,
-        });
+        self.training.model = Some(state);
         Ok(())
     }
 
