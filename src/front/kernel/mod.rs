@@ -172,6 +172,19 @@ async fn serve(info: ConnectionInfo) -> Result<(), String> {
         }
     });
 
+    #[cfg(unix)]
+    tokio::spawn(async {
+        // Like ipykernel: exit when the process that started the kernel has gone.
+        let parent = std::os::unix::process::parent_id();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if std::os::unix::process::parent_id() != parent {
+                log("the parent process has exited; shutting down");
+                std::process::exit(0);
+            }
+        }
+    });
+
     // Keep stdin bound: the kernel never asks for input, but clients connect to it.
     let _stdin = stdin;
     outbox.publish(
