@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use mnistlab::data;
+use mnistlab::front::kernel::{self, install};
 use mnistlab::front::{repl, script, terminal::Terminal};
 use mnistlab::session::Session;
 
@@ -39,6 +40,53 @@ enum Command {
     },
     /// Print the statement reference as Markdown (it stands in the README).
     Reference,
+    /// Run as a Jupyter kernel, or install / uninstall its kernelspec.
+    #[command(args_conflicts_with_subcommands = true)]
+    Kernel {
+        /// The connection file Jupyter passes to the kernel.
+        #[arg(long)]
+        connection_file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<KernelAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KernelAction {
+    /// Install the kernelspec (default: the user's Jupyter data folder).
+    Install {
+        #[command(flatten)]
+        location: LocationArgs,
+    },
+    /// Remove the kernelspec.
+    Uninstall {
+        #[command(flatten)]
+        location: LocationArgs,
+    },
+}
+
+#[derive(clap::Args)]
+#[group(multiple = false)]
+struct LocationArgs {
+    /// The user's Jupyter data folder (~/.local/share/jupyter on Linux).
+    #[arg(long)]
+    user: bool,
+    /// The active virtual environment ($VIRTUAL_ENV or $CONDA_PREFIX)/share/jupyter.
+    #[arg(long)]
+    sys_prefix: bool,
+    /// PREFIX/share/jupyter.
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<PathBuf>,
+}
+
+impl LocationArgs {
+    fn location(&self) -> install::Location {
+        match (&self.prefix, self.sys_prefix) {
+            (Some(prefix), _) => install::Location::Prefix(prefix.clone()),
+            (None, true) => install::Location::SysPrefix,
+            (None, false) => install::Location::User,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -49,6 +97,9 @@ enum DatasetArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Kernel { connection_file, action }) = &cli.command {
+        return kernel_command(connection_file.as_deref(), action.as_ref());
+    }
     let mut session = Session::new();
     let mut terminal = Terminal::new(cli.out.clone());
     let flag = session.interrupt_flag();
@@ -78,6 +129,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::Kernel { .. }) => unreachable!("handled above"),
         Some(Command::Reference) => {
             print!("{}", mnistlab::lang::docs::markdown_reference());
             ExitCode::SUCCESS
@@ -96,6 +148,30 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             report(script::run(&mut session, &source, Some(std::path::Path::new("<stdin>")), &mut terminal))
+        }
+    }
+}
+
+/// `mnistlab kernel …`: serve a connection file, or install / uninstall the kernelspec.
+fn kernel_command(connection_file: Option<&std::path::Path>, action: Option<&KernelAction>) -> ExitCode {
+    let result = match (connection_file, action) {
+        (Some(file), _) => kernel::run(file),
+        (None, Some(KernelAction::Install { location })) => std::env::current_exe()
+            .and_then(|exe| exe.canonicalize())
+            .map_err(|e| format!("cannot find this executable's path: {e}"))
+            .and_then(|exe| install::install(&location.location(), &exe))
+            .map(|dir| println!("installed the mnistlab kernelspec in {}", dir.display())),
+        (None, Some(KernelAction::Uninstall { location })) => install::uninstall(&location.location())
+            .map(|dir| println!("removed the mnistlab kernelspec from {}", dir.display())),
+        (None, None) => {
+            Err("`mnistlab kernel` needs --connection-file FILE (Jupyter passes it), or `install` / `uninstall`".into())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,216 @@
+//! Session events as IOPub message contents: text as streams, tables and images as
+//! `display_data`, and the progress of one `fit` as one live display that is updated in place.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::front::render::{table_html, table_text};
+use crate::session::{Event, Progress};
+
+/// The live progress display of the operation running now.
+struct LiveDisplay {
+    display_id: String,
+    /// The progress id's stem (`fit` for `fit-3`) and its number, if any.
+    stem: String,
+    number: Option<u64>,
+    last_sent: Instant,
+}
+
+/// Turns one cell's events into IOPub messages (`msg_type`, content).
+pub struct Outputs {
+    live: Option<LiveDisplay>,
+    min_interval: Duration,
+}
+
+impl Outputs {
+    /// Outputs for one execution; progress updates closer together than `min_interval` are
+    /// dropped (except an operation's first and last).
+    pub fn new(min_interval: Duration) -> Outputs {
+        Outputs { live: None, min_interval }
+    }
+
+    /// The message for `event`, or `None` when it is a throttled progress update.
+    pub fn message(&mut self, event: Event) -> Option<(&'static str, Value)> {
+        match event {
+            Event::Text(text) => Some(stream("stdout", &text)),
+            Event::Warning(text) => Some(stream("stderr", &format!("warning: {text}"))),
+            Event::Table(table) => Some((
+                "display_data",
+                json!({"data": {"text/html": table_html(&table), "text/plain": table_text(&table)}, "metadata": {}, "transient": {}}),
+            )),
+            Event::Image(image) => Some((
+                "display_data",
+                json!({
+                    "data": {
+                        "image/png": base64::engine::general_purpose::STANDARD.encode(&image.png),
+                        "text/plain": format!("<{}: {}>", image.name, image.title),
+                    },
+                    "metadata": {},
+                    "transient": {},
+                }),
+            )),
+            Event::Progress(p) => self.progress(p),
+        }
+    }
+
+    fn progress(&mut self, p: Progress) -> Option<(&'static str, Value)> {
+        let (stem, number) = split_id(&p.id);
+        // A new display when another operation starts, or the same one starts over.
+        let continues = self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.stem == stem && (number.is_none() || l.number.is_none() || number >= l.number));
+        let data = json!({"text/plain": progress_text(&p), "text/html": progress_html(&p)});
+        if !continues {
+            let display_id = uuid::Uuid::new_v4().to_string();
+            let content = json!({"data": data, "metadata": {}, "transient": {"display_id": display_id}});
+            self.live = Some(LiveDisplay { display_id, stem, number, last_sent: Instant::now() });
+            return Some(("display_data", content));
+        }
+        let live = self.live.as_mut().expect("continues implies a live display");
+        let new_step = number != live.number;
+        live.number = number;
+        if !p.finished && !new_step && live.last_sent.elapsed() < self.min_interval {
+            return None;
+        }
+        live.last_sent = Instant::now();
+        Some((
+            "update_display_data",
+            json!({"data": data, "metadata": {}, "transient": {"display_id": live.display_id}}),
+        ))
+    }
+}
+
+fn stream(name: &str, text: &str) -> (&'static str, Value) {
+    let mut text = text.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    ("stream", json!({"name": name, "text": text}))
+}
+
+/// `fit-3` → (`fit`, Some(3)); an id without a number is its own stem.
+fn split_id(id: &str) -> (String, Option<u64>) {
+    match id.rsplit_once('-') {
+        Some((stem, n)) if n.parse::<u64>().is_ok() => (stem.to_string(), n.parse().ok()),
+        _ => (id.to_string(), None),
+    }
+}
+
+fn fraction(p: &Progress) -> f64 {
+    if p.total == 0 {
+        1.0
+    } else {
+        (p.done as f64 / p.total as f64).clamp(0.0, 1.0)
+    }
+}
+
+/// The progress as a text bar: `epoch 2/5 [=======>      ] 120/469 loss 0.2310`.
+pub fn progress_text(p: &Progress) -> String {
+    const WIDTH: usize = 30;
+    let filled = (fraction(p) * WIDTH as f64).round() as usize;
+    let bar = if filled >= WIDTH {
+        "=".repeat(WIDTH)
+    } else {
+        format!("{}>{}", "=".repeat(filled), " ".repeat(WIDTH - filled - 1))
+    };
+    format!("{} [{bar}] {}/{} {}", p.label, p.done, p.total, p.message).trim_end().to_string()
+}
+
+/// The progress as HTML with a `<progress>` bar.
+pub fn progress_html(p: &Progress) -> String {
+    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    format!(
+        "<div><code>{}</code> <progress value=\"{}\" max=\"{}\" style=\"width: 20em\"></progress> <code>{}/{} {}</code></div>",
+        escape(&p.label),
+        p.done,
+        p.total.max(1),
+        p.done,
+        p.total,
+        escape(&p.message)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Image, Table};
+
+    fn progress(id: &str, done: u64, finished: bool) -> Event {
+        Event::Progress(Progress {
+            id: id.into(),
+            label: format!("epoch {}", &id[4..]),
+            done,
+            total: 10,
+            message: "loss 0.5".into(),
+            finished,
+        })
+    }
+
+    #[test]
+    fn text_and_warning_are_streams() {
+        let mut out = Outputs::new(Duration::ZERO);
+        let (kind, content) = out.message(Event::Text("hello".into())).unwrap();
+        assert_eq!((kind, &content["name"], &content["text"]), ("stream", &json!("stdout"), &json!("hello\n")));
+        let (_, content) = out.message(Event::Warning("careful".into())).unwrap();
+        assert_eq!((&content["name"], &content["text"]), (&json!("stderr"), &json!("warning: careful\n")));
+    }
+
+    #[test]
+    fn tables_and_images_are_display_data() {
+        let mut out = Outputs::new(Duration::ZERO);
+        let mut t = Table::new(None, &["class", "n"]);
+        t.row(vec!["0".into(), "5".into()]);
+        let (kind, content) = out.message(Event::Table(t.clone())).unwrap();
+        assert_eq!(kind, "display_data");
+        assert_eq!(content["data"]["text/html"], table_html(&t));
+        assert_eq!(content["data"]["text/plain"], table_text(&t));
+        let image = Image { name: "samples".into(), title: "4 samples".into(), png: vec![137, 80, 78, 71], svg: None };
+        let (_, content) = out.message(Event::Image(image)).unwrap();
+        assert_eq!(content["data"]["image/png"], "iVBORw==");
+        assert_eq!(content["data"]["text/plain"], "<samples: 4 samples>");
+    }
+
+    #[test]
+    fn one_live_display_per_fit() {
+        let mut out = Outputs::new(Duration::ZERO);
+        let (kind, first) = out.message(progress("fit-1", 1, false)).unwrap();
+        assert_eq!(kind, "display_data");
+        let id = first["transient"]["display_id"].clone();
+        assert!(id.is_string());
+        for event in [progress("fit-1", 10, true), progress("fit-2", 1, false), progress("fit-2", 10, true)] {
+            let (kind, content) = out.message(event).unwrap();
+            assert_eq!(kind, "update_display_data");
+            assert_eq!(content["transient"]["display_id"], id);
+        }
+        // A second fit in the same cell starts over at epoch 1: a new display.
+        let (kind, second) = out.message(progress("fit-1", 1, false)).unwrap();
+        assert_eq!(kind, "display_data");
+        assert_ne!(second["transient"]["display_id"], id);
+    }
+
+    #[test]
+    fn throttles_updates_but_not_the_last() {
+        let mut out = Outputs::new(Duration::from_secs(3600));
+        assert!(out.message(progress("fit-1", 1, false)).is_some());
+        assert!(out.message(progress("fit-1", 2, false)).is_none());
+        assert!(out.message(progress("fit-1", 10, true)).is_some());
+        assert!(out.message(progress("fit-2", 1, false)).is_some(), "a new epoch is shown at once");
+    }
+
+    #[test]
+    fn progress_bar_text() {
+        let p = Progress {
+            id: "fit-1".into(),
+            label: "epoch 1/2".into(),
+            done: 5,
+            total: 10,
+            message: "loss 0.1".into(),
+            finished: false,
+        };
+        assert_eq!(progress_text(&p), format!("epoch 1/2 [{}>{}] 5/10 loss 0.1", "=".repeat(15), " ".repeat(14)));
+        assert!(progress_html(&p).contains("<progress value=\"5\" max=\"10\""));
+    }
+}
