@@ -250,11 +250,18 @@ impl Network {
             }
         }
         let mut x = xs.clone();
-        for layer in &self.layers {
+        let mut layers = self.layers.iter().peekable();
+        while let Some(layer) = layers.next() {
             x = match layer {
                 Built::Conv { conv, padding } => {
                     let bias = conv.bias().expect("convolutions are built with a bias");
-                    fast::conv2d(&x, conv.weight(), Some(bias), *padding, 1, true)?
+                    // A convolution straight before a max-pool runs as one fused operation.
+                    if matches!(layers.peek(), Some(Built::MaxPool)) {
+                        layers.next();
+                        fast::conv2d_relu_pool(&x, conv.weight(), Some(bias), *padding, 1, 2)?
+                    } else {
+                        fast::conv2d(&x, conv.weight(), Some(bias), *padding, 1, true)?
+                    }
                 }
                 Built::MaxPool => fast::max_pool2d(&x, 2)?,
                 Built::AvgPool => even(&x)?.avg_pool2d(2)?,

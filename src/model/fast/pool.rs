@@ -81,7 +81,7 @@ impl CustomOp1 for MaxPool {
 /// Max-pools one plane of width `w` into `y` (OH × OW) and records in `idx` the offset of each
 /// maximum. Written without data-dependent branches and with the running maximum in registers:
 /// the comparisons are unpredictable on real activations.
-fn pool_plane(plane: &[f32], w: usize, k: usize, y: &mut [f32], idx: &mut [u32]) {
+pub(super) fn pool_plane(plane: &[f32], w: usize, k: usize, y: &mut [f32], idx: &mut [u32]) {
     let ow = w / k;
     let rows = y.chunks_exact_mut(ow).zip(idx.chunks_exact_mut(ow));
     for (oy, (yr, ir)) in rows.enumerate() {
