@@ -277,10 +277,9 @@ impl Geom {
                         let (g, v, a) = (&dy[at..at + plane], &y[at..at + plane], &argmax[at..at + plane]);
                         for ((&g, &v), &a) in g.iter().zip(v).zip(a) {
                             // The pooled value is the ReLU output at the maximum: positive
-                            // exactly where the gradient passes the ReLU.
-                            if v > 0.0 {
-                                d[a as usize] = g;
-                            }
+                            // exactly where the gradient passes the ReLU. Storing the zero too
+                            // keeps the loop free of unpredictable branches.
+                            d[a as usize] = if v > 0.0 { g } else { 0.0 };
                         }
                     }
                 }
@@ -409,7 +408,7 @@ impl Geom {
                             );
                         }
                         for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
-                            *d = row.iter().sum::<f32>();
+                            *d = lane_sum(row);
                         }
                     }
                     if want_x {
@@ -456,6 +455,20 @@ impl Geom {
             .unwrap_or_default();
         (acc, dx)
     }
+}
+
+/// The sum of `xs` over 16 independent lanes, which the compiler turns into vector adds (a
+/// plain `sum` is one serial chain of scalar adds); the order is fixed, so results are too.
+fn lane_sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Where the gradient of a convolution's output comes from.
