@@ -313,14 +313,22 @@ impl Network {
             }
         }
         let mut x = xs.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
+        let mut layers = self.layers.iter().enumerate().peekable();
+        while let Some((i, layer)) = layers.next() {
             // A frozen layer computes with detached parameters, so no gradient reaches them.
             let frozen = self.is_frozen(i);
             let param = |t: &Tensor| if frozen { t.detach() } else { t.clone() };
             x = match layer {
                 Built::Conv { conv, padding } => {
                     let bias = conv.bias().expect("convolutions are built with a bias");
-                    fast::conv2d(&x, &param(conv.weight()), Some(&param(bias)), *padding, 1, true)?
+                    let (weight, bias) = (param(conv.weight()), param(bias));
+                    // A convolution straight before a max-pool runs as one fused operation.
+                    if matches!(layers.peek(), Some((_, Built::MaxPool))) {
+                        layers.next();
+                        fast::conv2d_relu_pool(&x, &weight, Some(&bias), *padding, 1, 2)?
+                    } else {
+                        fast::conv2d(&x, &weight, Some(&bias), *padding, 1, true)?
+                    }
                 }
                 Built::MaxPool => fast::max_pool2d(&x, 2)?,
                 Built::AvgPool => even(&x)?.avg_pool2d(2)?,

@@ -334,9 +334,112 @@ impl MomentumSgd {
     }
 }
 
+/// Adam (with optional decoupled weight decay, as candle's `AdamW`) that updates each f32 CPU
+/// variable in place in one pass over its values, with the moments in plain vectors: candle's
+/// `AdamW` runs a dozen tensor operations, each allocating, per variable and step.
+struct FusedAdam {
+    vars: Vec<(candle_core::Var, Vec<f32>, Vec<f32>)>,
+    params: candle_nn::ParamsAdamW,
+    step_t: i32,
+}
+
+impl FusedAdam {
+    /// The optimizer, or `None` when a variable is not f32 on the CPU.
+    fn new(vars: Vec<candle_core::Var>, params: candle_nn::ParamsAdamW) -> Option<FusedAdam> {
+        let fits = |v: &candle_core::Var| v.dtype() == candle_core::DType::F32 && v.device().is_cpu();
+        if !vars.iter().all(fits) {
+            return None;
+        }
+        let vars = vars
+            .into_iter()
+            .map(|v| {
+                let n = v.elem_count();
+                (v, vec![0f32; n], vec![0f32; n])
+            })
+            .collect();
+        Some(FusedAdam { vars, params, step_t: 0 })
+    }
+
+    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
+        self.step_t += 1;
+        let p = &self.params;
+        let coef = AdamCoef {
+            beta1: p.beta1 as f32,
+            beta2: p.beta2 as f32,
+            scale_m: (1.0 / (1.0 - p.beta1.powi(self.step_t))) as f32,
+            scale_v: (1.0 / (1.0 - p.beta2.powi(self.step_t))) as f32,
+            decay: (1.0 - p.lr * p.weight_decay) as f32,
+            lr: p.lr as f32,
+            eps: p.eps as f32,
+        };
+        for (var, m, v) in &mut self.vars {
+            if let Some(g) = grads.get(var) {
+                let op = AdamUpdate { coef, moments: std::cell::RefCell::new((m, v)) };
+                var.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The scalars of one Adam step.
+#[derive(Clone, Copy)]
+struct AdamCoef {
+    beta1: f32,
+    beta2: f32,
+    scale_m: f32,
+    scale_v: f32,
+    decay: f32,
+    lr: f32,
+    eps: f32,
+}
+
+/// One Adam step of one variable (updated in place) from its gradient.
+struct AdamUpdate<'a> {
+    coef: AdamCoef,
+    moments: std::cell::RefCell<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
+}
+
+impl candle_core::InplaceOp2 for AdamUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adam"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::CpuStorage::F32;
+        let (F32(theta), F32(grad)) = (s1, s2) else {
+            candle_core::bail!("fused-adam: expected f32 variables and gradients");
+        };
+        let (Some((t0, t1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            candle_core::bail!("fused-adam: expected contiguous variables and gradients");
+        };
+        let mut moments = self.moments.borrow_mut();
+        let (m, v) = &mut *moments;
+        let (theta, grad) = (&mut theta[t0..t1], &grad[g0..g1]);
+        if theta.len() != grad.len() || theta.len() != m.len() {
+            candle_core::bail!("fused-adam: variable, gradient and moments differ in size");
+        }
+        let c = self.coef;
+        for (((t, &g), m), v) in theta.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m = *m * c.beta1 + g * (1.0 - c.beta1);
+            *v = *v * c.beta2 + g * g * (1.0 - c.beta2);
+            let step = (*m * c.scale_m) / ((*v * c.scale_v).sqrt() + c.eps);
+            *t = *t * c.decay - step * c.lr;
+        }
+        Ok(())
+    }
+}
+
 /// The optimizer of one parameter group.
 enum Opt {
     Adam(candle_nn::AdamW),
+    FusedAdam(FusedAdam),
     Sgd(MomentumSgd),
 }
 
@@ -383,7 +486,10 @@ impl Opt {
                 let weight_decay =
                     if let Optimizer::AdamW { weight_decay, .. } = optimizer { weight_decay } else { 0.0 };
                 let params = candle_nn::ParamsAdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay };
-                Opt::Adam(candle_nn::AdamW::new(vars, params)?)
+                match FusedAdam::new(vars.clone(), params.clone()) {
+                    Some(fused) => Opt::FusedAdam(fused),
+                    None => Opt::Adam(candle_nn::AdamW::new(vars, params)?),
+                }
             }
             Optimizer::Sgd { lr, momentum } => Opt::Sgd(MomentumSgd::new(vars, lr, momentum)?),
         })
@@ -392,6 +498,7 @@ impl Opt {
     fn set_lr(&mut self, lr: f64) {
         match self {
             Opt::Adam(o) => o.set_learning_rate(lr),
+            Opt::FusedAdam(o) => o.params.lr = lr,
             Opt::Sgd(o) => o.lr = lr,
         }
     }
@@ -399,6 +506,7 @@ impl Opt {
     fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
         match self {
             Opt::Adam(o) => o.step(grads)?,
+            Opt::FusedAdam(o) => o.step(grads)?,
             Opt::Sgd(o) => o.step(grads)?,
         }
         Ok(())
@@ -894,6 +1002,33 @@ pub(crate) mod tests {
         let e = evaluate(&net, &split, 20, 20, PixelScaling::Unit, 8).unwrap_err().to_string();
         assert!(e.contains("1×28×28") && e.contains("1×20×20"), "{e}");
         assert!(predict_probs(&net, &[0; 100], PixelScaling::Unit).is_err());
+    }
+
+    #[test]
+    fn fused_adam_matches_candles_adamw() {
+        let dev = Device::Cpu;
+        let init: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
+        let run = |fused: bool| -> Vec<f32> {
+            let var = candle_core::Var::from_vec(init.clone(), (3, 100), &dev).unwrap();
+            let params = candle_nn::ParamsAdamW { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay: 0.1 };
+            let mut fused_opt = FusedAdam::new(vec![var.clone()], params.clone()).unwrap();
+            let mut plain = candle_nn::AdamW::new(vec![var.clone()], params).unwrap();
+            for _ in 0..5 {
+                // A loss whose gradient changes with the weights: sum(w³).
+                let grads = var.as_tensor().powf(3.0).unwrap().sum_all().unwrap().backward().unwrap();
+                if fused {
+                    fused_opt.step(&grads).unwrap();
+                } else {
+                    plain.step(&grads).unwrap();
+                }
+            }
+            var.as_tensor().flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let (a, b) = (run(true), run(false));
+        assert_ne!(a, init, "the weights did not move");
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "fused {x} vs candle {y}");
+        }
     }
 
     #[test]

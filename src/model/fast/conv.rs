@@ -2,8 +2,9 @@
 //! forward pass and a backward pass that skips the input gradient when it is not needed.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
@@ -20,10 +21,45 @@ const COL_BUDGET_BYTES: usize = 1 << 20;
 /// network costs nothing in the backward pass. f32 on the CPU uses the fast kernels; any other
 /// device or dtype uses candle's `conv2d`.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize, stride: usize, relu: bool) -> Result<Tensor> {
+    conv(x, w, b, padding, stride, relu, None)
+}
+
+/// [`conv2d`] with bias and ReLU, then `k` × `k` max-pooling with stride `k` (rows and columns
+/// that do not fill a window are dropped), as one operation: the unpooled activations never
+/// become a tensor, and the backward pass scatters the pooled gradient straight into the
+/// convolution's. Equals `max_pool2d(&conv2d(x, w, b, padding, stride, true)?, k)`.
+pub fn conv2d_relu_pool(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+    k: usize,
+) -> Result<Tensor> {
+    conv(x, w, b, padding, stride, true, Some(k))
+}
+
+fn conv(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+    relu: bool,
+    pool: Option<usize>,
+) -> Result<Tensor> {
     let g = Geom::new(x.dims(), w.dims(), padding, stride)?;
     if let Some(b) = b {
         if b.dims() != [g.o] {
             bail!("conv2d: bias has shape {:?}, expected [{}] (one per output channel)", b.dims(), g.o);
+        }
+    }
+    if let Some(k) = pool {
+        if k == 0 || k > g.oh || k > g.ow {
+            bail!("conv2d: pooling window {k}x{k} does not fit the {}x{} convolution output", g.oh, g.ow);
+        }
+        if u32::try_from(g.p()).is_err() {
+            bail!("conv2d: a {}x{} output plane is too large to pool", g.oh, g.ow);
         }
     }
     let fast = matches!(x.device(), Device::Cpu)
@@ -35,9 +71,15 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize, stride
         if let Some(b) = b {
             y = y.broadcast_add(&b.reshape((1, g.o, 1, 1))?)?;
         }
-        return if relu { y.relu() } else { Ok(y) };
+        if relu {
+            y = y.relu()?;
+        }
+        return match pool {
+            Some(k) => super::max_pool2d(&y, k),
+            None => Ok(y),
+        };
     }
-    let op = Conv { padding, stride, relu };
+    let op = Conv { padding, stride, relu, pool, argmax: OnceLock::new() };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     match b {
         Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
@@ -202,21 +244,65 @@ impl Geom {
         }
     }
 
-    /// Rearranges a chunk of output-shaped gradients (nb, O, P) into an O × nb·P matrix.
-    fn pack_dy(&self, dy: &[f32], out: &mut [f32]) {
-        let p = self.p();
-        let ld = dy.len() / self.y_len() * p;
-        for (i, img) in dy.chunks_exact(self.y_len()).enumerate() {
-            for (oc, src) in img.chunks_exact(p).enumerate() {
-                out[oc * ld + i * p..][..p].copy_from_slice(src);
+    /// Writes the output gradient of images `first..first + nb` as an O × nb·P matrix: the
+    /// gradient itself, masked by the ReLU, or scattered back from a pooled output.
+    fn pack_grad(&self, src: &GradSrc, first: usize, nb: usize, out: &mut [f32]) {
+        let (o, p) = (self.o, self.p());
+        let ld = nb * p;
+        match *src {
+            GradSrc::Dense { dy, res } => {
+                for i in 0..nb {
+                    let img = (first + i) * self.y_len();
+                    for oc in 0..o {
+                        let s = &dy[img + oc * p..][..p];
+                        let d = &mut out[oc * ld + i * p..][..p];
+                        match res {
+                            Some(res) => {
+                                let r = &res[img + oc * p..][..p];
+                                for ((d, &g), &r) in d.iter_mut().zip(s).zip(r) {
+                                    *d = if r > 0.0 { g } else { 0.0 };
+                                }
+                            }
+                            None => d.copy_from_slice(s),
+                        }
+                    }
+                }
+            }
+            GradSrc::Pooled { dy, y, argmax, plane } => {
+                out[..o * ld].fill(0.0);
+                for i in 0..nb {
+                    for oc in 0..o {
+                        let at = ((first + i) * o + oc) * plane;
+                        let d = &mut out[oc * ld + i * p..][..p];
+                        let (g, v, a) = (&dy[at..at + plane], &y[at..at + plane], &argmax[at..at + plane]);
+                        for ((&g, &v), &a) in g.iter().zip(v).zip(a) {
+                            // The pooled value is the ReLU output at the maximum: positive
+                            // exactly where the gradient passes the ReLU. Storing the zero too
+                            // keeps the loop free of unpredictable branches.
+                            d[a as usize] = if v > 0.0 { g } else { 0.0 };
+                        }
+                    }
+                }
             }
         }
     }
 
-    /// Forward pass of a chunk of images: `y = relu?(w * x + b)`.
-    fn forward_chunk(&self, x: &[f32], w: &[f32], b: Option<&[f32]>, relu: bool, y: &mut [f32]) {
+    /// Forward pass of a chunk of images: `y = relu?(w * x + b)`, then k × k max-pooling when
+    /// `pool` is given, recording the offset of each maximum in its OH × OW plane in `idx`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_chunk(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        relu: bool,
+        pool: Option<usize>,
+        y: &mut [f32],
+        idx: &mut [u32],
+    ) {
         let (o, p, ckk) = (self.o, self.p(), self.ckk());
-        let ld = x.len() / self.x_len() * p;
+        let nb = x.len() / self.x_len();
+        let ld = nb * p;
         with_scratch(ckk * ld, o * ld, |col, out| {
             self.im2col_chunk(x, col);
             // SAFETY: out is o × ld (row stride ld), w is o × ckk (row stride ckk) and col is
@@ -244,99 +330,155 @@ impl Geom {
                     Parallelism::None,
                 );
             }
-            for (i, img) in y.chunks_exact_mut(self.y_len()).enumerate() {
-                for (oc, dst) in img.chunks_exact_mut(p).enumerate() {
+            let finish = |v: f32, bias: f32| if relu { (v + bias).max(0.0) } else { v + bias };
+            let plane = match pool {
+                Some(k) => (self.oh / k) * (self.ow / k),
+                None => p,
+            };
+            for i in 0..nb {
+                for oc in 0..o {
                     let bias = b.map_or(0.0, |b| b[oc]);
                     let src = &out[oc * ld + i * p..][..p];
-                    if relu {
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d = (s + bias).max(0.0);
+                    let at = (i * o + oc) * plane;
+                    let dst = &mut y[at..at + plane];
+                    match pool {
+                        // Bias and ReLU are monotonic, so they commute with the maximum.
+                        Some(k) => {
+                            super::pool::pool_plane(src, self.ow, k, dst, &mut idx[at..at + plane]);
+                            dst.iter_mut().for_each(|d| *d = finish(*d, bias));
                         }
-                    } else {
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d = s + bias;
-                        }
+                        None => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = finish(s, bias)),
                     }
                 }
             }
         });
     }
 
-    /// Adds the weight gradient (O × CKK, then O bias values) of a chunk to `acc`.
-    fn weight_grad_chunk(&self, x: &[f32], dy: &[f32], acc: &mut [f32]) {
-        let (o, ckk) = (self.o, self.ckk());
-        let ld = x.len() / self.x_len() * self.p();
-        with_scratch(ckk * ld, o * ld, |col, dyc| {
-            self.im2col_chunk(x, col);
-            self.pack_dy(dy, dyc);
-            let (dw, db) = acc.split_at_mut(o * ckk);
-            // SAFETY: dw is o × ckk (row stride ckk); dyc is o × ld (row stride ld); the right-hand
-            // side is colᵀ, ld × ckk, read from the ckk × ld buffer col with swapped strides.
-            unsafe {
-                gemm(
-                    o,
-                    ckk,
-                    ld,
-                    dw.as_mut_ptr(),
-                    1,
-                    ckk as isize,
-                    true,
-                    dyc.as_ptr(),
-                    1,
-                    ld as isize,
-                    col.as_ptr(),
-                    ld as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
-            for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
-                *d += row.iter().sum::<f32>();
-            }
-        });
-    }
-
-    /// The input gradient of a chunk: `dx = col2im(wᵀ · dy)`; `dx` must hold zeros.
-    fn input_grad_chunk(&self, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    /// The weight and bias gradients (O·CKK weight values then O bias values; empty unless
+    /// `want_w`) and the input gradient (empty unless `want_x`) of the whole batch. Chunks run
+    /// in parallel; their weight gradients are summed in chunk order, so results do not depend
+    /// on scheduling.
+    fn backward(&self, x: &[f32], w: &[f32], src: &GradSrc, want_w: bool, want_x: bool) -> (Vec<f32>, Vec<f32>) {
         let (o, p, ckk) = (self.o, self.p(), self.ckk());
-        let ld = dy.len() / self.y_len() * p;
-        with_scratch(o * ld, ckk * ld, |dyc, dcol| {
-            self.pack_dy(dy, dyc);
-            // SAFETY: dcol is ckk × ld (row stride ld); the left-hand side is wᵀ, ckk × o, read from
-            // the o × ckk buffer w with swapped strides; dyc is o × ld (row stride ld).
-            unsafe {
-                gemm(
-                    ckk,
-                    ld,
-                    o,
-                    dcol.as_mut_ptr(),
-                    1,
-                    ld as isize,
-                    false,
-                    w.as_ptr(),
-                    ckk as isize,
-                    1,
-                    dyc.as_ptr(),
-                    1,
-                    ld as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
-            for (i, img) in dx.chunks_exact_mut(self.x_len()).enumerate() {
-                self.col2im(dcol, ld, i * p, img);
-            }
-        });
+        let nb = self.chunk();
+        let chunks = self.n.div_ceil(nb);
+        let mut dx = if want_x { vec![0f32; self.n * self.x_len()] } else { Vec::new() };
+        let parts: Vec<&mut [f32]> = if want_x {
+            dx.chunks_mut(nb * self.x_len()).collect()
+        } else {
+            (0..chunks).map(|_| <&mut [f32]>::default()).collect()
+        };
+        let partial: Vec<Vec<f32>> = parts
+            .into_par_iter()
+            .enumerate()
+            .map(|(ci, dxc)| {
+                let first = ci * nb;
+                let m = nb.min(self.n - first);
+                let ld = m * p;
+                let mut acc = if want_w { vec![0f32; o * ckk + o] } else { Vec::new() };
+                with_scratch(o * ld, ckk * ld, |dyc, col| {
+                    self.pack_grad(src, first, m, dyc);
+                    if want_w {
+                        self.im2col_chunk(&x[first * self.x_len()..][..m * self.x_len()], col);
+                        let (dw, db) = acc.split_at_mut(o * ckk);
+                        // SAFETY: dw is o × ckk (row stride ckk); dyc is o × ld (row stride ld);
+                        // the right-hand side is colᵀ, ld × ckk, read from the ckk × ld buffer
+                        // col with swapped strides.
+                        unsafe {
+                            gemm(
+                                o,
+                                ckk,
+                                ld,
+                                dw.as_mut_ptr(),
+                                1,
+                                ckk as isize,
+                                false,
+                                dyc.as_ptr(),
+                                1,
+                                ld as isize,
+                                col.as_ptr(),
+                                ld as isize,
+                                1,
+                                0.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                Parallelism::None,
+                            );
+                        }
+                        for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
+                            *d = lane_sum(row);
+                        }
+                    }
+                    if want_x {
+                        // SAFETY: col is ckk × ld (row stride ld); the left-hand side is wᵀ,
+                        // ckk × o, read from the o × ckk buffer w with swapped strides; dyc is
+                        // o × ld (row stride ld).
+                        unsafe {
+                            gemm(
+                                ckk,
+                                ld,
+                                o,
+                                col.as_mut_ptr(),
+                                1,
+                                ld as isize,
+                                false,
+                                w.as_ptr(),
+                                ckk as isize,
+                                1,
+                                dyc.as_ptr(),
+                                1,
+                                ld as isize,
+                                0.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                Parallelism::None,
+                            );
+                        }
+                        for (i, img) in dxc.chunks_exact_mut(self.x_len()).enumerate() {
+                            self.col2im(col, ld, i * p, img);
+                        }
+                    }
+                });
+                acc
+            })
+            .collect();
+        let acc = partial
+            .into_iter()
+            .reduce(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            })
+            .unwrap_or_default();
+        (acc, dx)
     }
+}
+
+/// The sum of `xs` over 16 independent lanes, which the compiler turns into vector adds (a
+/// plain `sum` is one serial chain of scalar adds); the order is fixed, so results are too.
+fn lane_sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Where the gradient of a convolution's output comes from.
+enum GradSrc<'a> {
+    /// The gradient of the (N, O, OH, OW) output; with `res`, only where the ReLU output `res`
+    /// is positive.
+    Dense { dy: &'a [f32], res: Option<&'a [f32]> },
+    /// The gradient `dy` of the max-pooled ReLU output `y`, `plane` values per channel, whose
+    /// maxima sit at the offsets `argmax` of the OH × OW planes.
+    Pooled { dy: &'a [f32], y: &'a [f32], argmax: &'a [u32], plane: usize },
 }
 
 thread_local! {
@@ -363,11 +505,25 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
     })
 }
 
-/// The forward convolution; `CustomOp2` on (x, w) or `CustomOp3` on (x, w, b).
+/// Runs `f` on the contiguous f32 data of a CPU tensor.
+fn with_f32<R>(op: &str, t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => f(f32_slice(op, cpu, layout)?),
+        _ => bail!("{op}: expected a CPU tensor"),
+    }
+}
+
+/// The forward convolution, optionally followed by max-pooling; `CustomOp2` on (x, w) or
+/// `CustomOp3` on (x, w, b).
 struct Conv {
     padding: usize,
     stride: usize,
     relu: bool,
+    /// The pooling window, if the output is max-pooled.
+    pool: Option<usize>,
+    /// For a pooled output: the offset of every maximum in its OH × OW plane.
+    argmax: OnceLock<Vec<u32>>,
 }
 
 impl Conv {
@@ -381,12 +537,28 @@ impl Conv {
         let xs = f32_slice("conv2d", x.0, x.1)?;
         let ws = f32_slice("conv2d", w.0, w.1)?;
         let bs = b.map(|(s, l)| f32_slice("conv2d", s, l)).transpose()?;
-        let mut y = vec![0f32; g.n * g.y_len()];
+        let (oh, ow) = match self.pool {
+            Some(k) => (g.oh / k, g.ow / k),
+            None => (g.oh, g.ow),
+        };
+        let len = g.o * oh * ow;
+        let mut y = vec![0f32; g.n * len];
         let nb = g.chunk();
+        let mut idx = vec![0u32; if self.pool.is_some() { y.len() } else { 0 }];
+        let idx_parts: Vec<&mut [u32]> = if self.pool.is_some() {
+            idx.chunks_mut(nb * len).collect()
+        } else {
+            (0..g.n.div_ceil(nb)).map(|_| <&mut [u32]>::default()).collect()
+        };
         xs.par_chunks(nb * g.x_len())
-            .zip(y.par_chunks_mut(nb * g.y_len()))
-            .for_each(|(xc, yc)| g.forward_chunk(xc, ws, bs, self.relu, yc));
-        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+            .zip(y.par_chunks_mut(nb * len))
+            .zip(idx_parts.into_par_iter())
+            .for_each(|((xc, yc), ic)| g.forward_chunk(xc, ws, bs, self.relu, self.pool, yc, ic));
+        if self.pool.is_some() {
+            // The op is built fresh for every call, so this is its only forward pass.
+            let _ = self.argmax.set(idx);
+        }
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, oh, ow))))
     }
 
     /// Gradients of (x, w, b) given the forward result `res` and its gradient `grad`.
@@ -398,28 +570,42 @@ impl Conv {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dy = if self.relu {
-            grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &ReluMask)?
-        } else {
-            grad.contiguous()?
-        };
-        let params =
-            WeightGrad { padding: self.padding, stride: self.stride, o: w.dim(0)?, kh: w.dim(2)?, kw: w.dim(3)? };
-        let (dw, db) = if w.track_op() || b.is_some_and(|b| b.track_op()) {
-            let flat = x.apply_op2_no_bwd(&dy, &params)?;
+        let want_w = w.track_op() || b.is_some_and(|b| b.track_op());
+        let want_x = x.track_op();
+        if !want_w && !want_x {
+            return Ok((None, None, None));
+        }
+        let name = "fast-conv2d backward";
+        let g = Geom::new(x.dims(), w.dims(), self.padding, self.stride)?;
+        let grad = grad.contiguous()?;
+        let (acc, dx) = with_f32(name, &grad, |dy| {
+            with_f32(name, res, |r| {
+                with_f32(name, x, |xs| {
+                    with_f32(name, w, |ws| {
+                        let src = match self.pool {
+                            Some(k) => {
+                                let Some(argmax) = self.argmax.get() else {
+                                    bail!("{name}: backward before forward");
+                                };
+                                GradSrc::Pooled { dy, y: r, argmax, plane: (g.oh / k) * (g.ow / k) }
+                            }
+                            None => GradSrc::Dense { dy, res: self.relu.then_some(r) },
+                        };
+                        Ok(g.backward(xs, ws, &src, want_w, want_x))
+                    })
+                })
+            })
+        })?;
+        let dev = x.device();
+        let dx = if want_x { Some(Tensor::from_vec(dx, x.shape(), dev)?) } else { None };
+        let (dw, db) = if want_w {
             let n = w.elem_count();
-            let dw = flat.narrow(0, 0, n)?.reshape(w.shape())?;
-            let db = b.map(|_| flat.narrow(0, n, params.o)).transpose()?;
-            (Some(dw), db)
+            let db = b.map(|_| Tensor::from_slice(&acc[n..], g.o, dev)).transpose()?;
+            let mut acc = acc;
+            acc.truncate(n);
+            (Some(Tensor::from_vec(acc, w.shape(), dev)?), db)
         } else {
             (None, None)
-        };
-        let dx = if x.track_op() {
-            let (_, _, h, wd) = x.dims4()?;
-            let op = InputGrad { padding: self.padding, stride: self.stride, h, w: wd };
-            Some(w.apply_op2_no_bwd(&dy, &op)?)
-        } else {
-            None
         };
         Ok((dx, dw, db))
     }
@@ -469,105 +655,9 @@ impl CustomOp3 for Conv {
     }
 }
 
-/// `grad` where the ReLU output `res` is positive, zero elsewhere.
-struct ReluMask;
-
-impl CustomOp2 for ReluMask {
-    fn name(&self) -> &'static str {
-        "fast-conv2d-relu-mask"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let grad = f32_slice(self.name(), s1, l1)?;
-        let res = f32_slice(self.name(), s2, l2)?;
-        if grad.len() != res.len() {
-            bail!("{}: gradient and result sizes differ", self.name());
-        }
-        let out = grad.iter().zip(res).map(|(&g, &r)| if r > 0.0 { g } else { 0.0 }).collect();
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-/// Weight and bias gradients from (x, dy): a flat tensor of O·C·KH·KW weight values then O bias
-/// values.
-#[derive(Clone, Copy)]
-struct WeightGrad {
-    padding: usize,
-    stride: usize,
-    o: usize,
-    kh: usize,
-    kw: usize,
-}
-
-impl CustomOp2 for WeightGrad {
-    fn name(&self) -> &'static str {
-        "fast-conv2d-weight-grad"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let c = l1.dims().get(1).copied().unwrap_or(0);
-        let g = Geom::new(l1.dims(), &[self.o, c, self.kh, self.kw], self.padding, self.stride)?;
-        if l2.dims() != [g.n, g.o, g.oh, g.ow] {
-            bail!("{}: gradient has shape {:?}, expected {:?}", self.name(), l2.dims(), [g.n, g.o, g.oh, g.ow]);
-        }
-        let xs = f32_slice(self.name(), s1, l1)?;
-        let dys = f32_slice(self.name(), s2, l2)?;
-        let len = g.o * g.ckk() + g.o;
-        let nb = g.chunk();
-        let acc = xs
-            .par_chunks(nb * g.x_len())
-            .zip(dys.par_chunks(nb * g.y_len()))
-            .fold(
-                || vec![0f32; len],
-                |mut acc, (xc, dyc)| {
-                    g.weight_grad_chunk(xc, dyc, &mut acc);
-                    acc
-                },
-            )
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            })
-            .unwrap_or_else(|| vec![0f32; len]);
-        Ok((CpuStorage::F32(acc), Shape::from(len)))
-    }
-}
-
-/// Input gradient from (w, dy) for an input of `h` × `w` pixels.
-struct InputGrad {
-    padding: usize,
-    stride: usize,
-    h: usize,
-    w: usize,
-}
-
-impl CustomOp2 for InputGrad {
-    fn name(&self) -> &'static str {
-        "fast-conv2d-input-grad"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (&[o, c, _, _], &[n, ..]) = (l1.dims(), l2.dims()) else {
-            bail!("{}: unexpected shapes {:?}, {:?}", self.name(), l1, l2);
-        };
-        let g = Geom::new(&[n, c, self.h, self.w], l1.dims(), self.padding, self.stride)?;
-        if l2.dims() != [n, o, g.oh, g.ow] {
-            bail!("{}: gradient has shape {:?}, expected {:?}", self.name(), l2.dims(), [n, o, g.oh, g.ow]);
-        }
-        let ws = f32_slice(self.name(), s1, l1)?;
-        let dys = f32_slice(self.name(), s2, l2)?;
-        let mut dx = vec![0f32; n * g.x_len()];
-        let nb = g.chunk();
-        dx.par_chunks_mut(nb * g.x_len())
-            .zip(dys.par_chunks(nb * g.y_len()))
-            .for_each(|(dxc, dyc)| g.input_grad_chunk(ws, dyc, dxc));
-        Ok((CpuStorage::F32(dx), Shape::from((n, c, self.h, self.w))))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::conv2d;
+    use super::{conv2d, conv2d_relu_pool};
     use crate::model::fast::test_util::{random, rel_err};
     use candle_core::{DType, Result, Tensor, Var};
 
@@ -649,6 +739,50 @@ mod tests {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The fused convolution + ReLU + pooling against the separate fast ops, values and
+    /// gradients; `distinct` inputs keep the pooling windows free of ties.
+    fn check_pooled(n: usize, c: usize, side: usize, o: usize, pad: usize, k: usize) -> Result<()> {
+        let what = format!("n{n} c{c} {side}x{side} o{o} pad{pad} pool{k}");
+        let x = Var::from_tensor(&crate::model::fast::test_util::distinct(&[n, c, side, side], 31)?)?;
+        let w = Var::from_tensor(&(random(&[o, c, 3, 3], 32)? * 0.3)?)?;
+        let b = Var::from_tensor(&(random(&[o], 33)? * 0.2)?)?;
+        let fused = conv2d_relu_pool(&x, &w, Some(&b), pad, 1, k)?;
+        let plain = crate::model::fast::max_pool2d(&conv2d(&x, &w, Some(&b), pad, 1, true)?, k)?;
+        assert_eq!(fused.dims(), plain.dims(), "{what}");
+        assert_eq!(rel_err(&fused, &plain)?, 0.0, "{what}: forward");
+        let zeros = fused.eq(0f32)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+        assert!(zeros > 0.0, "{what}: the ReLU clipped nothing");
+        let r = random(plain.dims(), 34)?;
+        let g_fused = (&fused * &r)?.sum_all()?.backward()?;
+        let g_plain = (&plain * &r)?.sum_all()?.backward()?;
+        for (name, v) in [("x", &x), ("w", &w), ("b", &b)] {
+            let err = rel_err(g_fused.get(v).expect("fused gradient"), g_plain.get(v).expect("plain gradient"))?;
+            assert!(err <= TOL, "{what}: gradient of {name}, relative error {err}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_pooling_matches_conv_then_pool() -> Result<()> {
+        check_pooled(3, 1, 28, 32, 0, 2)?;
+        check_pooled(129, 32, 13, 64, 0, 2)?;
+        check_pooled(4, 3, 11, 8, 1, 3)
+    }
+
+    #[test]
+    fn fused_pooling_is_deterministic_and_rejects_big_windows() -> Result<()> {
+        let x = random(&[33, 4, 12, 12], 35)?;
+        let w = Var::from_tensor(&random(&[8, 4, 3, 3], 36)?)?;
+        let run = || -> Result<Vec<f32>> {
+            let g = conv2d_relu_pool(&x, &w, None, 0, 1, 2)?.sum_all()?.backward()?;
+            g.get(&w).expect("weight gradient").flatten_all()?.to_vec1::<f32>()
+        };
+        assert_eq!(run()?, run()?);
+        let e = conv2d_relu_pool(&x, &w, None, 0, 1, 11).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("does not fit"), "{e}");
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 mod conv;
 mod pool;
 
-pub use conv::conv2d;
+pub use conv::{conv2d, conv2d_relu_pool};
 pub use pool::max_pool2d;
 
 use candle_core::{backend::BackendStorage, bail, CpuStorage, Layout, Result};

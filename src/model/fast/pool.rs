@@ -81,7 +81,10 @@ impl CustomOp1 for MaxPool {
 /// Max-pools one plane of width `w` into `y` (OH × OW) and records in `idx` the offset of each
 /// maximum. Written without data-dependent branches and with the running maximum in registers:
 /// the comparisons are unpredictable on real activations.
-fn pool_plane(plane: &[f32], w: usize, k: usize, y: &mut [f32], idx: &mut [u32]) {
+pub(super) fn pool_plane(plane: &[f32], w: usize, k: usize, y: &mut [f32], idx: &mut [u32]) {
+    if k == 2 {
+        return pool_plane_2x2(plane, w, y, idx);
+    }
     let ow = w / k;
     let rows = y.chunks_exact_mut(ow).zip(idx.chunks_exact_mut(ow));
     for (oy, (yr, ir)) in rows.enumerate() {
@@ -99,6 +102,31 @@ fn pool_plane(plane: &[f32], w: usize, k: usize, y: &mut [f32], idx: &mut [u32])
             }
             *yv = best;
             *iv = (oy * k * w + at) as u32;
+        }
+    }
+}
+
+/// [`pool_plane`] for 2 × 2 windows, unrolled: the same first-maximum rule (row by row, left
+/// to right, a later value wins only when strictly greater).
+fn pool_plane_2x2(plane: &[f32], w: usize, y: &mut [f32], idx: &mut [u32]) {
+    let ow = w / 2;
+    let rows = y.chunks_exact_mut(ow).zip(idx.chunks_exact_mut(ow));
+    for (oy, (yr, ir)) in rows.enumerate() {
+        let top = &plane[2 * oy * w..][..2 * ow];
+        let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
+        let base = (2 * oy * w) as u32;
+        for (ox, ((yv, iv), (t, b))) in
+            yr.iter_mut().zip(ir.iter_mut()).zip(top.chunks_exact(2).zip(bottom.chunks_exact(2))).enumerate()
+        {
+            let at = base + 2 * ox as u32;
+            let (mut best, mut arg) = (t[0], at);
+            for (v, a) in [(t[1], at + 1), (b[0], at + w as u32), (b[1], at + w as u32 + 1)] {
+                let take = v > best;
+                best = if take { v } else { best };
+                arg = if take { a } else { arg };
+            }
+            *yv = best;
+            *iv = arg;
         }
     }
 }

@@ -1,0 +1,233 @@
+//! Training speed of the article's CNN (`seed-cnn`) through `model::fit` on real MNIST, side
+//! by side with the same model, optimizer (Adam 1e-3) and data in Keras/TensorFlow-CPU, and the
+//! time of a whole script from `load mnist` to 99% official-test accuracy.
+//!
+//! `cargo bench --bench train [-- [steps N] [batch B]... [no-keras] [no-script]]`, after
+//! `mnistlab fetch mnist`. The Keras peer runs through `bench/run_keras_train.sh`, which sets up
+//! its own virtual environment; when it cannot run, mnistlab's numbers are printed alone. The
+//! script is `examples/fast99.lab`, run by the release binary under `/usr/bin/time -v` when
+//! present (peak memory from it), else with the peak read from `/proc`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use mnistlab::data::{dataset::digit_classes, fetch, load, PixelScaling, Split, SplitKind};
+use mnistlab::model::{fit, preset, Network, Optimizer, TrainConfig};
+
+/// CPU seconds (user + system, all threads) this process has used, from /proc/self/stat.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // Linux reports these in clock ticks of 1/100 s.
+    Some((utime + stime) / 100.0)
+}
+
+/// The 1-minute load average, from /proc/loadavg.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split(' ').next()?.parse().ok()
+}
+
+/// Images per second of wall time and per CPU-second.
+#[derive(Clone, Copy, Default)]
+struct Rate {
+    wall: f64,
+    cpu: f64,
+}
+
+/// Trains a fresh `seed-cnn` for `steps` steps of `batch` images (one epoch over the first
+/// `steps × batch` training images) through `fit`, `runs` times; the best rates count.
+fn mnistlab_rate(train: &Split, batch: usize, steps: usize, runs: usize) -> Rate {
+    let n = (steps * batch).min(train.len());
+    let subset = Split { pixels: train.pixels[..n * 784].to_vec(), labels: train.labels[..n].to_vec() };
+    let spec = preset("seed-cnn").expect("seed-cnn is a preset");
+    let config =
+        TrainConfig { epochs: 1, batch_size: batch, optimizer: Optimizer::Adam { lr: 1e-3 }, ..TrainConfig::default() };
+    let stop = AtomicBool::new(false);
+    let mut best = Rate::default();
+    // The first run warms up allocator and threads and does not count.
+    for run in 0..=runs {
+        let net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 0).expect("builds seed-cnn");
+        let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+        fit(&net, &subset, None, 28, 28, PixelScaling::Unit, &config, None, &stop, &mut |_| {}).expect("trains");
+        let wall = wall0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds().zip(cpu0).map_or(f64::NAN, |(b, a)| b - a);
+        if run > 0 {
+            best.wall = best.wall.max(n as f64 / wall);
+            best.cpu = best.cpu.max(n as f64 / cpu);
+        }
+    }
+    best
+}
+
+/// Keras rates by batch size from `bench/run_keras_train.sh`, or why there are none.
+fn keras_rates(mnist: &Path, batches: &[usize], steps: usize) -> Result<Vec<(usize, Rate)>, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run_keras_train.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).arg(mnist).args(["--steps", &steps.to_string()]);
+    for b in batches {
+        cmd.args(["--batch", &b.to_string()]);
+    }
+    let out = cmd.stderr(Stdio::inherit()).output().map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("{} failed ({}): {}", script.display(), out.status, text.trim()));
+    }
+    let mut rates = Vec::new();
+    for line in text.lines().filter_map(|l| l.strip_prefix("keras_images_per_sec ")) {
+        let field =
+            |name: &str| line.split(' ').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse::<f64>().ok());
+        if let (Some(b), Some(wall), Some(cpu)) = (field("batch"), field("wall"), field("cpu")) {
+            rates.push((b as usize, Rate { wall, cpu }));
+        }
+    }
+    if rates.is_empty() {
+        return Err(format!("no `keras_images_per_sec` lines in the output of {}", script.display()));
+    }
+    Ok(rates)
+}
+
+/// What running the end-to-end script gave.
+struct ScriptRun {
+    seconds: f64,
+    accuracy: Option<f64>,
+    peak_rss_mb: Option<f64>,
+    ok: bool,
+}
+
+/// The accuracy `evaluate test` printed (`test: loss 0.0301 - accuracy 0.9912 (...)`).
+fn test_accuracy(output: &str) -> Option<f64> {
+    let line = output.lines().rev().find(|l| l.trim_start().starts_with("test: loss"))?;
+    line.split("accuracy ").nth(1)?.split(' ').next()?.parse().ok()
+}
+
+/// Peak resident memory in kB of a running process, from /proc.
+fn vm_hwm_kb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs `mnistlab run <script>` with the release binary, timing it and measuring peak memory.
+fn run_script(script: &Path) -> Result<ScriptRun, String> {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_mnistlab"));
+    let gnu_time = Path::new("/usr/bin/time");
+    let mut cmd = if gnu_time.is_file() {
+        let mut c = Command::new(gnu_time);
+        c.arg("-v").arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.arg("run").arg(script).current_dir(std::env::temp_dir());
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    let pid = child.id();
+    // Without GNU time, sample the child's peak until it exits (its last sample counts).
+    let mut sampled = None;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err_reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if !gnu_time.is_file() {
+            sampled = vm_hwm_kb(pid).or(sampled);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let (out, err) = (out_reader.join().unwrap_or_default(), err_reader.join().unwrap_or_default());
+    let from_time = err.lines().find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "));
+    let peak_kb = from_time.and_then(|v| v.trim().parse::<f64>().ok()).or(sampled);
+    if !status.success() {
+        eprintln!("{out}\n{err}");
+    }
+    Ok(ScriptRun {
+        seconds,
+        accuracy: test_accuracy(&out),
+        peak_rss_mb: peak_kb.map(|kb| kb / 1024.0),
+        ok: status.success(),
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let value_after = |key: &str| -> Vec<usize> {
+        args.windows(2).filter(|w| w[0] == key).filter_map(|w| w[1].parse().ok()).collect()
+    };
+    let steps = value_after("steps").first().copied().unwrap_or(300);
+    let mut batches = value_after("batch");
+    if batches.is_empty() {
+        batches = vec![32, 128];
+    }
+    let mnist = fetch::cache_dir().join("mnist");
+    let data = match load::load_official(&mnist, "mnist", digit_classes(), "bench") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("cannot load MNIST from {}: {e} (run `mnistlab fetch mnist` first)", mnist.display());
+            std::process::exit(1);
+        }
+    };
+    let train = data.split(SplitKind::Train).expect("MNIST has a train split").clone();
+    println!(
+        "seed-cnn training through model::fit, Adam 1e-3, {steps} steps per batch size, {} rayon threads, load average {:.1}",
+        rayon::current_num_threads(),
+        load_average().unwrap_or(f64::NAN)
+    );
+    let mut ours = Vec::new();
+    for &batch in &batches {
+        let r = mnistlab_rate(&train, batch, steps, 2);
+        println!("mnistlab batch {batch:4}: {:7.0} images/s, {:7.0} images/CPU-s", r.wall, r.cpu);
+        ours.push((batch, r));
+    }
+    if !args.iter().any(|a| a == "no-keras") {
+        match keras_rates(&mnist, &batches, steps) {
+            Ok(keras) => {
+                for (batch, k) in keras {
+                    println!("keras    batch {batch:4}: {:7.0} images/s, {:7.0} images/CPU-s", k.wall, k.cpu);
+                    if let Some((_, m)) = ours.iter().find(|(b, _)| *b == batch) {
+                        println!(
+                            "ratio mnistlab/keras batch {batch:4}: {:.2}x wall, {:.2}x per CPU-second",
+                            m.wall / k.wall,
+                            m.cpu / k.cpu
+                        );
+                    }
+                }
+            }
+            Err(why) => println!("keras peer did not run: {why}"),
+        }
+    }
+    if !args.iter().any(|a| a == "no-script") {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fast99.lab");
+        println!(
+            "end to end: mnistlab run {} (load average {:.1})",
+            script.display(),
+            load_average().unwrap_or(f64::NAN)
+        );
+        match run_script(&script) {
+            Ok(run) => {
+                let acc = run.accuracy.map_or("not printed".to_string(), |a| format!("{:.2}%", 100.0 * a));
+                let mem = run.peak_rss_mb.map_or("unknown".to_string(), |m| format!("{m:.0} MB"));
+                println!(
+                    "end to end: {:.1} s wall, test accuracy {acc}, peak memory {mem}{} (goals: ≤ 20 s, ≥ 99.00%, ≤ 1 GB)",
+                    run.seconds,
+                    if run.ok { "" } else { ", the script FAILED" }
+                );
+            }
+            Err(why) => println!("end to end: {why}"),
+        }
+    }
+}
