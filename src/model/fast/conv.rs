@@ -155,13 +155,17 @@ impl Geom {
         self.o * self.p()
     }
 
-    /// Images per parallel task: fills [`COL_BUDGET_BYTES`] of im2col buffer but leaves at least
-    /// one task per thread.
+    /// Images per parallel task: fills at most [`COL_BUDGET_BYTES`] of im2col buffer, with a
+    /// number of tasks that is a multiple of the thread count and, where one exists within a
+    /// factor of two, divides the batch, so that every thread gets the same share of work.
     fn chunk(&self) -> usize {
         let per_image = self.ckk() * self.p() * std::mem::size_of::<f32>();
         let by_cache = (COL_BUDGET_BYTES / per_image.max(1)).max(1);
-        let by_threads = self.n.div_ceil(rayon::current_num_threads()).max(1);
-        by_cache.min(by_threads)
+        let threads = rayon::current_num_threads().max(1);
+        let fewest = self.n.div_ceil(by_cache).next_multiple_of(threads).clamp(1, self.n.max(1));
+        let tasks =
+            (fewest..=(2 * fewest).min(self.n)).step_by(threads).find(|t| self.n.is_multiple_of(*t)).unwrap_or(fewest);
+        self.n.div_ceil(tasks).max(1)
     }
 
     /// Copies one image into columns `off..off + P` of the im2col matrix `col` (row stride `ld`).
