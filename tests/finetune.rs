@@ -7,40 +7,10 @@ use candle_core::{Device, Tensor};
 use mnistlab::data::{PixelScaling, SplitKind};
 use mnistlab::lang::{parse_line, LayerSelection, StatementKind};
 use mnistlab::model::Network;
-use mnistlab::session::{Event, Session, Table};
+use mnistlab::session::Session;
 
-/// Runs `source` in `session`, returning every event; panics with the error otherwise.
-fn run(session: &mut Session, source: &str) -> Vec<Event> {
-    let mut events = Vec::new();
-    if let Err(e) = session.run_source(source, None, &mut |e| events.push(e)) {
-        panic!("{e}");
-    }
-    events
-}
-
-fn error(session: &mut Session, source: &str) -> String {
-    session.run_source(source, None, &mut |_| {}).unwrap_err().to_string()
-}
-
-fn tables(events: &[Event]) -> Vec<Table> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Table(t) => Some(t.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn texts(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Text(t) | Event::Warning(t) => Some(t.clone()),
-            _ => None,
-        })
-        .collect()
-}
+mod common;
+use common::{error, run, tables, texts};
 
 /// Every stored tensor of the session's model, flattened, by name.
 fn weights(session: &Session) -> HashMap<String, (Vec<usize>, Vec<f32>)> {

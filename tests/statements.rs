@@ -5,24 +5,8 @@ use std::path::Path;
 use mnistlab::data::SplitKind;
 use mnistlab::session::{Event, Session};
 
-/// Runs `source` in `session`, returning every event; panics with the error otherwise.
-fn run(session: &mut Session, source: &str) -> Vec<Event> {
-    let mut events = Vec::new();
-    if let Err(e) = session.run_source(source, None, &mut |e| events.push(e)) {
-        panic!("{e}");
-    }
-    events
-}
-
-fn texts(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Text(t) | Event::Warning(t) => Some(t.clone()),
-            _ => None,
-        })
-        .collect()
-}
+mod common;
+use common::{run, texts};
 
 /// The accuracy printed by `evaluate`: `test: loss L - accuracy A (...)`.
 fn accuracy(events: &[Event]) -> f64 {
