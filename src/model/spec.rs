@@ -146,8 +146,8 @@ pub const PRESETS: [&str; 4] = ["seed-small", "seed-cnn", "lenet5", "strong"];
 /// - `seed-small`: conv32 maxpool dense128 (a small first CNN).
 /// - `seed-cnn`: conv32 maxpool conv64 maxpool conv64 dense64 (the classic Keras MNIST CNN).
 /// - `lenet5`: conv6(5×5,same) avgpool conv16(5×5) avgpool dense120 dense84.
-/// - `strong`: two batch-normalized conv blocks with dropout, then dense256; reaches ≥ 99.6%
-///   on MNIST when trained with augmentation.
+/// - `strong`: two double-conv blocks with dropout, then dense256 with dropout: 99.66% on the
+///   official MNIST test set with augmentation and one-cycle Adam (`examples/strong.lab`).
 pub fn preset(name: &str) -> Option<ModelSpec> {
     use Layer::*;
     let layers = match name {
@@ -163,20 +163,15 @@ pub fn preset(name: &str) -> Option<ModelSpec> {
         ],
         "strong" => vec![
             Layer::conv(32),
-            BatchNorm,
             Layer::conv(32),
-            BatchNorm,
             MaxPool,
             Dropout(0.25),
             Layer::conv(64),
-            BatchNorm,
             Layer::conv(64),
-            BatchNorm,
             MaxPool,
             Dropout(0.25),
             Dense(256),
-            BatchNorm,
-            Dropout(0.4),
+            Dropout(0.5),
         ],
         _ => return None,
     };
@@ -396,8 +391,23 @@ mod tests {
     }
 
     #[test]
-    fn strong_counts_batchnorm_statistics_as_non_trainable() {
-        let s = preset("strong").unwrap().summary_rows((1, 28, 28), 10).unwrap();
+    fn batchnorm_statistics_count_as_non_trainable() {
+        use Layer::*;
+        let spec = ModelSpec::new(vec![
+            Layer::conv(32),
+            BatchNorm,
+            Layer::conv(32),
+            BatchNorm,
+            MaxPool,
+            Layer::conv(64),
+            BatchNorm,
+            Layer::conv(64),
+            BatchNorm,
+            MaxPool,
+            Dense(256),
+            BatchNorm,
+        ]);
+        let s = spec.summary_rows((1, 28, 28), 10).unwrap();
         let bn: usize = s.rows.iter().filter(|r| r.layer.contains("BatchNormalization")).map(|r| r.params).sum();
         assert_eq!(bn, 4 * (32 + 32 + 64 + 64 + 256));
         assert_eq!(s.total_params - s.trainable_params, bn / 2);
