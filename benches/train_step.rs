@@ -12,6 +12,9 @@ use candle_nn::{AdamW, Conv2d, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMa
 use mnistlab::model::fast;
 use rand::{Rng, SeedableRng};
 
+mod common;
+use common::cpu_seconds;
+
 /// How long each measurement runs, after warming up.
 const MEASURE: Duration = Duration::from_secs(3);
 
@@ -73,18 +76,6 @@ fn images_per_s(batch: usize, mut step: impl FnMut() -> Result<()>) -> Result<Sp
     times.sort_by(f64::total_cmp);
     let rate = |t: f64| batch as f64 / t;
     Ok(Speed { median: rate(times[times.len() / 2]), best: rate(times[0]), per_cpu_s })
-}
-
-/// CPU seconds (user + system, all threads) this process has used, from /proc/self/stat.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ').skip(11);
-    let utime: f64 = fields.next()?.parse().ok()?;
-    let stime: f64 = fields.next()?.parse().ok()?;
-    // Linux reports these in clock ticks of 1/100 s.
-    Some((utime + stime) / 100.0)
 }
 
 /// Images per second.
