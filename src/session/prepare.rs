@@ -355,7 +355,8 @@ fn load_named(named: data::fetch::Named, from: Option<&Path>, out: &mut dyn FnMu
     data::load::load_official(&dir, name, classes, &description).map_err(|e| e.to_string())
 }
 
-fn split_kind(name: SplitName) -> SplitKind {
+/// The data layer's split for a split named in a statement.
+pub(super) fn split_kind(name: SplitName) -> SplitKind {
     match name {
         SplitName::Train => SplitKind::Train,
         SplitName::Val => SplitKind::Val,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use candle_core::Device;
 
 use super::finetune::{data_name, label_map, present_classes, tuning, RunRecord};
+use super::prepare::split_kind;
 use super::{Event, Failure, Image, Progress, Session, Table};
 use crate::data::{PixelScaling, Split, SplitKind};
 use crate::lang::{self, DeviceKind, LayerWord, ModelChoice, OptimizerKind, OptimizerSpec, PlotKind, ScheduleKind};
@@ -87,14 +88,6 @@ fn spec_from_words(choice: &ModelChoice) -> Result<ModelSpec, Failure> {
                 })
                 .collect(),
         )),
-    }
-}
-
-fn split_kind(name: lang::SplitName) -> SplitKind {
-    match name {
-        lang::SplitName::Train => SplitKind::Train,
-        lang::SplitName::Val => SplitKind::Val,
-        lang::SplitName::Test => SplitKind::Test,
     }
 }
 
