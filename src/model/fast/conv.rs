@@ -10,9 +10,9 @@ use rayon::prelude::*;
 
 use super::f32_slice;
 
-/// Bytes of im2col buffer one parallel task aims for: big enough to amortise a gemm call, small
-/// enough to stay in a core's L2 cache.
-const COL_BUDGET_BYTES: usize = 1 << 20;
+/// Bytes of scratch buffers one parallel task aims for: big enough to amortise a gemm call,
+/// small enough to stay in a core's L2 cache.
+const SCRATCH_BUDGET_BYTES: usize = 1 << 20;
 
 /// 2-D convolution of `x` (N, C, H, W) with `w` (O, C, KH, KW), plus an optional bias `b` (O),
 /// with `padding` zeros on every side and the same `stride` in both directions; `relu` applies a
@@ -155,12 +155,14 @@ impl Geom {
         self.o * self.p()
     }
 
-    /// Images per parallel task: fills at most [`COL_BUDGET_BYTES`] of im2col buffer, with a
-    /// number of tasks that is a multiple of the thread count and, where one exists within a
-    /// factor of two, divides the batch, so that every thread gets the same share of work.
+    /// Images per parallel task: the two scratch matrices of a task (im2col, CKK × P per image,
+    /// and output or output gradient, O × P per image) fill at most [`SCRATCH_BUDGET_BYTES`],
+    /// with a number of tasks that is a multiple of the thread count and, where one exists
+    /// within a factor of two, divides the batch, so that every thread gets the same share of
+    /// work.
     fn chunk(&self) -> usize {
-        let per_image = self.ckk() * self.p() * std::mem::size_of::<f32>();
-        let by_cache = (COL_BUDGET_BYTES / per_image.max(1)).max(1);
+        let per_image = (self.ckk() + self.o) * self.p() * std::mem::size_of::<f32>();
+        let by_cache = (SCRATCH_BUDGET_BYTES / per_image.max(1)).max(1);
         let threads = rayon::current_num_threads().max(1);
         let fewest = self.n.div_ceil(by_cache).next_multiple_of(threads).clamp(1, self.n.max(1));
         let tasks =
@@ -273,11 +275,12 @@ impl Geom {
                 }
             }
             GradSrc::Pooled { dy, y, argmax, plane } => {
-                out[..o * ld].fill(0.0);
                 for i in 0..nb {
                     for oc in 0..o {
                         let at = ((first + i) * o + oc) * plane;
                         let d = &mut out[oc * ld + i * p..][..p];
+                        // Zeroed plane by plane, so that the scatter below finds it in cache.
+                        d.fill(0.0);
                         let (g, v, a) = (&dy[at..at + plane], &y[at..at + plane], &argmax[at..at + plane]);
                         for ((&g, &v), &a) in g.iter().zip(v).zip(a) {
                             // The pooled value is the ReLU output at the maximum: positive
@@ -366,7 +369,7 @@ impl Geom {
         let (o, p, ckk) = (self.o, self.p(), self.ckk());
         let nb = self.chunk();
         let chunks = self.n.div_ceil(nb);
-        let mut dx = if want_x { vec![0f32; self.n * self.x_len()] } else { Vec::new() };
+        let mut dx = if want_x { super::par_zeros(self.n * self.x_len()) } else { Vec::new() };
         let parts: Vec<&mut [f32]> = if want_x {
             dx.chunks_mut(nb * self.x_len()).collect()
         } else {
@@ -546,9 +549,9 @@ impl Conv {
             None => (g.oh, g.ow),
         };
         let len = g.o * oh * ow;
-        let mut y = vec![0f32; g.n * len];
+        let mut y = super::par_zeros(g.n * len);
         let nb = g.chunk();
-        let mut idx = vec![0u32; if self.pool.is_some() { y.len() } else { 0 }];
+        let mut idx = super::par_zeros(if self.pool.is_some() { y.len() } else { 0 });
         let idx_parts: Vec<&mut [u32]> = if self.pool.is_some() {
             idx.chunks_mut(nb * len).collect()
         } else {

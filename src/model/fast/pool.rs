@@ -48,8 +48,8 @@ impl CustomOp1 for MaxPool {
         let x = f32_slice(self.name(), storage, layout)?;
         let k = self.k;
         let (oh, ow) = (h / k, w / k);
-        let mut y = vec![0f32; n * c * oh * ow];
-        let mut idx = vec![0u32; y.len()];
+        let mut y = super::par_zeros(n * c * oh * ow);
+        let mut idx = super::par_zeros(y.len());
         let task = PLANES_PER_TASK;
         x.par_chunks(task * h * w)
             .zip(y.par_chunks_mut(task * oh * ow))
@@ -152,7 +152,7 @@ impl CustomOp1 for MaxPoolGrad<'_> {
             bail!("{}: gradient and forward output sizes differ", self.name());
         }
         let (h, w) = (self.h, self.w);
-        let mut dx = vec![0f32; n * c * h * w];
+        let mut dx = super::par_zeros(n * c * h * w);
         let task = PLANES_PER_TASK;
         dx.par_chunks_mut(task * h * w)
             .zip(g.par_chunks(task * oh * ow))
