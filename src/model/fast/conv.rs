@@ -10,6 +10,9 @@ use rayon::prelude::*;
 
 use super::f32_slice;
 
+/// Output rows narrower than this go through [`Geom::short_offsets`] in im2col and col2im.
+const SHORT_ROW: usize = 8;
+
 /// Bytes of scratch buffers one parallel task aims for: big enough to amortise a gemm call,
 /// small enough to stay in a core's L2 cache.
 const SCRATCH_BUDGET_BYTES: usize = 1 << 20;
@@ -170,9 +173,31 @@ impl Geom {
         self.n.div_ceil(tasks).max(1)
     }
 
-    /// Copies one image into columns `off..off + P` of the im2col matrix `col` (row stride `ld`).
-    fn im2col(&self, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
+    /// Copies one image into columns `off..off + P` of the im2col matrix `col` (row stride `ld`):
+    /// through the table of [`Geom::short_offsets`] when given, by whole output rows when the
+    /// convolution has neither padding nor stride, value by value otherwise.
+    fn im2col(&self, x: &[f32], col: &mut [f32], ld: usize, off: usize, short: Option<&[usize]>) {
         let p = self.p();
+        if let Some(offsets) = short {
+            for row in 0..self.ckk() {
+                let first = self.first_input(row);
+                let dst = &mut col[row * ld + off..][..p];
+                for (d, &o) in dst.iter_mut().zip(offsets) {
+                    *d = x[first + o];
+                }
+            }
+            return;
+        }
+        if self.stride == 1 && self.pad == 0 {
+            for row in 0..self.ckk() {
+                let first = self.first_input(row);
+                let dst = &mut col[row * ld + off..][..p];
+                for (oy, d) in dst.chunks_exact_mut(self.ow).enumerate() {
+                    d.copy_from_slice(&x[first + oy * self.w..][..self.ow]);
+                }
+            }
+            return;
+        }
         for ci in 0..self.c {
             let plane = &x[ci * self.h * self.w..][..self.h * self.w];
             for ky in 0..self.kh {
@@ -184,12 +209,8 @@ impl Geom {
                         match self.src_row(oy, ky) {
                             Some(iy) => {
                                 let src = &plane[iy * self.w..][..self.w];
-                                if self.stride == 1 && self.pad == 0 {
-                                    d.copy_from_slice(&src[kx..kx + self.ow]);
-                                } else {
-                                    for (ox, v) in d.iter_mut().enumerate() {
-                                        *v = self.src_col(ox, kx).map_or(0.0, |ix| src[ix]);
-                                    }
+                                for (ox, v) in d.iter_mut().enumerate() {
+                                    *v = self.src_col(ox, kx).map_or(0.0, |ix| src[ix]);
                                 }
                             }
                             None => d.fill(0.0),
@@ -200,9 +221,33 @@ impl Geom {
         }
     }
 
-    /// Adds columns `off..off + P` of the im2col-shaped gradient `col` back onto one image.
-    fn col2im(&self, col: &[f32], ld: usize, off: usize, x: &mut [f32]) {
+    /// Adds columns `off..off + P` of the im2col-shaped gradient `col` back onto one image, in
+    /// the same three ways as [`Geom::im2col`].
+    fn col2im(&self, col: &[f32], ld: usize, off: usize, x: &mut [f32], short: Option<&[usize]>) {
         let p = self.p();
+        if let Some(offsets) = short {
+            for row in 0..self.ckk() {
+                let first = self.first_input(row);
+                let src = &col[row * ld + off..][..p];
+                for (&v, &o) in src.iter().zip(offsets) {
+                    x[first + o] += v;
+                }
+            }
+            return;
+        }
+        if self.stride == 1 && self.pad == 0 {
+            for row in 0..self.ckk() {
+                let first = self.first_input(row);
+                let src = &col[row * ld + off..][..p];
+                for (oy, s) in src.chunks_exact(self.ow).enumerate() {
+                    let d = &mut x[first + oy * self.w..][..self.ow];
+                    for (d, v) in d.iter_mut().zip(s) {
+                        *d += v;
+                    }
+                }
+            }
+            return;
+        }
         for ci in 0..self.c {
             let plane = &mut x[ci * self.h * self.w..][..self.h * self.w];
             for ky in 0..self.kh {
@@ -215,21 +260,31 @@ impl Geom {
                         };
                         let s = &src[oy * self.ow..][..self.ow];
                         let dst = &mut plane[iy * self.w..][..self.w];
-                        if self.stride == 1 && self.pad == 0 {
-                            for (d, v) in dst[kx..kx + self.ow].iter_mut().zip(s) {
-                                *d += v;
-                            }
-                        } else {
-                            for (ox, v) in s.iter().enumerate() {
-                                if let Some(ix) = self.src_col(ox, kx) {
-                                    dst[ix] += v;
-                                }
+                        for (ox, v) in s.iter().enumerate() {
+                            if let Some(ix) = self.src_col(ox, kx) {
+                                dst[ix] += v;
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// For an unpadded convolution with output rows shorter than [`SHORT_ROW`]: for each
+    /// output pixel, the offset of the input value it reads from the one that pixel (0, 0)
+    /// reads. Such rows are copied value by value through this table; a `memcpy` per row costs
+    /// more than the row.
+    fn short_offsets(&self) -> Option<Vec<usize>> {
+        (self.pad == 0 && self.ow < SHORT_ROW)
+            .then(|| (0..self.p()).map(|j| (j / self.ow * self.w + j % self.ow) * self.stride).collect())
+    }
+
+    /// The input value (offset in one image) that output pixel (0, 0) reads at im2col row
+    /// `row`, for an unpadded convolution.
+    fn first_input(&self, row: usize) -> usize {
+        let (ci, k) = (row / (self.kh * self.kw), row % (self.kh * self.kw));
+        (ci * self.h + k / self.kw) * self.w + k % self.kw
     }
 
     /// The input row read by output row `oy` at kernel row `ky`, if not in the padding.
@@ -245,8 +300,9 @@ impl Geom {
     /// Writes the im2col matrix (CKK × nb·P, row stride nb·P) of a chunk of `nb` images.
     fn im2col_chunk(&self, x: &[f32], col: &mut [f32]) {
         let ld = x.len() / self.x_len() * self.p();
+        let short = self.short_offsets();
         for (i, img) in x.chunks_exact(self.x_len()).enumerate() {
-            self.im2col(img, col, ld, i * self.p());
+            self.im2col(img, col, ld, i * self.p(), short.as_deref());
         }
     }
 
@@ -370,6 +426,7 @@ impl Geom {
         let nb = self.chunk();
         let chunks = self.n.div_ceil(nb);
         let mut dx = if want_x { super::par_zeros(self.n * self.x_len()) } else { Vec::new() };
+        let short = self.short_offsets();
         let parts: Vec<&mut [f32]> = if want_x {
             dx.chunks_mut(nb * self.x_len()).collect()
         } else {
@@ -446,7 +503,7 @@ impl Geom {
                             );
                         }
                         for (i, img) in dxc.chunks_exact_mut(self.x_len()).enumerate() {
-                            self.col2im(col, ld, i * p, img);
+                            self.col2im(col, ld, i * p, img, short.as_deref());
                         }
                     }
                 });
