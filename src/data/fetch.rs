@@ -579,7 +579,7 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let sources = Sources {
             dest: cache.path().join("fashion-mnist"),
-            system_dir: Some(dir.into()),
+            system_dir: Some(dir),
             mirrors: vec![],
             pip: false,
         };

@@ -228,7 +228,7 @@ impl Session {
         for (i, aug) in augmented.chunks_exact(image_len).enumerate() {
             let label = &dataset.classes[split.labels[i] as usize];
             images.push(split.image(i, image_len));
-            captions.push(format!("{label}"));
+            captions.push(label.to_string());
             images.push(aug);
             captions.push(format!("{label} aug"));
         }
