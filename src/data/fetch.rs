@@ -577,12 +577,8 @@ mod tests {
     fn fashion_from_debian_copy() {
         let dir = crate::testdata::fashion_dir();
         let cache = tempfile::tempdir().unwrap();
-        let sources = Sources {
-            dest: cache.path().join("fashion-mnist"),
-            system_dir: Some(dir),
-            mirrors: vec![],
-            pip: false,
-        };
+        let sources =
+            Sources { dest: cache.path().join("fashion-mnist"), system_dir: Some(dir), mirrors: vec![], pip: false };
         let mut lines = Vec::new();
         let dest = fetch_with(Named::FashionMnist, &sources, &mut |l| lines.push(l.to_string())).unwrap();
         for f in Named::FashionMnist.files() {

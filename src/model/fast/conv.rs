@@ -417,7 +417,7 @@ impl Geom {
         });
     }
 
-    /// The weight and bias gradients (O·CKK weight values then O bias values; empty unless
+    /// The weight and bias gradients (O·CKK weight values, transposed to CKK × O, then O bias values; empty unless
     /// `want_w`) and the input gradient (empty unless `want_x`) of the whole batch. Chunks run
     /// in parallel; their weight gradients are summed in chunk order, so results do not depend
     /// on scheduling.
@@ -445,17 +445,20 @@ impl Geom {
                     if want_w {
                         self.im2col_chunk(&x[first * self.x_len()..][..m * self.x_len()], col);
                         let (dw, db) = acc.split_at_mut(o * ckk);
-                        // SAFETY: dw is o × ckk (row stride ckk); dyc is o × ld (row stride ld);
-                        // the right-hand side is colᵀ, ld × ckk, read from the ckk × ld buffer
-                        // col with swapped strides.
+                        // The weight gradient is written transposed (CKK × O), which makes gemm
+                        // pack the O × ld output gradient instead of the CKK × ld im2col matrix,
+                        // several times larger. SAFETY: dw is written as o × ckk with row stride
+                        // 1 and column stride o, inside its o·ckk values; dyc is o × ld (row
+                        // stride ld); the right-hand side is colᵀ, ld × ckk, read from the
+                        // ckk × ld buffer col with swapped strides.
                         unsafe {
                             gemm(
                                 o,
                                 ckk,
                                 ld,
                                 dw.as_mut_ptr(),
+                                o as isize,
                                 1,
-                                ckk as isize,
                                 false,
                                 dyc.as_ptr(),
                                 1,
@@ -665,9 +668,10 @@ impl Conv {
         let (dw, db) = if want_w {
             let n = w.elem_count();
             let db = b.map(|_| Tensor::from_slice(&acc[n..], g.o, dev)).transpose()?;
-            let mut acc = acc;
-            acc.truncate(n);
-            (Some(Tensor::from_vec(acc, w.shape(), dev)?), db)
+            // Back from CKK × O to the kernel's O × CKK.
+            let ckk = g.ckk();
+            let dw: Vec<f32> = (0..n).map(|i| acc[(i % ckk) * g.o + i / ckk]).collect();
+            (Some(Tensor::from_vec(dw, w.shape(), dev)?), db)
         } else {
             (None, None)
         };
