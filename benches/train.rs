@@ -206,7 +206,10 @@ fn main() {
         match keras_rates(&mnist, &batches, steps) {
             Ok(rates) => {
                 for (batch, k) in rates {
-                    println!("round {round} keras    batch {batch:4}: {:7.0} images/s, {:7.0} images/CPU-s", k.wall, k.cpu);
+                    println!(
+                        "round {round} keras    batch {batch:4}: {:7.0} images/s, {:7.0} images/CPU-s",
+                        k.wall, k.cpu
+                    );
                     if let Some((_, m)) = this_round.iter().find(|(b, _)| *b == batch) {
                         round_ratios.push((batch, m.wall / k.wall));
                     }
