@@ -417,10 +417,10 @@ impl Geom {
         });
     }
 
-    /// The weight and bias gradients (O·CKK weight values, transposed to CKK × O, then O bias values; empty unless
-    /// `want_w`) and the input gradient (empty unless `want_x`) of the whole batch. Chunks run
-    /// in parallel; their weight gradients are summed in chunk order, so results do not depend
-    /// on scheduling.
+    /// The weight and bias gradients (the O·CKK weight values transposed, CKK × O, then the O
+    /// bias values; empty unless `want_w`) and the input gradient (empty unless `want_x`) of the
+    /// whole batch. Chunks run in parallel; their weight gradients are summed in chunk order, so
+    /// results do not depend on scheduling.
     fn backward(&self, x: &[f32], w: &[f32], src: &GradSrc, want_w: bool, want_x: bool) -> (Vec<f32>, Vec<f32>) {
         let (o, p, ckk) = (self.o, self.p(), self.ckk());
         let nb = self.chunk();

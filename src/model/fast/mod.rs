@@ -13,6 +13,9 @@ mod pool;
 pub use conv::{conv2d, conv2d_relu_pool};
 pub use pool::max_pool2d;
 
+use candle_core::{backend::BackendStorage, bail, CpuStorage, Layout, Result};
+use rayon::prelude::*;
+
 /// Keeps candle's own CPU thread pool to one thread, unless `CANDLE_NUM_THREADS` is set.
 ///
 /// candle runs large element-wise operations on a pool of its own, beside rayon's, whose idle
@@ -26,9 +29,6 @@ pub fn keep_candle_pool_single_threaded() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }
-
-use candle_core::{backend::BackendStorage, bail, CpuStorage, Layout, Result};
-use rayon::prelude::*;
 
 /// Values zeroed per parallel task by [`par_zeros`].
 const ZERO_PIECE: usize = 1 << 16;
@@ -56,6 +56,19 @@ fn f32_slice<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => bail!("{op}: expected a contiguous tensor"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn par_zeros_gives_len_zeros() {
+        for len in [0, 1, super::ZERO_PIECE - 1, 3 * super::ZERO_PIECE + 5] {
+            let v = super::par_zeros::<f32>(len);
+            assert_eq!(v.len(), len);
+            assert!(v.iter().all(|&x| x == 0.0), "len {len}");
+        }
+        assert!(super::par_zeros::<u32>(70_000).iter().all(|&x| x == 0));
     }
 }
 
