@@ -368,31 +368,8 @@ impl Geom {
         let ld = nb * p;
         with_scratch(ckk * ld, o * ld, |col, out| {
             self.im2col_chunk(x, col);
-            // SAFETY: out is o × ld (row stride ld), w is o × ckk (row stride ckk) and col is
-            // ckk × ld (row stride ld); every index gemm touches is inside those buffers.
-            unsafe {
-                gemm(
-                    o,
-                    ld,
-                    ckk,
-                    out.as_mut_ptr(),
-                    1,
-                    ld as isize,
-                    false,
-                    w.as_ptr(),
-                    1,
-                    ckk as isize,
-                    col.as_ptr(),
-                    1,
-                    ld as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
+            // out (o × ld) = w (o × ckk) · col (ckk × ld), all row-major.
+            matmul(o, ld, ckk, (out, ld, 1), (w, ckk, 1), (col, ld, 1));
             let finish = |v: f32, bias: f32| if relu { (v + bias).max(0.0) } else { v + bias };
             let plane = match pool {
                 Some(k) => (self.oh / k) * (self.ow / k),
@@ -445,66 +422,18 @@ impl Geom {
                     if want_w {
                         self.im2col_chunk(&x[first * self.x_len()..][..m * self.x_len()], col);
                         let (dw, db) = acc.split_at_mut(o * ckk);
-                        // The weight gradient is written transposed (CKK × O), which makes gemm
-                        // pack the O × ld output gradient instead of the CKK × ld im2col matrix,
-                        // several times larger. SAFETY: dw is written as o × ckk with row stride
-                        // 1 and column stride o, inside its o·ckk values; dyc is o × ld (row
-                        // stride ld); the right-hand side is colᵀ, ld × ckk, read from the
-                        // ckk × ld buffer col with swapped strides.
-                        unsafe {
-                            gemm(
-                                o,
-                                ckk,
-                                ld,
-                                dw.as_mut_ptr(),
-                                o as isize,
-                                1,
-                                false,
-                                dyc.as_ptr(),
-                                1,
-                                ld as isize,
-                                col.as_ptr(),
-                                ld as isize,
-                                1,
-                                0.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                Parallelism::None,
-                            );
-                        }
+                        // dw = dyc (o × ld) · colᵀ (ld × ckk, read from col with swapped
+                        // strides), written transposed (column stride o): gemm then packs the
+                        // O × ld output gradient instead of the CKK × ld im2col matrix, several
+                        // times larger.
+                        matmul(o, ckk, ld, (dw, 1, o), (dyc, ld, 1), (col, 1, ld));
                         for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
                             *d = lane_sum(row);
                         }
                     }
                     if want_x {
-                        // SAFETY: col is ckk × ld (row stride ld); the left-hand side is wᵀ,
-                        // ckk × o, read from the o × ckk buffer w with swapped strides; dyc is
-                        // o × ld (row stride ld).
-                        unsafe {
-                            gemm(
-                                ckk,
-                                ld,
-                                o,
-                                col.as_mut_ptr(),
-                                1,
-                                ld as isize,
-                                false,
-                                w.as_ptr(),
-                                ckk as isize,
-                                1,
-                                dyc.as_ptr(),
-                                1,
-                                ld as isize,
-                                0.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                Parallelism::None,
-                            );
-                        }
+                        // col (ckk × ld) = wᵀ (ckk × o, read from w with swapped strides) · dyc.
+                        matmul(ckk, ld, o, (col, ld, 1), (w, 1, ckk), (dyc, ld, 1));
                         for (i, img) in dxc.chunks_exact_mut(self.x_len()).enumerate() {
                             self.col2im(col, ld, i * p, img, short.as_deref());
                         }
@@ -521,6 +450,53 @@ impl Geom {
             })
             .unwrap_or_default();
         (acc, dx)
+    }
+}
+
+/// `dst = lhs · rhs` by `gemm` on the calling thread, for an m × k `lhs`, a k × n `rhs` and an
+/// m × n `dst`, each given as (slice, row stride, column stride): element (i, j) sits at
+/// `i * row_stride + j * col_stride`. Panics if a matrix would reach past its slice.
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (&mut [f32], usize, usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+) {
+    let fits = |len: usize, rows: usize, cols: usize, rs: usize, cs: usize| {
+        rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
+    };
+    assert!(
+        fits(dst.0.len(), m, n, dst.1, dst.2)
+            && fits(lhs.0.len(), m, k, lhs.1, lhs.2)
+            && fits(rhs.0.len(), k, n, rhs.1, rhs.2),
+        "matmul: a {m}x{k} · {k}x{n} product reaches past one of its buffers"
+    );
+    // SAFETY: the assertion keeps every element gemm reads or writes inside its slice, and
+    // `dst`, borrowed mutably, aliases neither input.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.0.as_mut_ptr(),
+            dst.2 as isize,
+            dst.1 as isize,
+            false,
+            lhs.0.as_ptr(),
+            lhs.2 as isize,
+            lhs.1 as isize,
+            rhs.0.as_ptr(),
+            rhs.2 as isize,
+            rhs.1 as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
     }
 }
 
