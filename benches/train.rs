@@ -35,29 +35,26 @@ struct Rate {
 }
 
 /// Trains a fresh `seed-cnn` for `steps` steps of `batch` images (one epoch over the first
-/// `steps × batch` training images) through `fit`, `runs` times after one untimed run; the
-/// best rates count.
-fn mnistlab_rate(train: &Split, batch: usize, steps: usize, runs: usize) -> Rate {
+/// `steps × batch` training images) through `fit`, once untimed (allocator and threads warm
+/// up) and once timed.
+fn mnistlab_rate(train: &Split, batch: usize, steps: usize) -> Rate {
     let n = (steps * batch).min(train.len());
     let subset = Split { pixels: train.pixels[..n * 784].to_vec(), labels: train.labels[..n].to_vec() };
     let spec = preset("seed-cnn").expect("seed-cnn is a preset");
     let config =
         TrainConfig { epochs: 1, batch_size: batch, optimizer: Optimizer::Adam { lr: 1e-3 }, ..TrainConfig::default() };
     let stop = AtomicBool::new(false);
-    let mut best = Rate::default();
-    // The first run warms up allocator and threads and does not count.
-    for run in 0..=runs {
-        let net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 0).expect("builds seed-cnn");
-        let (wall0, cpu0) = (Instant::now(), cpu_seconds());
-        fit(&net, &subset, None, 28, 28, PixelScaling::Unit, &config, None, &stop, &mut |_| {}).expect("trains");
-        let wall = wall0.elapsed().as_secs_f64();
-        let cpu = cpu_seconds().zip(cpu0).map_or(f64::NAN, |(b, a)| b - a);
-        if run > 0 {
-            best.wall = best.wall.max(n as f64 / wall);
-            best.cpu = best.cpu.max(n as f64 / cpu);
-        }
-    }
-    best
+    let fresh_net = || Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 0).expect("builds seed-cnn");
+    let fit_once = |net: &Network| {
+        fit(net, &subset, None, 28, 28, PixelScaling::Unit, &config, None, &stop, &mut |_| {}).expect("trains")
+    };
+    fit_once(&fresh_net());
+    let net = fresh_net();
+    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+    fit_once(&net);
+    let wall = wall0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu0).map_or(f64::NAN, |(b, a)| b - a);
+    Rate { wall: n as f64 / wall, cpu: n as f64 / cpu }
 }
 
 /// Keras rates by batch size from `bench/run_keras_train.sh`, or why there are none.
@@ -194,7 +191,7 @@ fn main() {
     for round in 1..=rounds {
         let mut this_round = Vec::new();
         for (batch, best) in ours.iter_mut() {
-            let r = mnistlab_rate(&train, *batch, steps, 1);
+            let r = mnistlab_rate(&train, *batch, steps);
             println!("round {round} mnistlab batch {batch:4}: {:7.0} images/s, {:7.0} images/CPU-s", r.wall, r.cpu);
             best.wall = best.wall.max(r.wall);
             best.cpu = best.cpu.max(r.cpu);
