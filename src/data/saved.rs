@@ -366,7 +366,12 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
         ));
     }
     let text = fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| DataError::format(&path, format!("not a valid manifest: {e}")))
+    parse_manifest(&path, &text)
+}
+
+/// Parses the text of a `manifest.json`, naming `path` in errors.
+pub fn parse_manifest(path: &Path, text: &str) -> Result<Manifest> {
+    serde_json::from_str(text).map_err(|e| DataError::format(path, format!("not a valid manifest: {e}")))
 }
 
 /// Loads a folder written by [`save_dataset`]: checks every file against the manifest's SHA-256,

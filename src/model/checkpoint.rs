@@ -143,7 +143,12 @@ fn read_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
 /// the caller's check (compare `meta.classes`).
 pub fn load_model(path: &Path, device: &Device) -> Result<(Network, ModelMeta)> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-    let meta = read_meta(path, &bytes)?;
+    load_model_bytes(path, &bytes, device)
+}
+
+/// Loads a model file held in memory (see [`load_model`]), naming `path` in errors.
+pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(Network, ModelMeta)> {
+    let meta = read_meta(path, bytes)?;
     let mut net = Network::new(&meta.spec, meta.input, meta.classes.len(), device, 0)
         .map_err(|e| ModelError::format(path, format!("the stored architecture cannot be built: {e}")))?;
     if let Some(lora) = &meta.lora {
@@ -151,7 +156,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Network, ModelMeta)> 
             .map_err(|e| ModelError::format(path, format!("bad `lora` metadata: {e}")))?;
     }
     net.set_frozen(&meta.frozen, true).map_err(|e| ModelError::format(path, format!("bad `frozen` metadata: {e}")))?;
-    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(&bytes, device)
+    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(bytes, device)
         .map_err(|e| ModelError::format(path, format!("cannot read the weights: {e}")))?;
     net.set_weights(&tensors).map_err(|e| ModelError::format(path, e))?;
     Ok((net, meta))
