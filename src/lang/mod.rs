@@ -1,6 +1,7 @@
 //! Syntax only: the AST with source spans, the nom parser, and the statement docs table.
 
 pub mod ast;
+pub mod complete;
 pub mod docs;
 pub mod parser;
 
