@@ -3,6 +3,7 @@
 
 pub mod evcxr;
 pub mod kernel;
+pub mod paths;
 pub mod render;
 pub mod repl;
 pub mod script;

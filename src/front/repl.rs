@@ -4,72 +4,86 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 
-use rustyline::completion::{Completer, FilenameCompleter, Pair};
+use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::{Context, Editor, Helper, Validator};
 
+use super::paths::complete_path;
 use super::terminal::Terminal;
-use crate::lang::docs;
+use crate::lang::{complete, docs};
 use crate::session::Session;
 
 /// Words the REPL itself understands, besides statements.
 const REPL_COMMANDS: &[&str] = &[":save", ":quit", ":help"];
-const SPLIT_WORDS: &[&str] = &["train", "val", "test"];
 
 /// Completion and hints for the REPL.
-#[derive(Helper, Validator)]
-pub struct LabHelper {
-    files: FilenameCompleter,
-}
+#[derive(Helper, Validator, Default)]
+pub struct LabHelper;
 
 impl LabHelper {
     /// A helper completing keywords, their arguments and file paths.
     pub fn new() -> LabHelper {
-        LabHelper { files: FilenameCompleter::new() }
+        LabHelper
     }
 }
 
-impl Default for LabHelper {
-    fn default() -> Self {
-        LabHelper::new()
+/// The completions of `line` with the cursor at byte `pos`: where the replaced word starts and
+/// the candidates (the words that parse there, then paths where a path may stand). A `pos`
+/// that is past the end or inside a character completes nothing.
+pub fn candidates(line: &str, pos: usize) -> (usize, Vec<String>) {
+    let Some(before) = line.get(..pos) else { return (pos.min(line.len()), Vec::new()) };
+    let c = complete::complete(before);
+    let word = &before[c.start..];
+    let mut words = c.words;
+    if before[..c.start].trim().is_empty() && word.starts_with(':') {
+        words.extend(REPL_COMMANDS.iter().filter(|w| w.starts_with(word)).map(|w| w.to_string()));
     }
+    if c.paths {
+        words.extend(complete_path(word));
+    }
+    words.sort();
+    words.dedup();
+    (c.start, words)
 }
 
-/// Candidate words for the word being typed, given the words before it.
-pub fn complete_words(before: &[&str], word: &str) -> Vec<String> {
-    let candidates: Vec<&str> = match before.first() {
-        None => docs::keywords().chain(REPL_COMMANDS.iter().copied()).collect(),
-        Some(keyword) => match docs::lookup(keyword) {
-            Some(doc) => doc.words.iter().chain(SPLIT_WORDS.iter().filter(|_| *keyword == "show")).copied().collect(),
-            None => Vec::new(),
-        },
+/// The hint shown after the cursor at byte `pos`: the rest of the only keyword starting with
+/// the word typed, or the first form of the statement after `KEYWORD `.
+pub fn hint(line: &str, pos: usize) -> Option<String> {
+    if pos != line.len() || line.trim().is_empty() {
+        return None;
+    }
+    let body = line.trim_start();
+    let Some(space) = body.find([' ', '\t']) else {
+        // Complete a unique keyword prefix.
+        let matches: Vec<&str> = docs::keywords().filter(|k| k.starts_with(body)).collect();
+        return match matches.as_slice() {
+            [one] => one.strip_prefix(body).filter(|rest| !rest.is_empty()).map(str::to_string),
+            _ => None,
+        };
     };
-    let mut out: Vec<String> = candidates.into_iter().filter(|c| c.starts_with(word)).map(str::to_string).collect();
-    out.dedup();
-    out
+    let (keyword, rest) = body.split_at(space);
+    let doc = docs::lookup(keyword)?;
+    if !rest.trim_matches([' ', '\t']).is_empty() {
+        return None;
+    }
+    let form = doc.synopsis.first()?;
+    Some(form.strip_prefix(keyword).unwrap_or(form).trim_start().to_string())
+}
+
+/// Runs `f`, or gives `fallback` if it panics: a bug in completion must not end the REPL.
+fn guarded<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
 impl Completer for LabHelper {
     type Candidate = Pair;
 
-    fn complete(&self, line: &str, pos: usize, ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let before = &line[..pos];
-        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
-        let word = &before[start..];
-        let words: Vec<&str> = before[..start].split_whitespace().collect();
-        let mut pairs: Vec<Pair> =
-            complete_words(&words, word).into_iter().map(|w| Pair { display: w.clone(), replacement: w }).collect();
-        if !words.is_empty() && (pairs.is_empty() || word.contains(['/', '.'])) {
-            let (file_start, files) = self.files.complete(line, pos, ctx)?;
-            if file_start == start || pairs.is_empty() {
-                return Ok((file_start, files));
-            }
-        }
-        pairs.sort_by(|a, b| a.display.cmp(&b.display));
-        Ok((start, pairs))
+    fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let (start, words) = guarded((pos, Vec::new()), || candidates(line, pos));
+        Ok((start, words.into_iter().map(|w| Pair { display: w.clone(), replacement: w }).collect()))
     }
 }
 
@@ -77,24 +91,7 @@ impl Hinter for LabHelper {
     type Hint = String;
 
     fn hint(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> Option<String> {
-        if pos < line.len() || line.is_empty() {
-            return None;
-        }
-        let keyword = line.split_whitespace().next()?;
-        if !line.contains(' ') {
-            // Complete a unique keyword prefix.
-            let matches: Vec<&str> = docs::keywords().filter(|k| k.starts_with(keyword)).collect();
-            return match matches.as_slice() {
-                [one] if *one != keyword => Some(one[keyword.len()..].to_string()),
-                _ => None,
-            };
-        }
-        let doc = docs::lookup(keyword)?;
-        if line.trim_end() == keyword && line.ends_with(' ') {
-            let form = doc.synopsis[0];
-            return Some(form.strip_prefix(keyword).unwrap_or(form).trim_start().to_string());
-        }
-        None
+        guarded(None, || hint(line, pos))
     }
 }
 
@@ -172,4 +169,48 @@ pub fn run(session: &mut Session, terminal: &mut Terminal) -> rustyline::Result<
         let _ = editor.save_history(path);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completes_keywords_arguments_and_commands() {
+        assert_eq!(candidates("lo", 2), (0, vec!["load".to_string(), "loss".to_string()]));
+        assert_eq!(candidates("load mnist ", 11), (11, vec!["from".to_string()]));
+        assert_eq!(candidates(":s", 2), (0, vec![":save".to_string()]));
+        // Completion stops at the cursor; text after it does not count.
+        assert_eq!(candidates("lo mnist", 2).1, vec!["load", "loss"]);
+    }
+
+    #[test]
+    fn any_text_and_cursor_is_safe() {
+        for line in ["load\u{3000}mni", "\u{3000}lo", "loa\u{301}d mn", "\u{2003}\u{a0} \t", "print \"é", "é"] {
+            for pos in 0..=line.len() + 2 {
+                let (start, words) = candidates(line, pos);
+                assert!(start <= pos.min(line.len()), "{line:?} {pos}");
+                if line.is_char_boundary(pos) {
+                    assert!(line.is_char_boundary(start));
+                } else {
+                    assert!(words.is_empty());
+                }
+                let _ = hint(line, pos);
+            }
+        }
+        assert_eq!(candidates("load\u{3000}mni", "load\u{3000}mni".len()), (0, Vec::new()));
+        assert_eq!(candidates("\u{3000}lo", "\u{3000}lo".len()).1, vec!["load", "loss"]);
+    }
+
+    #[test]
+    fn hints() {
+        assert_eq!(hint("standa", 6).as_deref(), Some("rdize"));
+        assert_eq!(hint("lo", 2), None, "load and loss");
+        assert_eq!(hint("split ", 6).as_deref(), Some("TRAIN/VAL/TEST [seed S]"));
+        assert_eq!(hint("split 7", 7), None);
+        assert_eq!(hint("split", 3), None, "the cursor is not at the end");
+        assert_eq!(hint("\u{3000}info", "\u{3000}info".len()), None);
+        assert_eq!(hint("\u{3000}standa", "\u{3000}standa".len()).as_deref(), Some("rdize"));
+        assert_eq!(hint("load\u{3000}", "load\u{3000}".len()), None);
+    }
 }

@@ -1,13 +1,16 @@
 //! The contents of the kernel's replies that need no session: kernel info, completion,
 //! completeness, inspection. Cursor positions are in Unicode code points (protocol 5.2+).
-
-use std::path::Path;
+//!
+//! Requests come from the network: any `code` and `cursor_pos` get a reply. A cursor past the
+//! end is the end, a negative one the start, a fractional one its whole part, a missing one the
+//! end of the code (as Jupyter's own clients mean it); a cursor that is not a number, or code
+//! that is not a string, gets an error reply naming the field.
 
 use serde_json::{json, Value};
 
 use super::wire::PROTOCOL_VERSION;
-use crate::front::repl::complete_words;
-use crate::lang::{self, docs};
+use crate::front::paths::complete_path;
+use crate::lang::{self, complete, docs};
 
 /// The Pygments lexer named in `language_info` (Pygments' `BashLexer`: the language's only
 /// lexical structures, `# comments` and `"strings"`, are the shell's).
@@ -41,50 +44,98 @@ fn byte_offset(code: &str, pos: usize) -> usize {
     code.char_indices().nth(pos).map_or(code.len(), |(i, _)| i)
 }
 
-/// The `complete_reply` content for `code` with the cursor at code point `cursor_pos`:
-/// keywords, their argument words, and file paths for arguments.
+/// The `status: error` content of a reply to a request that cannot be answered.
+pub fn error_reply(ename: &str, evalue: &str) -> Value {
+    json!({"status": "error", "ename": ename, "evalue": evalue, "traceback": [format!("{ename}: {evalue}")]})
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The request's `code`, which must be a string.
+pub fn code_of(content: &Value) -> Result<&str, String> {
+    if !content.is_object() {
+        return Err(format!("the request's content must be an object, not {}", type_name(content)));
+    }
+    match content.get("code") {
+        Some(Value::String(code)) => Ok(code),
+        Some(other) => Err(format!("`code` must be a string, not {}", type_name(other))),
+        None => Err("the request has no `code`".into()),
+    }
+}
+
+/// The request's `cursor_pos` in code points, within `0..=` the length of `code` (see the
+/// module's comment for what is made of odd values).
+pub fn cursor_of(content: &Value, code: &str) -> Result<usize, String> {
+    let len = code.chars().count();
+    match content.get("cursor_pos") {
+        None | Some(Value::Null) => Ok(len),
+        Some(Value::Number(n)) => Ok(match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => usize::try_from(u).unwrap_or(usize::MAX).min(len),
+            (None, Some(_), _) => 0,
+            (None, None, Some(f)) if f.is_finite() && f > 0.0 => {
+                if f >= len as f64 {
+                    len
+                } else {
+                    f as usize
+                }
+            }
+            _ => 0,
+        }),
+        Some(other) => Err(format!("`cursor_pos` must be a number of code points, not {}", type_name(other))),
+    }
+}
+
+/// The `complete_reply` content for a request's content.
+pub fn complete_request(content: &Value) -> Value {
+    match code_of(content).and_then(|code| Ok((code, cursor_of(content, code)?))) {
+        Ok((code, cursor)) => complete(code, cursor),
+        Err(e) => error_reply("InvalidRequest", &e),
+    }
+}
+
+/// The `inspect_reply` content for a request's content.
+pub fn inspect_request(content: &Value) -> Value {
+    match code_of(content).and_then(|code| Ok((code, cursor_of(content, code)?))) {
+        Ok((code, cursor)) => inspect(code, cursor),
+        Err(e) => error_reply("InvalidRequest", &e),
+    }
+}
+
+/// The `is_complete_reply` content for a request's content (`unknown` without string code).
+pub fn is_complete_request(content: &Value) -> Value {
+    match code_of(content) {
+        Ok(code) => is_complete(code),
+        Err(_) => json!({"status": "unknown"}),
+    }
+}
+
+/// The `complete_reply` content for `code` with the cursor at code point `cursor_pos`: the
+/// words that parse there ([`complete::complete`]), and file paths where a path may stand.
 pub fn complete(code: &str, cursor_pos: usize) -> Value {
-    let cursor = byte_offset(code, cursor_pos);
-    let line_start = code[..cursor].rfind('\n').map_or(0, |i| i + 1);
-    let before = &code[line_start..cursor];
-    let word_start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
-    let word = &before[word_start..];
-    let words: Vec<&str> = before[..word_start].split_whitespace().collect();
-    let mut matches = complete_words(&words, word);
-    if !words.is_empty() && (matches.is_empty() || word.contains(['/', '.'])) {
-        matches.extend(complete_path(word));
+    let before = &code[..byte_offset(code, cursor_pos)];
+    let c = complete::complete(before);
+    let mut matches = c.words;
+    if c.paths {
+        matches.extend(complete_path(&before[c.start..]));
     }
     matches.sort();
     matches.dedup();
-    let start = code[..line_start + word_start].chars().count();
     json!({
         "status": "ok",
         "matches": matches,
-        "cursor_start": start,
-        "cursor_end": cursor_pos.min(code.chars().count()),
+        "cursor_start": before[..c.start].chars().count(),
+        "cursor_end": before.chars().count(),
         "metadata": {},
     })
-}
-
-/// Paths starting with `word` (relative to the working directory); folders end in `/`.
-fn complete_path(word: &str) -> Vec<String> {
-    let (dir, prefix) = match word.rfind('/') {
-        Some(i) => (&word[..=i], &word[i + 1..]),
-        None => ("", word),
-    };
-    let listing = if dir.is_empty() { Path::new(".") } else { Path::new(dir) };
-    let Ok(entries) = std::fs::read_dir(listing) else { return Vec::new() };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            if !name.starts_with(prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
-                return None;
-            }
-            let slash = if entry.file_type().ok()?.is_dir() { "/" } else { "" };
-            Some(format!("{dir}{name}{slash}"))
-        })
-        .collect()
 }
 
 /// The `is_complete_reply` content: `incomplete` while a quote is open, `invalid` when a line
@@ -104,7 +155,9 @@ pub fn inspect(code: &str, cursor_pos: usize) -> Value {
     let line_end = code[cursor..].find('\n').map_or(code.len(), |i| cursor + i);
     let line = &code[line_start..line_end];
     let at = cursor - line_start;
-    let start = line[..at].rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    // The word around the cursor, between whitespace of any kind (boundaries are found by
+    // character, so a multi-byte space is skipped whole).
+    let start = line[..at].char_indices().rev().find(|(_, c)| c.is_whitespace()).map_or(0, |(i, c)| i + c.len_utf8());
     let end = line[at..].find(char::is_whitespace).map_or(line.len(), |i| at + i);
     let word = &line[start..end];
     let doc = docs::lookup(word).or_else(|| line.split_whitespace().next().and_then(docs::lookup));
@@ -150,6 +203,103 @@ mod tests {
         assert_eq!(r["cursor_start"], 10);
         let r = complete("model seed", 10);
         assert_eq!(strings(&r["matches"]), vec!["seed-cnn", "seed-small"]);
+    }
+
+    #[test]
+    fn completes_only_what_parses_there() {
+        // `from` follows a named dataset, not `load` itself.
+        let r = complete("load ", 5);
+        assert!(!strings(&r["matches"]).contains(&"from"), "{r}");
+        assert!(strings(&r["matches"]).contains(&"mnist"));
+        assert_eq!(strings(&complete("load mnist f", 12)["matches"]), vec!["from"]);
+        // `show` lists each split once.
+        let r = complete("show samples 4 ", 15);
+        assert_eq!(strings(&r["matches"]), vec!["class", "test", "train", "val"]);
+        // The kernel offers no REPL commands.
+        assert!(strings(&complete(":", 1)["matches"]).is_empty());
+    }
+
+    #[test]
+    fn unicode_spaces_and_marks() {
+        // The panic of issue 13: an ideographic space before the word.
+        let code = "load\u{3000}mni";
+        let r = complete(code, code.chars().count());
+        assert_eq!(r["status"], "ok");
+        assert!(strings(&r["matches"]).is_empty());
+        assert_eq!((r["cursor_start"].as_u64(), r["cursor_end"].as_u64()), (Some(0), Some(8)));
+        // Ideographic indentation is indentation.
+        let code = "\u{3000}\u{3000}lo";
+        let r = complete(code, 4);
+        assert_eq!(strings(&r["matches"]), vec!["load", "loss"]);
+        assert_eq!((r["cursor_start"].as_u64(), r["cursor_end"].as_u64()), (Some(2), Some(4)));
+        // Every cursor in a line of odd characters.
+        let code = "lo\u{301}ad\u{2003}mn\u{a0}ist \u{3000}\u{205f}fr\u{200b}om é\n\u{3000}sh";
+        let n = code.chars().count();
+        for pos in 0..=n + 3 {
+            for r in [complete(code, pos), inspect(code, pos)] {
+                assert_eq!(r["status"], "ok", "{pos}");
+            }
+            let r = complete(code, pos);
+            let (start, end) = (r["cursor_start"].as_u64().unwrap(), r["cursor_end"].as_u64().unwrap());
+            assert!(start <= end && end == pos.min(n) as u64, "{pos}: {r}");
+        }
+        assert_eq!(strings(&complete(code, n)["matches"]), vec!["show"]);
+        assert_eq!(inspect("load\u{3000}mnist", 6)["found"], true);
+        assert_eq!(inspect("\u{3000}split\u{3000}", 1)["found"], true);
+        assert_eq!(is_complete("load\u{3000}mnist")["status"], "invalid");
+        assert_eq!(is_complete("\u{3000}load mnist\u{3000}")["status"], "complete");
+    }
+
+    #[test]
+    fn odd_cursor_positions() {
+        let c = |content: Value| complete_request(&content);
+        let cursor = |r: Value| (r["cursor_start"].as_u64(), r["cursor_end"].as_u64());
+        assert_eq!(cursor(c(json!({"code": "lo", "cursor_pos": 99}))), (Some(0), Some(2)));
+        assert_eq!(cursor(c(json!({"code": "lo", "cursor_pos": u64::MAX}))), (Some(0), Some(2)));
+        assert_eq!(cursor(c(json!({"code": "lo", "cursor_pos": -5}))), (Some(0), Some(0)));
+        assert_eq!(cursor(c(json!({"code": "lo", "cursor_pos": i64::MIN}))), (Some(0), Some(0)));
+        assert_eq!(cursor(c(json!({"code": "lo", "cursor_pos": 1.7}))), (Some(0), Some(1)));
+        assert_eq!(cursor(c(json!({"code": "lo", "cursor_pos": -0.5}))), (Some(0), Some(0)));
+        assert_eq!(cursor(c(json!({"code": "lo", "cursor_pos": 1e300}))), (Some(0), Some(2)));
+        assert_eq!(cursor(c(json!({"code": "lo"}))), (Some(0), Some(2)));
+        assert_eq!(cursor(c(json!({"code": "lo", "cursor_pos": null}))), (Some(0), Some(2)));
+        assert_eq!(strings(&c(json!({"code": "lo"}))["matches"]), vec!["load", "loss"]);
+        for bad in [json!({"code": "lo", "cursor_pos": "2"}), json!({"code": "lo", "cursor_pos": [2]})] {
+            let r = c(bad);
+            assert_eq!((r["status"].as_str(), r["ename"].as_str()), (Some("error"), Some("InvalidRequest")));
+            assert!(r["evalue"].as_str().unwrap().contains("cursor_pos"), "{r}");
+        }
+        assert_eq!(inspect_request(&json!({"code": "split", "cursor_pos": -1}))["found"], true);
+        assert_eq!(inspect_request(&json!({"code": "split", "cursor_pos": 1000}))["found"], true);
+        assert_eq!(inspect_request(&json!({"code": "split", "cursor_pos": true}))["status"], "error");
+    }
+
+    #[test]
+    fn code_that_is_not_a_string() {
+        for content in [json!({"code": 5, "cursor_pos": 0}), json!({"cursor_pos": 0}), json!([1, 2]), json!("load")] {
+            for r in [complete_request(&content), inspect_request(&content)] {
+                assert_eq!(r["status"], "error", "{content}");
+                assert_eq!(r["ename"], "InvalidRequest");
+                assert!(r["traceback"].is_array());
+            }
+            assert_eq!(is_complete_request(&content)["status"], "unknown");
+        }
+    }
+
+    #[test]
+    fn a_megabyte_of_code() {
+        let line = format!("print \"{}\"", "x".repeat(1 << 20));
+        let n = line.chars().count();
+        let started = std::time::Instant::now();
+        let r = complete(&line, n);
+        assert_eq!((r["status"].as_str(), r["cursor_end"].as_u64()), (Some("ok"), Some(n as u64)));
+        assert_eq!(inspect(&line, n / 2)["found"], true, "the line's statement");
+        assert_eq!(is_complete(&line)["status"], "complete");
+        let code = format!("{line}\nlo");
+        assert_eq!(strings(&complete(&code, n + 3)["matches"]), vec!["load", "loss"]);
+        let words = format!("model {}", "conv32 ".repeat(150_000));
+        assert_eq!(complete(&words, words.chars().count())["status"], "ok");
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
     }
 
     #[test]
