@@ -16,6 +16,8 @@ struct LiveDisplay {
     stem: String,
     number: Option<u64>,
     last_sent: Instant,
+    /// The latest update that was held back by the throttle, to send before anything else.
+    pending: Option<Value>,
 }
 
 /// Turns one cell's events into IOPub messages (`msg_type`, content).
@@ -26,13 +28,51 @@ pub struct Outputs {
 
 impl Outputs {
     /// Outputs for one execution; progress updates closer together than `min_interval` are
-    /// dropped (except an operation's first and last).
+    /// held back (except an operation's first and last), the latest of them until the next
+    /// message or [`Outputs::flush`], so the display always ends on the last state reported.
     pub fn new(min_interval: Duration) -> Outputs {
         Outputs { live: None, min_interval }
     }
 
-    /// The message for `event`, or `None` when it is a throttled progress update.
-    pub fn message(&mut self, event: Event) -> Option<(&'static str, Value)> {
+    /// The messages for `event`: none for a throttled progress update; a held-back update
+    /// first when another output comes, so that the display shows the last state before it.
+    pub fn messages(&mut self, event: Event) -> Vec<(&'static str, Value)> {
+        let mut out = Vec::new();
+        let same_display = match &event {
+            Event::Progress(p) => {
+                let (stem, number) = split_id(&p.id);
+                self.continues(&stem, number)
+            }
+            _ => false,
+        };
+        if !same_display {
+            out.extend(self.flush());
+        }
+        out.extend(self.message(event));
+        out
+    }
+
+    /// Whether progress `stem`/`number` updates the live display (the same operation going
+    /// on), rather than starting a new one (another operation, or the same one starting over).
+    fn continues(&self, stem: &str, number: Option<u64>) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|l| l.stem == stem && (number.is_none() || l.number.is_none() || number >= l.number))
+    }
+
+    /// The update held back by the throttle, if any: to send when the operation or the cell
+    /// ends (say, after an interrupt, when no final progress comes).
+    pub fn flush(&mut self) -> Option<(&'static str, Value)> {
+        let live = self.live.as_mut()?;
+        let data = live.pending.take()?;
+        live.last_sent = Instant::now();
+        Some((
+            "update_display_data",
+            json!({"data": data, "metadata": {}, "transient": {"display_id": live.display_id}}),
+        ))
+    }
+
+    fn message(&mut self, event: Event) -> Option<(&'static str, Value)> {
         match event {
             Event::Text(text) => Some(stream("stdout", &text)),
             Event::Warning(text) => Some(stream("stderr", &format!("warning: {text}"))),
@@ -57,24 +97,22 @@ impl Outputs {
 
     fn progress(&mut self, p: Progress) -> Option<(&'static str, Value)> {
         let (stem, number) = split_id(&p.id);
-        // A new display when another operation starts, or the same one starts over.
-        let continues = self
-            .live
-            .as_ref()
-            .is_some_and(|l| l.stem == stem && (number.is_none() || l.number.is_none() || number >= l.number));
+        let continues = self.continues(&stem, number);
         let data = json!({"text/plain": progress_text(&p), "text/html": progress_html(&p)});
         if !continues {
             let display_id = uuid::Uuid::new_v4().to_string();
             let content = json!({"data": data, "metadata": {}, "transient": {"display_id": display_id}});
-            self.live = Some(LiveDisplay { display_id, stem, number, last_sent: Instant::now() });
+            self.live = Some(LiveDisplay { display_id, stem, number, last_sent: Instant::now(), pending: None });
             return Some(("display_data", content));
         }
-        let live = self.live.as_mut().expect("continues implies a live display");
+        let live = self.live.as_mut()?;
         let new_step = number != live.number;
         live.number = number;
         if !p.finished && !new_step && live.last_sent.elapsed() < self.min_interval {
+            live.pending = Some(data);
             return None;
         }
+        live.pending = None;
         live.last_sent = Instant::now();
         Some((
             "update_display_data",
@@ -149,12 +187,21 @@ mod tests {
         })
     }
 
+    impl Outputs {
+        /// The one message for `event` (tests), checking there is at most one.
+        fn one(&mut self, event: Event) -> Option<(&'static str, Value)> {
+            let mut all = self.messages(event);
+            assert!(all.len() <= 1, "{all:?}");
+            all.pop()
+        }
+    }
+
     #[test]
     fn text_and_warning_are_streams() {
         let mut out = Outputs::new(Duration::ZERO);
-        let (kind, content) = out.message(Event::Text("hello".into())).unwrap();
+        let (kind, content) = out.one(Event::Text("hello".into())).unwrap();
         assert_eq!((kind, &content["name"], &content["text"]), ("stream", &json!("stdout"), &json!("hello\n")));
-        let (_, content) = out.message(Event::Warning("careful".into())).unwrap();
+        let (_, content) = out.one(Event::Warning("careful".into())).unwrap();
         assert_eq!((&content["name"], &content["text"]), (&json!("stderr"), &json!("warning: careful\n")));
     }
 
@@ -163,12 +210,12 @@ mod tests {
         let mut out = Outputs::new(Duration::ZERO);
         let mut t = Table::new(None, &["class", "n"]);
         t.row(vec!["0".into(), "5".into()]);
-        let (kind, content) = out.message(Event::Table(t.clone())).unwrap();
+        let (kind, content) = out.one(Event::Table(t.clone())).unwrap();
         assert_eq!(kind, "display_data");
         assert_eq!(content["data"]["text/html"], table_html(&t));
         assert_eq!(content["data"]["text/plain"], table_text(&t));
         let image = Image { name: "samples".into(), title: "4 samples".into(), png: vec![137, 80, 78, 71], svg: None };
-        let (_, content) = out.message(Event::Image(image)).unwrap();
+        let (_, content) = out.one(Event::Image(image)).unwrap();
         assert_eq!(content["data"]["image/png"], "iVBORw==");
         assert_eq!(content["data"]["text/plain"], "<samples: 4 samples>");
     }
@@ -176,17 +223,17 @@ mod tests {
     #[test]
     fn one_live_display_per_fit() {
         let mut out = Outputs::new(Duration::ZERO);
-        let (kind, first) = out.message(progress("fit-1", 1, false)).unwrap();
+        let (kind, first) = out.one(progress("fit-1", 1, false)).unwrap();
         assert_eq!(kind, "display_data");
         let id = first["transient"]["display_id"].clone();
         assert!(id.is_string());
         for event in [progress("fit-1", 10, true), progress("fit-2", 1, false), progress("fit-2", 10, true)] {
-            let (kind, content) = out.message(event).unwrap();
+            let (kind, content) = out.one(event).unwrap();
             assert_eq!(kind, "update_display_data");
             assert_eq!(content["transient"]["display_id"], id);
         }
         // A second fit in the same cell starts over at epoch 1: a new display.
-        let (kind, second) = out.message(progress("fit-1", 1, false)).unwrap();
+        let (kind, second) = out.one(progress("fit-1", 1, false)).unwrap();
         assert_eq!(kind, "display_data");
         assert_ne!(second["transient"]["display_id"], id);
     }
@@ -194,10 +241,42 @@ mod tests {
     #[test]
     fn throttles_updates_but_not_the_last() {
         let mut out = Outputs::new(Duration::from_secs(3600));
-        assert!(out.message(progress("fit-1", 1, false)).is_some());
-        assert!(out.message(progress("fit-1", 2, false)).is_none());
-        assert!(out.message(progress("fit-1", 10, true)).is_some());
-        assert!(out.message(progress("fit-2", 1, false)).is_some(), "a new epoch is shown at once");
+        assert!(out.one(progress("fit-1", 1, false)).is_some());
+        assert!(out.one(progress("fit-1", 2, false)).is_none());
+        assert!(out.one(progress("fit-1", 10, true)).is_some());
+        assert!(out.one(progress("fit-2", 1, false)).is_some(), "a new epoch is shown at once");
+    }
+
+    #[test]
+    fn the_last_state_is_always_shown() {
+        let mut out = Outputs::new(Duration::from_secs(3600));
+        let (_, first) = out.one(progress("fit-1", 1, false)).unwrap();
+        let id = first["transient"]["display_id"].clone();
+        assert!(out.one(progress("fit-1", 2, false)).is_none());
+        assert!(out.one(progress("fit-1", 7, false)).is_none());
+        // The fit is interrupted: no final progress, the cell ends.
+        let (kind, last) = out.flush().unwrap();
+        assert_eq!((kind, &last["transient"]["display_id"]), ("update_display_data", &id));
+        assert!(last["data"]["text/plain"].as_str().unwrap().contains("7/10"), "{last}");
+        assert!(out.flush().is_none(), "flushed once");
+        // A held-back update goes out before the next text (the epoch line, the stop notice).
+        assert!(out.one(progress("fit-1", 8, false)).is_none());
+        let all = out.messages(Event::Text("stopped".into()));
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[0].0, "update_display_data");
+        assert!(all[0].1["data"]["text/plain"].as_str().unwrap().contains("8/10"));
+        assert_eq!(all[1].0, "stream");
+        // Nothing is held back after a shown update.
+        assert!(out.one(progress("fit-1", 10, true)).is_some());
+        assert!(out.flush().is_none());
+        // A second fit in the cell: the first one's held-back state goes out before its display.
+        assert!(out.one(progress("fit-2", 3, false)).is_some());
+        assert!(out.one(progress("fit-2", 4, false)).is_none());
+        let all = out.messages(progress("fit-1", 1, false));
+        assert_eq!(all.iter().map(|m| m.0).collect::<Vec<_>>(), vec!["update_display_data", "display_data"]);
+        assert!(all[0].1["data"]["text/plain"].as_str().unwrap().contains("4/10"));
+        assert_eq!(all[0].1["transient"]["display_id"], id);
+        assert!(Outputs::new(Duration::ZERO).flush().is_none(), "no display yet");
     }
 
     #[test]

@@ -4,12 +4,21 @@
 //! the control socket can answer `interrupt_request` (raising the session's interrupt flag)
 //! while a `fit` runs. Every incoming message is verified with the connection key (those
 //! with a wrong HMAC are dropped and logged to stderr) and every outgoing one is signed.
+//!
+//! Nothing a client sends ends the kernel: each shell and control request is handled under
+//! `catch_unwind`, and a handler that panics still sends its reply (`status: error`, ename
+//! `InternalError`) and the `idle` status, and the next request is served. A message that is
+//! not a request (no `msg_type`) is dropped and logged. For tests, the environment variable
+//! `MNISTLAB_DEBUG_PANIC` naming message types (`complete_request`, comma-separated) makes
+//! their handlers panic.
 
 pub mod display;
 pub mod install;
 pub mod replies;
 pub mod wire;
 
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -89,15 +98,77 @@ async fn bind<S: Socket>(socket: &mut S, info: &ConnectionInfo, port: u16, name:
     socket.bind(&endpoint).await.map(|_| ()).map_err(|e| format!("cannot bind the {name} socket to {endpoint}: {e}"))
 }
 
-/// Reads and verifies one message; `None` for frames to drop (logged).
+/// Reads and verifies one message; `None` for frames to drop (logged): frames that do not
+/// parse or verify, and messages whose header names no `msg_type`.
 fn accept(frames: Vec<Vec<u8>>, signer: &Signer, socket: &str) -> Option<Message> {
-    match Message::parse(&frames, signer) {
-        Ok(message) => Some(message),
-        Err(e) => {
+    match catch_unwind(AssertUnwindSafe(|| Message::parse(&frames, signer))) {
+        Ok(Ok(message)) if !message.msg_type().is_empty() => Some(message),
+        Ok(Ok(message)) => {
+            let header = message.header.to_string();
+            let header: String = header.chars().take(200).collect();
+            log(&format!("dropped a message on {socket}: its header has no msg_type string: {header}"));
+            None
+        }
+        Ok(Err(e)) => {
             log(&format!("dropped a message on {socket}: {e}"));
             None
         }
+        Err(payload) => {
+            log(&format!("dropped a message on {socket}: reading it panicked: {}", panic_message(&*payload)));
+            None
+        }
     }
+}
+
+/// The text of a caught panic.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".into()
+    }
+}
+
+/// The message types named by `MNISTLAB_DEBUG_PANIC` (a test hook); other words in it (the
+/// session's statement keywords) are not the kernel's.
+fn debug_panics() -> Vec<String> {
+    std::env::var("MNISTLAB_DEBUG_PANIC")
+        .map(|v| v.split(',').map(|w| w.trim().to_string()).filter(|w| w.ends_with("_request")).collect())
+        .unwrap_or_default()
+}
+
+/// Panics when `msg_type` is named by the test hook.
+fn forced_panic(hooks: &[String], msg_type: &str) {
+    if hooks.iter().any(|h| h == msg_type) {
+        panic!("MNISTLAB_DEBUG_PANIC={msg_type}: a panic forced in the {msg_type} handler (a test hook)");
+    }
+}
+
+/// What a handler that panicked answers: an `InternalError` with a hint to report it.
+fn internal_error(msg_type: &str, message: &str) -> CellError {
+    let evalue = format!("mnistlab hit a bug while handling a {msg_type}: {message}");
+    CellError {
+        ename: "InternalError".into(),
+        traceback: vec![
+            format!("InternalError: {evalue}"),
+            "This is a bug in mnistlab, not in your code: please report it with the cell or request that \
+             caused it. The kernel is still running."
+                .into(),
+        ],
+        evalue,
+    }
+}
+
+/// The reply type of a request type (`complete_request` → `complete_reply`).
+fn reply_type(msg_type: &str) -> Option<String> {
+    msg_type.strip_suffix("_request").map(|stem| format!("{stem}_reply"))
+}
+
+/// The content of a non-execute reply for an error.
+fn error_content(e: &CellError) -> Value {
+    json!({"status": "error", "ename": e.ename, "evalue": e.evalue, "traceback": e.traceback})
 }
 
 async fn serve(info: ConnectionInfo) -> Result<(), String> {
@@ -152,7 +223,17 @@ async fn serve(info: ConnectionInfo) -> Result<(), String> {
     let session = Session::new();
     let interrupts = Interrupts { session: session.interrupt_flag(), cell: Arc::new(AtomicBool::new(false)) };
     let (requests_tx, requests_rx) = mpsc::channel::<Message>();
-    let executor = Executor { session, outbox: outbox.clone(), interrupts: interrupts.clone(), execution_count: 0 };
+    let debug = debug_panics();
+    if !debug.is_empty() {
+        log(&format!("MNISTLAB_DEBUG_PANIC: the handlers of {} will panic (a test hook)", debug.join(", ")));
+    }
+    let executor = Executor {
+        session,
+        outbox: outbox.clone(),
+        interrupts: interrupts.clone(),
+        execution_count: 0,
+        debug_panics: debug.clone(),
+    };
     std::thread::Builder::new()
         .name("mnistlab-cells".into())
         .spawn(move || executor.run(requests_rx))
@@ -203,23 +284,41 @@ async fn serve(info: ConnectionInfo) -> Result<(), String> {
         };
         let Some(request) = accept(frames, &signer, "control") else { continue };
         outbox.status(&request, "busy");
-        let (msg_type, content, exit) = match request.msg_type() {
-            "kernel_info_request" => ("kernel_info_reply", replies::kernel_info(), false),
-            "interrupt_request" => {
-                interrupts.raise();
-                ("interrupt_reply", json!({"status": "ok"}), false)
+        let handled = catch_unwind(AssertUnwindSafe(|| {
+            forced_panic(&debug, request.msg_type());
+            match request.msg_type() {
+                "kernel_info_request" => Some(("kernel_info_reply".to_string(), replies::kernel_info(), false)),
+                "interrupt_request" => {
+                    interrupts.raise();
+                    Some(("interrupt_reply".to_string(), json!({"status": "ok"}), false))
+                }
+                "shutdown_request" => {
+                    let restart = request.content.get("restart").and_then(Value::as_bool).unwrap_or(false);
+                    Some(("shutdown_reply".to_string(), json!({"status": "ok", "restart": restart}), true))
+                }
+                _ => None,
             }
-            "shutdown_request" => {
-                let restart = request.content["restart"].as_bool().unwrap_or(false);
-                ("shutdown_reply", json!({"status": "ok", "restart": restart}), true)
-            }
-            other => {
-                log(&format!("control: ignored a {other}"));
+        }));
+        let (msg_type, content, exit) = match handled {
+            Ok(Some(answer)) => answer,
+            Ok(None) => {
+                log(&format!("control: ignored a {}", request.msg_type()));
                 outbox.status(&request, "idle");
                 continue;
             }
+            Err(payload) => {
+                let message = panic_message(&*payload);
+                log(&format!("control: the {} handler panicked: {message}", request.msg_type()));
+                match reply_type(request.msg_type()) {
+                    Some(reply) => (reply, error_content(&internal_error(request.msg_type(), &message)), false),
+                    None => {
+                        outbox.status(&request, "idle");
+                        continue;
+                    }
+                }
+            }
         };
-        let reply = Message::child(&request, msg_type, content, &outbox.session);
+        let reply = Message::child(&request, &msg_type, content, &outbox.session);
         if let Err(e) = control.send(to_zmq(reply.to_frames(&signer))).await {
             log(&format!("control: cannot send {msg_type}: {e}"));
         }
@@ -308,13 +407,21 @@ struct Executor {
     outbox: Outbox,
     interrupts: Interrupts,
     execution_count: u64,
+    /// Message types whose handlers panic (`MNISTLAB_DEBUG_PANIC`, a test hook).
+    debug_panics: Vec<String>,
 }
 
 impl Executor {
     fn run(mut self, requests: mpsc::Receiver<Message>) {
         while let Ok(request) = requests.recv() {
             self.outbox.status(&request, "busy");
-            let exit = self.handle(&request);
+            let exit = match catch_unwind(AssertUnwindSafe(|| self.handle(&request))) {
+                Ok(exit) => exit,
+                Err(payload) => {
+                    self.answer_panic(&request, &panic_message(&*payload));
+                    false
+                }
+            };
             self.outbox.status(&request, "idle");
             if exit {
                 std::thread::sleep(FLUSH_BEFORE_EXIT);
@@ -323,22 +430,36 @@ impl Executor {
         }
     }
 
+    /// Answers a request whose handler panicked: its reply with an `InternalError` (for an
+    /// execute, also on IOPub), so the client is not left waiting.
+    fn answer_panic(&mut self, request: &Message, message: &str) {
+        let msg_type = request.msg_type();
+        log(&format!("shell: the {msg_type} handler panicked: {message}"));
+        let error = internal_error(msg_type, message);
+        if msg_type == "execute_request" {
+            self.interrupts.cell.store(false, Ordering::SeqCst);
+            let silent = request.content.get("silent").and_then(Value::as_bool).unwrap_or(false);
+            self.reply_error(request, &error, silent);
+        } else if let Some(reply) = reply_type(msg_type) {
+            self.outbox.reply(request, &reply, error_content(&error));
+        }
+    }
+
     /// Answers one shell request; true when the kernel should exit.
     fn handle(&mut self, request: &Message) -> bool {
+        forced_panic(&self.debug_panics, request.msg_type());
         let content = &request.content;
-        let code = content["code"].as_str().unwrap_or("");
-        let cursor = content["cursor_pos"].as_u64().unwrap_or(code.chars().count() as u64) as usize;
         let reply = |msg_type: &str, body: Value| self.outbox.reply(request, msg_type, body);
         match request.msg_type() {
             "kernel_info_request" => reply("kernel_info_reply", replies::kernel_info()),
             "execute_request" => self.execute(request),
-            "complete_request" => reply("complete_reply", replies::complete(code, cursor)),
-            "is_complete_request" => reply("is_complete_reply", replies::is_complete(code)),
-            "inspect_request" => reply("inspect_reply", replies::inspect(code, cursor)),
+            "complete_request" => reply("complete_reply", replies::complete_request(content)),
+            "is_complete_request" => reply("is_complete_reply", replies::is_complete_request(content)),
+            "inspect_request" => reply("inspect_reply", replies::inspect_request(content)),
             "history_request" => reply("history_reply", json!({"status": "ok", "history": []})),
             "comm_info_request" => reply("comm_info_reply", json!({"status": "ok", "comms": {}})),
             "shutdown_request" => {
-                let restart = content["restart"].as_bool().unwrap_or(false);
+                let restart = content.get("restart").and_then(Value::as_bool).unwrap_or(false);
                 reply("shutdown_reply", json!({"status": "ok", "restart": restart}));
                 return true;
             }
@@ -348,11 +469,32 @@ impl Executor {
         false
     }
 
+    /// Sends an execute request's error: on IOPub (unless silent) and as its `execute_reply`.
+    fn reply_error(&self, request: &Message, e: &CellError, silent: bool) {
+        let error = json!({"ename": e.ename, "evalue": e.evalue, "traceback": e.traceback});
+        if !silent {
+            self.outbox.publish(request, "error", error.clone());
+        }
+        let mut body =
+            json!({"status": "error", "execution_count": self.execution_count, "user_expressions": {}, "payload": []});
+        if let (Some(body), Some(error)) = (body.as_object_mut(), error.as_object()) {
+            body.extend(error.clone());
+        }
+        self.outbox.reply(request, "execute_reply", body);
+    }
+
     fn execute(&mut self, request: &Message) {
         let content = &request.content;
-        let code = content["code"].as_str().unwrap_or("");
-        let silent = content["silent"].as_bool().unwrap_or(false);
-        let store_history = !silent && content["store_history"].as_bool().unwrap_or(true);
+        let code = match replies::code_of(content) {
+            Ok(code) => code,
+            Err(evalue) => {
+                let traceback = vec![format!("InvalidRequest: {evalue}")];
+                let error = CellError { ename: "InvalidRequest".into(), evalue, traceback };
+                return self.reply_error(request, &error, false);
+            }
+        };
+        let silent = content.get("silent").and_then(Value::as_bool).unwrap_or(false);
+        let store_history = !silent && content.get("store_history").and_then(Value::as_bool).unwrap_or(true);
         if store_history {
             self.execution_count += 1;
         }
@@ -367,10 +509,17 @@ impl Executor {
             if silent {
                 return;
             }
-            if let Some((msg_type, body)) = outputs.message(event) {
+            for (msg_type, body) in outputs.messages(event) {
                 outbox.publish(request, msg_type, body);
             }
         });
+        // The progress display ends on the last state reported (a `fit` stopped between two
+        // throttled updates).
+        if let Some((msg_type, body)) = outputs.flush() {
+            if !silent {
+                self.outbox.publish(request, msg_type, body);
+            }
+        }
         self.interrupts.cell.store(false, Ordering::SeqCst);
         match result {
             Ok(()) => self.outbox.reply(
@@ -378,16 +527,7 @@ impl Executor {
                 "execute_reply",
                 json!({"status": "ok", "execution_count": count, "user_expressions": {}, "payload": []}),
             ),
-            Err(e) => {
-                let error = json!({"ename": e.ename, "evalue": e.evalue, "traceback": e.traceback});
-                if !silent {
-                    self.outbox.publish(request, "error", error.clone());
-                }
-                let mut body =
-                    json!({"status": "error", "execution_count": count, "user_expressions": {}, "payload": []});
-                body.as_object_mut().expect("an object").extend(error.as_object().expect("an object").clone());
-                self.outbox.reply(request, "execute_reply", body);
-            }
+            Err(e) => self.reply_error(request, &e, silent),
         }
     }
 }
@@ -424,6 +564,141 @@ mod tests {
         assert_eq!(error.ename, "ParseError");
         assert!(error.evalue.starts_with("line 2:1"), "{}", error.evalue);
         assert!(error.traceback.iter().any(|line| line.ends_with("| lod mnist")), "{:?}", error.traceback);
+    }
+
+    fn request(msg_type: &str, content: Value) -> Message {
+        Message {
+            identities: vec![b"client".to_vec()],
+            header: json!({"msg_id": format!("id-{msg_type}"), "msg_type": msg_type, "session": "s"}),
+            parent_header: json!({}),
+            metadata: json!({}),
+            content,
+            buffers: Vec::new(),
+        }
+    }
+
+    /// Runs an executor (with the test hook naming `panics`) over `requests`; returns the
+    /// shell replies and the IOPub messages, as (msg_type, content).
+    fn serve(panics: &[&str], requests: Vec<Message>) -> (Vec<(String, Value)>, Vec<(String, Value)>) {
+        let (shell_tx, mut shell_rx) = unbounded_channel();
+        let (iopub_tx, mut iopub_rx) = unbounded_channel();
+        let session = Session::new();
+        let interrupts = Interrupts { session: session.interrupt_flag(), cell: Arc::new(AtomicBool::new(false)) };
+        let executor = Executor {
+            session,
+            outbox: Outbox { session: "k".into(), shell: shell_tx, iopub: iopub_tx },
+            interrupts,
+            execution_count: 0,
+            debug_panics: panics.iter().map(|p| p.to_string()).collect(),
+        };
+        let (tx, rx) = mpsc::channel();
+        for r in requests {
+            tx.send(r).unwrap();
+        }
+        drop(tx);
+        executor.run(rx);
+        let drain = |rx: &mut UnboundedReceiver<Message>| {
+            let mut out = Vec::new();
+            while let Ok(m) = rx.try_recv() {
+                out.push((m.msg_type().to_string(), m.content));
+            }
+            out
+        };
+        (drain(&mut shell_rx), drain(&mut iopub_rx))
+    }
+
+    #[test]
+    fn a_panicking_handler_still_replies_and_the_next_request_is_served() {
+        let (replies, iopub) = serve(
+            &["complete_request", "inspect_request"],
+            vec![
+                request("complete_request", json!({"code": "lo", "cursor_pos": 2})),
+                request("inspect_request", json!({"code": "lo", "cursor_pos": 2})),
+                request("execute_request", json!({"code": "print \"ok\""})),
+                request("is_complete_request", json!({"code": "info"})),
+            ],
+        );
+        let types: Vec<&str> = replies.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(types, vec!["complete_reply", "inspect_reply", "execute_reply", "is_complete_reply"]);
+        for (_, content) in &replies[..2] {
+            assert_eq!(content["status"], "error");
+            assert_eq!(content["ename"], "InternalError");
+            assert!(content["evalue"].as_str().unwrap().contains("MNISTLAB_DEBUG_PANIC"), "{content}");
+            assert!(content["traceback"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("report")));
+        }
+        assert_eq!(replies[2].1["status"], "ok");
+        assert_eq!(replies[3].1["status"], "complete");
+        let statuses: Vec<&str> =
+            iopub.iter().filter(|(t, _)| t == "status").map(|(_, c)| c["execution_state"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["busy", "idle"].repeat(4), "every request ends idle");
+        assert!(iopub.iter().any(|(t, c)| t == "stream" && c["text"] == "ok\n"));
+    }
+
+    #[test]
+    fn a_panicking_execute_gets_an_internal_error() {
+        let (replies, iopub) = serve(
+            &["execute_request"],
+            vec![
+                request("execute_request", json!({"code": "print \"a\""})),
+                request("complete_request", json!({"code": "lo"})),
+                request("execute_request", json!({"code": "print \"b\"", "silent": true})),
+            ],
+        );
+        assert_eq!(replies.len(), 3);
+        for i in [0, 2] {
+            assert_eq!(replies[i].0, "execute_reply");
+            assert_eq!(replies[i].1["status"], "error");
+            assert_eq!(replies[i].1["ename"], "InternalError");
+            assert!(replies[i].1["execution_count"].is_u64());
+        }
+        assert_eq!(replies[1].1["matches"], json!(["load", "loss"]));
+        let errors = iopub.iter().filter(|(t, _)| t == "error").count();
+        assert_eq!(errors, 1, "the silent one publishes nothing");
+    }
+
+    #[test]
+    fn malformed_requests_get_error_replies() {
+        let (replies, iopub) = serve(
+            &[],
+            vec![
+                request("execute_request", json!("print \"x\"")),
+                request("execute_request", json!({"code": 7})),
+                request("complete_request", json!({"code": ["lo"], "cursor_pos": 1})),
+                request("inspect_request", json!({"code": "info", "cursor_pos": "1"})),
+                request("is_complete_request", json!(null)),
+                request("execute_request", json!({"code": "print \"ok\"", "silent": "no", "store_history": 3})),
+            ],
+        );
+        let statuses: Vec<&str> = replies.iter().map(|(_, c)| c["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, vec!["error", "error", "error", "error", "unknown", "ok"]);
+        for (_, c) in &replies[..4] {
+            assert_eq!(c["ename"], "InvalidRequest", "{c}");
+        }
+        assert!(replies[1].1["evalue"].as_str().unwrap().contains("`code` must be a string"));
+        assert!(iopub.iter().any(|(t, c)| t == "stream" && c["text"] == "ok\n"));
+    }
+
+    #[test]
+    fn accept_drops_messages_without_a_type() {
+        let signer = Signer::new("k");
+        let mut message = request("execute_request", json!({}));
+        message.header = json!({"msg_id": "1"});
+        assert!(accept(message.to_frames(&signer), &signer, "shell").is_none());
+        message.header = json!([1, 2]);
+        assert!(accept(message.to_frames(&signer), &signer, "shell").is_none());
+        message.header = json!({"msg_type": 5});
+        assert!(accept(message.to_frames(&signer), &signer, "shell").is_none());
+        let mut frames = request("execute_request", json!({})).to_frames(&Signer::new(""));
+        frames[3] = b"{not json".to_vec();
+        assert!(accept(frames, &Signer::new(""), "shell").is_none());
+        assert!(accept(request("kernel_info_request", json!({})).to_frames(&signer), &signer, "shell").is_some());
+    }
+
+    #[test]
+    fn reply_types() {
+        assert_eq!(reply_type("complete_request").as_deref(), Some("complete_reply"));
+        assert_eq!(reply_type("comm_msg"), None);
+        assert!(internal_error("complete_request", "boom").evalue.contains("boom"));
     }
 
     #[test]
