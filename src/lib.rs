@@ -5,6 +5,7 @@
 //! (operations), [`session`] (the interpreter, which emits [`session::Event`]s), and the
 //! front ends in [`front`] (REPL, script runner, Jupyter kernel).
 
+pub mod budget;
 pub mod data;
 pub mod front;
 pub mod lang;

@@ -107,10 +107,10 @@ fn main() -> ExitCode {
     // Ctrl-C while a statement runs stops it at the next safe point; the REPL reads its own Ctrl-C.
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     match cli.command {
-        Some(Command::Run { file }) => match std::fs::read_to_string(&file) {
+        Some(Command::Run { file }) => match mnistlab::budget::read_text(&file) {
             Ok(source) => report(script::run(&mut session, &source, Some(&file), &mut terminal)),
             Err(e) => {
-                eprintln!("error: {}: {e}", file.display());
+                eprintln!("error: {e}");
                 ExitCode::FAILURE
             }
         },
@@ -143,11 +143,24 @@ fn main() -> ExitCode {
             }
         },
         None => {
-            let mut source = String::new();
-            if let Err(e) = std::io::stdin().read_to_string(&mut source) {
+            let mut bytes = Vec::new();
+            let limit = mnistlab::budget::limit();
+            if let Err(e) = std::io::stdin().take(limit.saturating_add(1)).read_to_end(&mut bytes) {
                 eprintln!("error: reading stdin: {e}");
                 return ExitCode::FAILURE;
             }
+            if bytes.len() as u64 > limit {
+                eprintln!("error: <stdin>: more than the memory budget of {}", mnistlab::budget::bytes(limit));
+                return ExitCode::FAILURE;
+            }
+            let source = match String::from_utf8(bytes) {
+                Ok(source) => source,
+                Err(e) => {
+                    let offset = e.utf8_error().valid_up_to();
+                    eprintln!("error: <stdin>: not UTF-8 text: invalid byte at byte offset {offset}");
+                    return ExitCode::FAILURE;
+                }
+            };
             report(script::run(&mut session, &source, Some(std::path::Path::new("<stdin>")), &mut terminal))
         }
     }

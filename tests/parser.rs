@@ -145,7 +145,7 @@ fn missing_and_malformed_arguments() {
     assert!(error("seed x").expected.contains("whole number"));
     assert!(error("split").expected.contains("70/15/15"));
     assert!(error("split 70-15-15").expected.contains("70/15/15"));
-    assert!(error("split val 0").expected.contains("between 1 and 99"));
+    assert!(error("split val 0").expected.contains("from 1 to 99"), "{}", error("split val 0").expected);
     assert!(error("split val 10 sed 1").expected.contains("end of the statement"));
     assert!(error("show samples").expected.contains("how many"));
     assert!(error("filter classes 4-1").expected.contains("range"));
@@ -206,7 +206,7 @@ fn augment_forms() {
     assert_eq!(parse("expand 3x"), StatementKind::Expand(3));
     assert_eq!(error("augment rotat 10").suggestion.as_deref(), Some("rotate"));
     assert!(error("augment scale 1.1..0.9").expected.contains("range"));
-    assert!(error("augment erase 2").expected.contains("between 0 and 1"));
+    assert!(error("augment erase 2").expected.contains("an erasing probability (a number from 0 to 1)"));
     assert!(error("expand 2").expected.contains("2x"));
 }
 
@@ -226,7 +226,7 @@ fn model_and_training_forms() {
     assert_eq!(parse("model seed-cnn"), StatementKind::Model(ModelChoice::Preset("seed-cnn".into())));
     assert_eq!(error("model conv32 pol dense10").suggestion.as_deref(), Some("pool"));
     assert_eq!(error("model seed-cn").suggestion.as_deref(), Some("seed-cnn"));
-    assert!(error("model conv32 dropout 1.5").expected.contains("between 0 and 1"));
+    assert!(error("model conv32 dropout 1.5").expected.contains("a dropout rate (a number at least 0 and below 1)"));
     assert_eq!(parse("summary"), StatementKind::Summary);
     assert_eq!(
         parse("optimizer adam lr 1e-3 body 1e-4"),

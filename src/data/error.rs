@@ -44,6 +44,9 @@ pub enum DataError {
     /// The operation cannot run on this data (e.g. a split that would be empty).
     #[error("{0}")]
     Invalid(String),
+    /// A file or a size beyond the memory budget, or a file that is not a regular file.
+    #[error(transparent)]
+    Budget(#[from] crate::budget::BudgetError),
     /// The operation was interrupted before it finished; nothing was written.
     #[error("interrupted")]
     Interrupted,

@@ -365,7 +365,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
             ),
         ));
     }
-    let text = fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    let text = crate::budget::read_text(&path)?;
     parse_manifest(&path, &text)
 }
 
@@ -392,12 +392,12 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
         .par_iter()
         .map(|(rel, expected)| {
             let path = dir.join(rel);
-            let bytes = fs::read(&path).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
+            let bytes = crate::budget::read_file(&path).map_err(|e| match e {
+                crate::budget::BudgetError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                     DataError::format(&path, format!("is listed in {MANIFEST} but missing"))
-                } else {
-                    DataError::io(&path, e)
                 }
+                crate::budget::BudgetError::Io { path, source } => DataError::Io { path, source },
+                other => DataError::Budget(other),
             })?;
             let actual = sha256_hex(&bytes);
             if &actual != expected {
@@ -829,11 +829,7 @@ mod tests {
     /// Real Fashion-MNIST (70,000 images) through IDX → save as npz and idx → load, equal.
     #[test]
     fn fashion_mnist_round_trip() {
-        let root = Path::new("/usr/share/datasets/fashion-mnist");
-        if !root.join("train-images-idx3-ubyte.gz").exists() {
-            eprintln!("skipped: {} not present", root.display());
-            return;
-        }
+        let root = crate::testdata::fashion_dir();
         let start = Instant::now();
         let mut d = Dataset::new("fashion-mnist", fashion_classes(), 28, 28);
         for (kind, prefix) in [(SplitKind::Train, "train"), (SplitKind::Test, "t10k")] {

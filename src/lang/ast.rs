@@ -197,6 +197,8 @@ pub enum StatementKind {
     Schedule(ScheduleKind),
     /// `batch N`
     Batch(usize),
+    /// `memory [SIZE]`: show or set the memory budget (bytes).
+    Memory(Option<u64>),
     /// `loss crossentropy [smoothing S]`
     Loss { smoothing: Option<f64> },
     /// `fit N [patience P]`
@@ -344,7 +346,7 @@ pub struct OptimizerSpec {
 }
 
 /// Learning-rate schedules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ScheduleKind {
     /// Constant rate.
     Constant,
@@ -352,8 +354,13 @@ pub enum ScheduleKind {
     OneCycle,
     /// Cosine annealing.
     Cosine,
-    /// Step decay.
-    Step,
+    /// Step decay: the rate times `factor` every `every` epochs.
+    Step {
+        /// Epochs between decays.
+        every: usize,
+        /// The factor applied at each decay.
+        factor: f64,
+    },
 }
 
 /// What `plot` draws.

@@ -13,6 +13,7 @@ use nom::IResult;
 
 use super::ast::*;
 use super::docs;
+use super::ranges::{self, NumRange};
 
 /// A syntax error, with everything needed to show it under its line.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +35,7 @@ impl fmt::Display for ParseError {
         writeln!(f, "{}:{}: expected {}", self.line, self.col, self.expected)?;
         let gutter = self.line.to_string();
         writeln!(f, "  {} | {}", gutter, self.line_text)?;
-        write!(f, "  {} | {}^", " ".repeat(gutter.len()), " ".repeat(self.col - 1))?;
+        write!(f, "  {} | {}^", " ".repeat(gutter.len()), caret_padding(&self.line_text, self.col))?;
         if let Some(s) = &self.suggestion {
             write!(f, "\n  did you mean `{s}`?")?;
         }
@@ -43,6 +44,21 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// The blanks that put a caret under character `col` (1-based) of `line` in a terminal: tabs
+/// stay tabs, wide characters (CJK, full-width) take two columns, combining marks none.
+fn caret_padding(line: &str, col: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let mut pad = String::new();
+    for c in line.chars().take(col.saturating_sub(1)) {
+        if c == '\t' {
+            pad.push('\t');
+        } else {
+            pad.extend(std::iter::repeat_n(' ', c.width().unwrap_or(0)));
+        }
+    }
+    pad
+}
 
 /// The parser's internal error: where, and what was expected there.
 #[derive(Debug)]
@@ -129,12 +145,63 @@ fn keyword<'a>(options: &'static [&'static str]) -> impl FnMut(&'a str) -> Res<'
     }
 }
 
-fn uint(input: &str) -> Res<'_, u64> {
-    map_res(digit1, str::parse::<u64>)(input)
+/// A whole number in `range`: a number outside it (or too long to hold) fails with the caret
+/// under it; no digits at all is a recoverable error.
+fn whole_in<'a>(range: &'static NumRange) -> impl FnMut(&'a str) -> Res<'a, u64> {
+    move |input: &'a str| {
+        let (rest, digits) = digit1(input)?;
+        if rest.starts_with(['.', 'e', 'E']) && number(input).is_ok() {
+            return fail(input, range.to_string());
+        }
+        match digits.parse::<u64>() {
+            Ok(v) if range.contains(v as f64) => Ok((rest, v)),
+            _ => fail(input, range.to_string()),
+        }
+    }
 }
 
-fn count(input: &str) -> Res<'_, usize> {
-    map_res(digit1, str::parse::<usize>)(input)
+/// A whole number in `range`, as a `usize` (every range fits one).
+fn count_in<'a>(range: &'static NumRange) -> impl FnMut(&'a str) -> Res<'a, usize> {
+    map(whole_in(range), |v| usize::try_from(v).unwrap_or(usize::MAX))
+}
+
+/// A decimal number in `range` (finite, within its bounds).
+fn real_in<'a>(range: &'static NumRange) -> impl FnMut(&'a str) -> Res<'a, f64> {
+    move |input: &'a str| {
+        let (rest, x) = number(input)?;
+        if !range.contains(x) {
+            return fail(input, range.to_string());
+        }
+        Ok((rest, x))
+    }
+}
+
+/// ` NUMBER` after a space, a whole number in `range`; missing, it says what was expected.
+fn whole_arg<'a>(range: &'static NumRange) -> impl FnMut(&'a str) -> Res<'a, u64> {
+    preceded(expect_owned(range, space1), expect_owned(range, whole_in(range)))
+}
+
+/// ` NUMBER` after a space, as a `usize`.
+fn count_arg<'a>(range: &'static NumRange) -> impl FnMut(&'a str) -> Res<'a, usize> {
+    preceded(expect_owned(range, space1), expect_owned(range, count_in(range)))
+}
+
+/// ` NUMBER` after a space, a decimal number in `range`.
+fn real_arg<'a>(range: &'static NumRange) -> impl FnMut(&'a str) -> Res<'a, f64> {
+    preceded(expect_owned(range, space1), expect_owned(range, real_in(range)))
+}
+
+/// Like [`expect`], with the range's own description as what was expected.
+fn expect_owned<'a, T>(
+    range: &'static NumRange,
+    mut parser: impl FnMut(&'a str) -> Res<'a, T>,
+) -> impl FnMut(&'a str) -> Res<'a, T> {
+    move |input: &'a str| match parser(input) {
+        Err(nom::Err::Error(e)) => {
+            Err(nom::Err::Failure(PErr { at: e.at, expected: Cow::Owned(range.to_string()), suggestion: None }))
+        }
+        other => other,
+    }
 }
 
 fn quoted(input: &str) -> Res<'_, String> {
@@ -163,7 +230,7 @@ fn arg<'a, T>(what: &'static str, parser: impl FnMut(&'a str) -> Res<'a, T>) -> 
 
 /// `seed S` as an optional trailing clause.
 fn seed_clause(input: &str) -> Res<'_, Option<u64>> {
-    opt(preceded(tuple((space1, tag("seed"))), arg("a seed (a whole number)", uint)))(input)
+    opt(preceded(tuple((space1, tag("seed"))), whole_arg(&ranges::SEED)))(input)
 }
 
 fn load(input: &str) -> Res<'_, StatementKind> {
@@ -212,11 +279,11 @@ fn word_or_quoted(input: &str) -> Res<'_, String> {
 fn show(input: &str) -> Res<'_, StatementKind> {
     let (rest, what) = arg("`samples` or `mistakes`", keyword(&["samples", "mistakes"]))(input)?;
     if what == "mistakes" {
-        return map(arg("how many mistakes (a number)", count), StatementKind::ShowMistakes)(rest);
+        return map(count_arg(&ranges::GRID_COUNT), StatementKind::ShowMistakes)(rest);
     }
-    let (rest, count) = arg("how many samples (a number)", count)(rest)?;
+    let (rest, count) = count_arg(&ranges::GRID_COUNT)(rest)?;
     let (rest, split) = opt(preceded(space1, split_name))(rest)?;
-    let (rest, class) = opt(preceded(tuple((space1, tag("class"))), arg("a class number", uint)))(rest)?;
+    let (rest, class) = opt(preceded(tuple((space1, tag("class"))), whole_arg(&ranges::CLASS)))(rest)?;
     Ok((rest, StatementKind::ShowSamples { count, split, class: class.map(|c| c as u32) }))
 }
 
@@ -237,14 +304,11 @@ fn normalize(input: &str) -> Res<'_, StatementKind> {
 fn split(input: &str) -> Res<'_, StatementKind> {
     let (rest, _) = expect("`val PERCENT` or percentages like `70/15/15`", space1)(input)?;
     if let Ok((after, _)) = tag::<_, _, PErr>("val")(rest) {
-        let (after, percent) = arg("the validation percentage of train (a number)", uint)(after)?;
-        if percent == 0 || percent >= 100 {
-            return fail(rest, "a validation percentage between 1 and 99");
-        }
+        let (after, percent) = whole_arg(&ranges::VAL_PERCENT)(after)?;
         let (after, seed) = seed_clause(after)?;
         return Ok((after, StatementKind::Split(SplitSpec::Validation { percent: percent as u32, seed })));
     }
-    let pct = |i| map_res(digit1, str::parse::<u32>)(i);
+    let pct = |i| map(whole_in(&ranges::SHARE), |v| v as u32)(i);
     let (after, (train, _, val, _, test)) =
         expect("`val PERCENT` or percentages like `70/15/15`", tuple((pct, char('/'), pct, char('/'), pct)))(rest)?;
     if train + val + test != 100 {
@@ -258,7 +322,7 @@ fn split(input: &str) -> Res<'_, StatementKind> {
 }
 
 fn class_list(input: &str) -> Res<'_, Vec<u32>> {
-    let num = |i| map_res(digit1, str::parse::<u32>)(i);
+    let num = |i| map(whole_in(&ranges::CLASS), |v| v as u32)(i);
     let (rest, first) = expect("a class number", num)(input)?;
     if let Ok((rest, _)) = char::<_, PErr>('-')(rest) {
         let (rest, last) = expect("the last class of the range", num)(rest)?;
@@ -271,7 +335,9 @@ fn class_list(input: &str) -> Res<'_, Vec<u32>> {
     let mut rest = rest;
     while let Ok((r, _)) = char::<_, PErr>(',')(rest) {
         let (r, c) = expect("a class number", num)(r)?;
-        classes.push(c);
+        if !classes.contains(&c) {
+            classes.push(c);
+        }
         rest = r;
     }
     Ok((rest, classes))
@@ -284,7 +350,7 @@ fn filter(input: &str) -> Res<'_, StatementKind> {
 }
 
 fn subset(input: &str) -> Res<'_, StatementKind> {
-    let (rest, per_class) = arg("how many images per class (a number)", count)(input)?;
+    let (rest, per_class) = count_arg(&ranges::PER_CLASS)(input)?;
     let (rest, _) = arg("`per class`", keyword(&["per"]))(rest)?;
     let (rest, _) = arg("`class`", keyword(&["class"]))(rest)?;
     let (rest, seed) = seed_clause(rest)?;
@@ -332,13 +398,15 @@ fn number(input: &str) -> Res<'_, f64> {
     )(input)
 }
 
-/// `A..B`
-fn range(input: &str) -> Res<'_, (f64, f64)> {
-    let (rest, (a, _, b)) = tuple((number, tag(".."), number))(input)?;
-    if b < a {
-        return fail(input, "a range whose end is not below its start");
+/// `A..B`, both ends in `bounds`.
+fn range<'a>(bounds: &'static NumRange) -> impl FnMut(&'a str) -> Res<'a, (f64, f64)> {
+    move |input: &'a str| {
+        let (rest, (a, _, b)) = tuple((real_in(bounds), tag(".."), real_in(bounds)))(input)?;
+        if b < a {
+            return fail(input, "a range whose end is not below its start");
+        }
+        Ok((rest, (a, b)))
     }
-    Ok((rest, (a, b)))
 }
 
 const AUGMENT_WORDS: &[&str] =
@@ -351,7 +419,7 @@ fn augment(input: &str) -> Res<'_, StatementKind> {
     match word {
         "off" => return Ok((after, StatementKind::Augment(AugmentSpec::Off))),
         "preview" => {
-            let (rest, n) = arg("how many images to preview (a number)", count)(after)?;
+            let (rest, n) = count_arg(&ranges::PREVIEW)(after)?;
             return Ok((rest, StatementKind::Augment(AugmentSpec::Preview(n))));
         }
         _ => {}
@@ -364,31 +432,36 @@ fn augment(input: &str) -> Res<'_, StatementKind> {
         }
         let (r, word) = keyword(AUGMENT_WORDS)(r)?;
         let (r, op) = match word {
-            "rotate" => map(arg("an angle in degrees", number), AugmentOp::Rotate)(r)?,
+            "rotate" => map(real_arg(&ranges::ROTATE), AugmentOp::Rotate)(r)?,
             "shift" => {
                 let (r2, amount) = arg("a fraction of the side (0.1) or pixels (3px)", number)(r)?;
+                let at = r.trim_start();
                 match tag::<_, _, PErr>("px")(r2) {
-                    Ok((r3, _)) => (r3, AugmentOp::Shift { amount, pixels: true }),
-                    Err(_) => (r2, AugmentOp::Shift { amount, pixels: false }),
+                    Ok((r3, _)) if ranges::SHIFT_PIXELS.contains(amount) => {
+                        (r3, AugmentOp::Shift { amount, pixels: true })
+                    }
+                    Ok(_) => return fail(at, ranges::SHIFT_PIXELS.to_string()),
+                    Err(_) if ranges::SHIFT_FRACTION.contains(amount) => {
+                        (r2, AugmentOp::Shift { amount, pixels: false })
+                    }
+                    Err(_) => return fail(at, format!("{} (or pixels like `3px`)", ranges::SHIFT_FRACTION)),
                 }
             }
-            "scale" => map(arg("a zoom range like 0.9..1.1", range), |(a, b)| AugmentOp::Scale(a, b))(r)?,
-            "shear" => map(arg("an angle in degrees", number), AugmentOp::Shear)(r)?,
-            "crop" => map(arg("a padding in pixels", uint), |p| AugmentOp::Crop(p as u32))(r)?,
+            "scale" => {
+                map(arg("a zoom range like 0.9..1.1", range(&ranges::SCALE)), |(a, b)| AugmentOp::Scale(a, b))(r)?
+            }
+            "shear" => map(real_arg(&ranges::SHEAR), AugmentOp::Shear)(r)?,
+            "crop" => map(whole_arg(&ranges::CROP), |p| AugmentOp::Crop(p as u32))(r)?,
             "flip" => map(arg("`h` or `v`", keyword(&["h", "v"])), |w| {
                 AugmentOp::Flip(if w == "h" { FlipAxis::Horizontal } else { FlipAxis::Vertical })
             })(r)?,
-            "elastic" => map(tuple((arg("ALPHA", number), arg("SIGMA", number))), |(alpha, sigma)| {
-                AugmentOp::Elastic { alpha, sigma }
-            })(r)?,
-            "noise" => map(arg("a standard deviation", number), AugmentOp::Noise)(r)?,
-            "erase" => {
-                let (r2, p) = arg("a probability", number)(r)?;
-                if !(0.0..=1.0).contains(&p) {
-                    return fail(r, "a probability between 0 and 1");
-                }
-                (r2, AugmentOp::Erase(p))
+            "elastic" => {
+                map(tuple((real_arg(&ranges::ELASTIC_ALPHA), real_arg(&ranges::ELASTIC_SIGMA))), |(alpha, sigma)| {
+                    AugmentOp::Elastic { alpha, sigma }
+                })(r)?
             }
+            "noise" => map(real_arg(&ranges::NOISE), AugmentOp::Noise)(r)?,
+            "erase" => map(real_arg(&ranges::ERASE), AugmentOp::Erase)(r)?,
             "force" => {
                 force = true;
                 rest = r;
@@ -413,10 +486,13 @@ fn augment(input: &str) -> Res<'_, StatementKind> {
 }
 
 fn expand(input: &str) -> Res<'_, StatementKind> {
-    let (rest, (n, _)) = arg("a factor like `2x`", tuple((count, char('x'))))(input)?;
-    if n < 1 {
-        return fail(input.trim_start(), "a factor of at least 1x");
-    }
+    let (rest, (n, _)) = preceded(
+        expect("a factor like `2x`", space1),
+        tuple((
+            expect_owned(&ranges::EXPAND, count_in(&ranges::EXPAND)),
+            expect("`x` after the factor, like `2x`", char('x')),
+        )),
+    )(input)?;
     Ok((rest, StatementKind::Expand(n)))
 }
 
@@ -425,21 +501,37 @@ const LAYER_WORDS: &[&str] = &["conv32", "conv64k5", "same", "pool", "avgpool", 
 
 fn layer(input: &str) -> Res<'_, LayerWord> {
     let (rest, word) = token(input)?;
-    let digits = |s: &str| s.parse::<usize>().ok().filter(|&n| n > 0);
+    fn digits(s: &str) -> Option<&str> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+    }
+    // A width in range, or a failure with the caret under the word.
+    let width = |text: &str, range: &'static NumRange| match text.parse::<u64>() {
+        Ok(n) if range.contains(n as f64) => Ok(n as usize),
+        _ => Err(nom::Err::Failure(PErr { at: input, expected: range.to_string().into(), suggestion: None })),
+    };
     let layer = if let Some(spec) = word.strip_prefix("conv") {
         let (filters, kernel) = match spec.split_once('k') {
             Some((f, k)) => (digits(f), digits(k)),
-            None => (digits(spec), Some(3)),
+            None => (digits(spec), Some("3")),
         };
         match (filters, kernel) {
             (Some(filters), Some(kernel)) => {
+                let filters = width(filters, &ranges::FILTERS)?;
+                let kernel = match kernel {
+                    "3" => 3,
+                    "5" => 5,
+                    _ => return fail(input, "a kernel size of 3 (`conv32`) or 5 (`conv32k5`)"),
+                };
                 let (rest, same) = opt(preceded(space1, tag("same")))(rest)?;
                 return Ok((rest, LayerWord::Conv { filters, kernel, same: same.is_some() }));
             }
             _ => None,
         }
     } else if let Some(n) = word.strip_prefix("dense") {
-        digits(n).map(LayerWord::Dense)
+        match digits(n) {
+            Some(n) => Some(LayerWord::Dense(width(n, &ranges::UNITS)?)),
+            None => None,
+        }
     } else {
         match word {
             "pool" | "maxpool" => Some(LayerWord::MaxPool),
@@ -447,10 +539,7 @@ fn layer(input: &str) -> Res<'_, LayerWord> {
             "bn" => Some(LayerWord::BatchNorm),
             "gap" => Some(LayerWord::GlobalAvgPool),
             "dropout" => {
-                let (rest, p) = arg("a dropout rate between 0 and 1", number)(rest)?;
-                if !(0.0..1.0).contains(&p) {
-                    return fail(rest, "a dropout rate between 0 and 1");
-                }
+                let (rest, p) = real_arg(&ranges::DROPOUT)(rest)?;
                 return Ok((rest, LayerWord::Dropout(p)));
             }
             _ => None,
@@ -500,7 +589,13 @@ fn optimizer(input: &str) -> Res<'_, StatementKind> {
             break;
         }
         let (r, option) = keyword(&["lr", "momentum", "decay", "body"])(r)?;
-        let (r, value) = arg("a number", number)(r)?;
+        let bounds = match option {
+            "lr" => &ranges::LR,
+            "momentum" => &ranges::MOMENTUM,
+            "decay" => &ranges::DECAY,
+            _ => &ranges::BODY_LR,
+        };
+        let (r, value) = real_arg(bounds)(r)?;
         match option {
             "lr" => spec.lr = Some(value),
             "momentum" => spec.momentum = Some(value),
@@ -518,20 +613,25 @@ fn schedule(input: &str) -> Res<'_, StatementKind> {
         "constant" => ScheduleKind::Constant,
         "onecycle" => ScheduleKind::OneCycle,
         "cosine" => ScheduleKind::Cosine,
-        _ => ScheduleKind::Step,
+        _ => {
+            let (rest, every) = opt(preceded(tuple((space1, tag("every"))), count_arg(&ranges::STEP_EVERY)))(rest)?;
+            let (rest, factor) = opt(preceded(tuple((space1, tag("factor"))), real_arg(&ranges::STEP_FACTOR)))(rest)?;
+            let kind = ScheduleKind::Step { every: every.unwrap_or(3), factor: factor.unwrap_or(0.5) };
+            return Ok((rest, StatementKind::Schedule(kind)));
+        }
     };
     Ok((rest, StatementKind::Schedule(kind)))
 }
 
 fn loss(input: &str) -> Res<'_, StatementKind> {
     let (rest, _) = arg("`crossentropy`", keyword(&["crossentropy"]))(input)?;
-    let (rest, smoothing) = opt(preceded(tuple((space1, tag("smoothing"))), arg("a smoothing factor", number)))(rest)?;
+    let (rest, smoothing) = opt(preceded(tuple((space1, tag("smoothing"))), real_arg(&ranges::SMOOTHING)))(rest)?;
     Ok((rest, StatementKind::Loss { smoothing }))
 }
 
 fn fit(input: &str) -> Res<'_, StatementKind> {
-    let (rest, epochs) = arg("how many epochs (a number)", count)(input)?;
-    let (rest, patience) = opt(preceded(tuple((space1, tag("patience"))), arg("a patience in epochs", count)))(rest)?;
+    let (rest, epochs) = count_arg(&ranges::EPOCHS)(input)?;
+    let (rest, patience) = opt(preceded(tuple((space1, tag("patience"))), count_arg(&ranges::PATIENCE)))(rest)?;
     Ok((rest, StatementKind::Fit { epochs, patience }))
 }
 
@@ -563,12 +663,9 @@ fn layer_selection(input: &str) -> Res<'_, LayerSelection> {
         }
         return Ok((rest, LayerSelection::All));
     }
-    let (rest, first) = expect(WHAT, count)(input)?;
-    let (rest, last) = opt(preceded(tag(".."), expect("the last layer number", count)))(rest)?;
+    let (rest, first) = expect(WHAT, count_in(&ranges::LAYER))(input)?;
+    let (rest, last) = opt(preceded(tag(".."), expect_owned(&ranges::LAYER, count_in(&ranges::LAYER))))(rest)?;
     let last = last.unwrap_or(first);
-    if first == 0 {
-        return fail(input, "layer numbers from 1, as `summary` numbers them");
-    }
     if last < first {
         return fail(input, "a range whose end is not below its start");
     }
@@ -587,17 +684,21 @@ fn unfreeze(input: &str) -> Res<'_, StatementKind> {
 fn adapt(input: &str) -> Res<'_, StatementKind> {
     let (rest, _) = arg("`lora`", keyword(&["lora"]))(input)?;
     let (rest, _) = arg("`rank`", keyword(&["rank"]))(rest)?;
-    let (rest, rank) = arg("the adapters' rank (a number)", count)(rest)?;
-    if rank == 0 {
-        return fail(rest, "a rank of at least 1");
-    }
-    let (rest, alpha) = opt(preceded(tuple((space1, tag("alpha"))), arg("alpha (a number)", number)))(rest)?;
-    if let Some(a) = alpha {
-        if a <= 0.0 {
-            return fail(rest, "an alpha above 0");
-        }
-    }
+    let (rest, rank) = count_arg(&ranges::RANK)(rest)?;
+    let (rest, alpha) = opt(preceded(tuple((space1, tag("alpha"))), real_arg(&ranges::ALPHA)))(rest)?;
     Ok((rest, StatementKind::AdaptLora { rank, alpha }))
+}
+
+/// `memory` alone (show the budget) or `memory SIZE` (`4G`, `512M`, bytes).
+fn memory(input: &str) -> Res<'_, StatementKind> {
+    let Ok((rest, word)) = preceded(space1::<_, PErr>, token)(input) else {
+        return Ok((input, StatementKind::Memory(None)));
+    };
+    let at = input.trim_start();
+    match crate::budget::parse_size(word) {
+        Some(bytes) if ranges::MEMORY.contains(bytes as f64) => Ok((rest, StatementKind::Memory(Some(bytes)))),
+        _ => fail(at, format!("{} like `4G` or `512M`", ranges::MEMORY.what)),
+    }
 }
 
 fn statement(input: &str) -> Res<'_, StatementKind> {
@@ -616,7 +717,7 @@ fn statement(input: &str) -> Res<'_, StatementKind> {
         "filter" => filter(rest)?,
         "subset" => subset(rest)?,
         "save" => save(rest)?,
-        "seed" => map(arg("a seed (a whole number)", uint), StatementKind::Seed)(rest)?,
+        "seed" => map(whole_arg(&ranges::SEED), StatementKind::Seed)(rest)?,
         "help" => help(rest)?,
         "run" => map(arg("a script file", path), StatementKind::Run)(rest)?,
         "print" => print(rest)?,
@@ -626,17 +727,18 @@ fn statement(input: &str) -> Res<'_, StatementKind> {
         "summary" => (rest, StatementKind::Summary),
         "optimizer" => optimizer(rest)?,
         "schedule" => schedule(rest)?,
-        "batch" => map(arg("a batch size (a number)", count), StatementKind::Batch)(rest)?,
+        "batch" => map(count_arg(&ranges::BATCH), StatementKind::Batch)(rest)?,
+        "memory" => memory(rest)?,
         "loss" => loss(rest)?,
         "fit" => fit(rest)?,
         "evaluate" => evaluate(rest)?,
         "plot" => plot(rest)?,
         "predict" => map(arg("an image file or a folder of images", path), StatementKind::Predict)(rest)?,
         "device" => device(rest)?,
-        "threads" => map(arg("a thread count (a number)", count), StatementKind::Threads)(rest)?,
+        "threads" => map(count_arg(&ranges::THREADS), StatementKind::Threads)(rest)?,
         "freeze" => freeze(rest)?,
         "unfreeze" => unfreeze(rest)?,
-        "head" => map(arg("the number of classes of the new output layer", count), StatementKind::Head)(rest)?,
+        "head" => map(count_arg(&ranges::HEAD), StatementKind::Head)(rest)?,
         "adapt" => adapt(rest)?,
         "merge" => (rest, StatementKind::Merge),
         "compare" => (rest, StatementKind::Compare),
@@ -671,9 +773,34 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
+/// `line` with every Unicode space outside quotes (U+3000 from Chinese input methods, no-break
+/// spaces, …) made an ASCII space: one character for one, so columns stay the same.
+fn normalize_spaces(line: &str) -> Cow<'_, str> {
+    if line.chars().all(|c| c.is_ascii() || !c.is_whitespace()) {
+        return Cow::Borrowed(line);
+    }
+    let mut in_quotes = false;
+    Cow::Owned(
+        line.chars()
+            .map(|c| {
+                if c == '"' {
+                    in_quotes = !in_quotes;
+                }
+                if !in_quotes && c.is_whitespace() && c != '\n' {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect(),
+    )
+}
+
 /// Parses one source line (`line_no` is 1-based). Blank and comment-only lines give `None`.
+/// Unicode spaces separate words like ASCII ones; columns count characters.
 pub fn parse_line(line: &str, line_no: usize) -> Result<Option<Statement>, ParseError> {
-    let code = strip_comment(line).trim_end();
+    let normalized = normalize_spaces(line);
+    let code = strip_comment(&normalized).trim_end();
     let body = code.trim_start();
     if body.is_empty() {
         return Ok(None);
@@ -682,13 +809,13 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Option<Statement>, Parse
     match statement(body) {
         Ok((_, kind)) => Ok(Some(Statement {
             kind,
-            span: Span { line: line_no, col: indent + 1, len: body.chars().count() },
+            span: Span { line: line_no, col: code[..indent].chars().count() + 1, len: body.chars().count() },
             text: body.to_string(),
         })),
         Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
             // `e.at` is a suffix of `body`, which starts `indent` bytes into the line.
             let offset_in_body = body.len() - e.at.len();
-            let col = line[..indent + offset_in_body].chars().count() + 1;
+            let col = code[..indent + offset_in_body].chars().count() + 1;
             Err(ParseError {
                 line: line_no,
                 col,
@@ -697,7 +824,13 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Option<Statement>, Parse
                 suggestion: e.suggestion,
             })
         }
-        Err(nom::Err::Incomplete(_)) => unreachable!("complete parsers never ask for more input"),
+        Err(nom::Err::Incomplete(_)) => Err(ParseError {
+            line: line_no,
+            col: 1,
+            line_text: line.to_string(),
+            expected: "a complete statement".into(),
+            suggestion: None,
+        }),
     }
 }
 

@@ -142,13 +142,18 @@ fn read_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
 /// Loads a model saved by [`save_model`] onto `device`. Whether its classes suit a dataset is
 /// the caller's check (compare `meta.classes`).
 pub fn load_model(path: &Path, device: &Device) -> Result<(Network, ModelMeta)> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let bytes = crate::budget::read_file(path)?;
     load_model_bytes(path, &bytes, device)
 }
 
 /// Loads a model file held in memory (see [`load_model`]), naming `path` in errors.
 pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(Network, ModelMeta)> {
     let meta = read_meta(path, bytes)?;
+    let need = meta
+        .spec
+        .training_bytes(meta.input, meta.classes.len(), 1)
+        .map_err(|e| ModelError::format(path, format!("the stored architecture cannot be built: {e}")))?;
+    crate::budget::check(|| format!("{}: the stored model `{}`", path.display(), meta.spec.describe()), need)?;
     let mut net = Network::new(&meta.spec, meta.input, meta.classes.len(), device, 0)
         .map_err(|e| ModelError::format(path, format!("the stored architecture cannot be built: {e}")))?;
     if let Some(lora) = &meta.lora {

@@ -194,6 +194,11 @@ impl Network {
             }
             shapes.push((i, outputs, inputs));
         }
+        let params = shapes.iter().map(|&(_, o, i)| (config.rank as u64).saturating_mul((o + i) as u64)).sum::<u64>();
+        crate::budget::check(
+            || format!("LoRA rank {} adapters ({params} parameters)", config.rank),
+            crate::budget::product(&[params, 4, 5]),
+        )?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         for (i, outputs, inputs) in shapes {
             let prefix = self.prefixes[i].clone().expect("dense layers have parameters");

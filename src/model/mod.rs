@@ -41,6 +41,9 @@ pub enum ModelError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A size beyond the memory budget, or a file that is not a regular file within it.
+    #[error(transparent)]
+    Budget(#[from] crate::budget::BudgetError),
     /// A file's contents are not what a model file requires.
     #[error("{}: {message}", path.display())]
     Format {

@@ -19,12 +19,28 @@ pub const BOX: u32 = 20;
 /// Pixels below this (after contrast stretching) count as background.
 const INK_THRESHOLD: u8 = 25;
 
-/// Reads a PNG or JPEG file and preprocesses it into 28×28 = 784 bytes.
+/// The largest picture side `predict` decodes.
+pub const MAX_SIDE: u32 = 16_384;
+
+/// Reads a PNG or JPEG file (a regular file within the memory budget) and preprocesses it into
+/// 28×28 = 784 bytes.
 pub fn preprocess_file(path: &Path) -> Result<Vec<u8>> {
-    let img = image::open(path).map_err(|e| match e {
-        image::ImageError::IoError(io) => ModelError::io(path, io),
-        other => ModelError::format(path, format!("cannot decode the picture: {other}")),
-    })?;
+    preprocess_bytes(path, &crate::budget::read_file(path)?)
+}
+
+/// Decodes a PNG or JPEG held in memory (`path` names it in errors) and preprocesses it. The
+/// decoder may allocate at most the memory budget and pictures of at most [`MAX_SIDE`] a side.
+pub fn preprocess_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
+    let decode = |e: image::ImageError| ModelError::format(path, format!("cannot decode the picture: {e}"));
+    let mut reader = image::io::Reader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ModelError::io(path, e))?;
+    let mut limits = image::io::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(crate::budget::limit());
+    reader.limits(limits);
+    let img = reader.decode().map_err(decode)?;
     preprocess_image(&img).map_err(|e| ModelError::format(path, e))
 }
 

@@ -93,7 +93,7 @@ impl Shape {
     /// Number of values per example.
     pub fn size(&self) -> usize {
         match self {
-            Shape::Image(c, h, w) => c * h * w,
+            Shape::Image(c, h, w) => c.saturating_mul(*h).saturating_mul(*w),
             Shape::Flat(n) => *n,
         }
     }
@@ -229,7 +229,7 @@ impl ModelSpec {
                         name: layer.label(),
                         kind: "Conv2D",
                         output: shape,
-                        params: kernel * kernel * c * filters + filters,
+                        params: (kernel * kernel).saturating_mul(c).saturating_mul(*filters).saturating_add(*filters),
                     });
                 }
                 Layer::MaxPool | Layer::AvgPool => {
@@ -264,7 +264,7 @@ impl ModelSpec {
                         name: layer.label(),
                         kind: "BatchNormalization",
                         output: shape,
-                        params: 4 * channels,
+                        params: channels.saturating_mul(4),
                     });
                 }
                 Layer::Dropout(rate) => {
@@ -287,7 +287,7 @@ impl ModelSpec {
                         name: layer.label(),
                         kind: "Dense",
                         output: shape,
-                        params: inputs * units + units,
+                        params: inputs.saturating_mul(*units).saturating_add(*units),
                     });
                 }
             }
@@ -300,9 +300,35 @@ impl ModelSpec {
             name: "output".into(),
             kind: "Dense",
             output: Shape::Flat(classes),
-            params: shape.size() * classes + classes,
+            params: shape.size().saturating_mul(classes).saturating_add(classes),
         });
         Ok(out)
+    }
+
+    /// Bytes that training this spec needs, about: each parameter four times over (weights,
+    /// gradients and Adam's two moments) plus a copy of the best weights, and for each image of
+    /// a `batch` every layer's output and gradient and each convolution's im2col matrix.
+    /// Checked against the memory budget before a network is built or trained.
+    pub fn training_bytes(&self, input: (usize, usize, usize), classes: usize, batch: usize) -> Result<u64, String> {
+        let infos = self.output_shapes(input, classes)?;
+        let params: u64 = infos.iter().map(|i| i.params as u64).fold(0, u64::saturating_add);
+        let mut per_image: u64 = 0;
+        let mut channels_in = input.0 as u64;
+        for (info, layer) in infos.iter().zip(self.layers.iter().map(Some).chain(std::iter::repeat(None))) {
+            let out = info.output.size() as u64;
+            per_image = per_image.saturating_add(out.saturating_mul(2));
+            if let (Some(Layer::Conv { kernel, .. }), Shape::Image(c, h, w)) = (layer, info.output) {
+                let im2col = crate::budget::product(&[(kernel * kernel) as u64, channels_in, (h * w) as u64]);
+                per_image = per_image.saturating_add(im2col);
+                channels_in = c as u64;
+            }
+            if let Shape::Image(c, ..) = info.output {
+                channels_in = c as u64;
+            }
+        }
+        let weights = crate::budget::product(&[params, 4, 5]);
+        let activations = crate::budget::product(&[per_image, batch as u64, 4]);
+        Ok(weights.saturating_add(activations))
     }
 
     /// A Keras-style summary (`conv2d (Conv2D)`, `conv2d_1 (Conv2D)`, ...) for `input` and `classes`.
@@ -435,6 +461,19 @@ mod tests {
         assert!(e.starts_with("layer 2 (conv8): a convolution cannot follow"), "{e}");
         let e = ModelSpec::new(vec![Layer::Dropout(1.5)]).output_shapes((1, 28, 28), 10).unwrap_err();
         assert!(e.contains("layer 1 (dropout1.5)"), "{e}");
+    }
+
+    #[test]
+    fn training_bytes_grow_with_width_and_batch() {
+        let small = ModelSpec::new(vec![Layer::Dense(128)]).training_bytes((1, 28, 28), 10, 32).unwrap();
+        // 101,770 parameters × 4 bytes × 5, plus activations.
+        assert!(small > 101_770 * 20 && small < 101_770 * 20 + 32 * 4 * 10_000, "{small}");
+        let huge = ModelSpec::new(vec![Layer::Dense(1_000_000), Layer::Dense(1_000_000)])
+            .training_bytes((1, 28, 28), 10, 32)
+            .unwrap();
+        assert!(huge > 1_000_000_000_000 * 20, "{huge}");
+        let conv = ModelSpec::new(vec![Layer::conv(32)]);
+        assert!(conv.training_bytes((1, 28, 28), 10, 128).unwrap() > conv.training_bytes((1, 28, 28), 10, 32).unwrap());
     }
 
     #[test]

@@ -669,7 +669,7 @@ pub fn fit(
             if interrupt.load(Ordering::Relaxed) && b + 1 < steps_per_epoch {
                 history.stop = StopReason::Interrupted { epoch: epoch + 1, batch: b + 1 };
                 history.notes.push(format!(
-                    "interrupted during epoch {} after {} of {steps_per_epoch} batches; the model keeps the weights reached so far",
+                    "interrupted during epoch {} after {} of {steps_per_epoch} batches",
                     epoch + 1,
                     b + 1
                 ));
@@ -741,6 +741,9 @@ pub fn fit(
             };
             history.notes.push(format!("restored the weights of epoch {best_epoch}, the best by {metric}"));
         }
+    }
+    if matches!(history.stop, StopReason::Interrupted { .. }) && !history.restored_best {
+        history.notes.push("the model keeps the weights reached when it was interrupted".into());
     }
     Ok(history)
 }

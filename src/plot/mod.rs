@@ -272,7 +272,8 @@ pub fn image_grid_size(count: usize, rows: usize, cols: usize, columns: usize) -
     let grid_rows = count.div_ceil(columns);
     let tile_w = cols * GRID_SCALE + GRID_PAD;
     let tile_h = rows * GRID_SCALE + GRID_CAPTION + GRID_PAD;
-    ((columns * tile_w + GRID_PAD) as u32, (grid_rows * tile_h + GRID_PAD) as u32)
+    let side = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    (side(columns.saturating_mul(tile_w) + GRID_PAD), side(grid_rows.saturating_mul(tile_h) + GRID_PAD))
 }
 
 /// Grayscale images (`rows × cols` bytes each) magnified [`GRID_SCALE`] times in a grid of
@@ -295,6 +296,9 @@ pub fn image_grid_png(
     }
     let columns = columns.clamp(1, images.len());
     let size = image_grid_size(images.len(), rows, cols, columns);
+    let need = crate::budget::product(&[size.0 as u64, size.1 as u64, 3]);
+    crate::budget::check(|| format!("a grid of {} images of {rows}×{cols} pixels", images.len()), need)
+        .map_err(|e| PlotError(e.to_string()))?;
     let width = size.0 as usize;
     let tile_w = cols * GRID_SCALE + GRID_PAD;
     let tile_h = rows * GRID_SCALE + GRID_CAPTION + GRID_PAD;

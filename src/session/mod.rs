@@ -5,6 +5,7 @@
 
 mod event;
 mod finetune;
+mod guard;
 mod prepare;
 mod train;
 
@@ -52,6 +53,13 @@ pub enum RunError {
         /// The failure.
         error: StatementError,
     },
+    /// A statement hit a bug in mnistlab (a panic, caught); the session stays usable.
+    Internal {
+        /// The file, for `run FILE` and scripts.
+        file: Option<PathBuf>,
+        /// The statement and the panic's message, with a hint to report it.
+        error: StatementError,
+    },
 }
 
 impl fmt::Display for RunError {
@@ -59,7 +67,9 @@ impl fmt::Display for RunError {
         let prefix = |file: &Option<PathBuf>| file.as_ref().map(|p| format!("{}:", p.display())).unwrap_or_default();
         match self {
             RunError::Parse { file, error } => write!(f, "{}{error}", prefix(file)),
-            RunError::Statement { file, error } => write!(f, "{}{error}", prefix(file)),
+            RunError::Statement { file, error } | RunError::Internal { file, error } => {
+                write!(f, "{}{error}", prefix(file))
+            }
         }
     }
 }
@@ -88,7 +98,12 @@ pub struct Session {
     training: train::TrainingState,
     /// The text of the statement being run.
     current_statement: String,
+    /// The files of the `run` statements now running, outermost first (canonical paths).
+    running: Vec<PathBuf>,
 }
+
+/// How deeply `run FILE` statements may nest.
+pub const MAX_RUN_DEPTH: usize = 16;
 
 impl Default for Session {
     fn default() -> Self {
@@ -108,6 +123,7 @@ impl Session {
             augmentation: None,
             training: train::TrainingState::default(),
             current_statement: String::new(),
+            running: Vec::new(),
         }
     }
 
@@ -139,6 +155,7 @@ impl Session {
             self.execute(statement, out).map_err(|e| match e {
                 // A nested `run FILE` already names its own file.
                 RunError::Statement { file: None, error } => RunError::Statement { file: file.clone(), error },
+                RunError::Internal { file: None, error } => RunError::Internal { file: file.clone(), error },
                 other => other,
             })?;
             if self.interrupt.load(Ordering::SeqCst) && !std::ptr::eq(statement, statements.last().expect("non-empty"))
@@ -156,43 +173,68 @@ impl Session {
         Ok(())
     }
 
-    /// Runs one statement.
+    /// Runs one statement. A panic inside it (a bug) is caught and reported as
+    /// [`RunError::Internal`]; the session stays usable.
     pub fn execute(&mut self, statement: &Statement, out: &mut dyn FnMut(Event)) -> Result<(), RunError> {
         self.interrupt.store(false, Ordering::SeqCst);
         if let StatementKind::Run(path) = &statement.kind {
             return self.run_file(statement, path, out);
         }
         self.current_statement = statement.text.clone();
-        match self.dispatch(&statement.kind, out) {
-            Ok(()) => {
-                if !matches!(statement.kind, StatementKind::Help(_)) {
-                    self.history.push(statement.text.clone());
-                }
-                if changes_data(&statement.kind) {
-                    if matches!(statement.kind, StatementKind::Load(_)) {
-                        self.lineage.clear();
-                    }
-                    self.lineage.push(statement.text.clone());
-                }
+        let outcome = guard::catch(|| {
+            guard::debug_panic(&statement.text);
+            self.dispatch(&statement.kind, out)
+        });
+        let error = |message| StatementError { span: statement.span, text: statement.text.clone(), message };
+        match outcome {
+            Ok(Ok(())) => {
+                self.record(statement);
                 Ok(())
             }
-            Err(message) => Err(RunError::Statement {
+            Ok(Err(message)) => Err(RunError::Statement { file: None, error: error(message) }),
+            Err(panic) => Err(RunError::Internal {
                 file: None,
-                error: StatementError { span: statement.span, text: statement.text.clone(), message },
+                error: error(format!(
+                    "internal error: {panic}. This is a bug in mnistlab; the session goes on, but this \
+                     statement's work may be partial. Please report it with the statement above."
+                )),
             }),
         }
     }
 
+    /// Records a statement that ran: in the replayable history and, if it changed the data, the lineage.
+    fn record(&mut self, statement: &Statement) {
+        if !matches!(statement.kind, StatementKind::Help(_)) {
+            self.history.push(statement.text.clone());
+        }
+        if changes_data(&statement.kind) {
+            if matches!(statement.kind, StatementKind::Load(_)) {
+                self.lineage.clear();
+            }
+            self.lineage.push(statement.text.clone());
+        }
+    }
+
+    /// `run FILE`: refuses a chain deeper than [`MAX_RUN_DEPTH`] and a file that is already running.
     fn run_file(&mut self, statement: &Statement, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), RunError> {
-        let source = std::fs::read_to_string(path).map_err(|e| RunError::Statement {
+        let fail = |message: String| RunError::Statement {
             file: None,
-            error: StatementError {
-                span: statement.span,
-                text: statement.text.clone(),
-                message: format!("cannot read {}: {e}", path.display()),
-            },
-        })?;
-        self.run_source(&source, Some(path), out)
+            error: StatementError { span: statement.span, text: statement.text.clone(), message },
+        };
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let chain =
+            || self.running.iter().chain([&canonical]).map(|p| p.display().to_string()).collect::<Vec<_>>().join(" → ");
+        if self.running.contains(&canonical) {
+            return Err(fail(format!("`run` cycle: {} runs itself again", chain())));
+        }
+        if self.running.len() >= MAX_RUN_DEPTH {
+            return Err(fail(format!("`run` nested deeper than {MAX_RUN_DEPTH} files: {}", chain())));
+        }
+        let source = crate::budget::read_text(path).map_err(|e| fail(e.to_string()))?;
+        self.running.push(canonical);
+        let result = self.run_source(&source, Some(path), out);
+        self.running.pop();
+        result
     }
 
     fn dataset_for(&mut self, what: &str) -> Result<&mut Dataset, Failure> {
@@ -231,6 +273,17 @@ impl Session {
             S::Optimizer(spec) => self.optimizer(spec, out),
             S::Schedule(kind) => self.schedule(*kind, out),
             S::Batch(size) => self.batch(*size, out),
+            S::Memory(size) => {
+                let bytes = size.map_or_else(crate::budget::limit, crate::budget::set_limit);
+                let available =
+                    crate::budget::available_memory().map(|a| format!(" ({} available now)", crate::budget::bytes(a)));
+                out(Event::Text(format!(
+                    "memory budget {}{}",
+                    crate::budget::bytes(bytes),
+                    available.unwrap_or_default()
+                )));
+                Ok(())
+            }
             S::Loss { smoothing } => self.loss(*smoothing, out),
             S::Fit { epochs, patience } => self.fit(*epochs, *patience, out),
             S::Evaluate(split) => self.evaluate(*split, out),

@@ -254,6 +254,9 @@ impl Session {
         let (rows, cols) = (dataset.rows, dataset.cols);
         let train = dataset.splits.get_mut(&SplitKind::Train).ok_or("expand needs a train split")?;
         let before = train.len();
+        let need = crate::budget::product(&[before as u64, factor as u64, (rows * cols + 1) as u64]);
+        crate::budget::check(|| format!("expand {factor}x of {before} train images of {rows}×{cols}"), need)
+            .map_err(|e| e.to_string())?;
         *train = augmentation.pipeline.expand(train, rows, cols, factor, seed).map_err(|e| e.to_string())?;
         out(Event::Text(format!(
             "train split: {before} → {} images ({factor}× with `{statement}`, seed {seed}); val and test untouched",

@@ -147,9 +147,29 @@ impl Session {
         }
     }
 
+    /// Refuses a spec whose training at `batch` would not fit the memory budget.
+    fn check_training_memory(
+        spec: &ModelSpec,
+        input: (usize, usize, usize),
+        classes: usize,
+        batch: usize,
+    ) -> Result<(), Failure> {
+        let need = spec.training_bytes(input, classes, batch)?;
+        crate::budget::check(
+            || {
+                let params: usize =
+                    spec.output_shapes(input, classes).map(|v| v.iter().map(|i| i.params).sum()).unwrap_or(0);
+                format!("training `{}` ({params} parameters) at batch {batch}", spec.describe())
+            },
+            need,
+        )
+        .map_err(|e| e.to_string())
+    }
+
     pub(super) fn model(&mut self, choice: &ModelChoice, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
         let spec = spec_from_words(choice)?;
         let (input, classes) = self.model_frame();
+        Self::check_training_memory(&spec, input, classes.len(), self.training.batch)?;
         let net =
             Network::new(&spec, input, classes.len(), &self.training.device, self.seed).map_err(|e| e.to_string())?;
         out(Event::Text(format!(
@@ -205,6 +225,17 @@ impl Session {
         if lr <= 0.0 {
             return Err("the learning rate must be above 0".into());
         }
+        let name = match spec.kind {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::AdamW => "adamw",
+            OptimizerKind::Sgd => "sgd",
+        };
+        if spec.momentum.is_some() && spec.kind != OptimizerKind::Sgd {
+            return Err(format!("`momentum` applies to sgd only, not {name} (Adam's moments are built in)"));
+        }
+        if spec.decay.is_some() && spec.kind != OptimizerKind::AdamW {
+            return Err(format!("`decay` applies to adamw only, not {name} (use `optimizer adamw ... decay W`)"));
+        }
         self.training.optimizer = match spec.kind {
             OptimizerKind::Adam => Optimizer::Adam { lr },
             OptimizerKind::AdamW => Optimizer::AdamW { lr, weight_decay: spec.decay.unwrap_or(0.01) },
@@ -227,7 +258,7 @@ impl Session {
             ScheduleKind::Constant => Schedule::Constant,
             ScheduleKind::OneCycle => Schedule::OneCycle,
             ScheduleKind::Cosine => Schedule::Cosine,
-            ScheduleKind::Step => Schedule::Step { every: 3, gamma: 0.5 },
+            ScheduleKind::Step { every, factor } => Schedule::Step { every, gamma: factor },
         };
         out(Event::Text(format!("schedule: {:?}", self.training.schedule)));
         Ok(())
@@ -236,6 +267,10 @@ impl Session {
     pub(super) fn batch(&mut self, size: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
         if size == 0 {
             return Err("the batch size must be at least 1".into());
+        }
+        if let Some(state) = &self.training.model {
+            let (c, h, w) = state.net.input();
+            Self::check_training_memory(state.net.spec(), (c, h, w), state.classes.len(), size)?;
         }
         self.training.batch = size;
         out(Event::Text(format!("batch size {size}")));
@@ -264,6 +299,7 @@ impl Session {
         let dataset = self.dataset.as_ref().ok_or("fit needs data: run `load mnist` first")?;
         let state = self.training.model.as_ref().ok_or("fit needs a model: run e.g. `model seed-cnn` first")?;
         let labels = label_map(state, dataset)?;
+        Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), self.training.batch)?;
         let train =
             dataset.split(SplitKind::Train).filter(|s| !s.is_empty()).ok_or("fit needs a non-empty train split")?;
         let val = dataset.split(SplitKind::Val).filter(|s| !s.is_empty());
@@ -428,6 +464,12 @@ impl Session {
             PlotKind::History => {
                 let state = self.model_for("plot history")?;
                 let history = state.history.as_ref().ok_or("there is no training history: run `fit N` first")?;
+                if history.epochs.is_empty() {
+                    return Err("the last `fit` stopped during its first epoch, before any epoch finished: there \
+                                is no per-epoch history to plot (`compare` lists that run with 0 epochs); run \
+                                `fit N` again to get one"
+                        .into());
+                }
                 let (epochs, accuracy, val_accuracy, loss, val_loss) = history.series();
                 let series = plot::HistorySeries { epochs, accuracy, val_accuracy, loss, val_loss };
                 let png = plot::history_png(&series).map_err(|e| e.to_string())?;
@@ -552,10 +594,20 @@ impl Session {
             if files.is_empty() {
                 return Err(format!("{} holds no .png or .jpg file", path.display()));
             }
+            let most = lang::ranges::GRID_COUNT.max as usize;
+            if files.len() > most {
+                return Err(format!(
+                    "{} holds {} pictures; `predict` takes at most {most} at once (they are shown in one grid): \
+                     split the folder",
+                    path.display(),
+                    files.len()
+                ));
+            }
             files
         } else {
             vec![path.to_path_buf()]
         };
+        Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), files.len())?;
         let mut pixels = Vec::with_capacity(files.len() * 784);
         for file in &files {
             pixels.extend(model::preprocess_file(file).map_err(|e| e.to_string())?);
