@@ -4,6 +4,7 @@ the kernelspec, and the lesson notebooks run end to end."""
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,27 @@ def test_interrupt_during_fit(kernel):
     assert elapsed < 2.0, f"the fit took {elapsed:.2f} s to stop"
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "Interrupted"
+    # The bar ends on the last batch reported, not on an older, throttled one: `fit` reports
+    # every steps/40 batches, so it is within one report of where the fit says it stopped.
+    texts, last = [], updates[-1]
+    while True:
+        msg = kc.get_iopub_msg(timeout=10)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+        if msg["msg_type"] == "update_display_data":
+            last = msg
+        if msg["msg_type"] == "stream":
+            texts.append(msg["content"]["text"])
+    note = re.search(r"interrupted during epoch (\d+) after (\d+) of (\d+) batches", "".join(texts))
+    assert note, texts
+    epoch, stopped, steps = (int(g) for g in note.groups())
+    shown = re.search(r"epoch (\d+)/50 \[[^]]*\] (\d+)/(\d+)", last["content"]["data"]["text/plain"])
+    assert shown, last["content"]["data"]["text/plain"]
+    assert (int(shown.group(1)), int(shown.group(3))) == (epoch, steps)
+    every = max(steps // 40, 1)
+    assert stopped - every < int(shown.group(2)) <= stopped, (last["content"]["data"]["text/plain"], texts)
 
     reply, messages = run_cell(kc, 'print "next"')
     assert reply["content"]["status"] == "ok"
