@@ -95,6 +95,7 @@ fn read_array(path: &Path, mut reader: impl Read, limit: u64, gz: bool) -> Resul
             format!("truncated: header promises {dims_text} = {total} bytes of data, the file holds {room}")
         }));
     }
+    crate::budget::check(|| format!("{}: an IDX array of {total} bytes", path.display()), total)?;
     let mut data = Vec::with_capacity(total as usize);
     reader.by_ref().take(total).read_to_end(&mut data).map_err(read_err)?;
     if (data.len() as u64) < total {

@@ -187,6 +187,7 @@ fn read_images<R: Read + Seek>(
             ))
         }
     };
+    crate::budget::check(|| format!("{}: {key} of {total} bytes", path.display()), total)?;
     let mut pixels = Vec::with_capacity(total as usize);
     reader
         .by_ref()

@@ -592,12 +592,17 @@ fn decompress(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
     if !is_gzip(&bytes) {
         return Ok(bytes);
     }
-    let limit = (bytes.len() as u64).saturating_mul(MAX_DEFLATE_RATIO);
+    let budget = crate::budget::limit();
+    let limit = (bytes.len() as u64).saturating_mul(MAX_DEFLATE_RATIO).min(budget.saturating_add(1));
     let mut out = Vec::new();
     GzDecoder::new(&bytes[..])
         .take(limit)
         .read_to_end(&mut out)
         .map_err(|e| DataError::format(path, format!("corrupt gzip data: {e}")))?;
+    if out.len() as u64 > budget {
+        let budget = crate::budget::bytes(budget);
+        return Err(DataError::format(path, format!("decompresses to more than the memory budget of {budget}")));
+    }
     Ok(out)
 }
 
