@@ -362,11 +362,6 @@ impl CellError {
                 evalue: format!("line {}:{}: expected {}", error.line, error.col, error.expected),
                 traceback: error.to_string().lines().map(str::to_string).collect(),
             },
-            RunError::Internal { error, .. } => CellError {
-                ename: "InternalError".into(),
-                evalue: error.message.clone(),
-                traceback: error.to_string().lines().map(str::to_string).collect(),
-            },
             RunError::Statement { error, .. } => CellError {
                 ename: "StatementError".into(),
                 evalue: error.message.clone(),
@@ -582,9 +577,12 @@ mod tests {
         }
     }
 
+    /// Messages as (msg_type, content).
+    type Sent = Vec<(String, Value)>;
+
     /// Runs an executor (with the test hook naming `panics`) over `requests`; returns the
-    /// shell replies and the IOPub messages, as (msg_type, content).
-    fn serve(panics: &[&str], requests: Vec<Message>) -> (Vec<(String, Value)>, Vec<(String, Value)>) {
+    /// shell replies and the IOPub messages.
+    fn serve(panics: &[&str], requests: Vec<Message>) -> (Sent, Sent) {
         let (shell_tx, mut shell_rx) = unbounded_channel();
         let (iopub_tx, mut iopub_rx) = unbounded_channel();
         let session = Session::new();
