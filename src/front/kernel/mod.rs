@@ -362,6 +362,11 @@ impl CellError {
                 evalue: format!("line {}:{}: expected {}", error.line, error.col, error.expected),
                 traceback: error.to_string().lines().map(str::to_string).collect(),
             },
+            RunError::Internal { error, .. } => CellError {
+                ename: "InternalError".into(),
+                evalue: error.message.clone(),
+                traceback: error.to_string().lines().map(str::to_string).collect(),
+            },
             RunError::Statement { error, .. } => CellError {
                 ename: "StatementError".into(),
                 evalue: error.message.clone(),
