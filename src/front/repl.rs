@@ -56,7 +56,7 @@ pub fn hint(line: &str, pos: usize) -> Option<String> {
         return None;
     }
     let body = line.trim_start();
-    let Some(space) = body.find([' ', '\t']) else {
+    let Some(space) = body.find(char::is_whitespace) else {
         // Complete a unique keyword prefix.
         let matches: Vec<&str> = docs::keywords().filter(|k| k.starts_with(body)).collect();
         return match matches.as_slice() {
@@ -66,7 +66,7 @@ pub fn hint(line: &str, pos: usize) -> Option<String> {
     };
     let (keyword, rest) = body.split_at(space);
     let doc = docs::lookup(keyword)?;
-    if !rest.trim_matches([' ', '\t']).is_empty() {
+    if !rest.trim().is_empty() {
         return None;
     }
     let form = doc.synopsis.first()?;
@@ -198,7 +198,9 @@ mod tests {
                 let _ = hint(line, pos);
             }
         }
-        assert_eq!(candidates("load\u{3000}mni", "load\u{3000}mni".len()), (0, Vec::new()));
+        // (A name no file in the working directory starts with: paths are offered there too.)
+        let line = "load\u{3000}fashion-mn";
+        assert_eq!(candidates(line, line.len()), (7, vec!["fashion-mnist".to_string()]));
         assert_eq!(candidates("\u{3000}lo", "\u{3000}lo".len()).1, vec!["load", "loss"]);
     }
 
@@ -211,6 +213,7 @@ mod tests {
         assert_eq!(hint("split", 3), None, "the cursor is not at the end");
         assert_eq!(hint("\u{3000}info", "\u{3000}info".len()), None);
         assert_eq!(hint("\u{3000}standa", "\u{3000}standa".len()).as_deref(), Some("rdize"));
-        assert_eq!(hint("load\u{3000}", "load\u{3000}".len()), None);
+        assert_eq!(hint("load\u{3000}", "load\u{3000}".len()).as_deref(), Some("mnist|fashion-mnist [from PATH]"));
+        assert_eq!(hint("load\u{3000}m", "load\u{3000}m".len()), None);
     }
 }

@@ -12,8 +12,8 @@
 //! not a folder named `mnist`). Every candidate is then parsed in place and kept only if its
 //! line parses or fails after it, so nothing offered is rejected where it is offered.
 //!
-//! Words are separated by spaces and tabs only, as the parser reads them: in `load　mni` (an
-//! ideographic space) there is one word, and nothing completes it.
+//! Words are separated by whitespace of any kind outside quotes, as the parser reads them
+//! (`load　mni`, with the ideographic space of Chinese input methods, completes to `mnist`).
 
 use super::docs::{self, StatementDoc};
 use super::parser::parse_line;
@@ -37,9 +37,10 @@ pub struct Completion {
     pub paths: bool,
 }
 
-/// Separators between words, as the parser reads them.
+/// Separators between words, as the parser reads them (it makes every Unicode space outside
+/// quotes an ASCII one).
 fn is_separator(c: char) -> bool {
-    c == ' ' || c == '\t'
+    c.is_whitespace()
 }
 
 /// The completion at the end of `before`, the text before the cursor (only its last line
@@ -91,7 +92,7 @@ struct SplitLine<'a> {
 }
 
 /// Splits `line` (the text before the cursor): leading whitespace of any kind is skipped (the
-/// parser trims it), words are separated by spaces and tabs outside `"quotes"` (with `\"`
+/// parser trims it), words are separated by whitespace outside `"quotes"` (with `\"`
 /// escapes), and a `#` that starts a word outside quotes begins a comment.
 fn split_line(line: &str) -> SplitLine<'_> {
     let comment = strip_comment(line).len() < line.len();
@@ -555,14 +556,18 @@ mod tests {
     }
 
     #[test]
-    fn unicode_spaces_are_not_separators() {
-        // The parser does not split `load　mnist`; nothing completes `load　mni`.
+    fn unicode_spaces_separate_words() {
+        // The parser reads `load　mnist` as `load mnist`: the word after the ideographic space
+        // completes, and starts after it (a character of three bytes).
         let c = complete("load\u{3000}mni");
-        assert_eq!((c.start, c.words.len(), c.paths), (0, 0, false));
+        assert_eq!((c.start, c.words, c.paths), ("load\u{3000}".len(), vec!["mnist".to_string()], true));
+        assert_eq!(words("load\u{3000}mnist\u{a0}"), vec!["from"]);
+        assert_eq!(words("show\u{2003}samples\u{205f}4\u{3000}"), vec!["class", "test", "train", "val"]);
         let c = complete("load\u{3000}");
-        assert!(c.words.is_empty());
-        // A no-break space inside a word, combining marks: no panic, nothing wrong offered.
-        assert!(words("load mn\u{a0}").is_empty());
+        assert!(c.words.contains(&"mnist".to_string()) && c.paths);
+        // A zero-width space is no space: `mn\u{200b}` is a word of its own that nothing completes.
+        assert!(words("load mn\u{200b}").is_empty());
+        assert!(words("load mn\u{a0}").is_empty(), "a folder named mn, then nothing");
         assert!(words("lo\u{301}").is_empty());
         let c = complete("print \"e\u{301}\u{3000}\" \nlo");
         assert_eq!(c.words, vec!["load", "loss"]);
@@ -577,8 +582,8 @@ mod tests {
 
     #[test]
     fn quotes_and_comments() {
-        let s = split_line("load csv \"my file");
-        assert_eq!((s.words, s.start), (vec!["load", "csv"], 9));
+        let s = split_line("load\u{3000}csv \"my\u{3000}file");
+        assert_eq!((s.words, s.start), (vec!["load", "csv"], 11));
         let s = split_line("print \"a b\\\" c\" x");
         assert_eq!(s.words, vec!["print", "\"a b\\\" c\""]);
         assert!(complete("load mnist # lo").words.is_empty());

@@ -13,7 +13,8 @@ from jupyter_client.session import Session
 
 from test_client import run_cell
 
-# Unicode spaces the parser does not take for separators, and combining marks.
+# Unicode spaces (the parser takes them for separators, except the zero-width one, which is no
+# whitespace), and combining marks.
 SPACES = ["\u3000", "\u00a0", "\u2003", "\u205f", "\u200b", "\u1680"]
 COMBINING = ["\u0301", "\u0308\u0323", "\u20dd"]
 
@@ -77,11 +78,16 @@ def assert_still_works(kc, text="ok"):
 
 def test_complete_with_unicode_spaces_and_combining_marks(kernel):
     _, kc, _ = kernel
-    # The panic of issue 13: an ideographic space inside the line.
+    # The panic of issue 13: an ideographic space inside the line (a separator, as for the parser).
     reply = request(kc, "complete_request", {"code": "load\u3000mni", "cursor_pos": 8})
     assert reply["status"] == "ok"
-    assert reply["matches"] == []  # `load　mni` is one word to the parser: nothing parses there
-    assert (reply["cursor_start"], reply["cursor_end"]) == (0, 8)
+    assert reply["matches"] == ["mnist"]
+    assert (reply["cursor_start"], reply["cursor_end"]) == (5, 8)
+    reply = request(kc, "complete_request", {"code": "show\u3000samples\u00a04\u2003", "cursor_pos": 15})
+    assert reply["matches"] == ["class", "test", "train", "val"]
+    assert (reply["cursor_start"], reply["cursor_end"]) == (15, 15)
+    reply = request(kc, "complete_request", {"code": "load mn\u200b", "cursor_pos": 8})
+    assert reply["matches"] == []  # a zero-width space is no space: `mn\u200b` completes to nothing
     # Leading full-width spaces are indentation: the keyword completes, positions in code points.
     reply = request(kc, "complete_request", {"code": "\u3000\u3000lo", "cursor_pos": 4})
     assert reply["matches"] == ["load", "loss"]
