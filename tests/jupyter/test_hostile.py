@@ -182,12 +182,20 @@ def test_statement_that_would_exhaust_memory(kernel):
     _, kc, _ = kernel
     reply, _ = run_cell(kc, "load mnist", timeout=300)
     assert reply["content"]["status"] == "ok", reply["content"]
+    # A width beyond the parser's range is a parse error naming the range.
     reply, messages = run_cell(kc, "model dense1000000000", timeout=120)
     content = reply["content"]
     assert content["status"] == "error", content
-    assert "memory" in content["evalue"].lower(), content["evalue"]
-    assert any(m["msg_type"] == "error" for m in messages)
+    assert content["ename"] == "ParseError" and "1 to" in content["evalue"], content["evalue"]
     assert_still_works(kc)
+    # Widths within range whose weights would not fit: refused by the memory budget.
+    for model in ["model dense1000000 dense1000000", "model conv4096 same dense1000000"]:
+        reply, messages = run_cell(kc, model, timeout=120)
+        content = reply["content"]
+        assert content["status"] == "error", content
+        assert "memory" in content["evalue"].lower(), content["evalue"]
+        assert any(m["msg_type"] == "error" for m in messages)
+        assert_still_works(kc)
     # The session is intact: a model that fits is built after the refused one.
     reply, _ = run_cell(kc, "model dense16\nsummary")
     assert reply["content"]["status"] == "ok", reply["content"]
