@@ -38,10 +38,11 @@ pub fn candidates(line: &str, pos: usize) -> (usize, Vec<String>) {
     let c = complete::complete(before);
     let word = &before[c.start..];
     let mut words = c.words;
-    if before[..c.start].trim().is_empty() && word.starts_with(':') {
+    let earlier: Vec<&str> = before[..c.start].split_whitespace().collect();
+    if earlier.is_empty() && word.starts_with(':') {
         words.extend(REPL_COMMANDS.iter().filter(|w| w.starts_with(word)).map(|w| w.to_string()));
     }
-    if c.paths {
+    if c.paths || earlier == [":save"] {
         words.extend(complete_path(word));
     }
     words.sort();
@@ -180,6 +181,10 @@ mod tests {
         assert_eq!(candidates("lo", 2), (0, vec!["load".to_string(), "loss".to_string()]));
         assert_eq!(candidates("load mnist ", 11), (11, vec!["from".to_string()]));
         assert_eq!(candidates(":s", 2), (0, vec![":save".to_string()]));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lesson.lab"), "").unwrap();
+        let line = format!(":save {}/le", dir.path().display());
+        assert_eq!(candidates(&line, line.len()), (6, vec![format!("{}/lesson.lab", dir.path().display())]));
         // Completion stops at the cursor; text after it does not count.
         assert_eq!(candidates("lo mnist", 2).1, vec!["load", "loss"]);
     }
