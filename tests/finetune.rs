@@ -56,9 +56,9 @@ fn fine_tuning_statements_parse() {
     assert!(bad("freeze 3..1").expected.contains("not below its start"));
     assert!(bad("freeze 0").expected.contains("from 1"));
     assert_eq!(bad("freeze all but hed").suggestion.as_deref(), Some("head"));
-    assert!(bad("adapt lora rank 0").expected.contains("at least 1"));
+    assert!(bad("adapt lora rank 0").expected.contains("the adapters' rank (a whole number from 1 to 4096)"));
     assert_eq!(bad("adapt lroa rank 4").suggestion.as_deref(), Some("lora"));
-    assert!(bad("head").expected.contains("number of classes"));
+    assert!(bad("head").expected.contains("the new output layer's classes"));
 }
 
 #[test]

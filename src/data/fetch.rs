@@ -350,7 +350,7 @@ pub fn from_local_dir(dir: &Path, files: &[RemoteFile], dest: &Path, log: &mut d
     let mut verified = Vec::with_capacity(files.len());
     for f in files {
         let path = dir.join(format!("{}.gz", f.name));
-        let gz = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
+        let gz = crate::data::idx::read_file_bytes(&path)?;
         let raw = verify_gz(f, &gz, &path.display().to_string(), false)?;
         log(&format!("system copy {}: raw sha256 ok ({} bytes)", path.display(), raw.len()));
         verified.push((f.name.clone(), raw));

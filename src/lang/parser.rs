@@ -150,7 +150,8 @@ fn keyword<'a>(options: &'static [&'static str]) -> impl FnMut(&'a str) -> Res<'
 fn whole_in<'a>(range: &'static NumRange) -> impl FnMut(&'a str) -> Res<'a, u64> {
     move |input: &'a str| {
         let (rest, digits) = digit1(input)?;
-        if rest.starts_with(['.', 'e', 'E']) && number(input).is_ok() {
+        // `12.5` or `1e3` where a whole number belongs: refuse it whole, not at the `.`.
+        if number(input).is_ok_and(|(after, _)| after.len() < rest.len()) {
             return fail(input, range.to_string());
         }
         match digits.parse::<u64>() {

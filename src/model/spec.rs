@@ -307,7 +307,8 @@ impl ModelSpec {
 
     /// Bytes that training this spec needs, about: each parameter four times over (weights,
     /// gradients and Adam's two moments) plus a copy of the best weights, and for each image of
-    /// a `batch` every layer's output and gradient and each convolution's im2col matrix.
+    /// a `batch` every layer's output, gradient and temporaries (four copies) and each convolution's
+    /// im2col matrix.
     /// Checked against the memory budget before a network is built or trained.
     pub fn training_bytes(&self, input: (usize, usize, usize), classes: usize, batch: usize) -> Result<u64, String> {
         let infos = self.output_shapes(input, classes)?;
@@ -316,7 +317,8 @@ impl ModelSpec {
         let mut channels_in = input.0 as u64;
         for (info, layer) in infos.iter().zip(self.layers.iter().map(Some).chain(std::iter::repeat(None))) {
             let out = info.output.size() as u64;
-            per_image = per_image.saturating_add(out.saturating_mul(2));
+            // Output, its gradient and the temporaries around them (ReLU masks, pooling indices).
+            per_image = per_image.saturating_add(out.saturating_mul(4));
             if let (Some(Layer::Conv { kernel, .. }), Shape::Image(c, h, w)) = (layer, info.output) {
                 let im2col = crate::budget::product(&[(kernel * kernel) as u64, channels_in, (h * w) as u64]);
                 per_image = per_image.saturating_add(im2col);

@@ -166,6 +166,18 @@ impl Session {
         .map_err(|e| e.to_string())
     }
 
+    /// The batch size evaluation runs at: at least 256 images for speed, as long as a quarter of
+    /// the memory budget holds it; else the training batch (which `fit` checked).
+    fn eval_batch(&self, net: &Network) -> usize {
+        let wide = self.training.batch.max(256);
+        let fits = net.spec().training_bytes(net.input(), net.classes(), wide).is_ok_and(|b| b <= crate::budget::limit() / 4);
+        if fits {
+            wide
+        } else {
+            self.training.batch
+        }
+    }
+
     pub(super) fn model(&mut self, choice: &ModelChoice, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
         let spec = spec_from_words(choice)?;
         let (input, classes) = self.model_frame();
@@ -381,7 +393,7 @@ impl Session {
         let evaluation = match test {
             Some(test) => Some(
                 Self::in_pool(&self.training.pool, || {
-                    model::evaluate_mapped(net, test, rows, cols, scaling, self.training.batch.max(256), &labels)
+                    model::evaluate_mapped(net, test, rows, cols, scaling, self.eval_batch(net), &labels)
                 })
                 .map_err(|e| e.to_string())?,
             ),
@@ -419,7 +431,8 @@ impl Session {
             .split(kind)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| format!("there is no {kind} split (`split` makes train/val/test)"))?;
-        let (rows, cols, scaling, batch) = (dataset.rows, dataset.cols, dataset.scaling, self.training.batch.max(256));
+        let batch = self.eval_batch(&self.model_for("evaluate")?.net);
+        let (rows, cols, scaling) = (dataset.rows, dataset.cols, dataset.scaling);
         let net = &state.net;
         let evaluation = Self::in_pool(&self.training.pool, || {
             model::evaluate_mapped(net, split, rows, cols, scaling, batch, &labels)
