@@ -297,7 +297,6 @@ def test_malformed_messages(kernel):
     try:
         dropped = [
             signed(session, [b"{not json", {}, {}, {}]),  # bad JSON in the header frame
-            signed(session, [header(session, "execute_request"), {}, {}, b"\xff\xfe"]),  # content not UTF-8 JSON
             signed(session, [{}, {}, {}, {"code": 'print "no header"'}]),  # header without fields
             signed(session, [{"msg_type": 7}, {}, {}, {"code": 'print "x"'}]),  # msg_type not a string
             signed(session, [[1, 2], {}, {}, {}]),  # header not an object
@@ -308,6 +307,16 @@ def test_malformed_messages(kernel):
             socket.send_multipart(frames)
             assert socket.poll(1000) == 0, f"a reply to a malformed message: {frames[:3]}"
             answers_kernel_info(socket, session)
+        # A signed request whose content is not JSON (not UTF-8, a lone surrogate) gets an error
+        # reply rather than leaving its client waiting.
+        for msg_type in ["execute_request", "complete_request", "inspect_request"]:
+            for content in [b"\xff\xfe", b'{"code": "\\ud800", "cursor_pos": 0}']:
+                socket.send_multipart(signed(session, [header(session, msg_type), {}, {}, content]))
+                assert socket.poll(10000) != 0, f"no reply to a {msg_type} with content {content!r}"
+                _, reply = session.recv(socket)
+                assert reply["msg_type"] == msg_type.replace("_request", "_reply")
+                assert reply["content"]["status"] == "error"
+                assert reply["content"]["ename"] == "InvalidRequest", reply["content"]
         # Requests with content of the wrong shape get an error reply.
         for content in [[1, 2], "print \"x\"", {"code": 5}, {"silent": False}]:
             socket.send_multipart(signed(session, [header(session, "execute_request"), {}, {}, content]))

@@ -98,11 +98,29 @@ async fn bind<S: Socket>(socket: &mut S, info: &ConnectionInfo, port: u16, name:
     socket.bind(&endpoint).await.map(|_| ()).map_err(|e| format!("cannot bind the {name} socket to {endpoint}: {e}"))
 }
 
+/// A received message: a request to handle, or a signed request whose parts after the header
+/// are not JSON (answered with an `InvalidRequest` error, so the client is not left waiting).
+#[derive(Debug)]
+enum Incoming {
+    Request(Message),
+    Invalid(Message, String),
+}
+
 /// Reads and verifies one message; `None` for frames to drop (logged): frames that do not
 /// parse or verify, and messages whose header names no `msg_type`.
-fn accept(frames: Vec<Vec<u8>>, signer: &Signer, socket: &str) -> Option<Message> {
+fn accept(frames: Vec<Vec<u8>>, signer: &Signer, socket: &str) -> Option<Incoming> {
     match catch_unwind(AssertUnwindSafe(|| Message::parse(&frames, signer))) {
-        Ok(Ok(message)) if !message.msg_type().is_empty() => Some(message),
+        Ok(Ok(message)) if !message.msg_type().is_empty() => Some(Incoming::Request(message)),
+        Ok(Err(e @ wire::WireError::Json(_))) => match invalid_request(&frames, signer) {
+            Some(request) => {
+                log(&format!("{socket}: a {} that is not JSON: {e}", request.msg_type()));
+                Some(Incoming::Invalid(request, e.to_string()))
+            }
+            None => {
+                log(&format!("dropped a message on {socket}: {e}"));
+                None
+            }
+        },
         Ok(Ok(message)) => {
             let header = message.header.to_string();
             let header: String = header.chars().take(200).collect();
@@ -118,6 +136,30 @@ fn accept(frames: Vec<Vec<u8>>, signer: &Signer, socket: &str) -> Option<Message
             None
         }
     }
+}
+
+/// The request named by frames whose signature is right and whose header is JSON naming a
+/// request type, though other parts are not JSON: the header and parent header, empty content.
+fn invalid_request(frames: &[Vec<u8>], signer: &Signer) -> Option<Message> {
+    let at = frames.iter().position(|f| f.as_slice() == b"<IDS|MSG>")?;
+    let rest = &frames[at + 1..];
+    if rest.len() < 5 {
+        return None;
+    }
+    let parts: Vec<&[u8]> = rest[1..5].iter().map(Vec::as_slice).collect();
+    if !signer.verify(&rest[0], &parts) {
+        return None;
+    }
+    let header: Value = serde_json::from_slice(parts[0]).ok()?;
+    header.get("msg_type").and_then(Value::as_str).filter(|t| t.ends_with("_request"))?;
+    Some(Message {
+        identities: frames[..at].to_vec(),
+        header,
+        parent_header: serde_json::from_slice(parts[1]).unwrap_or_else(|_| json!({})),
+        metadata: json!({}),
+        content: json!({}),
+        buffers: Vec::new(),
+    })
 }
 
 /// The text of a caught panic.
@@ -159,6 +201,11 @@ fn internal_error(msg_type: &str, message: &str) -> CellError {
         ],
         evalue,
     }
+}
+
+/// The error of a request that cannot be read as one.
+fn invalid_error(evalue: String) -> CellError {
+    CellError { ename: "InvalidRequest".into(), traceback: vec![format!("InvalidRequest: {evalue}")], evalue }
 }
 
 /// The reply type of a request type (`complete_request` → `complete_reply`).
@@ -222,7 +269,7 @@ async fn serve(info: ConnectionInfo) -> Result<(), String> {
 
     let session = Session::new();
     let interrupts = Interrupts { session: session.interrupt_flag(), cell: Arc::new(AtomicBool::new(false)) };
-    let (requests_tx, requests_rx) = mpsc::channel::<Message>();
+    let (requests_tx, requests_rx) = mpsc::channel::<Incoming>();
     let debug = debug_panics();
     if !debug.is_empty() {
         log(&format!("MNISTLAB_DEBUG_PANIC: the handlers of {} will panic (a test hook)", debug.join(", ")));
@@ -282,7 +329,22 @@ async fn serve(info: ConnectionInfo) -> Result<(), String> {
                 continue;
             }
         };
-        let Some(request) = accept(frames, &signer, "control") else { continue };
+        let request = match accept(frames, &signer, "control") {
+            Some(Incoming::Request(request)) => request,
+            Some(Incoming::Invalid(request, why)) => {
+                outbox.status(&request, "busy");
+                if let Some(reply_type) = reply_type(request.msg_type()) {
+                    let error = invalid_error(why);
+                    let reply = Message::child(&request, &reply_type, error_content(&error), &outbox.session);
+                    if let Err(e) = control.send(to_zmq(reply.to_frames(&signer))).await {
+                        log(&format!("control: cannot send {reply_type}: {e}"));
+                    }
+                }
+                outbox.status(&request, "idle");
+                continue;
+            }
+            None => continue,
+        };
         outbox.status(&request, "busy");
         let handled = catch_unwind(AssertUnwindSafe(|| {
             forced_panic(&debug, request.msg_type());
@@ -417,21 +479,41 @@ struct Executor {
 }
 
 impl Executor {
-    fn run(mut self, requests: mpsc::Receiver<Message>) {
-        while let Ok(request) = requests.recv() {
+    fn run(mut self, requests: mpsc::Receiver<Incoming>) {
+        while let Ok(incoming) = requests.recv() {
+            let (request, invalid) = match incoming {
+                Incoming::Request(request) => (request, None),
+                Incoming::Invalid(request, why) => (request, Some(why)),
+            };
             self.outbox.status(&request, "busy");
-            let exit = match catch_unwind(AssertUnwindSafe(|| self.handle(&request))) {
-                Ok(exit) => exit,
-                Err(payload) => {
-                    self.answer_panic(&request, &panic_message(&*payload));
+            let exit = match invalid {
+                Some(why) => {
+                    self.answer_invalid(&request, why);
                     false
                 }
+                None => match catch_unwind(AssertUnwindSafe(|| self.handle(&request))) {
+                    Ok(exit) => exit,
+                    Err(payload) => {
+                        self.answer_panic(&request, &panic_message(&*payload));
+                        false
+                    }
+                },
             };
             self.outbox.status(&request, "idle");
             if exit {
                 std::thread::sleep(FLUSH_BEFORE_EXIT);
                 std::process::exit(0);
             }
+        }
+    }
+
+    /// Answers a request whose content could not be read.
+    fn answer_invalid(&mut self, request: &Message, why: String) {
+        let error = invalid_error(why);
+        if request.msg_type() == "execute_request" {
+            self.reply_error(request, &error, false);
+        } else if let Some(reply) = reply_type(request.msg_type()) {
+            self.outbox.reply(request, &reply, error_content(&error));
         }
     }
 
@@ -492,11 +574,7 @@ impl Executor {
         let content = &request.content;
         let code = match replies::code_of(content) {
             Ok(code) => code,
-            Err(evalue) => {
-                let traceback = vec![format!("InvalidRequest: {evalue}")];
-                let error = CellError { ename: "InvalidRequest".into(), evalue, traceback };
-                return self.reply_error(request, &error, false);
-            }
+            Err(evalue) => return self.reply_error(request, &invalid_error(evalue), false),
         };
         let silent = content.get("silent").and_then(Value::as_bool).unwrap_or(false);
         let store_history = !silent && content.get("store_history").and_then(Value::as_bool).unwrap_or(true);
@@ -588,6 +666,10 @@ mod tests {
     /// Runs an executor (with the test hook naming `panics`) over `requests`; returns the
     /// shell replies and the IOPub messages.
     fn serve(panics: &[&str], requests: Vec<Message>) -> (Sent, Sent) {
+        serve_incoming(panics, requests.into_iter().map(Incoming::Request).collect())
+    }
+
+    fn serve_incoming(panics: &[&str], requests: Vec<Incoming>) -> (Sent, Sent) {
         let (shell_tx, mut shell_rx) = unbounded_channel();
         let (iopub_tx, mut iopub_rx) = unbounded_channel();
         let session = Session::new();
@@ -699,7 +781,43 @@ mod tests {
         let mut frames = request("execute_request", json!({})).to_frames(&Signer::new(""));
         frames[3] = b"{not json".to_vec();
         assert!(accept(frames, &Signer::new(""), "shell").is_none());
-        assert!(accept(request("kernel_info_request", json!({})).to_frames(&signer), &signer, "shell").is_some());
+        let ok = accept(request("kernel_info_request", json!({})).to_frames(&signer), &signer, "shell");
+        assert!(matches!(ok, Some(Incoming::Request(m)) if m.msg_type() == "kernel_info_request"));
+    }
+
+    #[test]
+    fn requests_whose_content_is_not_json_get_an_error_reply() {
+        let signer = Signer::new("k");
+        let resign = |mut frames: Vec<Vec<u8>>, signer: &Signer| {
+            let parts: Vec<&[u8]> = frames[3..7].iter().map(Vec::as_slice).collect();
+            frames[2] = signer.sign(&parts).into_bytes();
+            frames
+        };
+        let mut frames = request("execute_request", json!({})).to_frames(&signer);
+        frames[6] = b"{\"code\": \"\\ud800\"".to_vec();
+        let Some(Incoming::Invalid(execute, why)) = accept(resign(frames.clone(), &signer), &signer, "shell") else {
+            panic!("not an invalid request")
+        };
+        assert!(why.contains("content"), "{why}");
+        // Unsigned, it is dropped.
+        assert!(accept(frames, &signer, "shell").is_none());
+        let mut frames = request("complete_request", json!({})).to_frames(&signer);
+        frames[6] = vec![0xff, 0xfe];
+        let Some(complete) = accept(resign(frames, &signer), &signer, "shell") else { panic!("dropped") };
+        let (replies, iopub) = serve_incoming(
+            &[],
+            vec![
+                Incoming::Invalid(execute, why),
+                complete,
+                Incoming::Request(request("execute_request", json!({"code": "print \"ok\""}))),
+            ],
+        );
+        let statuses: Vec<(&str, &str)> =
+            replies.iter().map(|(t, c)| (t.as_str(), c["status"].as_str().unwrap())).collect();
+        assert_eq!(statuses, vec![("execute_reply", "error"), ("complete_reply", "error"), ("execute_reply", "ok")]);
+        assert_eq!(replies[0].1["ename"], "InvalidRequest");
+        assert_eq!(replies[1].1["ename"], "InvalidRequest");
+        assert!(iopub.iter().any(|(t, c)| t == "stream" && c["text"] == "ok\n"));
     }
 
     #[test]
