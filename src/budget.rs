@@ -120,10 +120,19 @@ pub fn available_memory() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// The default budget: `MNISTLAB_MEMORY` when set and valid, else ¾ of the available memory.
+/// The machine's memory (`MemTotal` of /proc/meminfo), if it can be read.
+pub fn total_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The default budget: `MNISTLAB_MEMORY` when set and valid (at most the machine's memory),
+/// else ¾ of the available memory.
 pub fn default_budget() -> u64 {
     if let Some(size) = std::env::var(MEMORY_VAR).ok().and_then(|v| parse_size(&v)) {
-        return size.max(MIN_BUDGET);
+        return size.min(total_memory().unwrap_or(u64::MAX)).max(MIN_BUDGET);
     }
     available_memory().map_or(FALLBACK_BUDGET, |a| (a / 4 * 3).max(MIN_BUDGET))
 }

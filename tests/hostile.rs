@@ -127,6 +127,8 @@ fn every_count_has_its_limits() {
         ("augment preview 0", "how many images to preview"),
         ("memory 1K", "a memory budget"),
         ("memory lots", "a memory budget"),
+        ("memory 1000T", "more than this machine's memory"),
+        ("memory 2000T", "a memory budget"),
     ] {
         refused_with(&mut s, source, &[part]);
     }

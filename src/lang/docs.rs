@@ -206,7 +206,7 @@ pub const STATEMENTS: &[StatementDoc] = &[
     StatementDoc {
         keyword: "memory",
         synopsis: &["memory", "memory SIZE"],
-        summary: "Show or set the memory budget (`4G`, `512M`): statements whose memory grows with a number you typed (model sizes, `batch`, `expand`, image grids, files read) check it first and refuse what would not fit. It starts as MNISTLAB_MEMORY, else three quarters of the memory available.",
+        summary: "Show or set the memory budget (`4G`, `512M`): statements whose memory grows with a number you typed (model sizes, `batch`, `expand`, image grids, files read) check it first and refuse what would not fit. It starts as MNISTLAB_MEMORY, else three quarters of the memory available, and is never more than the machine's memory.",
         words: &[],
         numbers: &[&ranges::MEMORY],
         example: "memory 8G",

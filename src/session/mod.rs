@@ -274,6 +274,16 @@ impl Session {
             S::Schedule(kind) => self.schedule(*kind, out),
             S::Batch(size) => self.batch(*size, out),
             S::Memory(size) => {
+                let total = crate::budget::total_memory();
+                if let (Some(size), Some(total)) = (size, total) {
+                    if *size > total {
+                        return Err(format!(
+                            "a budget of {} is more than this machine's memory ({})",
+                            crate::budget::bytes(*size),
+                            crate::budget::bytes(total)
+                        ));
+                    }
+                }
                 let bytes = size.map_or_else(crate::budget::limit, crate::budget::set_limit);
                 let available =
                     crate::budget::available_memory().map(|a| format!(" ({} available now)", crate::budget::bytes(a)));
