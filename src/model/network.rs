@@ -2,11 +2,12 @@
 //!
 //! Every parameter lives in one [`VarMap`] under a stable name (`l<i>.weight`, `l<i>.bias`,
 //! `l<i>.running_mean`, ..., `out.weight`, `out.bias`), so checkpoints and weight snapshots are
-//! plain maps from names to tensors. Initial weights and dropout masks come from a seeded
-//! ChaCha8 generator (candle's CPU generator cannot be seeded), so a seed fixes a run.
+//! plain maps from names to tensors. Initial weights come from a seeded ChaCha8 generator
+//! (candle's CPU generator cannot be seeded) and dropout masks from a counter-based hash of the
+//! seed, so a seed fixes a run.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var, D};
 use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBuilder, VarMap};
@@ -55,7 +56,9 @@ pub struct Network {
     pub(super) adapters: Vec<Option<Adapter>>,
     /// The LoRA settings while adapters exist.
     pub(super) lora: Option<LoraConfig>,
-    rng: Mutex<ChaCha8Rng>,
+    /// Dropout masks: the seed they are keyed by, and the calls drawn so far.
+    dropout_seed: AtomicU64,
+    dropout_calls: AtomicU64,
 }
 
 impl std::fmt::Debug for Network {
@@ -176,7 +179,8 @@ impl Network {
             frozen: vec![false; count],
             adapters: (0..count).map(|_| None).collect(),
             lora: None,
-            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x9E37_79B9_7F4A_7C15))),
+            dropout_seed: AtomicU64::new(seed.wrapping_add(0x9E37_79B9_7F4A_7C15)),
+            dropout_calls: AtomicU64::new(0),
         })
     }
 
@@ -205,9 +209,10 @@ impl Network {
         &self.varmap
     }
 
-    /// Re-seeds the generator of dropout masks.
+    /// Re-seeds the dropout masks: from here on they are keyed by `seed` and a fresh call count.
     pub fn reseed_dropout(&self, seed: u64) {
-        *self.rng.lock().expect("the rng lock is never poisoned") = ChaCha8Rng::seed_from_u64(seed);
+        self.dropout_seed.store(seed, Ordering::Relaxed);
+        self.dropout_calls.store(0, Ordering::Relaxed);
     }
 
     /// The parameters the optimizer updates, sorted by name: every weight and bias of the layers
@@ -335,6 +340,7 @@ impl Network {
                 // A frozen batch norm runs in inference mode (as in Keras): moving statistics
                 // neither used from the batch nor updated.
                 Built::BatchNorm(bn) if frozen && train => frozen_batch_norm(bn, &x)?,
+                Built::BatchNorm(bn) if train && fast_path(&x) => self.fast_batch_norm(i, bn, &x)?,
                 Built::BatchNorm(bn) => bn.forward_t(&x, train)?,
                 Built::Dropout(rate) if train && *rate > 0.0 => self.dropout(&x, *rate)?,
                 Built::Dropout(_) => x,
@@ -361,14 +367,39 @@ impl Network {
         Ok(x)
     }
 
-    /// Inverted dropout with a mask drawn from the network's seeded generator.
+    /// Inverted dropout keyed by the network's dropout seed and call count (see [`fast::dropout`]).
     fn dropout(&self, x: &Tensor, rate: f32) -> Result<Tensor> {
-        let keep = 1.0 / (1.0 - rate);
-        let mut rng = self.rng.lock().expect("the rng lock is never poisoned");
-        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f32>() < rate { 0.0 } else { keep }).collect();
-        let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
-        Ok(x.mul(&mask)?)
+        let call = self.dropout_calls.fetch_add(1, Ordering::Relaxed);
+        let key = fast::mix64(self.dropout_seed.load(Ordering::Relaxed) ^ fast::mix64(call));
+        Ok(fast::dropout(x, rate, key)?)
     }
+
+    /// Training-mode batch norm through the fused op, then candle's moving-average update
+    /// (momentum [`BN_MOMENTUM`], the variance made unbiased as candle does).
+    fn fast_batch_norm(&self, layer: usize, bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
+        let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
+        let (y, stats) = fast::batch_norm_train(x, gamma, beta, bn.eps())?;
+        let stats = stats.get().expect("the forward pass sets the statistics");
+        let prefix = self.prefixes[layer].as_deref().expect("batch norms have parameters");
+        let unbias = if stats.count > 1 { stats.count as f64 / (stats.count - 1) as f64 } else { 1.0 };
+        let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
+        for (name, batch, factor) in [("running_mean", &stats.mean, 1.0), ("running_var", &stats.var, unbias)] {
+            let var = &data[&format!("{prefix}.{name}")];
+            let old: Vec<f32> = var.as_tensor().to_vec1()?;
+            let new: Vec<f32> = old
+                .iter()
+                .zip(batch)
+                .map(|(&r, &b)| ((1.0 - BN_MOMENTUM) * r as f64 + BN_MOMENTUM * factor * b as f64) as f32)
+                .collect();
+            var.set(&Tensor::from_vec(new, old.len(), x.device())?)?;
+        }
+        Ok(y)
+    }
+}
+
+/// Whether the fused CPU ops apply to `x`: f32 on the CPU.
+fn fast_path(x: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32
 }
 
 /// Drops the last row and column of odd-sized images, as 2×2 pooling does (Keras `'valid'`).

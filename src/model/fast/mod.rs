@@ -1,5 +1,5 @@
-//! Fast CPU kernels for the small CNNs mnistlab trains: 2-D convolution and max-pooling as
-//! candle custom ops with their own backward passes.
+//! Fast CPU kernels for the small CNNs mnistlab trains: 2-D convolution, max-pooling, batch
+//! normalization (training mode) and dropout as candle custom ops with their own backward passes.
 //!
 //! candle's CPU convolution backward is slow (its `conv_transpose2d` is a direct loop and the
 //! weight gradient is a convolution with an output-sized kernel). These ops use im2col and
@@ -7,10 +7,14 @@
 //! forward pass, and skip the input gradient when the input needs none. On other devices or
 //! dtypes they fall back to candle's own operations.
 
+mod batchnorm;
 mod conv;
+mod dropout;
 mod pool;
 
+pub use batchnorm::{batch_norm_train, BatchStats};
 pub use conv::{conv2d, conv2d_relu_pool};
+pub use dropout::{dropout, mix64};
 pub use pool::max_pool2d;
 
 use candle_core::{backend::BackendStorage, bail, CpuStorage, Layout, Result};

@@ -1,0 +1,303 @@
+//! Batch normalization in training mode (batch statistics) as one candle custom op on the CPU:
+//! the forward pass computes each channel's mean and variance and writes the normalized,
+//! scaled and shifted output; the backward pass gives the input, scale and shift gradients
+//! in one pass over the data. candle's own batch norm is a dozen tensor operations, each with
+//! its own backward, and trained a small CNN about five times slower.
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::f32_slice;
+
+/// The batch statistics of one forward pass, per channel.
+#[derive(Debug, Clone)]
+pub struct BatchStats {
+    /// Mean over the batch (and the spatial positions, after a convolution).
+    pub mean: Vec<f32>,
+    /// Biased variance (divided by the count), as used to normalize.
+    pub var: Vec<f32>,
+    /// Values per channel: batch × height × width.
+    pub count: usize,
+}
+
+/// Batch norm of `x` (`[N, C]` or `[N, C, H, W]`) with the statistics of this batch:
+/// `(x - mean) / sqrt(var + eps) * gamma + beta`, per channel. Returns the output and the
+/// statistics (to update the moving averages). f32 on the CPU only; the caller falls back to
+/// candle's batch norm elsewhere.
+pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, Arc<OnceLock<BatchStats>>)> {
+    if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
+        bail!("fast batch norm: f32 on the CPU only");
+    }
+    if x.rank() != 2 && x.rank() != 4 {
+        bail!("fast batch norm: expected a 2-d or 4-d input, got {:?}", x.dims());
+    }
+    let stats = Arc::new(OnceLock::new());
+    let op = BatchNormTrain { eps: eps as f32, stats: Arc::clone(&stats) };
+    let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    Ok((y, stats))
+}
+
+/// The training-mode forward op; `stats` keeps the batch statistics for the backward pass.
+struct BatchNormTrain {
+    eps: f32,
+    stats: Arc<OnceLock<BatchStats>>,
+}
+
+/// `(n, c, inner)`: images, channels and values per channel of one image.
+fn dims(layout: &Layout) -> Result<(usize, usize, usize)> {
+    match *layout.dims() {
+        [n, c] => Ok((n, c, 1)),
+        [n, c, h, w] => Ok((n, c, h * w)),
+        ref d => bail!("fast batch norm: expected a 2-d or 4-d input, got {d:?}"),
+    }
+}
+
+/// Per channel, `f(channel index, iterator over that channel's values in every image)`.
+fn per_channel<R: Send>(
+    x: &[f32],
+    (n, c, inner): (usize, usize, usize),
+    f: impl Fn(usize, &mut dyn FnMut(&mut dyn FnMut(usize, &[f32]))) -> R + Sync,
+) -> Vec<R> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut visit = |g: &mut dyn FnMut(usize, &[f32])| {
+                for img in 0..n {
+                    let start = (img * c + ch) * inner;
+                    g(start, &x[start..start + inner]);
+                }
+            };
+            f(ch, &mut visit)
+        })
+        .collect()
+}
+
+impl CustomOp3 for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "fast-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, inner) = dims(xl)?;
+        let (x, gamma, beta) = (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), gs, gl)?, f32_slice(self.name(), bs, bl)?);
+        if gamma.len() != c || beta.len() != c {
+            bail!("{}: {c} channels but {} scales and {} shifts", self.name(), gamma.len(), beta.len());
+        }
+        let count = n * inner;
+        if count == 0 {
+            bail!("{}: an empty batch has no statistics", self.name());
+        }
+        // Two passes per channel, summed in f64: the mean, then the squared deviations.
+        let moments = per_channel(x, (n, c, inner), |_, visit| {
+            let mut sum = 0f64;
+            visit(&mut |_, v| sum += v.iter().map(|&a| a as f64).sum::<f64>());
+            let mean = sum / count as f64;
+            let mut sq = 0f64;
+            visit(&mut |_, v| {
+                sq += v
+                    .iter()
+                    .map(|&a| {
+                        let d = a as f64 - mean;
+                        d * d
+                    })
+                    .sum::<f64>()
+            });
+            (mean as f32, (sq / count as f64) as f32)
+        });
+        let (mean, var): (Vec<f32>, Vec<f32>) = moments.into_iter().unzip();
+        // y = x * scale + shift, per channel.
+        let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] / (var[ch] + self.eps).sqrt()).collect();
+        let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+        let mut y = super::par_zeros(x.len());
+        y.par_chunks_mut(c * inner).zip(x.par_chunks(c * inner)).for_each(|(yi, xi)| {
+            for ch in 0..c {
+                let (a, b) = (scale[ch], shift[ch]);
+                let range = ch * inner..(ch + 1) * inner;
+                for (o, &v) in yi[range.clone()].iter_mut().zip(&xi[range]) {
+                    *o = v * a + b;
+                }
+            }
+        });
+        let _ = self.stats.set(BatchStats { mean, var, count });
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some(stats) = self.stats.get() else {
+            bail!("{}: backward before forward", self.name());
+        };
+        let c = gamma.elem_count();
+        let op = BatchNormGrad { eps: self.eps, stats: stats.clone() };
+        // One packed result: the input gradient, then the scale and the shift gradients.
+        let packed = x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?;
+        let total = x.elem_count();
+        let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
+        let dgamma = packed.narrow(0, total, c)?;
+        let dbeta = packed.narrow(0, total + c, c)?;
+        let some = |t: &Tensor, g: Tensor| t.track_op().then_some(g);
+        Ok((some(x, dx), some(gamma, dgamma), some(beta, dbeta)))
+    }
+}
+
+/// The backward op: `(x, gamma, dy)` to `[dx…, dgamma…, dbeta…]`.
+struct BatchNormGrad {
+    eps: f32,
+    stats: BatchStats,
+}
+
+impl CustomOp3 for BatchNormGrad {
+    fn name(&self) -> &'static str {
+        "fast-batch-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        ds: &CpuStorage,
+        dl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, inner) = dims(xl)?;
+        let (x, gamma, dy) = (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), gs, gl)?, f32_slice(self.name(), ds, dl)?);
+        if dy.len() != x.len() {
+            bail!("{}: gradient of {} values for an input of {}", self.name(), dy.len(), x.len());
+        }
+        let BatchStats { mean, var, count } = &self.stats;
+        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        // Per channel: Σ dy and Σ dy·x̂.
+        let sums = per_channel(x, (n, c, inner), |ch, visit| {
+            let (m, s) = (mean[ch], inv_std[ch]);
+            let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
+            visit(&mut |start, xv| {
+                let dv = &dy[start..start + xv.len()];
+                let (mut a, mut b) = (0f32, 0f32);
+                for (&xi, &di) in xv.iter().zip(dv) {
+                    a += di;
+                    b += di * (xi - m) * s;
+                }
+                sum_dy += a as f64;
+                sum_dy_xhat += b as f64;
+            });
+            (sum_dy as f32, sum_dy_xhat as f32)
+        });
+        let m = *count as f32;
+        let mut out = super::par_zeros(x.len() + 2 * c);
+        let (dx, rest) = out.split_at_mut(x.len());
+        // dx = gamma·inv_std·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)
+        dx.par_chunks_mut(c * inner).zip(x.par_chunks(c * inner)).zip(dy.par_chunks(c * inner)).for_each(
+            |((dxi, xi), dyi)| {
+                for ch in 0..c {
+                    let (sd, sdx) = sums[ch];
+                    let (mu, s) = (mean[ch], inv_std[ch]);
+                    let k = gamma[ch] * s;
+                    let (mean_dy, mean_dy_xhat) = (sd / m, sdx / m);
+                    let range = ch * inner..(ch + 1) * inner;
+                    for ((o, &xv), &dv) in dxi[range.clone()].iter_mut().zip(&xi[range.clone()]).zip(&dyi[range]) {
+                        let xhat = (xv - mu) * s;
+                        *o = k * (dv - mean_dy - xhat * mean_dy_xhat);
+                    }
+                }
+            },
+        );
+        for (ch, &(sd, sdx)) in sums.iter().enumerate() {
+            rest[ch] = sdx;
+            rest[c + ch] = sd;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fast::test_util::{random, rel_err};
+    use candle_core::Var;
+    use candle_nn::{BatchNormConfig, ModuleT, VarBuilder, VarMap};
+
+    /// Our op against candle's batch norm: outputs, statistics and all three gradients.
+    fn check(shape: &[usize], seed: u64) {
+        let device = Device::Cpu;
+        let x = Var::from_tensor(&random(shape, seed).unwrap().affine(3.0, 0.5).unwrap()).unwrap();
+        let c = shape[1];
+        let gamma = Var::from_tensor(&random(&[c], seed + 1).unwrap().affine(1.0, 1.5).unwrap()).unwrap();
+        let beta = Var::from_tensor(&random(&[c], seed + 2).unwrap()).unwrap();
+        // A fixed upstream gradient: the loss is Σ y·w.
+        let w = random(shape, seed + 3).unwrap();
+
+        let (y, stats) = batch_norm_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-3).unwrap();
+        let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let cfg = BatchNormConfig { eps: 1e-3, remove_mean: true, affine: true, momentum: 0.1 };
+        let bn = candle_nn::batch_norm(c, cfg, vb.pp("bn")).unwrap();
+        {
+            let data = varmap.data().lock().unwrap();
+            data["bn.weight"].set(gamma.as_tensor()).unwrap();
+            data["bn.bias"].set(beta.as_tensor()).unwrap();
+        }
+        let reference = bn.forward_t(x.as_tensor(), true).unwrap();
+        let ref_grads = (&reference * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(rel_err(&y, &reference).unwrap() < 1e-4, "{shape:?} output");
+        let data = varmap.data().lock().unwrap();
+        let (rg, rb) = (data["bn.weight"].as_tensor(), data["bn.bias"].as_tensor());
+        let pairs = [
+            (grads.get(x.as_tensor()).unwrap(), ref_grads.get(x.as_tensor()).unwrap(), "dx"),
+            (grads.get(gamma.as_tensor()).unwrap(), ref_grads.get(rg).unwrap(), "dgamma"),
+            (grads.get(beta.as_tensor()).unwrap(), ref_grads.get(rb).unwrap(), "dbeta"),
+        ];
+        for (ours, theirs, what) in pairs {
+            let e = rel_err(ours, theirs).unwrap();
+            assert!(e < 1e-4, "{shape:?} {what}: relative error {e}");
+        }
+        // candle's running mean after one step from 0 is momentum × the batch mean.
+        let stats = stats.get().unwrap();
+        let running: Vec<f32> = bn.running_mean().to_vec1().unwrap();
+        for (r, m) in running.iter().zip(&stats.mean) {
+            assert!((r - 0.1 * m).abs() < 1e-5, "{r} vs {m}");
+        }
+    }
+
+    #[test]
+    fn matches_candle_after_a_convolution() {
+        check(&[8, 32, 13, 13], 1);
+        check(&[1, 3, 5, 7], 2);
+        check(&[129, 4, 3, 3], 3);
+        check(&[2, 128, 2, 2], 4);
+    }
+
+    #[test]
+    fn matches_candle_after_a_dense_layer() {
+        check(&[32, 128], 5);
+        check(&[129, 7], 6);
+        check(&[2, 1], 7);
+    }
+
+    #[test]
+    fn refuses_other_ranks_and_empty_batches() {
+        let x = random(&[2, 3, 4], 1).unwrap();
+        let g = random(&[3], 2).unwrap();
+        assert!(batch_norm_train(&x, &g, &g, 1e-3).is_err());
+        let empty = Tensor::zeros((0, 3), DType::F32, &Device::Cpu).unwrap();
+        assert!(batch_norm_train(&empty, &g, &g, 1e-3).is_err());
+    }
+}
