@@ -273,6 +273,11 @@ fn unicode_spaces_separate_words_and_carets_count_characters() {
     // U+3000 (Chinese input methods), a no-break space, an em space.
     let events = run(&mut s, "print\u{3000}\"中文\u{3000}ok\"\nseed\u{a0}7\n\u{3000}seed\u{2003}8");
     assert_eq!(texts(&events), vec!["中文\u{3000}ok".to_string(), "seed 7".into(), "seed 8".into()]);
+    // An escaped quote does not end the string: the space after it stays as typed.
+    let events = run(&mut s, "print \"a\\\"\u{3000}b\"\u{3000}# note");
+    assert_eq!(texts(&events), vec!["a\"\u{3000}b".to_string()]);
+    let events = run(&mut s, "print \"x\\\" #1\" # a comment");
+    assert_eq!(texts(&events), vec!["x\" #1".to_string()]);
     // The caret stands under the bad number, after wide and combining characters.
     let source = "print \"数字\" x";
     let error = match s.run_source(source, None, &mut |_| {}) {

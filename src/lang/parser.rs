@@ -761,10 +761,12 @@ fn statement(input: &str) -> Res<'_, StatementKind> {
 
 /// Removes a trailing `# comment` (a `#` at the start of a word, outside quotes).
 fn strip_comment(line: &str) -> &str {
-    let mut in_quotes = false;
+    let (mut in_quotes, mut escaped) = (false, false);
     let mut prev_space = true;
     for (i, c) in line.char_indices() {
         match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
             '"' => in_quotes = !in_quotes,
             '#' if !in_quotes && prev_space => return &line[..i],
             _ => {}
@@ -780,12 +782,15 @@ fn normalize_spaces(line: &str) -> Cow<'_, str> {
     if line.chars().all(|c| c.is_ascii() || !c.is_whitespace()) {
         return Cow::Borrowed(line);
     }
-    let mut in_quotes = false;
+    let (mut in_quotes, mut escaped) = (false, false);
     Cow::Owned(
         line.chars()
             .map(|c| {
-                if c == '"' {
-                    in_quotes = !in_quotes;
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' if in_quotes => escaped = true,
+                    '"' => in_quotes = !in_quotes,
+                    _ => {}
                 }
                 if !in_quotes && c.is_whitespace() && c != '\n' {
                     ' '

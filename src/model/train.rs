@@ -667,6 +667,15 @@ pub fn fit(
                 });
             }
             if interrupt.load(Ordering::Relaxed) && b + 1 < steps_per_epoch {
+                if (b + 1) % report_every != 0 {
+                    // The last progress report names the batch the interrupt stopped at.
+                    progress(TrainEvent::Batch {
+                        epoch: epoch + 1,
+                        done: b + 1,
+                        total: steps_per_epoch,
+                        loss: (loss_sum / seen as f64) as f32,
+                    });
+                }
                 history.stop = StopReason::Interrupted { epoch: epoch + 1, batch: b + 1 };
                 history.notes.push(format!(
                     "interrupted during epoch {} after {} of {steps_per_epoch} batches",
