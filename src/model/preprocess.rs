@@ -21,6 +21,10 @@ const INK_THRESHOLD: u8 = 25;
 
 /// The largest picture side `predict` decodes.
 pub const MAX_SIDE: u32 = 16_384;
+/// The most pixels `predict` decodes (64 megapixels, 8000×8000). Preprocessing holds about 16
+/// bytes a pixel at once (the decoded picture, an RGBA copy, three grayscale planes), so without
+/// this a file of a few hundred bytes whose header claims 16384×16384 would allocate gigabytes.
+pub const MAX_PIXELS: u64 = 64_000_000;
 
 /// Reads a PNG or JPEG file (a regular file within the memory budget) and preprocesses it into
 /// 28×28 = 784 bytes.
@@ -29,12 +33,26 @@ pub fn preprocess_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Decodes a PNG or JPEG held in memory (`path` names it in errors) and preprocesses it. The
-/// decoder may allocate at most the memory budget and pictures of at most [`MAX_SIDE`] a side.
+/// decoder may allocate at most the memory budget, pictures of at most [`MAX_SIDE`] a side and
+/// [`MAX_PIXELS`] in all.
 pub fn preprocess_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     let decode = |e: image::ImageError| ModelError::format(path, format!("cannot decode the picture: {e}"));
-    let mut reader = image::io::Reader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| ModelError::io(path, e))?;
+    let reader = || {
+        image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| ModelError::io(path, e))
+    };
+    let (w, h) = reader()?.into_dimensions().map_err(decode)?;
+    if w as u64 * h as u64 > MAX_PIXELS {
+        return Err(ModelError::format(
+            path,
+            format!(
+                "the picture is {w}×{h} pixels ({:.0} megapixels); predict reads pictures of at most {} megapixels: \
+                 scale it down first",
+                w as f64 * h as f64 / 1e6,
+                MAX_PIXELS / 1_000_000
+            ),
+        ));
+    }
+    let mut reader = reader()?;
     let mut limits = image::io::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
