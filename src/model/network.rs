@@ -339,8 +339,9 @@ impl Network {
                 Built::AvgPool => even(&x)?.avg_pool2d(2)?,
                 // A frozen batch norm runs in inference mode (as in Keras): moving statistics
                 // neither used from the batch nor updated.
+                Built::BatchNorm(bn) if train && !frozen && fast_path(&x) => self.fast_batch_norm(i, bn, &x)?,
+                Built::BatchNorm(bn) if fast_path(&x) && (frozen || !train) => fixed_batch_norm(bn, &x)?,
                 Built::BatchNorm(bn) if frozen && train => frozen_batch_norm(bn, &x)?,
-                Built::BatchNorm(bn) if train && fast_path(&x) => self.fast_batch_norm(i, bn, &x)?,
                 Built::BatchNorm(bn) => bn.forward_t(&x, train)?,
                 Built::Dropout(rate) if train && *rate > 0.0 => self.dropout(&x, *rate)?,
                 Built::Dropout(_) => x,
@@ -408,6 +409,15 @@ fn fast_path(x: &Tensor) -> bool {
 fn even(x: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     Ok(x.narrow(2, 0, h / 2 * 2)?.narrow(3, 0, w / 2 * 2)?)
+}
+
+/// Batch norm with the moving statistics (inference, or a frozen layer) through the fused op;
+/// no gradient reaches its parameters.
+fn fixed_batch_norm(bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
+    let v = |t: &Tensor| t.to_vec1::<f32>();
+    let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
+    let (mean, var) = (v(bn.running_mean())?, v(bn.running_var())?);
+    Ok(fast::batch_norm_fixed(x, &v(gamma)?, &v(beta)?, &mean, &var, bn.eps())?)
 }
 
 /// Batch norm in inference mode with detached parameters: the same operations as candle's

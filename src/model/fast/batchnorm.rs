@@ -26,7 +26,12 @@ pub struct BatchStats {
 /// `(x - mean) / sqrt(var + eps) * gamma + beta`, per channel. Returns the output and the
 /// statistics (to update the moving averages). f32 on the CPU only; the caller falls back to
 /// candle's batch norm elsewhere.
-pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, Arc<OnceLock<BatchStats>>)> {
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Arc<OnceLock<BatchStats>>)> {
     if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
         bail!("fast batch norm: f32 on the CPU only");
     }
@@ -37,6 +42,70 @@ pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> 
     let op = BatchNormTrain { eps: eps as f32, stats: Arc::clone(&stats) };
     let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     Ok((y, stats))
+}
+
+/// Batch norm of `x` with fixed statistics (inference, or a frozen layer in training):
+/// `x · scale + shift` per channel with `scale = gamma / sqrt(var + eps)` and
+/// `shift = beta - mean · scale`, all from the given values (no gradient reaches them; the
+/// input's gradient is `dy · scale`). f32 on the CPU only.
+pub fn batch_norm_fixed(
+    x: &Tensor,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+) -> Result<Tensor> {
+    if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
+        bail!("fast batch norm: f32 on the CPU only");
+    }
+    let c = gamma.len();
+    if [beta.len(), mean.len(), var.len()] != [c, c, c] {
+        bail!("fast batch norm: {c} scales but {} shifts, {} means, {} variances", beta.len(), mean.len(), var.len());
+    }
+    let scale: Vec<f32> = (0..c).map(|i| gamma[i] / (var[i] + eps as f32).sqrt()).collect();
+    let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+    x.contiguous()?.apply_op1(ChannelAffine { scale: Arc::new(scale), shift: Some(Arc::new(shift)) })
+}
+
+/// `x · scale + shift` per channel (no shift: the backward pass, `dy · scale`).
+#[derive(Clone)]
+struct ChannelAffine {
+    scale: Arc<Vec<f32>>,
+    shift: Option<Arc<Vec<f32>>>,
+}
+
+impl candle_core::CustomOp1 for ChannelAffine {
+    fn name(&self) -> &'static str {
+        "fast-channel-affine"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, c, inner) = dims(layout)?;
+        if self.scale.len() != c {
+            bail!("{}: {c} channels but {} scales", self.name(), self.scale.len());
+        }
+        let x = f32_slice(self.name(), storage, layout)?;
+        let mut y = super::par_zeros(x.len());
+        y.par_chunks_mut(c * inner).zip(x.par_chunks(c * inner)).for_each(|(yi, xi)| {
+            for ch in 0..c {
+                let (a, b) = (self.scale[ch], self.shift.as_ref().map_or(0.0, |s| s[ch]));
+                let range = ch * inner..(ch + 1) * inner;
+                for (o, &v) in yi[range.clone()].iter_mut().zip(&xi[range]) {
+                    *o = v * a + b;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        if !arg.track_op() {
+            return Ok(None);
+        }
+        let op = ChannelAffine { scale: Arc::clone(&self.scale), shift: None };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
 }
 
 /// The training-mode forward op; `stats` keeps the batch statistics for the backward pass.
@@ -89,7 +158,8 @@ impl CustomOp3 for BatchNormTrain {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, inner) = dims(xl)?;
-        let (x, gamma, beta) = (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), gs, gl)?, f32_slice(self.name(), bs, bl)?);
+        let (x, gamma, beta) =
+            (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), gs, gl)?, f32_slice(self.name(), bs, bl)?);
         if gamma.len() != c || beta.len() != c {
             bail!("{}: {c} channels but {} scales and {} shifts", self.name(), gamma.len(), beta.len());
         }
@@ -177,7 +247,8 @@ impl CustomOp3 for BatchNormGrad {
         dl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, inner) = dims(xl)?;
-        let (x, gamma, dy) = (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), gs, gl)?, f32_slice(self.name(), ds, dl)?);
+        let (x, gamma, dy) =
+            (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), gs, gl)?, f32_slice(self.name(), ds, dl)?);
         if dy.len() != x.len() {
             bail!("{}: gradient of {} values for an input of {}", self.name(), dy.len(), x.len());
         }
@@ -290,6 +361,40 @@ mod tests {
         check(&[32, 128], 5);
         check(&[129, 7], 6);
         check(&[2, 1], 7);
+    }
+
+    #[test]
+    fn fixed_statistics_match_candles_inference_and_pass_the_gradient() {
+        let device = Device::Cpu;
+        for shape in [[4usize, 8, 5, 5].as_slice(), &[33, 16]] {
+            let c = shape[1];
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+            let cfg = BatchNormConfig { eps: 1e-3, remove_mean: true, affine: true, momentum: 0.1 };
+            let bn = candle_nn::batch_norm(c, cfg, vb.pp("bn")).unwrap();
+            let vec = |seed, a, b| random(&[c], seed).unwrap().affine(a, b).unwrap();
+            let (gamma, beta, mean, var) = (vec(1, 0.5, 1.0), vec(2, 1.0, 0.0), vec(3, 1.0, 0.0), vec(4, 0.4, 0.6));
+            {
+                let data = varmap.data().lock().unwrap();
+                for (name, t) in [("weight", &gamma), ("bias", &beta), ("running_mean", &mean), ("running_var", &var)] {
+                    data[&format!("bn.{name}")].set(t).unwrap();
+                }
+            }
+            let x = Var::from_tensor(&random(shape, 5).unwrap()).unwrap();
+            let v = |t: &Tensor| t.to_vec1::<f32>().unwrap();
+            let y = batch_norm_fixed(x.as_tensor(), &v(&gamma), &v(&beta), &v(&mean), &v(&var), 1e-3).unwrap();
+            let reference = bn.forward_t(x.as_tensor(), false).unwrap();
+            assert!(rel_err(&y, &reference).unwrap() < 1e-5, "{shape:?}");
+            let dx = y.sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone();
+            let scale: Vec<f32> = (0..c).map(|i| v(&gamma)[i] / (v(&var)[i] + 1e-3).sqrt()).collect();
+            let expected = Tensor::from_vec(scale, c, &device).unwrap();
+            let per_channel = if shape.len() == 4 {
+                dx.mean(0).unwrap().mean(1).unwrap().mean(1).unwrap()
+            } else {
+                dx.mean(0).unwrap()
+            };
+            assert!(rel_err(&per_channel, &expected).unwrap() < 1e-5, "{shape:?} gradient");
+        }
     }
 
     #[test]

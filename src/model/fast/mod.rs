@@ -12,7 +12,7 @@ mod conv;
 mod dropout;
 mod pool;
 
-pub use batchnorm::{batch_norm_train, BatchStats};
+pub use batchnorm::{batch_norm_fixed, batch_norm_train, BatchStats};
 pub use conv::{conv2d, conv2d_relu_pool};
 pub use dropout::{dropout, mix64};
 pub use pool::max_pool2d;
