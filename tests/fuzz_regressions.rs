@@ -73,6 +73,14 @@ const REGRESSIONS: &[(&str, &str, Expect)] = &[
     // 883 bytes of JPEG whose header claims 16384×16384 pixels: preprocessing allocated 1 GiB
     // at once (2 GB in all) before MAX_PIXELS.
     ("image", "claims-16384x16384.jpg", Expect::Err(&["16384×16384", "at most 64 megapixels"])),
+    // An .npy header (version 2) whose length field claims 4 GiB: npyz allocated it before
+    // reading a byte of it.
+    ("npz", "npy-v2-header-claims-4GiB.npz", Expect::Err(&["x_train", "claims 4294967280 bytes"])),
+    // Shape (0, 2^32, 2^32): npyz multiplied the dimensions unchecked (a panic with overflow
+    // checks, a wrapped size without).
+    ("npz", "shape-overflows-u64.npz", Expect::Err(&["x_train", "(0, 4294967296, 4294967296)", "64 bits"])),
+    // rows = cols = 2^40 in a manifest: rows × cols overflowed in `Dataset::image_len`.
+    ("manifest", "rows-cols-overflow.json", Expect::Err(&["manifest.json", "1099511627776×1099511627776"])),
 ];
 
 #[test]

@@ -21,6 +21,9 @@ use super::idx::read_file_bytes;
 /// The largest expansion a deflate stream can achieve; bounds what an entry can hold.
 const MAX_DEFLATE_RATIO: u64 = 1032;
 
+/// The longest `.npy` header read (numpy writes a few hundred bytes; version 1 allows 65535).
+const MAX_NPY_HEADER: u64 = 65_535;
+
 /// The array names of a split: `(images, labels)`.
 fn keys(kind: SplitKind) -> (String, String) {
     (format!("x_{kind}"), format!("y_{kind}"))
@@ -138,7 +141,8 @@ fn open_entry<'a, R: Read + Seek>(
         _ => entry.compressed_size().saturating_mul(MAX_DEFLATE_RATIO),
     };
     let mut reader = BufReader::new(entry);
-    let header = NpyHeader::from_reader(&mut reader)
+    let raw = read_npy_header(path, key, &mut reader)?;
+    let header = NpyHeader::from_reader(&mut Cursor::new(raw))
         .map_err(|e| DataError::format(path, format!("{key} is not a valid .npy array: {e}")))?;
     if header.order() == Order::Fortran && header.shape().len() > 1 {
         return Err(DataError::format(
@@ -147,6 +151,49 @@ fn open_entry<'a, R: Read + Seek>(
         ));
     }
     Ok((header, limit, reader))
+}
+
+/// Reads the whole `.npy` header of `key` (magic, version, length, dict) for npyz, refusing first
+/// what npyz would mishandle: a header length over [`MAX_NPY_HEADER`] (npyz allocates it before
+/// reading) and a shape whose dimensions multiply past 64 bits (npyz multiplies them unchecked).
+fn read_npy_header(path: &Path, key: &str, reader: &mut impl Read) -> Result<Vec<u8>> {
+    let fail = |message: String| DataError::format(path, format!("{key} is not a valid .npy array: {message}"));
+    let short = |e: std::io::Error| fail(format!("the header is truncated ({e})"));
+    let mut raw = vec![0u8; 8];
+    reader.read_exact(&mut raw).map_err(short)?;
+    if !raw.starts_with(b"\x93NUMPY") {
+        return Err(fail("no .npy magic number".into()));
+    }
+    let len_size = match raw[6] {
+        1 => 2,
+        2 | 3 => 4,
+        v => return Err(fail(format!("unsupported .npy format version {v}"))),
+    };
+    let mut len = [0u8; 4];
+    reader.read_exact(&mut len[..len_size]).map_err(short)?;
+    raw.extend_from_slice(&len[..len_size]);
+    let header_len = u32::from_le_bytes(len) as u64;
+    if header_len > MAX_NPY_HEADER {
+        return Err(fail(format!("its header claims {header_len} bytes; at most {MAX_NPY_HEADER} are read")));
+    }
+    let start = raw.len();
+    raw.resize(start + header_len as usize, 0);
+    reader.read_exact(&mut raw[start..]).map_err(short)?;
+    // Every `shape: (...)` in the dict (a decoy inside a string included) must fit; a zero
+    // dimension does not excuse the others, as npyz multiplies them in order.
+    let text = String::from_utf8_lossy(&raw[start..]);
+    for (at, _) in text.match_indices("shape") {
+        let rest = text[at + 5..].trim_start_matches(['\'', '"', ' ']);
+        let Some(tuple) = rest.strip_prefix(':').map(str::trim_start).and_then(|r| r.strip_prefix('(')) else {
+            continue;
+        };
+        let Some(end) = tuple.find(')') else { continue };
+        let dims: Vec<u64> = tuple[..end].split(',').filter_map(|d| d.trim().parse().ok()).collect();
+        if dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d.max(1))).is_none() {
+            return Err(fail(format!("shape {} has more elements than 64 bits count", shape_text(&dims))));
+        }
+    }
+    Ok(raw)
 }
 
 fn shape_text(shape: &[u64]) -> String {
