@@ -414,6 +414,9 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
         Ok((dir.join(&rel), bytes))
     };
 
+    if manifest.rows.checked_mul(manifest.cols).is_none() {
+        return Err(bad(format!("claims {}×{} images: more pixels than 64 bits count", manifest.rows, manifest.cols)));
+    }
     let mut dataset = Dataset::new(&manifest.dataset, manifest.classes.clone(), manifest.rows, manifest.cols);
     dataset.scaling = manifest.scaling;
     dataset.onehot = manifest.onehot;
