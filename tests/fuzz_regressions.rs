@@ -81,6 +81,13 @@ const REGRESSIONS: &[(&str, &str, Expect)] = &[
     ("npz", "shape-overflows-u64.npz", Expect::Err(&["x_train", "(0, 4294967296, 4294967296)", "64 bits"])),
     // rows = cols = 2^40 in a manifest: rows × cols overflowed in `Dataset::image_len`.
     ("manifest", "rows-cols-overflow.json", Expect::Err(&["manifest.json", "1099511627776×1099511627776"])),
+    // A 1.3 KB model file whose spec says dense300000: the lab built (and initialized) 940 MB of
+    // weights before finding that the file holds none of them.
+    (
+        "checkpoint",
+        "dense300000-without-its-weights.safetensors",
+        Expect::Err(&["238500010 parameters", "the file holds only"]),
+    ),
 ];
 
 #[test]

@@ -149,6 +149,29 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Network, ModelMeta)> 
 /// Loads a model file held in memory (see [`load_model`]), naming `path` in errors.
 pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(Network, ModelMeta)> {
     let meta = read_meta(path, bytes)?;
+    // Every parameter is stored, so a file holding fewer values than the architecture has
+    // parameters is refused before the network is built: a small file must not make the lab
+    // allocate (and randomly initialize) a huge one.
+    let params: u64 = meta
+        .spec
+        .output_shapes(meta.input, meta.classes.len())
+        .map_err(|e| ModelError::format(path, format!("the stored architecture cannot be built: {e}")))?
+        .iter()
+        .fold(0, |acc, layer| acc.saturating_add(layer.params as u64));
+    let stored: u64 = SafeTensors::deserialize(bytes)
+        .map_err(|e| ModelError::format(path, format!("cannot read the weights: {e}")))?
+        .tensors()
+        .iter()
+        .fold(0, |acc, (_, t)| acc.saturating_add(crate::budget::product(&t.shape().iter().map(|&d| d as u64).collect::<Vec<_>>())));
+    if params > stored {
+        return Err(ModelError::format(
+            path,
+            format!(
+                "the stored model `{}` has {params} parameters, but the file holds only {stored} values",
+                meta.spec.describe()
+            ),
+        ));
+    }
     let need = meta
         .spec
         .training_bytes(meta.input, meta.classes.len(), 1)
