@@ -56,8 +56,8 @@ pub fn npz(data: &[u8]) -> Outcome {
 
 /// `pickle`: the deeplearning.net `mnist.pkl.gz` (gzip or plain pickle).
 pub fn pickle(data: &[u8]) -> Outcome {
-    let ds = mnistlab::data::pickle::parse_mnist_pkl(Path::new("fuzz.pkl.gz"), data.to_vec())
-        .map_err(|e| e.to_string())?;
+    let ds =
+        mnistlab::data::pickle::parse_mnist_pkl(Path::new("fuzz.pkl.gz"), data.to_vec()).map_err(|e| e.to_string())?;
     check_dataset(&ds);
     Ok(())
 }
@@ -70,8 +70,8 @@ pub const CSV_SHAPES: [(usize, usize); 6] = [(10, 784), (10, 4), (2, 1), (10, 0)
 pub fn csv(data: &[u8]) -> Outcome {
     let Some((&pick, bytes)) = data.split_first() else { return Err("empty input".into()) };
     let (classes, image_len) = CSV_SHAPES[pick as usize % CSV_SHAPES.len()];
-    let split = mnistlab::data::csv::parse_csv(Path::new("fuzz.csv"), bytes, classes, image_len)
-        .map_err(|e| e.to_string())?;
+    let split =
+        mnistlab::data::csv::parse_csv(Path::new("fuzz.csv"), bytes, classes, image_len).map_err(|e| e.to_string())?;
     assert_eq!(split.pixels.len(), split.labels.len() * image_len, "pixels are not whole images");
     assert!(split.labels.iter().all(|&l| (l as usize) < classes), "a label is outside the classes");
     Ok(())
@@ -133,7 +133,8 @@ pub fn checkpoint(data: &[u8]) -> Outcome {
 
 /// `image`: a PNG or JPEG for `predict`, decoded and preprocessed into a 28×28 field.
 pub fn image(data: &[u8]) -> Outcome {
-    let pixels = mnistlab::model::preprocess::preprocess_bytes(Path::new("fuzz.png"), data).map_err(|e| e.to_string())?;
+    let pixels =
+        mnistlab::model::preprocess::preprocess_bytes(Path::new("fuzz.png"), data).map_err(|e| e.to_string())?;
     assert_eq!(pixels.len(), 28 * 28, "preprocessing gives 784 bytes");
     Ok(())
 }

@@ -33,7 +33,10 @@ fn run(target: &str, data: &[u8]) -> Result<Outcome, String> {
         other => panic!("no fuzz target {other}"),
     }))
     .map_err(|p| {
-        p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
     })
 }
 

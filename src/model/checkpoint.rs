@@ -162,7 +162,9 @@ pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(N
         .map_err(|e| ModelError::format(path, format!("cannot read the weights: {e}")))?
         .tensors()
         .iter()
-        .fold(0, |acc, (_, t)| acc.saturating_add(crate::budget::product(&t.shape().iter().map(|&d| d as u64).collect::<Vec<_>>())));
+        .fold(0, |acc, (_, t)| {
+            acc.saturating_add(crate::budget::product(&t.shape().iter().map(|&d| d as u64).collect::<Vec<_>>()))
+        });
     if params > stored {
         return Err(ModelError::format(
             path,
