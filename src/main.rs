@@ -97,6 +97,7 @@ enum DatasetArg {
 
 fn main() -> ExitCode {
     mnistlab::model::fast::keep_candle_pool_single_threaded();
+    mnistlab::model::fast::keep_freed_memory();
     let cli = Cli::parse();
     if let Some(Command::Kernel { connection_file, action }) = &cli.command {
         return kernel_command(connection_file.as_deref(), action.as_ref());

@@ -34,6 +34,32 @@ pub fn keep_candle_pool_single_threaded() {
     }
 }
 
+/// Keeps freed buffers in the process instead of handing them back to the system (glibc only;
+/// elsewhere it does nothing), and returns whether the settings took.
+///
+/// A training step allocates its large outputs, gradients and im2col matrices afresh. With
+/// glibc's defaults each buffer above its mmap threshold is mapped for the step and unmapped
+/// after it, and every page of it faults in again on the next step: `perf` put a third of a
+/// batch-norm model's step at batch 128 in the kernel's page-fault path. With the mmap
+/// threshold at its largest (32 MiB) and trimming only above 1 GiB, the buffers are reused;
+/// in four interleaved pairs on a loaded machine, a batch-norm CNN trained 1.8–2.1× faster and
+/// the article's CNN at batch 128 1.27× faster, with identical losses. The cost is
+/// that the process keeps up to about one step's worth of freed memory. Call it at the start
+/// of `main`.
+pub fn keep_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator parameters; both values are in glibc's range.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1 && libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Values zeroed per parallel task by [`par_zeros`].
 const ZERO_PIECE: usize = 1 << 16;
 
@@ -65,6 +91,12 @@ fn f32_slice<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn glibc_takes_the_allocator_settings() {
+        assert!(super::keep_freed_memory());
+    }
+
     #[test]
     fn par_zeros_gives_len_zeros() {
         for len in [0, 1, super::ZERO_PIECE - 1, 3 * super::ZERO_PIECE + 5] {
