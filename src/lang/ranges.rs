@@ -21,14 +21,16 @@ pub struct NumRange {
     pub max_open: bool,
     /// Whether only whole numbers are accepted.
     pub integer: bool,
+    /// Whether the number is a size in bytes (shown as `16.0 MiB`).
+    pub bytes: bool,
 }
 
 const fn whole(name: &'static str, what: &'static str, min: f64, max: f64) -> NumRange {
-    NumRange { name, what, min, max, min_open: false, max_open: false, integer: true }
+    NumRange { name, what, min, max, min_open: false, max_open: false, integer: true, bytes: false }
 }
 
 const fn real(name: &'static str, what: &'static str, min: f64, max: f64) -> NumRange {
-    NumRange { name, what, min, max, min_open: false, max_open: false, integer: false }
+    NumRange { name, what, min, max, min_open: false, max_open: false, integer: false, bytes: false }
 }
 
 const fn open_max(r: NumRange) -> NumRange {
@@ -49,7 +51,8 @@ impl NumRange {
 
     /// The bounds in words: `from 1 to 65536`, `at least 0 and below 1`, `above 0 and at most 10`.
     pub fn bounds(&self) -> String {
-        let (low, high) = (num(self.min), num(self.max));
+        let show = |x: f64| if self.bytes { crate::budget::bytes(x as u64) } else { num(x) };
+        let (low, high) = (show(self.min), show(self.max));
         match (self.min_open, self.max_open) {
             (false, false) => format!("from {low} to {high}"),
             (false, true) => format!("at least {low} and below {high}"),
@@ -148,8 +151,10 @@ pub const RANK: NumRange = whole("R", "the adapters' rank", 1.0, 4096.0);
 /// `adapt lora ... alpha A`.
 pub const ALPHA: NumRange = open_min(real("A", "the adapters' alpha", 0.0, 100_000.0));
 /// `memory SIZE`, in bytes.
-pub const MEMORY: NumRange =
-    whole("SIZE", "a memory budget (K, M, G or T may follow)", 16.0 * 1024.0 * 1024.0, 1_125_899_906_842_624.0);
+pub const MEMORY: NumRange = NumRange {
+    bytes: true,
+    ..whole("SIZE", "a memory budget (K, M, G or T may follow)", 16.0 * 1024.0 * 1024.0, 1_125_899_906_842_624.0)
+};
 
 #[cfg(test)]
 mod tests {
@@ -161,6 +166,7 @@ mod tests {
         assert_eq!(DROPOUT.bounds(), "at least 0 and below 1");
         assert_eq!(LR.bounds(), "above 0 and at most 10");
         assert_eq!(SEED.bounds(), "from 0 to 2^64-1");
+        assert_eq!(MEMORY.bounds(), "from 16.0 MiB to 1.0 PiB");
     }
 
     #[test]
