@@ -108,6 +108,9 @@ fn copy_tree(from: &Path, to: &Path) {
 /// of a few images), so a manifest that lies about them reaches the format readers.
 pub fn manifest(data: &[u8], fixtures: &Path) -> Outcome {
     let text = std::str::from_utf8(data).map_err(|e| format!("not UTF-8: {e}"))?;
+    // One folder for the process: tests running in parallel take turns writing and loading it.
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = manifest_dir(fixtures);
     let path = dir.join(mnistlab::data::saved::MANIFEST);
     mnistlab::data::saved::parse_manifest(&path, text).map_err(|e| e.to_string())?;
