@@ -100,12 +100,18 @@ fn fail<'a, T>(at: &'a str, expected: impl Into<Cow<'static, str>>) -> Res<'a, T
 /// Runs `parser`; turns a recoverable error into a failure that says `what` was expected.
 fn expect<'a, T>(
     what: &'static str,
+    parser: impl FnMut(&'a str) -> Res<'a, T>,
+) -> impl FnMut(&'a str) -> Res<'a, T> {
+    expect_with(move || Cow::Borrowed(what), parser)
+}
+
+/// Like [`expect`], with what was expected made only when a failure needs it.
+fn expect_with<'a, T>(
+    what: impl Fn() -> Cow<'static, str>,
     mut parser: impl FnMut(&'a str) -> Res<'a, T>,
 ) -> impl FnMut(&'a str) -> Res<'a, T> {
     move |input: &'a str| match parser(input) {
-        Err(nom::Err::Error(e)) => {
-            Err(nom::Err::Failure(PErr { at: e.at, expected: Cow::Borrowed(what), suggestion: None }))
-        }
+        Err(nom::Err::Error(e)) => Err(nom::Err::Failure(PErr { at: e.at, expected: what(), suggestion: None })),
         other => other,
     }
 }
@@ -195,14 +201,9 @@ fn real_arg<'a>(range: &'static NumRange) -> impl FnMut(&'a str) -> Res<'a, f64>
 /// Like [`expect`], with the range's own description as what was expected.
 fn expect_owned<'a, T>(
     range: &'static NumRange,
-    mut parser: impl FnMut(&'a str) -> Res<'a, T>,
+    parser: impl FnMut(&'a str) -> Res<'a, T>,
 ) -> impl FnMut(&'a str) -> Res<'a, T> {
-    move |input: &'a str| match parser(input) {
-        Err(nom::Err::Error(e)) => {
-            Err(nom::Err::Failure(PErr { at: e.at, expected: Cow::Owned(range.to_string()), suggestion: None }))
-        }
-        other => other,
-    }
+    expect_with(move || Cow::Owned(range.to_string()), parser)
 }
 
 fn quoted(input: &str) -> Res<'_, String> {
