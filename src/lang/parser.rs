@@ -98,10 +98,7 @@ fn fail<'a, T>(at: &'a str, expected: impl Into<Cow<'static, str>>) -> Res<'a, T
 }
 
 /// Runs `parser`; turns a recoverable error into a failure that says `what` was expected.
-fn expect<'a, T>(
-    what: &'static str,
-    parser: impl FnMut(&'a str) -> Res<'a, T>,
-) -> impl FnMut(&'a str) -> Res<'a, T> {
+fn expect<'a, T>(what: &'static str, parser: impl FnMut(&'a str) -> Res<'a, T>) -> impl FnMut(&'a str) -> Res<'a, T> {
     expect_with(move || Cow::Borrowed(what), parser)
 }
 

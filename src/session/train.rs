@@ -170,7 +170,8 @@ impl Session {
     /// the memory budget holds it; else the training batch (which `fit` checked).
     fn eval_batch(&self, net: &Network) -> usize {
         let wide = self.training.batch.max(256);
-        let fits = net.spec().training_bytes(net.input(), net.classes(), wide).is_ok_and(|b| b <= crate::budget::limit() / 4);
+        let fits =
+            net.spec().training_bytes(net.input(), net.classes(), wide).is_ok_and(|b| b <= crate::budget::limit() / 4);
         if fits {
             wide
         } else {
