@@ -8,6 +8,7 @@
 pub mod budget;
 pub mod data;
 pub mod front;
+pub mod guard;
 pub mod lang;
 pub mod model;
 pub mod plot;

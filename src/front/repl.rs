@@ -76,7 +76,7 @@ pub fn hint(line: &str, pos: usize) -> Option<String> {
 
 /// Runs `f`, or gives `fallback` if it panics: a bug in completion must not end the REPL.
 fn guarded<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(fallback)
+    crate::guard::catch(f).unwrap_or(fallback)
 }
 
 impl Completer for LabHelper {

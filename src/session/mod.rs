@@ -5,7 +5,6 @@
 
 mod event;
 mod finetune;
-mod guard;
 mod prepare;
 mod train;
 
@@ -181,8 +180,8 @@ impl Session {
             return self.run_file(statement, path, out);
         }
         self.current_statement = statement.text.clone();
-        let outcome = guard::catch(|| {
-            guard::debug_panic(&statement.text);
+        let outcome = crate::guard::catch(|| {
+            crate::guard::debug_panic(statement.text.split_whitespace().next().unwrap_or(""));
             self.dispatch(&statement.kind, out)
         });
         let error = |message| StatementError { span: statement.span, text: statement.text.clone(), message };

@@ -17,8 +17,7 @@ pub mod install;
 pub mod replies;
 pub mod wire;
 
-use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use crate::guard;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -109,7 +108,7 @@ enum Incoming {
 /// Reads and verifies one message; `None` for frames to drop (logged): frames that do not
 /// parse or verify, and messages whose header names no `msg_type`.
 fn accept(frames: Vec<Vec<u8>>, signer: &Signer, socket: &str) -> Option<Incoming> {
-    match catch_unwind(AssertUnwindSafe(|| Message::parse(&frames, signer))) {
+    match guard::catch(|| Message::parse(&frames, signer)) {
         Ok(Ok(message)) if !message.msg_type().is_empty() => Some(Incoming::Request(message)),
         Ok(Err(e @ wire::WireError::Json(_))) => match invalid_request(&frames, signer) {
             Some(request) => {
@@ -131,8 +130,8 @@ fn accept(frames: Vec<Vec<u8>>, signer: &Signer, socket: &str) -> Option<Incomin
             log(&format!("dropped a message on {socket}: {e}"));
             None
         }
-        Err(payload) => {
-            log(&format!("dropped a message on {socket}: reading it panicked: {}", panic_message(&*payload)));
+        Err(message) => {
+            log(&format!("dropped a message on {socket}: reading it panicked: {message}"));
             None
         }
     }
@@ -162,23 +161,10 @@ fn invalid_request(frames: &[Vec<u8>], signer: &Signer) -> Option<Message> {
     })
 }
 
-/// The text of a caught panic.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".into()
-    }
-}
-
 /// The message types named by `MNISTLAB_DEBUG_PANIC` (a test hook); other words in it (the
 /// session's statement keywords) are not the kernel's.
 fn debug_panics() -> Vec<String> {
-    std::env::var("MNISTLAB_DEBUG_PANIC")
-        .map(|v| v.split(',').map(|w| w.trim().to_string()).filter(|w| w.ends_with("_request")).collect())
-        .unwrap_or_default()
+    crate::guard::debug_panic_words().into_iter().filter(|w| w.ends_with("_request")).collect()
 }
 
 /// Panics when `msg_type` is named by the test hook.
@@ -346,7 +332,7 @@ async fn serve(info: ConnectionInfo) -> Result<(), String> {
             None => continue,
         };
         outbox.status(&request, "busy");
-        let handled = catch_unwind(AssertUnwindSafe(|| {
+        let handled = guard::catch(|| {
             forced_panic(&debug, request.msg_type());
             match request.msg_type() {
                 "kernel_info_request" => Some(("kernel_info_reply".to_string(), replies::kernel_info(), false)),
@@ -360,7 +346,7 @@ async fn serve(info: ConnectionInfo) -> Result<(), String> {
                 }
                 _ => None,
             }
-        }));
+        });
         let (msg_type, content, exit) = match handled {
             Ok(Some(answer)) => answer,
             Ok(None) => {
@@ -368,8 +354,7 @@ async fn serve(info: ConnectionInfo) -> Result<(), String> {
                 outbox.status(&request, "idle");
                 continue;
             }
-            Err(payload) => {
-                let message = panic_message(&*payload);
+            Err(message) => {
                 log(&format!("control: the {} handler panicked: {message}", request.msg_type()));
                 match reply_type(request.msg_type()) {
                     Some(reply) => (reply, error_content(&internal_error(request.msg_type(), &message)), false),
@@ -491,10 +476,10 @@ impl Executor {
                     self.answer_invalid(&request, why);
                     false
                 }
-                None => match catch_unwind(AssertUnwindSafe(|| self.handle(&request))) {
+                None => match guard::catch(|| self.handle(&request)) {
                     Ok(exit) => exit,
-                    Err(payload) => {
-                        self.answer_panic(&request, &panic_message(&*payload));
+                    Err(message) => {
+                        self.answer_panic(&request, &message);
                         false
                     }
                 },

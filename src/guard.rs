@@ -1,7 +1,8 @@
-//! Panics inside a statement: caught, their message kept, the session going on.
+//! Panics caught where a bug must not end the program (a statement, a kernel request, a
+//! completion), their message and location kept.
 //!
-//! While a statement runs, a panic hook records the message and location instead of printing
-//! them; [`catch`] turns the panic into that text. Panics elsewhere reach the previous hook.
+//! While [`catch`] runs its closure, a panic hook records the message and location instead of
+//! printing them, and `catch` returns that text. Panics elsewhere reach the previous hook.
 
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
@@ -16,8 +17,8 @@ thread_local! {
 
 static HOOK: Once = Once::new();
 
-/// The environment variable that makes a statement panic, for tests of the panic path: its
-/// value is a statement keyword (`info`), and every statement starting with it panics.
+/// The environment variable that forces panics, for tests of the panic path: a comma-separated
+/// list of statement keywords (`info`) and kernel message types (`complete_request`).
 pub const DEBUG_PANIC_VAR: &str = "MNISTLAB_DEBUG_PANIC";
 
 fn install_hook() {
@@ -41,7 +42,7 @@ fn install_hook() {
 }
 
 /// Runs `f`; a panic inside it comes back as `Err` with its message and location.
-pub(super) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     install_hook();
     let outer = CATCHING.with(|c| c.replace(true));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
@@ -49,12 +50,17 @@ pub(super) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     result.map_err(|_| MESSAGE.with(|m| m.borrow_mut().take()).unwrap_or_else(|| "a panic".into()))
 }
 
-/// Panics when [`DEBUG_PANIC_VAR`] names this statement's keyword (the test hook).
-pub(super) fn debug_panic(statement: &str) {
-    if let Ok(keyword) = std::env::var(DEBUG_PANIC_VAR) {
-        if statement.split_whitespace().next() == Some(keyword.as_str()) {
-            panic!("{DEBUG_PANIC_VAR}={keyword} asked this statement to panic");
-        }
+/// The words of [`DEBUG_PANIC_VAR`] (none when it is unset).
+pub fn debug_panic_words() -> Vec<String> {
+    std::env::var(DEBUG_PANIC_VAR)
+        .map(|v| v.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+/// Panics when [`DEBUG_PANIC_VAR`] names `word` (a statement keyword): the test hook.
+pub fn debug_panic(word: &str) {
+    if debug_panic_words().iter().any(|w| w == word) {
+        panic!("{DEBUG_PANIC_VAR}={word} asked this statement to panic");
     }
 }
 
