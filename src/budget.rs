@@ -112,20 +112,22 @@ pub fn parse_size(text: &str) -> Option<u64> {
     (value.is_finite() && value >= 0.0 && size < u64::MAX as f64).then_some(size as u64)
 }
 
-/// The machine's available memory (`MemAvailable` of /proc/meminfo), if it can be read.
-pub fn available_memory() -> Option<u64> {
+/// A field of /proc/meminfo in bytes (`MemAvailable`, `MemTotal`), if it can be read.
+fn meminfo(field: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let line = text.lines().find(|l| l.split(':').next() == Some(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
 }
 
+/// The machine's available memory (`MemAvailable` of /proc/meminfo), if it can be read.
+pub fn available_memory() -> Option<u64> {
+    meminfo("MemAvailable")
+}
+
 /// The machine's memory (`MemTotal` of /proc/meminfo), if it can be read.
 pub fn total_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    meminfo("MemTotal")
 }
 
 /// The default budget: `MNISTLAB_MEMORY` when set and valid (at most the machine's memory),
@@ -228,6 +230,12 @@ pub fn read_text(path: &Path) -> Result<String, BudgetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machine_reports_its_memory() {
+        let (total, available) = (total_memory().unwrap(), available_memory().unwrap());
+        assert!(available > 0 && available <= total, "{available} of {total}");
+    }
 
     #[test]
     fn sizes_parse_and_print() {

@@ -272,27 +272,7 @@ impl Session {
             S::Optimizer(spec) => self.optimizer(spec, out),
             S::Schedule(kind) => self.schedule(*kind, out),
             S::Batch(size) => self.batch(*size, out),
-            S::Memory(size) => {
-                let total = crate::budget::total_memory();
-                if let (Some(size), Some(total)) = (size, total) {
-                    if *size > total {
-                        return Err(format!(
-                            "a budget of {} is more than this machine's memory ({})",
-                            crate::budget::bytes(*size),
-                            crate::budget::bytes(total)
-                        ));
-                    }
-                }
-                let bytes = size.map_or_else(crate::budget::limit, crate::budget::set_limit);
-                let available =
-                    crate::budget::available_memory().map(|a| format!(" ({} available now)", crate::budget::bytes(a)));
-                out(Event::Text(format!(
-                    "memory budget {}{}",
-                    crate::budget::bytes(bytes),
-                    available.unwrap_or_default()
-                )));
-                Ok(())
-            }
+            S::Memory(size) => self.memory(*size, out),
             S::Loss { smoothing } => self.loss(*smoothing, out),
             S::Fit { epochs, patience } => self.fit(*epochs, *patience, out),
             S::Evaluate(split) => self.evaluate(*split, out),

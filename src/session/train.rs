@@ -672,6 +672,24 @@ impl Session {
         Ok(())
     }
 
+    /// `memory [SIZE]`: sets the budget (never above the machine's memory) and shows it.
+    pub(super) fn memory(&mut self, size: Option<u64>, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        use crate::budget;
+        if let (Some(size), Some(total)) = (size, budget::total_memory()) {
+            if size > total {
+                return Err(format!(
+                    "a budget of {} is more than this machine's memory ({})",
+                    budget::bytes(size),
+                    budget::bytes(total)
+                ));
+            }
+        }
+        let bytes = size.map_or_else(budget::limit, budget::set_limit);
+        let available = budget::available_memory().map(|a| format!(" ({} available now)", budget::bytes(a)));
+        out(Event::Text(format!("memory budget {}{}", budget::bytes(bytes), available.unwrap_or_default())));
+        Ok(())
+    }
+
     pub(super) fn threads(&mut self, n: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
         if n == 0 {
             return Err("threads needs at least 1".into());
