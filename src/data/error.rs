@@ -46,7 +46,7 @@ pub enum DataError {
     Invalid(String),
     /// A file or a size beyond the memory budget, or a file that is not a regular file.
     #[error(transparent)]
-    Budget(#[from] crate::budget::BudgetError),
+    Budget(crate::budget::BudgetError),
     /// The operation was interrupted before it finished; nothing was written.
     #[error("interrupted")]
     Interrupted,
@@ -61,6 +61,16 @@ impl DataError {
     /// A format error in `path`.
     pub fn format(path: &Path, message: impl Into<String>) -> DataError {
         DataError::Format { path: path.to_path_buf(), message: message.into() }
+    }
+}
+
+impl From<crate::budget::BudgetError> for DataError {
+    /// An I/O failure stays [`DataError::Io`]; the budget's own refusals become [`DataError::Budget`].
+    fn from(e: crate::budget::BudgetError) -> DataError {
+        match e {
+            crate::budget::BudgetError::Io { path, source } => DataError::Io { path, source },
+            other => DataError::Budget(other),
+        }
     }
 }
 

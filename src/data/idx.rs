@@ -116,10 +116,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
 
 /// Reads the whole file at `path`: a regular file no larger than the memory budget.
 pub fn read_file_bytes(path: &Path) -> Result<Vec<u8>> {
-    crate::budget::read_file(path).map_err(|e| match e {
-        crate::budget::BudgetError::Io { path, source } => DataError::Io { path, source },
-        other => DataError::Budget(other),
-    })
+    Ok(crate::budget::read_file(path)?)
 }
 
 /// Reads an IDX file (plain or gzip).

@@ -396,8 +396,7 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
                 crate::budget::BudgetError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                     DataError::format(&path, format!("is listed in {MANIFEST} but missing"))
                 }
-                crate::budget::BudgetError::Io { path, source } => DataError::Io { path, source },
-                other => DataError::Budget(other),
+                other => other.into(),
             })?;
             let actual = sha256_hex(&bytes);
             if &actual != expected {
