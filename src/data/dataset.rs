@@ -138,6 +138,60 @@ impl PixelScaling {
     }
 }
 
+/// The size of a dataset's images and how their bytes become the floats a model sees: what
+/// turns a split's bytes into model input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageFormat {
+    /// Image height in pixels.
+    pub rows: usize,
+    /// Image width in pixels.
+    pub cols: usize,
+    /// How bytes become model inputs.
+    pub scaling: PixelScaling,
+}
+
+impl ImageFormat {
+    /// Pixels per image.
+    pub fn image_len(&self) -> usize {
+        self.rows * self.cols
+    }
+}
+
+/// A borrowed run of equally sized images: `rows × cols` bytes each, row-major, one after
+/// another (a split's pixels, or one image).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Images<'a> {
+    /// The bytes, a whole number of images.
+    pub pixels: &'a [u8],
+    /// Image height in pixels.
+    pub rows: usize,
+    /// Image width in pixels.
+    pub cols: usize,
+}
+
+impl<'a> Images<'a> {
+    /// A view of `pixels` as `rows × cols` images.
+    pub fn new(pixels: &'a [u8], rows: usize, cols: usize) -> Images<'a> {
+        Images { pixels, rows, cols }
+    }
+
+    /// Pixels per image.
+    pub fn image_len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Number of whole images (0 for a zero-sized image).
+    pub fn count(&self) -> usize {
+        self.pixels.len().checked_div(self.image_len()).unwrap_or(0)
+    }
+
+    /// The bytes of image `i`.
+    pub fn image(&self, i: usize) -> &'a [u8] {
+        let len = self.image_len();
+        &self.pixels[i * len..(i + 1) * len]
+    }
+}
+
 /// Where the data came from: a description and the SHA-256 of each source file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Provenance {
@@ -199,6 +253,16 @@ impl Dataset {
     /// Pixels per image.
     pub fn image_len(&self) -> usize {
         self.rows * self.cols
+    }
+
+    /// The images' size and scaling.
+    pub fn format(&self) -> ImageFormat {
+        ImageFormat { rows: self.rows, cols: self.cols, scaling: self.scaling }
+    }
+
+    /// The images of `split` as a view.
+    pub fn images<'a>(&self, split: &'a Split) -> Images<'a> {
+        Images::new(&split.pixels, self.rows, self.cols)
     }
 
     /// Total number of images over every split.
