@@ -2,8 +2,13 @@
 
 use std::path::PathBuf;
 
+use mnistlab::data::augment::{FlipAxis, Interpolation, Op};
+use mnistlab::data::fetch::Named;
+use mnistlab::data::saved::SaveFormat;
+use mnistlab::data::{PixelScaling, SplitKind};
 use mnistlab::lang::docs::STATEMENTS;
 use mnistlab::lang::*;
+use mnistlab::model::{Layer, Optimizer, Schedule};
 
 fn parse(line: &str) -> StatementKind {
     parse_line(line, 1).unwrap_or_else(|e| panic!("{line:?} did not parse:\n{e}")).expect("a statement").kind
@@ -18,10 +23,10 @@ fn error(line: &str) -> ParseError {
 
 #[test]
 fn load_forms() {
-    assert_eq!(parse("load mnist"), StatementKind::Load(LoadSource::Named { name: DatasetName::Mnist, from: None }));
+    assert_eq!(parse("load mnist"), StatementKind::Load(LoadSource::Named { name: Named::Mnist, from: None }));
     assert_eq!(
         parse("load fashion-mnist from /data/fm"),
-        StatementKind::Load(LoadSource::Named { name: DatasetName::FashionMnist, from: Some("/data/fm".into()) })
+        StatementKind::Load(LoadSource::Named { name: Named::FashionMnist, from: Some("/data/fm".into()) })
     );
     assert_eq!(
         parse("load idx a.gz \"b c.gz\""),
@@ -37,14 +42,14 @@ fn load_forms() {
 #[test]
 fn preprocessing_forms() {
     assert_eq!(parse("info"), StatementKind::Info);
-    assert_eq!(parse("normalize"), StatementKind::Normalize(NormalizeRange::Unit));
-    assert_eq!(parse("normalize -1..1"), StatementKind::Normalize(NormalizeRange::Symmetric));
+    assert_eq!(parse("normalize"), StatementKind::Normalize(PixelScaling::Unit));
+    assert_eq!(parse("normalize -1..1"), StatementKind::Normalize(PixelScaling::Symmetric));
     assert_eq!(parse("standardize"), StatementKind::Standardize);
     assert_eq!(parse("onehot"), StatementKind::OneHot);
     assert_eq!(parse("show samples 16"), StatementKind::ShowSamples { count: 16, split: None, class: None });
     assert_eq!(
         parse("show samples 8 test class 7"),
-        StatementKind::ShowSamples { count: 8, split: Some(SplitName::Test), class: Some(7) }
+        StatementKind::ShowSamples { count: 8, split: Some(SplitKind::Test), class: Some(7) }
     );
 }
 
@@ -172,35 +177,25 @@ fn augment_forms() {
     assert_eq!(
         parse("augment rotate 10 shift 0.1 scale 0.9..1.1"),
         StatementKind::Augment(AugmentSpec::Ops {
-            ops: vec![
-                AugmentOp::Rotate(10.0),
-                AugmentOp::Shift { amount: 0.1, pixels: false },
-                AugmentOp::Scale(0.9, 1.1)
-            ],
+            ops: vec![Op::rotate(10.0), Op::shift(0.1), Op::scale(0.9, 1.1)],
             force: false,
-            nearest: false,
+            interpolation: Interpolation::Bilinear,
         })
     );
     assert_eq!(
         parse("augment shift 3px flip h force nearest"),
         StatementKind::Augment(AugmentSpec::Ops {
-            ops: vec![AugmentOp::Shift { amount: 3.0, pixels: true }, AugmentOp::Flip(FlipAxis::Horizontal)],
+            ops: vec![Op::shift_pixels(3.0), Op::flip(FlipAxis::Horizontal)],
             force: true,
-            nearest: true,
+            interpolation: Interpolation::Nearest,
         })
     );
     assert_eq!(
         parse("augment elastic 34 4 noise 0.05 erase 0.5 crop 2 shear 5"),
         StatementKind::Augment(AugmentSpec::Ops {
-            ops: vec![
-                AugmentOp::Elastic { alpha: 34.0, sigma: 4.0 },
-                AugmentOp::Noise(0.05),
-                AugmentOp::Erase(0.5),
-                AugmentOp::Crop(2),
-                AugmentOp::Shear(5.0)
-            ],
+            ops: vec![Op::elastic(34.0, 4.0), Op::noise(0.05), Op::erase(0.5), Op::crop(2), Op::shear(5.0)],
             force: false,
-            nearest: false,
+            interpolation: Interpolation::Bilinear,
         })
     );
     assert_eq!(parse("expand 3x"), StatementKind::Expand(3));
@@ -215,12 +210,12 @@ fn model_and_training_forms() {
     assert_eq!(
         parse("model conv32 pool conv64k5 same pool dense128 dropout 0.5"),
         StatementKind::Model(ModelChoice::Layers(vec![
-            LayerWord::Conv { filters: 32, kernel: 3, same: false },
-            LayerWord::MaxPool,
-            LayerWord::Conv { filters: 64, kernel: 5, same: true },
-            LayerWord::MaxPool,
-            LayerWord::Dense(128),
-            LayerWord::Dropout(0.5),
+            Layer::Conv { filters: 32, kernel: 3, same_padding: false },
+            Layer::MaxPool,
+            Layer::Conv { filters: 64, kernel: 5, same_padding: true },
+            Layer::MaxPool,
+            Layer::Dense(128),
+            Layer::Dropout(0.5),
         ]))
     );
     assert_eq!(parse("model seed-cnn"), StatementKind::Model(ModelChoice::Preset("seed-cnn".into())));
@@ -230,21 +225,33 @@ fn model_and_training_forms() {
     assert_eq!(parse("summary"), StatementKind::Summary);
     assert_eq!(
         parse("optimizer adam lr 1e-3 body 1e-4"),
+        StatementKind::Optimizer(OptimizerSpec { optimizer: Optimizer::Adam { lr: 1e-3 }, body_lr: Some(1e-4) })
+    );
+    assert_eq!(
+        parse("optimizer sgd momentum 0.9"),
         StatementKind::Optimizer(OptimizerSpec {
-            kind: OptimizerKind::Adam,
-            lr: Some(1e-3),
-            momentum: None,
-            decay: None,
-            body_lr: Some(1e-4)
+            optimizer: Optimizer::Sgd { lr: 0.01, momentum: 0.9 },
+            body_lr: None
         })
     );
+    assert_eq!(
+        parse("optimizer adamw decay 0.05"),
+        StatementKind::Optimizer(OptimizerSpec {
+            optimizer: Optimizer::AdamW { lr: 1e-3, weight_decay: 0.05 },
+            body_lr: None
+        })
+    );
+    let e = error("optimizer adam momentum 0.9");
+    assert!(e.expected.contains("`momentum` applies to sgd only"), "{e}");
+    assert_eq!(e.col, 16, "the caret stands under `momentum`");
+    assert!(error("optimizer sgd decay 0.1").expected.contains("`decay` applies to adamw only"));
     assert_eq!(error("optimizer adm").suggestion.as_deref(), Some("adam"));
-    assert_eq!(parse("schedule onecycle"), StatementKind::Schedule(ScheduleKind::OneCycle));
+    assert_eq!(parse("schedule onecycle"), StatementKind::Schedule(Schedule::OneCycle));
     assert_eq!(parse("batch 128"), StatementKind::Batch(128));
     assert_eq!(parse("loss crossentropy smoothing 0.1"), StatementKind::Loss { smoothing: Some(0.1) });
     assert_eq!(parse("fit 10 patience 3"), StatementKind::Fit { epochs: 10, patience: Some(3) });
     assert_eq!(parse("evaluate"), StatementKind::Evaluate(None));
-    assert_eq!(parse("evaluate val"), StatementKind::Evaluate(Some(SplitName::Val)));
+    assert_eq!(parse("evaluate val"), StatementKind::Evaluate(Some(SplitKind::Val)));
     assert_eq!(parse("plot history"), StatementKind::Plot(PlotKind::History));
     assert_eq!(error("plot histroy").suggestion.as_deref(), Some("history"));
     assert_eq!(parse("show mistakes 12"), StatementKind::ShowMistakes(12));

@@ -8,19 +8,13 @@ use std::sync::Arc;
 use super::{Event, Failure, Image, Session, Table};
 use crate::data::{self, augment, Dataset, PixelScaling, SplitKind};
 use crate::lang::docs;
-use crate::lang::{self, AugmentOp, AugmentSpec, LoadSource, SplitName, SplitSpec};
+use crate::lang::{self, AugmentSpec, LoadSource, SplitSpec};
 
 impl Session {
     pub(super) fn load(&mut self, source: &LoadSource, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
         let digits = data::dataset::digit_classes;
         let dataset = match source {
-            LoadSource::Named { name, from } => {
-                let named = match name {
-                    lang::DatasetName::Mnist => data::fetch::Named::Mnist,
-                    lang::DatasetName::FashionMnist => data::fetch::Named::FashionMnist,
-                };
-                load_named(named, from.as_deref(), out)?
-            }
+            LoadSource::Named { name, from } => load_named(*name, from.as_deref(), out)?,
             LoadSource::Idx { images, labels } => {
                 data::load::load_idx_pair(images, labels, "idx", digits()).map_err(|e| e.to_string())?
             }
@@ -85,11 +79,11 @@ impl Session {
     pub(super) fn show_samples(
         &mut self,
         count: usize,
-        split: Option<SplitName>,
+        split: Option<SplitKind>,
         class: Option<u32>,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), Failure> {
-        let kind = split.map(split_kind).unwrap_or(SplitKind::Train);
+        let kind = split.unwrap_or(SplitKind::Train);
         let dataset = self.dataset_for("show samples")?;
         let data = dataset.split(kind).ok_or_else(|| format!("there is no {kind} split (run `split` first?)"))?;
         if let Some(c) = class {
@@ -117,11 +111,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn normalize(&mut self, range: lang::NormalizeRange, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
-        let scaling = match range {
-            lang::NormalizeRange::Unit => PixelScaling::Unit,
-            lang::NormalizeRange::Symmetric => PixelScaling::Symmetric,
-        };
+    pub(super) fn normalize(&mut self, scaling: PixelScaling, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
         self.set_scaling(scaling, out)
     }
 
@@ -175,9 +165,9 @@ impl Session {
                 self.augmentation = None;
                 out(Event::Text("augmentation off".into()));
             }
-            AugmentSpec::Ops { ops, force, nearest } => {
+            AugmentSpec::Ops { ops, force, interpolation } => {
                 let is_digits = self.dataset.as_ref().is_none_or(|d| d.classes == data::dataset::digit_classes());
-                let flips = ops.iter().any(|op| matches!(op, AugmentOp::Flip(_)));
+                let flips = ops.iter().any(|op| matches!(op, augment::Op::Flip { .. }));
                 if flips && is_digits && !force {
                     return Err(
                         "flipping digits changes what they mean (a mirrored 2 looks like a 5, a flipped 6 like a 9); \
@@ -185,11 +175,8 @@ impl Session {
                             .into(),
                     );
                 }
-                let ops: Vec<augment::Op> = ops.iter().map(|op| augment_op(*op)).collect();
-                let interpolation =
-                    if *nearest { augment::Interpolation::Nearest } else { augment::Interpolation::Bilinear };
                 let pipeline =
-                    augment::Pipeline::new(ops).map_err(|e| e.to_string())?.with_interpolation(interpolation);
+                    augment::Pipeline::new(ops.clone()).map_err(|e| e.to_string())?.with_interpolation(*interpolation);
                 if flips && is_digits {
                     out(Event::Warning("flipping digits: a mirrored 2 looks like a 5, a flipped 6 like a 9".into()));
                 }
@@ -309,15 +296,9 @@ impl Session {
     pub(super) fn save(
         &mut self,
         dir: &Path,
-        format: lang::SaveFormat,
+        format: data::saved::SaveFormat,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), Failure> {
-        let format = match format {
-            lang::SaveFormat::Idx => data::saved::SaveFormat::Idx,
-            lang::SaveFormat::Npz => data::saved::SaveFormat::Npz,
-            lang::SaveFormat::Csv => data::saved::SaveFormat::Csv,
-            lang::SaveFormat::Png => data::saved::SaveFormat::Png,
-        };
         let input = data::saved::ManifestInput { statements: self.lineage.clone(), seed: Some(self.seed) };
         let interrupt = Arc::clone(&self.interrupt);
         let dataset = self.dataset_for("save")?;
@@ -356,15 +337,6 @@ fn load_named(named: data::fetch::Named, from: Option<&Path>, out: &mut dyn FnMu
         data::fetch::fetch(named, &mut |line: &str| out(Event::Text(line.to_string()))).map_err(|e| e.to_string())?;
     let description = format!("{name} (official files, verified, cached in {})", dir.display());
     data::load::load_official(&dir, name, classes, &description).map_err(|e| e.to_string())
-}
-
-/// The data layer's split for a split named in a statement.
-pub(super) fn split_kind(name: SplitName) -> SplitKind {
-    match name {
-        SplitName::Train => SplitKind::Train,
-        SplitName::Val => SplitKind::Val,
-        SplitName::Test => SplitKind::Test,
-    }
 }
 
 fn class_names(dataset: &Dataset, classes: &[u32]) -> String {
@@ -425,22 +397,5 @@ pub(super) fn help(topic: Option<&str>, out: &mut dyn FnMut(Event)) -> Result<()
                 Err(format!("no statement `{word}`{hint}"))
             }
         },
-    }
-}
-
-/// The data layer's op for a parsed `augment` operation.
-fn augment_op(op: AugmentOp) -> augment::Op {
-    match op {
-        AugmentOp::Rotate(deg) => augment::Op::rotate(deg as f32),
-        AugmentOp::Shift { amount, pixels: false } => augment::Op::shift(amount as f32),
-        AugmentOp::Shift { amount, pixels: true } => augment::Op::shift_pixels(amount as f32),
-        AugmentOp::Scale(a, b) => augment::Op::scale(a as f32, b as f32),
-        AugmentOp::Shear(deg) => augment::Op::shear(deg as f32),
-        AugmentOp::Crop(pad) => augment::Op::crop(pad as usize),
-        AugmentOp::Flip(lang::FlipAxis::Horizontal) => augment::Op::flip(augment::FlipAxis::Horizontal),
-        AugmentOp::Flip(lang::FlipAxis::Vertical) => augment::Op::flip(augment::FlipAxis::Vertical),
-        AugmentOp::Elastic { alpha, sigma } => augment::Op::elastic(alpha as f32, sigma as f32),
-        AugmentOp::Noise(std) => augment::Op::noise(std as f32),
-        AugmentOp::Erase(p) => augment::Op::erase(p as f32),
     }
 }

@@ -8,13 +8,10 @@ use std::sync::Arc;
 use candle_core::Device;
 
 use super::finetune::{data_name, label_map, present_classes, tuning, RunRecord};
-use super::prepare::split_kind;
 use super::{Event, Failure, Image, Progress, Session, Table};
 use crate::data::{PixelScaling, Split, SplitKind};
-use crate::lang::{self, DeviceKind, LayerWord, ModelChoice, OptimizerKind, OptimizerSpec, PlotKind, ScheduleKind};
-use crate::model::{
-    self, Evaluation, History, Layer, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent,
-};
+use crate::lang::{self, DeviceKind, ModelChoice, OptimizerSpec, PlotKind};
+use crate::model::{self, Evaluation, History, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent};
 use crate::plot;
 
 /// A built (and perhaps trained) model with what the session knows about it.
@@ -74,20 +71,7 @@ fn spec_from_words(choice: &ModelChoice) -> Result<ModelSpec, Failure> {
     match choice {
         ModelChoice::Preset(name) => model::preset(name)
             .ok_or_else(|| format!("no preset `{name}` (presets: {})", model::spec::PRESETS.join(", "))),
-        ModelChoice::Layers(words) => Ok(ModelSpec::new(
-            words
-                .iter()
-                .map(|w| match *w {
-                    LayerWord::Conv { filters, kernel, same } => Layer::Conv { filters, kernel, same_padding: same },
-                    LayerWord::MaxPool => Layer::MaxPool,
-                    LayerWord::AvgPool => Layer::AvgPool,
-                    LayerWord::BatchNorm => Layer::BatchNorm,
-                    LayerWord::Dropout(p) => Layer::Dropout(p as f32),
-                    LayerWord::Dense(n) => Layer::Dense(n),
-                    LayerWord::GlobalAvgPool => Layer::GlobalAvgPool,
-                })
-                .collect(),
-        )),
+        ModelChoice::Layers(layers) => Ok(ModelSpec::new(layers.clone())),
     }
 }
 
@@ -231,29 +215,7 @@ impl Session {
     }
 
     pub(super) fn optimizer(&mut self, spec: &OptimizerSpec, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
-        let lr = spec.lr.unwrap_or(match spec.kind {
-            OptimizerKind::Sgd => 0.01,
-            _ => 1e-3,
-        });
-        if lr <= 0.0 {
-            return Err("the learning rate must be above 0".into());
-        }
-        let name = match spec.kind {
-            OptimizerKind::Adam => "adam",
-            OptimizerKind::AdamW => "adamw",
-            OptimizerKind::Sgd => "sgd",
-        };
-        if spec.momentum.is_some() && spec.kind != OptimizerKind::Sgd {
-            return Err(format!("`momentum` applies to sgd only, not {name} (Adam's moments are built in)"));
-        }
-        if spec.decay.is_some() && spec.kind != OptimizerKind::AdamW {
-            return Err(format!("`decay` applies to adamw only, not {name} (use `optimizer adamw ... decay W`)"));
-        }
-        self.training.optimizer = match spec.kind {
-            OptimizerKind::Adam => Optimizer::Adam { lr },
-            OptimizerKind::AdamW => Optimizer::AdamW { lr, weight_decay: spec.decay.unwrap_or(0.01) },
-            OptimizerKind::Sgd => Optimizer::Sgd { lr, momentum: spec.momentum.unwrap_or(0.0) },
-        };
+        self.training.optimizer = spec.optimizer;
         if let Some(body) = spec.body_lr {
             if body <= 0.0 {
                 return Err("the body learning rate must be above 0".into());
@@ -266,13 +228,8 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn schedule(&mut self, kind: ScheduleKind, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
-        self.training.schedule = match kind {
-            ScheduleKind::Constant => Schedule::Constant,
-            ScheduleKind::OneCycle => Schedule::OneCycle,
-            ScheduleKind::Cosine => Schedule::Cosine,
-            ScheduleKind::Step { every, factor } => Schedule::Step { every, gamma: factor },
-        };
+    pub(super) fn schedule(&mut self, schedule: Schedule, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        self.training.schedule = schedule;
         out(Event::Text(format!("schedule: {:?}", self.training.schedule)));
         Ok(())
     }
@@ -442,12 +399,8 @@ impl Session {
         Ok((evaluation, split))
     }
 
-    pub(super) fn evaluate(
-        &mut self,
-        split: Option<lang::SplitName>,
-        out: &mut dyn FnMut(Event),
-    ) -> Result<(), Failure> {
-        let kind = split.map(split_kind).unwrap_or(SplitKind::Test);
+    pub(super) fn evaluate(&mut self, split: Option<SplitKind>, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+        let kind = split.unwrap_or(SplitKind::Test);
         let (evaluation, data) = self.evaluate_split(kind)?;
         let classes = &self.model_for("evaluate")?.classes;
         out(Event::Text(format!(

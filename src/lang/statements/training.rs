@@ -1,0 +1,349 @@
+//! The training statements: model, summary, optimizer, schedule, batch, memory, loss, fit,
+//! evaluate, plot, predict, device, threads. Each one's definition stands above its parser.
+
+use nom::bytes::complete::tag;
+use nom::character::complete::space1;
+use nom::combinator::{map, opt};
+use nom::sequence::{preceded, tuple};
+
+use crate::lang::ast::*;
+use crate::lang::docs::StatementDoc;
+use crate::lang::parser::*;
+use crate::lang::ranges::{self, NumRange};
+use crate::model::{Layer, Optimizer, Schedule};
+
+/// The `model` statement.
+pub(crate) const MODEL: StatementDoc = StatementDoc {
+    keyword: "model",
+    synopsis: &["model LAYER...", "model seed-small|seed-cnn|lenet5|strong"],
+    summary: "Build a network: convN (3×3, ReLU; convNk5 for 5×5; `same` after it pads), pool, avgpool, bn, dropout P, denseN (ReLU), gap; flatten is implied before the first dense and the output layer follows from the classes. Presets: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong.",
+    words: &["seed-small", "seed-cnn", "lenet5", "strong", "conv32", "conv64", "pool", "avgpool", "bn", "dropout", "dense128", "gap", "same"],
+    numbers: &[&ranges::FILTERS, &ranges::UNITS, &ranges::DROPOUT],
+    example: "model conv32 pool conv64 pool dense128",
+    parse: model,
+};
+
+fn model(input: &str) -> Res<'_, StatementKind> {
+    let (first, _) =
+        expect("a preset (seed-small, seed-cnn, lenet5, strong) or layers like `conv32 pool dense128`", space1)(input)?;
+    if let Ok((rest, word)) = token(first) {
+        if PRESETS.contains(&word) {
+            return Ok((rest, StatementKind::Model(ModelChoice::Preset(word.to_string()))));
+        }
+    }
+    let (mut rest, first_layer) = layer(first)?;
+    let mut layers = vec![first_layer];
+    while let Ok((r, _)) = space1::<_, PErr>(rest) {
+        if r.is_empty() {
+            break;
+        }
+        let (r, l) = layer(r)?;
+        layers.push(l);
+        rest = r;
+    }
+    Ok((rest, StatementKind::Model(ModelChoice::Layers(layers))))
+}
+
+const PRESETS: &[&str] = &["seed-small", "seed-cnn", "lenet5", "strong"];
+
+const LAYER_WORDS: &[&str] = &["conv32", "conv64k5", "same", "pool", "avgpool", "bn", "dropout", "dense128", "gap"];
+
+/// One layer word of `model`, as the model layer's [`Layer`].
+fn layer(input: &str) -> Res<'_, Layer> {
+    let (rest, word) = token(input)?;
+    fn digits(s: &str) -> Option<&str> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+    }
+    // A width in range, or a failure with the caret under the word.
+    let width = |text: &str, range: &'static NumRange| match text.parse::<u64>() {
+        Ok(n) if range.contains(n as f64) => Ok(n as usize),
+        _ => Err(nom::Err::Failure(PErr { at: input, expected: range.to_string().into(), suggestion: None })),
+    };
+    let layer = if let Some(spec) = word.strip_prefix("conv") {
+        let (filters, kernel) = match spec.split_once('k') {
+            Some((f, k)) => (digits(f), digits(k)),
+            None => (digits(spec), Some("3")),
+        };
+        match (filters, kernel) {
+            (Some(filters), Some(kernel)) => {
+                let filters = width(filters, &ranges::FILTERS)?;
+                let kernel = match kernel {
+                    "3" => 3,
+                    "5" => 5,
+                    _ => return fail(input, "a kernel size of 3 (`conv32`) or 5 (`conv32k5`)"),
+                };
+                let (rest, same) = opt(preceded(space1, tag("same")))(rest)?;
+                return Ok((rest, Layer::Conv { filters, kernel, same_padding: same.is_some() }));
+            }
+            _ => None,
+        }
+    } else if let Some(n) = word.strip_prefix("dense") {
+        match digits(n) {
+            Some(n) => Some(Layer::Dense(width(n, &ranges::UNITS)?)),
+            None => None,
+        }
+    } else {
+        match word {
+            "pool" | "maxpool" => Some(Layer::MaxPool),
+            "avgpool" => Some(Layer::AvgPool),
+            "bn" => Some(Layer::BatchNorm),
+            "gap" => Some(Layer::GlobalAvgPool),
+            "dropout" => {
+                let (rest, p) = real_arg(&ranges::DROPOUT)(rest)?;
+                return Ok((rest, Layer::Dropout(p as f32)));
+            }
+            _ => None,
+        }
+    };
+    match layer {
+        Some(l) => Ok((rest, l)),
+        None => Err(nom::Err::Failure(PErr {
+            at: input,
+            expected: "a layer: convN, convNk5, pool, avgpool, bn, dropout P, denseN or gap".into(),
+            suggestion: closest(word, LAYER_WORDS.iter().chain(PRESETS).copied()).map(str::to_string),
+        })),
+    }
+}
+
+/// The `summary` statement.
+pub(crate) const SUMMARY: StatementDoc = StatementDoc {
+    keyword: "summary",
+    synopsis: &["summary"],
+    summary: "Keras-style table of the model: layer number, layer, output shape, parameters, whether they train (frozen layers say no; LoRA adapters are counted on their layer), and the trainable and non-trainable totals.",
+    words: &[],
+    numbers: &[],
+    example: "summary",
+    parse: summary,
+};
+
+fn summary(input: &str) -> Res<'_, StatementKind> {
+    Ok((input, StatementKind::Summary))
+}
+
+/// The `optimizer` statement.
+pub(crate) const OPTIMIZER: StatementDoc = StatementDoc {
+    keyword: "optimizer",
+    synopsis: &["optimizer adam|adamw|sgd [lr X] [momentum M] [decay W] [body X]"],
+    summary: "Choose the optimizer (default adam lr 0.001); `body` sets a separate learning rate for every layer before the output layer (two parameter groups, each with its own optimizer state, both following the schedule).",
+    words: &["adam", "adamw", "sgd", "lr", "momentum", "decay", "body"],
+    numbers: &[&ranges::LR, &ranges::MOMENTUM, &ranges::DECAY, &ranges::BODY_LR],
+    example: "optimizer adam lr 0.001",
+    parse: optimizer,
+};
+
+fn optimizer(input: &str) -> Res<'_, StatementKind> {
+    let (mut rest, name) = arg("`adam`, `adamw` or `sgd`", keyword(&["adam", "adamw", "sgd"]))(input)?;
+    // Keras' defaults: Adam and AdamW at 0.001 (AdamW decaying by 0.01), SGD at 0.01.
+    let mut optimizer = match name {
+        "adam" => Optimizer::Adam { lr: 1e-3 },
+        "adamw" => Optimizer::AdamW { lr: 1e-3, weight_decay: 0.01 },
+        _ => Optimizer::Sgd { lr: 0.01, momentum: 0.0 },
+    };
+    let mut body_lr = None;
+    while let Ok((r, _)) = space1::<_, PErr>(rest) {
+        if r.is_empty() {
+            break;
+        }
+        let (after, option) = keyword(&["lr", "momentum", "decay", "body"])(r)?;
+        let bounds = match option {
+            "lr" => &ranges::LR,
+            "momentum" => &ranges::MOMENTUM,
+            "decay" => &ranges::DECAY,
+            _ => &ranges::BODY_LR,
+        };
+        let (after, value) = real_arg(bounds)(after)?;
+        match (option, &mut optimizer) {
+            ("lr", Optimizer::Adam { lr } | Optimizer::AdamW { lr, .. } | Optimizer::Sgd { lr, .. }) => *lr = value,
+            ("momentum", Optimizer::Sgd { momentum, .. }) => *momentum = value,
+            ("momentum", _) => {
+                let why = "Adam's moments are built in";
+                return fail(r, format!("an option of {name} (`momentum` applies to sgd only, not {name}: {why})"));
+            }
+            ("decay", Optimizer::AdamW { weight_decay, .. }) => *weight_decay = value,
+            ("decay", _) => {
+                let how = "use `optimizer adamw ... decay W`";
+                return fail(r, format!("an option of {name} (`decay` applies to adamw only, not {name}: {how})"));
+            }
+            _ => body_lr = Some(value),
+        }
+        rest = after;
+    }
+    Ok((rest, StatementKind::Optimizer(OptimizerSpec { optimizer, body_lr })))
+}
+
+/// The `schedule` statement.
+pub(crate) const SCHEDULE: StatementDoc = StatementDoc {
+    keyword: "schedule",
+    synopsis: &["schedule constant|onecycle|cosine", "schedule step [every N] [factor F]"],
+    summary: "Learning-rate schedule over the epochs of `fit` (default constant); `step` multiplies the rate by F every N epochs (default every 3 by 0.5).",
+    words: &["constant", "onecycle", "cosine", "step", "every", "factor"],
+    numbers: &[&ranges::STEP_EVERY, &ranges::STEP_FACTOR],
+    example: "schedule onecycle",
+    parse: schedule,
+};
+
+fn schedule(input: &str) -> Res<'_, StatementKind> {
+    let (rest, word) = arg("a schedule", keyword(&["constant", "onecycle", "cosine", "step"]))(input)?;
+    let schedule = match word {
+        "constant" => Schedule::Constant,
+        "onecycle" => Schedule::OneCycle,
+        "cosine" => Schedule::Cosine,
+        _ => {
+            let (rest, every) = opt(preceded(tuple((space1, tag("every"))), count_arg(&ranges::STEP_EVERY)))(rest)?;
+            let (rest, factor) = opt(preceded(tuple((space1, tag("factor"))), real_arg(&ranges::STEP_FACTOR)))(rest)?;
+            let schedule = Schedule::Step { every: every.unwrap_or(3), gamma: factor.unwrap_or(0.5) };
+            return Ok((rest, StatementKind::Schedule(schedule)));
+        }
+    };
+    Ok((rest, StatementKind::Schedule(schedule)))
+}
+
+/// The `batch` statement.
+pub(crate) const BATCH: StatementDoc = StatementDoc {
+    keyword: "batch",
+    synopsis: &["batch N"],
+    summary: "Batch size of `fit` and `evaluate` (default 32, like Keras).",
+    words: &[],
+    numbers: &[&ranges::BATCH],
+    example: "batch 128",
+    parse: batch,
+};
+
+fn batch(input: &str) -> Res<'_, StatementKind> {
+    map(count_arg(&ranges::BATCH), StatementKind::Batch)(input)
+}
+
+/// The `memory` statement.
+pub(crate) const MEMORY: StatementDoc = StatementDoc {
+    keyword: "memory",
+    synopsis: &["memory", "memory SIZE"],
+    summary: "Show or set the memory budget (`4G`, `512M`): statements whose memory grows with a number you typed (model sizes, `batch`, `expand`, image grids, files read) check it first and refuse what would not fit. It starts as MNISTLAB_MEMORY, else three quarters of the memory available, and is never more than the machine's memory.",
+    words: &[],
+    numbers: &[&ranges::MEMORY],
+    example: "memory 8G",
+    parse: memory,
+};
+
+/// `memory` alone (show the budget) or `memory SIZE` (`4G`, `512M`, bytes).
+fn memory(input: &str) -> Res<'_, StatementKind> {
+    let Ok((rest, word)) = preceded(space1::<_, PErr>, token)(input) else {
+        return Ok((input, StatementKind::Memory(None)));
+    };
+    let at = input.trim_start();
+    match crate::budget::parse_size(word) {
+        Some(bytes) if ranges::MEMORY.contains(bytes as f64) => Ok((rest, StatementKind::Memory(Some(bytes)))),
+        _ => fail(at, format!("{} like `4G` or `512M`", ranges::MEMORY.what)),
+    }
+}
+
+/// The `loss` statement.
+pub(crate) const LOSS: StatementDoc = StatementDoc {
+    keyword: "loss",
+    synopsis: &["loss crossentropy [smoothing S]"],
+    summary: "Cross-entropy loss, optionally with label smoothing.",
+    words: &["crossentropy", "smoothing"],
+    numbers: &[&ranges::SMOOTHING],
+    example: "loss crossentropy smoothing 0.1",
+    parse: loss,
+};
+
+fn loss(input: &str) -> Res<'_, StatementKind> {
+    let (rest, _) = arg("`crossentropy`", keyword(&["crossentropy"]))(input)?;
+    let (rest, smoothing) = opt(preceded(tuple((space1, tag("smoothing"))), real_arg(&ranges::SMOOTHING)))(rest)?;
+    Ok((rest, StatementKind::Loss { smoothing }))
+}
+
+/// The `fit` statement.
+pub(crate) const FIT: StatementDoc = StatementDoc {
+    keyword: "fit",
+    synopsis: &["fit N [patience P]"],
+    summary: "Train for N epochs: shuffled batches, online augmentation of train only, a Keras-style line per epoch, the best validation epoch's weights kept and restored, early stopping after P epochs without improvement. Ctrl-C stops after the current batch.",
+    words: &["patience"],
+    numbers: &[&ranges::EPOCHS, &ranges::PATIENCE],
+    example: "fit 10",
+    parse: fit,
+};
+
+fn fit(input: &str) -> Res<'_, StatementKind> {
+    let (rest, epochs) = count_arg(&ranges::EPOCHS)(input)?;
+    let (rest, patience) = opt(preceded(tuple((space1, tag("patience"))), count_arg(&ranges::PATIENCE)))(rest)?;
+    Ok((rest, StatementKind::Fit { epochs, patience }))
+}
+
+/// The `evaluate` statement.
+pub(crate) const EVALUATE: StatementDoc = StatementDoc {
+    keyword: "evaluate",
+    synopsis: &["evaluate [test|val|train]"],
+    summary: "Loss, accuracy and per-class accuracy of the model on a split (default test).",
+    words: &["test", "val", "train"],
+    numbers: &[],
+    example: "evaluate test",
+    parse: evaluate,
+};
+
+fn evaluate(input: &str) -> Res<'_, StatementKind> {
+    let (rest, split) = opt(preceded(space1, expect("`test`, `val` or `train`", split_name)))(input)?;
+    Ok((rest, StatementKind::Evaluate(split)))
+}
+
+/// The `plot` statement.
+pub(crate) const PLOT: StatementDoc = StatementDoc {
+    keyword: "plot",
+    synopsis: &["plot history|confusion"],
+    summary: "Plot accuracy/val_accuracy and loss/val_loss per epoch (the article's figure), or the confusion matrix of the last evaluation.",
+    words: &["history", "confusion"],
+    numbers: &[],
+    example: "plot history",
+    parse: plot,
+};
+
+fn plot(input: &str) -> Res<'_, StatementKind> {
+    let (rest, word) = arg("`history` or `confusion`", keyword(&["history", "confusion"]))(input)?;
+    Ok((rest, StatementKind::Plot(if word == "history" { PlotKind::History } else { PlotKind::Confusion })))
+}
+
+/// The `predict` statement.
+pub(crate) const PREDICT: StatementDoc = StatementDoc {
+    keyword: "predict",
+    synopsis: &["predict PATH"],
+    summary: "Classify a picture of a digit (PNG/JPEG) or a folder of them, after MNIST-style preprocessing; prints the top 3 classes with probabilities.",
+    words: &[],
+    numbers: &[],
+    example: "predict digits/seven.png",
+    parse: predict,
+};
+
+fn predict(input: &str) -> Res<'_, StatementKind> {
+    map(arg("an image file or a folder of images", path), StatementKind::Predict)(input)
+}
+
+/// The `device` statement.
+pub(crate) const DEVICE: StatementDoc = StatementDoc {
+    keyword: "device",
+    synopsis: &["device cpu|cuda"],
+    summary: "Where the model computes (cuda needs a build with `--features cuda`).",
+    words: &["cpu", "cuda"],
+    numbers: &[],
+    example: "device cpu",
+    parse: device,
+};
+
+fn device(input: &str) -> Res<'_, StatementKind> {
+    let (rest, word) = arg("`cpu` or `cuda`", keyword(&["cpu", "cuda"]))(input)?;
+    Ok((rest, StatementKind::Device(if word == "cpu" { DeviceKind::Cpu } else { DeviceKind::Cuda })))
+}
+
+/// The `threads` statement.
+pub(crate) const THREADS: StatementDoc = StatementDoc {
+    keyword: "threads",
+    synopsis: &["threads N"],
+    summary: "Worker threads for training and augmentation.",
+    words: &[],
+    numbers: &[&ranges::THREADS],
+    example: "threads 2",
+    parse: threads,
+};
+
+fn threads(input: &str) -> Res<'_, StatementKind> {
+    map(count_arg(&ranges::THREADS), StatementKind::Threads)(input)
+}
