@@ -457,3 +457,18 @@ fn odd_statements_in_any_order_never_panic() {
         assert_eq!(texts(&run(&mut s, "print \"ok\"")), vec!["ok".to_string()], "after {source}");
     }
 }
+
+#[test]
+fn every_failure_names_its_kind() {
+    let _g = serial();
+    let mut s = Session::new();
+    let kind = |s: &mut Session, source: &str| s.run_source(source, None, &mut |_| {}).expect_err(source).kind_name();
+    assert_eq!(kind(&mut s, "fit 0"), "ParseError");
+    assert_eq!(kind(&mut s, "evaluate"), "UsageError", "no model yet");
+    assert_eq!(kind(&mut s, "load npz /no/such/file.npz"), "DataError");
+    assert_eq!(kind(&mut s, "model dense100000 dense100000"), "BudgetError");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"not a model").unwrap();
+    assert_eq!(kind(&mut s, &format!("load model {}", bad.display())), "ModelError");
+}

@@ -3,7 +3,7 @@
 //! the label map from dataset labels to the model's outputs, and the record of training runs.
 
 use super::train::ModelState;
-use super::{Event, Failure, Session, Table};
+use super::{Event, Session, SessionError, Table};
 use crate::data::Dataset;
 use crate::lang::LayerSelection;
 use crate::model::{LabelMap, LoraConfig, Network};
@@ -79,7 +79,7 @@ pub(super) fn data_name(dataset: &Dataset) -> String {
 
 /// Dataset label → model output, matching class names: output k stands for the model's k-th
 /// class. Every class present in the data must be one of the model's.
-pub(super) fn label_map(state: &ModelState, dataset: &Dataset) -> Result<LabelMap, Failure> {
+pub(super) fn label_map(state: &ModelState, dataset: &Dataset) -> Result<LabelMap, SessionError> {
     if state.classes == dataset.classes {
         return Ok(LabelMap::identity());
     }
@@ -100,7 +100,7 @@ pub(super) fn label_map(state: &ModelState, dataset: &Dataset) -> Result<LabelMa
             if missing.len() == 1 { "is" } else { "are" },
             present.len(),
             present.len()
-        ));
+        ).into());
     }
     Ok(LabelMap::new(table))
 }
@@ -154,12 +154,15 @@ fn mean_range(values: &[f32]) -> String {
 }
 
 impl Session {
-    fn model_mut(&mut self, what: &str) -> Result<&mut ModelState, Failure> {
-        self.training.model.as_mut().ok_or_else(|| format!("{what} needs a model: run e.g. `model seed-cnn` first"))
+    fn model_mut(&mut self, what: &str) -> Result<&mut ModelState, SessionError> {
+        self.training
+            .model
+            .as_mut()
+            .ok_or_else(|| SessionError::Usage(format!("{what} needs a model: run e.g. `model seed-cnn` first")))
     }
 
     /// The 0-based layers a selection names.
-    fn selected_layers(net: &Network, selection: LayerSelection) -> Result<Vec<usize>, Failure> {
+    fn selected_layers(net: &Network, selection: LayerSelection) -> Result<Vec<usize>, SessionError> {
         let count = net.layer_count();
         Ok(match selection {
             LayerSelection::All => (0..count).collect(),
@@ -173,7 +176,9 @@ impl Session {
             }
             LayerSelection::Range(first, last) => {
                 if last > count {
-                    return Err(format!("the model has {count} layers (see `summary`), there is no layer {last}"));
+                    return Err(
+                        format!("the model has {count} layers (see `summary`), there is no layer {last}").into()
+                    );
                 }
                 (first - 1..last).collect()
             }
@@ -186,12 +191,12 @@ impl Session {
         selection: LayerSelection,
         frozen: bool,
         out: &mut dyn FnMut(Event),
-    ) -> Result<(), Failure> {
+    ) -> Result<(), SessionError> {
         let what = if frozen { "freeze" } else { "unfreeze" };
         let state = self.model_mut(what)?;
         let layers = Self::selected_layers(&state.net, selection)?;
-        let set = state.net.set_frozen(&layers, frozen).map_err(|e| e.to_string())?;
-        let summary = state.net.summary().map_err(|e| e.to_string())?;
+        let set = state.net.set_frozen(&layers, frozen)?;
+        let summary = state.net.summary()?;
         let names: Vec<String> = set.iter().map(|&i| format!("{} {}", i + 1, summary.rows[i].layer)).collect();
         if set.is_empty() {
             out(Event::Text(format!("no layer with parameters among those: nothing to {what}")));
@@ -208,7 +213,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn head(&mut self, classes: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn head(&mut self, classes: usize, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let names: Vec<String> = match &self.dataset {
             Some(d) => {
                 let present = present_classes(d);
@@ -218,7 +223,8 @@ impl Session {
                         present.len(),
                         present.iter().map(|&c| d.classes[c].as_str()).collect::<Vec<_>>().join(", "),
                         present.len()
-                    ));
+                    )
+                    .into());
                 }
                 present.iter().map(|&c| d.classes[c].clone()).collect()
             }
@@ -227,8 +233,8 @@ impl Session {
         let seed = self.seed;
         let trained_on = self.training.model.as_ref().and_then(|s| s.trained_on.clone());
         let state = self.model_mut("head")?;
-        state.net.replace_head(classes, seed).map_err(|e| e.to_string())?;
-        let params = state.net.summary().map_err(|e| e.to_string())?.rows.last().map_or(0, |r| r.params);
+        state.net.replace_head(classes, seed)?;
+        let params = state.net.summary()?.rows.last().map_or(0, |r| r.params);
         state.origin = match trained_on {
             Some(data) => format!("{} → {data} → head {classes}", state.origin),
             None => format!("{} → head {classes}", state.origin),
@@ -249,12 +255,12 @@ impl Session {
         rank: usize,
         alpha: Option<f64>,
         out: &mut dyn FnMut(Event),
-    ) -> Result<(), Failure> {
+    ) -> Result<(), SessionError> {
         let seed = self.seed;
         let state = self.model_mut("adapt")?;
         let config = LoraConfig { rank, alpha: alpha.unwrap_or(rank as f64) };
-        let layers = state.net.add_lora(config, seed).map_err(|e| e.to_string())?;
-        let summary = state.net.summary().map_err(|e| e.to_string())?;
+        let layers = state.net.add_lora(config, seed)?;
+        let summary = state.net.summary()?;
         let adapter: usize = summary.rows.iter().map(|r| r.adapter_params).sum();
         let names: Vec<String> = layers.iter().map(|&i| format!("{} {}", i + 1, summary.rows[i].layer)).collect();
         out(Event::Text(format!(
@@ -269,10 +275,10 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn merge(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn merge(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let state = self.model_mut("merge")?;
         let layers = state.net.adapted_layers();
-        state.net.merge_lora().map_err(|e| e.to_string())?;
+        state.net.merge_lora()?;
         state.origin = format!("{} → LoRA merged", state.origin);
         state.run = None;
         out(Event::Text(format!(
@@ -283,7 +289,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn compare(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn compare(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let runs = &self.training.runs;
         if runs.is_empty() {
             return Err("there is no training run to compare yet: run `fit N` first".into());

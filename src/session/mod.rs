@@ -3,6 +3,7 @@
 //! `mod.rs` holds the state and the dispatch; the arms live in [`prepare`] (data statements),
 //! [`train`] (model statements) and [`finetune`] (freezing, heads, LoRA, run comparison).
 
+mod error;
 mod event;
 mod finetune;
 mod prepare;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+pub use error::{ErrorKind, SessionError};
 pub use event::{Event, Image, Progress, Table};
 
 use crate::data::{augment::Pipeline, Dataset};
@@ -25,6 +27,8 @@ pub struct StatementError {
     pub span: lang::Span,
     /// The statement's text.
     pub text: String,
+    /// What kind of failure it is.
+    pub kind: ErrorKind,
     /// What went wrong and, where it helps, what to do.
     pub message: String,
 }
@@ -75,8 +79,15 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// An error inside one statement, before its position is attached.
-type Failure = String;
+impl RunError {
+    /// The name of the failure's kind, as the kernel reports it (`ParseError`, `DataError`, …).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            RunError::Parse { .. } => "ParseError",
+            RunError::Statement { error, .. } | RunError::Internal { error, .. } => error.kind.name(),
+        }
+    }
+}
 
 /// The augmentation in force: the pipeline and the statement that set it.
 struct Augmentation {
@@ -164,6 +175,7 @@ impl Session {
                     error: StatementError {
                         span: statement.span,
                         text: statement.text.clone(),
+                        kind: ErrorKind::Interrupted,
                         message: "interrupted: the statements after this one did not run".into(),
                     },
                 });
@@ -184,19 +196,23 @@ impl Session {
             crate::guard::debug_panic(statement.text.split_whitespace().next().unwrap_or(""));
             self.dispatch(&statement.kind, out)
         });
-        let error = |message| StatementError { span: statement.span, text: statement.text.clone(), message };
+        let error =
+            |kind, message| StatementError { span: statement.span, text: statement.text.clone(), kind, message };
         match outcome {
             Ok(Ok(())) => {
                 self.record(statement);
                 Ok(())
             }
-            Ok(Err(message)) => Err(RunError::Statement { file: None, error: error(message) }),
+            Ok(Err(e)) => Err(RunError::Statement { file: None, error: error(e.kind(), e.to_string()) }),
             Err(panic) => Err(RunError::Internal {
                 file: None,
-                error: error(format!(
-                    "internal error: {panic}. This is a bug in mnistlab; the session goes on, but this \
+                error: error(
+                    ErrorKind::Internal,
+                    format!(
+                        "internal error: {panic}. This is a bug in mnistlab; the session goes on, but this \
                      statement's work may be partial. Please report it with the statement above."
-                )),
+                    ),
+                ),
             }),
         }
     }
@@ -216,32 +232,34 @@ impl Session {
 
     /// `run FILE`: refuses a chain deeper than [`MAX_RUN_DEPTH`] and a file that is already running.
     fn run_file(&mut self, statement: &Statement, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), RunError> {
-        let fail = |message: String| RunError::Statement {
+        let fail = |kind, message: String| RunError::Statement {
             file: None,
-            error: StatementError { span: statement.span, text: statement.text.clone(), message },
+            error: StatementError { span: statement.span, text: statement.text.clone(), kind, message },
         };
         let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         let chain =
             || self.running.iter().chain([&canonical]).map(|p| p.display().to_string()).collect::<Vec<_>>().join(" → ");
         if self.running.contains(&canonical) {
-            return Err(fail(format!("`run` cycle: {} runs itself again", chain())));
+            return Err(fail(ErrorKind::Usage, format!("`run` cycle: {} runs itself again", chain())));
         }
         if self.running.len() >= MAX_RUN_DEPTH {
-            return Err(fail(format!("`run` nested deeper than {MAX_RUN_DEPTH} files: {}", chain())));
+            return Err(fail(ErrorKind::Usage, format!("`run` nested deeper than {MAX_RUN_DEPTH} files: {}", chain())));
         }
-        let source = crate::budget::read_text(path).map_err(|e| fail(e.to_string()))?;
+        let source = crate::budget::read_text(path).map_err(|e| fail(ErrorKind::Budget, e.to_string()))?;
         self.running.push(canonical);
         let result = self.run_source(&source, Some(path), out);
         self.running.pop();
         result
     }
 
-    fn dataset_for(&mut self, what: &str) -> Result<&mut Dataset, Failure> {
-        self.dataset.as_mut().ok_or_else(|| format!("{what} needs data: run `load mnist` (or another `load`) first"))
+    fn dataset_for(&mut self, what: &str) -> Result<&mut Dataset, SessionError> {
+        self.dataset.as_mut().ok_or_else(|| {
+            SessionError::Usage(format!("{what} needs data: run `load mnist` (or another `load`) first"))
+        })
     }
 
     /// One arm per statement.
-    fn dispatch(&mut self, kind: &StatementKind, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    fn dispatch(&mut self, kind: &StatementKind, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         use StatementKind as S;
         match kind {
             S::Load(source) => self.load(source, out),

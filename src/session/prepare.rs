@@ -5,32 +5,28 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{Event, Failure, Image, Session, Table};
+use super::{Event, Image, Session, SessionError, Table};
 use crate::data::{self, augment, Dataset, PixelScaling, SplitKind};
 use crate::lang::docs;
 use crate::lang::{self, AugmentSpec, LoadSource, SplitSpec};
 
 impl Session {
-    pub(super) fn load(&mut self, source: &LoadSource, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn load(&mut self, source: &LoadSource, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let digits = data::dataset::digit_classes;
         let dataset = match source {
             LoadSource::Named { name, from } => load_named(*name, from.as_deref(), out)?,
-            LoadSource::Idx { images, labels } => {
-                data::load::load_idx_pair(images, labels, "idx", digits()).map_err(|e| e.to_string())?
-            }
-            LoadSource::Npz(path) => data::npz::read_mnist_npz(path, "npz", digits()).map_err(|e| e.to_string())?,
-            LoadSource::Pkl(path) => data::pickle::read_mnist_pkl(path).map_err(|e| e.to_string())?,
-            LoadSource::Csv(path) => {
-                data::csv::read_kaggle_csv(path, "csv", digits(), 28, 28).map_err(|e| e.to_string())?
-            }
+            LoadSource::Idx { images, labels } => data::load::load_idx_pair(images, labels, "idx", digits())?,
+            LoadSource::Npz(path) => data::npz::read_mnist_npz(path, "npz", digits())?,
+            LoadSource::Pkl(path) => data::pickle::read_mnist_pkl(path)?,
+            LoadSource::Csv(path) => data::csv::read_kaggle_csv(path, "csv", digits(), 28, 28)?,
             LoadSource::Dir(path) => {
                 if !path.exists() {
                     return Err(format!(
                         "no folder {}: `load` takes mnist, fashion-mnist, idx, npz, pkl, csv or a folder written by `save`",
                         path.display()
-                    ));
+                    ).into());
                 }
-                data::saved::load_saved(path).map_err(|e| e.to_string())?
+                data::saved::load_saved(path)?
             }
         };
         let counts: Vec<String> = dataset.splits.iter().map(|(k, s)| format!("{k} {}", s.len())).collect();
@@ -47,7 +43,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn info(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn info(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let dataset = self.dataset_for("info")?;
         let mut table = Table::new(
             Some(format!("{} — {} ({})", dataset.name, dataset.provenance.description, dataset.scaling.describe())),
@@ -82,26 +78,25 @@ impl Session {
         split: Option<SplitKind>,
         class: Option<u32>,
         out: &mut dyn FnMut(Event),
-    ) -> Result<(), Failure> {
+    ) -> Result<(), SessionError> {
         let kind = split.unwrap_or(SplitKind::Train);
         let dataset = self.dataset_for("show samples")?;
         let data = dataset.split(kind).ok_or_else(|| format!("there is no {kind} split (run `split` first?)"))?;
         if let Some(c) = class {
             if c as usize >= dataset.classes.len() {
-                return Err(format!("class {c} does not exist: classes are 0-{}", dataset.classes.len() - 1));
+                return Err(format!("class {c} does not exist: classes are 0-{}", dataset.classes.len() - 1).into());
             }
         }
         let picked: Vec<usize> =
             (0..data.len()).filter(|&i| class.is_none_or(|c| data.labels[i] as u32 == c)).take(count).collect();
         if picked.is_empty() {
-            return Err(format!("no {kind} image matches"));
+            return Err(format!("no {kind} image matches").into());
         }
         let image_len = dataset.image_len();
         let images: Vec<&[u8]> = picked.iter().map(|&i| data.image(i, image_len)).collect();
         let captions: Vec<String> = picked.iter().map(|&i| dataset.classes[data.labels[i] as usize].clone()).collect();
         let columns = (picked.len() as f64).sqrt().ceil() as usize;
-        let png = crate::plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns)
-            .map_err(|e| e.to_string())?;
+        let png = crate::plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns)?;
         out(Event::Image(Image {
             name: "samples".into(),
             title: format!("{} {kind} samples", picked.len()),
@@ -111,29 +106,29 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn normalize(&mut self, scaling: PixelScaling, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn normalize(&mut self, scaling: PixelScaling, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         self.set_scaling(scaling, out)
     }
 
-    pub(super) fn standardize(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn standardize(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let dataset = self.dataset_for("standardize")?;
-        let scaling = data::transform::standard_scaling(dataset).map_err(|e| e.to_string())?;
+        let scaling = data::transform::standard_scaling(dataset)?;
         if let PixelScaling::Standard { mean, std } = scaling {
             out(Event::Text(format!("train mean {mean:.4}, std {std:.4} (pixels in 0..1); applied to every split")));
         }
         self.set_scaling(scaling, out)
     }
 
-    pub(super) fn onehot(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn onehot(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let dataset = self.dataset_for("onehot")?;
         dataset.onehot = true;
         out(Event::Text(format!("labels one-hot encoded: {} columns", dataset.classes.len())));
         Ok(())
     }
 
-    pub(super) fn filter_classes(&mut self, classes: &[u32], out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn filter_classes(&mut self, classes: &[u32], out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let dataset = self.dataset_for("filter")?;
-        data::split::filter_classes(dataset, classes).map_err(|e| e.to_string())?;
+        data::split::filter_classes(dataset, classes)?;
         out(Event::Text(format!("kept classes {}: {} images", class_names(dataset, classes), dataset.len())));
         Ok(())
     }
@@ -143,16 +138,16 @@ impl Session {
         per_class: usize,
         seed: Option<u64>,
         out: &mut dyn FnMut(Event),
-    ) -> Result<(), Failure> {
+    ) -> Result<(), SessionError> {
         let seed = seed.unwrap_or(self.seed);
         let dataset = self.dataset_for("subset")?;
-        data::split::subset_per_class(dataset, per_class, seed).map_err(|e| e.to_string())?;
+        data::split::subset_per_class(dataset, per_class, seed)?;
         let n = dataset.split(SplitKind::Train).map_or(0, |s| s.len());
         out(Event::Text(format!("train split: {n} images ({per_class} per class, seed {seed})")));
         Ok(())
     }
 
-    pub(super) fn augment(&mut self, spec: &AugmentSpec, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn augment(&mut self, spec: &AugmentSpec, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         match spec {
             AugmentSpec::Show => {
                 let text = match &self.augmentation {
@@ -175,8 +170,7 @@ impl Session {
                             .into(),
                     );
                 }
-                let pipeline =
-                    augment::Pipeline::new(ops.clone()).map_err(|e| e.to_string())?.with_interpolation(*interpolation);
+                let pipeline = augment::Pipeline::new(ops.clone())?.with_interpolation(*interpolation);
                 if flips && is_digits {
                     out(Event::Warning("flipping digits: a mirrored 2 looks like a 5, a flipped 6 like a 9".into()));
                 }
@@ -189,7 +183,7 @@ impl Session {
         Ok(())
     }
 
-    fn augment_preview(&mut self, count: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    fn augment_preview(&mut self, count: usize, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let seed = self.seed;
         let augmentation = self
             .augmentation
@@ -206,10 +200,15 @@ impl Session {
         let image_len = dataset.image_len();
         let indices: Vec<usize> = (0..count).collect();
         let mut augmented = vec![0u8; count * image_len];
-        augmentation
-            .pipeline
-            .augment_batch(&split.pixels, &indices, dataset.rows, dataset.cols, seed, 0, &mut augmented)
-            .map_err(|e| e.to_string())?;
+        augmentation.pipeline.augment_batch(
+            &split.pixels,
+            &indices,
+            dataset.rows,
+            dataset.cols,
+            seed,
+            0,
+            &mut augmented,
+        )?;
         let mut images: Vec<&[u8]> = Vec::with_capacity(2 * count);
         let mut captions = Vec::with_capacity(2 * count);
         for (i, aug) in augmented.chunks_exact(image_len).enumerate() {
@@ -219,8 +218,7 @@ impl Session {
             images.push(aug);
             captions.push(format!("{label} aug"));
         }
-        let png = crate::plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, 8)
-            .map_err(|e| e.to_string())?;
+        let png = crate::plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, 8)?;
         out(Event::Image(Image {
             name: "augment-preview".into(),
             title: format!("{count} {kind} images (left) beside their augmented versions (right)"),
@@ -230,7 +228,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn expand(&mut self, factor: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn expand(&mut self, factor: usize, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let seed = self.seed;
         let augmentation = self
             .augmentation
@@ -242,9 +240,8 @@ impl Session {
         let train = dataset.splits.get_mut(&SplitKind::Train).ok_or("expand needs a train split")?;
         let before = train.len();
         let need = crate::budget::product(&[before as u64, factor as u64, (rows * cols + 1) as u64]);
-        crate::budget::check(|| format!("expand {factor}x of {before} train images of {rows}×{cols}"), need)
-            .map_err(|e| e.to_string())?;
-        *train = augmentation.pipeline.expand(train, rows, cols, factor, seed).map_err(|e| e.to_string())?;
+        crate::budget::check(|| format!("expand {factor}x of {before} train images of {rows}×{cols}"), need)?;
+        *train = augmentation.pipeline.expand(train, rows, cols, factor, seed)?;
         out(Event::Text(format!(
             "train split: {before} → {} images ({factor}× with `{statement}`, seed {seed}); val and test untouched",
             train.len()
@@ -253,7 +250,7 @@ impl Session {
         Ok(())
     }
 
-    fn set_scaling(&mut self, scaling: PixelScaling, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    fn set_scaling(&mut self, scaling: PixelScaling, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let dataset = self.dataset_for("normalize")?;
         dataset.scaling = scaling;
         let stats = dataset.split(SplitKind::Train).or_else(|| dataset.splits.values().next());
@@ -265,24 +262,24 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn split(&mut self, spec: &SplitSpec, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn split(&mut self, spec: &SplitSpec, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let session_seed = self.seed;
         let dataset = self.dataset_for("split")?;
         let (title, seed) = match spec {
             SplitSpec::Percent { train, val, test, seed } => {
                 let seed = seed.unwrap_or(session_seed);
-                data::split::split_percent(dataset, [*train, *val, *test], seed).map_err(|e| e.to_string())?;
+                data::split::split_percent(dataset, [*train, *val, *test], seed)?;
                 (format!("split {train}/{val}/{test}, stratified"), seed)
             }
             SplitSpec::Validation { percent, seed } => {
                 let seed = seed.unwrap_or(session_seed);
-                data::split::split_validation(dataset, *percent, seed).map_err(|e| e.to_string())?;
+                data::split::split_validation(dataset, *percent, seed)?;
                 (format!("validation: {percent}% of train, stratified"), seed)
             }
         };
         if dataset.scaling != PixelScaling::Raw {
             if let PixelScaling::Standard { .. } = dataset.scaling {
-                dataset.scaling = data::transform::standard_scaling(dataset).map_err(|e| e.to_string())?;
+                dataset.scaling = data::transform::standard_scaling(dataset)?;
                 out(Event::Warning("standardization recomputed on the new train split".into()));
             }
         }
@@ -298,13 +295,12 @@ impl Session {
         dir: &Path,
         format: data::saved::SaveFormat,
         out: &mut dyn FnMut(Event),
-    ) -> Result<(), Failure> {
+    ) -> Result<(), SessionError> {
         let input = data::saved::ManifestInput { statements: self.lineage.clone(), seed: Some(self.seed) };
         let interrupt = Arc::clone(&self.interrupt);
         let dataset = self.dataset_for("save")?;
         let should_stop = || interrupt.load(Ordering::SeqCst);
-        let manifest = data::saved::save_dataset_interruptible(dir, dataset, format, &input, &should_stop)
-            .map_err(|e| e.to_string())?;
+        let manifest = data::saved::save_dataset_interruptible(dir, dataset, format, &input, &should_stop)?;
         out(Event::Text(format!(
             "saved {} images to {} ({} files and manifest.json)",
             dataset.len(),
@@ -317,26 +313,29 @@ impl Session {
 
 /// Loads a named dataset: an explicit folder, else the cache, else `~/.keras/datasets/mnist.npz`,
 /// else fetched.
-fn load_named(named: data::fetch::Named, from: Option<&Path>, out: &mut dyn FnMut(Event)) -> Result<Dataset, Failure> {
+fn load_named(
+    named: data::fetch::Named,
+    from: Option<&Path>,
+    out: &mut dyn FnMut(Event),
+) -> Result<Dataset, SessionError> {
     let (name, classes) = match named {
         data::fetch::Named::Mnist => ("mnist", data::dataset::digit_classes()),
         data::fetch::Named::FashionMnist => ("fashion-mnist", data::dataset::fashion_classes()),
     };
     if let Some(dir) = from {
         let description = format!("{name} IDX files in {}", dir.display());
-        return data::load::load_official(dir, name, classes, &description).map_err(|e| e.to_string());
+        return data::load::load_official(dir, name, classes, &description).map_err(SessionError::from);
     }
     let cached = data::fetch::is_cached(&named.files(), &data::fetch::cache_dir().join(named.name()));
     if !cached && named == data::fetch::Named::Mnist {
         if let Some(npz) = dirs::home_dir().map(|h| h.join(".keras/datasets/mnist.npz")).filter(|p| p.is_file()) {
             out(Event::Text(format!("reading Keras's copy {}", npz.display())));
-            return data::npz::read_mnist_npz(&npz, name, classes).map_err(|e| e.to_string());
+            return data::npz::read_mnist_npz(&npz, name, classes).map_err(SessionError::from);
         }
     }
-    let dir =
-        data::fetch::fetch(named, &mut |line: &str| out(Event::Text(line.to_string()))).map_err(|e| e.to_string())?;
+    let dir = data::fetch::fetch(named, &mut |line: &str| out(Event::Text(line.to_string())))?;
     let description = format!("{name} (official files, verified, cached in {})", dir.display());
-    data::load::load_official(&dir, name, classes, &description).map_err(|e| e.to_string())
+    data::load::load_official(&dir, name, classes, &description).map_err(SessionError::from)
 }
 
 fn class_names(dataset: &Dataset, classes: &[u32]) -> String {
@@ -375,7 +374,7 @@ fn class_table(dataset: &Dataset, title: &str) -> Table {
     table
 }
 
-pub(super) fn help(topic: Option<&str>, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+pub(super) fn help(topic: Option<&str>, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
     match topic {
         None => {
             let mut table = Table::new(Some("statements (`help NAME` for one)".into()), &["statement", "what it does"]);
@@ -394,7 +393,7 @@ pub(super) fn help(topic: Option<&str>, out: &mut dyn FnMut(Event)) -> Result<()
                 let hint = lang::parser::closest(word, docs::keywords())
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
-                Err(format!("no statement `{word}`{hint}"))
+                Err(format!("no statement `{word}`{hint}").into())
             }
         },
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use candle_core::Device;
 
 use super::finetune::{data_name, label_map, present_classes, tuning, RunRecord};
-use super::{Event, Failure, Image, Progress, Session, Table};
+use super::{Event, Image, Progress, Session, SessionError, Table};
 use crate::data::{PixelScaling, Split, SplitKind};
 use crate::lang::{self, DeviceKind, ModelChoice, OptimizerSpec, PlotKind};
 use crate::model::{self, Evaluation, History, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent};
@@ -67,10 +67,11 @@ impl Default for TrainingState {
     }
 }
 
-fn spec_from_words(choice: &ModelChoice) -> Result<ModelSpec, Failure> {
+fn spec_from_words(choice: &ModelChoice) -> Result<ModelSpec, SessionError> {
     match choice {
-        ModelChoice::Preset(name) => model::preset(name)
-            .ok_or_else(|| format!("no preset `{name}` (presets: {})", model::spec::PRESETS.join(", "))),
+        ModelChoice::Preset(name) => model::preset(name).ok_or_else(|| {
+            SessionError::Usage(format!("no preset `{name}` (presets: {})", model::spec::PRESETS.join(", ")))
+        }),
         ModelChoice::Layers(layers) => Ok(ModelSpec::new(layers.clone())),
     }
 }
@@ -118,8 +119,11 @@ impl Session {
         })
     }
 
-    fn model_for(&self, what: &str) -> Result<&ModelState, Failure> {
-        self.training.model.as_ref().ok_or_else(|| format!("{what} needs a model: run e.g. `model seed-cnn` first"))
+    fn model_for(&self, what: &str) -> Result<&ModelState, SessionError> {
+        self.training
+            .model
+            .as_ref()
+            .ok_or_else(|| SessionError::Usage(format!("{what} needs a model: run e.g. `model seed-cnn` first")))
     }
 
     /// The input shape and classes a new model gets: the dataset's (the classes present in it,
@@ -137,7 +141,7 @@ impl Session {
         input: (usize, usize, usize),
         classes: usize,
         batch: usize,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), SessionError> {
         let need = spec.training_bytes(input, classes, batch)?;
         crate::budget::check(
             || {
@@ -146,8 +150,8 @@ impl Session {
                 format!("training `{}` ({params} parameters) at batch {batch}", spec.describe())
             },
             need,
-        )
-        .map_err(|e| e.to_string())
+        )?;
+        Ok(())
     }
 
     /// The batch size evaluation runs at: at least 256 images for speed, as long as a quarter of
@@ -163,12 +167,11 @@ impl Session {
         }
     }
 
-    pub(super) fn model(&mut self, choice: &ModelChoice, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn model(&mut self, choice: &ModelChoice, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let spec = spec_from_words(choice)?;
         let (input, classes) = self.model_frame();
         Self::check_training_memory(&spec, input, classes.len(), self.training.batch)?;
-        let net =
-            Network::new(&spec, input, classes.len(), &self.training.device, self.seed).map_err(|e| e.to_string())?;
+        let net = Network::new(&spec, input, classes.len(), &self.training.device, self.seed)?;
         out(Event::Text(format!(
             "model: {} → {} classes, {} parameters (seed {})",
             spec.describe(),
@@ -180,9 +183,9 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn summary(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn summary(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let state = self.model_for("summary")?;
-        let summary = state.net.summary().map_err(|e| e.to_string())?;
+        let summary = state.net.summary()?;
         let mut table = Table::new(
             Some(format!("model: {} → {}", state.net.spec().describe(), state.classes.join(", "))),
             &["#", "layer (type)", "output shape", "params", "trainable"],
@@ -214,7 +217,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn optimizer(&mut self, spec: &OptimizerSpec, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn optimizer(&mut self, spec: &OptimizerSpec, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         self.training.optimizer = spec.optimizer;
         if let Some(body) = spec.body_lr {
             if body <= 0.0 {
@@ -228,13 +231,13 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn schedule(&mut self, schedule: Schedule, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn schedule(&mut self, schedule: Schedule, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         self.training.schedule = schedule;
         out(Event::Text(format!("schedule: {:?}", self.training.schedule)));
         Ok(())
     }
 
-    pub(super) fn batch(&mut self, size: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn batch(&mut self, size: usize, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         if size == 0 {
             return Err("the batch size must be at least 1".into());
         }
@@ -247,7 +250,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn loss(&mut self, smoothing: Option<f64>, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn loss(&mut self, smoothing: Option<f64>, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let smoothing = smoothing.unwrap_or(0.0);
         if !(0.0..1.0).contains(&smoothing) {
             return Err("label smoothing must be in [0, 1)".into());
@@ -262,7 +265,7 @@ impl Session {
         epochs: usize,
         patience: Option<usize>,
         out: &mut dyn FnMut(Event),
-    ) -> Result<(), Failure> {
+    ) -> Result<(), SessionError> {
         if epochs == 0 {
             return Err("fit needs at least 1 epoch".into());
         }
@@ -340,8 +343,7 @@ impl Session {
                 }
             };
             model::fit(net, train, val, rows, cols, scaling, &config, augment, &interrupt, &mut emit)
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         let seconds = started.elapsed().as_secs_f64();
         for note in &history.notes {
             out(Event::Text(note.clone()));
@@ -349,12 +351,9 @@ impl Session {
         // The test split, scored at the end of every run for `compare`.
         let test = dataset.split(SplitKind::Test).filter(|s| !s.is_empty());
         let evaluation = match test {
-            Some(test) => Some(
-                Self::in_pool(&self.training.pool, || {
-                    model::evaluate_mapped(net, test, rows, cols, scaling, self.eval_batch(net), &labels)
-                })
-                .map_err(|e| e.to_string())?,
-            ),
+            Some(test) => Some(Self::in_pool(&self.training.pool, || {
+                model::evaluate_mapped(net, test, rows, cols, scaling, self.eval_batch(net), &labels)
+            })?),
             None => None,
         };
         if let Some(e) = &evaluation {
@@ -381,7 +380,7 @@ impl Session {
         Ok(())
     }
 
-    fn evaluate_split(&self, kind: SplitKind) -> Result<(Evaluation, &Split), Failure> {
+    fn evaluate_split(&self, kind: SplitKind) -> Result<(Evaluation, &Split), SessionError> {
         let dataset = self.dataset.as_ref().ok_or("evaluate needs data: run `load mnist` first")?;
         let state = self.model_for("evaluate")?;
         let labels = label_map(state, dataset)?;
@@ -394,12 +393,15 @@ impl Session {
         let net = &state.net;
         let evaluation = Self::in_pool(&self.training.pool, || {
             model::evaluate_mapped(net, split, rows, cols, scaling, batch, &labels)
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         Ok((evaluation, split))
     }
 
-    pub(super) fn evaluate(&mut self, split: Option<SplitKind>, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn evaluate(
+        &mut self,
+        split: Option<SplitKind>,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), SessionError> {
         let kind = split.unwrap_or(SplitKind::Test);
         let (evaluation, data) = self.evaluate_split(kind)?;
         let classes = &self.model_for("evaluate")?.classes;
@@ -426,7 +428,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn plot(&mut self, kind: PlotKind, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn plot(&mut self, kind: PlotKind, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         match kind {
             PlotKind::History => {
                 let state = self.model_for("plot history")?;
@@ -439,7 +441,7 @@ impl Session {
                 }
                 let (epochs, accuracy, val_accuracy, loss, val_loss) = history.series();
                 let series = plot::HistorySeries { epochs, accuracy, val_accuracy, loss, val_loss };
-                let png = plot::history_png(&series).map_err(|e| e.to_string())?;
+                let png = plot::history_png(&series)?;
                 let svg = plot::history_svg(&series).ok();
                 out(Event::Image(Image { name: "history".into(), title: "training history".into(), png, svg }));
             }
@@ -449,7 +451,7 @@ impl Session {
                 }
                 let state = self.model_for("plot confusion")?;
                 let (kind, evaluation) = state.evaluation.as_ref().expect("evaluated above");
-                let png = plot::confusion_png(&evaluation.confusion, &state.classes).map_err(|e| e.to_string())?;
+                let png = plot::confusion_png(&evaluation.confusion, &state.classes)?;
                 out(Event::Image(Image {
                     name: "confusion".into(),
                     title: format!("confusion matrix on {kind}"),
@@ -461,14 +463,13 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn show_mistakes(&mut self, count: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn show_mistakes(&mut self, count: usize, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let dataset = self.dataset.as_ref().ok_or("show mistakes needs data: run `load mnist` first")?;
         let state = self.model_for("show mistakes")?;
         let labels = label_map(state, dataset)?;
         let test = dataset.split(SplitKind::Test).filter(|s| !s.is_empty()).ok_or("there is no test split")?;
         let (net, scaling) = (&state.net, dataset.scaling);
-        let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &test.pixels, scaling))
-            .map_err(|e| e.to_string())?;
+        let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &test.pixels, scaling))?;
         // Worst first: the lowest probability given to the true class, among wrong predictions.
         let mut wrong: Vec<(usize, usize, f32)> = probs
             .iter()
@@ -492,8 +493,7 @@ impl Session {
             .map(|&(i, p, _)| format!("{}→{}", dataset.classes[test.labels[i] as usize], state.classes[p]))
             .collect();
         let columns = (images.len() as f64).sqrt().ceil() as usize;
-        let png =
-            plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns).map_err(|e| e.to_string())?;
+        let png = plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns)?;
         out(Event::Image(Image {
             name: "mistakes".into(),
             title: format!("{} worst test mistakes (true→predicted)", images.len()),
@@ -503,7 +503,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn save_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn save_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let state = self.model_for("save model")?;
         let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
         let mut extra = BTreeMap::new();
@@ -516,13 +516,13 @@ impl Session {
         if let Some((kind, e)) = &state.evaluation {
             extra.insert(format!("{kind}_accuracy"), format!("{:.4}", e.accuracy));
         }
-        model::checkpoint::save_model(path, &state.net, &state.classes, scaling, &extra).map_err(|e| e.to_string())?;
+        model::checkpoint::save_model(path, &state.net, &state.classes, scaling, &extra)?;
         out(Event::Text(format!("saved model to {}", path.display())));
         Ok(())
     }
 
-    pub(super) fn load_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
-        let (net, meta) = model::checkpoint::load_model(path, &self.training.device).map_err(|e| e.to_string())?;
+    pub(super) fn load_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
+        let (net, meta) = model::checkpoint::load_model(path, &self.training.device)?;
         out(Event::Text(format!(
             "loaded model {}: {} → {} classes, {} parameters, inputs scaled as {}",
             path.display(),
@@ -545,7 +545,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn predict(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn predict(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let state = self.model_for("predict")?;
         let files: Vec<PathBuf> = if path.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(path)
@@ -559,7 +559,7 @@ impl Session {
                 .collect();
             files.sort();
             if files.is_empty() {
-                return Err(format!("{} holds no .png or .jpg file", path.display()));
+                return Err(format!("{} holds no .png or .jpg file", path.display()).into());
             }
             let most = lang::ranges::GRID_COUNT.max as usize;
             if files.len() > most {
@@ -568,7 +568,8 @@ impl Session {
                      split the folder",
                     path.display(),
                     files.len()
-                ));
+                )
+                .into());
             }
             files
         } else {
@@ -577,12 +578,11 @@ impl Session {
         Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), files.len())?;
         let mut pixels = Vec::with_capacity(files.len() * 784);
         for file in &files {
-            pixels.extend(model::preprocess_file(file).map_err(|e| e.to_string())?);
+            pixels.extend(model::preprocess_file(file)?);
         }
         let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
         let net = &state.net;
-        let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &pixels, scaling))
-            .map_err(|e| e.to_string())?;
+        let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &pixels, scaling))?;
         let mut table = Table::new(Some("predictions (top 3)".into()), &["file", "1st", "2nd", "3rd"]);
         let mut captions = Vec::new();
         for (file, p) in files.iter().zip(&probs) {
@@ -598,7 +598,7 @@ impl Session {
         out(Event::Table(table));
         let images: Vec<&[u8]> = pixels.chunks_exact(784).collect();
         let columns = (images.len() as f64).sqrt().ceil() as usize;
-        let png = plot::image_grid_png(&images, 28, 28, &captions, columns).map_err(|e| e.to_string())?;
+        let png = plot::image_grid_png(&images, 28, 28, &captions, columns)?;
         out(Event::Image(Image {
             name: "predict".into(),
             title: "inputs after MNIST-style preprocessing, with the predicted class".into(),
@@ -608,7 +608,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn device(&mut self, kind: DeviceKind, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn device(&mut self, kind: DeviceKind, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let device = match kind {
             DeviceKind::Cpu => Device::Cpu,
             DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| {
@@ -626,7 +626,7 @@ impl Session {
     }
 
     /// `memory [SIZE]`: sets the budget (never above the machine's memory) and shows it.
-    pub(super) fn memory(&mut self, size: Option<u64>, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn memory(&mut self, size: Option<u64>, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         use crate::budget;
         if let (Some(size), Some(total)) = (size, budget::total_memory()) {
             if size > total {
@@ -634,7 +634,8 @@ impl Session {
                     "a budget of {} is more than this machine's memory ({})",
                     budget::bytes(size),
                     budget::bytes(total)
-                ));
+                )
+                .into());
             }
         }
         let bytes = size.map_or_else(budget::limit, budget::set_limit);
@@ -643,11 +644,14 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn threads(&mut self, n: usize, out: &mut dyn FnMut(Event)) -> Result<(), Failure> {
+    pub(super) fn threads(&mut self, n: usize, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         if n == 0 {
             return Err("threads needs at least 1".into());
         }
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| e.to_string())?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| SessionError::Usage(format!("cannot start {n} threads: {e}")))?;
         self.training.pool = Some(Arc::new(pool));
         out(Event::Text(format!("{n} worker threads for training and augmentation")));
         Ok(())

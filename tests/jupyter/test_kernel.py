@@ -65,7 +65,7 @@ class MnistlabKernelTests(jupyter_kernel_test.KernelTests):
         self.flush_channels()
         reply, outputs = self.execute_helper('print "before"\nload npz no-such-file.npz\nprint "after"')
         self.assertEqual(reply["content"]["status"], "error")
-        self.assertEqual(reply["content"]["ename"], "StatementError")
+        self.assertEqual(reply["content"]["ename"], "DataError", "the kind of the failure")
         texts = [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"]
         self.assertEqual(texts, ["before\n"])
         errors = [m for m in outputs if m["msg_type"] == "error"]

@@ -403,22 +403,17 @@ struct CellError {
 
 impl CellError {
     fn from_run(error: &RunError) -> CellError {
+        let ename = error.kind_name().to_string();
+        let traceback = error.to_string().lines().map(str::to_string).collect();
         match error {
             RunError::Parse { error, .. } => CellError {
-                ename: "ParseError".into(),
+                ename,
                 evalue: format!("line {}:{}: expected {}", error.line, error.col, error.expected),
-                traceback: error.to_string().lines().map(str::to_string).collect(),
+                traceback,
             },
-            RunError::Internal { error, .. } => CellError {
-                ename: "InternalError".into(),
-                evalue: error.message.clone(),
-                traceback: error.to_string().lines().map(str::to_string).collect(),
-            },
-            RunError::Statement { error, .. } => CellError {
-                ename: "StatementError".into(),
-                evalue: error.message.clone(),
-                traceback: error.to_string().lines().map(str::to_string).collect(),
-            },
+            RunError::Statement { error, .. } | RunError::Internal { error, .. } => {
+                CellError { ename, evalue: error.message.clone(), traceback }
+            }
         }
     }
 
@@ -617,7 +612,7 @@ mod tests {
         let (events, result) = run(&mut session, "print \"a\"\ninfo\nprint \"b\"", &flag);
         assert_eq!(events, vec![Event::Text("a".into())]);
         let error = result.unwrap_err();
-        assert_eq!(error.ename, "StatementError");
+        assert_eq!(error.ename, "UsageError", "info before load: the statement cannot run yet");
         assert!(error.evalue.contains("load mnist"), "{}", error.evalue);
         assert!(error.traceback[0].contains("info"), "{:?}", error.traceback);
     }
