@@ -3,28 +3,8 @@
 //! the parser, and feeds `help`, completion and hints, the kernel's inspect, and the README's
 //! statement reference.
 
-use super::parser::Parse;
-use super::ranges::NumRange;
+pub use super::definition::StatementDoc;
 use super::statements::{data, general, training, tuning};
-
-/// One statement: its documentation and its parser.
-#[derive(Debug, Clone, Copy)]
-pub struct StatementDoc {
-    /// The leading keyword.
-    pub keyword: &'static str,
-    /// The full form, e.g. `split 70/15/15 [seed S]`; one line per form.
-    pub synopsis: &'static [&'static str],
-    /// One sentence on what it does.
-    pub summary: &'static str,
-    /// Words that may follow the keyword (for completion).
-    pub words: &'static [&'static str],
-    /// The range of each number the statement takes (the parser enforces them).
-    pub numbers: &'static [&'static NumRange],
-    /// One example line.
-    pub example: &'static str,
-    /// Parses what follows the keyword.
-    pub(crate) parse: Parse,
-}
 
 /// Every statement of the language, in the order `help` lists them. The parser knows a
 /// statement only through this table, so none can exist without its docs and completion words.
@@ -104,4 +84,29 @@ pub fn numbers_sentence(doc: &StatementDoc) -> String {
     }
     let parts: Vec<String> = doc.numbers.iter().map(|r| format!("{} {} ({})", r.name, r.bounds(), r.what)).collect();
     format!(" Ranges: {}.", parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lang::parse_line;
+
+    #[test]
+    fn every_statement_is_defined_once_and_parses_its_example() {
+        for (i, doc) in STATEMENTS.iter().enumerate() {
+            assert!(STATEMENTS[..i].iter().all(|d| d.keyword != doc.keyword), "`{}` is defined twice", doc.keyword);
+            let parsed = parse_line(doc.example, 1).unwrap_or_else(|e| panic!("{}: {e}", doc.example));
+            assert!(parsed.is_some(), "{}", doc.example);
+            assert_eq!(doc.example.split_whitespace().next(), Some(doc.keyword), "the example of `{}`", doc.keyword);
+            assert!(!doc.synopsis.is_empty() && !doc.summary.is_empty(), "`{}` is documented", doc.keyword);
+            assert!(doc.synopsis.iter().all(|s| s.starts_with(doc.keyword)), "the forms of `{}`", doc.keyword);
+        }
+    }
+
+    #[test]
+    fn a_keyword_outside_the_table_is_no_statement() {
+        let error = parse_line("train 3", 1).unwrap_err();
+        assert!(error.expected.contains("a statement, not `train`"), "{error}");
+        assert_eq!(lookup("train").map(|d| d.keyword), None);
+    }
 }

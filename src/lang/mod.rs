@@ -2,7 +2,9 @@
 //! statement's docs, completion words and parse function together).
 
 pub mod ast;
+mod combinators;
 pub mod complete;
+mod definition;
 pub mod docs;
 pub mod parser;
 pub mod ranges;

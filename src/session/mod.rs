@@ -1,12 +1,15 @@
 //! The interpreter: runs statements against the session's state and emits [`Event`]s.
 //!
 //! `mod.rs` holds the state and the dispatch; the arms live in [`prepare`] (data statements),
-//! [`train`] (model statements) and [`finetune`] (freezing, heads, LoRA, run comparison).
+//! [`train`] (model statements), [`finetune`] (freezing, heads, LoRA) and [`runs`] (the record
+//! of training runs, `compare`); [`classes`] maps the data's classes to the model's outputs.
 
+mod classes;
 mod error;
 mod event;
 mod finetune;
 mod prepare;
+mod runs;
 mod train;
 
 use std::fmt;

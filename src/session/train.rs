@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use candle_core::Device;
 
-use super::finetune::{data_name, label_map, present_classes, tuning, RunRecord};
+use super::classes::{label_map, present_classes};
+use super::runs::{data_name, tuning, RunRecord};
 use super::{Event, Image, Progress, Session, SessionError, Table};
 use crate::data::{PixelScaling, Split, SplitKind};
 use crate::lang::{self, DeviceKind, ModelChoice, OptimizerSpec, PlotKind};
@@ -271,7 +272,7 @@ impl Session {
         }
         let dataset = self.dataset.as_ref().ok_or("fit needs data: run `load mnist` first")?;
         let state = self.training.model.as_ref().ok_or("fit needs a model: run e.g. `model seed-cnn` first")?;
-        let labels = label_map(state, dataset)?;
+        let labels = label_map(&state.classes, dataset)?;
         Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), self.training.batch)?;
         let train =
             dataset.split(SplitKind::Train).filter(|s| !s.is_empty()).ok_or("fit needs a non-empty train split")?;
@@ -383,7 +384,7 @@ impl Session {
     fn evaluate_split(&self, kind: SplitKind) -> Result<(Evaluation, &Split), SessionError> {
         let dataset = self.dataset.as_ref().ok_or("evaluate needs data: run `load mnist` first")?;
         let state = self.model_for("evaluate")?;
-        let labels = label_map(state, dataset)?;
+        let labels = label_map(&state.classes, dataset)?;
         let split = dataset
             .split(kind)
             .filter(|s| !s.is_empty())
@@ -466,7 +467,7 @@ impl Session {
     pub(super) fn show_mistakes(&mut self, count: usize, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let dataset = self.dataset.as_ref().ok_or("show mistakes needs data: run `load mnist` first")?;
         let state = self.model_for("show mistakes")?;
-        let labels = label_map(state, dataset)?;
+        let labels = label_map(&state.classes, dataset)?;
         let test = dataset.split(SplitKind::Test).filter(|s| !s.is_empty()).ok_or("there is no test split")?;
         let (net, scaling) = (&state.net, dataset.scaling);
         let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &test.pixels, scaling))?;
@@ -537,7 +538,7 @@ impl Session {
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         let state = ModelState::new(net, meta.classes, Some(meta.scaling), name);
         if let Some(d) = &self.dataset {
-            if let Err(e) = label_map(&state, d) {
+            if let Err(e) = label_map(&state.classes, d) {
                 out(Event::Warning(format!("fit and evaluate will refuse this data: {e}")));
             }
         }

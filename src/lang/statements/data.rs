@@ -14,8 +14,8 @@ use crate::data::fetch::Named;
 use crate::data::saved::SaveFormat;
 use crate::data::PixelScaling;
 use crate::lang::ast::*;
-use crate::lang::docs::StatementDoc;
-use crate::lang::parser::*;
+use crate::lang::combinators::*;
+use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self};
 
 /// The `load` statement.

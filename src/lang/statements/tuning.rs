@@ -7,8 +7,8 @@ use nom::combinator::{map, opt};
 use nom::sequence::{preceded, tuple};
 
 use crate::lang::ast::*;
-use crate::lang::docs::StatementDoc;
-use crate::lang::parser::*;
+use crate::lang::combinators::*;
+use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self};
 
 /// The `freeze` statement.
