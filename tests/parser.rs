@@ -6,7 +6,7 @@ use mnistlab::data::augment::{FlipAxis, Interpolation, Op};
 use mnistlab::data::fetch::Named;
 use mnistlab::data::saved::SaveFormat;
 use mnistlab::data::{PixelScaling, SplitKind};
-use mnistlab::lang::docs::STATEMENTS;
+use mnistlab::lang::docs::statements;
 use mnistlab::lang::*;
 use mnistlab::model::{Layer, Optimizer, Schedule};
 
@@ -98,7 +98,7 @@ fn comments_blank_lines_and_spans() {
 
 #[test]
 fn every_documented_example_parses() {
-    for doc in STATEMENTS {
+    for doc in statements() {
         let st = parse_line(doc.example, 1).unwrap_or_else(|e| panic!("example of {}:\n{e}", doc.keyword));
         assert!(st.is_some(), "{}", doc.keyword);
         assert!(doc.example.starts_with(doc.keyword));

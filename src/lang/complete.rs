@@ -1,7 +1,7 @@
 //! Completion: the words that may be typed at a cursor, shared by the REPL and the Jupyter
 //! kernel. Built from the docs table and checked against the parser.
 //!
-//! Each statement's forms in [`docs::STATEMENTS`] (`load mnist|fashion-mnist [from PATH]`, …)
+//! Each statement's forms in [`docs::statements`] (`load mnist|fashion-mnist [from PATH]`, …)
 //! are read as a small grammar: lowercase words are literals, `a|b` alternatives, `[…]`
 //! optional, `X...` repeated, ` | ` between words a list of operations given one or more times
 //! (options after the last one apply to the whole list), and words with capitals placeholders.
@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn every_docs_word_is_offered_somewhere() {
         // Each statement's completion words are offered within four words of the keyword.
-        for doc in docs::STATEMENTS {
+        for doc in docs::statements() {
             let mut offered = std::collections::BTreeSet::new();
             let mut frontier = vec![format!("{} ", doc.keyword)];
             for _ in 0..4 {
@@ -487,7 +487,7 @@ mod tests {
     fn keywords_at_the_start() {
         assert_eq!(words("lo"), vec!["load", "loss"]);
         assert_eq!(words("info\nsp"), vec!["split"]);
-        assert_eq!(words("").len(), docs::STATEMENTS.len());
+        assert_eq!(words("").len(), docs::statements().count());
         assert!(words("xyz").is_empty());
         // Leading whitespace of any kind is indentation, as in the parser.
         let c = complete("\u{3000}\tlo");

@@ -1,5 +1,5 @@
 //! What defines a statement: its keyword, forms, docs, completion words, number ranges and
-//! parse function, in one value ([`StatementDoc`]); the table of them is [`super::docs::STATEMENTS`].
+//! parse function, in one value ([`StatementDoc`]); the table of them is [`super::docs::statements`].
 
 use super::combinators::Parse;
 use super::ranges::NumRange;

@@ -1,65 +1,35 @@
 //! The one table of statements: each statement's keyword, forms, docs, completion words,
-//! number ranges and parse function (defined together in [`super::statements`]). It drives
+//! number ranges and parse function (defined together in `lang/statements/`). It drives
 //! the parser, and feeds `help`, completion and hints, the kernel's inspect, and the README's
 //! statement reference.
 
 pub use super::definition::StatementDoc;
 use super::statements::{data, general, training, tuning};
 
-/// Every statement of the language, in the order `help` lists them. The parser knows a
-/// statement only through this table, so none can exist without its docs and completion words.
-pub const STATEMENTS: &[StatementDoc] = &[
-    data::LOAD,
-    data::INFO,
-    data::SHOW,
-    data::NORMALIZE,
-    data::STANDARDIZE,
-    data::ONEHOT,
-    data::SPLIT,
-    data::FILTER,
-    data::SUBSET,
-    data::SAVE,
-    general::SEED,
-    general::HELP,
-    general::RUN,
-    general::PRINT,
-    data::AUGMENT,
-    data::EXPAND,
-    training::MODEL,
-    training::SUMMARY,
-    training::OPTIMIZER,
-    training::SCHEDULE,
-    training::BATCH,
-    training::MEMORY,
-    training::LOSS,
-    training::FIT,
-    training::EVALUATE,
-    training::PLOT,
-    training::PREDICT,
-    tuning::FREEZE,
-    tuning::UNFREEZE,
-    tuning::HEAD,
-    tuning::ADAPT,
-    tuning::MERGE,
-    tuning::COMPARE,
-    training::DEVICE,
-    training::THREADS,
-];
+/// The statement groups, in the order `help` lists them; each group's file defines its
+/// statements and their list. The parser knows a statement only through these lists, so none
+/// can exist without its docs and completion words.
+const GROUPS: &[&[StatementDoc]] = &[data::STATEMENTS, general::STATEMENTS, training::STATEMENTS, tuning::STATEMENTS];
+
+/// Every statement of the language, in the order `help` lists them.
+pub fn statements() -> impl Iterator<Item = &'static StatementDoc> {
+    GROUPS.iter().flat_map(|group| group.iter())
+}
 
 /// The documentation of `keyword`, if it is a statement.
 pub fn lookup(keyword: &str) -> Option<&'static StatementDoc> {
-    STATEMENTS.iter().find(|doc| doc.keyword == keyword)
+    statements().find(|doc| doc.keyword == keyword)
 }
 
 /// Every statement keyword.
 pub fn keywords() -> impl Iterator<Item = &'static str> {
-    STATEMENTS.iter().map(|doc| doc.keyword)
+    statements().map(|doc| doc.keyword)
 }
 
 /// The statement reference as Markdown, as it stands in the README.
 pub fn markdown_reference() -> String {
     let mut out = String::from("| statement | what it does |\n|---|---|\n");
-    for doc in STATEMENTS {
+    for doc in statements() {
         let forms: Vec<String> = doc.synopsis.iter().map(|s| format!("`{}`", s.replace('|', "\\|"))).collect();
         out.push_str(&format!("| {} | {}{} |\n", forms.join("<br>"), doc.summary, numbers_sentence(doc)));
     }
@@ -93,8 +63,9 @@ mod tests {
 
     #[test]
     fn every_statement_is_defined_once_and_parses_its_example() {
-        for (i, doc) in STATEMENTS.iter().enumerate() {
-            assert!(STATEMENTS[..i].iter().all(|d| d.keyword != doc.keyword), "`{}` is defined twice", doc.keyword);
+        let all: Vec<&StatementDoc> = statements().collect();
+        for (i, doc) in all.iter().enumerate() {
+            assert!(all[..i].iter().all(|d| d.keyword != doc.keyword), "`{}` is defined twice", doc.keyword);
             let parsed = parse_line(doc.example, 1).unwrap_or_else(|e| panic!("{}: {e}", doc.example));
             assert!(parsed.is_some(), "{}", doc.example);
             assert_eq!(doc.example.split_whitespace().next(), Some(doc.keyword), "the example of `{}`", doc.keyword);

@@ -378,7 +378,7 @@ pub(super) fn help(topic: Option<&str>, out: &mut dyn FnMut(Event)) -> Result<()
     match topic {
         None => {
             let mut table = Table::new(Some("statements (`help NAME` for one)".into()), &["statement", "what it does"]);
-            for doc in docs::STATEMENTS {
+            for doc in docs::statements() {
                 table.row(vec![doc.synopsis[0].to_string(), doc.summary.to_string()]);
             }
             out(Event::Table(table));

@@ -18,8 +18,12 @@ use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self};
 
+/// The statements of this group, in the order `help` lists them.
+pub(crate) const STATEMENTS: &[StatementDoc] =
+    &[LOAD, INFO, SHOW, NORMALIZE, STANDARDIZE, ONEHOT, SPLIT, FILTER, SUBSET, SAVE, AUGMENT, EXPAND];
+
 /// The `load` statement.
-pub(crate) const LOAD: StatementDoc = StatementDoc {
+const LOAD: StatementDoc = StatementDoc {
     keyword: "load",
     synopsis: &[
         "load mnist|fashion-mnist [from PATH]",
@@ -76,7 +80,7 @@ fn load(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `info` statement.
-pub(crate) const INFO: StatementDoc = StatementDoc {
+const INFO: StatementDoc = StatementDoc {
     keyword: "info",
     synopsis: &["info"],
     summary: "Per split: count, shape, dtype, class histogram and pixel min/max/mean/std (after normalization).",
@@ -91,7 +95,7 @@ fn info(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `show` statement.
-pub(crate) const SHOW: StatementDoc = StatementDoc {
+const SHOW: StatementDoc = StatementDoc {
     keyword: "show",
     synopsis: &["show samples N [SPLIT] [class K]", "show mistakes N"],
     summary: "Draw a grid of N images with their labels, from a split (default train) and optionally one class; or the N test images the model gets most wrong, with true and predicted labels.",
@@ -113,7 +117,7 @@ fn show(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `normalize` statement.
-pub(crate) const NORMALIZE: StatementDoc = StatementDoc {
+const NORMALIZE: StatementDoc = StatementDoc {
     keyword: "normalize",
     synopsis: &["normalize", "normalize -1..1"],
     summary: "Scale pixels to [0, 1] (or [-1, 1]); images stay bytes in memory and are scaled when a batch is made.",
@@ -130,7 +134,7 @@ fn normalize(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `standardize` statement.
-pub(crate) const STANDARDIZE: StatementDoc = StatementDoc {
+const STANDARDIZE: StatementDoc = StatementDoc {
     keyword: "standardize",
     synopsis: &["standardize"],
     summary:
@@ -146,7 +150,7 @@ fn standardize(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `onehot` statement.
-pub(crate) const ONEHOT: StatementDoc = StatementDoc {
+const ONEHOT: StatementDoc = StatementDoc {
     keyword: "onehot",
     synopsis: &["onehot"],
     summary: "Mark labels one-hot for saving: `save ... as npz` then writes each split's labels as an N×classes 0/1 array (which `load` reads back), and the manifest records it; IDX, CSV and PNG keep one class number per image, as their formats do. Training is the same either way: cross-entropy on class numbers equals cross-entropy on one-hot targets.",
@@ -161,7 +165,7 @@ fn onehot(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `split` statement.
-pub(crate) const SPLIT: StatementDoc = StatementDoc {
+const SPLIT: StatementDoc = StatementDoc {
     keyword: "split",
     synopsis: &["split TRAIN/VAL/TEST [seed S]", "split val PERCENT [seed S]"],
     summary: "Stratified split: pool every loaded image and divide it by percentages (the article's 70/15/15), or keep the official test set and carve a validation share from train. Prints each split's class balance and the images that fall in two splits.",
@@ -192,7 +196,7 @@ fn split(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `filter` statement.
-pub(crate) const FILTER: StatementDoc = StatementDoc {
+const FILTER: StatementDoc = StatementDoc {
     keyword: "filter",
     synopsis: &["filter classes A-B", "filter classes A,B,C"],
     summary: "Keep only the images of these classes, in every split; classes keep their names.",
@@ -231,7 +235,7 @@ fn class_list(input: &str) -> Res<'_, Vec<u32>> {
 }
 
 /// The `subset` statement.
-pub(crate) const SUBSET: StatementDoc = StatementDoc {
+const SUBSET: StatementDoc = StatementDoc {
     keyword: "subset",
     synopsis: &["subset N per class [seed S]"],
     summary: "Keep N random images of each class in the train split (few-shot and fine-tuning lessons).",
@@ -250,7 +254,7 @@ fn subset(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `save` statement.
-pub(crate) const SAVE: StatementDoc = StatementDoc {
+const SAVE: StatementDoc = StatementDoc {
     keyword: "save",
     synopsis: &["save DIR [as idx|npz|csv|png]", "save model PATH"],
     summary: "Write every split and a manifest.json (source and checksums, the statements that produced it, seed, class counts, normalization, SHA-256 of every file) atomically into DIR; or save the model (safetensors with its spec, classes and normalization).",
@@ -277,7 +281,7 @@ fn save(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `augment` statement.
-pub(crate) const AUGMENT: StatementDoc = StatementDoc {
+const AUGMENT: StatementDoc = StatementDoc {
     keyword: "augment",
     synopsis: &[
         "augment rotate DEG | shift FRAC|Npx | scale A..B | shear DEG | crop PAD | flip h|v | elastic ALPHA SIGMA | noise STD | erase P  [force] [nearest]",
@@ -374,7 +378,7 @@ fn shift(r: &str) -> Res<'_, Op> {
 }
 
 /// The `expand` statement.
-pub(crate) const EXPAND: StatementDoc = StatementDoc {
+const EXPAND: StatementDoc = StatementDoc {
     keyword: "expand",
     synopsis: &["expand Nx"],
     summary:

@@ -10,8 +10,11 @@ use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self};
 
+/// The statements of this group, in the order `help` lists them.
+pub(crate) const STATEMENTS: &[StatementDoc] = &[SEED, HELP, RUN, PRINT];
+
 /// The `seed` statement.
-pub(crate) const SEED: StatementDoc = StatementDoc {
+const SEED: StatementDoc = StatementDoc {
     keyword: "seed",
     synopsis: &["seed S"],
     summary: "Set the session's random seed, used by every later statement that takes no seed of its own.",
@@ -26,7 +29,7 @@ fn seed(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `help` statement.
-pub(crate) const HELP: StatementDoc = StatementDoc {
+const HELP: StatementDoc = StatementDoc {
     keyword: "help",
     synopsis: &["help [STATEMENT]"],
     summary: "List the statements, or show one statement's forms and an example.",
@@ -41,7 +44,7 @@ fn help(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `run` statement.
-pub(crate) const RUN: StatementDoc = StatementDoc {
+const RUN: StatementDoc = StatementDoc {
     keyword: "run",
     synopsis: &["run FILE"],
     summary: "Run the statements of a .lab script in this session; stops at the first error.",
@@ -56,7 +59,7 @@ fn run(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `print` statement.
-pub(crate) const PRINT: StatementDoc = StatementDoc {
+const PRINT: StatementDoc = StatementDoc {
     keyword: "print",
     synopsis: &["print \"TEXT\""],
     summary: "Write the text to the output.",

@@ -12,8 +12,12 @@ use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self, NumRange};
 use crate::model::{Layer, Optimizer, Schedule};
 
+/// The statements of this group, in the order `help` lists them.
+pub(crate) const STATEMENTS: &[StatementDoc] =
+    &[MODEL, SUMMARY, OPTIMIZER, SCHEDULE, BATCH, MEMORY, LOSS, FIT, EVALUATE, PLOT, PREDICT, DEVICE, THREADS];
+
 /// The `model` statement.
-pub(crate) const MODEL: StatementDoc = StatementDoc {
+const MODEL: StatementDoc = StatementDoc {
     keyword: "model",
     synopsis: &["model LAYER...", "model seed-small|seed-cnn|lenet5|strong"],
     summary: "Build a network: convN (3×3, ReLU; convNk5 for 5×5; `same` after it pads), pool, avgpool, bn, dropout P, denseN (ReLU), gap; flatten is implied before the first dense and the output layer follows from the classes. Presets: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong.",
@@ -106,7 +110,7 @@ fn layer(input: &str) -> Res<'_, Layer> {
 }
 
 /// The `summary` statement.
-pub(crate) const SUMMARY: StatementDoc = StatementDoc {
+const SUMMARY: StatementDoc = StatementDoc {
     keyword: "summary",
     synopsis: &["summary"],
     summary: "Keras-style table of the model: layer number, layer, output shape, parameters, whether they train (frozen layers say no; LoRA adapters are counted on their layer), and the trainable and non-trainable totals.",
@@ -121,7 +125,7 @@ fn summary(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `optimizer` statement.
-pub(crate) const OPTIMIZER: StatementDoc = StatementDoc {
+const OPTIMIZER: StatementDoc = StatementDoc {
     keyword: "optimizer",
     synopsis: &["optimizer adam|adamw|sgd [lr X] [momentum M] [decay W] [body X]"],
     summary: "Choose the optimizer (default adam lr 0.001); `body` sets a separate learning rate for every layer before the output layer (two parameter groups, each with its own optimizer state, both following the schedule).",
@@ -172,7 +176,7 @@ fn optimizer(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `schedule` statement.
-pub(crate) const SCHEDULE: StatementDoc = StatementDoc {
+const SCHEDULE: StatementDoc = StatementDoc {
     keyword: "schedule",
     synopsis: &["schedule constant|onecycle|cosine", "schedule step [every N] [factor F]"],
     summary: "Learning-rate schedule over the epochs of `fit` (default constant); `step` multiplies the rate by F every N epochs (default every 3 by 0.5).",
@@ -199,7 +203,7 @@ fn schedule(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `batch` statement.
-pub(crate) const BATCH: StatementDoc = StatementDoc {
+const BATCH: StatementDoc = StatementDoc {
     keyword: "batch",
     synopsis: &["batch N"],
     summary: "Batch size of `fit` and `evaluate` (default 32, like Keras).",
@@ -214,7 +218,7 @@ fn batch(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `memory` statement.
-pub(crate) const MEMORY: StatementDoc = StatementDoc {
+const MEMORY: StatementDoc = StatementDoc {
     keyword: "memory",
     synopsis: &["memory", "memory SIZE"],
     summary: "Show or set the memory budget (`4G`, `512M`): statements whose memory grows with a number you typed (model sizes, `batch`, `expand`, image grids, files read) check it first and refuse what would not fit. It starts as MNISTLAB_MEMORY, else three quarters of the memory available, and is never more than the machine's memory.",
@@ -237,7 +241,7 @@ fn memory(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `loss` statement.
-pub(crate) const LOSS: StatementDoc = StatementDoc {
+const LOSS: StatementDoc = StatementDoc {
     keyword: "loss",
     synopsis: &["loss crossentropy [smoothing S]"],
     summary: "Cross-entropy loss, optionally with label smoothing.",
@@ -254,7 +258,7 @@ fn loss(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `fit` statement.
-pub(crate) const FIT: StatementDoc = StatementDoc {
+const FIT: StatementDoc = StatementDoc {
     keyword: "fit",
     synopsis: &["fit N [patience P]"],
     summary: "Train for N epochs: shuffled batches, online augmentation of train only, a Keras-style line per epoch, the best validation epoch's weights kept and restored, early stopping after P epochs without improvement. Ctrl-C stops after the current batch.",
@@ -271,7 +275,7 @@ fn fit(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `evaluate` statement.
-pub(crate) const EVALUATE: StatementDoc = StatementDoc {
+const EVALUATE: StatementDoc = StatementDoc {
     keyword: "evaluate",
     synopsis: &["evaluate [test|val|train]"],
     summary: "Loss, accuracy and per-class accuracy of the model on a split (default test).",
@@ -287,7 +291,7 @@ fn evaluate(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `plot` statement.
-pub(crate) const PLOT: StatementDoc = StatementDoc {
+const PLOT: StatementDoc = StatementDoc {
     keyword: "plot",
     synopsis: &["plot history|confusion"],
     summary: "Plot accuracy/val_accuracy and loss/val_loss per epoch (the article's figure), or the confusion matrix of the last evaluation.",
@@ -303,7 +307,7 @@ fn plot(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `predict` statement.
-pub(crate) const PREDICT: StatementDoc = StatementDoc {
+const PREDICT: StatementDoc = StatementDoc {
     keyword: "predict",
     synopsis: &["predict PATH"],
     summary: "Classify a picture of a digit (PNG/JPEG) or a folder of them, after MNIST-style preprocessing; prints the top 3 classes with probabilities.",
@@ -318,7 +322,7 @@ fn predict(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `device` statement.
-pub(crate) const DEVICE: StatementDoc = StatementDoc {
+const DEVICE: StatementDoc = StatementDoc {
     keyword: "device",
     synopsis: &["device cpu|cuda"],
     summary: "Where the model computes (cuda needs a build with `--features cuda`).",
@@ -334,7 +338,7 @@ fn device(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `threads` statement.
-pub(crate) const THREADS: StatementDoc = StatementDoc {
+const THREADS: StatementDoc = StatementDoc {
     keyword: "threads",
     synopsis: &["threads N"],
     summary: "Worker threads for training and augmentation.",

@@ -11,8 +11,11 @@ use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self};
 
+/// The statements of this group, in the order `help` lists them.
+pub(crate) const STATEMENTS: &[StatementDoc] = &[FREEZE, UNFREEZE, HEAD, ADAPT, MERGE, COMPARE];
+
 /// The `freeze` statement.
-pub(crate) const FREEZE: StatementDoc = StatementDoc {
+const FREEZE: StatementDoc = StatementDoc {
     keyword: "freeze",
     synopsis: &["freeze conv", "freeze N[..M]", "freeze all but head"],
     summary: "Stop training some layers: every convolution and its batch norms, layers N..M as `summary` numbers them, or all but the output layer. Frozen parameters get no gradient and no optimizer state; frozen batch norms run in inference mode. `save model` records them.",
@@ -49,7 +52,7 @@ fn layer_selection(input: &str) -> Res<'_, LayerSelection> {
 }
 
 /// The `unfreeze` statement.
-pub(crate) const UNFREEZE: StatementDoc = StatementDoc {
+const UNFREEZE: StatementDoc = StatementDoc {
     keyword: "unfreeze",
     synopsis: &["unfreeze [all]", "unfreeze conv|N[..M]|all but head"],
     summary: "Train frozen layers again: all of them, or those named as in `freeze`.",
@@ -65,7 +68,7 @@ fn unfreeze(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `head` statement.
-pub(crate) const HEAD: StatementDoc = StatementDoc {
+const HEAD: StatementDoc = StatementDoc {
     keyword: "head",
     synopsis: &["head N"],
     summary: "Replace the output layer with a fresh one (Glorot, from the seed) for N classes, keeping every other layer: output k stands for the k-th class present in the data (after `filter classes 5-9`, outputs 0..4 are the classes 5..9, and predictions say 7, not 2).",
@@ -80,7 +83,7 @@ fn head(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `adapt` statement.
-pub(crate) const ADAPT: StatementDoc = StatementDoc {
+const ADAPT: StatementDoc = StatementDoc {
     keyword: "adapt",
     synopsis: &["adapt lora rank R [alpha A]"],
     summary: "Add LoRA adapters (Hu et al. 2021) to the hidden dense layers: W·x + (alpha/R)·B·A·x with A Kaiming-uniform and B zero (alpha defaults to R). The body's own weights are frozen while adapters exist; the adapters and the output layer train. `save model` keeps them.",
@@ -99,7 +102,7 @@ fn adapt(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `merge` statement.
-pub(crate) const MERGE: StatementDoc = StatementDoc {
+const MERGE: StatementDoc = StatementDoc {
     keyword: "merge",
     synopsis: &["merge"],
     summary: "Fold the LoRA adapters into their layers' weights (W + (alpha/R)·B·A) and remove them.",
@@ -114,7 +117,7 @@ fn merge(input: &str) -> Res<'_, StatementKind> {
 }
 
 /// The `compare` statement.
-pub(crate) const COMPARE: StatementDoc = StatementDoc {
+const COMPARE: StatementDoc = StatementDoc {
     keyword: "compare",
     synopsis: &["compare"],
     summary: "Table of this session's training runs: model, data, what was frozen or adapted, trainable parameters, epochs, seconds, best validation and test accuracy (the test split is evaluated at the end of each `fit`); runs that differ only by seed are also summarized as mean (min–max).",
