@@ -190,6 +190,11 @@ impl<'a> Images<'a> {
         let len = self.image_len();
         &self.pixels[i * len..(i + 1) * len]
     }
+
+    /// Image `i` alone, as a view of one image.
+    pub fn single(&self, i: usize) -> Images<'a> {
+        Images { pixels: self.image(i), ..*self }
+    }
 }
 
 /// Where the data came from: a description and the SHA-256 of each source file.

@@ -221,7 +221,7 @@ impl Session {
         let mut augmented = vec![0u8; count * image_len];
         augmentation
             .pipeline
-            .augment_batch(&split.pixels, &indices, dataset.rows, dataset.cols, seed, 0, &mut augmented)
+            .augment_batch(dataset.images(split), &indices, augment::Key::new(seed, 0), &mut augmented)
             .map_err(|e| e.to_string())?;
         let mut images: Vec<&[u8]> = Vec::with_capacity(2 * count);
         let mut captions = Vec::with_capacity(2 * count);
