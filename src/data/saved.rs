@@ -378,16 +378,44 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Manifest> {
 /// then restores the dataset exactly as it was saved.
 pub fn load_saved(dir: &Path) -> Result<Dataset> {
     let manifest = read_manifest(dir)?;
+    let contents = read_listed_files(dir, &manifest)?;
     let manifest_path = dir.join(MANIFEST);
     let bad = |message: String| DataError::format(&manifest_path, message);
+    if manifest.rows.checked_mul(manifest.cols).is_none() {
+        return Err(bad(format!("claims {}×{} images: more pixels than 64 bits count", manifest.rows, manifest.cols)));
+    }
+    let mut dataset = Dataset::new(&manifest.dataset, manifest.classes.clone(), manifest.rows, manifest.cols);
+    dataset.scaling = manifest.scaling;
+    dataset.onehot = manifest.onehot;
+    dataset.provenance = manifest.source.clone();
+    dataset.splits = read_splits(dir, &manifest, &contents)?;
+    for (kind, summary) in &manifest.splits {
+        let count = dataset.splits.get(kind).map_or(0, Split::len);
+        if count != summary.count {
+            return Err(bad(format!("says the {kind} split has {} images; its files hold {count}", summary.count)));
+        }
+    }
+    if let Some(kind) = dataset.splits.keys().find(|k| !manifest.splits.contains_key(k)) {
+        return Err(bad(format!("does not list the {kind} split found in the data files")));
+    }
+    dataset.validate().map_err(|m| DataError::format(dir, m))?;
+    Ok(dataset)
+}
+
+/// Reads every file the manifest lists (in parallel: a PNG save has one file per image) and
+/// checks it against its SHA-256; refuses a listed path that leaves the folder. Keyed by the
+/// path as listed.
+fn read_listed_files<'m>(dir: &Path, manifest: &'m Manifest) -> Result<BTreeMap<&'m str, Vec<u8>>> {
     for rel in manifest.files.keys() {
         let safe = Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)));
         if !safe {
-            return Err(bad(format!("lists the file {rel:?}, which is outside the folder")));
+            return Err(DataError::format(
+                &dir.join(MANIFEST),
+                format!("lists the file {rel:?}, which is outside the folder"),
+            ));
         }
     }
-    // Read and verify every listed file (in parallel: a PNG save has one file per image).
-    let contents: BTreeMap<&str, Vec<u8>> = manifest
+    manifest
         .files
         .par_iter()
         .map(|(rel, expected)| {
@@ -407,20 +435,22 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
             }
             Ok((rel.as_str(), bytes))
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+/// Parses the verified `contents` of a saved folder into its splits, per the manifest's format.
+fn read_splits(
+    dir: &Path,
+    manifest: &Manifest,
+    contents: &BTreeMap<&str, Vec<u8>>,
+) -> Result<BTreeMap<SplitKind, Split>> {
     let file = |rel: String| -> Result<(PathBuf, &Vec<u8>)> {
-        let bytes = contents.get(rel.as_str()).ok_or_else(|| bad(format!("does not list {rel}")))?;
+        let bytes = contents
+            .get(rel.as_str())
+            .ok_or_else(|| DataError::format(&dir.join(MANIFEST), format!("does not list {rel}")))?;
         Ok((dir.join(&rel), bytes))
     };
-
-    if manifest.rows.checked_mul(manifest.cols).is_none() {
-        return Err(bad(format!("claims {}×{} images: more pixels than 64 bits count", manifest.rows, manifest.cols)));
-    }
-    let mut dataset = Dataset::new(&manifest.dataset, manifest.classes.clone(), manifest.rows, manifest.cols);
-    dataset.scaling = manifest.scaling;
-    dataset.onehot = manifest.onehot;
-    dataset.provenance = manifest.source.clone();
-    let image_len = dataset.image_len();
+    let mut splits = BTreeMap::new();
     match manifest.format {
         SaveFormat::Idx => {
             for &kind in manifest.splits.keys() {
@@ -435,7 +465,7 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
                         format!("holds {rows}×{cols} images; {MANIFEST} says {}×{}", manifest.rows, manifest.cols),
                     ));
                 }
-                dataset.splits.insert(kind, Split { pixels: images.data, labels: labels.data });
+                splits.insert(kind, Split { pixels: images.data, labels: labels.data });
             }
         }
         SaveFormat::Npz => {
@@ -452,33 +482,22 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
                     ),
                 ));
             }
-            dataset.splits = loaded.splits;
+            splits = loaded.splits;
         }
         SaveFormat::Csv => {
             for &kind in manifest.splits.keys() {
                 let (path, bytes) = file(format!("{kind}.csv"))?;
-                let split = csv::parse_csv(&path, bytes, manifest.classes.len(), image_len)?;
-                dataset.splits.insert(kind, split);
+                let split = csv::parse_csv(&path, bytes, manifest.classes.len(), manifest.rows * manifest.cols)?;
+                splits.insert(kind, split);
             }
         }
         SaveFormat::Png => {
             for (&kind, summary) in &manifest.splits {
-                dataset.splits.insert(kind, load_pngs(dir, kind, summary.count, &manifest, &contents)?);
+                splits.insert(kind, load_pngs(dir, kind, summary.count, manifest, contents)?);
             }
         }
     }
-
-    for (kind, summary) in &manifest.splits {
-        let count = dataset.splits.get(kind).map_or(0, Split::len);
-        if count != summary.count {
-            return Err(bad(format!("says the {kind} split has {} images; its files hold {count}", summary.count)));
-        }
-    }
-    if let Some(kind) = dataset.splits.keys().find(|k| !manifest.splits.contains_key(k)) {
-        return Err(bad(format!("does not list the {kind} split found in the data files")));
-    }
-    dataset.validate().map_err(|m| DataError::format(dir, m))?;
-    Ok(dataset)
+    Ok(splits)
 }
 
 /// Rebuilds a split from its PNG files, each placed by the index in its file name.
