@@ -29,13 +29,37 @@ pub enum ShiftUnit {
     Pixels,
 }
 
-/// The axis a flip mirrors.
+/// The axis a flip mirrors, written `h` or `v` after `flip`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlipAxis {
-    /// Left-right mirror.
+    /// Left-right mirror (`h`).
     Horizontal,
-    /// Top-bottom mirror.
+    /// Top-bottom mirror (`v`).
     Vertical,
+}
+
+impl FlipAxis {
+    /// Both axes, horizontal first.
+    pub const ALL: [FlipAxis; 2] = [FlipAxis::Horizontal, FlipAxis::Vertical];
+
+    /// The letter written after `flip`: `h` or `v`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlipAxis::Horizontal => "h",
+            FlipAxis::Vertical => "v",
+        }
+    }
+
+    /// The axis of a letter written after `flip` (`h` or `v`); `None` for anything else.
+    pub fn from_name(name: &str) -> Option<FlipAxis> {
+        FlipAxis::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for FlipAxis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What an erased rectangle is filled with.
@@ -1354,6 +1378,17 @@ mod tests {
             .augment_batch_f32(Images::new(&src, 4, 4), &[0, 1], key, PixelScaling::Unit, &mut floats)
             .is_err());
         assert!(pipeline.augment_batch(Images::new(&src, 0, 4), &[], key, &mut []).is_err());
+    }
+
+    #[test]
+    fn flip_axes_are_h_and_v() {
+        assert_eq!(FlipAxis::ALL.map(FlipAxis::as_str), ["h", "v"]);
+        for axis in FlipAxis::ALL {
+            assert_eq!(FlipAxis::from_name(axis.as_str()), Some(axis));
+            assert_eq!(axis.to_string(), axis.as_str());
+        }
+        assert_eq!(FlipAxis::from_name("x"), None);
+        assert_eq!(FlipAxis::from_name("H"), None);
     }
 
     #[test]

@@ -24,11 +24,14 @@ use super::{csv, idx, npz};
 /// The name of the manifest inside a saved folder.
 pub const MANIFEST: &str = "manifest.json";
 
-/// The file format of a saved dataset folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The file format of a saved dataset folder, as written after `save DIR as`; IDX when none
+/// is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SaveFormat {
-    /// `{split}-images-idx3-ubyte.gz` and `{split}-labels-idx1-ubyte.gz`.
+    /// `{split}-images-idx3-ubyte.gz` and `{split}-labels-idx1-ubyte.gz`, gzip-compressed like
+    /// the official distribution.
+    #[default]
     Idx,
     /// One `dataset.npz` with `x_{split}` and `y_{split}` arrays.
     Npz,
@@ -39,6 +42,9 @@ pub enum SaveFormat {
 }
 
 impl SaveFormat {
+    /// Every format, in the order they are listed.
+    pub const ALL: [SaveFormat; 4] = [SaveFormat::Idx, SaveFormat::Npz, SaveFormat::Csv, SaveFormat::Png];
+
     /// The lowercase name, as written after `as`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +53,11 @@ impl SaveFormat {
             SaveFormat::Csv => "csv",
             SaveFormat::Png => "png",
         }
+    }
+
+    /// The format of a name as written after `as` (lowercase); `None` for anything else.
+    pub fn from_name(name: &str) -> Option<SaveFormat> {
+        SaveFormat::ALL.into_iter().find(|f| f.as_str() == name)
     }
 }
 
@@ -616,6 +627,22 @@ mod tests {
         out.retain(|f| f != MANIFEST);
         out.sort();
         out
+    }
+
+    #[test]
+    fn format_names() {
+        assert_eq!(SaveFormat::ALL, FORMATS);
+        assert_eq!(SaveFormat::ALL.map(SaveFormat::as_str), ["idx", "npz", "csv", "png"]);
+        for format in FORMATS {
+            assert_eq!(SaveFormat::from_name(format.as_str()), Some(format));
+            assert_eq!(format.to_string(), format.as_str());
+            let json = serde_json::to_string(&format).unwrap();
+            assert_eq!(json, format!("\"{format}\""), "the manifest spells it the same");
+        }
+        for other in ["IDX", "zip", "", "pngs"] {
+            assert_eq!(SaveFormat::from_name(other), None, "{other}");
+        }
+        assert_eq!(SaveFormat::default(), SaveFormat::Idx);
     }
 
     #[test]
