@@ -178,7 +178,6 @@ impl fmt::Display for UnknownDataset {
 
 impl std::error::Error for UnknownDataset {}
 
-
 /// The published checksum of a `.gz` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GzCheck {
@@ -409,9 +408,9 @@ enum DownloadError {
         /// The status line's text.
         text: String,
     },
-    /// No answer: name lookup, connection, TLS or timeout.
+    /// No answer: name lookup, connection, TLS or timeout (boxed: ureq's error is large).
     #[error(transparent)]
-    Transport(ureq::Transport),
+    Transport(Box<ureq::Transport>),
     /// The body could not be read to the end.
     #[error("read failed: {0}")]
     Read(std::io::Error),
@@ -434,7 +433,7 @@ impl DownloadError {
 fn download(agent: &ureq::Agent, url: &str, limit: u64) -> std::result::Result<Vec<u8>, DownloadError> {
     let response = agent.get(url).call().map_err(|e| match e {
         ureq::Error::Status(code, r) => DownloadError::Status { code, text: r.status_text().to_string() },
-        ureq::Error::Transport(t) => DownloadError::Transport(t),
+        ureq::Error::Transport(t) => DownloadError::Transport(Box::new(t)),
     })?;
     let mut body = Vec::new();
     response.into_reader().take(limit + 1).read_to_end(&mut body).map_err(DownloadError::Read)?;
