@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use mnistlab::data::augment::{Op, Pipeline};
+use mnistlab::data::augment::{Key, Op, Pipeline};
 use mnistlab::data::idx;
-use mnistlab::data::PixelScaling;
+use mnistlab::data::{Images, PixelScaling};
 
 const SEED: u64 = 2024;
 
@@ -124,17 +124,17 @@ fn main() {
     let mut epoch = 0;
     let mut run_bytes = |p: &Pipeline| {
         epoch += 1;
-        p.augment_batch(&src, &indices, rows, cols, SEED, epoch, &mut bytes).expect("augment");
+        p.augment_batch(Images::new(&src, rows, cols), &indices, Key::new(SEED, epoch), &mut bytes).expect("augment");
     };
     let rotate_shift = best_rate(count, 5, || run_bytes(&affine));
     println!("mnistlab rotate 10 shift 0.1 (u8):  {rotate_shift:>12.0} images/s");
     let elastic_rate = best_rate(count, 3, || run_bytes(&elastic));
     println!("mnistlab elastic 34 4 (u8):         {elastic_rate:>12.0} images/s");
-    let scaling = PixelScaling::Unit.affine();
     let mut epoch = 0;
     let rotate_shift_f32 = best_rate(count, 5, || {
         epoch += 1;
-        affine.augment_batch_f32(&src, &indices, rows, cols, SEED, epoch, scaling, &mut floats).expect("augment");
+        let (images, key) = (Images::new(&src, rows, cols), Key::new(SEED, epoch));
+        affine.augment_batch_f32(images, &indices, key, PixelScaling::Unit, &mut floats).expect("augment");
     });
     println!("mnistlab rotate 10 shift 0.1 (f32): {rotate_shift_f32:>12.0} images/s");
     println!("mnistlab_images_per_sec={rotate_shift:.1}");

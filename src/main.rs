@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Parser, Subcommand};
 
 use mnistlab::data;
+use mnistlab::data::fetch::Named;
 use mnistlab::front::kernel::{self, install};
 use mnistlab::front::{repl, script, terminal::Terminal};
 use mnistlab::session::Session;
@@ -36,7 +38,8 @@ enum Command {
     /// Get a dataset into the cache (official mirrors first, checksums verified).
     Fetch {
         /// Which dataset.
-        dataset: DatasetArg,
+        #[arg(value_parser = dataset_parser())]
+        dataset: Named,
     },
     /// Print the statement reference as Markdown (it stands in the README).
     Reference,
@@ -89,10 +92,10 @@ impl LocationArgs {
     }
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum DatasetArg {
-    Mnist,
-    FashionMnist,
+/// The dataset names of [`Named::ALL`], shown as the possible values and parsed with
+/// [`Named`]'s `FromStr`; other spellings are refused with the list of names.
+fn dataset_parser() -> impl TypedValueParser<Value = Named> {
+    PossibleValuesParser::new(Named::ALL.map(Named::as_str)).try_map(|name| name.parse::<Named>())
 }
 
 fn main() -> ExitCode {
@@ -115,22 +118,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Fetch { dataset }) => {
-            let named = match dataset {
-                DatasetArg::Mnist => data::fetch::Named::Mnist,
-                DatasetArg::FashionMnist => data::fetch::Named::FashionMnist,
-            };
-            match data::fetch::fetch(named, &mut |line: &str| println!("{line}")) {
-                Ok(dir) => {
-                    println!("ready: {}", dir.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
+        Some(Command::Fetch { dataset }) => match data::fetch::fetch(dataset, &mut |line: &str| println!("{line}")) {
+            Ok(dir) => {
+                println!("ready: {}", dir.display());
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Kernel { .. }) => unreachable!("handled above"),
         Some(Command::Reference) => {
             print!("{}", mnistlab::lang::docs::markdown_reference());
@@ -198,5 +195,34 @@ fn report(result: Result<(), mnistlab::session::RunError>) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn fetched(args: &[&str]) -> Result<Named, clap::Error> {
+        match Cli::try_parse_from(args)?.command {
+            Some(Command::Fetch { dataset }) => Ok(dataset),
+            _ => panic!("not a fetch: {args:?}"),
+        }
+    }
+
+    #[test]
+    fn fetch_takes_the_dataset_names() {
+        Cli::command().debug_assert();
+        assert_eq!(fetched(&["mnistlab", "fetch", "mnist"]).unwrap(), Named::Mnist);
+        assert_eq!(fetched(&["mnistlab", "fetch", "fashion-mnist"]).unwrap(), Named::FashionMnist);
+        // Only the names themselves, as before: the error lists them.
+        for other in ["fashion", "MNIST", "cifar"] {
+            let e = fetched(&["mnistlab", "fetch", other]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue, "{other}");
+            assert!(e.to_string().contains("[possible values: mnist, fashion-mnist]"), "{e}");
+        }
+        let help = Cli::command().find_subcommand_mut("fetch").unwrap().render_help().to_string();
+        assert!(help.contains("<DATASET>  Which dataset [possible values: mnist, fashion-mnist]"), "{help}");
     }
 }

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
-use super::dataset::Split;
+use super::dataset::{Images, PixelScaling, Split};
 use super::error::{DataError, Result};
 
 /// How a shift amount is measured.
@@ -29,13 +29,37 @@ pub enum ShiftUnit {
     Pixels,
 }
 
-/// The axis a flip mirrors.
+/// The axis a flip mirrors, written `h` or `v` after `flip`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlipAxis {
-    /// Left-right mirror.
+    /// Left-right mirror (`h`).
     Horizontal,
-    /// Top-bottom mirror.
+    /// Top-bottom mirror (`v`).
     Vertical,
+}
+
+impl FlipAxis {
+    /// Both axes, horizontal first.
+    pub const ALL: [FlipAxis; 2] = [FlipAxis::Horizontal, FlipAxis::Vertical];
+
+    /// The letter written after `flip`: `h` or `v`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlipAxis::Horizontal => "h",
+            FlipAxis::Vertical => "v",
+        }
+    }
+
+    /// The axis of a letter written after `flip` (`h` or `v`); `None` for anything else.
+    pub fn from_name(name: &str) -> Option<FlipAxis> {
+        FlipAxis::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for FlipAxis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What an erased rectangle is filled with.
@@ -55,6 +79,28 @@ pub enum Interpolation {
     Bilinear,
     /// The nearest pixel.
     Nearest,
+}
+
+/// The random key of one pass over the images: with an image's index it fixes every draw for
+/// that image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Key {
+    /// The seed in force.
+    pub seed: u64,
+    /// The training epoch (online augmentation) or the copy number (offline expansion).
+    pub epoch: u64,
+}
+
+impl Key {
+    /// The key of `epoch` under `seed`.
+    pub fn new(seed: u64, epoch: u64) -> Key {
+        Key { seed, epoch }
+    }
+
+    /// The generator key of image `index` in `stream`: `(seed, epoch, index, stream)`.
+    fn image(self, index: usize, stream: Stream) -> [u64; 4] {
+        [self.seed, self.epoch, index as u64, stream as u64]
+    }
 }
 
 /// One augmentation step. Ranges are inclusive; `min == max` gives a fixed value.
@@ -383,10 +429,19 @@ struct Scratch {
     /// Elastic displacement along x and y, one per output pixel.
     dx: Vec<f32>,
     dy: Vec<f32>,
-    /// A freshly drawn field and the blur's intermediate pass.
+    /// The elastic fields' buffers.
+    blur: BlurScratch,
+}
+
+/// The buffers of the elastic blur: a freshly drawn field and the blur's intermediate passes.
+#[derive(Default)]
+struct BlurScratch {
+    /// Independent draws, `rows × cols` of them.
     field: Vec<f32>,
-    blur: Vec<f32>,
-    blur_t: Vec<f32>,
+    /// The field blurred along x, in image order.
+    tmp: Vec<f32>,
+    /// The field blurred along x, transposed (`cols × rows`).
+    tmp_t: Vec<f32>,
 }
 
 /// A seeded augmentation pipeline: a list of ops and the interpolation of the resample.
@@ -449,52 +504,37 @@ impl Pipeline {
         lines.join("\n")
     }
 
-    /// Augments the images of `src` (`rows × cols` bytes each) at `indices` into `out`, one
-    /// image after another, in parallel. Image `i`'s result depends only on its pixels and on
-    /// `(seed, epoch, i)`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn augment_batch(
-        &self,
-        src: &[u8],
-        indices: &[usize],
-        rows: usize,
-        cols: usize,
-        seed: u64,
-        epoch: u64,
-        out: &mut [u8],
-    ) -> Result<()> {
-        let len = check_batch(src, indices, rows, cols, out.len(), "byte")?;
+    /// Augments the images of `src` at `indices` into `out`, one image after another, in
+    /// parallel. Image `i`'s result depends only on its pixels, on `key` and on `i`.
+    pub fn augment_batch(&self, src: Images<'_>, indices: &[usize], key: Key, out: &mut [u8]) -> Result<()> {
+        let len = check_batch(src, indices, out.len(), "byte")?;
         out.par_chunks_mut(CHUNK * len).zip(indices.par_chunks(CHUNK)).for_each(|(out, indices)| {
             let mut scratch = Scratch::default();
             for (dst, &i) in out.chunks_exact_mut(len).zip(indices) {
-                let key = [seed, epoch, i as u64, Stream::Online as u64];
-                self.augment_one(&src[i * len..(i + 1) * len], rows, cols, key, &mut scratch, dst);
+                self.augment_one(src.single(i), key.image(i, Stream::Online), &mut scratch, dst);
             }
         });
         Ok(())
     }
 
-    /// As [`Pipeline::augment_batch`], writing `byte * scale + offset` as `f32` (the values of
-    /// [`super::PixelScaling::affine`]). The resample works on bytes, so background is `offset`.
-    #[allow(clippy::too_many_arguments)]
+    /// As [`Pipeline::augment_batch`], writing the floats `scaling` gives each resulting byte
+    /// (`byte * scale + offset`, see [`PixelScaling::affine`]). The resample works on bytes, so
+    /// background is `offset`.
     pub fn augment_batch_f32(
         &self,
-        src: &[u8],
+        src: Images<'_>,
         indices: &[usize],
-        rows: usize,
-        cols: usize,
-        seed: u64,
-        epoch: u64,
-        (scale, offset): (f32, f32),
+        key: Key,
+        scaling: PixelScaling,
         out: &mut [f32],
     ) -> Result<()> {
-        let len = check_batch(src, indices, rows, cols, out.len(), "float")?;
+        let len = check_batch(src, indices, out.len(), "float")?;
+        let (scale, offset) = scaling.affine();
         out.par_chunks_mut(CHUNK * len).zip(indices.par_chunks(CHUNK)).for_each(|(out, indices)| {
             let mut scratch = Scratch::default();
             let mut bytes = vec![0u8; len];
             for (dst, &i) in out.chunks_exact_mut(len).zip(indices) {
-                let key = [seed, epoch, i as u64, Stream::Online as u64];
-                self.augment_one(&src[i * len..(i + 1) * len], rows, cols, key, &mut scratch, &mut bytes);
+                self.augment_one(src.single(i), key.image(i, Stream::Online), &mut scratch, &mut bytes);
                 for (d, &b) in dst.iter_mut().zip(&bytes) {
                     *d = b as f32 * scale + offset;
                 }
@@ -503,21 +543,11 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Augments one image (`index` is its position in its split, for the random key).
-    #[allow(clippy::too_many_arguments)]
-    pub fn augment_image(
-        &self,
-        image: &[u8],
-        rows: usize,
-        cols: usize,
-        seed: u64,
-        epoch: u64,
-        index: usize,
-        out: &mut [u8],
-    ) -> Result<()> {
-        check_batch(image, &[0], rows, cols, out.len(), "byte")?;
-        let key = [seed, epoch, index as u64, Stream::Online as u64];
-        self.augment_one(image, rows, cols, key, &mut Scratch::default(), out);
+    /// Augments image `index` of `src` alone: the same bytes as that image's part of
+    /// [`Pipeline::augment_batch`] with the same key.
+    pub fn augment_image(&self, src: Images<'_>, index: usize, key: Key, out: &mut [u8]) -> Result<()> {
+        check_batch(src, &[index], out.len(), "byte")?;
+        self.augment_one(src.single(index), key.image(index, Stream::Online), &mut Scratch::default(), out);
         Ok(())
     }
 
@@ -545,13 +575,14 @@ impl Pipeline {
         let mut pixels = vec![0u8; total];
         pixels[..n * len].copy_from_slice(&split.pixels);
         let indices: Vec<usize> = (0..n).collect();
+        let src = Images::new(&split.pixels, rows, cols);
         if n > 0 && len > 0 {
             for (copy, out) in pixels.chunks_exact_mut(n * len).enumerate().skip(1) {
+                let key = Key::new(seed, copy as u64);
                 out.par_chunks_mut(CHUNK * len).zip(indices.par_chunks(CHUNK)).for_each(|(out, indices)| {
                     let mut scratch = Scratch::default();
                     for (dst, &i) in out.chunks_exact_mut(len).zip(indices) {
-                        let key = [seed, copy as u64, i as u64, Stream::Offline as u64];
-                        self.augment_one(&split.pixels[i * len..(i + 1) * len], rows, cols, key, &mut scratch, dst);
+                        self.augment_one(src.single(i), key.image(i, Stream::Offline), &mut scratch, dst);
                     }
                 });
             }
@@ -606,8 +637,10 @@ impl Pipeline {
         map
     }
 
-    /// The per-image work: draws, resample, then noise and erasing. `out` is `rows × cols`.
-    fn augment_one(&self, src: &[u8], rows: usize, cols: usize, key: [u64; 4], scratch: &mut Scratch, out: &mut [u8]) {
+    /// The per-image work on the one image `src`: draws, resample, then noise and erasing.
+    /// `out` is `rows × cols`.
+    fn augment_one(&self, src: Images<'_>, key: [u64; 4], scratch: &mut Scratch, out: &mut [u8]) {
+        let (rows, cols) = (src.rows, src.cols);
         let mut rng = rng_for(key);
         let forward = self.draw_affine(&mut rng, rows, cols);
         let len = rows * cols;
@@ -628,34 +661,26 @@ impl Pipeline {
                 elastic = true;
             }
             for axis in 0..2 {
-                scratch.field.clear();
-                scratch.field.extend((0..len).map(|_| rng.random::<f32>() * 2.0 - 1.0));
+                scratch.blur.field.clear();
+                scratch.blur.field.extend((0..len).map(|_| rng.random::<f32>() * 2.0 - 1.0));
                 let target = if axis == 0 { &mut scratch.dx } else { &mut scratch.dy };
-                blur_add(&scratch.field, &mut scratch.blur, &mut scratch.blur_t, rows, cols, kernel, alpha, target);
+                scratch.blur.add_blurred(rows, cols, kernel, alpha, target);
             }
         }
 
         if forward == Affine::IDENTITY && !elastic {
-            out.copy_from_slice(src);
+            out.copy_from_slice(src.pixels);
         } else {
             // Output pixel p (pixel coordinates) reads source pixel F⁻¹(p - c) + c.
             let inv = forward.inverse();
             let (cx, cy) = ((cols as f64 - 1.0) / 2.0, (rows as f64 - 1.0) / 2.0);
             let to_src = Affine::translation(-cx, -cy).then(inv).then(Affine::translation(cx, cy));
-            pad_into(src, rows, cols, &mut scratch.padded);
+            let padded = pad_into(src, &mut scratch.padded);
             if elastic {
-                resample_displaced(
-                    &scratch.padded,
-                    rows,
-                    cols,
-                    &to_src,
-                    &scratch.dx,
-                    &scratch.dy,
-                    self.interpolation,
-                    out,
-                );
+                let field = Displacement { dx: &scratch.dx, dy: &scratch.dy };
+                resample_displaced(padded, &to_src, field, self.interpolation, out);
             } else {
-                resample_affine(&scratch.padded, rows, cols, &to_src, self.interpolation, out);
+                resample_affine(padded, &to_src, self.interpolation, out);
             }
         }
 
@@ -679,7 +704,8 @@ impl Pipeline {
 }
 
 /// Checks a batch's sizes and indices; returns the bytes per image.
-fn check_batch(src: &[u8], indices: &[usize], rows: usize, cols: usize, out_len: usize, what: &str) -> Result<usize> {
+fn check_batch(src: Images<'_>, indices: &[usize], out_len: usize, what: &str) -> Result<usize> {
+    let Images { pixels: src, rows, cols } = src;
     let len = rows
         .checked_mul(cols)
         .filter(|&l| l > 0)
@@ -732,35 +758,29 @@ fn gaussian_kernel(sigma: f32) -> Vec<f32> {
     weights.iter().map(|w| w / sum).collect()
 }
 
-/// Adds `gain` times the separable Gaussian blur of a random field to `target` (`rows × cols`).
-///
-/// `field` holds independent draws, so it is read as the transposed field (`cols × rows`):
-/// both passes then become sums of whole shifted rows, which vectorise, with one transpose
-/// in between. Outside the image the field is 0.
-#[allow(clippy::too_many_arguments)]
-fn blur_add(
-    field: &[f32],
-    tmp: &mut Vec<f32>,
-    tmp_t: &mut Vec<f32>,
-    rows: usize,
-    cols: usize,
-    kernel: &[f32],
-    gain: f32,
-    target: &mut [f32],
-) {
-    // Blur along x: rows of the transposed field are columns of the image.
-    tmp_t.clear();
-    tmp_t.resize(rows * cols, 0.0);
-    blur_rows_into(field, cols, rows, kernel, 1.0, tmp_t);
-    tmp.clear();
-    tmp.resize(rows * cols, 0.0);
-    for (x, column) in tmp_t.chunks_exact(rows).enumerate() {
-        for (y, &value) in column.iter().enumerate() {
-            tmp[y * cols + x] = value;
+impl BlurScratch {
+    /// Adds `gain` times the separable Gaussian blur of the random `field` to `target`
+    /// (`rows × cols`).
+    ///
+    /// `field` holds independent draws, so it is read as the transposed field (`cols × rows`):
+    /// both passes then become sums of whole shifted rows, which vectorise, with one transpose
+    /// in between. Outside the image the field is 0.
+    fn add_blurred(&mut self, rows: usize, cols: usize, kernel: &[f32], gain: f32, target: &mut [f32]) {
+        let BlurScratch { field, tmp, tmp_t } = self;
+        // Blur along x: rows of the transposed field are columns of the image.
+        tmp_t.clear();
+        tmp_t.resize(rows * cols, 0.0);
+        blur_rows_into(field, cols, rows, kernel, 1.0, tmp_t);
+        tmp.clear();
+        tmp.resize(rows * cols, 0.0);
+        for (x, column) in tmp_t.chunks_exact(rows).enumerate() {
+            for (y, &value) in column.iter().enumerate() {
+                tmp[y * cols + x] = value;
+            }
         }
+        // Blur along y, scaled by the gain.
+        blur_rows_into(tmp, rows, cols, kernel, gain, target);
     }
-    // Blur along y, scaled by the gain.
-    blur_rows_into(tmp, rows, cols, kernel, gain, target);
 }
 
 /// For an `n × width` array, adds to output row `i` the sum of `gain * kernel[k] * src` row
@@ -790,14 +810,35 @@ fn axpy(dst: &mut [f32], src: &[f32], w: f32) {
     }
 }
 
-/// Copies `src` into `padded` with a one-pixel border of 0 on every side.
-fn pad_into(src: &[u8], rows: usize, cols: usize, padded: &mut Vec<u8>) {
+/// An image with a one-pixel border of background on every side: `(rows + 2) × (cols + 2)`
+/// bytes, where `rows × cols` is the size of the image inside.
+#[derive(Clone, Copy)]
+struct Padded<'a> {
+    /// The bytes, border included.
+    bytes: &'a [u8],
+    /// Height of the image inside the border.
+    rows: usize,
+    /// Width of the image inside the border.
+    cols: usize,
+}
+
+/// Elastic displacements along x and y, one of each per output pixel.
+#[derive(Clone, Copy)]
+struct Displacement<'a> {
+    dx: &'a [f32],
+    dy: &'a [f32],
+}
+
+/// Copies the one image `src` into `padded` with a one-pixel border of 0 on every side.
+fn pad_into<'a>(src: Images<'_>, padded: &'a mut Vec<u8>) -> Padded<'a> {
+    let Images { pixels: src, rows, cols } = src;
     let pw = cols + 2;
     padded.clear();
     padded.resize(pw * (rows + 2), 0);
     for (y, row) in src.chunks_exact(cols).enumerate() {
         padded[(y + 1) * pw + 1..(y + 1) * pw + 1 + cols].copy_from_slice(row);
     }
+    Padded { bytes: padded, rows, cols }
 }
 
 /// Bilinear read at fixed-point padded coordinates `(u, v)`, which must satisfy
@@ -815,9 +856,11 @@ fn bilinear(padded: &[u8], pw: usize, u: i64, v: i64) -> u8 {
     (((t << 8) + (b - t) * fy + (1 << 15)) >> 16) as u8
 }
 
-/// The byte at fixed-point padded coordinates `(u, v)`; 0 when it lies outside the image.
+/// The byte of `src` at fixed-point padded coordinates `(u, v)`; 0 when it lies outside the image.
 #[inline(always)]
-fn sample(padded: &[u8], pw: usize, rows: usize, cols: usize, u: i64, v: i64, interpolation: Interpolation) -> u8 {
+fn sample(src: Padded<'_>, u: i64, v: i64, interpolation: Interpolation) -> u8 {
+    let Padded { bytes: padded, rows, cols } = src;
+    let pw = cols + 2;
     match interpolation {
         Interpolation::Bilinear => {
             // Negative coordinates wrap to huge values and fail the test.
@@ -859,14 +902,8 @@ fn valid_span(u0: i64, du: i64, hi: i64, n: usize) -> std::ops::Range<usize> {
 
 /// Resamples through `to_src` (output pixel → source pixel), walking each row incrementally
 /// over the span of pixels that read the image; the rest is background.
-fn resample_affine(
-    padded: &[u8],
-    rows: usize,
-    cols: usize,
-    to_src: &Affine,
-    interpolation: Interpolation,
-    out: &mut [u8],
-) {
+fn resample_affine(src: Padded<'_>, to_src: &Affine, interpolation: Interpolation, out: &mut [u8]) {
+    let Padded { bytes: padded, rows, cols } = src;
     let pw = cols + 2;
     let (du, dv) = (fixed(to_src.a), fixed(to_src.c));
     // Bilinear reads need 0 <= floor(u) <= cols; nearest reads need 0 <= round(u) <= cols + 1.
@@ -916,18 +953,14 @@ fn resample_affine(
 
 /// Resamples output pixel `p` from `to_src(p + (dx, dy))`: elastic displacement and the affine
 /// map in one interpolation.
-#[allow(clippy::too_many_arguments)]
 fn resample_displaced(
-    padded: &[u8],
-    rows: usize,
-    cols: usize,
+    src: Padded<'_>,
     to_src: &Affine,
-    dx: &[f32],
-    dy: &[f32],
+    field: Displacement<'_>,
     interpolation: Interpolation,
     out: &mut [u8],
 ) {
-    let pw = cols + 2;
+    let (cols, Displacement { dx, dy }) = (src.cols, field);
     let m = [
         to_src.a as f32,
         to_src.b as f32,
@@ -945,7 +978,7 @@ fn resample_displaced(
             // Truncation moves a point by under 1/65536 pixel; the cast saturates far out.
             let u = ((m[0] * qx + m[1] * qy + m[4]) * one) as i64;
             let v = ((m[2] * qx + m[3] * qy + m[5]) * one) as i64;
-            *px = sample(padded, pw, rows, cols, u, v, interpolation);
+            *px = sample(src, u, v, interpolation);
         }
     }
 }
@@ -1006,7 +1039,7 @@ mod tests {
 
     fn run(pipeline: &Pipeline, img: &[u8], rows: usize, cols: usize, seed: u64, epoch: u64) -> Vec<u8> {
         let mut out = vec![0u8; rows * cols];
-        pipeline.augment_batch(img, &[0], rows, cols, seed, epoch, &mut out).unwrap();
+        pipeline.augment_batch(Images::new(img, rows, cols), &[0], Key::new(seed, epoch), &mut out).unwrap();
         out
     }
 
@@ -1104,17 +1137,18 @@ mod tests {
                 ty: rng.random_range(-40.0..40.0),
             };
             let mut padded = Vec::new();
-            pad_into(&img, rows, cols, &mut padded);
+            let src = pad_into(Images::new(&img, rows, cols), &mut padded);
+            assert_eq!((src.bytes.len(), src.rows, src.cols), ((rows + 2) * (cols + 2), rows, cols));
             for interpolation in [Interpolation::Bilinear, Interpolation::Nearest] {
                 let mut fast = vec![1u8; rows * cols];
-                resample_affine(&padded, rows, cols, &map, interpolation, &mut fast);
+                resample_affine(src, &map, interpolation, &mut fast);
                 let (du, dv) = (fixed(map.a), fixed(map.c));
                 for y in 0..rows {
                     let u0 = fixed(map.tx + 1.0) + y as i64 * fixed(map.b);
                     let v0 = fixed(map.ty + 1.0) + y as i64 * fixed(map.d);
                     for x in 0..cols {
                         let (u, v) = (u0 + x as i64 * du, v0 + x as i64 * dv);
-                        let expected = sample(&padded, cols + 2, rows, cols, u, v, interpolation);
+                        let expected = sample(src, u, v, interpolation);
                         assert_eq!(fast[y * cols + x], expected, "case {case}, {interpolation:?}, pixel ({y}, {x})");
                     }
                 }
@@ -1189,12 +1223,13 @@ mod tests {
     fn results_do_not_depend_on_threads_or_batch_composition() {
         let (rows, cols, count) = (28, 28, 300);
         let src: Vec<u8> = (0..count).flat_map(|i| random_image(rows, cols, i as u64)).collect();
+        let images = Images::new(&src, rows, cols);
         let pipeline = full_pipeline();
         let indices: Vec<usize> = (0..count).collect();
         let on = |threads: usize, indices: &[usize]| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let mut out = vec![0u8; indices.len() * rows * cols];
-            pool.install(|| pipeline.augment_batch(&src, indices, rows, cols, 11, 2, &mut out)).unwrap();
+            pool.install(|| pipeline.augment_batch(images, indices, Key::new(11, 2), &mut out)).unwrap();
             out
         };
         let one = on(1, &indices);
@@ -1207,10 +1242,17 @@ mod tests {
         }
         // Another epoch or seed changes the images.
         let mut again = vec![0u8; one.len()];
-        pipeline.augment_batch(&src, &indices, rows, cols, 11, 3, &mut again).unwrap();
+        pipeline.augment_batch(images, &indices, Key::new(11, 3), &mut again).unwrap();
         assert_ne!(again, one);
-        pipeline.augment_batch(&src, &indices, rows, cols, 12, 2, &mut again).unwrap();
+        pipeline.augment_batch(images, &indices, Key::new(12, 2), &mut again).unwrap();
         assert_ne!(again, one);
+        // One image alone is its part of the batch.
+        let mut alone = vec![0u8; rows * cols];
+        for i in [0usize, 77, 299] {
+            pipeline.augment_image(images, i, Key::new(11, 2), &mut alone).unwrap();
+            assert_eq!(alone[..], one[i * 784..(i + 1) * 784], "image {i} alone");
+        }
+        assert!(pipeline.augment_image(images, count, Key::new(11, 2), &mut alone).is_err());
     }
 
     #[test]
@@ -1250,12 +1292,14 @@ mod tests {
         let src: Vec<u8> = (0..3).flat_map(|i| random_image(rows, cols, i)).collect();
         let pipeline =
             Pipeline::new(vec![Op::rotate(30.0), Op::Shift { min: 10.0, max: 10.0, unit: ShiftUnit::Pixels }]).unwrap();
-        let (scale, offset) = (2.0 / 255.0, -1.0);
-        let indices = [2usize, 0];
+        let scaling = PixelScaling::Symmetric;
+        let (scale, offset) = scaling.affine();
+        assert_eq!((scale, offset), (2.0 / 255.0, -1.0));
+        let (images, key, indices) = (Images::new(&src, rows, cols), Key::new(4, 1), [2usize, 0]);
         let mut bytes = vec![0u8; 2 * rows * cols];
         let mut floats = vec![0f32; 2 * rows * cols];
-        pipeline.augment_batch(&src, &indices, rows, cols, 4, 1, &mut bytes).unwrap();
-        pipeline.augment_batch_f32(&src, &indices, rows, cols, 4, 1, (scale, offset), &mut floats).unwrap();
+        pipeline.augment_batch(images, &indices, key, &mut bytes).unwrap();
+        pipeline.augment_batch_f32(images, &indices, key, scaling, &mut floats).unwrap();
         for (&b, &f) in bytes.iter().zip(&floats) {
             assert_eq!(f, b as f32 * scale + offset);
         }
@@ -1324,10 +1368,27 @@ mod tests {
         let pipeline = Pipeline::new(vec![Op::rotate(5.0)]).unwrap();
         let src = vec![0u8; 2 * 16];
         let mut out = vec![0u8; 16];
-        let err = pipeline.augment_batch(&src, &[2], 4, 4, 0, 0, &mut out).unwrap_err().to_string();
+        let key = Key::default();
+        let err = pipeline.augment_batch(Images::new(&src, 4, 4), &[2], key, &mut out).unwrap_err().to_string();
         assert!(err.contains("index 2"), "{err}");
-        assert!(pipeline.augment_batch(&src, &[0, 1], 4, 4, 0, 0, &mut out).is_err());
-        assert!(pipeline.augment_batch(&src[..20], &[0], 4, 4, 0, 0, &mut out).is_err());
+        assert!(pipeline.augment_batch(Images::new(&src, 4, 4), &[0, 1], key, &mut out).is_err());
+        assert!(pipeline.augment_batch(Images::new(&src[..20], 4, 4), &[0], key, &mut out).is_err());
+        let mut floats = vec![0f32; 16];
+        assert!(pipeline
+            .augment_batch_f32(Images::new(&src, 4, 4), &[0, 1], key, PixelScaling::Unit, &mut floats)
+            .is_err());
+        assert!(pipeline.augment_batch(Images::new(&src, 0, 4), &[], key, &mut []).is_err());
+    }
+
+    #[test]
+    fn flip_axes_are_h_and_v() {
+        assert_eq!(FlipAxis::ALL.map(FlipAxis::as_str), ["h", "v"]);
+        for axis in FlipAxis::ALL {
+            assert_eq!(FlipAxis::from_name(axis.as_str()), Some(axis));
+            assert_eq!(axis.to_string(), axis.as_str());
+        }
+        assert_eq!(FlipAxis::from_name("x"), None);
+        assert_eq!(FlipAxis::from_name("H"), None);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8], classes: usize, image_len: usize) ->
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).trim(csv::Trim::All).from_reader(bytes);
     let header: Vec<String> = reader
         .headers()
-        .map_err(|e| fail(format!("line 1: cannot read the CSV header: {e}")))?
+        .map_err(|e| DataError::codec(path, "line 1: cannot read the CSV header", e))?
         .iter()
         .map(str::to_string)
         .collect();
@@ -56,7 +56,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8], classes: usize, image_len: usize) ->
     loop {
         let more = reader.read_byte_record(&mut record).map_err(|e| {
             let line = e.position().map(|p| format!("line {}: ", p.line())).unwrap_or_default();
-            fail(format!("{line}malformed CSV: {e}"))
+            DataError::codec(path, format!("{line}malformed CSV"), e)
         })?;
         if !more {
             break;

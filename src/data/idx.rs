@@ -47,7 +47,7 @@ fn read_array(path: &Path, mut reader: impl Read, limit: u64, gz: bool) -> Resul
     let fail = |message: String| DataError::format(path, message);
     let read_err = |e: std::io::Error| {
         if gz && e.kind() != std::io::ErrorKind::UnexpectedEof {
-            fail(format!("corrupt gzip data: {e}"))
+            DataError::codec(path, "corrupt gzip data", e)
         } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
             fail("truncated: the file ends inside the IDX header".into())
         } else {

@@ -47,7 +47,7 @@ pub fn load_idx_pair(images: &Path, labels: &Path, name: &str, classes: Vec<Stri
         files: part.checksums.into_iter().collect(),
     };
     dataset.splits.insert(SplitKind::Train, part.split);
-    dataset.validate().map_err(|m| DataError::format(labels, m))?;
+    dataset.validate_at(labels)?;
     Ok(dataset)
 }
 
@@ -88,6 +88,6 @@ pub fn load_official(dir: &Path, name: &str, classes: Vec<String>, description: 
     };
     dataset.splits.insert(SplitKind::Train, train.split);
     dataset.splits.insert(SplitKind::Test, test.split);
-    dataset.validate().map_err(|m| DataError::format(dir, m))?;
+    dataset.validate_at(dir)?;
     Ok(dataset)
 }

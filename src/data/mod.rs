@@ -14,5 +14,5 @@ pub mod saved;
 pub mod split;
 pub mod transform;
 
-pub use dataset::{Dataset, ImageFormat, Images, PixelScaling, Provenance, Split, SplitKind};
+pub use dataset::{Dataset, ImageFormat, Images, Inconsistency, PixelScaling, Provenance, Split, SplitKind};
 pub use error::{DataError, Result};

@@ -61,12 +61,11 @@ pub fn read_mnist_npz(path: &Path, name: &str, classes: Vec<String>) -> Result<D
 
 /// Parses `.npz` bytes held in memory, naming `path` in errors. Provenance is left empty.
 pub fn parse_mnist_npz(path: &Path, bytes: &[u8], name: &str, classes: Vec<String>) -> Result<Dataset> {
-    let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
-        DataError::format(path, format!("not an npz file (an npz file is a zip archive of .npy arrays): {e}"))
-    })?;
+    let mut archive = ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| DataError::codec(path, "not an npz file (an npz file is a zip archive of .npy arrays)", e))?;
     let mut found = Vec::new();
     for name in archive.file_names() {
-        let name = name.map_err(|e| DataError::format(path, format!("corrupt zip archive: {e}")))?;
+        let name = name.map_err(|e| DataError::codec(path, "corrupt zip archive", e))?;
         found.push(name.strip_suffix(".npy").unwrap_or(&name).to_string());
     }
     found.sort();
@@ -135,7 +134,7 @@ fn open_entry<'a, R: Read + Seek>(
         if archive.index_for_name(&format!("{key}.npy")).is_some() { format!("{key}.npy") } else { key.to_string() };
     let entry = archive
         .by_name(&entry_name)
-        .map_err(|e| DataError::format(path, format!("cannot open {entry_name} in the zip archive: {e}")))?;
+        .map_err(|e| DataError::codec(path, format!("cannot open {entry_name} in the zip archive"), e))?;
     let limit = match entry.compression() {
         CompressionMethod::Stored => entry.compressed_size(),
         _ => entry.compressed_size().saturating_mul(MAX_DEFLATE_RATIO),
@@ -143,7 +142,7 @@ fn open_entry<'a, R: Read + Seek>(
     let mut reader = BufReader::new(entry);
     let raw = read_npy_header(path, key, &mut reader)?;
     let header = NpyHeader::from_reader(&mut Cursor::new(raw))
-        .map_err(|e| DataError::format(path, format!("{key} is not a valid .npy array: {e}")))?;
+        .map_err(|e| DataError::codec(path, format!("{key} is not a valid .npy array"), e))?;
     if header.order() == Order::Fortran && header.shape().len() > 1 {
         return Err(DataError::format(
             path,
@@ -240,7 +239,7 @@ fn read_images<R: Read + Seek>(
         .by_ref()
         .take(total)
         .read_to_end(&mut pixels)
-        .map_err(|e| DataError::format(path, format!("cannot read {key}: {e}")))?;
+        .map_err(|e| DataError::codec(path, format!("cannot read {key}"), e))?;
     if (pixels.len() as u64) < total {
         return Err(DataError::format(
             path,
@@ -258,7 +257,7 @@ where
 {
     NpyFile::with_header(header, reader)
         .into_vec::<T>()
-        .map_err(|e| DataError::format(path, format!("cannot read {key}: {e}")))
+        .map_err(|e| DataError::codec(path, format!("cannot read {key}"), e))
 }
 
 /// Reads labels: integers `(n,)` or one-hot floats `(n, classes)`. Returns the indices and
@@ -376,8 +375,8 @@ pub fn encode_npz(dataset: &Dataset) -> Result<Vec<u8>> {
 /// `(n, rows, cols)` and `y_{split}` as uint8 `(n,)`, or float32 `(n, classes)` one-hot when
 /// `dataset.onehot` is set. Only the splits present are written. Returns the writer.
 pub fn write_npz_to<W: Write + Seek>(path: &Path, writer: W, dataset: &Dataset) -> Result<W> {
-    dataset.validate().map_err(|m| DataError::format(path, m))?;
-    let zip_err = |e: zip::result::ZipError| DataError::format(path, format!("cannot write the zip archive: {e}"));
+    dataset.validate_at(path)?;
+    let zip_err = |e: zip::result::ZipError| DataError::codec(path, "cannot write the zip archive", e);
     let io_err = |e: std::io::Error| DataError::io(path, e);
     // Zip64 headers are needed for entries of 4 GiB or more.
     let options = |bytes: usize| {

@@ -598,7 +598,7 @@ fn decompress(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
     GzDecoder::new(&bytes[..])
         .take(limit)
         .read_to_end(&mut out)
-        .map_err(|e| DataError::format(path, format!("corrupt gzip data: {e}")))?;
+        .map_err(|e| DataError::codec(path, "corrupt gzip data", e))?;
     if out.len() as u64 > budget {
         let budget = crate::budget::bytes(budget);
         return Err(DataError::format(path, format!("decompresses to more than the memory budget of {budget}")));

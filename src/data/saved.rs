@@ -24,11 +24,14 @@ use super::{csv, idx, npz};
 /// The name of the manifest inside a saved folder.
 pub const MANIFEST: &str = "manifest.json";
 
-/// The file format of a saved dataset folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The file format of a saved dataset folder, as written after `save DIR as`; IDX when none
+/// is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SaveFormat {
-    /// `{split}-images-idx3-ubyte.gz` and `{split}-labels-idx1-ubyte.gz`.
+    /// `{split}-images-idx3-ubyte.gz` and `{split}-labels-idx1-ubyte.gz`, gzip-compressed like
+    /// the official distribution.
+    #[default]
     Idx,
     /// One `dataset.npz` with `x_{split}` and `y_{split}` arrays.
     Npz,
@@ -39,6 +42,9 @@ pub enum SaveFormat {
 }
 
 impl SaveFormat {
+    /// Every format, in the order they are listed.
+    pub const ALL: [SaveFormat; 4] = [SaveFormat::Idx, SaveFormat::Npz, SaveFormat::Csv, SaveFormat::Png];
+
     /// The lowercase name, as written after `as`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +53,11 @@ impl SaveFormat {
             SaveFormat::Csv => "csv",
             SaveFormat::Png => "png",
         }
+    }
+
+    /// The format of a name as written after `as` (lowercase); `None` for anything else.
+    pub fn from_name(name: &str) -> Option<SaveFormat> {
+        SaveFormat::ALL.into_iter().find(|f| f.as_str() == name)
     }
 }
 
@@ -122,7 +133,7 @@ pub fn save_dataset_interruptible(
     input: &ManifestInput,
     should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Manifest> {
-    dataset.validate().map_err(|m| DataError::Invalid(format!("cannot save {}: {m}", dir.display())))?;
+    dataset.validate().map_err(|problem| DataError::Unsaveable { dir: dir.to_path_buf(), problem })?;
     if dataset.classes.len() > 256 {
         return Err(DataError::Invalid(format!(
             "cannot save {}: {} classes, but labels are stored as bytes (at most 256)",
@@ -317,7 +328,7 @@ fn write_pngs(
 
 /// Encodes one 8-bit grayscale image as PNG.
 fn encode_png(path: &Path, pixels: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>> {
-    let err = |e: png::EncodingError| DataError::format(path, format!("cannot encode PNG: {e}"));
+    let err = |e: png::EncodingError| DataError::codec(path, "cannot encode PNG", e);
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, cols as u32, rows as u32);
     encoder.set_color(png::ColorType::Grayscale);
@@ -330,7 +341,7 @@ fn encode_png(path: &Path, pixels: &[u8], rows: usize, cols: usize) -> Result<Ve
 
 /// Decodes one 8-bit grayscale PNG of `rows × cols`.
 fn decode_png(path: &Path, bytes: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>> {
-    let err = |e: png::DecodingError| DataError::format(path, format!("cannot decode PNG: {e}"));
+    let err = |e: png::DecodingError| DataError::codec(path, "cannot decode PNG", e);
     let mut reader = png::Decoder::new(bytes).read_info().map_err(err)?;
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).map_err(err)?;
@@ -371,23 +382,51 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
 
 /// Parses the text of a `manifest.json`, naming `path` in errors.
 pub fn parse_manifest(path: &Path, text: &str) -> Result<Manifest> {
-    serde_json::from_str(text).map_err(|e| DataError::format(path, format!("not a valid manifest: {e}")))
+    serde_json::from_str(text).map_err(|e| DataError::codec(path, "not a valid manifest", e))
 }
 
 /// Loads a folder written by [`save_dataset`]: checks every file against the manifest's SHA-256,
 /// then restores the dataset exactly as it was saved.
 pub fn load_saved(dir: &Path) -> Result<Dataset> {
     let manifest = read_manifest(dir)?;
+    let contents = read_listed_files(dir, &manifest)?;
     let manifest_path = dir.join(MANIFEST);
     let bad = |message: String| DataError::format(&manifest_path, message);
+    if manifest.rows.checked_mul(manifest.cols).is_none() {
+        return Err(bad(format!("claims {}×{} images: more pixels than 64 bits count", manifest.rows, manifest.cols)));
+    }
+    let mut dataset = Dataset::new(&manifest.dataset, manifest.classes.clone(), manifest.rows, manifest.cols);
+    dataset.scaling = manifest.scaling;
+    dataset.onehot = manifest.onehot;
+    dataset.provenance = manifest.source.clone();
+    dataset.splits = read_splits(dir, &manifest, &contents)?;
+    for (kind, summary) in &manifest.splits {
+        let count = dataset.splits.get(kind).map_or(0, Split::len);
+        if count != summary.count {
+            return Err(bad(format!("says the {kind} split has {} images; its files hold {count}", summary.count)));
+        }
+    }
+    if let Some(kind) = dataset.splits.keys().find(|k| !manifest.splits.contains_key(k)) {
+        return Err(bad(format!("does not list the {kind} split found in the data files")));
+    }
+    dataset.validate_at(dir)?;
+    Ok(dataset)
+}
+
+/// Reads every file the manifest lists (in parallel: a PNG save has one file per image) and
+/// checks it against its SHA-256; refuses a listed path that leaves the folder. Keyed by the
+/// path as listed.
+fn read_listed_files<'m>(dir: &Path, manifest: &'m Manifest) -> Result<BTreeMap<&'m str, Vec<u8>>> {
     for rel in manifest.files.keys() {
         let safe = Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)));
         if !safe {
-            return Err(bad(format!("lists the file {rel:?}, which is outside the folder")));
+            return Err(DataError::format(
+                &dir.join(MANIFEST),
+                format!("lists the file {rel:?}, which is outside the folder"),
+            ));
         }
     }
-    // Read and verify every listed file (in parallel: a PNG save has one file per image).
-    let contents: BTreeMap<&str, Vec<u8>> = manifest
+    manifest
         .files
         .par_iter()
         .map(|(rel, expected)| {
@@ -407,20 +446,22 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
             }
             Ok((rel.as_str(), bytes))
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+/// Parses the verified `contents` of a saved folder into its splits, per the manifest's format.
+fn read_splits(
+    dir: &Path,
+    manifest: &Manifest,
+    contents: &BTreeMap<&str, Vec<u8>>,
+) -> Result<BTreeMap<SplitKind, Split>> {
     let file = |rel: String| -> Result<(PathBuf, &Vec<u8>)> {
-        let bytes = contents.get(rel.as_str()).ok_or_else(|| bad(format!("does not list {rel}")))?;
+        let bytes = contents
+            .get(rel.as_str())
+            .ok_or_else(|| DataError::format(&dir.join(MANIFEST), format!("does not list {rel}")))?;
         Ok((dir.join(&rel), bytes))
     };
-
-    if manifest.rows.checked_mul(manifest.cols).is_none() {
-        return Err(bad(format!("claims {}×{} images: more pixels than 64 bits count", manifest.rows, manifest.cols)));
-    }
-    let mut dataset = Dataset::new(&manifest.dataset, manifest.classes.clone(), manifest.rows, manifest.cols);
-    dataset.scaling = manifest.scaling;
-    dataset.onehot = manifest.onehot;
-    dataset.provenance = manifest.source.clone();
-    let image_len = dataset.image_len();
+    let mut splits = BTreeMap::new();
     match manifest.format {
         SaveFormat::Idx => {
             for &kind in manifest.splits.keys() {
@@ -435,7 +476,7 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
                         format!("holds {rows}×{cols} images; {MANIFEST} says {}×{}", manifest.rows, manifest.cols),
                     ));
                 }
-                dataset.splits.insert(kind, Split { pixels: images.data, labels: labels.data });
+                splits.insert(kind, Split { pixels: images.data, labels: labels.data });
             }
         }
         SaveFormat::Npz => {
@@ -452,33 +493,22 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
                     ),
                 ));
             }
-            dataset.splits = loaded.splits;
+            splits = loaded.splits;
         }
         SaveFormat::Csv => {
             for &kind in manifest.splits.keys() {
                 let (path, bytes) = file(format!("{kind}.csv"))?;
-                let split = csv::parse_csv(&path, bytes, manifest.classes.len(), image_len)?;
-                dataset.splits.insert(kind, split);
+                let split = csv::parse_csv(&path, bytes, manifest.classes.len(), manifest.rows * manifest.cols)?;
+                splits.insert(kind, split);
             }
         }
         SaveFormat::Png => {
             for (&kind, summary) in &manifest.splits {
-                dataset.splits.insert(kind, load_pngs(dir, kind, summary.count, &manifest, &contents)?);
+                splits.insert(kind, load_pngs(dir, kind, summary.count, manifest, contents)?);
             }
         }
     }
-
-    for (kind, summary) in &manifest.splits {
-        let count = dataset.splits.get(kind).map_or(0, Split::len);
-        if count != summary.count {
-            return Err(bad(format!("says the {kind} split has {} images; its files hold {count}", summary.count)));
-        }
-    }
-    if let Some(kind) = dataset.splits.keys().find(|k| !manifest.splits.contains_key(k)) {
-        return Err(bad(format!("does not list the {kind} split found in the data files")));
-    }
-    dataset.validate().map_err(|m| DataError::format(dir, m))?;
-    Ok(dataset)
+    Ok(splits)
 }
 
 /// Rebuilds a split from its PNG files, each placed by the index in its file name.
@@ -546,7 +576,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::data::dataset::{digit_classes, fashion_classes};
+    use crate::data::dataset::{digit_classes, fashion_classes, Inconsistency};
 
     const FORMATS: [SaveFormat; 4] = [SaveFormat::Idx, SaveFormat::Npz, SaveFormat::Csv, SaveFormat::Png];
 
@@ -597,6 +627,22 @@ mod tests {
         out.retain(|f| f != MANIFEST);
         out.sort();
         out
+    }
+
+    #[test]
+    fn format_names() {
+        assert_eq!(SaveFormat::ALL, FORMATS);
+        assert_eq!(SaveFormat::ALL.map(SaveFormat::as_str), ["idx", "npz", "csv", "png"]);
+        for format in FORMATS {
+            assert_eq!(SaveFormat::from_name(format.as_str()), Some(format));
+            assert_eq!(format.to_string(), format.as_str());
+            let json = serde_json::to_string(&format).unwrap();
+            assert_eq!(json, format!("\"{format}\""), "the manifest spells it the same");
+        }
+        for other in ["IDX", "zip", "", "pngs"] {
+            assert_eq!(SaveFormat::from_name(other), None, "{other}");
+        }
+        assert_eq!(SaveFormat::default(), SaveFormat::Idx);
     }
 
     #[test]
@@ -765,14 +811,20 @@ mod tests {
         // Zero-width images cannot be PNGs: the error comes after folders were made.
         let mut d = Dataset::new("flat", digit_classes(), 0, 0);
         d.splits.insert(SplitKind::Train, Split { pixels: vec![], labels: vec![1, 2] });
-        let e = save_dataset(&dir, &d, SaveFormat::Png, &input()).unwrap_err().to_string();
+        let e = save_dataset(&dir, &d, SaveFormat::Png, &input()).unwrap_err();
+        assert!(matches!(e, DataError::Codec { .. }) && std::error::Error::source(&e).is_some(), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("cannot encode PNG") && e.contains("bad"), "{e}");
         assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
         // An inconsistent dataset is refused before anything is written.
         let mut d = sample();
         d.splits.get_mut(&SplitKind::Test).unwrap().pixels.pop();
-        let e = save_dataset(&dir, &d, SaveFormat::Idx, &input()).unwrap_err().to_string();
-        assert!(e.contains("test split has 4 labels"), "{e}");
+        let e = save_dataset(&dir, &d, SaveFormat::Idx, &input()).unwrap_err();
+        let DataError::Unsaveable { problem: Inconsistency::PixelCount { split: SplitKind::Test, .. }, .. } = e else {
+            panic!("{e:?}")
+        };
+        let e = e.to_string();
+        assert!(e.starts_with(&format!("cannot save {}: test split has 4 labels", dir.display())), "{e}");
         assert!(entries(tmp.path()).is_empty());
     }
 

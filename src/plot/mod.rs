@@ -12,8 +12,55 @@ use plotters::style::FontStyle;
 
 /// An error while drawing or encoding a figure.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot draw the figure: {0}")]
-pub struct PlotError(pub String);
+pub enum PlotError {
+    /// The drawing backend failed (plotters' error, boxed: each backend has its own type).
+    #[error("cannot draw the figure: {0}")]
+    Drawing(Box<dyn std::error::Error + Send + Sync>),
+    /// The finished bitmap could not be encoded as PNG.
+    #[error("cannot draw the figure: {0}")]
+    Encoding(#[from] png::EncodingError),
+    /// The figure would not fit in the memory budget.
+    #[error("cannot draw the figure: {0}")]
+    Budget(#[from] crate::budget::BudgetError),
+    /// Nothing to plot: a history without epochs.
+    #[error("cannot draw the figure: the history has no epoch to plot")]
+    NoEpochs,
+    /// Nothing to plot: an image grid without images.
+    #[error("cannot draw the figure: no image to show")]
+    NoImages,
+    /// A history column whose length is not the number of epochs.
+    #[error("cannot draw the figure: the history's columns do not all have {epochs} values")]
+    HistoryColumns {
+        /// The number of epochs.
+        epochs: usize,
+    },
+    /// A confusion matrix that is not square over the class names.
+    #[error("cannot draw the figure: the confusion matrix is not {classes}×{classes} like the class names")]
+    ConfusionShape {
+        /// The number of class names.
+        classes: usize,
+    },
+    /// Not one caption per image.
+    #[error("cannot draw the figure: {captions} captions for {images} images")]
+    Captions {
+        /// Captions given.
+        captions: usize,
+        /// Images given.
+        images: usize,
+    },
+    /// An image of the wrong size.
+    #[error("cannot draw the figure: image {index} has {pixels} pixels, expected {rows}×{cols}")]
+    ImageSize {
+        /// The image's position in the list.
+        index: usize,
+        /// Its number of pixels.
+        pixels: usize,
+        /// The expected height.
+        rows: usize,
+        /// The expected width.
+        cols: usize,
+    },
+}
 
 /// Result of plotting.
 pub type Result<T> = std::result::Result<T, PlotError>;
@@ -54,8 +101,9 @@ fn register_font() {
     });
 }
 
-fn err<E: std::fmt::Display>(e: E) -> PlotError {
-    PlotError(e.to_string())
+/// A drawing backend's failure.
+fn drawing<E: std::error::Error + Send + Sync + 'static>(e: DrawingAreaErrorKind<E>) -> PlotError {
+    PlotError::Drawing(Box::new(e))
 }
 
 /// Encodes an RGB buffer as PNG.
@@ -64,9 +112,9 @@ fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>> {
     let mut enc = png::Encoder::new(&mut out, w, h);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
-    let mut writer = enc.write_header().map_err(err)?;
-    writer.write_image_data(rgb).map_err(err)?;
-    writer.finish().map_err(err)?;
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()?;
     Ok(out)
 }
 
@@ -97,11 +145,11 @@ fn padded_range(values: impl Iterator<Item = f32>) -> std::ops::Range<f32> {
 fn check_history(h: &HistorySeries) -> Result<()> {
     let n = h.epochs.len();
     if n == 0 {
-        return Err(PlotError("the history has no epoch to plot".into()));
+        return Err(PlotError::NoEpochs);
     }
     let ok = |v: &[f32], optional: bool| v.len() == n || (optional && v.is_empty());
     if !ok(&h.accuracy, false) || !ok(&h.loss, false) || !ok(&h.val_accuracy, true) || !ok(&h.val_loss, true) {
-        return Err(PlotError(format!("the history's columns do not all have {n} values")));
+        return Err(PlotError::HistoryColumns { epochs: n });
     }
     Ok(())
 }
@@ -114,7 +162,10 @@ fn draw_panel<DB: DrawingBackend>(
     epochs: &[usize],
     train: &[f32],
     val: &[f32],
-) -> Result<()> {
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let last = *epochs.last().expect("checked non-empty") as f32;
     let first = epochs[0] as f32;
     let x_range = (first - 0.2)..(last.max(first + 1.0) + 0.2);
@@ -124,7 +175,7 @@ fn draw_panel<DB: DrawingBackend>(
         .x_label_area_size(36)
         .y_label_area_size(56)
         .build_cartesian_2d(x_range, padded_range(train.iter().chain(val).copied()))
-        .map_err(err)?;
+        .map_err(drawing)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
@@ -133,7 +184,7 @@ fn draw_panel<DB: DrawingBackend>(
         .x_labels((epochs.len() + 1).min(12))
         .label_style((FONT, 13))
         .draw()
-        .map_err(err)?;
+        .map_err(drawing)?;
     let points = |v: &[f32]| epochs.iter().zip(v).map(|(&e, &y)| (e as f32, y)).collect::<Vec<_>>();
     for (values, color, label) in [(train, TRAIN_COLOR, "train"), (val, VAL_COLOR, "validation")] {
         if values.is_empty() {
@@ -142,10 +193,10 @@ fn draw_panel<DB: DrawingBackend>(
         let pts = points(values);
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(err)?
+            .map_err(drawing)?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(drawing)?;
     }
     chart
         .configure_series_labels()
@@ -154,16 +205,19 @@ fn draw_panel<DB: DrawingBackend>(
         .border_style(BLACK.mix(0.4))
         .label_font((FONT, 13))
         .draw()
-        .map_err(err)?;
+        .map_err(drawing)?;
     Ok(())
 }
 
-fn draw_history<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, h: &HistorySeries) -> Result<()> {
-    root.fill(&WHITE).map_err(err)?;
+fn draw_history<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, h: &HistorySeries) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(drawing)?;
     let panels = root.split_evenly((1, 2));
     draw_panel(&panels[0], "model accuracy", "accuracy", &h.epochs, &h.accuracy, &h.val_accuracy)?;
     draw_panel(&panels[1], "model loss", "loss", &h.epochs, &h.loss, &h.val_loss)?;
-    root.present().map_err(err)
+    root.present().map_err(drawing)
 }
 
 /// The training history as a PNG of [`HISTORY_SIZE`]: accuracy and validation accuracy on the
@@ -215,17 +269,17 @@ pub fn confusion_size(class_names: &[String]) -> (u32, u32) {
 pub fn confusion_png(matrix: &[Vec<usize>], class_names: &[String]) -> Result<Vec<u8>> {
     let n = class_names.len();
     if n == 0 || matrix.len() != n || matrix.iter().any(|row| row.len() != n) {
-        return Err(PlotError(format!("the confusion matrix is not {n}×{n} like the class names")));
+        return Err(PlotError::ConfusionShape { classes: n });
     }
     let chars = class_names.iter().map(|s| s.chars().count()).max().unwrap_or(1);
     let lay = ConfusionLayout::new(n, chars);
     png_with(lay.size, |root| {
-        root.fill(&WHITE).map_err(err)?;
+        root.fill(&WHITE).map_err(drawing)?;
         let (cell, left, top) = (lay.cell, lay.left, lay.top);
         let grid = cell * n as i32;
         let title = TextStyle::from((FONT, 16).into_font()).color(&BLACK);
         root.draw(&Text::new("confusion matrix (rows: true class, columns: predicted)", (10, 12), title.clone()))
-            .map_err(err)?;
+            .map_err(drawing)?;
         let font_px = (cell / 3).clamp(8, 14);
         let label_style = TextStyle::from((FONT, 13).into_font()).color(&BLACK);
         for (i, row) in matrix.iter().enumerate() {
@@ -235,34 +289,34 @@ pub fn confusion_png(matrix: &[Vec<usize>], class_names: &[String]) -> Result<Ve
                 let shade = |c: u8| (255.0 - share * (255.0 - c as f64)) as u8;
                 let color = RGBColor(shade(8), shade(48), shade(107));
                 let (x, y) = (left + j as i32 * cell, top + i as i32 * cell);
-                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], color.filled())).map_err(err)?;
-                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], BLACK.mix(0.15))).map_err(err)?;
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], color.filled())).map_err(drawing)?;
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], BLACK.mix(0.15))).map_err(drawing)?;
                 if cell >= 24 {
                     let ink = if share > 0.5 { WHITE } else { BLACK };
                     let style = TextStyle::from((FONT, font_px).into_font())
                         .color(&ink)
                         .pos(Pos::new(HPos::Center, VPos::Center));
-                    root.draw(&Text::new(count.to_string(), (x + cell / 2, y + cell / 2), style)).map_err(err)?;
+                    root.draw(&Text::new(count.to_string(), (x + cell / 2, y + cell / 2), style)).map_err(drawing)?;
                 }
             }
             let style = label_style.clone().pos(Pos::new(HPos::Right, VPos::Center));
             root.draw(&Text::new(class_names[i].clone(), (left - 6, top + i as i32 * cell + cell / 2), style))
-                .map_err(err)?;
+                .map_err(drawing)?;
         }
         for (j, name) in class_names.iter().enumerate() {
             let style =
                 label_style.clone().transform(FontTransform::Rotate270).pos(Pos::new(HPos::Right, VPos::Center));
             root.draw(&Text::new(name.clone(), (left + j as i32 * cell + cell / 2, top + grid + 6), style))
-                .map_err(err)?;
+                .map_err(drawing)?;
         }
         let axis = TextStyle::from((FONT, 14).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
-        root.draw(&Text::new("predicted", (left + grid / 2, lay.size.1 as i32 - 6), axis)).map_err(err)?;
+        root.draw(&Text::new("predicted", (left + grid / 2, lay.size.1 as i32 - 6), axis)).map_err(drawing)?;
         let axis = TextStyle::from((FONT, 14).into_font())
             .color(&BLACK)
             .transform(FontTransform::Rotate270)
             .pos(Pos::new(HPos::Center, VPos::Top));
-        root.draw(&Text::new("true", (6, top + grid / 2), axis)).map_err(err)?;
-        root.present().map_err(err)
+        root.draw(&Text::new("true", (6, top + grid / 2), axis)).map_err(drawing)?;
+        root.present().map_err(drawing)
     })
 }
 
@@ -286,19 +340,18 @@ pub fn image_grid_png(
     columns: usize,
 ) -> Result<Vec<u8>> {
     if images.is_empty() {
-        return Err(PlotError("no image to show".into()));
+        return Err(PlotError::NoImages);
     }
     if captions.len() != images.len() {
-        return Err(PlotError(format!("{} captions for {} images", captions.len(), images.len())));
+        return Err(PlotError::Captions { captions: captions.len(), images: images.len() });
     }
     if let Some((i, bad)) = images.iter().enumerate().find(|(_, img)| img.len() != rows * cols) {
-        return Err(PlotError(format!("image {i} has {} pixels, expected {rows}×{cols}", bad.len())));
+        return Err(PlotError::ImageSize { index: i, pixels: bad.len(), rows, cols });
     }
     let columns = columns.clamp(1, images.len());
     let size = image_grid_size(images.len(), rows, cols, columns);
     let need = crate::budget::product(&[size.0 as u64, size.1 as u64, 3]);
-    crate::budget::check(|| format!("a grid of {} images of {rows}×{cols} pixels", images.len()), need)
-        .map_err(|e| PlotError(e.to_string()))?;
+    crate::budget::check(|| format!("a grid of {} images of {rows}×{cols} pixels", images.len()), need)?;
     let width = size.0 as usize;
     let tile_w = cols * GRID_SCALE + GRID_PAD;
     let tile_h = rows * GRID_SCALE + GRID_CAPTION + GRID_PAD;
@@ -321,9 +374,9 @@ pub fn image_grid_png(
         for (i, caption) in captions.iter().enumerate() {
             let (x0, y0) = origin(i);
             let at = ((x0 + cols * GRID_SCALE / 2) as i32, y0 as i32 - 3);
-            root.draw(&Text::new(caption.clone(), at, style.clone())).map_err(err)?;
+            root.draw(&Text::new(caption.clone(), at, style.clone())).map_err(drawing)?;
         }
-        root.present().map_err(err)?;
+        root.present().map_err(drawing)?;
     }
     encode_png(&rgb, size)
 }
@@ -367,7 +420,12 @@ mod tests {
         assert!(history_png(&no_val).is_ok());
         no_val.loss.pop();
         assert!(history_png(&no_val).unwrap_err().to_string().contains("3 values"));
-        assert!(history_png(&HistorySeries::default()).is_err());
+        let e = history_svg(&no_val).unwrap_err();
+        assert!(matches!(e, PlotError::HistoryColumns { epochs: 3 }), "{e:?}");
+        assert_eq!(e.to_string(), "cannot draw the figure: the history's columns do not all have 3 values");
+        let e = history_png(&HistorySeries::default()).unwrap_err();
+        assert!(matches!(e, PlotError::NoEpochs), "{e:?}");
+        assert_eq!(e.to_string(), "cannot draw the figure: the history has no epoch to plot");
     }
 
     #[test]
@@ -381,7 +439,9 @@ mod tests {
         let (w, h, _) = decode(&confusion_png(&m, &names).unwrap());
         assert_eq!((w, h), confusion_size(&names));
         assert!(w > 480 && h > 480);
-        assert!(confusion_png(&m[..9], &names).is_err());
+        let e = confusion_png(&m[..9], &names).unwrap_err();
+        assert!(matches!(e, PlotError::ConfusionShape { classes: 10 }), "{e:?}");
+        assert_eq!(e.to_string(), "cannot draw the figure: the confusion matrix is not 10×10 like the class names");
     }
 
     #[test]
@@ -399,10 +459,14 @@ mod tests {
         let y = GRID_PAD + GRID_CAPTION + 42;
         assert_eq!(at(GRID_PAD + 84 + GRID_PAD + 42, y), [0, 0, 0]);
         assert_eq!(at(GRID_PAD + 42, y), [255, 255, 255]);
-        assert!(image_grid_png(&images, 28, 28, &captions[..2], 2).is_err());
-        assert!(image_grid_png(&[&white[..10]], 28, 28, &captions[..1], 2)
-            .unwrap_err()
-            .to_string()
-            .contains("image 0"));
+        let e = image_grid_png(&images, 28, 28, &captions[..2], 2).unwrap_err();
+        assert!(matches!(e, PlotError::Captions { captions: 2, images: 3 }), "{e:?}");
+        assert_eq!(e.to_string(), "cannot draw the figure: 2 captions for 3 images");
+        let e = image_grid_png(&[&white[..10]], 28, 28, &captions[..1], 2).unwrap_err();
+        assert!(matches!(e, PlotError::ImageSize { index: 0, pixels: 10, rows: 28, cols: 28 }), "{e:?}");
+        assert_eq!(e.to_string(), "cannot draw the figure: image 0 has 10 pixels, expected 28×28");
+        let e = image_grid_png(&[], 28, 28, &[], 2).unwrap_err();
+        assert!(matches!(e, PlotError::NoImages), "{e:?}");
+        assert_eq!(e.to_string(), "cannot draw the figure: no image to show");
     }
 }

@@ -201,12 +201,9 @@ impl Session {
         let indices: Vec<usize> = (0..count).collect();
         let mut augmented = vec![0u8; count * image_len];
         augmentation.pipeline.augment_batch(
-            &split.pixels,
+            dataset.images(split),
             &indices,
-            dataset.rows,
-            dataset.cols,
-            seed,
-            0,
+            augment::Key::new(seed, 0),
             &mut augmented,
         )?;
         let mut images: Vec<&[u8]> = Vec::with_capacity(2 * count);
@@ -326,7 +323,7 @@ fn load_named(
         let description = format!("{name} IDX files in {}", dir.display());
         return data::load::load_official(dir, name, classes, &description).map_err(SessionError::from);
     }
-    let cached = data::fetch::is_cached(&named.files(), &data::fetch::cache_dir().join(named.name()));
+    let cached = data::fetch::is_cached(&named.files(), &data::fetch::cache_dir().join(named.as_str()));
     if !cached && named == data::fetch::Named::Mnist {
         if let Some(npz) = dirs::home_dir().map(|h| h.join(".keras/datasets/mnist.npz")).filter(|p| p.is_file()) {
             out(Event::Text(format!("reading Keras's copy {}", npz.display())));

@@ -306,7 +306,9 @@ impl Session {
         let fill = move |indices: &[usize], epoch: u64, batch: &mut [f32]| {
             if let Some(p) = pipeline {
                 // Errors here mean a malformed split, which `fit` has already checked.
-                let _ = p.augment_batch_f32(&train.pixels, indices, rows, cols, seed, epoch, scaling.affine(), batch);
+                let images = crate::data::Images::new(&train.pixels, rows, cols);
+                let key = crate::data::augment::Key::new(seed, epoch);
+                let _ = p.augment_batch_f32(images, indices, key, scaling, batch);
             }
         };
         let augment: Option<model::Augment<'_>> = pipeline.map(|_| &fill as model::Augment<'_>);

@@ -51,12 +51,14 @@ fn load(input: &str) -> Res<'_, StatementKind> {
             from,
         })
     };
+    if let Some(name) = Named::from_name(&word) {
+        let (rest, source) = source(name)(after)?;
+        return Ok((rest, StatementKind::Load(source)));
+    }
     let (rest, source) = match word.as_str() {
         "model" if after.starts_with(char::is_whitespace) => {
             return map(arg("a model file", path), StatementKind::LoadModel)(after);
         }
-        "mnist" => source(Named::Mnist)(after)?,
-        "fashion-mnist" | "fashion" => source(Named::FashionMnist)(after)?,
         "idx" => map(tuple((arg("an images file", path), arg("a labels file", path))), |(images, labels)| {
             LoadSource::Idx { images, labels }
         })(after)?,
