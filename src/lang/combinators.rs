@@ -96,18 +96,28 @@ pub(crate) fn token(input: &str) -> Res<'_, &str> {
 
 /// One of `options`, failing with a list of them (and a suggestion) otherwise.
 pub(crate) fn keyword<'a>(options: &'static [&'static str]) -> impl FnMut(&'a str) -> Res<'a, &'static str> {
+    one_of(options, |o| o)
+}
+
+/// One of `options`, read by its `name`, failing with a list of the names (and a suggestion)
+/// otherwise: a statement takes an operation layer's values by their own names.
+pub(crate) fn one_of<'a, T: Copy + 'static>(
+    options: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl FnMut(&'a str) -> Res<'a, T> {
     move |input: &'a str| {
-        let list = options.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ");
+        let names = || options.iter().map(|&o| name(o));
+        let list = names().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
         let expected = if options.len() == 1 { list } else { format!("one of {list}") };
         let Ok((rest, word)) = token(input) else {
             return fail(input, expected);
         };
-        match options.iter().find(|o| **o == word) {
-            Some(o) => Ok((rest, *o)),
+        match options.iter().find(|&&o| name(o) == word) {
+            Some(&o) => Ok((rest, o)),
             None => Err(nom::Err::Failure(PErr {
                 at: input,
                 expected: expected.into(),
-                suggestion: closest(word, options.iter().copied()).map(str::to_string),
+                suggestion: closest(word, names()).map(str::to_string),
             })),
         }
     }

@@ -272,13 +272,8 @@ fn save(input: &str) -> Res<'_, StatementKind> {
     }
     let (rest, dir) = arg("a folder to save into", path)(input)?;
     let (rest, format) =
-        opt(preceded(tuple((space1, tag("as"))), arg("a format", keyword(&["idx", "npz", "csv", "png"]))))(rest)?;
-    let format = match format {
-        Some("npz") => SaveFormat::Npz,
-        Some("csv") => SaveFormat::Csv,
-        Some("png") => SaveFormat::Png,
-        _ => SaveFormat::Idx,
-    };
+        opt(preceded(tuple((space1, tag("as"))), arg("a format", one_of(&SaveFormat::ALL, SaveFormat::as_str))))(rest)?;
+    let format = format.unwrap_or_default();
     Ok((rest, StatementKind::Save { dir, format }))
 }
 
@@ -356,9 +351,7 @@ fn augment_op<'a>(word: &str, r: &'a str) -> Res<'a, Op> {
         }
         "shear" => map(real_arg(&ranges::SHEAR), |d| Op::shear(d as f32))(r),
         "crop" => map(whole_arg(&ranges::CROP), |p| Op::crop(p as usize))(r),
-        "flip" => map(arg("`h` or `v`", keyword(&["h", "v"])), |w| {
-            Op::flip(if w == "h" { FlipAxis::Horizontal } else { FlipAxis::Vertical })
-        })(r),
+        "flip" => map(arg("`h` or `v`", one_of(&FlipAxis::ALL, FlipAxis::as_str)), Op::flip)(r),
         "elastic" => map(tuple((real_arg(&ranges::ELASTIC_ALPHA), real_arg(&ranges::ELASTIC_SIGMA))), |(a, s)| {
             Op::elastic(a as f32, s as f32)
         })(r),

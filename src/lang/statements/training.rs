@@ -10,6 +10,7 @@ use crate::lang::ast::*;
 use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self, NumRange};
+use crate::model::spec::PRESETS;
 use crate::model::{Layer, Optimizer, Schedule};
 
 /// The statements of this group, in the order `help` lists them.
@@ -47,8 +48,6 @@ fn model(input: &str) -> Res<'_, StatementKind> {
     }
     Ok((rest, StatementKind::Model(ModelChoice::Layers(layers))))
 }
-
-const PRESETS: &[&str] = &["seed-small", "seed-cnn", "lenet5", "strong"];
 
 const LAYER_WORDS: &[&str] = &["conv32", "conv64k5", "same", "pool", "avgpool", "bn", "dropout", "dense128", "gap"];
 
@@ -104,7 +103,7 @@ fn layer(input: &str) -> Res<'_, Layer> {
         None => Err(nom::Err::Failure(PErr {
             at: input,
             expected: "a layer: convN, convNk5, pool, avgpool, bn, dropout P, denseN or gap".into(),
-            suggestion: closest(word, LAYER_WORDS.iter().chain(PRESETS).copied()).map(str::to_string),
+            suggestion: closest(word, LAYER_WORDS.iter().chain(&PRESETS).copied()).map(str::to_string),
         })),
     }
 }
