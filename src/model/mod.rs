@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod fast;
 pub mod finetune;
 pub mod network;
+pub mod optim;
 pub mod preprocess;
 pub mod spec;
 pub mod train;
@@ -14,11 +15,12 @@ use std::path::{Path, PathBuf};
 pub use checkpoint::{load_model, save_model, ModelMeta};
 pub use finetune::LoraConfig;
 pub use network::{Network, Weights};
+pub use optim::Optimizer;
 pub use preprocess::{preprocess_file, preprocess_gray, preprocess_image};
 pub use spec::{preset, Layer, LayerInfo, ModelSpec, Summary, SummaryRow};
 pub use train::{
     evaluate, evaluate_mapped, fit, predict_probs, Augment, EpochStats, Evaluation, History, LabelMap, Monitor,
-    Optimizer, Schedule, StopReason, TrainConfig, TrainEvent,
+    Schedule, StopReason, TrainConfig, TrainEvent,
 };
 
 /// An error while building, training, saving or loading a model.

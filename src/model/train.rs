@@ -8,58 +8,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{Tensor, D};
-use candle_nn::Optimizer as _;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::network::{Network, Weights};
+use super::optim::{Optimizer, ParamGroups};
 use super::{ModelError, Result};
 use crate::data::{PixelScaling, Split};
 
 /// A batch filler for augmented training: given train-split indices and the 0-based epoch, it
 /// writes `indices.len() × rows × cols` model-ready (already scaled) floats.
 pub type Augment<'a> = &'a (dyn Fn(&[usize], u64, &mut [f32]) + Sync);
-
-/// The optimizer and its base learning rate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub enum Optimizer {
-    /// Adam (β1 0.9, β2 0.999, ε 1e-7 as in Keras).
-    Adam {
-        /// Learning rate.
-        lr: f64,
-    },
-    /// Adam with decoupled weight decay.
-    AdamW {
-        /// Learning rate.
-        lr: f64,
-        /// Weight decay factor (multiplied by the learning rate each step).
-        weight_decay: f64,
-    },
-    /// Stochastic gradient descent with (Keras-style) momentum.
-    Sgd {
-        /// Learning rate.
-        lr: f64,
-        /// Momentum, 0 for plain SGD.
-        momentum: f64,
-    },
-}
-
-impl Default for Optimizer {
-    fn default() -> Optimizer {
-        Optimizer::Adam { lr: 1e-3 }
-    }
-}
-
-impl Optimizer {
-    /// The base learning rate.
-    pub fn lr(&self) -> f64 {
-        match *self {
-            Optimizer::Adam { lr } | Optimizer::AdamW { lr, .. } | Optimizer::Sgd { lr, .. } => lr,
-        }
-    }
-}
 
 /// How the learning rate changes over training.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -303,214 +264,18 @@ pub struct Evaluation {
     pub predictions: Vec<usize>,
 }
 
-/// Keras-style SGD with momentum: `v = m·v - lr·g; w = w + v`.
-struct MomentumSgd {
-    vars: Vec<(candle_core::Var, candle_core::Var)>,
-    lr: f64,
-    momentum: f64,
-}
-
-impl MomentumSgd {
-    fn new(vars: Vec<candle_core::Var>, lr: f64, momentum: f64) -> Result<MomentumSgd> {
-        let vars = vars
-            .into_iter()
-            .map(|v| {
-                let velocity = candle_core::Var::zeros(v.shape(), v.dtype(), v.device())?;
-                Ok((v, velocity))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(MomentumSgd { vars, lr, momentum })
-    }
-
-    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
-        for (var, velocity) in &self.vars {
-            if let Some(g) = grads.get(var) {
-                let v = ((velocity.as_tensor() * self.momentum)? - (g * self.lr)?)?;
-                var.set(&(var.as_tensor() + &v)?)?;
-                velocity.set(&v)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Adam (with optional decoupled weight decay, as candle's `AdamW`) that updates each f32 CPU
-/// variable in place in one pass over its values, with the moments in plain vectors: candle's
-/// `AdamW` runs a dozen tensor operations, each allocating, per variable and step.
-struct FusedAdam {
-    vars: Vec<(candle_core::Var, Vec<f32>, Vec<f32>)>,
-    params: candle_nn::ParamsAdamW,
-    step_t: i32,
-}
-
-impl FusedAdam {
-    /// The optimizer, or `None` when a variable is not f32 on the CPU.
-    fn new(vars: Vec<candle_core::Var>, params: candle_nn::ParamsAdamW) -> Option<FusedAdam> {
-        let fits = |v: &candle_core::Var| v.dtype() == candle_core::DType::F32 && v.device().is_cpu();
-        if !vars.iter().all(fits) {
-            return None;
-        }
-        let vars = vars
-            .into_iter()
-            .map(|v| {
-                let n = v.elem_count();
-                (v, vec![0f32; n], vec![0f32; n])
-            })
-            .collect();
-        Some(FusedAdam { vars, params, step_t: 0 })
-    }
-
-    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
-        self.step_t += 1;
-        let p = &self.params;
-        let coef = AdamCoef {
-            beta1: p.beta1 as f32,
-            beta2: p.beta2 as f32,
-            scale_m: (1.0 / (1.0 - p.beta1.powi(self.step_t))) as f32,
-            scale_v: (1.0 / (1.0 - p.beta2.powi(self.step_t))) as f32,
-            decay: (1.0 - p.lr * p.weight_decay) as f32,
-            lr: p.lr as f32,
-            eps: p.eps as f32,
-        };
-        for (var, m, v) in &mut self.vars {
-            if let Some(g) = grads.get(var) {
-                let op = AdamUpdate { coef, moments: std::cell::RefCell::new((m, v)) };
-                var.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The scalars of one Adam step.
-#[derive(Clone, Copy)]
-struct AdamCoef {
-    beta1: f32,
-    beta2: f32,
-    scale_m: f32,
-    scale_v: f32,
-    decay: f32,
-    lr: f32,
-    eps: f32,
-}
-
-/// One Adam step of one variable (updated in place) from its gradient.
-struct AdamUpdate<'a> {
-    coef: AdamCoef,
-    moments: std::cell::RefCell<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
-}
-
-impl candle_core::InplaceOp2 for AdamUpdate<'_> {
-    fn name(&self) -> &'static str {
-        "fused-adam"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &mut candle_core::CpuStorage,
-        l1: &candle_core::Layout,
-        s2: &candle_core::CpuStorage,
-        l2: &candle_core::Layout,
-    ) -> candle_core::Result<()> {
-        use candle_core::CpuStorage::F32;
-        let (F32(theta), F32(grad)) = (s1, s2) else {
-            candle_core::bail!("fused-adam: expected f32 variables and gradients");
-        };
-        let (Some((t0, t1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            candle_core::bail!("fused-adam: expected contiguous variables and gradients");
-        };
-        let mut moments = self.moments.borrow_mut();
-        let (m, v) = &mut *moments;
-        let (theta, grad) = (&mut theta[t0..t1], &grad[g0..g1]);
-        if theta.len() != grad.len() || theta.len() != m.len() {
-            candle_core::bail!("fused-adam: variable, gradient and moments differ in size");
-        }
-        let c = self.coef;
-        for (((t, &g), m), v) in theta.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-            *m = *m * c.beta1 + g * (1.0 - c.beta1);
-            *v = *v * c.beta2 + g * g * (1.0 - c.beta2);
-            let step = (*m * c.scale_m) / ((*v * c.scale_v).sqrt() + c.eps);
-            *t = *t * c.decay - step * c.lr;
-        }
-        Ok(())
-    }
-}
-
-/// The optimizer of one parameter group.
-enum Opt {
-    Adam(candle_nn::AdamW),
-    FusedAdam(FusedAdam),
-    Sgd(MomentumSgd),
-}
-
 /// The optimizer groups of a run: every trainable parameter at the base rate, or the head at
 /// the base rate and the body at its own, each group with its own state.
-struct Groups {
-    /// (group, its base learning rate).
-    groups: Vec<(Opt, f64)>,
-}
-
-impl Groups {
-    fn new(net: &Network, optimizer: Optimizer, body_lr: Option<f64>) -> Result<Groups> {
-        let base = optimizer.lr();
-        let groups = match body_lr {
-            None => vec![(Opt::new(net.trainable_vars(), optimizer)?, base)],
-            Some(body) => {
-                let (head, rest) = net.trainable_groups();
-                vec![(Opt::new(head, optimizer)?, base), (Opt::new(rest, optimizer)?, body)]
-            }
-        };
-        Ok(Groups { groups })
-    }
-
-    /// Sets each group's rate for this step: `schedule` applied to its own base rate.
-    fn set_lr(&mut self, schedule: &Schedule, step: usize, total: usize, epoch: usize) {
-        for (opt, base) in &mut self.groups {
-            opt.set_lr(schedule.lr(*base, step, total, epoch));
+fn param_groups(net: &Network, optimizer: Optimizer, body_lr: Option<f64>) -> Result<ParamGroups> {
+    let base = optimizer.lr();
+    let groups = match body_lr {
+        None => vec![(net.trainable_vars(), base)],
+        Some(body) => {
+            let (head, rest) = net.trainable_groups();
+            vec![(head, base), (rest, body)]
         }
-    }
-
-    fn step(&mut self, loss: &Tensor) -> Result<()> {
-        let grads = loss.backward()?;
-        for (opt, _) in &mut self.groups {
-            opt.step(&grads)?;
-        }
-        Ok(())
-    }
-}
-
-impl Opt {
-    fn new(vars: Vec<candle_core::Var>, optimizer: Optimizer) -> Result<Opt> {
-        Ok(match optimizer {
-            Optimizer::Adam { lr } | Optimizer::AdamW { lr, .. } => {
-                let weight_decay =
-                    if let Optimizer::AdamW { weight_decay, .. } = optimizer { weight_decay } else { 0.0 };
-                let params = candle_nn::ParamsAdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay };
-                match FusedAdam::new(vars.clone(), params.clone()) {
-                    Some(fused) => Opt::FusedAdam(fused),
-                    None => Opt::Adam(candle_nn::AdamW::new(vars, params)?),
-                }
-            }
-            Optimizer::Sgd { lr, momentum } => Opt::Sgd(MomentumSgd::new(vars, lr, momentum)?),
-        })
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        match self {
-            Opt::Adam(o) => o.set_learning_rate(lr),
-            Opt::FusedAdam(o) => o.params.lr = lr,
-            Opt::Sgd(o) => o.lr = lr,
-        }
-    }
-
-    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
-        match self {
-            Opt::Adam(o) => o.step(grads)?,
-            Opt::FusedAdam(o) => o.step(grads)?,
-            Opt::Sgd(o) => o.step(grads)?,
-        }
-        Ok(())
-    }
+    };
+    Ok(ParamGroups::new(groups, optimizer)?)
 }
 
 /// Mean cross-entropy of `logits` against `labels` (u32), with label smoothing `eps`.
@@ -607,7 +372,7 @@ pub fn fit(
 
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     net.reseed_dropout(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1));
-    let mut opt = Groups::new(net, config.optimizer, config.body_lr)?;
+    let mut opt = param_groups(net, config.optimizer, config.body_lr)?;
     let mut order: Vec<usize> = (0..n).collect();
     let mut buf = vec![0f32; config.batch_size * image_len];
     let mut last_good = net.snapshot()?;
@@ -628,7 +393,7 @@ pub fn fit(
         let mut lr = config.optimizer.lr();
         for (b, chunk) in order.chunks(config.batch_size).enumerate() {
             lr = config.schedule.lr(config.optimizer.lr(), step, total_steps, epoch);
-            opt.set_lr(&config.schedule, step, total_steps, epoch);
+            opt.set_rates(|base| config.schedule.lr(base, step, total_steps, epoch));
             let m = chunk.len();
             let batch = &mut buf[..m * image_len];
             match augment {
@@ -652,7 +417,7 @@ pub fn fit(
                 ));
                 break 'epochs;
             }
-            opt.step(&loss)?;
+            opt.backward_step(&loss)?;
             step += 1;
             let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
@@ -1014,33 +779,6 @@ pub(crate) mod tests {
         let e = evaluate(&net, &split, 20, 20, PixelScaling::Unit, 8).unwrap_err().to_string();
         assert!(e.contains("1×28×28") && e.contains("1×20×20"), "{e}");
         assert!(predict_probs(&net, &[0; 100], PixelScaling::Unit).is_err());
-    }
-
-    #[test]
-    fn fused_adam_matches_candles_adamw() {
-        let dev = Device::Cpu;
-        let init: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
-        let run = |fused: bool| -> Vec<f32> {
-            let var = candle_core::Var::from_vec(init.clone(), (3, 100), &dev).unwrap();
-            let params = candle_nn::ParamsAdamW { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay: 0.1 };
-            let mut fused_opt = FusedAdam::new(vec![var.clone()], params.clone()).unwrap();
-            let mut plain = candle_nn::AdamW::new(vec![var.clone()], params).unwrap();
-            for _ in 0..5 {
-                // A loss whose gradient changes with the weights: sum(w³).
-                let grads = var.as_tensor().powf(3.0).unwrap().sum_all().unwrap().backward().unwrap();
-                if fused {
-                    fused_opt.step(&grads).unwrap();
-                } else {
-                    plain.step(&grads).unwrap();
-                }
-            }
-            var.as_tensor().flatten_all().unwrap().to_vec1().unwrap()
-        };
-        let (a, b) = (run(true), run(false));
-        assert_ne!(a, init, "the weights did not move");
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "fused {x} vs candle {y}");
-        }
     }
 
     #[test]
