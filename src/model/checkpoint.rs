@@ -196,8 +196,8 @@ pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(N
 mod tests {
     use super::*;
     use crate::model::spec::preset;
-    use crate::model::train::tests::mnist;
-    use crate::model::train::{fit, predict_probs, TrainConfig};
+    use crate::model::train::tests::{mnist, mnist_format};
+    use crate::model::train::{fit, predict_probs, TrainConfig, TrainData};
     use std::sync::atomic::AtomicBool;
 
     #[test]
@@ -215,7 +215,8 @@ mod tests {
         ]);
         let net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 9).unwrap();
         let config = TrainConfig { epochs: 1, ..TrainConfig::default() };
-        fit(&net, &train, None, 28, 28, scaling, &config, None, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        fit(&net, TrainData::new(&train, None, mnist_format(scaling)), &config, &AtomicBool::new(false), &mut |_| {})
+            .unwrap();
         let classes = crate::data::dataset::digit_classes();
         let extra = BTreeMap::from([("dataset".to_string(), "mnist".to_string())]);
         save_model(&path, &net, &classes, scaling, &extra).unwrap();

@@ -20,7 +20,7 @@ pub use preprocess::{preprocess_file, preprocess_gray, preprocess_image};
 pub use spec::{preset, Layer, LayerInfo, ModelSpec, Summary, SummaryRow};
 pub use train::{
     evaluate, evaluate_mapped, fit, predict_probs, Augment, EpochStats, Evaluation, History, LabelMap, Monitor,
-    Schedule, StopReason, TrainConfig, TrainEvent,
+    Schedule, StopReason, TrainConfig, TrainData, TrainEvent,
 };
 
 /// An error while building, training, saving or loading a model.

@@ -337,6 +337,7 @@ impl Session {
             ));
         }
         let (rows, cols, scaling) = (dataset.rows, dataset.cols, dataset.scaling);
+        let format = dataset.format();
         if scaling == PixelScaling::Raw {
             out(Event::Warning("pixels are raw bytes 0..255; `normalize` usually trains better".into()));
         }
@@ -382,7 +383,7 @@ impl Session {
                     )));
                 }
             };
-            model::fit(net, train, val, rows, cols, scaling, &config, augment, &interrupt, &mut emit)
+            model::fit(net, model::TrainData { train, val, format, augment }, &config, &interrupt, &mut emit)
         })
         .map_err(|e| e.to_string())?;
         let seconds = started.elapsed().as_secs_f64();
@@ -394,7 +395,7 @@ impl Session {
         let evaluation = match test {
             Some(test) => Some(
                 Self::in_pool(&self.training.pool, || {
-                    model::evaluate_mapped(net, test, rows, cols, scaling, self.eval_batch(net), &labels)
+                    model::evaluate_mapped(net, test, format, self.eval_batch(net), &labels)
                 })
                 .map_err(|e| e.to_string())?,
             ),
@@ -433,12 +434,11 @@ impl Session {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| format!("there is no {kind} split (`split` makes train/val/test)"))?;
         let batch = self.eval_batch(&self.model_for("evaluate")?.net);
-        let (rows, cols, scaling) = (dataset.rows, dataset.cols, dataset.scaling);
+        let format = dataset.format();
         let net = &state.net;
-        let evaluation = Self::in_pool(&self.training.pool, || {
-            model::evaluate_mapped(net, split, rows, cols, scaling, batch, &labels)
-        })
-        .map_err(|e| e.to_string())?;
+        let evaluation =
+            Self::in_pool(&self.training.pool, || model::evaluate_mapped(net, split, format, batch, &labels))
+                .map_err(|e| e.to_string())?;
         Ok((evaluation, split))
     }
 
