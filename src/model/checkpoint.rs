@@ -188,7 +188,7 @@ pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(N
     net.set_frozen(&meta.frozen, true).map_err(|e| ModelError::format(path, format!("bad `frozen` metadata: {e}")))?;
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(bytes, device)
         .map_err(|e| ModelError::format(path, format!("cannot read the weights: {e}")))?;
-    net.set_weights(&tensors).map_err(|e| ModelError::format(path, e))?;
+    net.set_weights(&tensors).map_err(|e| ModelError::format(path, e.to_string()))?;
     Ok((net, meta))
 }
 

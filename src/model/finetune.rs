@@ -246,7 +246,7 @@ impl Network {
     /// The network's summary: the spec's rows with each layer's trainable mark and adapter
     /// parameters, and totals counted from the stored tensors (adapters included).
     pub fn summary(&self) -> Result<super::Summary> {
-        let mut summary = self.spec.summary_rows(self.input, self.classes).map_err(ModelError::Spec)?;
+        let mut summary = self.spec.summary_rows(self.input, self.classes)?;
         for (i, row) in summary.rows.iter_mut().enumerate() {
             row.trainable = self.has_params(i).then(|| !self.is_frozen(i));
             row.adapter_params = self.adapters[i].as_ref().map_or(0, |a| a.a.elem_count() + a.b.elem_count());

@@ -26,9 +26,22 @@ pub use train::{
 /// An error while building, training, saving or loading a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// The spec cannot be built for this input (the message names the layer).
+    /// The spec cannot be built for this input shape or number of classes.
     #[error("{0}")]
     Spec(String),
+    /// A layer of the spec cannot apply to what reaches it.
+    #[error("layer {layer} ({label}): {message}")]
+    Layer {
+        /// 1-based position in the spec.
+        layer: usize,
+        /// The layer's label, e.g. `conv32`.
+        label: String,
+        /// What is wrong, in words.
+        message: String,
+    },
+    /// Tensors that do not fit the network's (the message names the tensor).
+    #[error("{0}")]
+    Weights(String),
     /// The data does not fit the model or the operation.
     #[error("{0}")]
     Data(String),

@@ -94,7 +94,7 @@ impl Network {
         device: &Device,
         seed: u64,
     ) -> Result<Network> {
-        spec.output_shapes(input, classes).map_err(ModelError::Spec)?;
+        spec.output_shapes(input, classes)?;
         let varmap = VarMap::new();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
@@ -279,22 +279,26 @@ impl Network {
 
     /// Sets every stored tensor from `tensors`, which must hold exactly this network's names
     /// with the same shapes; on a mismatch nothing is changed and the error names the tensor.
-    pub fn set_weights(&self, tensors: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
+    pub fn set_weights(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
         for (name, var) in data.iter() {
             let Some(t) = tensors.get(name) else {
-                return Err(format!("tensor `{name}` is missing"));
+                return Err(ModelError::Weights(format!("tensor `{name}` is missing")));
             };
             if t.dims() != var.dims() {
-                return Err(format!("tensor `{name}` has shape {:?}, the model expects {:?}", t.dims(), var.dims()));
+                return Err(ModelError::Weights(format!(
+                    "tensor `{name}` has shape {:?}, the model expects {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
             }
         }
         if let Some(extra) = tensors.keys().find(|k| !data.contains_key(*k)) {
-            return Err(format!("unexpected tensor `{extra}` for this architecture"));
+            return Err(ModelError::Weights(format!("unexpected tensor `{extra}` for this architecture")));
         }
         for (name, var) in data.iter() {
             let t = tensors[name].to_dtype(DType::F32).and_then(|t| t.to_device(&self.device));
-            t.and_then(|t| var.set(&t)).map_err(|e| format!("tensor `{name}`: {e}"))?;
+            t.and_then(|t| var.set(&t)).map_err(|e| ModelError::Weights(format!("tensor `{name}`: {e}")))?;
         }
         Ok(())
     }
@@ -302,7 +306,7 @@ impl Network {
     /// Restores a [`snapshot`](Network::snapshot).
     pub fn restore(&self, snapshot: &[(String, Tensor)]) -> Result<()> {
         let map: HashMap<String, Tensor> = snapshot.iter().cloned().collect();
-        self.set_weights(&map).map_err(ModelError::Data)
+        self.set_weights(&map)
     }
 
     /// Logits `[N, classes]` for images `xs` of shape `[N, C, H, W]`. In training mode dropout is
@@ -510,8 +514,14 @@ mod tests {
         let mut map: HashMap<String, Tensor> = net.snapshot().unwrap().into_iter().collect();
         map.insert("out.bias".into(), Tensor::zeros(5, DType::F32, &dev).unwrap());
         let e = net.set_weights(&map).unwrap_err();
+        assert!(matches!(e, ModelError::Weights(_)), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("out.bias") && e.contains("[5]"), "{e}");
         map.remove("out.bias");
-        assert!(net.set_weights(&map).unwrap_err().contains("missing"));
+        assert!(net.set_weights(&map).unwrap_err().to_string().contains("missing"));
+        map.insert("extra".into(), Tensor::zeros(1, DType::F32, &dev).unwrap());
+        map.insert("out.bias".into(), Tensor::zeros(10, DType::F32, &dev).unwrap());
+        let e = net.set_weights(&map).unwrap_err().to_string();
+        assert_eq!(e, "unexpected tensor `extra` for this architecture");
     }
 }

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{ModelError, Result};
+
 /// One hidden layer of a model spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Layer {
@@ -193,18 +195,18 @@ impl ModelSpec {
     /// height, width) and `classes` outputs. The implied flatten and output layers are included.
     /// A layer that cannot apply (an image shrunk below its kernel, a convolution after a dense
     /// layer, a bad hyper-parameter) is rejected, naming the layer by its 1-based position.
-    pub fn output_shapes(&self, input: (usize, usize, usize), classes: usize) -> Result<Vec<LayerInfo>, String> {
+    pub fn output_shapes(&self, input: (usize, usize, usize), classes: usize) -> Result<Vec<LayerInfo>> {
         let (c, h, w) = input;
         if c == 0 || h == 0 || w == 0 {
-            return Err(format!("input shape {c}×{h}×{w} has an empty dimension"));
+            return Err(ModelError::Spec(format!("input shape {c}×{h}×{w} has an empty dimension")));
         }
         if classes < 2 {
-            return Err(format!("a classifier needs at least 2 classes, got {classes}"));
+            return Err(ModelError::Spec(format!("a classifier needs at least 2 classes, got {classes}")));
         }
         let mut shape = Shape::Image(c, h, w);
         let mut out = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
-            let here = |msg: String| format!("layer {} ({}): {msg}", i + 1, layer.label());
+            let here = |message: String| ModelError::Layer { layer: i + 1, label: layer.label(), message };
             match layer {
                 Layer::Conv { filters, kernel, same_padding } => {
                     let Shape::Image(c, h, w) = shape else {
@@ -310,7 +312,7 @@ impl ModelSpec {
     /// a `batch` every layer's output, gradient and temporaries (four copies) and each convolution's
     /// im2col matrix.
     /// Checked against the memory budget before a network is built or trained.
-    pub fn training_bytes(&self, input: (usize, usize, usize), classes: usize, batch: usize) -> Result<u64, String> {
+    pub fn training_bytes(&self, input: (usize, usize, usize), classes: usize, batch: usize) -> Result<u64> {
         let infos = self.output_shapes(input, classes)?;
         let params: u64 = infos.iter().map(|i| i.params as u64).fold(0, u64::saturating_add);
         let mut per_image: u64 = 0;
@@ -334,7 +336,7 @@ impl ModelSpec {
     }
 
     /// A Keras-style summary (`conv2d (Conv2D)`, `conv2d_1 (Conv2D)`, ...) for `input` and `classes`.
-    pub fn summary_rows(&self, input: (usize, usize, usize), classes: usize) -> Result<Summary, String> {
+    pub fn summary_rows(&self, input: (usize, usize, usize), classes: usize) -> Result<Summary> {
         let infos = self.output_shapes(input, classes)?;
         let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         let mut rows = Vec::with_capacity(infos.len());
@@ -454,15 +456,19 @@ mod tests {
         ]);
         // 28 → 26 → 13 → 11 → 5 → 3 → 1: the last conv sees 1×1.
         let e = spec.output_shapes((1, 28, 28), 10).unwrap_err();
-        assert_eq!(e, "layer 7 (conv64): input 1×1 is smaller than the 3×3 kernel");
+        assert!(matches!(&e, ModelError::Layer { layer: 7, label, .. } if label == "conv64"), "{e:?}");
+        assert_eq!(e.to_string(), "layer 7 (conv64): input 1×1 is smaller than the 3×3 kernel");
         let spec = ModelSpec::new(vec![Layer::conv(8), Layer::conv(8), Layer::MaxPool, Layer::MaxPool, Layer::conv(8)]);
         // 28 → 26 → 24 → 12 → 6 → 4
         assert!(spec.output_shapes((1, 28, 28), 10).is_ok());
         let spec = ModelSpec::new(vec![Layer::Dense(10), Layer::conv(8)]);
-        let e = spec.output_shapes((1, 28, 28), 10).unwrap_err();
+        let e = spec.output_shapes((1, 28, 28), 10).unwrap_err().to_string();
         assert!(e.starts_with("layer 2 (conv8): a convolution cannot follow"), "{e}");
-        let e = ModelSpec::new(vec![Layer::Dropout(1.5)]).output_shapes((1, 28, 28), 10).unwrap_err();
+        let e = ModelSpec::new(vec![Layer::Dropout(1.5)]).output_shapes((1, 28, 28), 10).unwrap_err().to_string();
         assert!(e.contains("layer 1 (dropout1.5)"), "{e}");
+        let e = ModelSpec::new(vec![]).output_shapes((1, 28, 28), 1).unwrap_err();
+        assert!(matches!(e, ModelError::Spec(_)), "{e:?}");
+        assert_eq!(e.to_string(), "a classifier needs at least 2 classes, got 1");
     }
 
     #[test]

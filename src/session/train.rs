@@ -154,7 +154,7 @@ impl Session {
         classes: usize,
         batch: usize,
     ) -> Result<(), Failure> {
-        let need = spec.training_bytes(input, classes, batch)?;
+        let need = spec.training_bytes(input, classes, batch).map_err(|e| e.to_string())?;
         crate::budget::check(
             || {
                 let params: usize =
