@@ -10,12 +10,11 @@
 //! output layer too can be frozen); `merge` folds `W + (alpha/rank)·B·A` into the weights.
 
 use candle_core::Tensor;
-use candle_nn::VarBuilder;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::network::{dense, put, Built, Network};
+use super::network::{put, Built, Init, Network};
 use super::{ModelError, Result};
 
 /// LoRA settings: the adapters' rank and scaling numerator.
@@ -125,9 +124,7 @@ impl Network {
             data.remove("out.weight");
             data.remove("out.bias");
         }
-        let vb = VarBuilder::from_varmap(&self.varmap, candle_core::DType::F32, &self.device);
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let linear = dense(&self.varmap, &vb, &mut rng, "out", inputs, classes, &self.device)?;
+        let linear = Init::new(&self.varmap, &self.device, seed).dense("out", inputs, classes)?;
         self.layers[head] = Built::Dense { linear, relu: false };
         self.frozen[head] = false;
         self.classes = classes;

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::fast;
 use super::finetune::{Adapter, LoraConfig};
-use super::spec::{Layer, ModelSpec, Shape};
+use super::spec::{Layer, LayerSource, ModelSpec, Shape};
 use super::{ModelError, Result};
 
 /// Batch-norm momentum in candle's convention (weight of the new batch statistic): 0.1, as
@@ -84,6 +84,56 @@ pub(super) fn put(varmap: &VarMap, name: String, dims: &[usize], values: Vec<f32
     Ok(())
 }
 
+/// Creates a network's parameters in its [`VarMap`]: Glorot-uniform kernels drawn in layer
+/// order from one seeded generator, zero biases.
+pub(super) struct Init<'a> {
+    varmap: &'a VarMap,
+    vb: VarBuilder<'a>,
+    rng: ChaCha8Rng,
+    device: &'a Device,
+}
+
+impl<'a> Init<'a> {
+    /// Parameters in `varmap` on `device`, drawn from `seed`.
+    pub(super) fn new(varmap: &'a VarMap, device: &'a Device, seed: u64) -> Init<'a> {
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, device);
+        Init { varmap, vb, rng: ChaCha8Rng::seed_from_u64(seed), device }
+    }
+
+    /// The spec's `layer` for inputs of `input`, its parameters named `name.*`.
+    fn hidden(&mut self, layer: &Layer, input: Shape, name: &str) -> Result<Built> {
+        Ok(match *layer {
+            Layer::Conv { filters, kernel, same_padding } => {
+                let c = input.features();
+                let fan = kernel * kernel;
+                let weights = glorot(&mut self.rng, filters * c * fan, c * fan, filters * fan);
+                put(self.varmap, format!("{name}.weight"), &[filters, c, kernel, kernel], weights, self.device)?;
+                put(self.varmap, format!("{name}.bias"), &[filters], vec![0.0; filters], self.device)?;
+                let padding = if same_padding { kernel / 2 } else { 0 };
+                let cfg = Conv2dConfig { padding, ..Default::default() };
+                Built::Conv { conv: candle_nn::conv2d(c, filters, kernel, cfg, self.vb.pp(name))?, padding }
+            }
+            Layer::MaxPool => Built::MaxPool,
+            Layer::AvgPool => Built::AvgPool,
+            Layer::GlobalAvgPool => Built::GlobalAvgPool,
+            Layer::BatchNorm => {
+                let cfg = BatchNormConfig { eps: BN_EPS, remove_mean: true, affine: true, momentum: BN_MOMENTUM };
+                Built::BatchNorm(candle_nn::batch_norm(input.features(), cfg, self.vb.pp(name))?)
+            }
+            Layer::Dropout(rate) => Built::Dropout(rate),
+            Layer::Dense(units) => Built::Dense { linear: self.dense(name, input.size(), units)?, relu: true },
+        })
+    }
+
+    /// A dense layer `inputs → units` with Glorot-uniform weights and zero bias.
+    pub(super) fn dense(&mut self, name: &str, inputs: usize, units: usize) -> Result<Linear> {
+        let weights = glorot(&mut self.rng, units * inputs, inputs, units);
+        put(self.varmap, format!("{name}.weight"), &[units, inputs], weights, self.device)?;
+        put(self.varmap, format!("{name}.bias"), &[units], vec![0.0; units], self.device)?;
+        Ok(candle_nn::linear(inputs, units, self.vb.pp(name))?)
+    }
+}
+
 impl Network {
     /// Builds the network for images of `input` = (channels, height, width) and `classes`
     /// outputs, initializing weights from `seed` (Glorot uniform kernels, zero biases, like Keras).
@@ -94,79 +144,29 @@ impl Network {
         device: &Device,
         seed: u64,
     ) -> Result<Network> {
-        spec.output_shapes(input, classes)?;
+        let infos = spec.output_shapes(input, classes)?;
         let varmap = VarMap::new();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let mut layers = Vec::new();
-        let mut prefixes = Vec::new();
-        let mut shape = Shape::Image(input.0, input.1, input.2);
-        for (i, layer) in spec.layers.iter().enumerate() {
-            let name = format!("l{i}");
-            match *layer {
-                Layer::Conv { filters, kernel, same_padding } => {
-                    let Shape::Image(c, h, w) = shape else { unreachable!("checked by output_shapes") };
-                    let fan = kernel * kernel;
-                    let weights = glorot(&mut rng, filters * c * fan, c * fan, filters * fan);
-                    put(&varmap, format!("{name}.weight"), &[filters, c, kernel, kernel], weights, device)?;
-                    put(&varmap, format!("{name}.bias"), &[filters], vec![0.0; filters], device)?;
-                    let padding = if same_padding { kernel / 2 } else { 0 };
-                    let cfg = Conv2dConfig { padding, ..Default::default() };
-                    let conv = candle_nn::conv2d(c, filters, kernel, cfg, vb.pp(&name))?;
-                    layers.push(Built::Conv { conv, padding });
-                    prefixes.push(Some(name.clone()));
-                    shape = if same_padding {
-                        Shape::Image(filters, h, w)
-                    } else {
-                        Shape::Image(filters, h + 1 - kernel, w + 1 - kernel)
-                    };
+        let mut init = Init::new(&varmap, device, seed);
+        let mut layers = Vec::with_capacity(infos.len());
+        let mut prefixes = Vec::with_capacity(infos.len());
+        for info in &infos {
+            let (layer, prefix) = match info.source {
+                LayerSource::Spec(i) => {
+                    let name = format!("l{i}");
+                    let layer = init.hidden(&spec.layers[i], info.input, &name)?;
+                    let has_params = matches!(layer, Built::Conv { .. } | Built::BatchNorm(_) | Built::Dense { .. });
+                    (layer, has_params.then_some(name))
                 }
-                Layer::MaxPool | Layer::AvgPool => {
-                    let Shape::Image(c, h, w) = shape else { unreachable!("checked by output_shapes") };
-                    layers.push(if *layer == Layer::MaxPool { Built::MaxPool } else { Built::AvgPool });
-                    prefixes.push(None);
-                    shape = Shape::Image(c, h / 2, w / 2);
+                LayerSource::Flatten => (Built::Flatten, None),
+                LayerSource::Output => {
+                    let linear = init.dense("out", info.input.size(), classes)?;
+                    (Built::Dense { linear, relu: false }, Some("out".to_string()))
                 }
-                Layer::GlobalAvgPool => {
-                    let Shape::Image(c, _, _) = shape else { unreachable!("checked by output_shapes") };
-                    layers.push(Built::GlobalAvgPool);
-                    prefixes.push(None);
-                    shape = Shape::Flat(c);
-                }
-                Layer::BatchNorm => {
-                    let features = match shape {
-                        Shape::Image(c, _, _) => c,
-                        Shape::Flat(n) => n,
-                    };
-                    let cfg = BatchNormConfig { eps: BN_EPS, remove_mean: true, affine: true, momentum: BN_MOMENTUM };
-                    layers.push(Built::BatchNorm(candle_nn::batch_norm(features, cfg, vb.pp(&name))?));
-                    prefixes.push(Some(name.clone()));
-                }
-                Layer::Dropout(rate) => {
-                    layers.push(Built::Dropout(rate));
-                    prefixes.push(None);
-                }
-                Layer::Dense(units) => {
-                    if let Shape::Image(..) = shape {
-                        layers.push(Built::Flatten);
-                        prefixes.push(None);
-                        shape = Shape::Flat(shape.size());
-                    }
-                    let linear = dense(&varmap, &vb, &mut rng, &name, shape.size(), units, device)?;
-                    layers.push(Built::Dense { linear, relu: true });
-                    prefixes.push(Some(name.clone()));
-                    shape = Shape::Flat(units);
-                }
-            }
+            };
+            layers.push(layer);
+            prefixes.push(prefix);
         }
-        if let Shape::Image(..) = shape {
-            layers.push(Built::Flatten);
-            prefixes.push(None);
-            shape = Shape::Flat(shape.size());
-        }
-        let linear = dense(&varmap, &vb, &mut rng, "out", shape.size(), classes, device)?;
-        layers.push(Built::Dense { linear, relu: false });
-        prefixes.push(Some("out".to_string()));
+        drop(init);
         let count = layers.len();
         Ok(Network {
             spec: spec.clone(),
@@ -442,21 +442,6 @@ fn frozen_batch_norm(bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
 /// True for batch-norm moving statistics, which the optimizer must not update.
 fn is_statistic(name: &str) -> bool {
     name.ends_with(".running_mean") || name.ends_with(".running_var")
-}
-
-/// A dense layer `inputs → units` with Glorot-uniform weights and zero bias.
-pub(super) fn dense(
-    varmap: &VarMap,
-    vb: &VarBuilder,
-    rng: &mut ChaCha8Rng,
-    name: &str,
-    inputs: usize,
-    units: usize,
-    device: &Device,
-) -> Result<Linear> {
-    put(varmap, format!("{name}.weight"), &[units, inputs], glorot(rng, units * inputs, inputs, units), device)?;
-    put(varmap, format!("{name}.bias"), &[units], vec![0.0; units], device)?;
-    Ok(candle_nn::linear(inputs, units, vb.pp(name))?)
 }
 
 #[cfg(test)]
