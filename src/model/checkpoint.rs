@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
-use super::finetune::LoraConfig;
+use super::lora::LoraConfig;
 use super::network::Network;
 use super::spec::ModelSpec;
 use super::{ModelError, Result};

@@ -3,7 +3,7 @@
 
 pub mod checkpoint;
 pub mod fast;
-pub mod finetune;
+pub mod lora;
 pub mod network;
 pub mod optim;
 pub mod preprocess;
@@ -13,7 +13,7 @@ pub mod train;
 use std::path::{Path, PathBuf};
 
 pub use checkpoint::{load_model, save_model, ModelMeta};
-pub use finetune::LoraConfig;
+pub use lora::LoraConfig;
 pub use network::{Network, Weights};
 pub use optim::Optimizer;
 pub use preprocess::{preprocess_file, preprocess_gray, preprocess_image};
