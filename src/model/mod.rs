@@ -2,6 +2,7 @@
 //! Knows nothing of the language.
 
 pub mod checkpoint;
+pub mod device;
 pub mod fast;
 pub mod lora;
 pub mod network;
@@ -13,6 +14,7 @@ pub mod train;
 use std::path::{Path, PathBuf};
 
 pub use checkpoint::{load_model, save_model, ModelMeta};
+pub use device::{device, thread_pool, DeviceKind};
 pub use lora::LoraConfig;
 pub use network::{Network, Weights};
 pub use optim::Optimizer;
@@ -42,6 +44,12 @@ pub enum ModelError {
     /// Tensors that do not fit the network's (the message names the tensor).
     #[error("{0}")]
     Weights(String),
+    /// The compute device cannot be opened (the message says why and what to do).
+    #[error("{0}")]
+    Device(String),
+    /// The worker threads cannot be set up.
+    #[error("{0}")]
+    Threads(String),
     /// The data does not fit the model or the operation.
     #[error("{0}")]
     Data(String),
