@@ -16,8 +16,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
-use mnistlab::data::{dataset::digit_classes, fetch, load, PixelScaling, Split, SplitKind};
-use mnistlab::model::{fit, preset, Network, Optimizer, TrainConfig};
+use mnistlab::data::{dataset::digit_classes, fetch, load, ImageFormat, PixelScaling, Split, SplitKind};
+use mnistlab::model::{fit, preset, Network, Optimizer, TrainConfig, TrainData};
 
 mod common;
 use common::cpu_seconds;
@@ -46,7 +46,8 @@ fn mnistlab_rate(train: &Split, batch: usize, steps: usize) -> Rate {
     let stop = AtomicBool::new(false);
     let fresh_net = || Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 0).expect("builds seed-cnn");
     let fit_once = |net: &Network| {
-        fit(net, &subset, None, 28, 28, PixelScaling::Unit, &config, None, &stop, &mut |_| {}).expect("trains")
+        let format = ImageFormat { rows: 28, cols: 28, scaling: PixelScaling::Unit };
+        fit(net, TrainData::new(&subset, None, format), &config, &stop, &mut |_| {}).expect("trains")
     };
     fit_once(&fresh_net());
     let net = fresh_net();

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
-use mnistlab::data::{idx, PixelScaling, Split};
-use mnistlab::model::{evaluate, fit, preset, Network, TrainConfig, TrainEvent};
+use mnistlab::data::{idx, ImageFormat, PixelScaling, Split};
+use mnistlab::model::{evaluate, fit, preset, Network, TrainConfig, TrainData, TrainEvent};
 
 fn split(dir: &std::path::Path, images: &str, labels: &str, n: usize) -> Split {
     let images = idx::read(&dir.join(images)).unwrap_or_else(|e| panic!("{e}"));
@@ -49,7 +49,8 @@ fn main() {
         _ => {}
     };
     // The test split doubles as validation so each epoch prints its test accuracy.
-    let h = fit(&net, &train, Some(&test), 28, 28, PixelScaling::Unit, &config, None, &stop, &mut progress).unwrap();
-    let e = evaluate(&net, &test, 28, 28, PixelScaling::Unit, 256).unwrap();
+    let format = ImageFormat { rows: 28, cols: 28, scaling: PixelScaling::Unit };
+    let h = fit(&net, TrainData::new(&train, Some(&test), format), &config, &stop, &mut progress).unwrap();
+    let e = evaluate(&net, &test, format, 256).unwrap();
     println!("{name}: {} epochs, test accuracy {:.4}, loss {:.4}; {:?}", h.epochs.len(), e.accuracy, e.loss, h.notes);
 }

@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
-use super::finetune::LoraConfig;
+use super::lora::LoraConfig;
 use super::network::Network;
 use super::spec::ModelSpec;
 use super::{ModelError, Result};
@@ -188,7 +188,7 @@ pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(N
     net.set_frozen(&meta.frozen, true).map_err(|e| ModelError::format(path, format!("bad `frozen` metadata: {e}")))?;
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(bytes, device)
         .map_err(|e| ModelError::format(path, format!("cannot read the weights: {e}")))?;
-    net.set_weights(&tensors).map_err(|e| ModelError::format(path, e))?;
+    net.set_weights(&tensors).map_err(|e| ModelError::format(path, e.to_string()))?;
     Ok((net, meta))
 }
 
@@ -196,8 +196,8 @@ pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(N
 mod tests {
     use super::*;
     use crate::model::spec::preset;
-    use crate::model::train::tests::mnist;
-    use crate::model::train::{fit, predict_probs, TrainConfig};
+    use crate::model::train::tests::{mnist, mnist_format};
+    use crate::model::train::{fit, predict_probs, TrainConfig, TrainData};
     use std::sync::atomic::AtomicBool;
 
     #[test]
@@ -215,7 +215,8 @@ mod tests {
         ]);
         let net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 9).unwrap();
         let config = TrainConfig { epochs: 1, ..TrainConfig::default() };
-        fit(&net, &train, None, 28, 28, scaling, &config, None, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        fit(&net, TrainData::new(&train, None, mnist_format(scaling)), &config, &AtomicBool::new(false), &mut |_| {})
+            .unwrap();
         let classes = crate::data::dataset::digit_classes();
         let extra = BTreeMap::from([("dataset".to_string(), "mnist".to_string())]);
         save_model(&path, &net, &classes, scaling, &extra).unwrap();

@@ -2,9 +2,11 @@
 //! Knows nothing of the language.
 
 pub mod checkpoint;
+pub mod device;
 pub mod fast;
-pub mod finetune;
+pub mod lora;
 pub mod network;
+pub mod optim;
 pub mod preprocess;
 pub mod spec;
 pub mod train;
@@ -12,21 +14,42 @@ pub mod train;
 use std::path::{Path, PathBuf};
 
 pub use checkpoint::{load_model, save_model, ModelMeta};
-pub use finetune::LoraConfig;
+pub use device::{device, thread_pool, DeviceKind};
+pub use lora::LoraConfig;
 pub use network::{Network, Weights};
+pub use optim::Optimizer;
 pub use preprocess::{preprocess_file, preprocess_gray, preprocess_image};
 pub use spec::{preset, Layer, LayerInfo, ModelSpec, Summary, SummaryRow};
 pub use train::{
     evaluate, evaluate_mapped, fit, predict_probs, Augment, EpochStats, Evaluation, History, LabelMap, Monitor,
-    Optimizer, Schedule, StopReason, TrainConfig, TrainEvent,
+    Schedule, StopReason, TrainConfig, TrainData, TrainEvent,
 };
 
 /// An error while building, training, saving or loading a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// The spec cannot be built for this input (the message names the layer).
+    /// The spec cannot be built for this input shape or number of classes.
     #[error("{0}")]
     Spec(String),
+    /// A layer of the spec cannot apply to what reaches it.
+    #[error("layer {layer} ({label}): {message}")]
+    Layer {
+        /// 1-based position in the spec.
+        layer: usize,
+        /// The layer's label, e.g. `conv32`.
+        label: String,
+        /// What is wrong, in words.
+        message: String,
+    },
+    /// Tensors that do not fit the network's (the message names the tensor).
+    #[error("{0}")]
+    Weights(String),
+    /// The compute device cannot be opened (the message says why and what to do).
+    #[error("{0}")]
+    Device(String),
+    /// The worker threads cannot be set up.
+    #[error("{0}")]
+    Threads(String),
     /// The data does not fit the model or the operation.
     #[error("{0}")]
     Data(String),

@@ -1,10 +1,18 @@
-//! A candle network built from a [`ModelSpec`], with Keras-like initialization.
+//! A candle network built from a [`ModelSpec`], with Keras-like initialization, and its
+//! fine-tuning: frozen layers, a fresh output layer (head), LoRA adapters.
 //!
 //! Every parameter lives in one [`VarMap`] under a stable name (`l<i>.weight`, `l<i>.bias`,
 //! `l<i>.running_mean`, ..., `out.weight`, `out.bias`), so checkpoints and weight snapshots are
 //! plain maps from names to tensors. Initial weights come from a seeded ChaCha8 generator
 //! (candle's CPU generator cannot be seeded) and dropout masks from a counter-based hash of the
 //! seed, so a seed fixes a run.
+//!
+//! Layers are numbered as a summary lists them (0-based here): the spec's layers, the implied
+//! flattens and the output layer last. A frozen layer computes with detached parameters, so no
+//! gradient reaches them and the optimizer never sees them; a frozen batch norm runs in
+//! inference mode. While LoRA adapters (see [`super::lora`]) exist every base parameter of the
+//! body is frozen and only the adapters and the output layer train (the output layer too can
+//! be frozen); merging them folds them into the weights.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +23,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::fast;
-use super::finetune::{Adapter, LoraConfig};
-use super::spec::{Layer, ModelSpec, Shape};
+use super::lora::{Adapter, LoraConfig};
+use super::spec::{Layer, LayerSource, ModelSpec, Shape, Summary};
 use super::{ModelError, Result};
 
 /// Batch-norm momentum in candle's convention (weight of the new batch statistic): 0.1, as
@@ -28,7 +36,8 @@ const BN_EPS: f64 = 1e-3;
 /// Every stored tensor of a network by name, as [`Network::snapshot`] returns them.
 pub type Weights = Vec<(String, Tensor)>;
 
-pub(super) enum Built {
+/// One built layer, ready to run.
+enum Built {
     Conv { conv: Conv2d, padding: usize },
     MaxPool,
     AvgPool,
@@ -41,21 +50,21 @@ pub(super) enum Built {
 
 /// A network built from a spec, holding its parameters in a [`VarMap`].
 pub struct Network {
-    pub(super) spec: ModelSpec,
-    pub(super) input: (usize, usize, usize),
-    pub(super) classes: usize,
-    pub(super) device: Device,
-    pub(super) varmap: VarMap,
+    spec: ModelSpec,
+    input: (usize, usize, usize),
+    classes: usize,
+    device: Device,
+    varmap: VarMap,
     /// Built layers in summary order: the spec's, the implied flattens, the output layer.
-    pub(super) layers: Vec<Built>,
+    layers: Vec<Built>,
     /// Parameter-name prefix of each built layer (`l3`, `out`); `None` for a layer without any.
-    pub(super) prefixes: Vec<Option<String>>,
+    prefixes: Vec<Option<String>>,
     /// Frozen flag of each built layer (see [`Network::is_frozen`]).
-    pub(super) frozen: Vec<bool>,
+    frozen: Vec<bool>,
     /// LoRA adapter of each built layer, if any.
-    pub(super) adapters: Vec<Option<Adapter>>,
+    adapters: Vec<Option<Adapter>>,
     /// The LoRA settings while adapters exist.
-    pub(super) lora: Option<LoraConfig>,
+    lora: Option<LoraConfig>,
     /// Dropout masks: the seed they are keyed by, and the calls drawn so far.
     dropout_seed: AtomicU64,
     dropout_calls: AtomicU64,
@@ -78,10 +87,60 @@ fn glorot(rng: &mut ChaCha8Rng, count: usize, fan_in: usize, fan_out: usize) -> 
 }
 
 /// Inserts a variable with these values under `name`.
-pub(super) fn put(varmap: &VarMap, name: String, dims: &[usize], values: Vec<f32>, device: &Device) -> Result<()> {
+fn put(varmap: &VarMap, name: String, dims: &[usize], values: Vec<f32>, device: &Device) -> Result<()> {
     let var = Var::from_vec(values, dims, device)?;
     varmap.data().lock().expect("the VarMap lock is never poisoned").insert(name, var);
     Ok(())
+}
+
+/// Creates a network's parameters in its [`VarMap`]: Glorot-uniform kernels drawn in layer
+/// order from one seeded generator, zero biases.
+struct Init<'a> {
+    varmap: &'a VarMap,
+    vb: VarBuilder<'a>,
+    rng: ChaCha8Rng,
+    device: &'a Device,
+}
+
+impl<'a> Init<'a> {
+    /// Parameters in `varmap` on `device`, drawn from `seed`.
+    fn new(varmap: &'a VarMap, device: &'a Device, seed: u64) -> Init<'a> {
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, device);
+        Init { varmap, vb, rng: ChaCha8Rng::seed_from_u64(seed), device }
+    }
+
+    /// The spec's `layer` for inputs of `input`, its parameters named `name.*`.
+    fn hidden(&mut self, layer: &Layer, input: Shape, name: &str) -> Result<Built> {
+        Ok(match *layer {
+            Layer::Conv { filters, kernel, same_padding } => {
+                let c = input.features();
+                let fan = kernel * kernel;
+                let weights = glorot(&mut self.rng, filters * c * fan, c * fan, filters * fan);
+                put(self.varmap, format!("{name}.weight"), &[filters, c, kernel, kernel], weights, self.device)?;
+                put(self.varmap, format!("{name}.bias"), &[filters], vec![0.0; filters], self.device)?;
+                let padding = if same_padding { kernel / 2 } else { 0 };
+                let cfg = Conv2dConfig { padding, ..Default::default() };
+                Built::Conv { conv: candle_nn::conv2d(c, filters, kernel, cfg, self.vb.pp(name))?, padding }
+            }
+            Layer::MaxPool => Built::MaxPool,
+            Layer::AvgPool => Built::AvgPool,
+            Layer::GlobalAvgPool => Built::GlobalAvgPool,
+            Layer::BatchNorm => {
+                let cfg = BatchNormConfig { eps: BN_EPS, remove_mean: true, affine: true, momentum: BN_MOMENTUM };
+                Built::BatchNorm(candle_nn::batch_norm(input.features(), cfg, self.vb.pp(name))?)
+            }
+            Layer::Dropout(rate) => Built::Dropout(rate),
+            Layer::Dense(units) => Built::Dense { linear: self.dense(name, input.size(), units)?, relu: true },
+        })
+    }
+
+    /// A dense layer `inputs → units` with Glorot-uniform weights and zero bias.
+    fn dense(&mut self, name: &str, inputs: usize, units: usize) -> Result<Linear> {
+        let weights = glorot(&mut self.rng, units * inputs, inputs, units);
+        put(self.varmap, format!("{name}.weight"), &[units, inputs], weights, self.device)?;
+        put(self.varmap, format!("{name}.bias"), &[units], vec![0.0; units], self.device)?;
+        Ok(candle_nn::linear(inputs, units, self.vb.pp(name))?)
+    }
 }
 
 impl Network {
@@ -94,79 +153,29 @@ impl Network {
         device: &Device,
         seed: u64,
     ) -> Result<Network> {
-        spec.output_shapes(input, classes).map_err(ModelError::Spec)?;
+        let infos = spec.output_shapes(input, classes)?;
         let varmap = VarMap::new();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let mut layers = Vec::new();
-        let mut prefixes = Vec::new();
-        let mut shape = Shape::Image(input.0, input.1, input.2);
-        for (i, layer) in spec.layers.iter().enumerate() {
-            let name = format!("l{i}");
-            match *layer {
-                Layer::Conv { filters, kernel, same_padding } => {
-                    let Shape::Image(c, h, w) = shape else { unreachable!("checked by output_shapes") };
-                    let fan = kernel * kernel;
-                    let weights = glorot(&mut rng, filters * c * fan, c * fan, filters * fan);
-                    put(&varmap, format!("{name}.weight"), &[filters, c, kernel, kernel], weights, device)?;
-                    put(&varmap, format!("{name}.bias"), &[filters], vec![0.0; filters], device)?;
-                    let padding = if same_padding { kernel / 2 } else { 0 };
-                    let cfg = Conv2dConfig { padding, ..Default::default() };
-                    let conv = candle_nn::conv2d(c, filters, kernel, cfg, vb.pp(&name))?;
-                    layers.push(Built::Conv { conv, padding });
-                    prefixes.push(Some(name.clone()));
-                    shape = if same_padding {
-                        Shape::Image(filters, h, w)
-                    } else {
-                        Shape::Image(filters, h + 1 - kernel, w + 1 - kernel)
-                    };
+        let mut init = Init::new(&varmap, device, seed);
+        let mut layers = Vec::with_capacity(infos.len());
+        let mut prefixes = Vec::with_capacity(infos.len());
+        for info in &infos {
+            let (layer, prefix) = match info.source {
+                LayerSource::Spec(i) => {
+                    let name = format!("l{i}");
+                    let layer = init.hidden(&spec.layers[i], info.input, &name)?;
+                    let has_params = matches!(layer, Built::Conv { .. } | Built::BatchNorm(_) | Built::Dense { .. });
+                    (layer, has_params.then_some(name))
                 }
-                Layer::MaxPool | Layer::AvgPool => {
-                    let Shape::Image(c, h, w) = shape else { unreachable!("checked by output_shapes") };
-                    layers.push(if *layer == Layer::MaxPool { Built::MaxPool } else { Built::AvgPool });
-                    prefixes.push(None);
-                    shape = Shape::Image(c, h / 2, w / 2);
+                LayerSource::Flatten => (Built::Flatten, None),
+                LayerSource::Output => {
+                    let linear = init.dense("out", info.input.size(), classes)?;
+                    (Built::Dense { linear, relu: false }, Some("out".to_string()))
                 }
-                Layer::GlobalAvgPool => {
-                    let Shape::Image(c, _, _) = shape else { unreachable!("checked by output_shapes") };
-                    layers.push(Built::GlobalAvgPool);
-                    prefixes.push(None);
-                    shape = Shape::Flat(c);
-                }
-                Layer::BatchNorm => {
-                    let features = match shape {
-                        Shape::Image(c, _, _) => c,
-                        Shape::Flat(n) => n,
-                    };
-                    let cfg = BatchNormConfig { eps: BN_EPS, remove_mean: true, affine: true, momentum: BN_MOMENTUM };
-                    layers.push(Built::BatchNorm(candle_nn::batch_norm(features, cfg, vb.pp(&name))?));
-                    prefixes.push(Some(name.clone()));
-                }
-                Layer::Dropout(rate) => {
-                    layers.push(Built::Dropout(rate));
-                    prefixes.push(None);
-                }
-                Layer::Dense(units) => {
-                    if let Shape::Image(..) = shape {
-                        layers.push(Built::Flatten);
-                        prefixes.push(None);
-                        shape = Shape::Flat(shape.size());
-                    }
-                    let linear = dense(&varmap, &vb, &mut rng, &name, shape.size(), units, device)?;
-                    layers.push(Built::Dense { linear, relu: true });
-                    prefixes.push(Some(name.clone()));
-                    shape = Shape::Flat(units);
-                }
-            }
+            };
+            layers.push(layer);
+            prefixes.push(prefix);
         }
-        if let Shape::Image(..) = shape {
-            layers.push(Built::Flatten);
-            prefixes.push(None);
-            shape = Shape::Flat(shape.size());
-        }
-        let linear = dense(&varmap, &vb, &mut rng, "out", shape.size(), classes, device)?;
-        layers.push(Built::Dense { linear, relu: false });
-        prefixes.push(Some("out".to_string()));
+        drop(init);
         let count = layers.len();
         Ok(Network {
             spec: spec.clone(),
@@ -279,22 +288,26 @@ impl Network {
 
     /// Sets every stored tensor from `tensors`, which must hold exactly this network's names
     /// with the same shapes; on a mismatch nothing is changed and the error names the tensor.
-    pub fn set_weights(&self, tensors: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
+    pub fn set_weights(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
         for (name, var) in data.iter() {
             let Some(t) = tensors.get(name) else {
-                return Err(format!("tensor `{name}` is missing"));
+                return Err(ModelError::Weights(format!("tensor `{name}` is missing")));
             };
             if t.dims() != var.dims() {
-                return Err(format!("tensor `{name}` has shape {:?}, the model expects {:?}", t.dims(), var.dims()));
+                return Err(ModelError::Weights(format!(
+                    "tensor `{name}` has shape {:?}, the model expects {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
             }
         }
         if let Some(extra) = tensors.keys().find(|k| !data.contains_key(*k)) {
-            return Err(format!("unexpected tensor `{extra}` for this architecture"));
+            return Err(ModelError::Weights(format!("unexpected tensor `{extra}` for this architecture")));
         }
         for (name, var) in data.iter() {
             let t = tensors[name].to_dtype(DType::F32).and_then(|t| t.to_device(&self.device));
-            t.and_then(|t| var.set(&t)).map_err(|e| format!("tensor `{name}`: {e}"))?;
+            t.and_then(|t| var.set(&t)).map_err(|e| ModelError::Weights(format!("tensor `{name}`: {e}")))?;
         }
         Ok(())
     }
@@ -302,7 +315,7 @@ impl Network {
     /// Restores a [`snapshot`](Network::snapshot).
     pub fn restore(&self, snapshot: &[(String, Tensor)]) -> Result<()> {
         let map: HashMap<String, Tensor> = snapshot.iter().cloned().collect();
-        self.set_weights(&map).map_err(ModelError::Data)
+        self.set_weights(&map)
     }
 
     /// Logits `[N, classes]` for images `xs` of shape `[N, C, H, W]`. In training mode dropout is
@@ -440,19 +453,204 @@ fn is_statistic(name: &str) -> bool {
     name.ends_with(".running_mean") || name.ends_with(".running_var")
 }
 
-/// A dense layer `inputs → units` with Glorot-uniform weights and zero bias.
-pub(super) fn dense(
-    varmap: &VarMap,
-    vb: &VarBuilder,
-    rng: &mut ChaCha8Rng,
-    name: &str,
-    inputs: usize,
-    units: usize,
-    device: &Device,
-) -> Result<Linear> {
-    put(varmap, format!("{name}.weight"), &[units, inputs], glorot(rng, units * inputs, inputs, units), device)?;
-    put(varmap, format!("{name}.bias"), &[units], vec![0.0; units], device)?;
-    Ok(candle_nn::linear(inputs, units, vb.pp(name))?)
+/// Fine-tuning: frozen layers, a fresh output layer, LoRA adapters.
+impl Network {
+    /// Number of built layers (the rows of a summary).
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Index of the output layer (the head): the last one.
+    pub fn head_index(&self) -> usize {
+        self.layers.len() - 1
+    }
+
+    /// Whether layer `i` has parameters of its own.
+    pub fn has_params(&self, i: usize) -> bool {
+        self.prefixes.get(i).is_some_and(Option::is_some)
+    }
+
+    /// The convolutions and the batch norms between them (those before the first flatten or
+    /// global pooling): what `freeze conv` freezes.
+    pub fn conv_layers(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            match layer {
+                Built::Conv { .. } | Built::BatchNorm(_) => out.push(i),
+                Built::Flatten | Built::GlobalAvgPool | Built::Dense { .. } => break,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Whether layer `i`'s own parameters are frozen: marked frozen, or in the body while LoRA
+    /// adapters exist. Adapters themselves always train.
+    pub fn is_frozen(&self, i: usize) -> bool {
+        self.frozen.get(i).copied().unwrap_or(false) || (self.lora.is_some() && i != self.head_index())
+    }
+
+    /// The layers marked frozen (0-based), whatever the adapters.
+    pub fn frozen_layers(&self) -> Vec<usize> {
+        (0..self.layers.len()).filter(|&i| self.frozen[i]).collect()
+    }
+
+    /// Marks `layers` (0-based) frozen or trainable; layers without parameters are skipped.
+    /// Returns the layers whose mark was set. An index past the last layer is an error.
+    pub fn set_frozen(&mut self, layers: &[usize], frozen: bool) -> Result<Vec<usize>> {
+        let count = self.layers.len();
+        if let Some(bad) = layers.iter().find(|&&i| i >= count) {
+            return Err(ModelError::Data(format!("there is no layer {} (the model has {count} layers)", bad + 1)));
+        }
+        let mut set = Vec::new();
+        for &i in layers {
+            if self.has_params(i) {
+                self.frozen[i] = frozen;
+                set.push(i);
+            }
+        }
+        set.sort_unstable();
+        set.dedup();
+        Ok(set)
+    }
+
+    /// Replaces the output layer with a fresh one for `classes` outputs (Glorot-uniform weights
+    /// from `seed`, zero bias), trainable; every other layer keeps its parameters.
+    pub fn replace_head(&mut self, classes: usize, seed: u64) -> Result<()> {
+        if classes < 2 {
+            return Err(ModelError::Data(format!("a classifier needs at least 2 classes, got {classes}")));
+        }
+        let head = self.head_index();
+        let inputs = match &self.layers[head] {
+            Built::Dense { linear, .. } => linear.weight().dim(1)?,
+            _ => unreachable!("the last layer is always the output layer"),
+        };
+        {
+            let mut data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
+            data.remove("out.weight");
+            data.remove("out.bias");
+        }
+        let linear = Init::new(&self.varmap, &self.device, seed).dense("out", inputs, classes)?;
+        self.layers[head] = Built::Dense { linear, relu: false };
+        self.frozen[head] = false;
+        self.classes = classes;
+        Ok(())
+    }
+
+    /// The LoRA settings while adapters exist.
+    pub fn lora(&self) -> Option<LoraConfig> {
+        self.lora
+    }
+
+    /// The layers carrying a LoRA adapter (0-based).
+    pub fn adapted_layers(&self) -> Vec<usize> {
+        (0..self.layers.len()).filter(|&i| self.adapters[i].is_some()).collect()
+    }
+
+    /// The hidden dense layers, where `add_lora` puts adapters.
+    pub fn hidden_dense_layers(&self) -> Vec<usize> {
+        let head = self.head_index();
+        (0..head).filter(|&i| matches!(self.layers[i], Built::Dense { .. })).collect()
+    }
+
+    /// Adds LoRA adapters of `config` to every hidden dense layer (`A` from `seed`, `B` zero).
+    /// Returns the adapted layers. Fails when adapters exist already or there is no hidden
+    /// dense layer.
+    pub fn add_lora(&mut self, config: LoraConfig, seed: u64) -> Result<Vec<usize>> {
+        let layers = self.hidden_dense_layers();
+        if layers.is_empty() {
+            return Err(ModelError::Data(
+                "the model has no hidden dense layer to adapt (LoRA adapts dense layers before the output layer)"
+                    .into(),
+            ));
+        }
+        self.add_lora_at(&layers, config, seed)?;
+        Ok(layers)
+    }
+
+    /// Adds LoRA adapters of `config` to the dense `layers` (0-based), as [`Network::add_lora`].
+    pub fn add_lora_at(&mut self, layers: &[usize], config: LoraConfig, seed: u64) -> Result<()> {
+        if let Some(existing) = self.lora {
+            return Err(ModelError::Data(format!(
+                "the model already has LoRA adapters (rank {}): `merge` them first",
+                existing.rank
+            )));
+        }
+        config.check()?;
+        let mut shapes = Vec::new();
+        for &i in layers {
+            let Some(Built::Dense { linear, .. }) = self.layers.get(i) else {
+                return Err(ModelError::Data(format!("layer {} is not a dense layer, LoRA cannot adapt it", i + 1)));
+            };
+            let (outputs, inputs) = linear.weight().dims2()?;
+            if config.rank > inputs.min(outputs) {
+                return Err(ModelError::Data(format!(
+                    "LoRA rank {} is above the size of layer {} ({outputs}×{inputs})",
+                    config.rank,
+                    i + 1
+                )));
+            }
+            shapes.push((i, outputs, inputs));
+        }
+        let params = shapes.iter().map(|&(_, o, i)| (config.rank as u64).saturating_mul((o + i) as u64)).sum::<u64>();
+        crate::budget::check(
+            || format!("LoRA rank {} adapters ({params} parameters)", config.rank),
+            crate::budget::product(&[params, 4, 5]),
+        )?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for (i, outputs, inputs) in shapes {
+            let prefix = self.prefixes[i].clone().expect("dense layers have parameters");
+            let a = config.initial_a(&mut rng, inputs);
+            put(&self.varmap, format!("{prefix}.lora_a"), &[config.rank, inputs], a, &self.device)?;
+            put(
+                &self.varmap,
+                format!("{prefix}.lora_b"),
+                &[outputs, config.rank],
+                vec![0.0; outputs * config.rank],
+                &self.device,
+            )?;
+            let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
+            let a = data[&format!("{prefix}.lora_a")].as_tensor().clone();
+            let b = data[&format!("{prefix}.lora_b")].as_tensor().clone();
+            self.adapters[i] = Some(Adapter::new(a, b, config.scale()));
+        }
+        self.lora = Some(config);
+        Ok(())
+    }
+
+    /// Folds every adapter into its layer's weights (`W + (alpha/rank)·B·A`) and removes the
+    /// adapters; the layers' frozen marks apply again. Fails when there is no adapter.
+    pub fn merge_lora(&mut self) -> Result<()> {
+        if self.lora.is_none() {
+            return Err(ModelError::Data(
+                "the model has no LoRA adapters to merge (`adapt lora rank R` adds them)".into(),
+            ));
+        }
+        for i in 0..self.layers.len() {
+            let Some(adapter) = self.adapters[i].take() else { continue };
+            let prefix = self.prefixes[i].clone().expect("adapted layers have parameters");
+            let mut data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
+            let weight = &data[&format!("{prefix}.weight")];
+            weight.set(&(weight.as_tensor() + adapter.delta()?)?)?;
+            data.remove(&format!("{prefix}.lora_a"));
+            data.remove(&format!("{prefix}.lora_b"));
+        }
+        self.lora = None;
+        Ok(())
+    }
+
+    /// The network's summary: the spec's rows with each layer's trainable mark and adapter
+    /// parameters, and totals counted from the stored tensors (adapters included).
+    pub fn summary(&self) -> Result<Summary> {
+        let mut summary = self.spec.summary_rows(self.input, self.classes)?;
+        for (i, row) in summary.rows.iter_mut().enumerate() {
+            row.trainable = self.has_params(i).then(|| !self.is_frozen(i));
+            row.adapter_params = self.adapters[i].as_ref().map_or(0, Adapter::param_count);
+        }
+        summary.total_params = self.param_count();
+        summary.trainable_params = self.trainable_vars().iter().map(|v| v.elem_count()).sum();
+        Ok(summary)
+    }
 }
 
 #[cfg(test)]
@@ -510,8 +708,14 @@ mod tests {
         let mut map: HashMap<String, Tensor> = net.snapshot().unwrap().into_iter().collect();
         map.insert("out.bias".into(), Tensor::zeros(5, DType::F32, &dev).unwrap());
         let e = net.set_weights(&map).unwrap_err();
+        assert!(matches!(e, ModelError::Weights(_)), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("out.bias") && e.contains("[5]"), "{e}");
         map.remove("out.bias");
-        assert!(net.set_weights(&map).unwrap_err().contains("missing"));
+        assert!(net.set_weights(&map).unwrap_err().to_string().contains("missing"));
+        map.insert("extra".into(), Tensor::zeros(1, DType::F32, &dev).unwrap());
+        map.insert("out.bias".into(), Tensor::zeros(10, DType::F32, &dev).unwrap());
+        let e = net.set_weights(&map).unwrap_err().to_string();
+        assert_eq!(e, "unexpected tensor `extra` for this architecture");
     }
 }

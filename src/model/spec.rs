@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{ModelError, Result};
+
 /// One hidden layer of a model spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Layer {
@@ -97,19 +99,58 @@ impl Shape {
             Shape::Flat(n) => *n,
         }
     }
+
+    /// What batch normalization normalizes over: the channels of an image, the values of a vector.
+    pub fn features(&self) -> usize {
+        match *self {
+            Shape::Image(c, _, _) => c,
+            Shape::Flat(n) => n,
+        }
+    }
 }
 
-/// One built layer: its name, the shape it outputs and its parameter count.
+/// Where a built layer comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerSource {
+    /// The spec's hidden layer at this 0-based position.
+    Spec(usize),
+    /// A flatten implied before the first dense layer (or the output layer).
+    Flatten,
+    /// The output layer: a dense layer with one unit per class and no ReLU (logits).
+    Output,
+}
+
+/// One built layer: its name, where it comes from, the shapes it takes and gives and its
+/// parameter count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerInfo {
     /// Display name, e.g. `conv32`, `flatten`, `output`.
     pub name: String,
     /// Keras class name, e.g. `Conv2D`.
     pub kind: &'static str,
+    /// The spec's layer, an implied flatten or the output layer.
+    pub source: LayerSource,
+    /// Input shape.
+    pub input: Shape,
     /// Output shape.
     pub output: Shape,
     /// Number of parameters (batch norm counts its moving mean and variance, like Keras).
     pub params: usize,
+}
+
+impl LayerInfo {
+    /// The implied flatten of an image of `shape`.
+    fn flatten(shape: Shape) -> LayerInfo {
+        let output = Shape::Flat(shape.size());
+        LayerInfo {
+            name: "flatten".into(),
+            kind: "Flatten",
+            source: LayerSource::Flatten,
+            input: shape,
+            output,
+            params: 0,
+        }
+    }
 }
 
 /// One row of a Keras-style summary table.
@@ -193,112 +234,45 @@ impl ModelSpec {
     /// height, width) and `classes` outputs. The implied flatten and output layers are included.
     /// A layer that cannot apply (an image shrunk below its kernel, a convolution after a dense
     /// layer, a bad hyper-parameter) is rejected, naming the layer by its 1-based position.
-    pub fn output_shapes(&self, input: (usize, usize, usize), classes: usize) -> Result<Vec<LayerInfo>, String> {
+    pub fn output_shapes(&self, input: (usize, usize, usize), classes: usize) -> Result<Vec<LayerInfo>> {
         let (c, h, w) = input;
         if c == 0 || h == 0 || w == 0 {
-            return Err(format!("input shape {c}×{h}×{w} has an empty dimension"));
+            return Err(ModelError::Spec(format!("input shape {c}×{h}×{w} has an empty dimension")));
         }
         if classes < 2 {
-            return Err(format!("a classifier needs at least 2 classes, got {classes}"));
+            return Err(ModelError::Spec(format!("a classifier needs at least 2 classes, got {classes}")));
         }
         let mut shape = Shape::Image(c, h, w);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.layers.len() + 2);
         for (i, layer) in self.layers.iter().enumerate() {
-            let here = |msg: String| format!("layer {} ({}): {msg}", i + 1, layer.label());
-            match layer {
-                Layer::Conv { filters, kernel, same_padding } => {
-                    let Shape::Image(c, h, w) = shape else {
-                        return Err(here("a convolution cannot follow a dense or global pooling layer".into()));
-                    };
-                    if *kernel != 3 && *kernel != 5 {
-                        return Err(here(format!("kernel size {kernel} is not supported (3 or 5)")));
-                    }
-                    if *filters == 0 {
-                        return Err(here("a convolution needs at least one filter".into()));
-                    }
-                    let (oh, ow) = if *same_padding {
-                        (h, w)
-                    } else {
-                        if h < *kernel || w < *kernel {
-                            return Err(here(format!("input {h}×{w} is smaller than the {kernel}×{kernel} kernel")));
-                        }
-                        (h - kernel + 1, w - kernel + 1)
-                    };
-                    shape = Shape::Image(*filters, oh, ow);
-                    out.push(LayerInfo {
-                        name: layer.label(),
-                        kind: "Conv2D",
-                        output: shape,
-                        params: (kernel * kernel).saturating_mul(c).saturating_mul(*filters).saturating_add(*filters),
-                    });
-                }
-                Layer::MaxPool | Layer::AvgPool => {
-                    let Shape::Image(c, h, w) = shape else {
-                        return Err(here("pooling cannot follow a dense or global pooling layer".into()));
-                    };
-                    if h < 2 || w < 2 {
-                        return Err(here(format!("input {h}×{w} is smaller than the 2×2 pooling window")));
-                    }
-                    shape = Shape::Image(c, h / 2, w / 2);
-                    let kind = if *layer == Layer::MaxPool { "MaxPooling2D" } else { "AveragePooling2D" };
-                    out.push(LayerInfo { name: layer.label(), kind, output: shape, params: 0 });
-                }
-                Layer::GlobalAvgPool => {
-                    let Shape::Image(c, _, _) = shape else {
-                        return Err(here("global pooling needs an image input, not a flat vector".into()));
-                    };
-                    shape = Shape::Flat(c);
-                    out.push(LayerInfo {
-                        name: layer.label(),
-                        kind: "GlobalAveragePooling2D",
-                        output: shape,
-                        params: 0,
-                    });
-                }
-                Layer::BatchNorm => {
-                    let channels = match shape {
-                        Shape::Image(c, _, _) => c,
-                        Shape::Flat(n) => n,
-                    };
-                    out.push(LayerInfo {
-                        name: layer.label(),
-                        kind: "BatchNormalization",
-                        output: shape,
-                        params: channels.saturating_mul(4),
-                    });
-                }
-                Layer::Dropout(rate) => {
-                    if !(0.0..1.0).contains(rate) {
-                        return Err(here(format!("dropout rate {rate} is outside [0, 1)")));
-                    }
-                    out.push(LayerInfo { name: layer.label(), kind: "Dropout", output: shape, params: 0 });
-                }
-                Layer::Dense(units) => {
-                    if *units == 0 {
-                        return Err(here("a dense layer needs at least one unit".into()));
-                    }
-                    if let Shape::Image(..) = shape {
-                        shape = Shape::Flat(shape.size());
-                        out.push(LayerInfo { name: "flatten".into(), kind: "Flatten", output: shape, params: 0 });
-                    }
-                    let inputs = shape.size();
-                    shape = Shape::Flat(*units);
-                    out.push(LayerInfo {
-                        name: layer.label(),
-                        kind: "Dense",
-                        output: shape,
-                        params: inputs.saturating_mul(*units).saturating_add(*units),
-                    });
-                }
+            if let (Layer::Dense(_), Shape::Image(..)) = (layer, shape) {
+                out.push(LayerInfo::flatten(shape));
+                shape = Shape::Flat(shape.size());
             }
+            let (kind, output, params) = infer(layer, shape).map_err(|message| ModelError::Layer {
+                layer: i + 1,
+                label: layer.label(),
+                message,
+            })?;
+            out.push(LayerInfo {
+                name: layer.label(),
+                kind,
+                source: LayerSource::Spec(i),
+                input: shape,
+                output,
+                params,
+            });
+            shape = output;
         }
         if let Shape::Image(..) = shape {
+            out.push(LayerInfo::flatten(shape));
             shape = Shape::Flat(shape.size());
-            out.push(LayerInfo { name: "flatten".into(), kind: "Flatten", output: shape, params: 0 });
         }
         out.push(LayerInfo {
             name: "output".into(),
             kind: "Dense",
+            source: LayerSource::Output,
+            input: shape,
             output: Shape::Flat(classes),
             params: shape.size().saturating_mul(classes).saturating_add(classes),
         });
@@ -310,22 +284,24 @@ impl ModelSpec {
     /// a `batch` every layer's output, gradient and temporaries (four copies) and each convolution's
     /// im2col matrix.
     /// Checked against the memory budget before a network is built or trained.
-    pub fn training_bytes(&self, input: (usize, usize, usize), classes: usize, batch: usize) -> Result<u64, String> {
+    pub fn training_bytes(&self, input: (usize, usize, usize), classes: usize, batch: usize) -> Result<u64> {
         let infos = self.output_shapes(input, classes)?;
         let params: u64 = infos.iter().map(|i| i.params as u64).fold(0, u64::saturating_add);
         let mut per_image: u64 = 0;
-        let mut channels_in = input.0 as u64;
-        for (info, layer) in infos.iter().zip(self.layers.iter().map(Some).chain(std::iter::repeat(None))) {
+        for info in &infos {
             let out = info.output.size() as u64;
             // Output, its gradient and the temporaries around them (ReLU masks, pooling indices).
             per_image = per_image.saturating_add(out.saturating_mul(4));
-            if let (Some(Layer::Conv { kernel, .. }), Shape::Image(c, h, w)) = (layer, info.output) {
+            let layer = match info.source {
+                LayerSource::Spec(i) => Some(&self.layers[i]),
+                LayerSource::Flatten | LayerSource::Output => None,
+            };
+            if let (Some(Layer::Conv { kernel, .. }), Shape::Image(..), Shape::Image(_, h, w)) =
+                (layer, info.input, info.output)
+            {
+                let channels_in = info.input.features() as u64;
                 let im2col = crate::budget::product(&[(kernel * kernel) as u64, channels_in, (h * w) as u64]);
                 per_image = per_image.saturating_add(im2col);
-                channels_in = c as u64;
-            }
-            if let Shape::Image(c, ..) = info.output {
-                channels_in = c as u64;
             }
         }
         let weights = crate::budget::product(&[params, 4, 5]);
@@ -334,7 +310,7 @@ impl ModelSpec {
     }
 
     /// A Keras-style summary (`conv2d (Conv2D)`, `conv2d_1 (Conv2D)`, ...) for `input` and `classes`.
-    pub fn summary_rows(&self, input: (usize, usize, usize), classes: usize) -> Result<Summary, String> {
+    pub fn summary_rows(&self, input: (usize, usize, usize), classes: usize) -> Result<Summary> {
         let infos = self.output_shapes(input, classes)?;
         let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         let mut rows = Vec::with_capacity(infos.len());
@@ -358,6 +334,71 @@ impl ModelSpec {
         let total_params = infos.iter().map(|i| i.params).sum();
         Ok(Summary { rows, total_params, trainable_params: total_params - frozen })
     }
+}
+
+/// The Keras class, output shape and parameter count of `layer` applied to `shape` (flattened
+/// already before a dense layer), or why it cannot apply.
+fn infer(layer: &Layer, shape: Shape) -> std::result::Result<(&'static str, Shape, usize), String> {
+    match *layer {
+        Layer::Conv { filters, kernel, same_padding } => conv_shape(filters, kernel, same_padding, shape),
+        Layer::MaxPool | Layer::AvgPool => {
+            let Shape::Image(c, h, w) = shape else {
+                return Err("pooling cannot follow a dense or global pooling layer".into());
+            };
+            if h < 2 || w < 2 {
+                return Err(format!("input {h}×{w} is smaller than the 2×2 pooling window"));
+            }
+            let kind = if *layer == Layer::MaxPool { "MaxPooling2D" } else { "AveragePooling2D" };
+            Ok((kind, Shape::Image(c, h / 2, w / 2), 0))
+        }
+        Layer::GlobalAvgPool => {
+            let Shape::Image(c, _, _) = shape else {
+                return Err("global pooling needs an image input, not a flat vector".into());
+            };
+            Ok(("GlobalAveragePooling2D", Shape::Flat(c), 0))
+        }
+        Layer::BatchNorm => Ok(("BatchNormalization", shape, shape.features().saturating_mul(4))),
+        Layer::Dropout(rate) => {
+            if !(0.0..1.0).contains(&rate) {
+                return Err(format!("dropout rate {rate} is outside [0, 1)"));
+            }
+            Ok(("Dropout", shape, 0))
+        }
+        Layer::Dense(units) => {
+            if units == 0 {
+                return Err("a dense layer needs at least one unit".into());
+            }
+            Ok(("Dense", Shape::Flat(units), shape.size().saturating_mul(units).saturating_add(units)))
+        }
+    }
+}
+
+/// [`infer`] for a convolution.
+fn conv_shape(
+    filters: usize,
+    kernel: usize,
+    same_padding: bool,
+    shape: Shape,
+) -> std::result::Result<(&'static str, Shape, usize), String> {
+    let Shape::Image(c, h, w) = shape else {
+        return Err("a convolution cannot follow a dense or global pooling layer".into());
+    };
+    if kernel != 3 && kernel != 5 {
+        return Err(format!("kernel size {kernel} is not supported (3 or 5)"));
+    }
+    if filters == 0 {
+        return Err("a convolution needs at least one filter".into());
+    }
+    let (oh, ow) = if same_padding {
+        (h, w)
+    } else {
+        if h < kernel || w < kernel {
+            return Err(format!("input {h}×{w} is smaller than the {kernel}×{kernel} kernel"));
+        }
+        (h - kernel + 1, w - kernel + 1)
+    };
+    let params = (kernel * kernel).saturating_mul(c).saturating_mul(filters).saturating_add(filters);
+    Ok(("Conv2D", Shape::Image(filters, oh, ow), params))
 }
 
 /// Keras' automatic layer name for a layer class, e.g. `Conv2D` → `conv2d`.
@@ -411,6 +452,14 @@ mod tests {
         // 13·13·32 = 5408 inputs to dense128.
         assert_eq!(infos[2].output, Shape::Flat(5408));
         assert_eq!(infos[3].params, 5408 * 128 + 128);
+        // Each layer takes what the one before gives; the flatten and output layers are implied.
+        let sources: Vec<LayerSource> = infos.iter().map(|i| i.source).collect();
+        use LayerSource::{Flatten, Output, Spec};
+        assert_eq!(sources, vec![Spec(0), Spec(1), Flatten, Spec(2), Output]);
+        assert_eq!(infos[0].input, Shape::Image(1, 28, 28));
+        for pair in infos.windows(2) {
+            assert_eq!(pair[1].input, pair[0].output, "{}", pair[1].name);
+        }
         let infos = preset("lenet5").unwrap().output_shapes((1, 28, 28), 10).unwrap();
         assert_eq!(infos[0].output, Shape::Image(6, 28, 28));
         assert_eq!(infos[2].output, Shape::Image(16, 10, 10));
@@ -454,15 +503,19 @@ mod tests {
         ]);
         // 28 → 26 → 13 → 11 → 5 → 3 → 1: the last conv sees 1×1.
         let e = spec.output_shapes((1, 28, 28), 10).unwrap_err();
-        assert_eq!(e, "layer 7 (conv64): input 1×1 is smaller than the 3×3 kernel");
+        assert!(matches!(&e, ModelError::Layer { layer: 7, label, .. } if label == "conv64"), "{e:?}");
+        assert_eq!(e.to_string(), "layer 7 (conv64): input 1×1 is smaller than the 3×3 kernel");
         let spec = ModelSpec::new(vec![Layer::conv(8), Layer::conv(8), Layer::MaxPool, Layer::MaxPool, Layer::conv(8)]);
         // 28 → 26 → 24 → 12 → 6 → 4
         assert!(spec.output_shapes((1, 28, 28), 10).is_ok());
         let spec = ModelSpec::new(vec![Layer::Dense(10), Layer::conv(8)]);
-        let e = spec.output_shapes((1, 28, 28), 10).unwrap_err();
+        let e = spec.output_shapes((1, 28, 28), 10).unwrap_err().to_string();
         assert!(e.starts_with("layer 2 (conv8): a convolution cannot follow"), "{e}");
-        let e = ModelSpec::new(vec![Layer::Dropout(1.5)]).output_shapes((1, 28, 28), 10).unwrap_err();
+        let e = ModelSpec::new(vec![Layer::Dropout(1.5)]).output_shapes((1, 28, 28), 10).unwrap_err().to_string();
         assert!(e.contains("layer 1 (dropout1.5)"), "{e}");
+        let e = ModelSpec::new(vec![]).output_shapes((1, 28, 28), 1).unwrap_err();
+        assert!(matches!(e, ModelError::Spec(_)), "{e:?}");
+        assert_eq!(e.to_string(), "a classifier needs at least 2 classes, got 1");
     }
 
     #[test]

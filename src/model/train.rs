@@ -4,62 +4,24 @@
 //! callback, keeps the weights of the best validation epoch, stops early, on an interrupt flag
 //! or on a non-finite loss, and always leaves a usable model behind.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{Tensor, D};
-use candle_nn::Optimizer as _;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::network::{Network, Weights};
+use super::optim::{Optimizer, ParamGroups};
 use super::{ModelError, Result};
-use crate::data::{PixelScaling, Split};
+use crate::data::{ImageFormat, PixelScaling, Split};
 
 /// A batch filler for augmented training: given train-split indices and the 0-based epoch, it
 /// writes `indices.len() × rows × cols` model-ready (already scaled) floats.
 pub type Augment<'a> = &'a (dyn Fn(&[usize], u64, &mut [f32]) + Sync);
-
-/// The optimizer and its base learning rate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub enum Optimizer {
-    /// Adam (β1 0.9, β2 0.999, ε 1e-7 as in Keras).
-    Adam {
-        /// Learning rate.
-        lr: f64,
-    },
-    /// Adam with decoupled weight decay.
-    AdamW {
-        /// Learning rate.
-        lr: f64,
-        /// Weight decay factor (multiplied by the learning rate each step).
-        weight_decay: f64,
-    },
-    /// Stochastic gradient descent with (Keras-style) momentum.
-    Sgd {
-        /// Learning rate.
-        lr: f64,
-        /// Momentum, 0 for plain SGD.
-        momentum: f64,
-    },
-}
-
-impl Default for Optimizer {
-    fn default() -> Optimizer {
-        Optimizer::Adam { lr: 1e-3 }
-    }
-}
-
-impl Optimizer {
-    /// The base learning rate.
-    pub fn lr(&self) -> f64 {
-        match *self {
-            Optimizer::Adam { lr } | Optimizer::AdamW { lr, .. } | Optimizer::Sgd { lr, .. } => lr,
-        }
-    }
-}
 
 /// How the learning rate changes over training.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -303,214 +265,18 @@ pub struct Evaluation {
     pub predictions: Vec<usize>,
 }
 
-/// Keras-style SGD with momentum: `v = m·v - lr·g; w = w + v`.
-struct MomentumSgd {
-    vars: Vec<(candle_core::Var, candle_core::Var)>,
-    lr: f64,
-    momentum: f64,
-}
-
-impl MomentumSgd {
-    fn new(vars: Vec<candle_core::Var>, lr: f64, momentum: f64) -> Result<MomentumSgd> {
-        let vars = vars
-            .into_iter()
-            .map(|v| {
-                let velocity = candle_core::Var::zeros(v.shape(), v.dtype(), v.device())?;
-                Ok((v, velocity))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(MomentumSgd { vars, lr, momentum })
-    }
-
-    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
-        for (var, velocity) in &self.vars {
-            if let Some(g) = grads.get(var) {
-                let v = ((velocity.as_tensor() * self.momentum)? - (g * self.lr)?)?;
-                var.set(&(var.as_tensor() + &v)?)?;
-                velocity.set(&v)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Adam (with optional decoupled weight decay, as candle's `AdamW`) that updates each f32 CPU
-/// variable in place in one pass over its values, with the moments in plain vectors: candle's
-/// `AdamW` runs a dozen tensor operations, each allocating, per variable and step.
-struct FusedAdam {
-    vars: Vec<(candle_core::Var, Vec<f32>, Vec<f32>)>,
-    params: candle_nn::ParamsAdamW,
-    step_t: i32,
-}
-
-impl FusedAdam {
-    /// The optimizer, or `None` when a variable is not f32 on the CPU.
-    fn new(vars: Vec<candle_core::Var>, params: candle_nn::ParamsAdamW) -> Option<FusedAdam> {
-        let fits = |v: &candle_core::Var| v.dtype() == candle_core::DType::F32 && v.device().is_cpu();
-        if !vars.iter().all(fits) {
-            return None;
-        }
-        let vars = vars
-            .into_iter()
-            .map(|v| {
-                let n = v.elem_count();
-                (v, vec![0f32; n], vec![0f32; n])
-            })
-            .collect();
-        Some(FusedAdam { vars, params, step_t: 0 })
-    }
-
-    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
-        self.step_t += 1;
-        let p = &self.params;
-        let coef = AdamCoef {
-            beta1: p.beta1 as f32,
-            beta2: p.beta2 as f32,
-            scale_m: (1.0 / (1.0 - p.beta1.powi(self.step_t))) as f32,
-            scale_v: (1.0 / (1.0 - p.beta2.powi(self.step_t))) as f32,
-            decay: (1.0 - p.lr * p.weight_decay) as f32,
-            lr: p.lr as f32,
-            eps: p.eps as f32,
-        };
-        for (var, m, v) in &mut self.vars {
-            if let Some(g) = grads.get(var) {
-                let op = AdamUpdate { coef, moments: std::cell::RefCell::new((m, v)) };
-                var.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The scalars of one Adam step.
-#[derive(Clone, Copy)]
-struct AdamCoef {
-    beta1: f32,
-    beta2: f32,
-    scale_m: f32,
-    scale_v: f32,
-    decay: f32,
-    lr: f32,
-    eps: f32,
-}
-
-/// One Adam step of one variable (updated in place) from its gradient.
-struct AdamUpdate<'a> {
-    coef: AdamCoef,
-    moments: std::cell::RefCell<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
-}
-
-impl candle_core::InplaceOp2 for AdamUpdate<'_> {
-    fn name(&self) -> &'static str {
-        "fused-adam"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &mut candle_core::CpuStorage,
-        l1: &candle_core::Layout,
-        s2: &candle_core::CpuStorage,
-        l2: &candle_core::Layout,
-    ) -> candle_core::Result<()> {
-        use candle_core::CpuStorage::F32;
-        let (F32(theta), F32(grad)) = (s1, s2) else {
-            candle_core::bail!("fused-adam: expected f32 variables and gradients");
-        };
-        let (Some((t0, t1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            candle_core::bail!("fused-adam: expected contiguous variables and gradients");
-        };
-        let mut moments = self.moments.borrow_mut();
-        let (m, v) = &mut *moments;
-        let (theta, grad) = (&mut theta[t0..t1], &grad[g0..g1]);
-        if theta.len() != grad.len() || theta.len() != m.len() {
-            candle_core::bail!("fused-adam: variable, gradient and moments differ in size");
-        }
-        let c = self.coef;
-        for (((t, &g), m), v) in theta.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-            *m = *m * c.beta1 + g * (1.0 - c.beta1);
-            *v = *v * c.beta2 + g * g * (1.0 - c.beta2);
-            let step = (*m * c.scale_m) / ((*v * c.scale_v).sqrt() + c.eps);
-            *t = *t * c.decay - step * c.lr;
-        }
-        Ok(())
-    }
-}
-
-/// The optimizer of one parameter group.
-enum Opt {
-    Adam(candle_nn::AdamW),
-    FusedAdam(FusedAdam),
-    Sgd(MomentumSgd),
-}
-
 /// The optimizer groups of a run: every trainable parameter at the base rate, or the head at
 /// the base rate and the body at its own, each group with its own state.
-struct Groups {
-    /// (group, its base learning rate).
-    groups: Vec<(Opt, f64)>,
-}
-
-impl Groups {
-    fn new(net: &Network, optimizer: Optimizer, body_lr: Option<f64>) -> Result<Groups> {
-        let base = optimizer.lr();
-        let groups = match body_lr {
-            None => vec![(Opt::new(net.trainable_vars(), optimizer)?, base)],
-            Some(body) => {
-                let (head, rest) = net.trainable_groups();
-                vec![(Opt::new(head, optimizer)?, base), (Opt::new(rest, optimizer)?, body)]
-            }
-        };
-        Ok(Groups { groups })
-    }
-
-    /// Sets each group's rate for this step: `schedule` applied to its own base rate.
-    fn set_lr(&mut self, schedule: &Schedule, step: usize, total: usize, epoch: usize) {
-        for (opt, base) in &mut self.groups {
-            opt.set_lr(schedule.lr(*base, step, total, epoch));
+fn param_groups(net: &Network, optimizer: Optimizer, body_lr: Option<f64>) -> Result<ParamGroups> {
+    let base = optimizer.lr();
+    let groups = match body_lr {
+        None => vec![(net.trainable_vars(), base)],
+        Some(body) => {
+            let (head, rest) = net.trainable_groups();
+            vec![(head, base), (rest, body)]
         }
-    }
-
-    fn step(&mut self, loss: &Tensor) -> Result<()> {
-        let grads = loss.backward()?;
-        for (opt, _) in &mut self.groups {
-            opt.step(&grads)?;
-        }
-        Ok(())
-    }
-}
-
-impl Opt {
-    fn new(vars: Vec<candle_core::Var>, optimizer: Optimizer) -> Result<Opt> {
-        Ok(match optimizer {
-            Optimizer::Adam { lr } | Optimizer::AdamW { lr, .. } => {
-                let weight_decay =
-                    if let Optimizer::AdamW { weight_decay, .. } = optimizer { weight_decay } else { 0.0 };
-                let params = candle_nn::ParamsAdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay };
-                match FusedAdam::new(vars.clone(), params.clone()) {
-                    Some(fused) => Opt::FusedAdam(fused),
-                    None => Opt::Adam(candle_nn::AdamW::new(vars, params)?),
-                }
-            }
-            Optimizer::Sgd { lr, momentum } => Opt::Sgd(MomentumSgd::new(vars, lr, momentum)?),
-        })
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        match self {
-            Opt::Adam(o) => o.set_learning_rate(lr),
-            Opt::FusedAdam(o) => o.params.lr = lr,
-            Opt::Sgd(o) => o.lr = lr,
-        }
-    }
-
-    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
-        match self {
-            Opt::Adam(o) => o.step(grads)?,
-            Opt::FusedAdam(o) => o.step(grads)?,
-            Opt::Sgd(o) => o.step(grads)?,
-        }
-        Ok(())
-    }
+    };
+    Ok(ParamGroups::new(groups, optimizer)?)
 }
 
 /// Mean cross-entropy of `logits` against `labels` (u32), with label smoothing `eps`.
@@ -525,8 +291,9 @@ fn loss_fn(logits: &Tensor, labels: &Tensor, eps: f32) -> Result<Tensor> {
 }
 
 /// Checks that a split fits the network: sizes, labels and image shape.
-fn check_split(net: &Network, split: &Split, rows: usize, cols: usize, labels: &LabelMap, what: &str) -> Result<()> {
+fn check_split(net: &Network, split: &Split, format: ImageFormat, labels: &LabelMap, what: &str) -> Result<()> {
     let (c, h, w) = net.input();
+    let ImageFormat { rows, cols, .. } = format;
     if (c, h, w) != (1, rows, cols) {
         return Err(ModelError::Data(format!(
             "the model expects {c}×{h}×{w} images, the {what} split has 1×{rows}×{cols}"
@@ -549,9 +316,10 @@ fn check_split(net: &Network, split: &Split, rows: usize, cols: usize, labels: &
     Ok(())
 }
 
-/// Fills `out` with the scaled pixels of the images at `indices`.
-fn fill_batch(split: &Split, indices: &[usize], image_len: usize, scaling: PixelScaling, out: &mut [f32]) {
-    let (scale, offset) = scaling.affine();
+/// Fills `out` with the pixels of the images at `indices`, scaled as `format` says.
+fn fill_batch(split: &Split, indices: &[usize], format: ImageFormat, out: &mut [f32]) {
+    let image_len = format.image_len();
+    let (scale, offset) = format.scaling.affine();
     for (slot, &i) in out.chunks_exact_mut(image_len).zip(indices) {
         for (o, &p) in slot.iter_mut().zip(split.image(i, image_len)) {
             *o = p as f32 * scale + offset;
@@ -559,37 +327,39 @@ fn fill_batch(split: &Split, indices: &[usize], image_len: usize, scaling: Pixel
     }
 }
 
-/// Trains `net` on `train` (images `rows × cols`), validating on `val` after each epoch.
-///
-/// `augment`, when given, fills a batch for the train indices given and the 0-based epoch with
-/// model-ready (already scaled) floats; otherwise batches are the pixels scaled by `scaling`.
-/// Raising `interrupt` stops training after the current batch. With a validation split the
-/// weights of the best epoch (by `config.monitor`) are restored at the end. Errors only for
-/// bad inputs or tensor failures; a non-finite loss stops training with the weights of the
-/// last finished epoch and is reported in [`History::stop`].
-#[allow(clippy::too_many_arguments)]
-pub fn fit(
-    net: &Network,
-    train: &Split,
-    val: Option<&Split>,
-    rows: usize,
-    cols: usize,
-    scaling: PixelScaling,
-    config: &TrainConfig,
-    augment: Option<Augment<'_>>,
-    interrupt: &AtomicBool,
-    progress: &mut dyn FnMut(TrainEvent),
-) -> Result<History> {
-    check_split(net, train, rows, cols, &config.labels, "training")?;
-    if let Some(val) = val {
-        check_split(net, val, rows, cols, &config.labels, "validation")?;
+/// What [`fit`] trains on: the training split, an optional validation split, the size and
+/// scaling of their images, and an optional batch filler for augmented training.
+#[derive(Clone, Copy)]
+pub struct TrainData<'a> {
+    /// The training split.
+    pub train: &'a Split,
+    /// The validation split, scored after every epoch.
+    pub val: Option<&'a Split>,
+    /// The images' size and how their bytes become model inputs.
+    pub format: ImageFormat,
+    /// Fills the training batches in place of the scaled pixels (see [`Augment`]).
+    pub augment: Option<Augment<'a>>,
+}
+
+impl<'a> TrainData<'a> {
+    /// `train` and `val` in `format`, batches made of the scaled pixels (no augmentation).
+    pub fn new(train: &'a Split, val: Option<&'a Split>, format: ImageFormat) -> TrainData<'a> {
+        TrainData { train, val, format, augment: None }
+    }
+}
+
+/// Checks the splits and the settings of a run before anything changes.
+fn check_fit(net: &Network, data: &TrainData<'_>, config: &TrainConfig) -> Result<()> {
+    check_split(net, data.train, data.format, &config.labels, "training")?;
+    if let Some(val) = data.val {
+        check_split(net, val, data.format, &config.labels, "validation")?;
     }
     if let Some(body) = config.body_lr {
         if !(body.is_finite() && body > 0.0) {
             return Err(ModelError::Data(format!("the body learning rate must be above 0, got {body}")));
         }
     }
-    if train.is_empty() {
+    if data.train.is_empty() {
         return Err(ModelError::Data("the training split is empty".into()));
     }
     if config.batch_size == 0 {
@@ -598,175 +368,324 @@ pub fn fit(
     if !(0.0..1.0).contains(&config.label_smoothing) {
         return Err(ModelError::Data(format!("label smoothing {} is outside [0, 1)", config.label_smoothing)));
     }
-    let image_len = rows * cols;
-    let n = train.len();
-    let steps_per_epoch = n.div_ceil(config.batch_size);
-    let total_steps = steps_per_epoch * config.epochs;
-    let report_every = (steps_per_epoch / 40).max(1);
-    let device = net.device().clone();
+    Ok(())
+}
 
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    net.reseed_dropout(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1));
-    let mut opt = Groups::new(net, config.optimizer, config.body_lr)?;
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut buf = vec![0f32; config.batch_size * image_len];
-    let mut last_good = net.snapshot()?;
-    let mut best: Option<(f32, usize, Weights)> = None;
-    let mut history = History {
-        epochs: Vec::new(),
-        stop: StopReason::Completed,
-        best_epoch: None,
-        restored_best: false,
-        notes: Vec::new(),
-    };
-    let mut step = 0;
+/// Trains `net` on `data.train`, validating on `data.val` after each epoch.
+///
+/// `data.augment`, when given, fills a batch for the train indices given and the 0-based epoch
+/// with model-ready (already scaled) floats; otherwise batches are the pixels scaled by
+/// `data.format`. Raising `interrupt` stops training after the current batch. With a validation
+/// split the weights of the best epoch (by `config.monitor`) are restored at the end. Errors
+/// only for bad inputs or tensor failures; a non-finite loss stops training with the weights of
+/// the last finished epoch and is reported in [`History::stop`].
+pub fn fit(
+    net: &Network,
+    data: TrainData<'_>,
+    config: &TrainConfig,
+    interrupt: &AtomicBool,
+    progress: &mut dyn FnMut(TrainEvent),
+) -> Result<History> {
+    check_fit(net, &data, config)?;
+    let mut run = Run::new(net, data, config, interrupt)?;
+    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    for epoch in 0..config.epochs {
+        if run.epoch(epoch, &mut order, progress)?.is_break() {
+            break;
+        }
+    }
+    run.restore_best()?;
+    Ok(run.finish())
+}
 
-    'epochs: for epoch in 0..config.epochs {
+/// The weights of the best epoch so far by the monitored metric.
+struct Best {
+    /// The metric, lower is better.
+    score: f32,
+    /// 1-based epoch.
+    epoch: usize,
+    weights: Weights,
+}
+
+/// Running sums over an epoch's batches.
+struct Totals {
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    /// The learning rate of the latest step.
+    lr: f64,
+}
+
+impl Totals {
+    fn mean_loss(&self) -> f32 {
+        (self.loss_sum / self.seen as f64) as f32
+    }
+}
+
+/// The state of one [`fit`] run.
+struct Run<'a> {
+    net: &'a Network,
+    data: TrainData<'a>,
+    config: &'a TrainConfig,
+    interrupt: &'a AtomicBool,
+    device: candle_core::Device,
+    steps_per_epoch: usize,
+    total_steps: usize,
+    /// Batches between two progress reports.
+    report_every: usize,
+    /// Shuffles the training order.
+    rng: ChaCha8Rng,
+    opt: ParamGroups,
+    /// The batch being filled, `batch_size` images long.
+    buf: Vec<f32>,
+    /// The weights after the last finished epoch (before the first, the initial ones).
+    last_good: Weights,
+    best: Option<Best>,
+    /// Steps taken in the whole run.
+    step: usize,
+    history: History,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        net: &'a Network,
+        data: TrainData<'a>,
+        config: &'a TrainConfig,
+        interrupt: &'a AtomicBool,
+    ) -> Result<Run<'a>> {
+        let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        net.reseed_dropout(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1));
+        let opt = param_groups(net, config.optimizer, config.body_lr)?;
+        Ok(Run {
+            net,
+            data,
+            config,
+            interrupt,
+            device: net.device().clone(),
+            steps_per_epoch,
+            total_steps: steps_per_epoch * config.epochs,
+            report_every: (steps_per_epoch / 40).max(1),
+            rng,
+            opt,
+            buf: vec![0f32; config.batch_size * data.format.image_len()],
+            last_good: net.snapshot()?,
+            best: None,
+            step: 0,
+            history: History {
+                epochs: Vec::new(),
+                stop: StopReason::Completed,
+                best_epoch: None,
+                restored_best: false,
+                notes: Vec::new(),
+            },
+        })
+    }
+
+    /// Runs epoch `epoch` (0-based) over `order`, shuffled first; `Break` when training stops.
+    fn epoch(
+        &mut self,
+        epoch: usize,
+        order: &mut [usize],
+        progress: &mut dyn FnMut(TrainEvent),
+    ) -> Result<ControlFlow<()>> {
         let started = Instant::now();
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
-        let mut lr = config.optimizer.lr();
-        for (b, chunk) in order.chunks(config.batch_size).enumerate() {
-            lr = config.schedule.lr(config.optimizer.lr(), step, total_steps, epoch);
-            opt.set_lr(&config.schedule, step, total_steps, epoch);
-            let m = chunk.len();
-            let batch = &mut buf[..m * image_len];
-            match augment {
-                Some(hook) => hook(chunk, epoch as u64, batch),
-                None => fill_batch(train, chunk, image_len, scaling, batch),
-            }
-            let xs = Tensor::from_slice(batch, (m, 1, rows, cols), &device)?;
-            let labels = config.labels.outputs(train, chunk);
-            let ys = Tensor::from_vec(labels.clone(), m, &device)?;
-            let logits = net.forward(&xs, true)?;
-            let loss = loss_fn(&logits, &ys, config.label_smoothing)?;
-            let loss_value = loss.to_scalar::<f32>()?;
-            if !loss_value.is_finite() {
-                net.restore(&last_good)?;
-                history.stop = StopReason::NonFiniteLoss { epoch: epoch + 1, batch: b + 1 };
-                history.notes.push(format!(
-                    "the loss became {loss_value} at epoch {}, batch {}: training stopped and the weights of {} were restored (try a lower learning rate)",
-                    epoch + 1,
-                    b + 1,
-                    if epoch == 0 { "the initial model".to_string() } else { format!("epoch {epoch}") }
-                ));
-                break 'epochs;
-            }
-            opt.step(&loss)?;
-            step += 1;
-            let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
-            loss_sum += loss_value as f64 * m as f64;
-            seen += m;
-            if (b + 1) % report_every == 0 || b + 1 == steps_per_epoch {
-                progress(TrainEvent::Batch {
-                    epoch: epoch + 1,
-                    done: b + 1,
-                    total: steps_per_epoch,
-                    loss: (loss_sum / seen as f64) as f32,
-                });
-            }
-            if interrupt.load(Ordering::Relaxed) && b + 1 < steps_per_epoch {
-                if (b + 1) % report_every != 0 {
-                    // The last progress report names the batch the interrupt stopped at.
-                    progress(TrainEvent::Batch {
-                        epoch: epoch + 1,
-                        done: b + 1,
-                        total: steps_per_epoch,
-                        loss: (loss_sum / seen as f64) as f32,
-                    });
-                }
-                history.stop = StopReason::Interrupted { epoch: epoch + 1, batch: b + 1 };
-                history.notes.push(format!(
-                    "interrupted during epoch {} after {} of {steps_per_epoch} batches",
-                    epoch + 1,
-                    b + 1
-                ));
-                break 'epochs;
+        order.shuffle(&mut self.rng);
+        let mut totals = Totals { loss_sum: 0.0, correct: 0, seen: 0, lr: self.config.optimizer.lr() };
+        for (b, chunk) in order.chunks(self.config.batch_size).enumerate() {
+            if self.batch(epoch, b, chunk, &mut totals)?.is_break()
+                || self.after_batch(epoch, b, &totals, progress).is_break()
+            {
+                return Ok(ControlFlow::Break(()));
             }
         }
+        self.end_epoch(epoch, started, &totals, progress)
+    }
+
+    /// One training step on the images at `chunk`, batch `b` of `epoch`; `Break` when the loss
+    /// is not finite (see [`Run::stop_non_finite`]).
+    fn batch(&mut self, epoch: usize, b: usize, chunk: &[usize], totals: &mut Totals) -> Result<ControlFlow<()>> {
+        let (config, step, total) = (self.config, self.step, self.total_steps);
+        totals.lr = config.schedule.lr(config.optimizer.lr(), step, total, epoch);
+        self.opt.set_rates(|base| config.schedule.lr(base, step, total, epoch));
+        let ImageFormat { rows, cols, .. } = self.data.format;
+        let m = chunk.len();
+        let batch = &mut self.buf[..m * rows * cols];
+        match self.data.augment {
+            Some(hook) => hook(chunk, epoch as u64, batch),
+            None => fill_batch(self.data.train, chunk, self.data.format, batch),
+        }
+        let xs = Tensor::from_slice(batch, (m, 1, rows, cols), &self.device)?;
+        let labels = config.labels.outputs(self.data.train, chunk);
+        let ys = Tensor::from_vec(labels.clone(), m, &self.device)?;
+        let logits = self.net.forward(&xs, true)?;
+        let loss = loss_fn(&logits, &ys, config.label_smoothing)?;
+        let loss_value = loss.to_scalar::<f32>()?;
+        if !loss_value.is_finite() {
+            self.stop_non_finite(loss_value, epoch, b)?;
+            return Ok(ControlFlow::Break(()));
+        }
+        self.opt.backward_step(&loss)?;
+        self.step += 1;
+        let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        totals.correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        totals.loss_sum += loss_value as f64 * m as f64;
+        totals.seen += m;
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Stop check: the loss became `loss` at batch `b` of `epoch`; restores the weights of the
+    /// last finished epoch.
+    fn stop_non_finite(&mut self, loss: f32, epoch: usize, b: usize) -> Result<()> {
+        self.net.restore(&self.last_good)?;
+        self.history.stop = StopReason::NonFiniteLoss { epoch: epoch + 1, batch: b + 1 };
+        self.history.notes.push(format!(
+            "the loss became {loss} at epoch {}, batch {}: training stopped and the weights of {} were restored (try a lower learning rate)",
+            epoch + 1,
+            b + 1,
+            if epoch == 0 { "the initial model".to_string() } else { format!("epoch {epoch}") }
+        ));
+        Ok(())
+    }
+
+    /// After batch `b` of `epoch`: a progress report every few batches, and the interrupt
+    /// check within the epoch (`Break` when raised before its last batch, whose progress is
+    /// then reported).
+    fn after_batch(
+        &mut self,
+        epoch: usize,
+        b: usize,
+        totals: &Totals,
+        progress: &mut dyn FnMut(TrainEvent),
+    ) -> ControlFlow<()> {
+        let (done, total) = (b + 1, self.steps_per_epoch);
+        let report = TrainEvent::Batch { epoch: epoch + 1, done, total, loss: totals.mean_loss() };
+        let reported = done % self.report_every == 0 || done == total;
+        if reported {
+            progress(report.clone());
+        }
+        if !(self.interrupt.load(Ordering::Relaxed) && done < total) {
+            return ControlFlow::Continue(());
+        }
+        if !reported {
+            // The last progress report names the batch the interrupt stopped at.
+            progress(report);
+        }
+        self.history.stop = StopReason::Interrupted { epoch: epoch + 1, batch: done };
+        self.history.notes.push(format!("interrupted during epoch {} after {done} of {total} batches", epoch + 1));
+        ControlFlow::Break(())
+    }
+
+    /// The end of `epoch`: validation, the epoch's statistics, the best weights and the stop
+    /// checks between epochs (patience, interrupt).
+    fn end_epoch(
+        &mut self,
+        epoch: usize,
+        started: Instant,
+        totals: &Totals,
+        progress: &mut dyn FnMut(TrainEvent),
+    ) -> Result<ControlFlow<()>> {
         let train_seconds = started.elapsed().as_secs_f64();
-        let (val_loss, val_accuracy) = match val {
+        let (val_loss, val_accuracy) = match self.data.val {
             Some(val) if !val.is_empty() => {
-                let e = evaluate_mapped(net, val, rows, cols, scaling, 256, &config.labels)?;
+                let e = evaluate_mapped(self.net, val, self.data.format, 256, &self.config.labels)?;
                 (Some(e.loss), Some(e.accuracy))
             }
             _ => (None, None),
         };
         let stats = EpochStats {
             epoch: epoch + 1,
-            loss: (loss_sum / seen as f64) as f32,
-            accuracy: correct as f32 / seen as f32,
+            loss: totals.mean_loss(),
+            accuracy: totals.correct as f32 / totals.seen as f32,
             val_loss,
             val_accuracy,
-            lr,
+            lr: totals.lr,
             seconds: started.elapsed().as_secs_f64(),
-            images_per_sec: seen as f64 / train_seconds.max(1e-9),
+            images_per_sec: totals.seen as f64 / train_seconds.max(1e-9),
         };
         progress(TrainEvent::Epoch(stats.clone()));
-        history.epochs.push(stats);
-        last_good = net.snapshot()?;
-        if let (Some(vl), Some(va)) = (val_loss, val_accuracy) {
-            let score = match config.monitor {
-                Monitor::ValLoss => vl,
-                Monitor::ValAccuracy => -va,
-            };
-            if best.as_ref().is_none_or(|(s, _, _)| score < *s) {
-                best = Some((score, epoch + 1, last_good.clone()));
+        self.history.epochs.push(stats);
+        self.last_good = self.net.snapshot()?;
+        if let (Some(loss), Some(accuracy)) = (val_loss, val_accuracy) {
+            self.track_best(epoch, loss, accuracy);
+            if self.stop_for_patience(epoch).is_break() {
+                return Ok(ControlFlow::Break(()));
             }
-            let best_epoch = best.as_ref().map_or(epoch + 1, |b| b.1);
-            if let Some(patience) = config.patience {
-                let since_best = epoch + 1 - best_epoch;
-                if since_best > 0 && since_best >= patience && epoch + 1 < config.epochs {
-                    history.stop = StopReason::EarlyStopped { epoch: epoch + 1 };
-                    history
-                        .notes
-                        .push(format!("stopped early after epoch {}: no improvement for {patience} epochs", epoch + 1));
-                    break 'epochs;
-                }
-            }
-            if interrupt.load(Ordering::Relaxed) {
-                history.stop = StopReason::Interrupted { epoch: epoch + 1, batch: steps_per_epoch };
-                history.notes.push(format!("interrupted at the end of epoch {}", epoch + 1));
-                break 'epochs;
-            }
-        } else if interrupt.load(Ordering::Relaxed) {
-            history.stop = StopReason::Interrupted { epoch: epoch + 1, batch: steps_per_epoch };
-            history.notes.push(format!("interrupted at the end of epoch {}", epoch + 1));
-            break 'epochs;
+        }
+        Ok(self.stop_if_interrupted(epoch))
+    }
+
+    /// Keeps the weights just finished (`last_good`) when `epoch` is the best so far.
+    fn track_best(&mut self, epoch: usize, val_loss: f32, val_accuracy: f32) {
+        let score = match self.config.monitor {
+            Monitor::ValLoss => val_loss,
+            Monitor::ValAccuracy => -val_accuracy,
+        };
+        if self.best.as_ref().is_none_or(|b| score < b.score) {
+            self.best = Some(Best { score, epoch: epoch + 1, weights: self.last_good.clone() });
         }
     }
 
-    if let Some((_, best_epoch, weights)) = best {
-        history.best_epoch = Some(best_epoch);
-        let last_epoch = history.epochs.last().map_or(0, |e| e.epoch);
-        let mid_epoch = matches!(history.stop, StopReason::Interrupted { batch, .. } if batch < steps_per_epoch);
-        if best_epoch != last_epoch || mid_epoch {
-            net.restore(&weights)?;
-            history.restored_best = true;
-            let metric = match config.monitor {
+    /// Stop check after `epoch`: `patience` epochs without improvement, unless it was the last.
+    fn stop_for_patience(&mut self, epoch: usize) -> ControlFlow<()> {
+        let best_epoch = self.best.as_ref().map_or(epoch + 1, |b| b.epoch);
+        let Some(patience) = self.config.patience else {
+            return ControlFlow::Continue(());
+        };
+        let since_best = epoch + 1 - best_epoch;
+        if since_best > 0 && since_best >= patience && epoch + 1 < self.config.epochs {
+            self.history.stop = StopReason::EarlyStopped { epoch: epoch + 1 };
+            let note = format!("stopped early after epoch {}: no improvement for {patience} epochs", epoch + 1);
+            self.history.notes.push(note);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Stop check after `epoch`: the interrupt flag.
+    fn stop_if_interrupted(&mut self, epoch: usize) -> ControlFlow<()> {
+        if !self.interrupt.load(Ordering::Relaxed) {
+            return ControlFlow::Continue(());
+        }
+        self.history.stop = StopReason::Interrupted { epoch: epoch + 1, batch: self.steps_per_epoch };
+        self.history.notes.push(format!("interrupted at the end of epoch {}", epoch + 1));
+        ControlFlow::Break(())
+    }
+
+    /// Restores the best epoch's weights unless the model holds them already (training ended
+    /// with that epoch).
+    fn restore_best(&mut self) -> Result<()> {
+        let Some(best) = self.best.take() else {
+            return Ok(());
+        };
+        self.history.best_epoch = Some(best.epoch);
+        let last_epoch = self.history.epochs.last().map_or(0, |e| e.epoch);
+        let steps = self.steps_per_epoch;
+        let mid_epoch = matches!(self.history.stop, StopReason::Interrupted { batch, .. } if batch < steps);
+        if best.epoch != last_epoch || mid_epoch {
+            self.net.restore(&best.weights)?;
+            self.history.restored_best = true;
+            let metric = match self.config.monitor {
                 Monitor::ValLoss => "validation loss",
                 Monitor::ValAccuracy => "validation accuracy",
             };
-            history.notes.push(format!("restored the weights of epoch {best_epoch}, the best by {metric}"));
+            self.history.notes.push(format!("restored the weights of epoch {}, the best by {metric}", best.epoch));
         }
+        Ok(())
     }
-    if matches!(history.stop, StopReason::Interrupted { .. }) && !history.restored_best {
-        history.notes.push("the model keeps the weights reached when it was interrupted".into());
+
+    /// The run's history, with a note when an interrupted run keeps its latest weights.
+    fn finish(mut self) -> History {
+        if matches!(self.history.stop, StopReason::Interrupted { .. }) && !self.history.restored_best {
+            self.history.notes.push("the model keeps the weights reached when it was interrupted".into());
+        }
+        self.history
     }
-    Ok(history)
 }
 
 /// Evaluates `net` on `split` in eval mode, `batch` images at a time (label `l` is output `l`).
-pub fn evaluate(
-    net: &Network,
-    split: &Split,
-    rows: usize,
-    cols: usize,
-    scaling: PixelScaling,
-    batch: usize,
-) -> Result<Evaluation> {
-    evaluate_mapped(net, split, rows, cols, scaling, batch, &LabelMap::identity())
+pub fn evaluate(net: &Network, split: &Split, format: ImageFormat, batch: usize) -> Result<Evaluation> {
+    evaluate_mapped(net, split, format, batch, &LabelMap::identity())
 }
 
 /// Evaluates `net` on `split` with labels read through `labels`: the confusion matrix, the
@@ -774,16 +693,15 @@ pub fn evaluate(
 pub fn evaluate_mapped(
     net: &Network,
     split: &Split,
-    rows: usize,
-    cols: usize,
-    scaling: PixelScaling,
+    format: ImageFormat,
     batch: usize,
     labels: &LabelMap,
 ) -> Result<Evaluation> {
-    check_split(net, split, rows, cols, labels, "evaluated")?;
+    check_split(net, split, format, labels, "evaluated")?;
     let label_map = labels;
     let classes = net.classes();
-    let image_len = rows * cols;
+    let ImageFormat { rows, cols, .. } = format;
+    let image_len = format.image_len();
     let batch = batch.max(1);
     let device = net.device().clone();
     let mut buf = vec![0f32; batch * image_len];
@@ -794,7 +712,7 @@ pub fn evaluate_mapped(
     for chunk in indices.chunks(batch) {
         let m = chunk.len();
         let slot = &mut buf[..m * image_len];
-        fill_batch(split, chunk, image_len, scaling, slot);
+        fill_batch(split, chunk, format, slot);
         let xs = Tensor::from_slice(slot, (m, 1, rows, cols), &device)?;
         let labels = label_map.outputs(split, chunk);
         let ys = Tensor::from_vec(labels.clone(), m, &device)?;
@@ -870,6 +788,11 @@ pub(crate) mod tests {
         Split { pixels: images.data[..n * 784].to_vec(), labels: labels.data[..n].to_vec() }
     }
 
+    /// MNIST's 28×28 images, scaled by `scaling`.
+    pub(crate) fn mnist_format(scaling: PixelScaling) -> ImageFormat {
+        ImageFormat { rows: 28, cols: 28, scaling }
+    }
+
     fn quiet() -> impl FnMut(TrainEvent) {
         |_| {}
     }
@@ -879,7 +802,7 @@ pub(crate) mod tests {
         let train = mnist(true, 1000);
         let test = mnist(false, 500);
         let net = Network::new(&preset("seed-small").unwrap(), (1, 28, 28), 10, &Device::Cpu, 3).unwrap();
-        let before = evaluate(&net, &test, 28, 28, PixelScaling::Unit, 128).unwrap();
+        let before = evaluate(&net, &test, mnist_format(PixelScaling::Unit), 128).unwrap();
         let config = TrainConfig { epochs: 2, seed: 3, ..TrainConfig::default() };
         let mut batches = 0;
         let mut epochs = 0;
@@ -888,13 +811,19 @@ pub(crate) mod tests {
             TrainEvent::Epoch(_) => epochs += 1,
         };
         let stop = AtomicBool::new(false);
-        let h =
-            fit(&net, &train, Some(&test), 28, 28, PixelScaling::Unit, &config, None, &stop, &mut progress).unwrap();
+        let h = fit(
+            &net,
+            TrainData::new(&train, Some(&test), mnist_format(PixelScaling::Unit)),
+            &config,
+            &stop,
+            &mut progress,
+        )
+        .unwrap();
         assert_eq!(h.stop, StopReason::Completed);
         assert_eq!(h.epochs.len(), 2);
         assert_eq!(epochs, 2);
         assert!(batches >= 2);
-        let after = evaluate(&net, &test, 28, 28, PixelScaling::Unit, 256).unwrap();
+        let after = evaluate(&net, &test, mnist_format(PixelScaling::Unit), 256).unwrap();
         assert!(after.accuracy > 0.75, "accuracy after training: {}", after.accuracy);
         assert!(after.loss < before.loss);
         assert!(h.epochs[1].loss < h.epochs[0].loss);
@@ -928,8 +857,14 @@ pub(crate) mod tests {
             let net = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, seed).unwrap();
             let config = TrainConfig { epochs: 2, seed, label_smoothing: 0.1, ..TrainConfig::default() };
             let stop = AtomicBool::new(false);
-            let h =
-                fit(&net, &train, Some(&val), 28, 28, PixelScaling::Unit, &config, None, &stop, &mut quiet()).unwrap();
+            let h = fit(
+                &net,
+                TrainData::new(&train, Some(&val), mnist_format(PixelScaling::Unit)),
+                &config,
+                &stop,
+                &mut quiet(),
+            )
+            .unwrap();
             let metrics: Vec<_> = h.epochs.iter().map(|e| (e.loss, e.accuracy, e.val_loss, e.val_accuracy)).collect();
             let weights: Vec<Vec<f32>> =
                 net.snapshot().unwrap().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap()).collect();
@@ -947,16 +882,23 @@ pub(crate) mod tests {
         let stop = AtomicBool::new(false);
         let plain = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, 4).unwrap();
         let h_plain =
-            fit(&plain, &train, None, 28, 28, PixelScaling::Unit, &config, None, &stop, &mut quiet()).unwrap();
+            fit(&plain, TrainData::new(&train, None, mnist_format(PixelScaling::Unit)), &config, &stop, &mut quiet())
+                .unwrap();
         // A hook that scales the same pixels gives the same run; it sees every epoch and index.
         let calls = std::sync::Mutex::new(Vec::new());
         let hook = |indices: &[usize], epoch: u64, out: &mut [f32]| {
             calls.lock().unwrap().push((epoch, indices.len()));
-            fill_batch(&train, indices, 784, PixelScaling::Unit, out);
+            fill_batch(&train, indices, mnist_format(PixelScaling::Unit), out);
         };
         let hooked = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, 4).unwrap();
-        let h_hooked =
-            fit(&hooked, &train, None, 28, 28, PixelScaling::Unit, &config, Some(&hook), &stop, &mut quiet()).unwrap();
+        let h_hooked = fit(
+            &hooked,
+            TrainData { augment: Some(&hook), ..TrainData::new(&train, None, mnist_format(PixelScaling::Unit)) },
+            &config,
+            &stop,
+            &mut quiet(),
+        )
+        .unwrap();
         let metrics = |h: &History| h.epochs.iter().map(|e| (e.loss, e.accuracy)).collect::<Vec<_>>();
         assert_eq!(metrics(&h_plain), metrics(&h_hooked));
         assert_eq!(*calls.lock().unwrap(), vec![(0, 32), (0, 32), (0, 32), (0, 4), (1, 32), (1, 32), (1, 32), (1, 4)]);
@@ -974,7 +916,9 @@ pub(crate) mod tests {
             }
         };
         let config = TrainConfig { epochs: 3, ..TrainConfig::default() };
-        let h = fit(&net, &train, None, 28, 28, PixelScaling::Unit, &config, None, &stop, &mut progress).unwrap();
+        let h =
+            fit(&net, TrainData::new(&train, None, mnist_format(PixelScaling::Unit)), &config, &stop, &mut progress)
+                .unwrap();
         assert_eq!(h.stop, StopReason::Interrupted { epoch: 1, batch: 1 });
         assert!(h.epochs.is_empty());
         assert!(batches.len() <= 1);
@@ -991,7 +935,8 @@ pub(crate) mod tests {
         let config =
             TrainConfig { epochs: 2, optimizer: Optimizer::Sgd { lr: 1e4, momentum: 0.9 }, ..TrainConfig::default() };
         let stop = AtomicBool::new(false);
-        let h = fit(&net, &train, None, 28, 28, PixelScaling::Raw, &config, None, &stop, &mut quiet()).unwrap();
+        let h = fit(&net, TrainData::new(&train, None, mnist_format(PixelScaling::Raw)), &config, &stop, &mut quiet())
+            .unwrap();
         assert!(matches!(h.stop, StopReason::NonFiniteLoss { epoch: 1, .. }), "{:?}", h.stop);
         assert!(h.notes[0].contains("initial model"), "{:?}", h.notes);
         for ((_, a), (_, b)) in initial.iter().zip(net.snapshot().unwrap().iter()) {
@@ -1007,40 +952,21 @@ pub(crate) mod tests {
         let net = Network::new(&preset("seed-small").unwrap(), (1, 28, 28), 5, &Device::Cpu, 1).unwrap();
         let split = Split { pixels: vec![0; 784 * 2], labels: vec![1, 7] };
         let stop = AtomicBool::new(false);
-        let e = fit(&net, &split, None, 28, 28, PixelScaling::Unit, &TrainConfig::default(), None, &stop, &mut quiet())
+        let e = fit(
+            &net,
+            TrainData::new(&split, None, mnist_format(PixelScaling::Unit)),
+            &TrainConfig::default(),
+            &stop,
+            &mut quiet(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("label 7") && e.contains("5 classes"), "{e}");
+        let e = evaluate(&net, &split, ImageFormat { rows: 20, cols: 20, scaling: PixelScaling::Unit }, 8)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("label 7") && e.contains("5 classes"), "{e}");
-        let e = evaluate(&net, &split, 20, 20, PixelScaling::Unit, 8).unwrap_err().to_string();
         assert!(e.contains("1×28×28") && e.contains("1×20×20"), "{e}");
         assert!(predict_probs(&net, &[0; 100], PixelScaling::Unit).is_err());
-    }
-
-    #[test]
-    fn fused_adam_matches_candles_adamw() {
-        let dev = Device::Cpu;
-        let init: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
-        let run = |fused: bool| -> Vec<f32> {
-            let var = candle_core::Var::from_vec(init.clone(), (3, 100), &dev).unwrap();
-            let params = candle_nn::ParamsAdamW { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay: 0.1 };
-            let mut fused_opt = FusedAdam::new(vec![var.clone()], params.clone()).unwrap();
-            let mut plain = candle_nn::AdamW::new(vec![var.clone()], params).unwrap();
-            for _ in 0..5 {
-                // A loss whose gradient changes with the weights: sum(w³).
-                let grads = var.as_tensor().powf(3.0).unwrap().sum_all().unwrap().backward().unwrap();
-                if fused {
-                    fused_opt.step(&grads).unwrap();
-                } else {
-                    plain.step(&grads).unwrap();
-                }
-            }
-            var.as_tensor().flatten_all().unwrap().to_vec1().unwrap()
-        };
-        let (a, b) = (run(true), run(false));
-        assert_ne!(a, init, "the weights did not move");
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "fused {x} vs candle {y}");
-        }
     }
 
     #[test]

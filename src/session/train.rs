@@ -298,6 +298,7 @@ impl Session {
             ));
         }
         let (rows, cols, scaling) = (dataset.rows, dataset.cols, dataset.scaling);
+        let format = dataset.format();
         if scaling == PixelScaling::Raw {
             out(Event::Warning("pixels are raw bytes 0..255; `normalize` usually trains better".into()));
         }
@@ -345,7 +346,7 @@ impl Session {
                     )));
                 }
             };
-            model::fit(net, train, val, rows, cols, scaling, &config, augment, &interrupt, &mut emit)
+            model::fit(net, model::TrainData { train, val, format, augment }, &config, &interrupt, &mut emit)
         })?;
         let seconds = started.elapsed().as_secs_f64();
         for note in &history.notes {
@@ -354,9 +355,11 @@ impl Session {
         // The test split, scored at the end of every run for `compare`.
         let test = dataset.split(SplitKind::Test).filter(|s| !s.is_empty());
         let evaluation = match test {
-            Some(test) => Some(Self::in_pool(&self.training.pool, || {
-                model::evaluate_mapped(net, test, rows, cols, scaling, self.eval_batch(net), &labels)
-            })?),
+            Some(test) => Some(
+                Self::in_pool(&self.training.pool, || {
+                    model::evaluate_mapped(net, test, format, self.eval_batch(net), &labels)
+                })?,
+            ),
             None => None,
         };
         if let Some(e) = &evaluation {
@@ -392,11 +395,10 @@ impl Session {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| format!("there is no {kind} split (`split` makes train/val/test)"))?;
         let batch = self.eval_batch(&self.model_for("evaluate")?.net);
-        let (rows, cols, scaling) = (dataset.rows, dataset.cols, dataset.scaling);
+        let format = dataset.format();
         let net = &state.net;
-        let evaluation = Self::in_pool(&self.training.pool, || {
-            model::evaluate_mapped(net, split, rows, cols, scaling, batch, &labels)
-        })?;
+        let evaluation =
+            Self::in_pool(&self.training.pool, || model::evaluate_mapped(net, split, format, batch, &labels))?;
         Ok((evaluation, split))
     }
 

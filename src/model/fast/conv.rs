@@ -90,6 +90,16 @@ fn conv(
     }
 }
 
+/// What a forward pass applies to each image: the kernel `w` (O × CKK), the optional bias `b`
+/// (O), then a ReLU when `relu` and a `pool` × `pool` max-pooling when given.
+#[derive(Clone, Copy)]
+struct Filter<'a> {
+    w: &'a [f32],
+    b: Option<&'a [f32]>,
+    relu: bool,
+    pool: Option<usize>,
+}
+
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
 struct Geom {
@@ -351,18 +361,9 @@ impl Geom {
     }
 
     /// Forward pass of a chunk of images: `y = relu?(w * x + b)`, then k × k max-pooling when
-    /// `pool` is given, recording the offset of each maximum in its OH × OW plane in `idx`.
-    #[allow(clippy::too_many_arguments)]
-    fn forward_chunk(
-        &self,
-        x: &[f32],
-        w: &[f32],
-        b: Option<&[f32]>,
-        relu: bool,
-        pool: Option<usize>,
-        y: &mut [f32],
-        idx: &mut [u32],
-    ) {
+    /// `f.pool` is given, recording the offset of each maximum in its OH × OW plane in `idx`.
+    fn forward_chunk(&self, x: &[f32], f: Filter<'_>, y: &mut [f32], idx: &mut [u32]) {
+        let Filter { w, b, relu, pool } = f;
         let (o, p, ckk) = (self.o, self.p(), self.ckk());
         let nb = x.len() / self.x_len();
         let ld = nb * p;
@@ -580,6 +581,7 @@ impl Conv {
         let xs = f32_slice("conv2d", x.0, x.1)?;
         let ws = f32_slice("conv2d", w.0, w.1)?;
         let bs = b.map(|(s, l)| f32_slice("conv2d", s, l)).transpose()?;
+        let filter = Filter { w: ws, b: bs, relu: self.relu, pool: self.pool };
         let (oh, ow) = match self.pool {
             Some(k) => (g.oh / k, g.ow / k),
             None => (g.oh, g.ow),
@@ -596,7 +598,7 @@ impl Conv {
         xs.par_chunks(nb * g.x_len())
             .zip(y.par_chunks_mut(nb * len))
             .zip(idx_parts.into_par_iter())
-            .for_each(|((xc, yc), ic)| g.forward_chunk(xc, ws, bs, self.relu, self.pool, yc, ic));
+            .for_each(|((xc, yc), ic)| g.forward_chunk(xc, filter, yc, ic));
         if self.pool.is_some() {
             // The op is built fresh for every call, so this is its only forward pass.
             let _ = self.argmax.set(idx);
