@@ -58,7 +58,7 @@ pub fn display_run(session: &mut Session, source: &str) -> Result<(), RunError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Image, Progress, Table};
+    use crate::session::{Image, Progress, Table, Task};
 
     #[test]
     fn table_is_an_html_block() {
@@ -84,8 +84,7 @@ mod tests {
         assert_eq!(Event::Text("hi".into()).evcxr_output().unwrap(), "hi\n");
         assert_eq!(Event::Warning("w".into()).evcxr_output().unwrap(), "warning: w\n");
         let mut p = Progress {
-            id: "fit-1".into(),
-            label: "epoch 1/1".into(),
+            task: Task::FitEpoch { run: 1, epoch: 1, epochs: 1 },
             done: 1,
             total: 2,
             message: String::new(),

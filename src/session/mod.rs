@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub use event::{Event, Image, Progress, Table};
+pub use event::{Event, Image, Progress, Table, Task};
 
 use crate::data::{augment::Pipeline, Dataset};
 use crate::lang::{self, ParseError, Statement, StatementKind};
