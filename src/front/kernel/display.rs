@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::front::render::{table_html, table_text};
+use crate::front::render::{progress_html, progress_text, table_html, table_text};
 use crate::session::{Event, Progress, Task};
 
 /// What one live display shows: the operation (a `fit`, by its run) and its step (the epoch).
@@ -136,40 +136,6 @@ fn stream(name: &str, text: &str) -> (&'static str, Value) {
     ("stream", json!({"name": name, "text": text}))
 }
 
-fn fraction(p: &Progress) -> f64 {
-    if p.total == 0 {
-        1.0
-    } else {
-        (p.done as f64 / p.total as f64).clamp(0.0, 1.0)
-    }
-}
-
-/// The progress as a text bar: `epoch 2/5 [=======>      ] 120/469 loss 0.2310`.
-pub fn progress_text(p: &Progress) -> String {
-    const WIDTH: usize = 30;
-    let filled = (fraction(p) * WIDTH as f64).round() as usize;
-    let bar = if filled >= WIDTH {
-        "=".repeat(WIDTH)
-    } else {
-        format!("{}>{}", "=".repeat(filled), " ".repeat(WIDTH - filled - 1))
-    };
-    format!("{} [{bar}] {}/{} {}", p.label(), p.done, p.total, p.message).trim_end().to_string()
-}
-
-/// The progress as HTML with a `<progress>` bar.
-pub fn progress_html(p: &Progress) -> String {
-    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    format!(
-        "<div><code>{}</code> <progress value=\"{}\" max=\"{}\" style=\"width: 20em\"></progress> <code>{}/{} {}</code></div>",
-        escape(&p.label()),
-        p.done,
-        p.total.max(1),
-        p.done,
-        p.total,
-        escape(&p.message)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,18 +247,5 @@ mod tests {
         assert!(all[0].1["data"]["text/plain"].as_str().unwrap().contains("4/10"));
         assert_eq!(all[0].1["transient"]["display_id"], id);
         assert!(Outputs::new(Duration::ZERO).flush().is_none(), "no display yet");
-    }
-
-    #[test]
-    fn progress_bar_text() {
-        let p = Progress {
-            task: Task::FitEpoch { run: 1, epoch: 1, epochs: 2 },
-            done: 5,
-            total: 10,
-            message: "loss 0.1".into(),
-            finished: false,
-        };
-        assert_eq!(progress_text(&p), format!("epoch 1/2 [{}>{}] 5/10 loss 0.1", "=".repeat(15), " ".repeat(14)));
-        assert!(progress_html(&p).contains("<progress value=\"5\" max=\"10\""));
     }
 }
