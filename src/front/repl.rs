@@ -106,8 +106,22 @@ fn history_path() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("mnistlab").join("history.txt"))
 }
 
+/// Why `:save` could not write its script.
+#[derive(Debug, thiserror::Error)]
+enum SaveError {
+    /// No temporary file can be made in the script's folder.
+    #[error("{}: {source}", .dir.display())]
+    Folder { dir: PathBuf, source: std::io::Error },
+    /// The temporary file cannot be written.
+    #[error("{}: {source}", .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    /// The temporary file cannot take the script's name.
+    #[error("{}: {source}", .path.display())]
+    Persist { path: PathBuf, source: tempfile::PersistError },
+}
+
 /// Writes the session's successful statements to `path` atomically.
-fn save_script(session: &Session, path: &str) -> Result<usize, String> {
+fn save_script(session: &Session, path: &str) -> Result<usize, SaveError> {
     let path = PathBuf::from(path);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into());
     let mut text = session.history().join("\n");
@@ -115,9 +129,10 @@ fn save_script(session: &Session, path: &str) -> Result<usize, String> {
     let mut tmp = tempfile::Builder::new()
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
-    tmp.persist(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| SaveError::Folder { dir: dir.clone(), source })?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())
+        .map_err(|source| SaveError::Write { path: path.clone(), source })?;
+    tmp.persist(&path).map_err(|source| SaveError::Persist { path: path.clone(), source })?;
     Ok(session.history().len())
 }
 

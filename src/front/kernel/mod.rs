@@ -31,7 +31,7 @@ use zeromq::{PubSocket, RepSocket, RouterRecvHalf, RouterSocket, ZmqMessage};
 use crate::lang;
 use crate::session::{Event, RunError, Session};
 use display::Outputs;
-use wire::{ConnectionInfo, Message, Signer};
+use wire::{ConnectionError, ConnectionInfo, Message, Signer};
 
 /// Progress updates of a running `fit` are sent at most this often.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -42,14 +42,38 @@ fn log(text: &str) {
     eprintln!("mnistlab kernel: {text}");
 }
 
+/// Why the kernel cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The connection file cannot be used.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// The async runtime does not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// A socket cannot be bound to its endpoint.
+    #[error("cannot bind the {socket} socket to {endpoint}: {source}")]
+    Bind {
+        /// The socket (`shell`, `iopub`, …).
+        socket: &'static str,
+        /// The endpoint it was to be bound to.
+        endpoint: String,
+        /// The failure.
+        source: zeromq::ZmqError,
+    },
+    /// The thread that runs cells does not start.
+    #[error("cannot start the cell thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// Runs the kernel described by `connection_file` until a `shutdown_request`.
-pub fn run(connection_file: &Path) -> Result<(), String> {
+pub fn run(connection_file: &Path) -> Result<(), KernelError> {
     let info = ConnectionInfo::read(connection_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(KernelError::Runtime)?;
     runtime.block_on(serve(info))
 }
 
@@ -92,9 +116,17 @@ fn from_zmq(message: ZmqMessage) -> Vec<Vec<u8>> {
     message.into_vec().into_iter().map(|b| b.to_vec()).collect()
 }
 
-async fn bind<S: Socket>(socket: &mut S, info: &ConnectionInfo, port: u16, name: &str) -> Result<(), String> {
+async fn bind<S: Socket>(
+    socket: &mut S,
+    info: &ConnectionInfo,
+    port: u16,
+    name: &'static str,
+) -> Result<(), KernelError> {
     let endpoint = info.endpoint(port);
-    socket.bind(&endpoint).await.map(|_| ()).map_err(|e| format!("cannot bind the {name} socket to {endpoint}: {e}"))
+    match socket.bind(&endpoint).await {
+        Ok(_) => Ok(()),
+        Err(source) => Err(KernelError::Bind { socket: name, endpoint, source }),
+    }
 }
 
 /// A received message: a request to handle, or a signed request whose parts after the header
@@ -205,7 +237,7 @@ fn error_content(e: &CellError) -> Value {
 }
 
 /// Serves the kernel on the sockets `info` names until a `shutdown_request`.
-async fn serve(info: ConnectionInfo) -> Result<(), String> {
+async fn serve(info: ConnectionInfo) -> Result<(), KernelError> {
     let signer = Signer::new(&info.key);
     let Sockets { heartbeat, shell, control, stdin, iopub } = Sockets::bind(&info).await?;
     let (iopub_tx, iopub_rx) = unbounded_channel();
@@ -241,7 +273,7 @@ struct Sockets {
 
 impl Sockets {
     /// Binds every socket to its port in `info`.
-    async fn bind(info: &ConnectionInfo) -> Result<Sockets, String> {
+    async fn bind(info: &ConnectionInfo) -> Result<Sockets, KernelError> {
         let mut sockets = Sockets {
             heartbeat: RepSocket::new(),
             shell: RouterSocket::new(),
@@ -316,7 +348,7 @@ async fn exit_with_parent() {
 
 /// Starts the thread that owns the session and answers the shell requests from `requests`;
 /// returns the flags an interrupt raises and the message types the test hook makes panic.
-fn start_cells(outbox: Outbox, requests: mpsc::Receiver<Incoming>) -> Result<(Interrupts, Vec<String>), String> {
+fn start_cells(outbox: Outbox, requests: mpsc::Receiver<Incoming>) -> Result<(Interrupts, Vec<String>), KernelError> {
     let session = Session::new();
     let interrupts = Interrupts { session: session.interrupt_flag(), cell: Arc::new(AtomicBool::new(false)) };
     let debug = debug_panics();
@@ -328,7 +360,7 @@ fn start_cells(outbox: Outbox, requests: mpsc::Receiver<Incoming>) -> Result<(In
     std::thread::Builder::new()
         .name("mnistlab-cells".into())
         .spawn(move || executor.run(requests))
-        .map_err(|e| format!("cannot start the cell thread: {e}"))?;
+        .map_err(KernelError::Thread)?;
     Ok((interrupts, debug))
 }
 
@@ -345,7 +377,7 @@ struct Control {
 
 impl Control {
     /// Answers control requests until a `shutdown_request` ends the process.
-    async fn serve(mut self) -> Result<(), String> {
+    async fn serve(mut self) -> Result<(), KernelError> {
         loop {
             let frames = match self.socket.recv().await {
                 Ok(frames) => from_zmq(frames),
@@ -614,7 +646,7 @@ impl Executor {
         let content = &request.content;
         let code = match replies::code_of(content) {
             Ok(code) => code,
-            Err(evalue) => return self.reply_error(request, &invalid_error(evalue), false),
+            Err(e) => return self.reply_error(request, &invalid_error(e.to_string()), false),
         };
         let silent = content.get("silent").and_then(Value::as_bool).unwrap_or(false);
         let store_history = !silent && content.get("store_history").and_then(Value::as_bool).unwrap_or(true);
