@@ -28,6 +28,24 @@ pub struct ParseError {
     pub expected: String,
     /// A close keyword, when the word there looks misspelt.
     pub suggestion: Option<String>,
+    /// Whether the line is wrong, or only unfinished.
+    pub kind: ParseErrorKind,
+}
+
+/// What kind of syntax error a [`ParseError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The line does not parse.
+    Invalid,
+    /// The line ends inside a `"string"`: only more text could complete it.
+    UnclosedQuote,
+}
+
+impl ParseError {
+    /// Whether the line ends inside a `"string"` (the quote is still open).
+    pub fn is_unclosed_quote(&self) -> bool {
+        self.kind == ParseErrorKind::UnclosedQuote
+    }
 }
 
 impl fmt::Display for ParseError {
@@ -203,6 +221,9 @@ fn expect_owned<'a, T>(
     expect_with(move || Cow::Owned(range.to_string()), parser)
 }
 
+/// A `"string"` with the escapes `\\`, `\"` and `\n`. A line that ends inside the string (no
+/// `"` is left to close it) is not wrong but unfinished: that failure is `Incomplete`, which
+/// [`parse_line`] reports as an unclosed quote.
 fn quoted(input: &str) -> Res<'_, String> {
     delimited(
         char('"'),
@@ -214,9 +235,15 @@ fn quoted(input: &str) -> Res<'_, String> {
             )),
             Option::unwrap_or_default,
         ),
-        expect("a closing `\"`", char('"')),
+        |rest| match expect(CLOSING_QUOTE, char('"'))(rest) {
+            Err(nom::Err::Failure(_)) if !rest.contains('"') => Err(nom::Err::Incomplete(nom::Needed::new(1))),
+            other => other,
+        },
     )(input)
 }
+
+/// What an unclosed `"string"` lacks.
+const CLOSING_QUOTE: &str = "a closing `\"`";
 
 /// A path: a quoted string, or a run of non-space characters.
 fn path(input: &str) -> Res<'_, PathBuf> {
@@ -826,14 +853,17 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Option<Statement>, Parse
                 line_text: line.to_string(),
                 expected: e.expected.into_owned(),
                 suggestion: e.suggestion,
+                kind: ParseErrorKind::Invalid,
             })
         }
+        // Only a quoted string asks for more input: the line ended inside it.
         Err(nom::Err::Incomplete(_)) => Err(ParseError {
             line: line_no,
-            col: 1,
+            col: code.chars().count() + 1,
             line_text: line.to_string(),
-            expected: "a complete statement".into(),
+            expected: CLOSING_QUOTE.into(),
             suggestion: None,
+            kind: ParseErrorKind::UnclosedQuote,
         }),
     }
 }

@@ -160,7 +160,7 @@ pub fn complete(code: &str, cursor_pos: usize) -> Value {
 pub fn is_complete(code: &str) -> Value {
     match lang::parse_program(code) {
         Ok(_) => json!({"status": "complete"}),
-        Err(e) if e.expected.contains("closing `\"`") => json!({"status": "incomplete", "indent": ""}),
+        Err(e) if e.is_unclosed_quote() => json!({"status": "incomplete", "indent": ""}),
         Err(_) => json!({"status": "invalid"}),
     }
 }
@@ -349,6 +349,26 @@ mod tests {
         assert_eq!(is_complete("load mnist\ninfo")["status"], "complete");
         assert_eq!(is_complete("print \"hello")["status"], "incomplete");
         assert_eq!(is_complete("lod mnist")["status"], "invalid");
+        // Any line that ends inside a string: after an escaped quote, a lone backslash, in a
+        // path argument, on an earlier line.
+        for open in ["print \"say \\\"hi\\\"", "print \"a\\", "load idx \"a b\" \"c d", "print \"x\ninfo"] {
+            assert_eq!(is_complete(open)["status"], "incomplete", "{open}");
+        }
+        // A bad escape is wrong, not unfinished: the closing quote is there.
+        assert_eq!(is_complete("print \"a\\qb\"")["status"], "invalid");
+        assert_eq!(is_complete("print \"closed\" \"")["status"], "invalid", "the string is closed");
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_its_own_kind_of_parse_error() {
+        let e = lang::parse_line("print \"unclosed", 2).unwrap_err();
+        assert!(e.is_unclosed_quote());
+        assert_eq!((e.line, e.col), (2, 16));
+        assert!(e.expected.contains("closing `\"`"), "{}", e.expected);
+        assert!(e.to_string().starts_with("2:16: expected a closing `\"`"), "{e}");
+        for wrong in ["lod mnist", "print \"a\\qb\"", "batch x"] {
+            assert!(!lang::parse_line(wrong, 1).unwrap_err().is_unclosed_quote(), "{wrong}");
+        }
     }
 
     #[test]
