@@ -167,13 +167,14 @@ fn main() -> ExitCode {
 /// `mnistlab kernel …`: serve a connection file, or install / uninstall the kernelspec.
 fn kernel_command(connection_file: Option<&std::path::Path>, action: Option<&KernelAction>) -> ExitCode {
     let result = match (connection_file, action) {
-        (Some(file), _) => kernel::run(file),
+        (Some(file), _) => kernel::run(file).map_err(|e| e.to_string()),
         (None, Some(KernelAction::Install { location })) => std::env::current_exe()
             .and_then(|exe| exe.canonicalize())
             .map_err(|e| format!("cannot find this executable's path: {e}"))
-            .and_then(|exe| install::install(&location.location(), &exe))
+            .and_then(|exe| install::install(&location.location(), &exe).map_err(|e| e.to_string()))
             .map(|dir| println!("installed the mnistlab kernelspec in {}", dir.display())),
         (None, Some(KernelAction::Uninstall { location })) => install::uninstall(&location.location())
+            .map_err(|e| e.to_string())
             .map(|dir| println!("removed the mnistlab kernelspec from {}", dir.display())),
         (None, None) => {
             Err("`mnistlab kernel` needs --connection-file FILE (Jupyter passes it), or `install` / `uninstall`".into())

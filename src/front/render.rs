@@ -1,6 +1,6 @@
-//! Tables as aligned text and as HTML, for the front ends.
+//! What every front end renders alike: tables and progress as plain text and as HTML.
 
-use crate::session::Table;
+use crate::session::{Progress, Table};
 
 /// The table as aligned plain text, numbers right-aligned.
 pub fn table_text(table: &Table) -> String {
@@ -71,9 +71,43 @@ pub fn table_html(table: &Table) -> String {
     out
 }
 
+fn fraction(p: &Progress) -> f64 {
+    if p.total == 0 {
+        1.0
+    } else {
+        (p.done as f64 / p.total as f64).clamp(0.0, 1.0)
+    }
+}
+
+/// The progress as a text bar: `epoch 2/5 [=======>      ] 120/469 loss 0.2310`.
+pub fn progress_text(p: &Progress) -> String {
+    const WIDTH: usize = 30;
+    let filled = (fraction(p) * WIDTH as f64).round() as usize;
+    let bar = if filled >= WIDTH {
+        "=".repeat(WIDTH)
+    } else {
+        format!("{}>{}", "=".repeat(filled), " ".repeat(WIDTH - filled - 1))
+    };
+    format!("{} [{bar}] {}/{} {}", p.label(), p.done, p.total, p.message).trim_end().to_string()
+}
+
+/// The progress as HTML with a `<progress>` bar.
+pub fn progress_html(p: &Progress) -> String {
+    format!(
+        "<div><code>{}</code> <progress value=\"{}\" max=\"{}\" style=\"width: 20em\"></progress> <code>{}/{} {}</code></div>",
+        escape(&p.label()),
+        p.done,
+        p.total.max(1),
+        p.done,
+        p.total,
+        escape(&p.message)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::Task;
 
     #[test]
     fn aligns_columns() {
@@ -82,5 +116,18 @@ mod tests {
         t.row(vec!["total".into(), "120".into()]);
         assert_eq!(table_text(&t), "t\nclass    n\n-----  ---\n0        5\ntotal  120");
         assert!(table_html(&t).contains("<td>total</td><td>120</td>"));
+    }
+
+    #[test]
+    fn progress_bar_text() {
+        let p = Progress {
+            task: Task::FitEpoch { run: 1, epoch: 1, epochs: 2 },
+            done: 5,
+            total: 10,
+            message: "loss 0.1".into(),
+            finished: false,
+        };
+        assert_eq!(progress_text(&p), format!("epoch 1/2 [{}>{}] 5/10 loss 0.1", "=".repeat(15), " ".repeat(14)));
+        assert!(progress_html(&p).contains("<progress value=\"5\" max=\"10\""));
     }
 }

@@ -16,7 +16,7 @@ use super::terminal::Terminal;
 use crate::lang::{complete, docs};
 use crate::session::Session;
 
-/// Words the REPL itself understands, besides statements.
+/// The REPL's own commands, besides statements (whose words come from [`complete`]).
 const REPL_COMMANDS: &[&str] = &[":save", ":quit", ":help"];
 
 /// Completion and hints for the REPL.
@@ -50,7 +50,7 @@ pub fn candidates(line: &str, pos: usize) -> (usize, Vec<String>) {
     (c.start, words)
 }
 
-/// The hint shown after the cursor at byte `pos`: the rest of the only keyword starting with
+/// The hint shown after the cursor at byte `pos`: the rest of the only keyword that completes
 /// the word typed, or the first form of the statement after `KEYWORD `.
 pub fn hint(line: &str, pos: usize) -> Option<String> {
     if pos != line.len() || line.trim().is_empty() {
@@ -59,7 +59,7 @@ pub fn hint(line: &str, pos: usize) -> Option<String> {
     let body = line.trim_start();
     let Some(space) = body.find(char::is_whitespace) else {
         // Complete a unique keyword prefix.
-        let matches: Vec<&str> = docs::keywords().filter(|k| k.starts_with(body)).collect();
+        let matches = complete::complete(body).words;
         return match matches.as_slice() {
             [one] => one.strip_prefix(body).filter(|rest| !rest.is_empty()).map(str::to_string),
             _ => None,
@@ -106,8 +106,22 @@ fn history_path() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("mnistlab").join("history.txt"))
 }
 
+/// Why `:save` could not write its script.
+#[derive(Debug, thiserror::Error)]
+enum SaveError {
+    /// No temporary file can be made in the script's folder.
+    #[error("{}: {source}", .dir.display())]
+    Folder { dir: PathBuf, source: std::io::Error },
+    /// The temporary file cannot be written.
+    #[error("{}: {source}", .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    /// The temporary file cannot take the script's name.
+    #[error("{}: {source}", .path.display())]
+    Persist { path: PathBuf, source: tempfile::PersistError },
+}
+
 /// Writes the session's successful statements to `path` atomically.
-fn save_script(session: &Session, path: &str) -> Result<usize, String> {
+fn save_script(session: &Session, path: &str) -> Result<usize, SaveError> {
     let path = PathBuf::from(path);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into());
     let mut text = session.history().join("\n");
@@ -115,9 +129,10 @@ fn save_script(session: &Session, path: &str) -> Result<usize, String> {
     let mut tmp = tempfile::Builder::new()
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
-    tmp.persist(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| SaveError::Folder { dir: dir.clone(), source })?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())
+        .map_err(|source| SaveError::Write { path: path.clone(), source })?;
+    tmp.persist(&path).map_err(|source| SaveError::Persist { path: path.clone(), source })?;
     Ok(session.history().len())
 }
 
@@ -207,6 +222,20 @@ mod tests {
         let line = "load\u{3000}fashion-mn";
         assert_eq!(candidates(line, line.len()), (7, vec!["fashion-mnist".to_string()]));
         assert_eq!(candidates("\u{3000}lo", "\u{3000}lo".len()).1, vec!["load", "loss"]);
+    }
+
+    #[test]
+    fn keyword_hints_follow_completion() {
+        for keyword in docs::keywords() {
+            for end in 1..keyword.len() {
+                let typed = &keyword[..end];
+                let expected = match candidates(typed, end).1.as_slice() {
+                    [one] if one != typed => one.strip_prefix(typed).map(str::to_string),
+                    _ => None,
+                };
+                assert_eq!(hint(typed, end), expected, "{typed}");
+            }
+        }
     }
 
     #[test]

@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::render::table_text;
-use crate::session::{Event, Image};
+use crate::session::{Event, Image, Task};
 
 /// Writes events to the terminal; images go to `out_dir`.
 pub struct Terminal {
     out_dir: PathBuf,
     images_written: usize,
-    bar: Option<(String, ProgressBar)>,
+    /// The bar of the task in progress.
+    bar: Option<(Task, ProgressBar)>,
     interactive: bool,
 }
 
@@ -38,7 +39,7 @@ impl Terminal {
                     // Off a terminal a bar is noise; the statement prints its own summary lines.
                     return;
                 }
-                let same = self.bar.as_ref().is_some_and(|(id, _)| *id == p.id);
+                let same = self.bar.as_ref().is_some_and(|(task, _)| *task == p.task);
                 if !same {
                     self.finish_bar();
                     let bar = ProgressBar::new(p.total);
@@ -47,10 +48,10 @@ impl Terminal {
                             .expect("valid template")
                             .progress_chars("=> "),
                     );
-                    self.bar = Some((p.id.clone(), bar));
+                    self.bar = Some((p.task, bar));
                 }
                 let (_, bar) = self.bar.as_ref().expect("bar just set");
-                bar.set_prefix(p.label.clone());
+                bar.set_prefix(p.label());
                 bar.set_length(p.total);
                 bar.set_position(p.done);
                 bar.set_message(p.message.clone());

@@ -178,6 +178,9 @@ pub(crate) fn expect_owned<'a, T>(
     expect_with(move || Cow::Owned(range.to_string()), parser)
 }
 
+/// A `"string"` with the escapes `\\`, `\"` and `\n`. A line that ends inside the string (no
+/// `"` is left to close it) is not wrong but unfinished: that failure is `Incomplete`, which
+/// the parser reports as an unclosed quote.
 pub(crate) fn quoted(input: &str) -> Res<'_, String> {
     delimited(
         char('"'),
@@ -189,9 +192,15 @@ pub(crate) fn quoted(input: &str) -> Res<'_, String> {
             )),
             Option::unwrap_or_default,
         ),
-        expect("a closing `\"`", char('"')),
+        |rest| match expect(CLOSING_QUOTE, char('"'))(rest) {
+            Err(nom::Err::Failure(_)) if !rest.contains('"') => Err(nom::Err::Incomplete(nom::Needed::new(1))),
+            other => other,
+        },
     )(input)
 }
+
+/// What an unclosed `"string"` lacks.
+pub(crate) const CLOSING_QUOTE: &str = "a closing `\"`";
 
 /// A path: a quoted string, or a run of non-space characters.
 pub(crate) fn path(input: &str) -> Res<'_, PathBuf> {

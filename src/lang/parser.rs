@@ -8,7 +8,7 @@ use nom::character::complete::space0;
 use nom::combinator::recognize;
 
 use super::ast::*;
-use super::combinators::{fail, PErr, Res};
+use super::combinators::{fail, PErr, Res, CLOSING_QUOTE};
 use super::docs;
 
 pub use super::combinators::closest;
@@ -26,6 +26,24 @@ pub struct ParseError {
     pub expected: String,
     /// A close keyword, when the word there looks misspelt.
     pub suggestion: Option<String>,
+    /// Whether the line is wrong, or only unfinished.
+    pub kind: ParseErrorKind,
+}
+
+/// What kind of syntax error a [`ParseError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The line does not parse.
+    Invalid,
+    /// The line ends inside a `"string"`: only more text could complete it.
+    UnclosedQuote,
+}
+
+impl ParseError {
+    /// Whether the line ends inside a `"string"` (the quote is still open).
+    pub fn is_unclosed_quote(&self) -> bool {
+        self.kind == ParseErrorKind::UnclosedQuote
+    }
 }
 
 impl fmt::Display for ParseError {
@@ -147,14 +165,17 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Option<Statement>, Parse
                 line_text: line.to_string(),
                 expected: e.expected.into_owned(),
                 suggestion: e.suggestion,
+                kind: ParseErrorKind::Invalid,
             })
         }
+        // Only a quoted string asks for more input: the line ended inside it.
         Err(nom::Err::Incomplete(_)) => Err(ParseError {
             line: line_no,
-            col: 1,
+            col: code.chars().count() + 1,
             line_text: line.to_string(),
-            expected: "a complete statement".into(),
+            expected: CLOSING_QUOTE.into(),
             suggestion: None,
+            kind: ParseErrorKind::UnclosedQuote,
         }),
     }
 }

@@ -12,7 +12,7 @@ pub enum Event {
     Table(Table),
     /// A picture.
     Image(Image),
-    /// Progress of a long operation; events with the same `id` update one display.
+    /// Progress of a long operation.
     Progress(Progress),
 }
 
@@ -55,16 +55,60 @@ pub struct Image {
 /// Progress of a long operation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
-    /// Identifies the display that later events of the same operation update.
-    pub id: String,
-    /// What is in progress, e.g. `epoch 3/10`.
-    pub label: String,
+    /// What is in progress: later events of the same task update its display.
+    pub task: Task,
     /// Units done.
     pub done: u64,
     /// Units in all.
     pub total: u64,
     /// Extra text, e.g. the running loss.
     pub message: String,
-    /// True on the operation's last event.
+    /// True on the task's last event.
     pub finished: bool,
+}
+
+impl Progress {
+    /// The task in words, e.g. `epoch 3/10`.
+    pub fn label(&self) -> String {
+        self.task.to_string()
+    }
+}
+
+/// What a [`Progress`] event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Task {
+    /// One epoch of a `fit`.
+    FitEpoch {
+        /// The session's training run, from 1 (as `compare` numbers it).
+        run: u64,
+        /// The epoch, from 1.
+        epoch: u64,
+        /// The epochs the run asked for.
+        epochs: u64,
+    },
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Task::FitEpoch { epoch, epochs, .. } => write!(f, "epoch {epoch}/{epochs}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fit_epoch_is_labelled_by_its_epoch() {
+        let p = Progress {
+            task: Task::FitEpoch { run: 2, epoch: 3, epochs: 10 },
+            done: 1,
+            total: 4,
+            message: String::new(),
+            finished: false,
+        };
+        assert_eq!(p.label(), "epoch 3/10");
+    }
 }

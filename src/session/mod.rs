@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use error::{ErrorKind, SessionError};
-pub use event::{Event, Image, Progress, Table};
+pub use event::{Event, Image, Progress, Table, Task};
 
 use crate::data::{augment::Pipeline, Dataset};
 use crate::lang::{self, ParseError, Statement, StatementKind};

@@ -9,7 +9,7 @@ use candle_core::Device;
 
 use super::classes::{label_map, present_classes};
 use super::runs::{data_name, tuning, RunRecord};
-use super::{Event, Image, Progress, Session, SessionError, Table};
+use super::{Event, Image, Progress, Session, SessionError, Table, Task};
 use crate::data::{PixelScaling, Split, SplitKind};
 use crate::lang::{self, DeviceKind, ModelChoice, OptimizerSpec, PlotKind};
 use crate::model::{self, Evaluation, History, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent};
@@ -317,11 +317,12 @@ impl Session {
         let interrupt = Arc::clone(&self.interrupt);
         let net = &state.net;
         let started = std::time::Instant::now();
+        let run = self.training.runs.len() as u64 + 1;
+        let fit_epoch = |epoch: usize| Task::FitEpoch { run, epoch: epoch as u64, epochs: epochs as u64 };
         let history = Self::in_pool_with_events(&self.training.pool, out, |out| {
             let mut emit = |event: TrainEvent| match event {
                 TrainEvent::Batch { epoch, done, total, loss } => out(Event::Progress(Progress {
-                    id: format!("fit-{epoch}"),
-                    label: format!("epoch {epoch}/{epochs}"),
+                    task: fit_epoch(epoch),
                     done: done as u64,
                     total: total as u64,
                     message: format!("loss {loss:.4}"),
@@ -329,8 +330,7 @@ impl Session {
                 })),
                 TrainEvent::Epoch(s) => {
                     out(Event::Progress(Progress {
-                        id: format!("fit-{}", s.epoch),
-                        label: format!("epoch {}/{epochs}", s.epoch),
+                        task: fit_epoch(s.epoch),
                         done: total_batches as u64,
                         total: total_batches as u64,
                         message: format!("loss {:.4}", s.loss),

@@ -6,15 +6,27 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::front::render::{table_html, table_text};
-use crate::session::{Event, Progress};
+use crate::front::render::{progress_html, progress_text, table_html, table_text};
+use crate::session::{Event, Progress, Task};
+
+/// What one live display shows: the operation (a `fit`, by its run) and its step (the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Fit { run: u64 },
+}
+
+/// The operation `task` belongs to, and its step in it.
+fn operation(task: &Task) -> (Operation, u64) {
+    match *task {
+        Task::FitEpoch { run, epoch, .. } => (Operation::Fit { run }, epoch),
+    }
+}
 
 /// The live progress display of the operation running now.
 struct LiveDisplay {
     display_id: String,
-    /// The progress id's stem (`fit` for `fit-3`) and its number, if any.
-    stem: String,
-    number: Option<u64>,
+    operation: Operation,
+    step: u64,
     last_sent: Instant,
     /// The latest update that was held back by the throttle, to send before anything else.
     pending: Option<Value>,
@@ -39,10 +51,7 @@ impl Outputs {
     pub fn messages(&mut self, event: Event) -> Vec<(&'static str, Value)> {
         let mut out = Vec::new();
         let same_display = match &event {
-            Event::Progress(p) => {
-                let (stem, number) = split_id(&p.id);
-                self.continues(&stem, number)
-            }
+            Event::Progress(p) => self.continues(operation(&p.task)),
             _ => false,
         };
         if !same_display {
@@ -52,12 +61,10 @@ impl Outputs {
         out
     }
 
-    /// Whether progress `stem`/`number` updates the live display (the same operation going
-    /// on), rather than starting a new one (another operation, or the same one starting over).
-    fn continues(&self, stem: &str, number: Option<u64>) -> bool {
-        self.live
-            .as_ref()
-            .is_some_and(|l| l.stem == stem && (number.is_none() || l.number.is_none() || number >= l.number))
+    /// Whether progress at `step` of `operation` updates the live display (the same operation
+    /// going on), rather than starting a new one (another operation, or one starting over).
+    fn continues(&self, (operation, step): (Operation, u64)) -> bool {
+        self.live.as_ref().is_some_and(|l| l.operation == operation && step >= l.step)
     }
 
     /// The update held back by the throttle, if any: to send when the operation or the cell
@@ -96,18 +103,18 @@ impl Outputs {
     }
 
     fn progress(&mut self, p: Progress) -> Option<(&'static str, Value)> {
-        let (stem, number) = split_id(&p.id);
-        let continues = self.continues(&stem, number);
+        let (operation, step) = operation(&p.task);
+        let continues = self.continues((operation, step));
         let data = json!({"text/plain": progress_text(&p), "text/html": progress_html(&p)});
         if !continues {
             let display_id = uuid::Uuid::new_v4().to_string();
             let content = json!({"data": data, "metadata": {}, "transient": {"display_id": display_id}});
-            self.live = Some(LiveDisplay { display_id, stem, number, last_sent: Instant::now(), pending: None });
+            self.live = Some(LiveDisplay { display_id, operation, step, last_sent: Instant::now(), pending: None });
             return Some(("display_data", content));
         }
         let live = self.live.as_mut()?;
-        let new_step = number != live.number;
-        live.number = number;
+        let new_step = step != live.step;
+        live.step = step;
         if !p.finished && !new_step && live.last_sent.elapsed() < self.min_interval {
             live.pending = Some(data);
             return None;
@@ -129,57 +136,15 @@ fn stream(name: &str, text: &str) -> (&'static str, Value) {
     ("stream", json!({"name": name, "text": text}))
 }
 
-/// `fit-3` → (`fit`, Some(3)); an id without a number is its own stem.
-fn split_id(id: &str) -> (String, Option<u64>) {
-    match id.rsplit_once('-') {
-        Some((stem, n)) if n.parse::<u64>().is_ok() => (stem.to_string(), n.parse().ok()),
-        _ => (id.to_string(), None),
-    }
-}
-
-fn fraction(p: &Progress) -> f64 {
-    if p.total == 0 {
-        1.0
-    } else {
-        (p.done as f64 / p.total as f64).clamp(0.0, 1.0)
-    }
-}
-
-/// The progress as a text bar: `epoch 2/5 [=======>      ] 120/469 loss 0.2310`.
-pub fn progress_text(p: &Progress) -> String {
-    const WIDTH: usize = 30;
-    let filled = (fraction(p) * WIDTH as f64).round() as usize;
-    let bar = if filled >= WIDTH {
-        "=".repeat(WIDTH)
-    } else {
-        format!("{}>{}", "=".repeat(filled), " ".repeat(WIDTH - filled - 1))
-    };
-    format!("{} [{bar}] {}/{} {}", p.label, p.done, p.total, p.message).trim_end().to_string()
-}
-
-/// The progress as HTML with a `<progress>` bar.
-pub fn progress_html(p: &Progress) -> String {
-    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    format!(
-        "<div><code>{}</code> <progress value=\"{}\" max=\"{}\" style=\"width: 20em\"></progress> <code>{}/{} {}</code></div>",
-        escape(&p.label),
-        p.done,
-        p.total.max(1),
-        p.done,
-        p.total,
-        escape(&p.message)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::session::{Image, Table};
 
-    fn progress(id: &str, done: u64, finished: bool) -> Event {
+    /// Progress of epoch `epoch` of training run `run`.
+    fn progress(run: u64, epoch: u64, done: u64, finished: bool) -> Event {
         Event::Progress(Progress {
-            id: id.into(),
-            label: format!("epoch {}", &id[4..]),
+            task: Task::FitEpoch { run, epoch, epochs: 2 },
             done,
             total: 10,
             message: "loss 0.5".into(),
@@ -223,73 +188,64 @@ mod tests {
     #[test]
     fn one_live_display_per_fit() {
         let mut out = Outputs::new(Duration::ZERO);
-        let (kind, first) = out.one(progress("fit-1", 1, false)).unwrap();
+        let (kind, first) = out.one(progress(1, 1, 1, false)).unwrap();
         assert_eq!(kind, "display_data");
         let id = first["transient"]["display_id"].clone();
         assert!(id.is_string());
-        for event in [progress("fit-1", 10, true), progress("fit-2", 1, false), progress("fit-2", 10, true)] {
+        for event in [progress(1, 1, 10, true), progress(1, 2, 1, false), progress(1, 2, 10, true)] {
             let (kind, content) = out.one(event).unwrap();
             assert_eq!(kind, "update_display_data");
             assert_eq!(content["transient"]["display_id"], id);
         }
-        // A second fit in the same cell starts over at epoch 1: a new display.
-        let (kind, second) = out.one(progress("fit-1", 1, false)).unwrap();
+        // A second fit in the same cell is another run: a new display.
+        let (kind, second) = out.one(progress(2, 1, 1, false)).unwrap();
         assert_eq!(kind, "display_data");
         assert_ne!(second["transient"]["display_id"], id);
+        // The display is the run's, whatever its epoch numbers.
+        let second = second["transient"]["display_id"].clone();
+        let (kind, third) = out.one(progress(3, 2, 1, false)).unwrap();
+        assert_eq!(kind, "display_data");
+        assert_ne!(third["transient"]["display_id"], second);
     }
 
     #[test]
     fn throttles_updates_but_not_the_last() {
         let mut out = Outputs::new(Duration::from_secs(3600));
-        assert!(out.one(progress("fit-1", 1, false)).is_some());
-        assert!(out.one(progress("fit-1", 2, false)).is_none());
-        assert!(out.one(progress("fit-1", 10, true)).is_some());
-        assert!(out.one(progress("fit-2", 1, false)).is_some(), "a new epoch is shown at once");
+        assert!(out.one(progress(1, 1, 1, false)).is_some());
+        assert!(out.one(progress(1, 1, 2, false)).is_none());
+        assert!(out.one(progress(1, 1, 10, true)).is_some());
+        assert!(out.one(progress(1, 2, 1, false)).is_some(), "a new epoch is shown at once");
     }
 
     #[test]
     fn the_last_state_is_always_shown() {
         let mut out = Outputs::new(Duration::from_secs(3600));
-        let (_, first) = out.one(progress("fit-1", 1, false)).unwrap();
+        let (_, first) = out.one(progress(1, 1, 1, false)).unwrap();
         let id = first["transient"]["display_id"].clone();
-        assert!(out.one(progress("fit-1", 2, false)).is_none());
-        assert!(out.one(progress("fit-1", 7, false)).is_none());
+        assert!(out.one(progress(1, 1, 2, false)).is_none());
+        assert!(out.one(progress(1, 1, 7, false)).is_none());
         // The fit is interrupted: no final progress, the cell ends.
         let (kind, last) = out.flush().unwrap();
         assert_eq!((kind, &last["transient"]["display_id"]), ("update_display_data", &id));
         assert!(last["data"]["text/plain"].as_str().unwrap().contains("7/10"), "{last}");
         assert!(out.flush().is_none(), "flushed once");
         // A held-back update goes out before the next text (the epoch line, the stop notice).
-        assert!(out.one(progress("fit-1", 8, false)).is_none());
+        assert!(out.one(progress(1, 1, 8, false)).is_none());
         let all = out.messages(Event::Text("stopped".into()));
         assert_eq!(all.len(), 2, "{all:?}");
         assert_eq!(all[0].0, "update_display_data");
         assert!(all[0].1["data"]["text/plain"].as_str().unwrap().contains("8/10"));
         assert_eq!(all[1].0, "stream");
         // Nothing is held back after a shown update.
-        assert!(out.one(progress("fit-1", 10, true)).is_some());
+        assert!(out.one(progress(1, 1, 10, true)).is_some());
         assert!(out.flush().is_none());
         // A second fit in the cell: the first one's held-back state goes out before its display.
-        assert!(out.one(progress("fit-2", 3, false)).is_some());
-        assert!(out.one(progress("fit-2", 4, false)).is_none());
-        let all = out.messages(progress("fit-1", 1, false));
+        assert!(out.one(progress(1, 2, 3, false)).is_some());
+        assert!(out.one(progress(1, 2, 4, false)).is_none());
+        let all = out.messages(progress(2, 1, 1, false));
         assert_eq!(all.iter().map(|m| m.0).collect::<Vec<_>>(), vec!["update_display_data", "display_data"]);
         assert!(all[0].1["data"]["text/plain"].as_str().unwrap().contains("4/10"));
         assert_eq!(all[0].1["transient"]["display_id"], id);
         assert!(Outputs::new(Duration::ZERO).flush().is_none(), "no display yet");
-    }
-
-    #[test]
-    fn progress_bar_text() {
-        let p = Progress {
-            id: "fit-1".into(),
-            label: "epoch 1/2".into(),
-            done: 5,
-            total: 10,
-            message: "loss 0.1".into(),
-            finished: false,
-        };
-        assert_eq!(progress_text(&p), format!("epoch 1/2 [{}>{}] 5/10 loss 0.1", "=".repeat(15), " ".repeat(14)));
-        assert!(progress_html(&p).contains("<progress value=\"5\" max=\"10\""));
     }
 }

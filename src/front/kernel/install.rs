@@ -9,6 +9,46 @@ const KERNEL_JSON: &str = include_str!("../../../kernel/kernel.json");
 const LOGO_32: &[u8] = include_bytes!("../../../kernel/logo-32x32.png");
 const LOGO_64: &[u8] = include_bytes!("../../../kernel/logo-64x64.png");
 
+/// Why the kernelspec cannot be installed or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// `--sys-prefix` without an active virtual environment.
+    #[error(
+        "--sys-prefix needs an active virtual environment (VIRTUAL_ENV or CONDA_PREFIX is not set); use --prefix PATH"
+    )]
+    NoEnvironment,
+    /// The user's home folder is unknown.
+    #[error("cannot find the home folder for the user's Jupyter data folder")]
+    NoHome,
+    /// The kernelspec's folder cannot be made.
+    #[error("cannot create {}: {source}", .path.display())]
+    Create {
+        /// The folder.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// A file of the kernelspec cannot be written.
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// There is no kernelspec to remove in this folder.
+    #[error("no mnistlab kernel is installed at {}", .0.display())]
+    NotInstalled(PathBuf),
+    /// The kernelspec's folder cannot be removed.
+    #[error("cannot remove {}: {source}", .path.display())]
+    Remove {
+        /// The folder.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+}
+
 /// The kernel's name: its folder under `kernels/`.
 pub const KERNEL_NAME: &str = "mnistlab";
 
@@ -24,14 +64,14 @@ pub enum Location {
 }
 
 /// The `kernels` folder of `location`.
-pub fn kernels_dir(location: &Location) -> Result<PathBuf, String> {
+pub fn kernels_dir(location: &Location) -> Result<PathBuf, InstallError> {
     let data = match location {
         Location::User => user_data_dir()?,
         Location::SysPrefix => {
             let prefix = std::env::var_os("VIRTUAL_ENV")
                 .or_else(|| std::env::var_os("CONDA_PREFIX"))
                 .filter(|p| !p.is_empty())
-                .ok_or("--sys-prefix needs an active virtual environment (VIRTUAL_ENV or CONDA_PREFIX is not set); use --prefix PATH")?;
+                .ok_or(InstallError::NoEnvironment)?;
             PathBuf::from(prefix).join("share").join("jupyter")
         }
         Location::Prefix(prefix) => prefix.join("share").join("jupyter"),
@@ -40,16 +80,15 @@ pub fn kernels_dir(location: &Location) -> Result<PathBuf, String> {
 }
 
 /// Jupyter's user data folder: `$JUPYTER_DATA_DIR`, else the platform's default.
-fn user_data_dir() -> Result<PathBuf, String> {
+fn user_data_dir() -> Result<PathBuf, InstallError> {
     if let Some(dir) = std::env::var_os("JUPYTER_DATA_DIR").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
-    let missing = || "cannot find the home folder for the user's Jupyter data folder".to_string();
     if cfg!(target_os = "macos") {
-        Ok(dirs::home_dir().ok_or_else(missing)?.join("Library").join("Jupyter"))
+        Ok(dirs::home_dir().ok_or(InstallError::NoHome)?.join("Library").join("Jupyter"))
     } else {
         // XDG_DATA_HOME or ~/.local/share on Linux, %APPDATA% on Windows.
-        Ok(dirs::data_dir().ok_or_else(missing)?.join("jupyter"))
+        Ok(dirs::data_dir().ok_or(InstallError::NoHome)?.join("jupyter"))
     }
 }
 
@@ -61,27 +100,27 @@ pub fn kernel_json(exe: &Path) -> String {
 }
 
 /// Writes the kernelspec for `exe` under `location`; returns its folder.
-pub fn install(location: &Location, exe: &Path) -> Result<PathBuf, String> {
+pub fn install(location: &Location, exe: &Path) -> Result<PathBuf, InstallError> {
     let dir = kernels_dir(location)?.join(KERNEL_NAME);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|source| InstallError::Create { path: dir.clone(), source })?;
     for (name, bytes) in [
         ("kernel.json", kernel_json(exe).into_bytes()),
         ("logo-32x32.png", LOGO_32.to_vec()),
         ("logo-64x64.png", LOGO_64.to_vec()),
     ] {
         let path = dir.join(name);
-        std::fs::write(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, bytes).map_err(|source| InstallError::Write { path: path.clone(), source })?;
     }
     Ok(dir)
 }
 
 /// Removes the kernelspec from `location`; returns the folder removed.
-pub fn uninstall(location: &Location) -> Result<PathBuf, String> {
+pub fn uninstall(location: &Location) -> Result<PathBuf, InstallError> {
     let dir = kernels_dir(location)?.join(KERNEL_NAME);
     if !dir.join("kernel.json").is_file() {
-        return Err(format!("no mnistlab kernel is installed at {}", dir.display()));
+        return Err(InstallError::NotInstalled(dir));
     }
-    std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+    std::fs::remove_dir_all(&dir).map_err(|source| InstallError::Remove { path: dir.clone(), source })?;
     Ok(dir)
 }
 
@@ -106,7 +145,8 @@ mod tests {
         uninstall(&location).unwrap();
         assert!(!dir.exists());
         let err = uninstall(&location).unwrap_err();
-        assert!(err.contains("no mnistlab kernel is installed"), "{err}");
+        assert!(matches!(&err, InstallError::NotInstalled(d) if *d == dir), "{err:?}");
+        assert!(err.to_string().contains("no mnistlab kernel is installed"), "{err}");
     }
 
     #[test]

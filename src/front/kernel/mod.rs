@@ -26,12 +26,12 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use zeromq::prelude::*;
-use zeromq::{PubSocket, RepSocket, RouterSocket, ZmqMessage};
+use zeromq::{PubSocket, RepSocket, RouterRecvHalf, RouterSocket, ZmqMessage};
 
 use crate::lang;
 use crate::session::{Event, RunError, Session};
 use display::Outputs;
-use wire::{ConnectionInfo, Message, Signer};
+use wire::{ConnectionError, ConnectionInfo, Message, Signer};
 
 /// Progress updates of a running `fit` are sent at most this often.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -42,14 +42,38 @@ fn log(text: &str) {
     eprintln!("mnistlab kernel: {text}");
 }
 
+/// Why the kernel cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The connection file cannot be used.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// The async runtime does not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// A socket cannot be bound to its endpoint.
+    #[error("cannot bind the {socket} socket to {endpoint}: {source}")]
+    Bind {
+        /// The socket (`shell`, `iopub`, …).
+        socket: &'static str,
+        /// The endpoint it was to be bound to.
+        endpoint: String,
+        /// The failure.
+        source: zeromq::ZmqError,
+    },
+    /// The thread that runs cells does not start.
+    #[error("cannot start the cell thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// Runs the kernel described by `connection_file` until a `shutdown_request`.
-pub fn run(connection_file: &Path) -> Result<(), String> {
+pub fn run(connection_file: &Path) -> Result<(), KernelError> {
     let info = ConnectionInfo::read(connection_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(KernelError::Runtime)?;
     runtime.block_on(serve(info))
 }
 
@@ -92,9 +116,17 @@ fn from_zmq(message: ZmqMessage) -> Vec<Vec<u8>> {
     message.into_vec().into_iter().map(|b| b.to_vec()).collect()
 }
 
-async fn bind<S: Socket>(socket: &mut S, info: &ConnectionInfo, port: u16, name: &str) -> Result<(), String> {
+async fn bind<S: Socket>(
+    socket: &mut S,
+    info: &ConnectionInfo,
+    port: u16,
+    name: &'static str,
+) -> Result<(), KernelError> {
     let endpoint = info.endpoint(port);
-    socket.bind(&endpoint).await.map(|_| ()).map_err(|e| format!("cannot bind the {name} socket to {endpoint}: {e}"))
+    match socket.bind(&endpoint).await {
+        Ok(_) => Ok(()),
+        Err(source) => Err(KernelError::Bind { socket: name, endpoint, source }),
+    }
 }
 
 /// A received message: a request to handle, or a signed request whose parts after the header
@@ -204,101 +236,22 @@ fn error_content(e: &CellError) -> Value {
     json!({"status": "error", "ename": e.ename, "evalue": e.evalue, "traceback": e.traceback})
 }
 
-async fn serve(info: ConnectionInfo) -> Result<(), String> {
+/// Serves the kernel on the sockets `info` names until a `shutdown_request`.
+async fn serve(info: ConnectionInfo) -> Result<(), KernelError> {
     let signer = Signer::new(&info.key);
-    let mut heartbeat = RepSocket::new();
-    let mut shell = RouterSocket::new();
-    let mut control = RouterSocket::new();
-    let mut stdin = RouterSocket::new();
-    let mut iopub = PubSocket::new();
-    bind(&mut heartbeat, &info, info.hb_port, "heartbeat").await?;
-    bind(&mut shell, &info, info.shell_port, "shell").await?;
-    bind(&mut control, &info, info.control_port, "control").await?;
-    bind(&mut stdin, &info, info.stdin_port, "stdin").await?;
-    bind(&mut iopub, &info, info.iopub_port, "iopub").await?;
-
-    let (iopub_tx, mut iopub_rx): (UnboundedSender<Message>, UnboundedReceiver<Message>) = unbounded_channel();
-    let (shell_tx, mut shell_rx): (UnboundedSender<Message>, UnboundedReceiver<Message>) = unbounded_channel();
+    let Sockets { heartbeat, shell, control, stdin, iopub } = Sockets::bind(&info).await?;
+    let (iopub_tx, iopub_rx) = unbounded_channel();
+    let (shell_tx, shell_rx) = unbounded_channel();
     let outbox = Outbox { session: uuid::Uuid::new_v4().to_string(), shell: shell_tx, iopub: iopub_tx };
-
-    tokio::spawn(async move {
-        loop {
-            match heartbeat.recv().await {
-                Ok(ping) => {
-                    if heartbeat.send(ping).await.is_err() {
-                        log("heartbeat: cannot answer a ping");
-                    }
-                }
-                Err(e) => log(&format!("heartbeat: {e}")),
-            }
-        }
-    });
-
-    let iopub_signer = signer.clone();
-    tokio::spawn(async move {
-        while let Some(message) = iopub_rx.recv().await {
-            if let Err(e) = iopub.send(to_zmq(message.to_frames(&iopub_signer))).await {
-                log(&format!("iopub: cannot publish {}: {e}", message.msg_type()));
-            }
-        }
-    });
-
-    let (mut shell_send, mut shell_recv) = shell.split();
-    let shell_signer = signer.clone();
-    tokio::spawn(async move {
-        while let Some(message) = shell_rx.recv().await {
-            if let Err(e) = shell_send.send(to_zmq(message.to_frames(&shell_signer))).await {
-                log(&format!("shell: cannot send {}: {e}", message.msg_type()));
-            }
-        }
-    });
-
-    let session = Session::new();
-    let interrupts = Interrupts { session: session.interrupt_flag(), cell: Arc::new(AtomicBool::new(false)) };
+    tokio::spawn(echo_heartbeats(heartbeat));
+    tokio::spawn(send_all(iopub, iopub_rx, signer.clone(), "iopub: cannot publish"));
+    let (shell_send, shell_recv) = shell.split();
+    tokio::spawn(send_all(shell_send, shell_rx, signer.clone(), "shell: cannot send"));
     let (requests_tx, requests_rx) = mpsc::channel::<Incoming>();
-    let debug = debug_panics();
-    if !debug.is_empty() {
-        log(&format!("MNISTLAB_DEBUG_PANIC: the handlers of {} will panic (a test hook)", debug.join(", ")));
-    }
-    let executor = Executor {
-        session,
-        outbox: outbox.clone(),
-        interrupts: interrupts.clone(),
-        execution_count: 0,
-        debug_panics: debug.clone(),
-    };
-    std::thread::Builder::new()
-        .name("mnistlab-cells".into())
-        .spawn(move || executor.run(requests_rx))
-        .map_err(|e| format!("cannot start the cell thread: {e}"))?;
-
-    let shell_recv_signer = signer.clone();
-    tokio::spawn(async move {
-        loop {
-            match shell_recv.recv().await {
-                Ok(frames) => {
-                    if let Some(message) = accept(from_zmq(frames), &shell_recv_signer, "shell") {
-                        let _ = requests_tx.send(message);
-                    }
-                }
-                Err(e) => log(&format!("shell: {e}")),
-            }
-        }
-    });
-
+    let (interrupts, debug_panics) = start_cells(outbox.clone(), requests_rx)?;
+    tokio::spawn(receive_requests(shell_recv, signer.clone(), requests_tx));
     #[cfg(unix)]
-    tokio::spawn(async {
-        // Like ipykernel: exit when the process that started the kernel has gone.
-        let parent = std::os::unix::process::parent_id();
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if std::os::unix::process::parent_id() != parent {
-                log("the parent process has exited; shutting down");
-                std::process::exit(0);
-            }
-        }
-    });
-
+    tokio::spawn(exit_with_parent());
     // Keep stdin bound: the kernel never asks for input, but clients connect to it.
     let _stdin = stdin;
     outbox.publish(
@@ -306,38 +259,173 @@ async fn serve(info: ConnectionInfo) -> Result<(), String> {
         "status",
         json!({"execution_state": "starting"}),
     );
+    Control { socket: control, signer, outbox, interrupts, debug_panics }.serve().await
+}
 
+/// The kernel's sockets, bound to the ports of the connection file.
+struct Sockets {
+    heartbeat: RepSocket,
+    shell: RouterSocket,
+    control: RouterSocket,
+    stdin: RouterSocket,
+    iopub: PubSocket,
+}
+
+impl Sockets {
+    /// Binds every socket to its port in `info`.
+    async fn bind(info: &ConnectionInfo) -> Result<Sockets, KernelError> {
+        let mut sockets = Sockets {
+            heartbeat: RepSocket::new(),
+            shell: RouterSocket::new(),
+            control: RouterSocket::new(),
+            stdin: RouterSocket::new(),
+            iopub: PubSocket::new(),
+        };
+        bind(&mut sockets.heartbeat, info, info.hb_port, "heartbeat").await?;
+        bind(&mut sockets.shell, info, info.shell_port, "shell").await?;
+        bind(&mut sockets.control, info, info.control_port, "control").await?;
+        bind(&mut sockets.stdin, info, info.stdin_port, "stdin").await?;
+        bind(&mut sockets.iopub, info, info.iopub_port, "iopub").await?;
+        Ok(sockets)
+    }
+}
+
+/// Answers every heartbeat ping with the same bytes.
+async fn echo_heartbeats(mut heartbeat: RepSocket) {
     loop {
-        let frames = match control.recv().await {
-            Ok(frames) => from_zmq(frames),
-            Err(e) => {
-                log(&format!("control: {e}"));
-                continue;
-            }
-        };
-        let request = match accept(frames, &signer, "control") {
-            Some(Incoming::Request(request)) => request,
-            Some(Incoming::Invalid(request, why)) => {
-                outbox.status(&request, "busy");
-                if let Some(reply_type) = reply_type(request.msg_type()) {
-                    let error = invalid_error(why);
-                    let reply = Message::child(&request, &reply_type, error_content(&error), &outbox.session);
-                    if let Err(e) = control.send(to_zmq(reply.to_frames(&signer))).await {
-                        log(&format!("control: cannot send {reply_type}: {e}"));
-                    }
+        match heartbeat.recv().await {
+            Ok(ping) => {
+                if heartbeat.send(ping).await.is_err() {
+                    log("heartbeat: cannot answer a ping");
                 }
-                outbox.status(&request, "idle");
-                continue;
             }
-            None => continue,
-        };
-        outbox.status(&request, "busy");
+            Err(e) => log(&format!("heartbeat: {e}")),
+        }
+    }
+}
+
+/// Signs and sends every message from `outgoing` on `socket`; a message that cannot be sent
+/// is logged after `failed`.
+async fn send_all<S: SocketSend + Send + 'static>(
+    mut socket: S,
+    mut outgoing: UnboundedReceiver<Message>,
+    signer: Signer,
+    failed: &'static str,
+) {
+    while let Some(message) = outgoing.recv().await {
+        if let Err(e) = socket.send(to_zmq(message.to_frames(&signer))).await {
+            log(&format!("{failed} {}: {e}", message.msg_type()));
+        }
+    }
+}
+
+/// Reads the shell socket and hands each accepted request, in order, to the cell thread.
+async fn receive_requests(mut shell: RouterRecvHalf, signer: Signer, requests: mpsc::Sender<Incoming>) {
+    loop {
+        match shell.recv().await {
+            Ok(frames) => {
+                if let Some(message) = accept(from_zmq(frames), &signer, "shell") {
+                    let _ = requests.send(message);
+                }
+            }
+            Err(e) => log(&format!("shell: {e}")),
+        }
+    }
+}
+
+/// Like ipykernel: exits when the process that started the kernel has gone.
+#[cfg(unix)]
+async fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if std::os::unix::process::parent_id() != parent {
+            log("the parent process has exited; shutting down");
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Starts the thread that owns the session and answers the shell requests from `requests`;
+/// returns the flags an interrupt raises and the message types the test hook makes panic.
+fn start_cells(outbox: Outbox, requests: mpsc::Receiver<Incoming>) -> Result<(Interrupts, Vec<String>), KernelError> {
+    let session = Session::new();
+    let interrupts = Interrupts { session: session.interrupt_flag(), cell: Arc::new(AtomicBool::new(false)) };
+    let debug = debug_panics();
+    if !debug.is_empty() {
+        log(&format!("MNISTLAB_DEBUG_PANIC: the handlers of {} will panic (a test hook)", debug.join(", ")));
+    }
+    let executor =
+        Executor { session, outbox, interrupts: interrupts.clone(), execution_count: 0, debug_panics: debug.clone() };
+    std::thread::Builder::new()
+        .name("mnistlab-cells".into())
+        .spawn(move || executor.run(requests))
+        .map_err(KernelError::Thread)?;
+    Ok((interrupts, debug))
+}
+
+/// The control socket, served on the async runtime: it answers `kernel_info`, `interrupt`
+/// and `shutdown` requests at once, while a cell runs on its own thread.
+struct Control {
+    socket: RouterSocket,
+    signer: Signer,
+    outbox: Outbox,
+    interrupts: Interrupts,
+    /// Message types whose handlers panic (`MNISTLAB_DEBUG_PANIC`, a test hook).
+    debug_panics: Vec<String>,
+}
+
+impl Control {
+    /// Answers control requests until a `shutdown_request` ends the process.
+    async fn serve(mut self) -> Result<(), KernelError> {
+        loop {
+            let frames = match self.socket.recv().await {
+                Ok(frames) => from_zmq(frames),
+                Err(e) => {
+                    log(&format!("control: {e}"));
+                    continue;
+                }
+            };
+            match accept(frames, &self.signer, "control") {
+                Some(Incoming::Request(request)) => self.handle(&request).await,
+                Some(Incoming::Invalid(request, why)) => self.answer_invalid(&request, why).await,
+                None => {}
+            }
+        }
+    }
+
+    /// Answers a request whose content could not be read with an `InvalidRequest` error.
+    async fn answer_invalid(&mut self, request: &Message, why: String) {
+        self.outbox.status(request, "busy");
+        if let Some(reply_type) = reply_type(request.msg_type()) {
+            self.send(request, &reply_type, error_content(&invalid_error(why))).await;
+        }
+        self.outbox.status(request, "idle");
+    }
+
+    /// Answers one request between `busy` and `idle`; after a `shutdown_reply`, shuts down.
+    async fn handle(&mut self, request: &Message) {
+        self.outbox.status(request, "busy");
+        let answer = self.answer(request);
+        if let Some((msg_type, content, _)) = &answer {
+            self.send(request, msg_type, content.clone()).await;
+        }
+        self.outbox.status(request, "idle");
+        if answer.is_some_and(|(_, _, exit)| exit) {
+            self.shut_down().await;
+        }
+    }
+
+    /// The reply to `request` (type, content, whether the kernel then exits); `None` for a
+    /// request the control socket does not answer. A handler that panics answers an
+    /// `InternalError`.
+    fn answer(&self, request: &Message) -> Option<(String, Value, bool)> {
         let handled = guard::catch(|| {
-            forced_panic(&debug, request.msg_type());
+            forced_panic(&self.debug_panics, request.msg_type());
             match request.msg_type() {
                 "kernel_info_request" => Some(("kernel_info_reply".to_string(), replies::kernel_info(), false)),
                 "interrupt_request" => {
-                    interrupts.raise();
+                    self.interrupts.raise();
                     Some(("interrupt_reply".to_string(), json!({"status": "ok"}), false))
                 }
                 "shutdown_request" => {
@@ -347,34 +435,33 @@ async fn serve(info: ConnectionInfo) -> Result<(), String> {
                 _ => None,
             }
         });
-        let (msg_type, content, exit) = match handled {
-            Ok(Some(answer)) => answer,
+        match handled {
+            Ok(Some(answer)) => Some(answer),
             Ok(None) => {
                 log(&format!("control: ignored a {}", request.msg_type()));
-                outbox.status(&request, "idle");
-                continue;
+                None
             }
             Err(message) => {
                 log(&format!("control: the {} handler panicked: {message}", request.msg_type()));
-                match reply_type(request.msg_type()) {
-                    Some(reply) => (reply, error_content(&internal_error(request.msg_type(), &message)), false),
-                    None => {
-                        outbox.status(&request, "idle");
-                        continue;
-                    }
-                }
+                let content = error_content(&internal_error(request.msg_type(), &message));
+                reply_type(request.msg_type()).map(|reply| (reply, content, false))
             }
-        };
-        let reply = Message::child(&request, &msg_type, content, &outbox.session);
-        if let Err(e) = control.send(to_zmq(reply.to_frames(&signer))).await {
+        }
+    }
+
+    /// Sends the reply `msg_type` to `request` on the control socket.
+    async fn send(&mut self, request: &Message, msg_type: &str, content: Value) {
+        let reply = Message::child(request, msg_type, content, &self.outbox.session);
+        if let Err(e) = self.socket.send(to_zmq(reply.to_frames(&self.signer))).await {
             log(&format!("control: cannot send {msg_type}: {e}"));
         }
-        outbox.status(&request, "idle");
-        if exit {
-            interrupts.raise();
-            tokio::time::sleep(FLUSH_BEFORE_EXIT).await;
-            std::process::exit(0);
-        }
+    }
+
+    /// Stops the running cell and exits once the last replies have had time to go out.
+    async fn shut_down(&self) {
+        self.interrupts.raise();
+        tokio::time::sleep(FLUSH_BEFORE_EXIT).await;
+        std::process::exit(0);
     }
 }
 
@@ -554,7 +641,7 @@ impl Executor {
         let content = &request.content;
         let code = match replies::code_of(content) {
             Ok(code) => code,
-            Err(evalue) => return self.reply_error(request, &invalid_error(evalue), false),
+            Err(e) => return self.reply_error(request, &invalid_error(e.to_string()), false),
         };
         let silent = content.get("silent").and_then(Value::as_bool).unwrap_or(false);
         let store_history = !silent && content.get("store_history").and_then(Value::as_bool).unwrap_or(true);

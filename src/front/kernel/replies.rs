@@ -44,6 +44,23 @@ fn byte_offset(code: &str, pos: usize) -> usize {
     code.char_indices().nth(pos).map_or(code.len(), |(i, _)| i)
 }
 
+/// Why a request's content cannot be read (the `evalue` of its `InvalidRequest` reply).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RequestError {
+    /// The content is not a JSON object; the words name what it is.
+    #[error("the request's content must be an object, not {0}")]
+    NotAnObject(&'static str),
+    /// The content has no `code`.
+    #[error("the request has no `code`")]
+    NoCode,
+    /// `code` is not a string; the words name what it is.
+    #[error("`code` must be a string, not {0}")]
+    CodeNotAString(&'static str),
+    /// `cursor_pos` is not a number; the words name what it is.
+    #[error("`cursor_pos` must be a number of code points, not {0}")]
+    CursorNotANumber(&'static str),
+}
+
 /// The `status: error` content of a reply to a request that cannot be answered.
 pub fn error_reply(ename: &str, evalue: &str) -> Value {
     json!({"status": "error", "ename": ename, "evalue": evalue, "traceback": [format!("{ename}: {evalue}")]})
@@ -61,20 +78,20 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 /// The request's `code`, which must be a string.
-pub fn code_of(content: &Value) -> Result<&str, String> {
+pub fn code_of(content: &Value) -> Result<&str, RequestError> {
     if !content.is_object() {
-        return Err(format!("the request's content must be an object, not {}", type_name(content)));
+        return Err(RequestError::NotAnObject(type_name(content)));
     }
     match content.get("code") {
         Some(Value::String(code)) => Ok(code),
-        Some(other) => Err(format!("`code` must be a string, not {}", type_name(other))),
-        None => Err("the request has no `code`".into()),
+        Some(other) => Err(RequestError::CodeNotAString(type_name(other))),
+        None => Err(RequestError::NoCode),
     }
 }
 
 /// The request's `cursor_pos` in code points, within `0..=` the length of `code` (see the
 /// module's comment for what is made of odd values).
-pub fn cursor_of(content: &Value, code: &str) -> Result<usize, String> {
+pub fn cursor_of(content: &Value, code: &str) -> Result<usize, RequestError> {
     let len = code.chars().count();
     match content.get("cursor_pos") {
         None | Some(Value::Null) => Ok(len),
@@ -90,7 +107,7 @@ pub fn cursor_of(content: &Value, code: &str) -> Result<usize, String> {
             }
             _ => 0,
         }),
-        Some(other) => Err(format!("`cursor_pos` must be a number of code points, not {}", type_name(other))),
+        Some(other) => Err(RequestError::CursorNotANumber(type_name(other))),
     }
 }
 
@@ -98,7 +115,7 @@ pub fn cursor_of(content: &Value, code: &str) -> Result<usize, String> {
 pub fn complete_request(content: &Value) -> Value {
     match code_of(content).and_then(|code| Ok((code, cursor_of(content, code)?))) {
         Ok((code, cursor)) => complete(code, cursor),
-        Err(e) => error_reply("InvalidRequest", &e),
+        Err(e) => error_reply("InvalidRequest", &e.to_string()),
     }
 }
 
@@ -106,7 +123,7 @@ pub fn complete_request(content: &Value) -> Value {
 pub fn inspect_request(content: &Value) -> Value {
     match code_of(content).and_then(|code| Ok((code, cursor_of(content, code)?))) {
         Ok((code, cursor)) => inspect(code, cursor),
-        Err(e) => error_reply("InvalidRequest", &e),
+        Err(e) => error_reply("InvalidRequest", &e.to_string()),
     }
 }
 
@@ -143,7 +160,7 @@ pub fn complete(code: &str, cursor_pos: usize) -> Value {
 pub fn is_complete(code: &str) -> Value {
     match lang::parse_program(code) {
         Ok(_) => json!({"status": "complete"}),
-        Err(e) if e.expected.contains("closing `\"`") => json!({"status": "incomplete", "indent": ""}),
+        Err(e) if e.is_unclosed_quote() => json!({"status": "incomplete", "indent": ""}),
         Err(_) => json!({"status": "invalid"}),
     }
 }
@@ -332,6 +349,26 @@ mod tests {
         assert_eq!(is_complete("load mnist\ninfo")["status"], "complete");
         assert_eq!(is_complete("print \"hello")["status"], "incomplete");
         assert_eq!(is_complete("lod mnist")["status"], "invalid");
+        // Any line that ends inside a string: after an escaped quote, a lone backslash, in a
+        // path argument, on an earlier line.
+        for open in ["print \"say \\\"hi\\\"", "print \"a\\", "load idx \"a b\" \"c d", "print \"x\ninfo"] {
+            assert_eq!(is_complete(open)["status"], "incomplete", "{open}");
+        }
+        // A bad escape is wrong, not unfinished: the closing quote is there.
+        assert_eq!(is_complete("print \"a\\qb\"")["status"], "invalid");
+        assert_eq!(is_complete("print \"closed\" \"")["status"], "invalid", "the string is closed");
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_its_own_kind_of_parse_error() {
+        let e = lang::parse_line("print \"unclosed", 2).unwrap_err();
+        assert!(e.is_unclosed_quote());
+        assert_eq!((e.line, e.col), (2, 16));
+        assert!(e.expected.contains("closing `\"`"), "{}", e.expected);
+        assert!(e.to_string().starts_with("2:16: expected a closing `\"`"), "{e}");
+        for wrong in ["lod mnist", "print \"a\\qb\"", "batch x"] {
+            assert!(!lang::parse_line(wrong, 1).unwrap_err().is_unclosed_quote(), "{wrong}");
+        }
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! The Jupyter wire format: the connection file, HMAC-SHA256 signing, and messages as
 //! multipart frames (`identities… <IDS|MSG> signature header parent metadata content buffers…`).
 
-use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -47,21 +46,55 @@ fn default_scheme() -> String {
     "hmac-sha256".into()
 }
 
+/// Why a connection file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The file cannot be read.
+    #[error("{}: {source}", .path.display())]
+    Read {
+        /// The connection file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The file is not a connection file's JSON.
+    #[error("{}: not a Jupyter connection file: {source}", .path.display())]
+    Json {
+        /// The connection file.
+        path: PathBuf,
+        /// The failure.
+        source: serde_json::Error,
+    },
+    /// A signature scheme other than `hmac-sha256`.
+    #[error("{}: signature scheme `{scheme}` is not supported (only hmac-sha256)", .path.display())]
+    Scheme {
+        /// The connection file.
+        path: PathBuf,
+        /// The scheme it names.
+        scheme: String,
+    },
+    /// A transport other than `tcp` and `ipc`.
+    #[error("{}: transport `{transport}` is not supported (tcp or ipc)", .path.display())]
+    Transport {
+        /// The connection file.
+        path: PathBuf,
+        /// The transport it names.
+        transport: String,
+    },
+}
+
 impl ConnectionInfo {
     /// Reads and checks a connection file.
-    pub fn read(path: &Path) -> Result<ConnectionInfo, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let info: ConnectionInfo = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: not a Jupyter connection file: {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<ConnectionInfo, ConnectionError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConnectionError::Read { path: path.to_path_buf(), source })?;
+        let info: ConnectionInfo =
+            serde_json::from_str(&text).map_err(|source| ConnectionError::Json { path: path.to_path_buf(), source })?;
         if info.signature_scheme != "hmac-sha256" {
-            return Err(format!(
-                "{}: signature scheme `{}` is not supported (only hmac-sha256)",
-                path.display(),
-                info.signature_scheme
-            ));
+            return Err(ConnectionError::Scheme { path: path.to_path_buf(), scheme: info.signature_scheme });
         }
         if info.transport != "tcp" && info.transport != "ipc" {
-            return Err(format!("{}: transport `{}` is not supported (tcp or ipc)", path.display(), info.transport));
+            return Err(ConnectionError::Transport { path: path.to_path_buf(), transport: info.transport });
         }
         Ok(info)
     }
@@ -114,24 +147,17 @@ impl Signer {
 }
 
 /// Why incoming frames are not a message the kernel accepts.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WireError {
     /// No `<IDS|MSG>` delimiter, or fewer than five frames after it.
+    #[error("malformed message: {0}")]
     Malformed(String),
     /// The HMAC does not match.
+    #[error("wrong HMAC signature")]
     BadSignature,
     /// A part is not JSON.
+    #[error("invalid JSON in a message: {0}")]
     Json(String),
-}
-
-impl fmt::Display for WireError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WireError::Malformed(what) => write!(f, "malformed message: {what}"),
-            WireError::BadSignature => write!(f, "wrong HMAC signature"),
-            WireError::Json(what) => write!(f, "invalid JSON in a message: {what}"),
-        }
-    }
 }
 
 /// One Jupyter message.
@@ -321,6 +347,19 @@ mod tests {
         assert_eq!(info.endpoint(info.hb_port), "tcp://127.0.0.1:5");
         std::fs::write(&path, r#"{"ip": "127.0.0.1"}"#).unwrap();
         let err = ConnectionInfo::read(&path).unwrap_err();
+        assert!(matches!(err, ConnectionError::Json { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("c.json") && err.contains("not a Jupyter connection file"), "{err}");
+        std::fs::write(
+            &path,
+            r#"{"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4,
+            "hb_port": 5, "ip": "127.0.0.1", "signature_scheme": "hmac-md5"}"#,
+        )
+        .unwrap();
+        let err = ConnectionInfo::read(&path).unwrap_err();
+        assert!(matches!(&err, ConnectionError::Scheme { scheme, .. } if scheme == "hmac-md5"), "{err:?}");
+        assert!(err.to_string().contains("`hmac-md5` is not supported"), "{err}");
+        let err = ConnectionInfo::read(&dir.path().join("missing.json")).unwrap_err();
+        assert!(matches!(err, ConnectionError::Read { .. }), "{err:?}");
     }
 }
