@@ -8,7 +8,7 @@ use mnistlab::data::saved::SaveFormat;
 use mnistlab::data::{PixelScaling, SplitKind};
 use mnistlab::lang::docs::statements;
 use mnistlab::lang::*;
-use mnistlab::model::{Layer, Optimizer, Schedule};
+use mnistlab::model::{DeviceKind, Layer, Optimizer, Schedule};
 
 fn parse(line: &str) -> StatementKind {
     parse_line(line, 1).unwrap_or_else(|e| panic!("{line:?} did not parse:\n{e}")).expect("a statement").kind

@@ -2,11 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-
-use super::error::DataError;
 
 /// A named split of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -307,12 +304,6 @@ impl Dataset {
         }
         Ok(())
     }
-
-    /// [`Dataset::validate`], with `path` (the file or folder the dataset was read from or is
-    /// written to) named in the error: [`DataError::Inconsistent`].
-    pub fn validate_at(&self, path: &Path) -> crate::data::Result<()> {
-        self.validate().map_err(|problem| DataError::Inconsistent { path: path.to_path_buf(), problem })
-    }
 }
 
 /// What [`Dataset::validate`] finds wrong: a split that does not fit the image size or the
@@ -361,9 +352,6 @@ mod tests {
         let problem = d.validate().unwrap_err();
         assert_eq!(problem, Inconsistency::Label { split: SplitKind::Train, label: 10, classes: 10 });
         assert_eq!(problem.to_string(), "train split has label 10, but there are 10 classes");
-        let e = d.validate_at(Path::new("some/dir")).unwrap_err();
-        assert!(matches!(e, DataError::Inconsistent { ref path, .. } if path == Path::new("some/dir")), "{e:?}");
-        assert_eq!(e.to_string(), "some/dir: train split has label 10, but there are 10 classes");
     }
 
     #[test]

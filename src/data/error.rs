@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::dataset::Inconsistency;
+
 /// An error while reading, writing, fetching or transforming data.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -67,7 +69,7 @@ pub enum DataError {
         /// The file or folder.
         path: PathBuf,
         /// What does not fit.
-        problem: crate::data::dataset::Inconsistency,
+        problem: Inconsistency,
     },
     /// A dataset that cannot be saved into `dir` because its splits do not fit its image size
     /// or its classes.
@@ -76,7 +78,7 @@ pub enum DataError {
         /// The folder asked for.
         dir: PathBuf,
         /// What does not fit.
-        problem: crate::data::dataset::Inconsistency,
+        problem: Inconsistency,
     },
     /// The operation cannot run on this data (e.g. a split that would be empty).
     #[error("{0}")]
@@ -90,6 +92,14 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// [`Dataset::validate`]'s `problem`, with `path` (the file or folder the dataset was read
+    /// from or is written to) named in the error.
+    ///
+    /// [`Dataset::validate`]: crate::data::Dataset::validate
+    pub fn inconsistent(path: &Path, problem: Inconsistency) -> DataError {
+        DataError::Inconsistent { path: path.to_path_buf(), problem }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> DataError {
         DataError::Io { path: path.to_path_buf(), source }
@@ -122,3 +132,18 @@ impl From<crate::budget::BudgetError> for DataError {
 
 /// Result of data operations.
 pub type Result<T> = std::result::Result<T, DataError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Dataset, Split, SplitKind};
+
+    #[test]
+    fn an_inconsistency_names_its_path() {
+        let mut d = Dataset::new("toy", vec!["a".into(), "b".into()], 2, 2);
+        d.splits.insert(SplitKind::Train, Split { pixels: vec![0; 4], labels: vec![2] });
+        let e = DataError::inconsistent(Path::new("some/dir"), d.validate().unwrap_err());
+        assert!(matches!(e, DataError::Inconsistent { ref path, .. } if path == Path::new("some/dir")), "{e:?}");
+        assert_eq!(e.to_string(), "some/dir: train split has label 2, but there are 2 classes");
+    }
+}

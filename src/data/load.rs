@@ -47,7 +47,7 @@ pub fn load_idx_pair(images: &Path, labels: &Path, name: &str, classes: Vec<Stri
         files: part.checksums.into_iter().collect(),
     };
     dataset.splits.insert(SplitKind::Train, part.split);
-    dataset.validate_at(labels)?;
+    dataset.validate().map_err(|p| DataError::inconsistent(labels, p))?;
     Ok(dataset)
 }
 
@@ -88,6 +88,6 @@ pub fn load_official(dir: &Path, name: &str, classes: Vec<String>, description: 
     };
     dataset.splits.insert(SplitKind::Train, train.split);
     dataset.splits.insert(SplitKind::Test, test.split);
-    dataset.validate_at(dir)?;
+    dataset.validate().map_err(|p| DataError::inconsistent(dir, p))?;
     Ok(dataset)
 }

@@ -375,7 +375,7 @@ pub fn encode_npz(dataset: &Dataset) -> Result<Vec<u8>> {
 /// `(n, rows, cols)` and `y_{split}` as uint8 `(n,)`, or float32 `(n, classes)` one-hot when
 /// `dataset.onehot` is set. Only the splits present are written. Returns the writer.
 pub fn write_npz_to<W: Write + Seek>(path: &Path, writer: W, dataset: &Dataset) -> Result<W> {
-    dataset.validate_at(path)?;
+    dataset.validate().map_err(|p| DataError::inconsistent(path, p))?;
     let zip_err = |e: zip::result::ZipError| DataError::codec(path, "cannot write the zip archive", e);
     let io_err = |e: std::io::Error| DataError::io(path, e);
     // Zip64 headers are needed for entries of 4 GiB or more.

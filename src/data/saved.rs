@@ -409,7 +409,7 @@ pub fn load_saved(dir: &Path) -> Result<Dataset> {
     if let Some(kind) = dataset.splits.keys().find(|k| !manifest.splits.contains_key(k)) {
         return Err(bad(format!("does not list the {kind} split found in the data files")));
     }
-    dataset.validate_at(dir)?;
+    dataset.validate().map_err(|p| DataError::inconsistent(dir, p))?;
     Ok(dataset)
 }
 

@@ -7,7 +7,7 @@ use crate::data::augment::{Interpolation, Op};
 use crate::data::fetch::Named;
 use crate::data::saved::SaveFormat;
 use crate::data::{PixelScaling, SplitKind};
-use crate::model::{Layer, Optimizer, Schedule};
+use crate::model::{DeviceKind, Layer, Optimizer, Schedule};
 
 /// Where a statement (or a part of it) stands in its source: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -196,13 +196,4 @@ pub enum PlotKind {
     History,
     /// The confusion matrix of the last evaluation.
     Confusion,
-}
-
-/// Compute devices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceKind {
-    /// The CPU.
-    Cpu,
-    /// An NVIDIA GPU through CUDA.
-    Cuda,
 }

@@ -19,6 +19,9 @@ pub enum DeviceKind {
 }
 
 impl DeviceKind {
+    /// Every kind, in the order `device cpu|cuda` lists them.
+    pub const ALL: [DeviceKind; 2] = [DeviceKind::Cpu, DeviceKind::Cuda];
+
     /// The lowercase name: `cpu` or `cuda`.
     pub fn as_str(self) -> &'static str {
         match self {

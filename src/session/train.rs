@@ -10,9 +10,11 @@ use candle_core::Device;
 use super::classes::{label_map, present_classes};
 use super::runs::{data_name, tuning, RunRecord};
 use super::{Event, Image, Progress, Session, SessionError, Table, Task};
-use crate::data::{PixelScaling, Split, SplitKind};
-use crate::lang::{self, DeviceKind, ModelChoice, OptimizerSpec, PlotKind};
-use crate::model::{self, Evaluation, History, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent};
+use crate::data::{ImageFormat, PixelScaling, Split, SplitKind};
+use crate::lang::{self, ModelChoice, OptimizerSpec, PlotKind};
+use crate::model::{
+    self, DeviceKind, Evaluation, History, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent,
+};
 use crate::plot;
 
 /// A built (and perhaps trained) model with what the session knows about it.
@@ -277,18 +279,7 @@ impl Session {
         let train =
             dataset.split(SplitKind::Train).filter(|s| !s.is_empty()).ok_or("fit needs a non-empty train split")?;
         let val = dataset.split(SplitKind::Val).filter(|s| !s.is_empty());
-        let config = TrainConfig {
-            epochs,
-            batch_size: self.training.batch,
-            optimizer: self.training.optimizer,
-            schedule: self.training.schedule,
-            label_smoothing: self.training.smoothing,
-            patience,
-            seed: self.seed,
-            body_lr: self.training.body_lr,
-            labels: labels.clone(),
-            ..TrainConfig::default()
-        };
+        let config = self.train_config(epochs, patience, labels.clone());
         let trained = tuning(&state.net, self.training.body_lr);
         let trainable: usize = state.net.trainable_vars().iter().map(|v| v.elem_count()).sum();
         out(Event::Text(format!("training {trained}: {trainable} of {} parameters", state.net.param_count())));
@@ -318,50 +309,15 @@ impl Session {
         let net = &state.net;
         let started = std::time::Instant::now();
         let run = self.training.runs.len() as u64 + 1;
-        let fit_epoch = |epoch: usize| Task::FitEpoch { run, epoch: epoch as u64, epochs: epochs as u64 };
         let history = Self::in_pool_with_events(&self.training.pool, out, |out| {
-            let mut emit = |event: TrainEvent| match event {
-                TrainEvent::Batch { epoch, done, total, loss } => out(Event::Progress(Progress {
-                    task: fit_epoch(epoch),
-                    done: done as u64,
-                    total: total as u64,
-                    message: format!("loss {loss:.4}"),
-                    finished: false,
-                })),
-                TrainEvent::Epoch(s) => {
-                    out(Event::Progress(Progress {
-                        task: fit_epoch(s.epoch),
-                        done: total_batches as u64,
-                        total: total_batches as u64,
-                        message: format!("loss {:.4}", s.loss),
-                        finished: true,
-                    }));
-                    let val = match (s.val_loss, s.val_accuracy) {
-                        (Some(l), Some(a)) => format!(" - val_loss: {l:.4} - val_accuracy: {a:.4}"),
-                        _ => String::new(),
-                    };
-                    out(Event::Text(format!(
-                        "Epoch {}/{epochs} - {total_batches}/{total_batches} - {:.1}s - loss: {:.4} - accuracy: {:.4}{val} - {:.0} images/s",
-                        s.epoch, s.seconds, s.loss, s.accuracy, s.images_per_sec
-                    )));
-                }
-            };
+            let mut emit = |event: TrainEvent| emit_train_event(event, run, epochs, total_batches, out);
             model::fit(net, model::TrainData { train, val, format, augment }, &config, &interrupt, &mut emit)
         })?;
         let seconds = started.elapsed().as_secs_f64();
         for note in &history.notes {
             out(Event::Text(note.clone()));
         }
-        // The test split, scored at the end of every run for `compare`.
-        let test = dataset.split(SplitKind::Test).filter(|s| !s.is_empty());
-        let evaluation = match test {
-            Some(test) => Some(
-                Self::in_pool(&self.training.pool, || {
-                    model::evaluate_mapped(net, test, format, self.eval_batch(net), &labels)
-                })?,
-            ),
-            None => None,
-        };
+        let evaluation = self.score_test(net, format, &labels)?;
         if let Some(e) = &evaluation {
             out(Event::Text(format!("test accuracy after fit: {:.4} (recorded for `compare`)", e.accuracy)));
         }
@@ -384,6 +340,37 @@ impl Session {
         state.trained_on = Some(trained_on);
         state.run = Some(run);
         Ok(())
+    }
+
+    /// The trainer's settings for `fit EPOCHS [patience N]` from the session's settings.
+    fn train_config(&self, epochs: usize, patience: Option<usize>, labels: model::LabelMap) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch_size: self.training.batch,
+            optimizer: self.training.optimizer,
+            schedule: self.training.schedule,
+            label_smoothing: self.training.smoothing,
+            patience,
+            seed: self.seed,
+            body_lr: self.training.body_lr,
+            labels,
+            ..TrainConfig::default()
+        }
+    }
+
+    /// The test split, scored at the end of every run for `compare` (none without a test split).
+    fn score_test(
+        &self,
+        net: &Network,
+        format: ImageFormat,
+        labels: &model::LabelMap,
+    ) -> Result<Option<Evaluation>, SessionError> {
+        let Some(dataset) = self.dataset.as_ref() else { return Ok(None) };
+        let Some(test) = dataset.split(SplitKind::Test).filter(|s| !s.is_empty()) else { return Ok(None) };
+        let batch = self.eval_batch(net);
+        let evaluation =
+            Self::in_pool(&self.training.pool, || model::evaluate_mapped(net, test, format, batch, labels))?;
+        Ok(Some(evaluation))
     }
 
     fn evaluate_split(&self, kind: SplitKind) -> Result<(Evaluation, &Split), SessionError> {
@@ -613,20 +600,16 @@ impl Session {
         Ok(())
     }
 
+    /// `device cpu|cuda`: where models built from now on compute.
     pub(super) fn device(&mut self, kind: DeviceKind, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
-        let device = match kind {
-            DeviceKind::Cpu => Device::Cpu,
-            DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| {
-                format!("no CUDA device: {e} (CUDA needs a build with `cargo build --release --features cuda`)")
-            })?,
-        };
+        let device = model::device(kind)?;
         if self.training.model.is_some() {
             out(Event::Warning(
                 "the current model stays where it is; build or load a model to use the new device".into(),
             ));
         }
         self.training.device = device;
-        out(Event::Text(format!("device {}", if kind == DeviceKind::Cpu { "cpu" } else { "cuda" })));
+        out(Event::Text(format!("device {kind}")));
         Ok(())
     }
 
@@ -649,17 +632,44 @@ impl Session {
         Ok(())
     }
 
+    /// `threads N`: the worker threads training and augmentation run on.
     pub(super) fn threads(&mut self, n: usize, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
-        if n == 0 {
-            return Err("threads needs at least 1".into());
-        }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .map_err(|e| SessionError::Usage(format!("cannot start {n} threads: {e}")))?;
+        let pool = model::thread_pool(n)?;
         self.training.pool = Some(Arc::new(pool));
         out(Event::Text(format!("{n} worker threads for training and augmentation")));
         Ok(())
+    }
+}
+
+/// Renders one training event as session events: a progress update per batch; at an epoch's
+/// end the finished bar and the Keras-style epoch line.
+fn emit_train_event(event: TrainEvent, run: u64, epochs: usize, total_batches: usize, out: &mut dyn FnMut(Event)) {
+    let task = |epoch: usize| Task::FitEpoch { run, epoch: epoch as u64, epochs: epochs as u64 };
+    match event {
+        TrainEvent::Batch { epoch, done, total, loss } => out(Event::Progress(Progress {
+            task: task(epoch),
+            done: done as u64,
+            total: total as u64,
+            message: format!("loss {loss:.4}"),
+            finished: false,
+        })),
+        TrainEvent::Epoch(s) => {
+            out(Event::Progress(Progress {
+                task: task(s.epoch),
+                done: total_batches as u64,
+                total: total_batches as u64,
+                message: format!("loss {:.4}", s.loss),
+                finished: true,
+            }));
+            let val = match (s.val_loss, s.val_accuracy) {
+                (Some(l), Some(a)) => format!(" - val_loss: {l:.4} - val_accuracy: {a:.4}"),
+                _ => String::new(),
+            };
+            out(Event::Text(format!(
+                "Epoch {}/{epochs} - {total_batches}/{total_batches} - {:.1}s - loss: {:.4} - accuracy: {:.4}{val} - {:.0} images/s",
+                s.epoch, s.seconds, s.loss, s.accuracy, s.images_per_sec
+            )));
+        }
     }
 }
 

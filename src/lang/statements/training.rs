@@ -11,7 +11,7 @@ use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self, NumRange};
 use crate::model::spec::PRESETS;
-use crate::model::{Layer, Optimizer, Schedule};
+use crate::model::{DeviceKind, Layer, Optimizer, Schedule};
 
 /// The statements of this group, in the order `help` lists them.
 pub(crate) const STATEMENTS: &[StatementDoc] =
@@ -332,8 +332,7 @@ const DEVICE: StatementDoc = StatementDoc {
 };
 
 fn device(input: &str) -> Res<'_, StatementKind> {
-    let (rest, word) = arg("`cpu` or `cuda`", keyword(&["cpu", "cuda"]))(input)?;
-    Ok((rest, StatementKind::Device(if word == "cpu" { DeviceKind::Cpu } else { DeviceKind::Cuda })))
+    map(arg("`cpu` or `cuda`", one_of(&DeviceKind::ALL, DeviceKind::as_str)), StatementKind::Device)(input)
 }
 
 /// The `threads` statement.
