@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use candle_core::{DType, Device, Module, ModuleT, Tensor, Var, D};
+use candle_core::{DType, Device, ModuleT, Tensor, Var, D};
 use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -360,19 +360,19 @@ impl Network {
                 Built::Dropout(_) => x,
                 Built::Flatten => x.flatten_from(1)?,
                 Built::Dense { linear, relu } => {
-                    let y = if frozen {
-                        Linear::new(linear.weight().detach(), linear.bias().map(Tensor::detach)).forward(&x)?
-                    } else {
-                        linear.forward(&x)?
-                    };
-                    let y = match &self.adapters[i] {
-                        Some(adapter) => (y + adapter.forward(&x)?)?,
-                        None => y,
-                    };
-                    if *relu {
-                        y.relu()?
-                    } else {
-                        y
+                    let weight = param(linear.weight());
+                    let bias = param(linear.bias().expect("dense layers are built with a bias"));
+                    match &self.adapters[i] {
+                        // Bias and ReLU run inside the fused op.
+                        None => fast::linear(&x, &weight, &bias, *relu)?,
+                        Some(adapter) => {
+                            let y = (fast::linear(&x, &weight, &bias, false)? + adapter.forward(&x)?)?;
+                            if *relu {
+                                y.relu()?
+                            } else {
+                                y
+                            }
+                        }
                     }
                 }
                 Built::GlobalAvgPool => x.mean(D::Minus1)?.mean(D::Minus1)?,

@@ -4,11 +4,10 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor};
-use gemm::{gemm, Parallelism};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_slice;
+use super::{f32_slice, matmul, with_f32};
 
 /// Output rows narrower than this go through [`Geom::short_offsets`] in im2col and col2im.
 const SHORT_ROW: usize = 8;
@@ -454,53 +453,6 @@ impl Geom {
     }
 }
 
-/// `dst = lhs · rhs` by `gemm` on the calling thread, for an m × k `lhs`, a k × n `rhs` and an
-/// m × n `dst`, each given as (slice, row stride, column stride): element (i, j) sits at
-/// `i * row_stride + j * col_stride`. Panics if a matrix would reach past its slice.
-fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: (&mut [f32], usize, usize),
-    lhs: (&[f32], usize, usize),
-    rhs: (&[f32], usize, usize),
-) {
-    let fits = |len: usize, rows: usize, cols: usize, rs: usize, cs: usize| {
-        rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
-    };
-    assert!(
-        fits(dst.0.len(), m, n, dst.1, dst.2)
-            && fits(lhs.0.len(), m, k, lhs.1, lhs.2)
-            && fits(rhs.0.len(), k, n, rhs.1, rhs.2),
-        "matmul: a {m}x{k} · {k}x{n} product reaches past one of its buffers"
-    );
-    // SAFETY: the assertion keeps every element gemm reads or writes inside its slice, and
-    // `dst`, borrowed mutably, aliases neither input.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.0.as_mut_ptr(),
-            dst.2 as isize,
-            dst.1 as isize,
-            false,
-            lhs.0.as_ptr(),
-            lhs.2 as isize,
-            lhs.1 as isize,
-            rhs.0.as_ptr(),
-            rhs.2 as isize,
-            rhs.1 as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
-}
-
 /// The sum of `xs` over 16 independent lanes, which the compiler turns into vector adds (a
 /// plain `sum` is one serial chain of scalar adds); the order is fixed, so results are too.
 fn lane_sum(xs: &[f32]) -> f32 {
@@ -547,15 +499,6 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
         // Only reachable if `f` itself ends up here again on this thread.
         Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
     })
-}
-
-/// Runs `f` on the contiguous f32 data of a CPU tensor.
-fn with_f32<R>(op: &str, t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(cpu) => f(f32_slice(op, cpu, layout)?),
-        _ => bail!("{op}: expected a CPU tensor"),
-    }
 }
 
 /// The forward convolution, optionally followed by max-pooling; `CustomOp2` on (x, w) or

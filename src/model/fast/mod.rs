@@ -9,15 +9,18 @@
 
 mod batchnorm;
 mod conv;
+mod dense;
 mod dropout;
 mod pool;
 
 pub use batchnorm::{batch_norm_fixed, batch_norm_train, BatchStats};
 pub use conv::{conv2d, conv2d_relu_pool};
+pub use dense::linear;
 pub use dropout::{dropout, mix64};
 pub use pool::max_pool2d;
 
-use candle_core::{backend::BackendStorage, bail, CpuStorage, Layout, Result};
+use candle_core::{backend::BackendStorage, bail, CpuStorage, Layout, Result, Storage, Tensor};
+use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 /// Keeps candle's own CPU thread pool to one thread, unless `CANDLE_NUM_THREADS` is set.
@@ -86,6 +89,62 @@ fn f32_slice<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => bail!("{op}: expected a contiguous tensor"),
+    }
+}
+
+/// `dst = lhs · rhs` by `gemm` on the calling thread, for an m × k `lhs`, a k × n `rhs` and an
+/// m × n `dst`, each given as (slice, row stride, column stride): element (i, j) sits at
+/// `i * row_stride + j * col_stride`. Panics if a matrix would reach past its slice.
+pub(super) fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (&mut [f32], usize, usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+) {
+    let fits = |len: usize, rows: usize, cols: usize, rs: usize, cs: usize| {
+        rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
+    };
+    assert!(
+        fits(dst.0.len(), m, n, dst.1, dst.2)
+            && fits(lhs.0.len(), m, k, lhs.1, lhs.2)
+            && fits(rhs.0.len(), k, n, rhs.1, rhs.2),
+        "matmul: a {m}x{k} · {k}x{n} product reaches past one of its buffers"
+    );
+    // SAFETY: the assertion keeps every element gemm reads or writes inside its slice, and
+    // `dst`, borrowed mutably, aliases neither input.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.0.as_mut_ptr(),
+            dst.2 as isize,
+            dst.1 as isize,
+            false,
+            lhs.0.as_ptr(),
+            lhs.2 as isize,
+            lhs.1 as isize,
+            rhs.0.as_ptr(),
+            rhs.2 as isize,
+            rhs.1 as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+/// Runs `f` on the contiguous f32 data of a CPU tensor.
+pub(super) fn with_f32<R>(op: &str, t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => f(f32_slice(op, cpu, layout)?),
+        _ => bail!("{op}: expected a CPU tensor"),
     }
 }
 
