@@ -213,6 +213,22 @@ impl Geom {
                 for kx in 0..self.kw {
                     let row = (ci * self.kh + ky) * self.kw + kx;
                     let dst = &mut col[row * ld + off..][..p];
+                    if self.stride == 1 {
+                        // Padded, stride 1: each output row reads one run of an input row,
+                        // with zeros on either side.
+                        let (lo, hi) = self.valid_cols(kx);
+                        for (oy, d) in dst.chunks_exact_mut(self.ow).enumerate() {
+                            match self.src_row(oy, ky) {
+                                Some(iy) if lo < hi => {
+                                    d[..lo].fill(0.0);
+                                    d[lo..hi].copy_from_slice(&plane[iy * self.w + lo + kx - self.pad..][..hi - lo]);
+                                    d[hi..].fill(0.0);
+                                }
+                                _ => d.fill(0.0),
+                            }
+                        }
+                        continue;
+                    }
                     for oy in 0..self.oh {
                         let d = &mut dst[oy * self.ow..][..self.ow];
                         match self.src_row(oy, ky) {
@@ -263,6 +279,16 @@ impl Geom {
                 for kx in 0..self.kw {
                     let row = (ci * self.kh + ky) * self.kw + kx;
                     let src = &col[row * ld + off..][..p];
+                    if self.stride == 1 {
+                        let (lo, hi) = self.valid_cols(kx);
+                        for (oy, s) in src.chunks_exact(self.ow).enumerate() {
+                            if let (Some(iy), true) = (self.src_row(oy, ky), lo < hi) {
+                                let d = &mut plane[iy * self.w + lo + kx - self.pad..][..hi - lo];
+                                d.iter_mut().zip(&s[lo..hi]).for_each(|(d, v)| *d += v);
+                            }
+                        }
+                        continue;
+                    }
                     for oy in 0..self.oh {
                         let Some(iy) = self.src_row(oy, ky) else {
                             continue;
@@ -299,6 +325,14 @@ impl Geom {
     /// The input row read by output row `oy` at kernel row `ky`, if not in the padding.
     fn src_row(&self, oy: usize, ky: usize) -> Option<usize> {
         (oy * self.stride + ky).checked_sub(self.pad).filter(|&iy| iy < self.h)
+    }
+
+    /// For stride 1: the output columns `lo..hi` whose input column at kernel column `kx` lies
+    /// inside the image (column `ox` reads input column `ox + kx - pad`).
+    fn valid_cols(&self, kx: usize) -> (usize, usize) {
+        let lo = self.pad.saturating_sub(kx).min(self.ow);
+        let hi = (self.w + self.pad).saturating_sub(kx).min(self.ow);
+        (lo, hi.max(lo))
     }
 
     /// The input column read by output column `ox` at kernel column `kx`, if not in the padding.
@@ -721,13 +755,16 @@ mod tests {
     #[test]
     fn matches_candle_for_strides_paddings_and_kernels() -> Result<()> {
         for stride in [1, 2] {
-            for pad in [0, 1] {
+            for pad in [0, 1, 2] {
                 for k in [3, 5] {
                     check(&Case(2, 32, 9, 7, 64, k, pad, stride), true, false)?;
                     check(&Case(3, 1, 8, 11, 32, k, pad, stride), false, true)?;
                 }
             }
         }
+        // Images narrower than the kernel, where some kernel columns read only padding.
+        check(&Case(2, 3, 2, 3, 4, 5, 2, 1), true, true)?;
+        check(&Case(1, 2, 3, 1, 5, 5, 2, 1), true, true)?;
         Ok(())
     }
 
