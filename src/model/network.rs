@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use candle_core::{DType, Device, ModuleT, Tensor, Var, D};
+use candle_core::{DType, Device, ModuleT, Tensor, Var};
 use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -349,7 +349,7 @@ impl Network {
                     }
                 }
                 Built::MaxPool => fast::max_pool2d(&x, 2)?,
-                Built::AvgPool => even(&x)?.avg_pool2d(2)?,
+                Built::AvgPool => fast::avg_pool2d(&x, 2)?,
                 // A frozen batch norm runs in inference mode (as in Keras): moving statistics
                 // neither used from the batch nor updated.
                 Built::BatchNorm(bn) if train && !frozen && fast_path(&x) => self.fast_batch_norm(i, bn, &x)?,
@@ -375,7 +375,7 @@ impl Network {
                         }
                     }
                 }
-                Built::GlobalAvgPool => x.mean(D::Minus1)?.mean(D::Minus1)?,
+                Built::GlobalAvgPool => fast::global_avg_pool(&x)?,
             };
         }
         Ok(x)
@@ -414,14 +414,6 @@ impl Network {
 /// Whether the fused CPU ops apply to `x`: f32 on the CPU.
 fn fast_path(x: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32
-}
-
-/// Drops the last row and column of odd-sized images, as 2×2 pooling does (Keras `'valid'`).
-/// Pooling an even-sized input keeps candle's pooling gradients exact: they upsample the
-/// pooled map back to the input size, which misplaces values when the size is odd.
-fn even(x: &Tensor) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    Ok(x.narrow(2, 0, h / 2 * 2)?.narrow(3, 0, w / 2 * 2)?)
 }
 
 /// Batch norm with the moving statistics (inference, or a frozen layer) through the fused op;

@@ -7,12 +7,14 @@
 //! forward pass, and skip the input gradient when the input needs none. On other devices or
 //! dtypes they fall back to candle's own operations.
 
+mod avgpool;
 mod batchnorm;
 mod conv;
 mod dense;
 mod dropout;
 mod pool;
 
+pub use avgpool::{avg_pool2d, global_avg_pool};
 pub use batchnorm::{batch_norm_fixed, batch_norm_train, BatchStats};
 pub use conv::{conv2d, conv2d_relu_pool};
 pub use dense::linear;
