@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_slice;
+use super::{f32_slice, lane_sum, lane_sum_zip};
 
 /// The batch statistics of one forward pass, per channel.
 #[derive(Debug, Clone)]
@@ -169,20 +169,13 @@ impl CustomOp3 for BatchNormTrain {
         }
         // Two passes per channel, summed in f64: the mean, then the squared deviations.
         let moments = per_channel(x, (n, c, inner), |_, visit| {
+            // Each image's share summed in f32 over vector lanes, the shares in f64.
             let mut sum = 0f64;
-            visit(&mut |_, v| sum += v.iter().map(|&a| a as f64).sum::<f64>());
-            let mean = sum / count as f64;
+            visit(&mut |_, v| sum += lane_sum(v) as f64);
+            let mean = (sum / count as f64) as f32;
             let mut sq = 0f64;
-            visit(&mut |_, v| {
-                sq += v
-                    .iter()
-                    .map(|&a| {
-                        let d = a as f64 - mean;
-                        d * d
-                    })
-                    .sum::<f64>()
-            });
-            (mean as f32, (sq / count as f64) as f32)
+            visit(&mut |_, v| sq += lane_sum_zip(v, v, |a, _| (a - mean) * (a - mean)) as f64);
+            (mean, (sq / count as f64) as f32)
         });
         let (mean, var): (Vec<f32>, Vec<f32>) = moments.into_iter().unzip();
         // y = x * scale + shift, per channel.
@@ -260,13 +253,8 @@ impl CustomOp3 for BatchNormGrad {
             let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
             visit(&mut |start, xv| {
                 let dv = &dy[start..start + xv.len()];
-                let (mut a, mut b) = (0f32, 0f32);
-                for (&xi, &di) in xv.iter().zip(dv) {
-                    a += di;
-                    b += di * (xi - m) * s;
-                }
-                sum_dy += a as f64;
-                sum_dy_xhat += b as f64;
+                sum_dy += lane_sum(dv) as f64;
+                sum_dy_xhat += (lane_sum_zip(xv, dv, |xi, di| di * (xi - m)) * s) as f64;
             });
             (sum_dy as f32, sum_dy_xhat as f32)
         });

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32_slice, matmul, with_f32};
+use super::{f32_slice, lane_sum, matmul, with_f32};
 
 /// Output rows narrower than this go through [`Geom::short_offsets`] in im2col and col2im.
 const SHORT_ROW: usize = 8;
@@ -485,20 +485,6 @@ impl Geom {
             .unwrap_or_default();
         (acc, dx)
     }
-}
-
-/// The sum of `xs` over 16 independent lanes, which the compiler turns into vector adds (a
-/// plain `sum` is one serial chain of scalar adds); the order is fixed, so results are too.
-fn lane_sum(xs: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    let chunks = xs.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for (l, v) in lanes.iter_mut().zip(c) {
-            *l += v;
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// Where the gradient of a convolution's output comes from.

@@ -150,6 +150,35 @@ pub(super) fn with_f32<R>(op: &str, t: &Tensor, f: impl FnOnce(&[f32]) -> Result
     }
 }
 
+/// The sum of `xs` over 16 independent lanes, which the compiler turns into vector adds (a
+/// plain `sum` is one serial chain of scalar adds); the order is fixed, so results are too.
+pub(super) fn lane_sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Σ `f(a[i], b[i])` over 16 independent lanes, as [`lane_sum`] does (`a` and `b` of one length).
+#[inline]
+pub(super) fn lane_sum_zip(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut lanes = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| f(x, y)).sum();
+    for (xa, xb) in ca.zip(cb) {
+        for ((l, &x), &y) in lanes.iter_mut().zip(xa).zip(xb) {
+            *l += f(x, y);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
