@@ -116,3 +116,46 @@ fn training_statements_in_the_wrong_order_say_what_is_missing() {
     let missing = Path::new("/nonexistent");
     assert!(!missing.exists());
 }
+
+#[test]
+fn find_lr_suggests_rates_plots_them_and_leaves_the_weights_as_they_were() {
+    let mut session = Session::new();
+    run(&mut session, "load mnist\nsubset 200 per class seed 1\nnormalize\nmodel seed-small");
+    let weights = |s: &Session| -> Vec<Vec<u32>> {
+        let snapshot = s.network().expect("a model").snapshot().unwrap();
+        snapshot
+            .iter()
+            .map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect())
+            .collect()
+    };
+    let before = weights(&session);
+    let events = run(&mut session, "find lr 1e-6..1 steps 40");
+    assert_eq!(weights(&session), before, "the range test restores every weight bit for bit");
+    let lines = texts(&events);
+    assert!(lines[0].starts_with("find lr: 40 batches of 32 from 1.0e-6 to 1.0e0"), "{lines:?}");
+    for what in ["steepest descent", "lowest loss ÷ 10"] {
+        let line = lines.iter().find(|l| l.contains(what)).unwrap_or_else(|| panic!("{what}: {lines:?}"));
+        let rate: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((1e-7..1.0).contains(&rate), "{line}");
+    }
+    let image = events.iter().find_map(|e| match e {
+        Event::Image(i) => Some(i.clone()),
+        _ => None,
+    });
+    assert_eq!(png_size(&image.expect("the loss curve").png), mnistlab::plot::LR_CURVE_SIZE);
+    // Training afterwards starts from the untouched weights and works as before.
+    run(&mut session, "fit 1");
+}
+
+#[test]
+fn find_lr_in_the_wrong_order_or_with_a_bad_range_says_why() {
+    let mut session = Session::new();
+    let error = |s: &mut Session, source: &str| s.run_source(source, None, &mut |_| {}).expect_err(source).to_string();
+    assert!(error(&mut session, "find lr").contains("find lr needs data"));
+    run(&mut session, "load mnist\nsubset 10 per class seed 1");
+    assert!(error(&mut session, "find lr").contains("find lr needs a model"));
+    run(&mut session, "model seed-small");
+    assert!(error(&mut session, "find lr 1..1").contains("must grow"));
+    assert!(error(&mut session, "find lr 5..1").contains("not below its start"));
+    assert!(error(&mut session, "find lr steps 1").contains("from 2 to 100000"));
+}

@@ -114,6 +114,8 @@ pub enum StatementKind {
     Loss { smoothing: Option<f64> },
     /// `fit N [patience P]`
     Fit { epochs: usize, patience: Option<usize> },
+    /// `find lr [A..B] [steps N]`: the learning-rate range test from rate `start` to `end`.
+    FindLr { start: f64, end: f64, steps: usize },
     /// `evaluate [test|val|train]`
     Evaluate(Option<SplitKind>),
     /// `plot history|confusion`

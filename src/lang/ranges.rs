@@ -136,6 +136,8 @@ pub const STEP_FACTOR: NumRange = open_min(real("F", "a decay factor", 0.0, 1.0)
 pub const BATCH: NumRange = whole("N", "a batch size", 1.0, 65_536.0);
 /// `loss crossentropy smoothing S`.
 pub const SMOOTHING: NumRange = open_max(real("S", "a label smoothing factor", 0.0, 1.0));
+/// How many batches `find lr` trains.
+pub const LR_STEPS: NumRange = whole("N", "how many batches the range test trains", 2.0, 100_000.0);
 /// `fit N`.
 pub const EPOCHS: NumRange = whole("N", "how many epochs", 1.0, 10_000.0);
 /// `fit N patience P`.

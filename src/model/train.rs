@@ -106,7 +106,7 @@ impl LabelMap {
     }
 
     /// The outputs of the images at `indices` of `split` (checked by `check_split`).
-    fn outputs(&self, split: &Split, indices: &[usize]) -> Vec<u32> {
+    pub(super) fn outputs(&self, split: &Split, indices: &[usize]) -> Vec<u32> {
         indices.iter().map(|&i| self.output(split.labels[i]).unwrap_or(0)).collect()
     }
 }
@@ -267,7 +267,7 @@ pub struct Evaluation {
 
 /// The optimizer groups of a run: every trainable parameter at the base rate, or the head at
 /// the base rate and the body at its own, each group with its own state.
-fn param_groups(net: &Network, optimizer: Optimizer, body_lr: Option<f64>) -> Result<ParamGroups> {
+pub(super) fn param_groups(net: &Network, optimizer: Optimizer, body_lr: Option<f64>) -> Result<ParamGroups> {
     let base = optimizer.lr();
     let groups = match body_lr {
         None => vec![(net.trainable_vars(), base)],
@@ -280,7 +280,7 @@ fn param_groups(net: &Network, optimizer: Optimizer, body_lr: Option<f64>) -> Re
 }
 
 /// Mean cross-entropy of `logits` against `labels` (u32), with label smoothing `eps`.
-fn loss_fn(logits: &Tensor, labels: &Tensor, eps: f32) -> Result<Tensor> {
+pub(super) fn loss_fn(logits: &Tensor, labels: &Tensor, eps: f32) -> Result<Tensor> {
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let nll = candle_nn::loss::nll(&logp, labels)?;
     if eps <= 0.0 {
@@ -317,7 +317,7 @@ fn check_split(net: &Network, split: &Split, format: ImageFormat, labels: &Label
 }
 
 /// Fills `out` with the pixels of the images at `indices`, scaled as `format` says.
-fn fill_batch(split: &Split, indices: &[usize], format: ImageFormat, out: &mut [f32]) {
+pub(super) fn fill_batch(split: &Split, indices: &[usize], format: ImageFormat, out: &mut [f32]) {
     let image_len = format.image_len();
     let (scale, offset) = format.scaling.affine();
     for (slot, &i) in out.chunks_exact_mut(image_len).zip(indices) {
@@ -349,7 +349,7 @@ impl<'a> TrainData<'a> {
 }
 
 /// Checks the splits and the settings of a run before anything changes.
-fn check_fit(net: &Network, data: &TrainData<'_>, config: &TrainConfig) -> Result<()> {
+pub(super) fn check_fit(net: &Network, data: &TrainData<'_>, config: &TrainConfig) -> Result<()> {
     check_split(net, data.train, data.format, &config.labels, "training")?;
     if let Some(val) = data.val {
         check_split(net, val, data.format, &config.labels, "validation")?;

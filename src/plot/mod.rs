@@ -1,7 +1,10 @@
-//! Figures as PNG bytes (or SVG text): training history, confusion matrix, image grids.
+//! Figures as PNG bytes (or SVG text): training history, confusion matrix, image grids, the
+//! learning-rate range test.
 //!
 //! Drawn with plotters into memory using the embedded DejaVu Sans font, so no system font is
 //! looked up. Takes plain data only: it knows nothing of models or datasets.
+
+mod lr;
 
 use std::sync::Once;
 
@@ -9,6 +12,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
+
+pub use lr::{lr_curve_png, LR_CURVE_SIZE};
 
 /// An error while drawing or encoding a figure.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +30,16 @@ pub enum PlotError {
     /// Nothing to plot: a history without epochs.
     #[error("cannot draw the figure: the history has no epoch to plot")]
     NoEpochs,
+    /// Nothing to plot: a learning-rate curve with fewer than two points, or not one loss per rate.
+    #[error(
+        "cannot draw the figure: {rates} rates and {losses} losses (two or more of each, as many of one as the other)"
+    )]
+    LrCurve {
+        /// Rates given.
+        rates: usize,
+        /// Losses given.
+        losses: usize,
+    },
     /// Nothing to plot: an image grid without images.
     #[error("cannot draw the figure: no image to show")]
     NoImages,

@@ -295,6 +295,7 @@ impl Session {
             S::Batch(size) => self.batch(*size, out),
             S::Memory(size) => self.memory(*size, out),
             S::Loss { smoothing } => self.loss(*smoothing, out),
+            S::FindLr { start, end, steps } => self.find_lr(*start, *end, *steps, out),
             S::Fit { epochs, patience } => self.fit(*epochs, *patience, out),
             S::Evaluate(split) => self.evaluate(*split, out),
             S::Plot(kind) => self.plot(*kind, out),

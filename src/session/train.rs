@@ -342,6 +342,63 @@ impl Session {
         Ok(())
     }
 
+    /// `find lr A..B steps N`: the learning-rate range test on the train split; the model's
+    /// weights are as before afterwards.
+    pub(super) fn find_lr(
+        &mut self,
+        start: f64,
+        end: f64,
+        steps: usize,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), SessionError> {
+        let dataset = self.dataset.as_ref().ok_or("find lr needs data: run `load mnist` first")?;
+        let state = self.model_for("find lr")?;
+        let labels = label_map(&state.classes, dataset)?;
+        Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), self.training.batch)?;
+        let train =
+            dataset.split(SplitKind::Train).filter(|s| !s.is_empty()).ok_or("find lr needs a non-empty train split")?;
+        let config = model::LrFindConfig {
+            start,
+            end,
+            steps,
+            batch_size: self.training.batch,
+            optimizer: self.training.optimizer,
+            label_smoothing: self.training.smoothing,
+            seed: self.seed,
+            labels,
+        };
+        let (net, format, interrupt) = (&state.net, dataset.format(), Arc::clone(&self.interrupt));
+        let found = Self::in_pool(&self.training.pool, || {
+            model::lr_find(net, model::TrainData::new(train, None, format), &config, &interrupt)
+        })?;
+        let taken = found.rates.len();
+        let ended = match (found.diverged, found.interrupted) {
+            (true, _) => format!(", stopped at rate {:.3e}: the loss diverged", rate_after(&found, start, end, steps)),
+            (_, true) => ", interrupted".to_string(),
+            _ => String::new(),
+        };
+        out(Event::Text(format!(
+            "find lr: {taken} batches of {} from {start:.1e} to {end:.1e}{ended}; the model's weights are restored",
+            self.training.batch
+        )));
+        let mut marks = Vec::new();
+        for (rate, what) in [(found.steepest, "steepest descent"), (found.min_over_10, "lowest loss ÷ 10")] {
+            match rate {
+                Some(r) => {
+                    out(Event::Text(format!("suggested ({what}): {r:.2e}")));
+                    marks.push((r, format!("{what}: {r:.1e}")));
+                }
+                None => out(Event::Text(format!("suggested ({what}): none (too few batches)"))),
+            }
+        }
+        if taken >= 2 {
+            let png = plot::lr_curve_png(&found.rates, &found.smoothed, &marks)?;
+            let title = "smoothed training loss against the learning rate".to_string();
+            out(Event::Image(Image { name: "lr-find".into(), title, png, svg: None }));
+        }
+        Ok(())
+    }
+
     /// The trainer's settings for `fit EPOCHS [patience N]` from the session's settings.
     fn train_config(&self, epochs: usize, patience: Option<usize>, labels: model::LabelMap) -> TrainConfig {
         TrainConfig {
@@ -671,6 +728,11 @@ fn emit_train_event(event: TrainEvent, run: u64, epochs: usize, total_batches: u
             )));
         }
     }
+}
+
+/// The rate of the step at which a range test stopped (the one after its last recorded rate).
+fn rate_after(found: &model::LrFind, start: f64, end: f64, steps: usize) -> f64 {
+    model::lr_find::rate_at(start, end, found.rates.len(), steps)
 }
 
 fn argmax(p: &[f32]) -> usize {

@@ -15,7 +15,7 @@ use crate::model::{DeviceKind, Layer, Optimizer, Schedule};
 
 /// The statements of this group, in the order `help` lists them.
 pub(crate) const STATEMENTS: &[StatementDoc] =
-    &[MODEL, SUMMARY, OPTIMIZER, SCHEDULE, BATCH, MEMORY, LOSS, FIT, EVALUATE, PLOT, PREDICT, DEVICE, THREADS];
+    &[MODEL, SUMMARY, OPTIMIZER, SCHEDULE, BATCH, MEMORY, LOSS, FIND_LR, FIT, EVALUATE, PLOT, PREDICT, DEVICE, THREADS];
 
 /// The `model` statement.
 const MODEL: StatementDoc = StatementDoc {
@@ -271,6 +271,31 @@ fn fit(input: &str) -> Res<'_, StatementKind> {
     let (rest, epochs) = count_arg(&ranges::EPOCHS)(input)?;
     let (rest, patience) = opt(preceded(tuple((space1, tag("patience"))), count_arg(&ranges::PATIENCE)))(rest)?;
     Ok((rest, StatementKind::Fit { epochs, patience }))
+}
+
+/// The `find lr` statement.
+const FIND_LR: StatementDoc = StatementDoc {
+    keyword: "find",
+    synopsis: &["find lr [A..B] [steps N]"],
+    summary: "The learning-rate range test (fastai's lr_find): train N batches (default 100) of the train split, without augmentation, with the optimizer's rate growing exponentially from A to B (default 1e-7..10); stop when the smoothed loss passes 4× its lowest; plot the smoothed loss against the rate and print two suggestions: the steepest descent and the lowest loss ÷ 10. The model's weights are restored afterwards. Ctrl-C stops after the current batch.",
+    words: &["lr", "steps"],
+    numbers: &[&ranges::LR, &ranges::LR_STEPS],
+    example: "find lr 1e-6..1 steps 50",
+    parse: find_lr,
+};
+
+/// Rates of `find lr` without `A..B`.
+const FIND_LR_DEFAULT: (f64, f64) = (1e-7, 10.0);
+
+/// Batches of `find lr` without `steps N`.
+const FIND_LR_STEPS: usize = 100;
+
+fn find_lr(input: &str) -> Res<'_, StatementKind> {
+    let (rest, _) = arg("`lr`", keyword(&["lr"]))(input)?;
+    let (rest, rates) = opt(preceded(space1, range(&ranges::LR)))(rest)?;
+    let (rest, steps) = opt(preceded(tuple((space1, tag("steps"))), count_arg(&ranges::LR_STEPS)))(rest)?;
+    let (start, end) = rates.unwrap_or(FIND_LR_DEFAULT);
+    Ok((rest, StatementKind::FindLr { start, end, steps: steps.unwrap_or(FIND_LR_STEPS) }))
 }
 
 /// The `evaluate` statement.
