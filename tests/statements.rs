@@ -159,3 +159,38 @@ fn find_lr_in_the_wrong_order_or_with_a_bad_range_says_why() {
     assert!(error(&mut session, "find lr 5..1").contains("not below its start"));
     assert!(error(&mut session, "find lr steps 1").contains("from 2 to 100000"));
 }
+
+#[test]
+fn save_history_writes_the_epochs_fit_printed_as_csv_and_json() {
+    let mut session = Session::new();
+    let dir = tempfile::tempdir().unwrap();
+    run(&mut session, "load mnist\nsubset 100 per class seed 1\nsplit val 20 seed 1\nnormalize\nmodel seed-small");
+    let early = session.run_source("save history h.csv", None, &mut |_| {}).expect_err("no run yet").to_string();
+    assert!(early.contains("save history needs a training run"), "{early}");
+    let printed: Vec<String> =
+        texts(&run(&mut session, "fit 2")).into_iter().filter(|t| t.starts_with("Epoch ")).collect();
+    let csv_path = dir.path().join("runs/history.csv");
+    let json_path = dir.path().join("history.json");
+    let said = texts(&run(
+        &mut session,
+        &format!("save history {}\nsave history {}", csv_path.display(), json_path.display()),
+    ));
+    assert!(said[0].starts_with("saved the history of 2 epochs to ") && said[0].ends_with("(CSV)"), "{said:?}");
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0], ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "images_per_sec"]);
+    assert_eq!(rows.len(), 3);
+    for (row, line) in rows[1..].iter().zip(&printed) {
+        // The epoch line prints each value to 4 places: the CSV holds the same numbers in full.
+        for (i, name) in [(1, "loss"), (2, "accuracy"), (3, "val_loss"), (4, "val_accuracy")] {
+            let full: f32 = row[i].parse().unwrap();
+            let shown = line.split(&format!(" - {name}: ")).nth(1).unwrap().split(' ').next().unwrap();
+            assert_eq!(format!("{full:.4}"), shown, "{name} in {line}");
+        }
+    }
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(json["epochs"].as_array().unwrap().len(), 2);
+    let wrong = session.run_source("save history h.txt", None, &mut |_| {}).expect_err("not csv or json").to_string();
+    assert!(wrong.contains(".csv or .json"), "{wrong}");
+    assert!(!Path::new("h.txt").exists());
+}

@@ -124,6 +124,8 @@ pub enum StatementKind {
     ShowMistakes(usize),
     /// `save model PATH`
     SaveModel(PathBuf),
+    /// `save history PATH.csv|json`
+    SaveHistory(PathBuf),
     /// `load model PATH`
     LoadModel(PathBuf),
     /// `predict PATH`

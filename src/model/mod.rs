@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod device;
 pub mod fast;
+pub mod history_file;
 pub mod lora;
 pub mod lr_find;
 pub mod network;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use checkpoint::{load_model, save_model, ModelMeta};
 pub use device::{device, thread_pool, DeviceKind};
+pub use history_file::{save_history, HistoryFormat};
 pub use lora::LoraConfig;
 pub use lr_find::{lr_find, LrFind, LrFindConfig};
 pub use network::{Network, Weights};

@@ -301,6 +301,7 @@ impl Session {
             S::Plot(kind) => self.plot(*kind, out),
             S::ShowMistakes(count) => self.show_mistakes(*count, out),
             S::SaveModel(path) => self.save_model(path, out),
+            S::SaveHistory(path) => self.save_history(path, out),
             S::LoadModel(path) => self.load_model(path, out),
             S::Predict(path) => self.predict(path, out),
             S::Device(kind) => self.device(*kind, out),

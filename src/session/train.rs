@@ -570,6 +570,20 @@ impl Session {
         Ok(())
     }
 
+    /// `save history PATH.csv|json`: the last run's per-epoch history, for other trackers.
+    pub(super) fn save_history(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
+        let state = self.model_for("save history")?;
+        let history = state.history.as_ref().ok_or("save history needs a training run: run e.g. `fit 5` first")?;
+        let format = model::save_history(history, path)?;
+        let name = if format == model::HistoryFormat::Csv { "CSV" } else { "JSON" };
+        out(Event::Text(format!(
+            "saved the history of {} epochs to {} ({name})",
+            history.epochs.len(),
+            path.display()
+        )));
+        Ok(())
+    }
+
     pub(super) fn load_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let (net, meta) = model::checkpoint::load_model(path, &self.training.device)?;
         out(Event::Text(format!(

@@ -258,9 +258,9 @@ fn subset(input: &str) -> Res<'_, StatementKind> {
 /// The `save` statement.
 const SAVE: StatementDoc = StatementDoc {
     keyword: "save",
-    synopsis: &["save DIR [as idx|npz|csv|png]", "save model PATH"],
-    summary: "Write every split and a manifest.json (source and checksums, the statements that produced it, seed, class counts, normalization, SHA-256 of every file) atomically into DIR; or save the model (safetensors with its spec, classes and normalization).",
-    words: &["as", "idx", "npz", "csv", "png", "model"],
+    synopsis: &["save DIR [as idx|npz|csv|png]", "save model PATH", "save history PATH.csv|json"],
+    summary: "Write every split and a manifest.json (source and checksums, the statements that produced it, seed, class counts, normalization, SHA-256 of every file) atomically into DIR; or save the model (safetensors with its spec, classes and normalization); or the last fit's per-epoch history (loss, accuracy, validation, rate, seconds, images/s) as CSV or JSON by the file's extension, for other trackers.",
+    words: &["as", "idx", "npz", "csv", "png", "model", "history"],
     numbers: &[],
     example: "save prepared/mnist-70-15-15",
     parse: save,
@@ -269,6 +269,9 @@ const SAVE: StatementDoc = StatementDoc {
 fn save(input: &str) -> Res<'_, StatementKind> {
     if let Ok((rest, _)) = tuple((space1::<_, PErr>, tag("model"), space1))(input) {
         return map(expect("a file for the model", path), StatementKind::SaveModel)(rest);
+    }
+    if let Ok((rest, _)) = tuple((space1::<_, PErr>, tag("history"), space1))(input) {
+        return map(expect("a .csv or .json file for the history", path), StatementKind::SaveHistory)(rest);
     }
     let (rest, dir) = arg("a folder to save into", path)(input)?;
     let (rest, format) =
