@@ -19,7 +19,6 @@ The last lines are machine readable:
 import argparse
 import json
 import os
-import struct
 import sys
 import time
 
@@ -27,19 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-
-def read_idx(path, magic_expected):
-    with open(path, "rb") as f:
-        data = f.read()
-    magic = struct.unpack(">I", data[:4])[0]
-    if magic != magic_expected:
-        sys.exit(f"{path}: bad magic 0x{magic:08x}, expected 0x{magic_expected:08x}")
-    ndim = magic & 0xFF
-    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
-    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if arr.size != int(np.prod(dims)):
-        sys.exit(f"{path}: header promises {dims}, file holds {arr.size} bytes")
-    return arr.reshape(dims)
+from idx import read_idx  # noqa: E402  (bench/idx.py, beside this script)
 
 
 def keras_layers(tf, spec):

@@ -5,7 +5,6 @@
 //! extra tensors `l<i>.lora_a` and `l<i>.lora_b`. Files without these keys load as before.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -86,19 +85,7 @@ pub fn save_model(
     let weights = net.snapshot()?;
     let bytes = safetensors::serialize(weights.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
         .map_err(|e| ModelError::format(path, format!("cannot encode the weights: {e}")))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(|e| ModelError::io(path, e))?;
-    tmp.write_all(&bytes).map_err(|e| ModelError::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| ModelError::io(path, e))?;
-    tmp.persist(path).map_err(|e| ModelError::io(path, e.error))?;
-    Ok(())
+    super::write_atomically(path, &bytes)
 }
 
 /// Reads the metadata of a model file held in memory; errors name `path`.

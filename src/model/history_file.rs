@@ -1,7 +1,6 @@
 //! A training history written for other trackers: one CSV row per epoch (what W&B's and most
 //! spreadsheets' imports take), or the whole record as JSON. Written atomically.
 
-use std::io::Write;
 use std::path::Path;
 
 use super::{History, ModelError, Result};
@@ -65,18 +64,7 @@ pub fn save_history(history: &History, path: &Path) -> Result<HistoryFormat> {
         HistoryFormat::Json => serde_json::to_string_pretty(history)
             .map_err(|e| ModelError::Data(format!("cannot write the history as JSON: {e}")))?,
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(|e| ModelError::io(path, e))?;
-    tmp.write_all(text.as_bytes()).map_err(|e| ModelError::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| ModelError::io(path, e))?;
-    tmp.persist(path).map_err(|e| ModelError::io(path, e.error))?;
+    super::write_atomically(path, text.as_bytes())?;
     Ok(format)
 }
 
