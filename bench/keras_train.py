@@ -11,13 +11,12 @@ The last lines are machine readable:
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from idx import read_idx  # noqa: E402  (bench/idx.py, beside this script)
+from peer import best_epoch_rates, read_idx  # noqa: E402  (bench/peer.py, beside this script)
 
 
 def build(tf, seed):
@@ -66,12 +65,7 @@ def main():
         x, y = x_all[:n], y_all[:n]
         model = build(tf, 0)
         model.fit(x[: args.warmup * batch], y[: args.warmup * batch], batch_size=batch, epochs=1, verbose=0)
-        best_wall, best_cpu = 0.0, 0.0
-        for _ in range(args.runs):
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-            model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=True)
-            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-            best_wall, best_cpu = max(best_wall, n / wall), max(best_cpu, n / cpu)
+        best_wall, best_cpu = best_epoch_rates(model, x, y, batch, args.runs)
         print(f"keras batch {batch}: {best_wall:.0f} images/s, {best_cpu:.0f} images/CPU-s", flush=True)
         results.append((batch, best_wall, best_cpu))
     for batch, wall, cpu in results:

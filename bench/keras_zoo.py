@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from idx import read_idx  # noqa: E402  (bench/idx.py, beside this script)
+from peer import best_epoch_rates, read_idx  # noqa: E402  (bench/peer.py, beside this script)
 
 
 def keras_layers(tf, spec):
@@ -114,12 +114,7 @@ def main():
         model = build(tf, spec, 0)
         warm = min(n, args.warmup * batch)
         model.fit(x[:warm], y[:warm], batch_size=batch, epochs=1, verbose=0)
-        best_wall, best_cpu = 0.0, 0.0
-        for _ in range(args.runs):
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-            model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=True)
-            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-            best_wall, best_cpu = max(best_wall, n / wall), max(best_cpu, n / cpu)
+        best_wall, best_cpu = best_epoch_rates(model, x, y, batch, args.runs)
         results.append((batch, best_wall, best_cpu))
     for batch, wall, cpu in results:
         print(f"keras_images_per_sec batch={batch} wall={wall:.1f} cpu={cpu:.1f}")

@@ -20,18 +20,11 @@ use mnistlab::data::{dataset::digit_classes, fetch, load, ImageFormat, PixelScal
 use mnistlab::model::{fit, preset, Network, Optimizer, TrainConfig, TrainData};
 
 mod common;
-use common::cpu_seconds;
+use common::{cpu_seconds, vm_hwm_kb, Rate};
 
 /// The 1-minute load average, from /proc/loadavg.
 fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split(' ').next()?.parse().ok()
-}
-
-/// Images per second of wall time and per CPU-second.
-#[derive(Clone, Copy, Default)]
-struct Rate {
-    wall: f64,
-    cpu: f64,
 }
 
 /// Trains a fresh `seed-cnn` for `steps` steps of `batch` images (one epoch over the first
@@ -99,13 +92,6 @@ fn test_accuracy(output: &str) -> Option<f64> {
     line.split("accuracy ").nth(1)?.split(' ').next()?.parse().ok()
 }
 
-/// Peak resident memory in kB of a running process, from /proc.
-fn vm_hwm_kb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Runs `mnistlab run <script>` with the release binary, timing it and measuring peak memory.
 fn run_script(script: &Path) -> Result<ScriptRun, String> {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_mnistlab"));
@@ -136,7 +122,7 @@ fn run_script(script: &Path) -> Result<ScriptRun, String> {
             break status;
         }
         if !gnu_time.is_file() {
-            sampled = vm_hwm_kb(pid).or(sampled);
+            sampled = vm_hwm_kb(&pid.to_string()).or(sampled);
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -195,8 +181,7 @@ fn main() {
         for (batch, best) in ours.iter_mut() {
             let r = mnistlab_rate(&train, *batch, steps);
             println!("round {round} mnistlab batch {batch:4}: {:7.0} images/s, {:7.0} images/CPU-s", r.wall, r.cpu);
-            best.wall = best.wall.max(r.wall);
-            best.cpu = best.cpu.max(r.cpu);
+            *best = best.best(r);
             this_round.push((*batch, r));
         }
         if !keras_wanted {
@@ -213,10 +198,7 @@ fn main() {
                         round_ratios.push((batch, m.wall / k.wall));
                     }
                     match keras.iter_mut().find(|(b, _)| *b == batch) {
-                        Some((_, best)) => {
-                            best.wall = best.wall.max(k.wall);
-                            best.cpu = best.cpu.max(k.cpu);
-                        }
+                        Some((_, best)) => *best = best.best(k),
                         None => keras.push((batch, k)),
                     }
                 }

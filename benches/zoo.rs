@@ -25,7 +25,7 @@ use mnistlab::model::spec::{LayerSource, Shape};
 use mnistlab::model::{fit, Layer, ModelSpec, Network, Optimizer, TrainConfig, TrainData};
 
 mod common;
-use common::cpu_seconds;
+use common::{cpu_seconds, vm_hwm_kb, Rate};
 
 /// The zoo: the models of issue 12's table, as a user types them.
 const MODELS: [&str; 9] = [
@@ -42,20 +42,6 @@ const MODELS: [&str; 9] = [
 
 /// Untimed steps before the timed epoch (allocator, threads and, in Keras, tracing warm up).
 const WARMUP_STEPS: usize = 20;
-
-/// Images per second of wall time and per CPU-second.
-#[derive(Clone, Copy, Default)]
-struct Rate {
-    wall: f64,
-    cpu: f64,
-}
-
-impl Rate {
-    /// The better of two rates, field by field.
-    fn best(self, other: Rate) -> Rate {
-        Rate { wall: self.wall.max(other.wall), cpu: self.cpu.max(other.cpu) }
-    }
-}
 
 /// The spec of `text` (`model` statement syntax without the keyword).
 fn spec_of(text: &str) -> ModelSpec {
@@ -171,13 +157,6 @@ fn keras_rates(mnist: &Path, spec: &ModelSpec, batches: &[usize], images: usize)
         .collect()
 }
 
-/// Peak resident memory of this process in MB, from /proc.
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
-}
-
 /// The bench's settings, from its command line.
 struct Args {
     images: usize,
@@ -288,7 +267,7 @@ fn main() {
         let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         println!("ratio mnistlab/keras over {} runs: geometric mean {geo:.2}x, lowest {min:.2}x", ratios.len());
     }
-    if let Some(mb) = peak_rss_mb() {
-        println!("peak memory of this process: {mb:.0} MB");
+    if let Some(kb) = vm_hwm_kb("self") {
+        println!("peak memory of this process: {:.0} MB", kb / 1024.0);
     }
 }

@@ -55,6 +55,8 @@ pub struct LrFind {
     pub min_over_10: Option<f64>,
     /// Whether the test stopped early because the loss diverged (or stopped being finite).
     pub diverged: bool,
+    /// The rate of the step at which the loss diverged (not in `rates`), if it did.
+    pub stopped_at: Option<f64>,
     /// Whether the test was interrupted.
     pub interrupted: bool,
 }
@@ -108,18 +110,18 @@ fn run(net: &Network, data: TrainData<'_>, config: &LrFindConfig, interrupt: &At
         steepest: None,
         min_over_10: None,
         diverged: false,
+        stopped_at: None,
         interrupted: false,
     };
     let (mut average, mut lowest) = (0f64, f32::INFINITY);
-    let mut batches = order.chunks(config.batch_size).len();
+    let per_pass = order.len().div_ceil(config.batch_size);
     for step in 0..config.steps {
         // A fresh shuffle each time the images run out.
-        if batches == order.chunks(config.batch_size).len() {
+        if step % per_pass == 0 {
             order.shuffle(&mut rng);
-            batches = 0;
         }
-        let chunk = order.chunks(config.batch_size).nth(batches).expect("fewer batches than the order holds");
-        batches += 1;
+        let first = (step % per_pass) * config.batch_size;
+        let chunk = &order[first..(first + config.batch_size).min(order.len())];
         let rate = rate_at(config.start, config.end, step, config.steps);
         opt.set_rates(|_| rate);
         let batch = &mut buf[..chunk.len() * rows * cols];
@@ -132,6 +134,7 @@ fn run(net: &Network, data: TrainData<'_>, config: &LrFindConfig, interrupt: &At
         let smooth = (average / (1.0 - SMOOTHING.powi(step as i32 + 1))) as f32;
         if !smooth.is_finite() || smooth > DIVERGENCE * lowest {
             found.diverged = true;
+            found.stopped_at = Some(rate);
             break;
         }
         opt.backward_step(&loss)?;
@@ -236,6 +239,8 @@ mod tests {
         let found = lr_find(&net, TrainData::new(&train, None, FORMAT), &c, &stop).unwrap();
         assert!(found.diverged, "{found:?}");
         assert!(found.rates.len() < 60);
+        let next = rate_at(c.start, c.end, found.rates.len(), c.steps);
+        assert_eq!(found.stopped_at, Some(next), "the rate of the step that diverged");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use candle_core::Device;
 use super::classes::{label_map, present_classes};
 use super::runs::{data_name, tuning, RunRecord};
 use super::{Event, Image, Progress, Session, SessionError, Table, Task};
-use crate::data::{ImageFormat, PixelScaling, Split, SplitKind};
+use crate::data::{Dataset, ImageFormat, PixelScaling, Split, SplitKind};
 use crate::lang::{self, ModelChoice, OptimizerSpec, PlotKind};
 use crate::model::{
     self, DeviceKind, Evaluation, History, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent,
@@ -272,12 +272,7 @@ impl Session {
         if epochs == 0 {
             return Err("fit needs at least 1 epoch".into());
         }
-        let dataset = self.dataset.as_ref().ok_or("fit needs data: run `load mnist` first")?;
-        let state = self.training.model.as_ref().ok_or("fit needs a model: run e.g. `model seed-cnn` first")?;
-        let labels = label_map(&state.classes, dataset)?;
-        Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), self.training.batch)?;
-        let train =
-            dataset.split(SplitKind::Train).filter(|s| !s.is_empty()).ok_or("fit needs a non-empty train split")?;
+        let TrainingInputs { dataset, state, labels, train } = self.training_inputs("fit")?;
         let val = dataset.split(SplitKind::Val).filter(|s| !s.is_empty());
         let config = self.train_config(epochs, patience, labels.clone());
         let trained = tuning(&state.net, self.training.body_lr);
@@ -342,6 +337,21 @@ impl Session {
         Ok(())
     }
 
+    /// What a statement that trains (`what`: `fit`, `find lr`) needs, or why it cannot run: the
+    /// data, the model, the label map between them, a non-empty train split, and memory for a
+    /// training batch.
+    fn training_inputs(&self, what: &str) -> Result<TrainingInputs<'_>, SessionError> {
+        let dataset = self.dataset.as_ref().ok_or_else(|| format!("{what} needs data: run `load mnist` first"))?;
+        let state = self.model_for(what)?;
+        let labels = label_map(&state.classes, dataset)?;
+        Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), self.training.batch)?;
+        let train = dataset
+            .split(SplitKind::Train)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("{what} needs a non-empty train split"))?;
+        Ok(TrainingInputs { dataset, state, labels, train })
+    }
+
     /// `find lr A..B steps N`: the learning-rate range test on the train split; the model's
     /// weights are as before afterwards.
     pub(super) fn find_lr(
@@ -351,12 +361,7 @@ impl Session {
         steps: usize,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), SessionError> {
-        let dataset = self.dataset.as_ref().ok_or("find lr needs data: run `load mnist` first")?;
-        let state = self.model_for("find lr")?;
-        let labels = label_map(&state.classes, dataset)?;
-        Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), self.training.batch)?;
-        let train =
-            dataset.split(SplitKind::Train).filter(|s| !s.is_empty()).ok_or("find lr needs a non-empty train split")?;
+        let TrainingInputs { dataset, state, labels, train } = self.training_inputs("find lr")?;
         let config = model::LrFindConfig {
             start,
             end,
@@ -373,7 +378,7 @@ impl Session {
         })?;
         let taken = found.rates.len();
         let ended = match (found.diverged, found.interrupted) {
-            (true, _) => format!(", stopped at rate {:.3e}: the loss diverged", rate_after(&found, start, end, steps)),
+            (true, _) => format!(", stopped at rate {:.3e}: the loss diverged", found.stopped_at.unwrap_or(end)),
             (_, true) => ", interrupted".to_string(),
             _ => String::new(),
         };
@@ -712,6 +717,14 @@ impl Session {
     }
 }
 
+/// What [`Session::training_inputs`] gathers for a statement that trains.
+struct TrainingInputs<'a> {
+    dataset: &'a Dataset,
+    state: &'a ModelState,
+    labels: model::LabelMap,
+    train: &'a Split,
+}
+
 /// Renders one training event as session events: a progress update per batch; at an epoch's
 /// end the finished bar and the Keras-style epoch line.
 fn emit_train_event(event: TrainEvent, run: u64, epochs: usize, total_batches: usize, out: &mut dyn FnMut(Event)) {
@@ -742,11 +755,6 @@ fn emit_train_event(event: TrainEvent, run: u64, epochs: usize, total_batches: u
             )));
         }
     }
-}
-
-/// The rate of the step at which a range test stopped (the one after its last recorded rate).
-fn rate_after(found: &model::LrFind, start: f64, end: f64, steps: usize) -> f64 {
-    model::lr_find::rate_at(start, end, found.rates.len(), steps)
 }
 
 fn argmax(p: &[f32]) -> usize {

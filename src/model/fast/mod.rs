@@ -153,15 +153,7 @@ pub(super) fn with_f32<R>(op: &str, t: &Tensor, f: impl FnOnce(&[f32]) -> Result
 /// The sum of `xs` over 16 independent lanes, which the compiler turns into vector adds (a
 /// plain `sum` is one serial chain of scalar adds); the order is fixed, so results are too.
 pub(super) fn lane_sum(xs: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    let chunks = xs.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for (l, v) in lanes.iter_mut().zip(c) {
-            *l += v;
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
+    lane_sum_zip(xs, xs, |x, _| x)
 }
 
 /// Σ `f(a[i], b[i])` over 16 independent lanes, as [`lane_sum`] does (`a` and `b` of one length).
