@@ -15,3 +15,10 @@ pub mod plot;
 pub mod session;
 #[doc(hidden)]
 pub mod testdata;
+
+/// candle's core crate, the version mnistlab is built with: use `mnistlab::candle::Tensor` so a
+/// notebook's tensors and mnistlab's are the same type (a separate `candle-core` dependency
+/// may resolve to another version).
+pub use candle_core as candle;
+/// candle's neural-network crate, the version mnistlab is built with.
+pub use candle_nn;

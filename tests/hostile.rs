@@ -333,7 +333,7 @@ fn a_panicking_statement_is_an_internal_error_and_the_session_goes_on() {
     }
     let events = run(&mut s, "print \"after\"");
     assert!(events.iter().any(|e| matches!(e, Event::Text(t) if t == "after")));
-    assert_eq!(s.history().first().map(String::as_str), Some("seed 5"));
+    assert_eq!(s.statements().first().map(String::as_str), Some("seed 5"));
 }
 
 #[test]

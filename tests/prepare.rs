@@ -102,7 +102,7 @@ fn statement_in_the_wrong_order_says_what_to_do() {
         "x.lab:2:1: split 70/15/15: split needs data: run `load mnist` (or another `load`) first"
     );
     // The session survives and keeps what ran.
-    assert_eq!(session.history(), ["seed 3"]);
+    assert_eq!(session.statements(), ["seed 3"]);
     let mut texts = Vec::new();
     session.run_source("print \"still here\"", None, &mut |e| texts.push(e)).unwrap();
     assert_eq!(texts, vec![Event::Text("still here".into())]);

@@ -124,7 +124,7 @@ enum SaveError {
 fn save_script(session: &Session, path: &str) -> Result<usize, SaveError> {
     let path = PathBuf::from(path);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into());
-    let mut text = session.history().join("\n");
+    let mut text = session.statements().join("\n");
     text.push('\n');
     let mut tmp = tempfile::Builder::new()
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
@@ -133,7 +133,7 @@ fn save_script(session: &Session, path: &str) -> Result<usize, SaveError> {
     std::io::Write::write_all(&mut tmp, text.as_bytes())
         .map_err(|source| SaveError::Write { path: path.clone(), source })?;
     tmp.persist(&path).map_err(|source| SaveError::Persist { path: path.clone(), source })?;
-    Ok(session.history().len())
+    Ok(session.statements().len())
 }
 
 /// Runs the REPL until `:quit` or end of input.

@@ -11,4 +11,4 @@ pub mod ranges;
 mod statements;
 
 pub use ast::*;
-pub use parser::{parse_line, parse_program, ParseError};
+pub use parser::{parse_line, parse_program, ParseError, ParseErrorKind};

@@ -11,6 +11,7 @@ pub mod network;
 pub mod optim;
 pub mod preprocess;
 pub mod spec;
+pub mod tensors;
 pub mod train;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ pub use network::{Network, Weights};
 pub use optim::Optimizer;
 pub use preprocess::{preprocess_file, preprocess_gray, preprocess_image};
 pub use spec::{preset, Layer, LayerInfo, ModelSpec, Summary, SummaryRow};
+pub use tensors::split_tensors;
 pub use train::{
     evaluate, evaluate_mapped, fit, predict_probs, Augment, EpochStats, Evaluation, History, LabelMap, Monitor,
     Schedule, StopReason, TrainConfig, TrainData, TrainEvent,

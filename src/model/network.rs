@@ -312,6 +312,20 @@ impl Network {
         Ok(())
     }
 
+    /// An independent copy: the same architecture, frozen marks, adapters and dropout stream,
+    /// and a copy of every tensor, so training one leaves the other as it was.
+    pub fn try_clone(&self) -> Result<Network> {
+        let mut copy = Network::new(&self.spec, self.input, self.classes, &self.device, 0)?;
+        if let Some(config) = self.lora {
+            copy.add_lora_at(&self.adapted_layers(), config, 0)?;
+        }
+        copy.set_frozen(&self.frozen_layers(), true)?;
+        copy.restore(&self.snapshot()?)?;
+        copy.dropout_seed.store(self.dropout_seed.load(Ordering::SeqCst), Ordering::SeqCst);
+        copy.dropout_calls.store(self.dropout_calls.load(Ordering::SeqCst), Ordering::SeqCst);
+        Ok(copy)
+    }
+
     /// Restores a [`snapshot`](Network::snapshot).
     pub fn restore(&self, snapshot: &[(String, Tensor)]) -> Result<()> {
         let map: HashMap<String, Tensor> = snapshot.iter().cloned().collect();

@@ -1,9 +1,12 @@
 //! The interpreter: runs statements against the session's state and emits [`Event`]s.
 //!
-//! `mod.rs` holds the state and the dispatch; the arms live in [`prepare`] (data statements),
-//! [`train`] (model statements), [`finetune`] (freezing, heads, LoRA) and [`runs`] (the record
-//! of training runs, `compare`); [`classes`] maps the data's classes to the model's outputs.
+//! `mod.rs` holds the state and the dispatch; the arms live in `prepare.rs` (data statements),
+//! `train.rs` (model statements), `finetune.rs` (freezing, heads, LoRA) and `runs.rs` (the
+//! record of training runs, `compare`); `classes.rs` maps the data's classes to the model's
+//! outputs, and `api.rs` is the typed side for Rust code (owned values out, data and networks
+//! in).
 
+mod api;
 mod classes;
 mod error;
 mod event;
@@ -148,11 +151,6 @@ impl Session {
     /// The loaded dataset, if any.
     pub fn dataset(&self) -> Option<&Dataset> {
         self.dataset.as_ref()
-    }
-
-    /// The statements that ran successfully, as a replayable script.
-    pub fn history(&self) -> &[String] {
-        &self.history
     }
 
     /// Parses `source` (every line first) and runs its statements in order, stopping at the first error.

@@ -35,7 +35,7 @@ pub(super) struct ModelState {
 }
 
 impl ModelState {
-    fn new(net: Network, classes: Vec<String>, scaling: Option<PixelScaling>, origin: String) -> ModelState {
+    pub(super) fn new(net: Network, classes: Vec<String>, scaling: Option<PixelScaling>, origin: String) -> ModelState {
         ModelState { net, classes, scaling, history: None, evaluation: None, origin, trained_on: None, run: None }
     }
 }
@@ -48,7 +48,7 @@ pub(super) struct TrainingState {
     schedule: Schedule,
     batch: usize,
     smoothing: f32,
-    device: Device,
+    pub(super) device: Device,
     pool: Option<Arc<rayon::ThreadPool>>,
     /// Every finished `fit` of the session, for `compare`.
     pub(super) runs: Vec<RunRecord>,
