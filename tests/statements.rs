@@ -194,3 +194,46 @@ fn save_history_writes_the_epochs_fit_printed_as_csv_and_json() {
     assert!(wrong.contains(".csv or .json"), "{wrong}");
     assert!(!Path::new("h.txt").exists());
 }
+
+#[test]
+fn export_onnx_from_a_script_writes_the_model_with_its_classes_and_scaling() {
+    use mnistlab::model::onnx::proto::ModelProto;
+    use prost::Message;
+    let mut session = Session::new();
+    let dir = tempfile::tempdir().unwrap();
+    let early = common::error(&mut session, "export onnx early.onnx");
+    assert!(early.contains("export onnx needs a model: run e.g. `model seed-cnn` first"), "{early}");
+    assert!(!Path::new("early.onnx").exists());
+    let path = dir.path().join("out/fashion.onnx");
+    let script = dir.path().join("export.lab");
+    std::fs::write(
+        &script,
+        format!(
+            "load fashion-mnist\nfilter classes 5-9\nsubset 20 per class seed 1\nstandardize\n\
+             model conv8 pool bn dense16 dropout 0.5\nfit 1\nexport onnx {}\n",
+            path.display()
+        ),
+    )
+    .unwrap();
+    let said = texts(&run(&mut session, &format!("run {}", script.display())));
+    let line = said.iter().find(|t| t.starts_with("exported ONNX model (opset 13, ")).expect("the export line");
+    assert!(line.contains("input `image` float32 N×1×28×28 scaled as (x/255-"), "{line}");
+    let model = ModelProto::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
+    let meta: std::collections::HashMap<String, String> =
+        model.metadata_props.iter().map(|e| (e.key.clone().unwrap(), e.value.clone().unwrap())).collect();
+    let classes: Vec<String> = serde_json::from_str(&meta["classes"]).unwrap();
+    let dataset = session.dataset().unwrap();
+    assert_eq!(classes, dataset.classes[5..10].to_vec());
+    let scaling: mnistlab::data::PixelScaling = serde_json::from_str(&meta["pixel_scaling"]).unwrap();
+    assert_eq!(scaling, dataset.scaling);
+    let graph = model.graph.unwrap();
+    let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_deref().unwrap()).collect();
+    assert_eq!(ops, ["Conv", "Relu", "MaxPool", "BatchNormalization", "Flatten", "Gemm", "Relu", "Gemm", "Softmax"]);
+    let out_dims = graph.output[0].r#type.as_ref().unwrap().tensor_type.as_ref().unwrap().shape.as_ref().unwrap();
+    assert_eq!(out_dims.dim[1].dim_value, Some(5));
+    // A file that cannot be written is an error naming it; the session goes on.
+    let bad = common::error(&mut session, "export onnx /proc/no/such.onnx");
+    assert!(bad.contains("/proc/no"), "{bad}");
+    assert!(session.network().is_some());
+    run(&mut session, "summary");
+}

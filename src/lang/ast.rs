@@ -146,6 +146,8 @@ pub enum StatementKind {
     Merge,
     /// `compare`: the table of this session's training runs.
     Compare,
+    /// `export onnx PATH`: the model as an ONNX file.
+    ExportOnnx(PathBuf),
 }
 
 /// Which layers `freeze` and `unfreeze` mean.

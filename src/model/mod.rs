@@ -1,4 +1,4 @@
-//! The model layer: architectures, candle networks, training, evaluation and checkpoints.
+//! The model layer: architectures, candle networks, training, evaluation, checkpoints and ONNX export.
 //! Knows nothing of the language.
 
 pub mod checkpoint;
@@ -8,6 +8,7 @@ pub mod history_file;
 pub mod lora;
 pub mod lr_find;
 pub mod network;
+pub mod onnx;
 pub mod optim;
 pub mod preprocess;
 pub mod spec;

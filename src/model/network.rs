@@ -31,7 +31,7 @@ use super::{ModelError, Result};
 /// in PyTorch, so that short runs still get usable moving statistics.
 const BN_MOMENTUM: f64 = 0.1;
 /// Batch-norm epsilon, as in Keras.
-const BN_EPS: f64 = 1e-3;
+pub const BN_EPS: f64 = 1e-3;
 
 /// Every stored tensor of a network by name, as [`Network::snapshot`] returns them.
 pub type Weights = Vec<(String, Tensor)>;

@@ -310,6 +310,7 @@ impl Session {
             S::AdaptLora { rank, alpha } => self.adapt_lora(*rank, *alpha, out),
             S::Merge => self.merge(out),
             S::Compare => self.compare(out),
+            S::ExportOnnx(path) => self.export_onnx(path, out),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Session arms of the model statements: model, summary, optimizer, schedule, batch, loss,
-//! fit, evaluate, plot, show mistakes, save/load model, predict, device, threads.
+//! fit, evaluate, plot, show mistakes, save/load model, export onnx, predict, device, threads.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -585,6 +585,28 @@ impl Session {
             "saved the history of {} epochs to {} ({name})",
             history.epochs.len(),
             path.display()
+        )));
+        Ok(())
+    }
+
+    /// `export onnx PATH`: the model as an ONNX file, with its classes and pixel scaling.
+    pub(super) fn export_onnx(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
+        let state = self.model_for("export onnx")?;
+        let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
+        let summary = model::onnx::export_onnx(path, &state.net, &state.classes, scaling)?;
+        let (c, h, w) = state.net.input();
+        out(Event::Text(format!(
+            "exported ONNX model (opset {}, {} operators, {} values, {} bytes) to {}: input `{}` float32 N×{c}×{h}×{w} \
+             scaled as {}, outputs `{}` and `{}`",
+            model::onnx::OPSET,
+            summary.ops.len(),
+            summary.values,
+            summary.bytes,
+            path.display(),
+            model::onnx::INPUT,
+            scaling.describe(),
+            model::onnx::LOGITS,
+            model::onnx::PROBABILITIES,
         )));
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! The training statements: model, summary, optimizer, schedule, batch, memory, loss, fit,
-//! evaluate, plot, predict, device, threads. Each one's definition stands above its parser.
+//! evaluate, plot, predict, device, threads, export. Each one's definition stands above its parser.
 
 use nom::bytes::complete::tag;
 use nom::character::complete::space1;
@@ -14,8 +14,10 @@ use crate::model::spec::PRESETS;
 use crate::model::{DeviceKind, Layer, Optimizer, Schedule};
 
 /// The statements of this group, in the order `help` lists them.
-pub(crate) const STATEMENTS: &[StatementDoc] =
-    &[MODEL, SUMMARY, OPTIMIZER, SCHEDULE, BATCH, MEMORY, LOSS, FIND_LR, FIT, EVALUATE, PLOT, PREDICT, DEVICE, THREADS];
+pub(crate) const STATEMENTS: &[StatementDoc] = &[
+    MODEL, SUMMARY, OPTIMIZER, SCHEDULE, BATCH, MEMORY, LOSS, FIND_LR, FIT, EVALUATE, PLOT, PREDICT, DEVICE, THREADS,
+    EXPORT,
+];
 
 /// The `model` statement.
 const MODEL: StatementDoc = StatementDoc {
@@ -373,4 +375,20 @@ const THREADS: StatementDoc = StatementDoc {
 
 fn threads(input: &str) -> Res<'_, StatementKind> {
     map(count_arg(&ranges::THREADS), StatementKind::Threads)(input)
+}
+
+/// The `export` statement.
+const EXPORT: StatementDoc = StatementDoc {
+    keyword: "export",
+    synopsis: &["export onnx PATH"],
+    summary: "Write the model as an ONNX file (opset 13) for deployment: input `image`, float32 N×1×H×W already scaled as in training (the scaling and the class names are in its metadata), outputs `logits` and `probabilities`; batch norm exported with its moving statistics, dropout removed, LoRA adapters merged.",
+    words: &["onnx"],
+    numbers: &[],
+    example: "export onnx mnistlab-out/mnist.onnx",
+    parse: export,
+};
+
+fn export(input: &str) -> Res<'_, StatementKind> {
+    let (rest, _) = arg("`onnx`", keyword(&["onnx"]))(input)?;
+    map(arg("a file for the ONNX model", path), StatementKind::ExportOnnx)(rest)
 }
