@@ -12,6 +12,7 @@ pub mod optim;
 pub mod preprocess;
 pub mod spec;
 pub mod train;
+pub mod tune;
 
 use std::path::{Path, PathBuf};
 
