@@ -146,6 +146,10 @@ pub enum StatementKind {
     Merge,
     /// `compare`: the table of this session's training runs.
     Compare,
+    /// `tune ...`: a seeded random search over training settings and architectures.
+    Tune(crate::model::tune::Search),
+    /// `tune apply`: the best settings of the last `tune`, applied as statements.
+    TuneApply,
 }
 
 /// Which layers `freeze` and `unfreeze` mean.

@@ -34,14 +34,22 @@ pub enum Values {
 
 impl Values {
     /// One value drawn from `rng`.
+    /// Drawn numbers are rounded to three significant digits (kept within the range), so that
+    /// the statements printed for a trial give back exactly its values.
     pub fn sample(&self, rng: &mut impl Rng) -> f64 {
-        match self {
-            Values::Range { low, high, log: false } => low + (high - low) * rng.random::<f64>(),
+        let (low, high, x) = match self {
+            Values::Range { low, high, log: false } => (*low, *high, low + (high - low) * rng.random::<f64>()),
             Values::Range { low, high, log: true } => {
                 let (a, b) = (low.ln(), high.ln());
-                (a + (b - a) * rng.random::<f64>()).exp().clamp(*low, *high)
+                (*low, *high, (a + (b - a) * rng.random::<f64>()).exp())
             }
-            Values::List(values) => values[rng.random_range(0..values.len())],
+            Values::List(values) => return values[rng.random_range(0..values.len())],
+        };
+        let rounded = significant(x, 3);
+        if (low..=high).contains(&rounded) {
+            rounded
+        } else {
+            x.clamp(low, high)
         }
     }
 
@@ -61,6 +69,21 @@ impl Values {
             }
             Values::Range { .. } => None,
         }
+    }
+}
+
+/// `x` rounded to `digits` significant digits (0 and non-finite numbers as they are).
+pub fn significant(x: f64, digits: i32) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let k = digits - 1 - x.abs().log10().floor() as i32;
+    if k >= 0 {
+        let scale = 10f64.powi(k);
+        (x * scale).round() / scale
+    } else {
+        let scale = 10f64.powi(-k);
+        (x / scale).round() * scale
     }
 }
 
@@ -317,6 +340,21 @@ mod tests {
         let uniform = Values::Range { low: 1e-4, high: 1e-2, log: false };
         let below = (0..4000).filter(|_| uniform.sample(&mut rng) < 1e-3).count() as f64 / 4000.0;
         assert!((0.06..0.12).contains(&below), "{below}");
+    }
+
+    #[test]
+    fn drawn_numbers_have_three_significant_digits() {
+        assert_eq!(significant(0.0031234, 3), 0.00312);
+        assert_eq!(significant(1234.5, 3), 1230.0);
+        assert_eq!(significant(0.0, 3), 0.0);
+        let v = Values::Range { low: 1e-4, high: 1e-2, log: true };
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for _ in 0..200 {
+            let x = v.sample(&mut rng);
+            let text = format!("{x:e}");
+            assert!(text.split('e').next().unwrap().len() <= 4, "{text}");
+            assert_eq!(text.parse::<f64>().unwrap(), x);
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The interpreter: runs statements against the session's state and emits [`Event`]s.
 //!
 //! `mod.rs` holds the state and the dispatch; the arms live in [`prepare`] (data statements),
-//! [`train`] (model statements), [`finetune`] (freezing, heads, LoRA) and [`runs`] (the record
-//! of training runs, `compare`); [`classes`] maps the data's classes to the model's outputs.
+//! [`train`] (model statements), [`finetune`] (freezing, heads, LoRA), [`runs`] (the record
+//! of training runs, `compare`) and [`tune`] (the hyperparameter search); [`classes`] maps the
+//! data's classes to the model's outputs.
 
 mod classes;
 mod error;
@@ -11,6 +12,7 @@ mod finetune;
 mod prepare;
 mod runs;
 mod train;
+mod tune;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -113,6 +115,8 @@ pub struct Session {
     current_statement: String,
     /// The files of the `run` statements now running, outermost first (canonical paths).
     running: Vec<PathBuf>,
+    /// The best settings of the last `tune`, for `tune apply`.
+    tuned: Option<tune::Tuned>,
 }
 
 /// How deeply `run FILE` statements may nest.
@@ -137,6 +141,7 @@ impl Session {
             training: train::TrainingState::default(),
             current_statement: String::new(),
             running: Vec::new(),
+            tuned: None,
         }
     }
 
@@ -312,6 +317,8 @@ impl Session {
             S::AdaptLora { rank, alpha } => self.adapt_lora(*rank, *alpha, out),
             S::Merge => self.merge(out),
             S::Compare => self.compare(out),
+            S::Tune(search) => self.tune(search, out),
+            S::TuneApply => self.tune_apply(out),
         }
     }
 }
