@@ -273,3 +273,29 @@ fn tune_searches_architectures_and_needs_a_validation_split() {
     let best = texts(&events).into_iter().find(|l| l.starts_with("best: trial")).expect("the best settings");
     assert!(best.contains("  model ") && best.contains("  batch 32") && best.contains("optimizer adam lr 0.001"));
 }
+
+#[test]
+fn an_interrupted_tune_keeps_its_finished_trials() {
+    let mut session = Session::new();
+    let setup =
+        "seed 3\nload mnist\nnormalize\nsubset 20 per class seed 3\nsplit val 25 seed 3\nmodel conv4 pool dense16";
+    run(&mut session, setup);
+    let flag = session.interrupt_flag();
+    let mut events = Vec::new();
+    let mut out = |e: Event| {
+        // The stop button, pressed during the second trial's first epoch.
+        if matches!(&e, Event::Progress(p) if p.message.starts_with("trial 2/3")) {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        events.push(e);
+    };
+    session.run_source("tune trials 3 epochs 2 lr 1e-3..1e-2", None, &mut out).unwrap();
+    let lines = trial_lines(&events);
+    assert_eq!(lines.len(), 2, "the third trial never starts: {lines:?}");
+    assert!(lines[0].ends_with("2 epochs, done") && lines[1].ends_with("interrupted"), "{lines:?}");
+    assert_eq!(tables(&events)[0].rows.len(), 2);
+    assert!(texts(&events).iter().any(|l| l.starts_with("best: trial 1 ")), "an interrupted trial is never the best");
+    run(&mut session, "tune apply");
+    let compare = tables(&run(&mut session, "compare"));
+    assert_eq!(compare[0].rows.iter().filter(|r| r[3].contains("tune trial")).count(), 2);
+}

@@ -149,7 +149,11 @@ fn setting_panel(
         .build_cartesian_2d(x_range, y)
         .map_err(drawing)?;
     let mut mesh = chart.configure_mesh();
-    mesh.x_desc(label).y_desc("best val accuracy").x_label_formatter(&format_x).label_style((FONT, 11));
+    mesh.x_desc(label)
+        .y_desc("best val accuracy")
+        .x_label_formatter(&format_x)
+        .label_style((FONT, 11))
+        .light_line_style(WHITE);
     if !names.is_empty() {
         mesh.x_labels(names.len() * 2 + 1);
     }
@@ -189,6 +193,7 @@ fn curves_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, figure: &TuneFigur
         .x_labels(epochs.min(10))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .label_style((FONT, 11))
+        .light_line_style(WHITE)
         .draw()
         .map_err(drawing)?;
     // The best last, on top.
