@@ -471,3 +471,42 @@ fn every_failure_names_its_kind() {
     std::fs::write(&bad, b"not a model").unwrap();
     assert_eq!(kind(&mut s, &format!("load model {}", bad.display())), "ModelError");
 }
+
+#[test]
+fn bad_searches_are_refused_and_the_session_goes_on() {
+    let _g = serial();
+    let mut s = Session::new();
+    refused_with(&mut s, "tune apply", &["no search to apply", "run `tune"]);
+    refused_with(&mut s, "tune lr 1e-2..1e-4", &["not below its start", "1:9"]);
+    refused_with(&mut s, "tune lr 0..1e-2", &["a learning rate", "above 0"]);
+    refused_with(&mut s, "tune lr 1e-4..1e-2 log batch 32 trials 0", &["how many trials", "from 1 to 1000"]);
+    refused_with(&mut s, "tune trials 100000000000000000000000 lr 1e-3..1e-2", &["how many trials", "from 1 to 1000"]);
+    refused_with(&mut s, "tune epochs 1001 lr 1e-3..1e-2", &["the epochs of a trial", "from 1 to 1000"]);
+    refused_with(&mut s, "tune optimizer adam,rmsprop", &["one of adam, adamw, sgd", "1:21"]);
+    refused_with(&mut s, "tune optimizer adan", &["one of adam, adamw, sgd", "adam"]);
+    refused_with(&mut s, "tune optimizer", &["one of adam, adamw, sgd"]);
+    refused_with(&mut s, "tune batch 32,0", &["a batch size", "1:15"]);
+    refused_with(&mut s, "tune batch 32,", &["a batch size"]);
+    refused_with(&mut s, "tune smoothing 0..1", &["label smoothing", "below 1"]);
+    refused_with(&mut s, "tune smoothing 0..0.1 log", &["above 0 for `log`"]);
+    refused_with(&mut s, "tune lr 1e-3 lr 1e-2", &["given twice"]);
+    refused_with(&mut s, "tune prune seed 3", &["a setting to search"]);
+    refused_with(&mut s, "tune", &["a setting to search"]);
+    refused_with(&mut s, "tune model", &["a quoted model"]);
+    refused_with(&mut s, "tune model \"\"", &["inside the quotes", "empty"]);
+    refused_with(&mut s, "tune model \"   \" | \"dense8\"", &["inside the quotes"]);
+    refused_with(&mut s, "tune model \"dense8\" |", &["a quoted model"]);
+    // An error inside a quoted model points at its word.
+    refused_with(&mut s, "tune model \"conv32 bogus\"", &["a layer", "1:20"]);
+    refused_with(&mut s, "tune model \"dense8", &["closing"]);
+    // Parsed, but refused by the session: no data, then no validation split.
+    refused_with(&mut s, "tune lr 1e-3..1e-2", &["tune needs data"]);
+    refused_with(&mut s, "tune model \"dense100000 dense100000\" | \"dense8\"", &["tune needs data"]);
+    run(&mut s, "load mnist\nsubset 10 per class seed 1");
+    refused_with(&mut s, "tune model \"dense8\"", &["validation split", "split val 10"]);
+    run(&mut s, "split val 20 seed 1");
+    refused_with(&mut s, "tune lr 1e-3..1e-2", &["tune needs an architecture"]);
+    // Every architecture at every batch size is checked against the budget before any trial.
+    refused_with(&mut s, "tune model \"dense8\" | \"dense100000 dense100000\"", &["would need", "memory budget"]);
+    refused_with(&mut s, "tune apply", &["no search to apply"]);
+}

@@ -6,7 +6,7 @@ use mnistlab::data::SplitKind;
 use mnistlab::session::{Event, Session};
 
 mod common;
-use common::{run, texts};
+use common::{error, run, tables, texts};
 
 /// The accuracy printed by `evaluate`: `test: loss L - accuracy A (...)`.
 fn accuracy(events: &[Event]) -> f64 {
@@ -236,4 +236,109 @@ fn export_onnx_from_a_script_writes_the_model_with_its_classes_and_scaling() {
     assert!(bad.contains("/proc/no"), "{bad}");
     assert!(session.network().is_some());
     run(&mut session, "summary");
+}
+
+/// The trial lines of a `tune` without their wall times (`…, 3 epochs, 1.2 s, done`).
+fn trial_lines(events: &[Event]) -> Vec<String> {
+    let strip = |l: &str| {
+        let (head, tail) = l.rsplit_once(" epochs, ").unwrap();
+        let status = tail.split_once(" s, ").unwrap().1;
+        format!("{head} epochs, {status}")
+    };
+    texts(events).iter().filter(|l| l.starts_with("trial ")).map(|l| strip(l)).collect()
+}
+
+#[test]
+fn tune_is_seeded_prunes_records_every_trial_and_applies_the_best() {
+    let setup =
+        "seed 2\nload mnist\nnormalize\nsubset 40 per class seed 2\nsplit val 25 seed 2\nmodel conv8 pool dense32";
+    let search = "tune trials 5 epochs 4 lr 1e-4..3e-2 log batch 16,64 optimizer adam,sgd prune";
+    let mut session = Session::new();
+    run(&mut session, setup);
+    let events = run(&mut session, search);
+    let lines = trial_lines(&events);
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    // Same seed, same trials and same results, in a fresh session.
+    let mut again = Session::new();
+    run(&mut again, setup);
+    assert_eq!(trial_lines(&run(&mut again, search)), lines);
+
+    // Rungs at 1 and 3 of 4 epochs: the first trial always goes on, some later one is pruned.
+    assert!(lines[0].ends_with("4 epochs, done"), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("pruned at 1") || l.contains("pruned at 3")), "{lines:?}");
+    let table = &tables(&events)[0];
+    assert_eq!(table.rows.len(), 5);
+    let best = |row: &Vec<String>| -> f64 { row[table.header.len() - 4].trim_end_matches('%').parse().unwrap() };
+    assert!(table.rows.windows(2).all(|w| best(&w[0]) >= best(&w[1])), "sorted by best val accuracy: {table:?}");
+    let summary = texts(&events).into_iter().find(|l| l.contains("saved by pruning")).expect("the saving");
+    let epochs_run: usize = table.rows.iter().map(|r| r[table.header.len() - 3].parse::<usize>().unwrap()).sum();
+    assert!(summary.contains(&format!("{epochs_run} of 20 epochs run")), "{summary}");
+    let image = events.iter().find_map(|e| match e {
+        Event::Image(i) => Some(i.clone()),
+        _ => None,
+    });
+    assert_eq!(png_size(&image.expect("the tune plot").png), mnistlab::plot::tune_size(3));
+
+    // Every trial is in `compare`, with no test accuracy: the search never reads the test split.
+    let compare = tables(&run(&mut session, "compare"));
+    let trials: Vec<&Vec<String>> = compare[0].rows.iter().filter(|r| r[3].contains("tune trial")).collect();
+    assert_eq!(trials.len(), 5);
+    assert!(trials.iter().all(|r| r[8] == "-"), "{trials:?}");
+
+    // `tune apply` then `fit 4` repeats the best trial: the same validation accuracies.
+    let best_trial: usize = table.rows[0][1].parse().unwrap();
+    let applied = texts(&run(&mut session, "tune apply"));
+    assert!(applied.iter().any(|l| l.starts_with("tune apply: optimizer ")), "{applied:?}");
+    assert!(applied.iter().any(|l| l == "tune apply: model conv8 pool dense32"), "{applied:?}");
+    let fit = texts(&run(&mut session, "fit 4"));
+    let vals: Vec<String> = fit
+        .iter()
+        .filter_map(|l| l.split("val_accuracy: ").nth(1))
+        .map(|v| format!("{:.2}%", 100.0 * v.split_whitespace().next().unwrap().parse::<f64>().unwrap()))
+        .collect();
+    let line = &lines[best_trial - 1];
+    assert!(line.contains(&format!("by epoch {} |", vals.join(" "))), "{line} vs {vals:?}");
+}
+
+#[test]
+fn tune_searches_architectures_and_needs_a_validation_split() {
+    let mut session = Session::new();
+    run(&mut session, "seed 4\nload mnist\nnormalize\nsubset 20 per class seed 4");
+    let e = error(&mut session, "tune trials 2 epochs 1 model \"dense16\" | \"conv4 pool dense8\"");
+    assert!(e.contains("validation split") && e.contains("split val 10"), "{e}");
+    run(&mut session, "split val 20 seed 4");
+    let e = error(&mut session, "tune trials 2 lr 1e-3..1e-2");
+    assert!(e.contains("tune needs an architecture"), "{e}");
+    let events = run(&mut session, "tune trials 3 epochs 1 model \"dense16\" | \"conv4 pool dense8\" seed 9");
+    let lines = trial_lines(&events);
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l.contains("model dense16") || l.contains("model conv4 pool dense8")), "{lines:?}");
+    let best = texts(&events).into_iter().find(|l| l.starts_with("best: trial")).expect("the best settings");
+    assert!(best.contains("  model ") && best.contains("  batch 32") && best.contains("optimizer adam lr 0.001"));
+}
+
+#[test]
+fn an_interrupted_tune_keeps_its_finished_trials() {
+    let mut session = Session::new();
+    let setup =
+        "seed 3\nload mnist\nnormalize\nsubset 20 per class seed 3\nsplit val 25 seed 3\nmodel conv4 pool dense16";
+    run(&mut session, setup);
+    let flag = session.interrupt_flag();
+    let mut events = Vec::new();
+    let mut out = |e: Event| {
+        // The stop button, pressed during the second trial's first epoch.
+        if matches!(&e, Event::Progress(p) if p.message.starts_with("trial 2/3")) {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        events.push(e);
+    };
+    session.run_source("tune trials 3 epochs 2 lr 1e-3..1e-2", None, &mut out).unwrap();
+    let lines = trial_lines(&events);
+    assert_eq!(lines.len(), 2, "the third trial never starts: {lines:?}");
+    assert!(lines[0].ends_with("2 epochs, done") && lines[1].ends_with("interrupted"), "{lines:?}");
+    assert_eq!(tables(&events)[0].rows.len(), 2);
+    assert!(texts(&events).iter().any(|l| l.starts_with("best: trial 1 ")), "an interrupted trial is never the best");
+    run(&mut session, "tune apply");
+    let compare = tables(&run(&mut session, "compare"));
+    assert_eq!(compare[0].rows.iter().filter(|r| r[3].contains("tune trial")).count(), 2);
 }

@@ -148,6 +148,10 @@ pub enum StatementKind {
     Compare,
     /// `export onnx PATH`: the model as an ONNX file.
     ExportOnnx(PathBuf),
+    /// `tune ...`: a seeded random search over training settings and architectures.
+    Tune(crate::model::tune::Search),
+    /// `tune apply`: the best settings of the last `tune`, applied as statements.
+    TuneApply,
 }
 
 /// Which layers `freeze` and `unfreeze` mean.

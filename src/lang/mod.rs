@@ -12,3 +12,4 @@ mod statements;
 
 pub use ast::*;
 pub use parser::{parse_line, parse_program, ParseError, ParseErrorKind};
+pub(crate) use statements::training::model_statement;

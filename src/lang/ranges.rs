@@ -152,6 +152,10 @@ pub const LAYER: NumRange = whole("N", "a layer number as `summary` shows it", 1
 pub const RANK: NumRange = whole("R", "the adapters' rank", 1.0, 4096.0);
 /// `adapt lora ... alpha A`.
 pub const ALPHA: NumRange = open_min(real("A", "the adapters' alpha", 0.0, 100_000.0));
+/// `tune trials T`.
+pub const TRIALS: NumRange = whole("T", "how many trials", 1.0, 1000.0);
+/// `tune epochs E`.
+pub const TUNE_EPOCHS: NumRange = whole("E", "the epochs of a trial", 1.0, 1000.0);
 /// `memory SIZE`, in bytes.
 pub const MEMORY: NumRange = NumRange {
     bytes: true,

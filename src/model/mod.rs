@@ -14,6 +14,7 @@ pub mod preprocess;
 pub mod spec;
 pub mod tensors;
 pub mod train;
+pub mod tune;
 
 use std::path::{Path, PathBuf};
 

@@ -1,10 +1,11 @@
 //! Figures as PNG bytes (or SVG text): training history, confusion matrix, image grids, the
-//! learning-rate range test.
+//! learning-rate range test, the hyperparameter search.
 //!
 //! Drawn with plotters into memory using the embedded DejaVu Sans font, so no system font is
 //! looked up. Takes plain data only: it knows nothing of models or datasets.
 
 mod lr;
+mod tune;
 
 use std::sync::Once;
 
@@ -14,6 +15,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 
 pub use lr::{lr_curve_png, LR_CURVE_SIZE};
+pub use tune::{tune_png, tune_size, SettingColumn, SettingValue, TuneFigure, TUNE_PANEL};
 
 /// An error while drawing or encoding a figure.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,14 @@ pub enum PlotError {
         rates: usize,
         /// Losses given.
         losses: usize,
+    },
+    /// Nothing to plot: a search without a finished epoch, or settings not one value per trial.
+    #[error("cannot draw the figure: {trials} trials and {settings} settings (a value of each setting per trial, and an epoch finished)")]
+    TuneTrials {
+        /// Trials given.
+        trials: usize,
+        /// Settings given.
+        settings: usize,
     },
     /// Nothing to plot: an image grid without images.
     #[error("cannot draw the figure: no image to show")]

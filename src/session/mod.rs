@@ -1,10 +1,10 @@
 //! The interpreter: runs statements against the session's state and emits [`Event`]s.
 //!
 //! `mod.rs` holds the state and the dispatch; the arms live in `prepare.rs` (data statements),
-//! `train.rs` (model statements), `finetune.rs` (freezing, heads, LoRA) and `runs.rs` (the
-//! record of training runs, `compare`); `classes.rs` maps the data's classes to the model's
-//! outputs, and `api.rs` is the typed side for Rust code (owned values out, data and networks
-//! in).
+//! `train.rs` (model statements), `finetune.rs` (freezing, heads, LoRA), `runs.rs` (the record
+//! of training runs, `compare`) and `tune.rs` (the hyperparameter search); `classes.rs` maps the
+//! data's classes to the model's outputs, and `api.rs` is the typed side for Rust code (owned
+//! values out, data and networks in).
 
 mod api;
 mod classes;
@@ -14,6 +14,7 @@ mod finetune;
 mod prepare;
 mod runs;
 mod train;
+mod tune;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -116,6 +117,8 @@ pub struct Session {
     current_statement: String,
     /// The files of the `run` statements now running, outermost first (canonical paths).
     running: Vec<PathBuf>,
+    /// The best settings of the last `tune`, for `tune apply`.
+    tuned: Option<tune::Tuned>,
 }
 
 /// How deeply `run FILE` statements may nest.
@@ -140,6 +143,7 @@ impl Session {
             training: train::TrainingState::default(),
             current_statement: String::new(),
             running: Vec::new(),
+            tuned: None,
         }
     }
 
@@ -311,6 +315,8 @@ impl Session {
             S::Merge => self.merge(out),
             S::Compare => self.compare(out),
             S::ExportOnnx(path) => self.export_onnx(path, out),
+            S::Tune(search) => self.tune(search, out),
+            S::TuneApply => self.tune_apply(out),
         }
     }
 }

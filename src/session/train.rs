@@ -49,7 +49,7 @@ pub(super) struct TrainingState {
     batch: usize,
     smoothing: f32,
     pub(super) device: Device,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pub(super) pool: Option<Arc<rayon::ThreadPool>>,
     /// Every finished `fit` of the session, for `compare`.
     pub(super) runs: Vec<RunRecord>,
 }
@@ -98,7 +98,7 @@ impl Session {
     }
 
     /// Runs `work` in the session's thread pool while this thread passes on the events it emits.
-    fn in_pool_with_events<R: Send>(
+    pub(super) fn in_pool_with_events<R: Send>(
         pool: &Option<Arc<rayon::ThreadPool>>,
         out: &mut dyn FnMut(Event),
         work: impl FnOnce(&mut dyn FnMut(Event)) -> R + Send,
@@ -131,7 +131,7 @@ impl Session {
 
     /// The input shape and classes a new model gets: the dataset's (the classes present in it,
     /// so that after `filter classes 0-4` a model has 5 outputs), else MNIST's.
-    fn model_frame(&self) -> ((usize, usize, usize), Vec<String>) {
+    pub(super) fn model_frame(&self) -> ((usize, usize, usize), Vec<String>) {
         match &self.dataset {
             Some(d) => ((1, d.rows, d.cols), present_classes(d).into_iter().map(|c| d.classes[c].clone()).collect()),
             None => ((1, 28, 28), crate::data::dataset::digit_classes()),
@@ -139,7 +139,7 @@ impl Session {
     }
 
     /// Refuses a spec whose training at `batch` would not fit the memory budget.
-    fn check_training_memory(
+    pub(super) fn check_training_memory(
         spec: &ModelSpec,
         input: (usize, usize, usize),
         classes: usize,
@@ -405,7 +405,7 @@ impl Session {
     }
 
     /// The trainer's settings for `fit EPOCHS [patience N]` from the session's settings.
-    fn train_config(&self, epochs: usize, patience: Option<usize>, labels: model::LabelMap) -> TrainConfig {
+    pub(super) fn train_config(&self, epochs: usize, patience: Option<usize>, labels: model::LabelMap) -> TrainConfig {
         TrainConfig {
             epochs,
             batch_size: self.training.batch,

@@ -33,9 +33,15 @@ const MODEL: StatementDoc = StatementDoc {
 fn model(input: &str) -> Res<'_, StatementKind> {
     let (first, _) =
         expect("a preset (seed-small, seed-cnn, lenet5, strong) or layers like `conv32 pool dense128`", space1)(input)?;
+    map(model_words, StatementKind::Model)(first)
+}
+
+/// The words of `model` after its keyword: a preset, or layers (also read inside `tune`'s
+/// quoted model choices).
+pub(super) fn model_words(first: &str) -> Res<'_, ModelChoice> {
     if let Ok((rest, word)) = token(first) {
         if PRESETS.contains(&word) {
-            return Ok((rest, StatementKind::Model(ModelChoice::Preset(word.to_string()))));
+            return Ok((rest, ModelChoice::Preset(word.to_string())));
         }
     }
     let (mut rest, first_layer) = layer(first)?;
@@ -48,7 +54,28 @@ fn model(input: &str) -> Res<'_, StatementKind> {
         layers.push(l);
         rest = r;
     }
-    Ok((rest, StatementKind::Model(ModelChoice::Layers(layers))))
+    Ok((rest, ModelChoice::Layers(layers)))
+}
+
+/// The `model` statement that builds `spec` (the inverse of its parser): `model conv32 pool dense128`.
+pub(crate) fn model_statement(spec: &crate::model::ModelSpec) -> String {
+    let words: Vec<String> = spec
+        .layers
+        .iter()
+        .map(|l| match l {
+            Layer::Conv { filters, kernel, same_padding } => {
+                let kernel = if *kernel == 3 { String::new() } else { format!("k{kernel}") };
+                format!("conv{filters}{kernel}{}", if *same_padding { " same" } else { "" })
+            }
+            Layer::MaxPool => "pool".into(),
+            Layer::AvgPool => "avgpool".into(),
+            Layer::BatchNorm => "bn".into(),
+            Layer::Dropout(p) => format!("dropout {p}"),
+            Layer::Dense(units) => format!("dense{units}"),
+            Layer::GlobalAvgPool => "gap".into(),
+        })
+        .collect();
+    format!("model {}", words.join(" "))
 }
 
 const LAYER_WORDS: &[&str] = &["conv32", "conv64k5", "same", "pool", "avgpool", "bn", "dropout", "dense128", "gap"];

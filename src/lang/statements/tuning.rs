@@ -1,18 +1,24 @@
-//! The fine-tuning statements: freeze, unfreeze, head, adapt, merge, compare. Each one's
-//! definition stands above its parser.
+//! The fine-tuning and tuning statements: freeze, unfreeze, head, adapt, merge, compare, tune.
+//! Each one's definition stands above its parser.
 
-use nom::bytes::complete::tag;
-use nom::character::complete::space1;
+use nom::branch::alt;
+use nom::bytes::complete::{tag, take_while1};
+use nom::character::complete::{char, space0, space1};
 use nom::combinator::{map, opt};
+use nom::multi::separated_list1;
 use nom::sequence::{preceded, tuple};
+
+use super::training::model_words;
 
 use crate::lang::ast::*;
 use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
-use crate::lang::ranges::{self};
+use crate::lang::ranges::{self, NumRange};
+use crate::model::tune::{Search, SearchSpace, Values};
+use crate::model::{ModelSpec, Optimizer};
 
 /// The statements of this group, in the order `help` lists them.
-pub(crate) const STATEMENTS: &[StatementDoc] = &[FREEZE, UNFREEZE, HEAD, ADAPT, MERGE, COMPARE];
+pub(crate) const STATEMENTS: &[StatementDoc] = &[FREEZE, UNFREEZE, HEAD, ADAPT, MERGE, COMPARE, TUNE];
 
 /// The `freeze` statement.
 const FREEZE: StatementDoc = StatementDoc {
@@ -129,4 +135,198 @@ const COMPARE: StatementDoc = StatementDoc {
 
 fn compare(input: &str) -> Res<'_, StatementKind> {
     Ok((input, StatementKind::Compare))
+}
+
+/// The `tune` statement.
+const TUNE: StatementDoc = StatementDoc {
+    keyword: "tune",
+    synopsis: &[
+        "tune [trials T] [epochs E] [lr X..X [log]] [batch N,N...] [optimizer NAME,NAME...] [smoothing S..S] [model \"LAYERS\" | \"LAYERS\"...] [prune] [seed S]",
+        "tune apply",
+    ],
+    summary: "Random search (default 16 trials of 3 epochs): each trial a fresh model from the session's seed with drawn settings, trained on the train split and scored on the validation split (the test split is never read). lr and smoothing take a range (uniform, or log-uniform with `log`) or a list `X,X`; batch a list; optimizer a list of adam, adamw, sgd (each at its own defaults unless lr is searched); model quoted architectures or presets. Settings not searched stay as the session has them. `prune`: successive halving (rungs at 1, 3, 9… epochs; a trial goes on only in the top third of the trials that reached its rung so far). A line per trial, then the trials by validation accuracy, a plot, and the best settings as statements, which `tune apply` runs. Every trial is listed by `compare`; Ctrl-C stops the search, keeping the finished trials.",
+    words: &["apply", "trials", "epochs", "lr", "batch", "optimizer", "smoothing", "model", "prune", "seed"],
+    numbers: &[&ranges::TRIALS, &ranges::TUNE_EPOCHS, &ranges::LR, &ranges::BATCH, &ranges::SMOOTHING, &ranges::SEED],
+    example: "tune trials 16 epochs 4 lr 1e-4..1e-2 log batch 32,64,128 optimizer adam,adamw smoothing 0..0.1 prune",
+    parse: tune,
+};
+
+/// The options of `tune`, each given at most once, in any order.
+const TUNE_OPTIONS: &[&str] = &["trials", "epochs", "lr", "batch", "optimizer", "smoothing", "model", "prune", "seed"];
+
+/// Trials and epochs of `tune` without `trials T` / `epochs E`.
+const TUNE_DEFAULTS: (usize, usize) = (16, 3);
+
+fn tune(input: &str) -> Res<'_, StatementKind> {
+    if let Ok((rest, _)) = preceded(space1::<_, PErr>, tag("apply"))(input) {
+        return Ok((rest, StatementKind::TuneApply));
+    }
+    let (trials, epochs) = TUNE_DEFAULTS;
+    let mut search = Search { space: SearchSpace::default(), trials, epochs, prune: false, seed: None };
+    let mut seen: Vec<&str> = Vec::new();
+    let mut rest = input;
+    while let Ok((r, _)) = space1::<_, PErr>(rest) {
+        if r.is_empty() {
+            break;
+        }
+        let (after, option) = keyword(TUNE_OPTIONS)(r)?;
+        if seen.contains(&option) {
+            return fail(r, format!("each option once (`{option}` is given twice)"));
+        }
+        seen.push(option);
+        let space = &mut search.space;
+        rest = match option {
+            "trials" => {
+                let (r, n) = count_arg(&ranges::TRIALS)(after)?;
+                search.trials = n;
+                r
+            }
+            "epochs" => {
+                let (r, n) = count_arg(&ranges::TUNE_EPOCHS)(after)?;
+                search.epochs = n;
+                r
+            }
+            "lr" | "smoothing" => {
+                let bounds = if option == "lr" { &ranges::LR } else { &ranges::SMOOTHING };
+                let (r, v) = values(bounds)(after)?;
+                *(if option == "lr" { &mut space.lr } else { &mut space.smoothing }) = Some(v);
+                r
+            }
+            "batch" => {
+                let (r, sizes) = list(&ranges::BATCH.to_string(), count_in(&ranges::BATCH))(after)?;
+                space.batch = sizes;
+                r
+            }
+            "optimizer" => {
+                let (r, optimizers) = list("one of adam, adamw, sgd", optimizer_name)(after)?;
+                space.optimizer = optimizers;
+                r
+            }
+            "model" => {
+                let (r, models) = model_list(after)?;
+                space.models = models;
+                r
+            }
+            "prune" => {
+                search.prune = true;
+                after
+            }
+            _ => {
+                let (r, seed) = whole_arg(&ranges::SEED)(after)?;
+                search.seed = Some(seed);
+                r
+            }
+        };
+    }
+    if search.space.is_empty() {
+        return fail(rest, "a setting to search: lr, batch, optimizer, smoothing or model");
+    }
+    Ok((rest, StatementKind::Tune(search)))
+}
+
+/// ` A..B [log]` or ` X,Y,...`, each number in `bounds`.
+fn values<'a>(bounds: &'static NumRange) -> impl FnMut(&'a str) -> Res<'a, Values> {
+    move |input: &'a str| {
+        let (at, _) = expect_owned(bounds, space1)(input)?;
+        match range(bounds)(at) {
+            Ok((rest, (low, high))) => {
+                let (rest, log) = opt(preceded(space1, tag("log")))(rest)?;
+                if log.is_some() && low <= 0.0 {
+                    return fail(at, "a range above 0 for `log` (a log-uniform draw never reaches 0)");
+                }
+                Ok((rest, Values::Range { low, high, log: log.is_some() }))
+            }
+            Err(nom::Err::Error(_)) => {
+                let (rest, list) = expect_owned(bounds, separated_list1(char(','), real_in(bounds)))(at)?;
+                if let Some(after) = rest.strip_prefix(',') {
+                    return fail(after, bounds.to_string());
+                }
+                Ok((rest, Values::List(list)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// ` A,B,C`: one or more of `item`, separated by commas; missing, it says `what` was expected.
+fn list<'a, T>(what: &str, item: impl FnMut(&'a str) -> Res<'a, T>) -> impl FnMut(&'a str) -> Res<'a, Vec<T>> {
+    let what: std::borrow::Cow<'static, str> = what.to_string().into();
+    let mut items = separated_list1(char(','), item);
+    move |input: &'a str| {
+        let missing = |at| nom::Err::Failure(PErr { at, expected: what.clone(), suggestion: None });
+        let (at, _) = space1::<_, PErr>(input).map_err(|_| missing(input))?;
+        let (rest, values) = items(at).map_err(|e| match e {
+            nom::Err::Error(_) => missing(at),
+            other => other,
+        })?;
+        match rest.strip_prefix(',') {
+            Some(after) => Err(missing(after)),
+            None => Ok((rest, values)),
+        }
+    }
+}
+
+/// `adam`, `adamw` or `sgd`, at its defaults (those of `optimizer NAME`).
+fn optimizer_name(input: &str) -> Res<'_, Optimizer> {
+    const NAMES: [&str; 3] = ["adam", "adamw", "sgd"];
+    let (rest, word) = take_while1(|c: char| c.is_ascii_alphanumeric())(input)?;
+    let optimizer = match word {
+        "adam" => Optimizer::Adam { lr: 1e-3 },
+        "adamw" => Optimizer::AdamW { lr: 1e-3, weight_decay: 0.01 },
+        "sgd" => Optimizer::Sgd { lr: 0.01, momentum: 0.0 },
+        _ => {
+            return Err(nom::Err::Failure(PErr {
+                at: input,
+                expected: "one of adam, adamw, sgd".into(),
+                suggestion: closest(word, NAMES).map(str::to_string),
+            }))
+        }
+    };
+    Ok((rest, optimizer))
+}
+
+/// ` "LAYERS" | "LAYERS" ...` (or commas between): architectures or presets, each quoted.
+fn model_list(input: &str) -> Res<'_, Vec<ModelSpec>> {
+    const WHAT: &str = "a quoted model like \"conv32 pool dense128\" or \"seed-cnn\"";
+    let (mut rest, first) = preceded(expect(WHAT, space1), expect(WHAT, model_string))(input)?;
+    let mut models = vec![first];
+    while let Ok((r, _)) = tuple((space0::<_, PErr>, alt((char('|'), char(','))), space0))(rest) {
+        let (r, model) = expect(WHAT, model_string)(r)?;
+        models.push(model);
+        rest = r;
+    }
+    Ok((rest, models))
+}
+
+/// `"LAYERS"`: the words of a `model` statement inside quotes; errors point into them.
+fn model_string(input: &str) -> Res<'_, ModelSpec> {
+    let (body, _) = char('"')(input)?;
+    let Some(end) = body.find('"') else {
+        return Err(nom::Err::Incomplete(nom::Needed::new(1)));
+    };
+    let raw = &body[..end];
+    let inner = raw.trim_start();
+    let start = raw.len() - inner.len();
+    if inner.trim().is_empty() {
+        return fail(input, "a model's layers or preset inside the quotes (these are empty)");
+    }
+    // Errors of the model's own parser stand in `inner`; point them into the whole line.
+    let at = |e: PErr<'_>| start + (inner.len() - e.at.len());
+    let choice = match model_words(inner) {
+        Ok((r, choice)) if r.trim().is_empty() => choice,
+        Ok((r, _)) => return fail(&body[start + inner.len() - r.len()..], "the end of the model (a closing `\"`)"),
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+            let (expected, suggestion) = (e.expected.clone(), e.suggestion.clone());
+            return Err(nom::Err::Failure(PErr { at: &body[at(e)..], expected, suggestion }));
+        }
+        Err(nom::Err::Incomplete(n)) => return Err(nom::Err::Incomplete(n)),
+    };
+    let spec = match choice {
+        ModelChoice::Layers(layers) => ModelSpec::new(layers),
+        ModelChoice::Preset(name) => match crate::model::preset(&name) {
+            Some(spec) => spec,
+            None => return fail(&body[start..], "a preset: seed-small, seed-cnn, lenet5 or strong"),
+        },
+    };
+    Ok((&body[end + 1..], spec))
 }
