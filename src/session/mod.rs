@@ -10,6 +10,7 @@ mod event;
 mod finetune;
 mod prepare;
 mod runs;
+mod track;
 mod train;
 
 use std::fmt;
@@ -113,6 +114,8 @@ pub struct Session {
     current_statement: String,
     /// The files of the `run` statements now running, outermost first (canonical paths).
     running: Vec<PathBuf>,
+    /// Where each `fit` writes a TensorBoard run (`log tensorboard DIR`), if anywhere.
+    log_dir: Option<PathBuf>,
 }
 
 /// How deeply `run FILE` statements may nest.
@@ -137,6 +140,7 @@ impl Session {
             training: train::TrainingState::default(),
             current_statement: String::new(),
             running: Vec::new(),
+            log_dir: None,
         }
     }
 
@@ -296,7 +300,9 @@ impl Session {
             S::Memory(size) => self.memory(*size, out),
             S::Loss { smoothing } => self.loss(*smoothing, out),
             S::FindLr { start, end, steps } => self.find_lr(*start, *end, *steps, out),
-            S::Fit { epochs, patience } => self.fit(*epochs, *patience, out),
+            S::Fit { epochs, patience, checkpoint } => self.fit(*epochs, *patience, checkpoint.as_deref(), out),
+            S::Resume(dir) => self.resume(dir, out),
+            S::Log(dir) => self.log(dir.as_deref(), out),
             S::Evaluate(split) => self.evaluate(*split, out),
             S::Plot(kind) => self.plot(*kind, out),
             S::ShowMistakes(count) => self.show_mistakes(*count, out),
