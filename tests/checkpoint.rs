@@ -196,9 +196,15 @@ fn resume_refuses_other_data_or_augmentation_and_a_plain_model_file() {
     let e = error(&mut session, &format!("resume {}", dir.path().join("plain").display()));
     assert!(e.contains("without a training run"), "{e}");
     run(&mut session, &format!("load model {}", ck.join("last.safetensors").display()));
-    // A finished run has nothing to resume.
-    let mut session = Session::new();
-    run(&mut session, PREPARE);
-    let said = common::texts(&run(&mut session, &format!("resume {}", ck.display())));
-    assert!(said.iter().any(|t| t.starts_with("nothing to resume")), "{said:?}");
+    // A finished run has nothing to resume; another thread count is said to lose bit-identity.
+    let (_, _, saved) = mnistlab::model::load_checkpoint(&ck.join("last.safetensors"), &Device::Cpu).unwrap();
+    let threads: usize = saved.info.settings["threads"].parse().unwrap();
+    for (n, warned) in [(threads, false), (threads + 1, true)] {
+        let mut session = Session::new();
+        run(&mut session, &format!("threads {n}\n{PREPARE}"));
+        let said = common::texts(&run(&mut session, &format!("resume {}", ck.display())));
+        assert!(said.iter().any(|t| t.starts_with("nothing to resume")), "{said:?}");
+        let warning = format!("the run trained on {threads} worker threads, this session has {n}");
+        assert_eq!(said.iter().any(|t| t.starts_with(&warning)), warned, "{said:?}");
+    }
 }

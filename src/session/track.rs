@@ -168,10 +168,12 @@ impl Session {
         Ok(())
     }
 
-    /// What a run records of the session besides its settings: the augmentation.
+    /// What a run records of the session besides its settings: the augmentation, and the
+    /// worker threads (results are bit-identical only on the same count).
     fn run_settings(&self) -> BTreeMap<String, String> {
         let augment = self.augmentation.as_ref().map_or("none".to_string(), |a| a.pipeline.describe());
-        BTreeMap::from([("augment".to_string(), augment)])
+        let threads = self.training.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
+        BTreeMap::from([("augment".to_string(), augment), ("threads".to_string(), threads.to_string())])
     }
 
     /// The tracker of a run of `config` on `data`: checkpoints into `checkpoint`, a
@@ -274,6 +276,14 @@ impl Session {
         let data = resume::data_fingerprint(&TrainData::new(train, val, dataset.format()));
         let now = RunInfo { config: ck.info.config.clone(), data, settings: self.run_settings() };
         same_run(&ck.info, &now, dir)?;
+        let threads = |i: &RunInfo| i.settings.get("threads").cloned().unwrap_or_default();
+        if threads(&ck.info) != threads(&now) {
+            out(Event::Warning(format!(
+                "the run trained on {} worker threads, this session has {}: it resumes, but not bit-identically (`threads N` sets them)",
+                threads(&ck.info),
+                threads(&now)
+            )));
+        }
         let (done, epochs) = (ck.state.epochs_done, ck.info.config.epochs);
         let stopped_early = matches!(ck.state.history.stop, model::StopReason::EarlyStopped { .. });
         if done >= epochs || stopped_early {
@@ -301,8 +311,8 @@ fn same_run(saved: &RunInfo, now: &RunInfo, dir: &Path) -> Result<(), SessionErr
         )
         .into());
     }
-    if saved.settings != now.settings {
-        let show = |s: &BTreeMap<String, String>| s.get("augment").cloned().unwrap_or_default();
+    let show = |s: &BTreeMap<String, String>| s.get("augment").cloned().unwrap_or_default();
+    if show(&saved.settings) != show(&now.settings) {
         return Err(format!(
             "the run in {} trained with augmentation `{}`, the session has `{}`: set the same `augment` before `resume`",
             dir.display(),

@@ -49,7 +49,7 @@ pub(super) struct TrainingState {
     batch: usize,
     smoothing: f32,
     pub(super) device: Device,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pub(super) pool: Option<Arc<rayon::ThreadPool>>,
     /// Every finished `fit` of the session, for `compare`.
     pub(super) runs: Vec<RunRecord>,
 }
