@@ -75,6 +75,12 @@ fn epochs_done(dir: &Path) -> usize {
     ck.state.epochs_done
 }
 
+/// The temporary files in `dir` (a checkpoint being written, or one whose write was cut short).
+fn temporary_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".tmp"))).count()
+}
+
 const SAVE: &str = "save model final.safetensors\nsave history final.json\n";
 
 #[test]
@@ -150,8 +156,15 @@ fn kills_at_random_moments_leave_a_loadable_checkpoint_and_resuming_ends_where_o
         x ^= x << 17;
         let delay = epoch.mul_f64(0.2 + (x % 1000) as f64 / 500.0);
         let started = Instant::now();
-        while started.elapsed() < delay && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(5));
+        // Every other run is killed as soon as a checkpoint's temporary file appears: in the
+        // middle of a write.
+        let at_write = kills % 2 == 1;
+        let before = temporary_files(&ck);
+        while (at_write || started.elapsed() < delay) && child.try_wait().unwrap().is_none() {
+            if at_write && temporary_files(&ck) > before {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(if at_write { 1 } else { 5 }));
         }
         let _ = child.kill();
         child.wait().unwrap();
@@ -165,8 +178,9 @@ fn kills_at_random_moments_leave_a_loadable_checkpoint_and_resuming_ends_where_o
     }
     assert_eq!(done, EPOCHS, "{kills} kills left {done} epochs done");
     // The interrupted writes left temporary files beside the checkpoints, never a broken one.
-    let strays = std::fs::read_dir(&ck).unwrap().count() - 2;
+    let strays = temporary_files(&ck);
     eprintln!("{kills} kills ({:.2} s an epoch), {strays} writes cut short", epoch.as_secs_f64());
+    assert!(strays > 0, "no kill landed during a write");
     assert_eq!(weights(&ck.join("last.safetensors")), weights(&whole.path().join("ck/last.safetensors")));
     assert_eq!(weights(&ck.join("best.safetensors")), weights(&whole.path().join("ck/best.safetensors")));
 }
