@@ -410,7 +410,8 @@ pub type OnEpoch<'a> = &'a mut dyn FnMut(&EpochEnd<'_>) -> Result<()>;
 pub struct FitHooks<'a> {
     /// Continue this run (read back from a checkpoint) instead of starting afresh.
     pub resume: Option<RunState>,
-    /// Called after every finished epoch, once its stop checks have run; an error ends
+    /// Called after every finished epoch, after its validation and patience check and before
+    /// its interrupt check (so a run interrupted there has this epoch's state); an error ends
     /// training and is returned.
     pub on_epoch: Option<OnEpoch<'a>>,
     /// Keep the gradients of each epoch's last step for `on_epoch`.
