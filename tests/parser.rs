@@ -249,7 +249,14 @@ fn model_and_training_forms() {
     assert_eq!(parse("schedule onecycle"), StatementKind::Schedule(Schedule::OneCycle));
     assert_eq!(parse("batch 128"), StatementKind::Batch(128));
     assert_eq!(parse("loss crossentropy smoothing 0.1"), StatementKind::Loss { smoothing: Some(0.1) });
-    assert_eq!(parse("fit 10 patience 3"), StatementKind::Fit { epochs: 10, patience: Some(3) });
+    assert_eq!(parse("fit 10 patience 3"), StatementKind::Fit { epochs: 10, patience: Some(3), checkpoint: None });
+    assert_eq!(
+        parse("fit 4 checkpoint runs/a"),
+        StatementKind::Fit { epochs: 4, patience: None, checkpoint: Some("runs/a".into()) }
+    );
+    assert_eq!(parse("resume runs/a"), StatementKind::Resume("runs/a".into()));
+    assert_eq!(parse("log tensorboard tb"), StatementKind::Log(Some("tb".into())));
+    assert_eq!(parse("log off"), StatementKind::Log(None));
     assert_eq!(parse("evaluate"), StatementKind::Evaluate(None));
     assert_eq!(parse("evaluate val"), StatementKind::Evaluate(Some(SplitKind::Val)));
     assert_eq!(parse("plot history"), StatementKind::Plot(PlotKind::History));

@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn completes_keywords_arguments_and_commands() {
-        assert_eq!(candidates("lo", 2), (0, vec!["load".to_string(), "loss".to_string()]));
+        assert_eq!(candidates("lo", 2), (0, vec!["load".to_string(), "log".to_string(), "loss".to_string()]));
         assert_eq!(candidates("load mnist ", 11), (11, vec!["from".to_string()]));
         assert_eq!(candidates(":s", 2), (0, vec![":save".to_string()]));
         let dir = tempfile::tempdir().unwrap();
@@ -201,7 +201,7 @@ mod tests {
         let line = format!(":save {}/le", dir.path().display());
         assert_eq!(candidates(&line, line.len()), (6, vec![format!("{}/lesson.lab", dir.path().display())]));
         // Completion stops at the cursor; text after it does not count.
-        assert_eq!(candidates("lo mnist", 2).1, vec!["load", "loss"]);
+        assert_eq!(candidates("lo mnist", 2).1, vec!["load", "log", "loss"]);
     }
 
     #[test]
@@ -221,7 +221,7 @@ mod tests {
         // (A name no file in the working directory starts with: paths are offered there too.)
         let line = "load\u{3000}fashion-mn";
         assert_eq!(candidates(line, line.len()), (7, vec!["fashion-mnist".to_string()]));
-        assert_eq!(candidates("\u{3000}lo", "\u{3000}lo".len()).1, vec!["load", "loss"]);
+        assert_eq!(candidates("\u{3000}lo", "\u{3000}lo".len()).1, vec!["load", "log", "loss"]);
     }
 
     #[test]

@@ -112,8 +112,12 @@ pub enum StatementKind {
     Memory(Option<u64>),
     /// `loss crossentropy [smoothing S]`
     Loss { smoothing: Option<f64> },
-    /// `fit N [patience P]`
-    Fit { epochs: usize, patience: Option<usize> },
+    /// `fit N [patience P] [checkpoint DIR]`
+    Fit { epochs: usize, patience: Option<usize>, checkpoint: Option<PathBuf> },
+    /// `resume DIR`: continue the run checkpointed in DIR.
+    Resume(PathBuf),
+    /// `log tensorboard DIR` (`Some`) or `log off` (`None`).
+    Log(Option<PathBuf>),
     /// `find lr [A..B] [steps N]`: the learning-rate range test from rate `start` to `end`.
     FindLr { start: f64, end: f64, steps: usize },
     /// `evaluate [test|val|train]`

@@ -485,13 +485,16 @@ mod tests {
 
     #[test]
     fn keywords_at_the_start() {
-        assert_eq!(words("lo"), vec!["load", "loss"]);
+        assert_eq!(words("lo"), vec!["load", "log", "loss"]);
         assert_eq!(words("info\nsp"), vec!["split"]);
         assert_eq!(words("").len(), docs::statements().count());
         assert!(words("xyz").is_empty());
         // Leading whitespace of any kind is indentation, as in the parser.
         let c = complete("\u{3000}\tlo");
-        assert_eq!((c.words, c.start), (vec!["load".to_string(), "loss".to_string()], "\u{3000}\t".len()));
+        assert_eq!(
+            (c.words, c.start),
+            (vec!["load".to_string(), "log".to_string(), "loss".to_string()], "\u{3000}\t".len())
+        );
     }
 
     #[test]
@@ -570,7 +573,7 @@ mod tests {
         assert!(words("load mn\u{a0}").is_empty(), "a folder named mn, then nothing");
         assert!(words("lo\u{301}").is_empty());
         let c = complete("print \"e\u{301}\u{3000}\" \nlo");
-        assert_eq!(c.words, vec!["load", "loss"]);
+        assert_eq!(c.words, vec!["load", "log", "loss"]);
         assert_eq!(c.start, "print \"e\u{301}\u{3000}\" \n".len());
         // Every byte offset that is a character boundary is a valid cursor.
         let text = "load\u{3000}mnist \u{2003}fr\u{301}om é";
@@ -597,7 +600,7 @@ mod tests {
         let c = complete(&long);
         assert_eq!((c.start, c.words.len()), (long.len(), 0));
         let c = complete(&format!("print \"{}\"\nlo", "x".repeat(1 << 20)));
-        assert_eq!(c.words, vec!["load", "loss"]);
+        assert_eq!(c.words, vec!["load", "log", "loss"]);
     }
 
     #[test]

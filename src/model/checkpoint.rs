@@ -3,6 +3,8 @@
 //! A fine-tuned model also records its frozen layers (`frozen`, 0-based layer indices) and, while
 //! it has LoRA adapters, their settings and layers (`lora`); the adapters are stored as the
 //! extra tensors `l<i>.lora_a` and `l<i>.lora_b`. Files without these keys load as before.
+//! A checkpoint (see [`super::resume`]) is a model file with `train.` tensors and a `train`
+//! entry besides, which loading a model ignores.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -59,6 +61,20 @@ pub fn save_model(
     scaling: PixelScaling,
     extra: &BTreeMap<String, String>,
 ) -> Result<()> {
+    let meta = model_metadata(net, classes, scaling, extra)?;
+    let weights = net.snapshot()?;
+    let bytes = safetensors::serialize(weights.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
+        .map_err(|e| ModelError::format(path, format!("cannot encode the weights: {e}")))?;
+    super::write_atomically(path, &bytes)
+}
+
+/// The metadata entries of a model file for `net` (see [`save_model`]).
+pub(super) fn model_metadata(
+    net: &Network,
+    classes: &[String],
+    scaling: PixelScaling,
+    extra: &BTreeMap<String, String>,
+) -> Result<HashMap<String, String>> {
     if classes.len() != net.classes() {
         return Err(ModelError::Data(format!(
             "{} class names for a model with {} outputs",
@@ -82,10 +98,7 @@ pub fn save_model(
     for (k, v) in extra {
         meta.insert(format!("{EXTRA_PREFIX}{k}"), v.clone());
     }
-    let weights = net.snapshot()?;
-    let bytes = safetensors::serialize(weights.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
-        .map_err(|e| ModelError::format(path, format!("cannot encode the weights: {e}")))?;
-    super::write_atomically(path, &bytes)
+    Ok(meta)
 }
 
 /// Reads the metadata of a model file held in memory; errors name `path`.
@@ -173,8 +186,10 @@ pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(N
             .map_err(|e| ModelError::format(path, format!("bad `lora` metadata: {e}")))?;
     }
     net.set_frozen(&meta.frozen, true).map_err(|e| ModelError::format(path, format!("bad `frozen` metadata: {e}")))?;
-    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(bytes, device)
+    let mut tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(bytes, device)
         .map_err(|e| ModelError::format(path, format!("cannot read the weights: {e}")))?;
+    // A checkpoint's training state (see `super::resume`) is not part of the model.
+    tensors.retain(|name, _| !name.starts_with(super::resume::TRAIN_PREFIX));
     net.set_weights(&tensors).map_err(|e| ModelError::format(path, e.to_string()))?;
     Ok((net, meta))
 }

@@ -11,7 +11,9 @@ pub mod network;
 pub mod onnx;
 pub mod optim;
 pub mod preprocess;
+pub mod resume;
 pub mod spec;
+pub mod tensorboard;
 pub mod tensors;
 pub mod train;
 pub mod tune;
@@ -26,11 +28,12 @@ pub use lr_find::{lr_find, LrFind, LrFindConfig};
 pub use network::{Network, Weights};
 pub use optim::Optimizer;
 pub use preprocess::{preprocess_file, preprocess_gray, preprocess_image};
+pub use resume::{load_checkpoint, Checkpoint, RunInfo, RunState};
 pub use spec::{preset, Layer, LayerInfo, ModelSpec, Summary, SummaryRow};
 pub use tensors::split_tensors;
 pub use train::{
-    evaluate, evaluate_mapped, fit, predict_probs, Augment, EpochStats, Evaluation, History, LabelMap, Monitor,
-    Schedule, StopReason, TrainConfig, TrainData, TrainEvent,
+    evaluate, evaluate_mapped, fit, fit_with, predict_probs, Augment, EpochEnd, EpochStats, Evaluation, FitHooks,
+    History, LabelMap, Monitor, Schedule, StopReason, TrainConfig, TrainData, TrainEvent,
 };
 
 /// Writes `bytes` to `path` atomically: into a temporary file beside it (the folder made if

@@ -224,6 +224,26 @@ impl Network {
         self.dropout_calls.store(0, Ordering::Relaxed);
     }
 
+    /// The dropout masks' position: the seed they are keyed by and the calls drawn so far.
+    pub fn dropout_state(&self) -> (u64, u64) {
+        (self.dropout_seed.load(Ordering::Relaxed), self.dropout_calls.load(Ordering::Relaxed))
+    }
+
+    /// Sets the dropout masks' position from [`Network::dropout_state`].
+    pub fn set_dropout_state(&self, (seed, calls): (u64, u64)) {
+        self.dropout_seed.store(seed, Ordering::Relaxed);
+        self.dropout_calls.store(calls, Ordering::Relaxed);
+    }
+
+    /// The trainable parameters by name, sorted by name (as [`Network::trainable_vars`]).
+    pub fn trainable_named(&self) -> Vec<(String, Var)> {
+        let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
+        let mut named: Vec<(String, Var)> =
+            data.iter().filter(|(k, _)| self.updates(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    }
+
     /// The parameters the optimizer updates, sorted by name: every weight and bias of the layers
     /// that are not frozen (see [`Network::is_frozen`]) and every LoRA adapter; never the
     /// batch-norm moving statistics.

@@ -242,6 +242,98 @@ impl FusedAdam {
     }
 }
 
+impl FusedAdam {
+    /// The step count and each variable's moments, for a checkpoint.
+    fn state(&self) -> GroupState {
+        let (m, v) = self.vars.iter().map(|(_, m, v)| (m.clone(), v.clone())).unzip();
+        GroupState::Adam { step: self.step_t, m, v }
+    }
+
+    /// Sets the step count and the moments from a [`FusedAdam::state`].
+    fn set_state(&mut self, step: i32, m: &[Vec<f32>], v: &[Vec<f32>]) -> candle_core::Result<()> {
+        if m.len() != self.vars.len() || v.len() != self.vars.len() {
+            candle_core::bail!("the saved Adam state has {} variables, the optimizer {}", m.len(), self.vars.len());
+        }
+        for ((var, mine_m, mine_v), (m, v)) in self.vars.iter_mut().zip(m.iter().zip(v)) {
+            if m.len() != var.elem_count() || v.len() != var.elem_count() {
+                candle_core::bail!("the saved Adam moments do not fit a variable of shape {:?}", var.dims());
+            }
+            mine_m.clone_from(m);
+            mine_v.clone_from(v);
+        }
+        self.step_t = step;
+        Ok(())
+    }
+}
+
+/// The state of one optimizer group, as a checkpoint stores it: per variable (in the group's
+/// order) Adam's moments and step count, or SGD's velocities.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupState {
+    /// Adam or AdamW (the fused CPU update).
+    Adam {
+        /// Steps taken.
+        step: i32,
+        /// First moments.
+        m: Vec<Vec<f32>>,
+        /// Second moments.
+        v: Vec<Vec<f32>>,
+    },
+    /// SGD with momentum.
+    Sgd {
+        /// Velocities.
+        velocity: Vec<Vec<f32>>,
+    },
+}
+
+impl AnyOptimizer {
+    /// This optimizer's state; candle's AdamW (off the CPU or not f32) keeps its state private
+    /// and cannot be saved.
+    fn state(&self) -> candle_core::Result<GroupState> {
+        match self {
+            AnyOptimizer::Adam(Adam(AdamW::Fused(o))) | AnyOptimizer::AdamW(AdamW::Fused(o)) => Ok(o.state()),
+            AnyOptimizer::Adam(_) | AnyOptimizer::AdamW(_) => {
+                candle_core::bail!("the Adam state off the CPU cannot be saved: checkpoints need `device cpu`")
+            }
+            AnyOptimizer::Sgd(o) => {
+                let velocity = o
+                    .vars
+                    .iter()
+                    .map(|(_, v)| v.flatten_all()?.to_vec1::<f32>())
+                    .collect::<candle_core::Result<_>>()?;
+                Ok(GroupState::Sgd { velocity })
+            }
+        }
+    }
+
+    /// Sets this optimizer's state from [`AnyOptimizer::state`].
+    fn set_state(&mut self, state: &GroupState) -> candle_core::Result<()> {
+        match (self, state) {
+            (
+                AnyOptimizer::Adam(Adam(AdamW::Fused(o))) | AnyOptimizer::AdamW(AdamW::Fused(o)),
+                GroupState::Adam { step, m, v },
+            ) => o.set_state(*step, m, v),
+            (AnyOptimizer::Sgd(o), GroupState::Sgd { velocity }) => {
+                if velocity.len() != o.vars.len() {
+                    candle_core::bail!(
+                        "the saved SGD state has {} variables, the optimizer {}",
+                        velocity.len(),
+                        o.vars.len()
+                    );
+                }
+                for ((_, v), saved) in o.vars.iter().zip(velocity) {
+                    if saved.len() != v.elem_count() {
+                        candle_core::bail!("the saved SGD velocity does not fit a variable of shape {:?}", v.dims());
+                    }
+                    v.set(&Tensor::from_slice(saved, v.shape(), v.device())?.to_dtype(v.dtype())?)?;
+                }
+                Ok(())
+            }
+            _ => candle_core::bail!("the saved optimizer state is for another optimizer"),
+        }
+    }
+}
+
 /// The scalars of one Adam step.
 #[derive(Clone, Copy)]
 struct AdamCoef {
@@ -365,11 +457,29 @@ impl ParamGroups {
 
     /// Back-propagates `loss` and steps every group.
     pub fn backward_step(&mut self, loss: &Tensor) -> candle_core::Result<()> {
+        self.backward_step_grads(loss).map(|_| ())
+    }
+
+    /// Back-propagates `loss`, steps every group and returns the gradients.
+    pub fn backward_step_grads(&mut self, loss: &Tensor) -> candle_core::Result<GradStore> {
         let grads = loss.backward()?;
         for (opt, _) in &mut self.groups {
             opt.step(&grads)?;
         }
-        Ok(())
+        Ok(grads)
+    }
+
+    /// Every group's state, in group order (see [`GroupState`]).
+    pub fn state(&self) -> candle_core::Result<Vec<GroupState>> {
+        self.groups.iter().map(|(opt, _)| opt.state()).collect()
+    }
+
+    /// Sets every group's state from [`ParamGroups::state`] of a run with the same groups.
+    pub fn set_state(&mut self, states: &[GroupState]) -> candle_core::Result<()> {
+        if states.len() != self.groups.len() {
+            candle_core::bail!("the saved optimizer has {} groups, this run {}", states.len(), self.groups.len());
+        }
+        self.groups.iter_mut().zip(states).try_for_each(|((opt, _), state)| opt.set_state(state))
     }
 }
 

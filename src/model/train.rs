@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::network::{Network, Weights};
 use super::optim::{Optimizer, ParamGroups};
+use super::resume::{BestState, RngState, RunState};
 use super::{ModelError, Result};
 use crate::data::{ImageFormat, PixelScaling, Split};
 
@@ -386,11 +387,58 @@ pub fn fit(
     interrupt: &AtomicBool,
     progress: &mut dyn FnMut(TrainEvent),
 ) -> Result<History> {
+    fit_with(net, data, config, interrupt, progress, FitHooks::default())
+}
+
+/// What a finished epoch hands [`FitHooks::on_epoch`].
+pub struct EpochEnd<'a> {
+    /// Everything a resumed run needs to continue from here (see [`RunState`]).
+    pub state: &'a RunState,
+    /// Whether this epoch's weights are those `fit` would keep if it ended now: the best by the
+    /// monitored metric, or, without validation, the latest.
+    pub kept: bool,
+    /// The gradients of the epoch's last step by parameter name, when
+    /// [`FitHooks::last_grads`] asked for them.
+    pub grads: Option<&'a Weights>,
+}
+
+/// The epoch hook of [`fit_with`].
+pub type OnEpoch<'a> = &'a mut dyn FnMut(&EpochEnd<'_>) -> Result<()>;
+
+/// Extras of [`fit_with`]: where a run starts, and a hook after every epoch.
+#[derive(Default)]
+pub struct FitHooks<'a> {
+    /// Continue this run (read back from a checkpoint) instead of starting afresh.
+    pub resume: Option<RunState>,
+    /// Called after every finished epoch, after its validation and patience check and before
+    /// its interrupt check (so a run interrupted there has this epoch's state); an error ends
+    /// training and is returned.
+    pub on_epoch: Option<OnEpoch<'a>>,
+    /// Keep the gradients of each epoch's last step for `on_epoch`.
+    pub last_grads: bool,
+}
+
+/// [`fit`] with [`FitHooks`]: a resumed run continues exactly where its state was taken (the
+/// same weights, optimizer state, shuffling and dropout position, best epoch and history), so
+/// on the same device and thread count it ends bit-identical to an uninterrupted one.
+pub fn fit_with(
+    net: &Network,
+    data: TrainData<'_>,
+    config: &TrainConfig,
+    interrupt: &AtomicBool,
+    progress: &mut dyn FnMut(TrainEvent),
+    hooks: FitHooks<'_>,
+) -> Result<History> {
     check_fit(net, &data, config)?;
     let mut run = Run::new(net, data, config, interrupt)?;
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
-    for epoch in 0..config.epochs {
-        if run.epoch(epoch, &mut order, progress)?.is_break() {
+    run.keep_grads = hooks.last_grads;
+    run.on_epoch = hooks.on_epoch;
+    let first = match hooks.resume {
+        Some(state) => run.resume(state)?,
+        None => 0,
+    };
+    for epoch in first..config.epochs {
+        if run.epoch(epoch, progress)?.is_break() {
             break;
         }
     }
@@ -423,7 +471,7 @@ impl Totals {
 }
 
 /// The state of one [`fit`] run.
-struct Run<'a> {
+struct Run<'a, 'h> {
     net: &'a Network,
     data: TrainData<'a>,
     config: &'a TrainConfig,
@@ -444,15 +492,21 @@ struct Run<'a> {
     /// Steps taken in the whole run.
     step: usize,
     history: History,
+    /// The training order, shuffled afresh (from its last order) every epoch.
+    order: Vec<usize>,
+    /// The epoch hook and whether it wants the last step's gradients (kept in `grads`).
+    on_epoch: Option<OnEpoch<'h>>,
+    keep_grads: bool,
+    grads: Option<Weights>,
 }
 
-impl<'a> Run<'a> {
+impl<'a, 'h> Run<'a, 'h> {
     fn new(
         net: &'a Network,
         data: TrainData<'a>,
         config: &'a TrainConfig,
         interrupt: &'a AtomicBool,
-    ) -> Result<Run<'a>> {
+    ) -> Result<Run<'a, 'h>> {
         let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
         net.reseed_dropout(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1));
@@ -479,26 +533,88 @@ impl<'a> Run<'a> {
                 restored_best: false,
                 notes: Vec::new(),
             },
+            order: (0..data.train.len()).collect(),
+            on_epoch: None,
+            keep_grads: false,
+            grads: None,
         })
     }
 
+    /// Takes up `state` (see [`fit_with`]); the 0-based epoch to run next.
+    fn resume(&mut self, state: RunState) -> Result<usize> {
+        let bad = |what: String| Err(ModelError::Data(format!("cannot resume this run: {what}")));
+        if state.order.len() != self.order.len() {
+            return bad(format!(
+                "it shuffled {} training images, the split has {}",
+                state.order.len(),
+                self.order.len()
+            ));
+        }
+        if state.epochs_done > self.config.epochs || state.step != state.epochs_done * self.steps_per_epoch {
+            return bad(format!("{} epochs and {} steps done do not fit this run", state.epochs_done, state.step));
+        }
+        if state.order.iter().any(|&i| i as usize >= self.order.len()) {
+            return bad("its training order names images past the split".into());
+        }
+        self.opt.set_state(&state.optimizer)?;
+        self.order = state.order.iter().map(|&i| i as usize).collect();
+        self.rng = state.rng.to_rng();
+        self.net.set_dropout_state(state.dropout);
+        self.step = state.step;
+        self.best = state.best.map(|b| Best { score: b.score, epoch: b.epoch, weights: b.weights });
+        let done = matches!(state.history.stop, StopReason::EarlyStopped { .. });
+        self.history = state.history;
+        Ok(if done { self.config.epochs } else { state.epochs_done })
+    }
+
+    /// The run's state after `epochs_done` epochs.
+    fn state(&self, epochs_done: usize) -> Result<RunState> {
+        Ok(RunState {
+            epochs_done,
+            step: self.step,
+            rng: RngState::of(&self.rng),
+            dropout: self.net.dropout_state(),
+            order: self.order.iter().map(|&i| i as u32).collect(),
+            optimizer: self.opt.state()?,
+            best: self.best.as_ref().map(|b| BestState { score: b.score, epoch: b.epoch, weights: b.weights.clone() }),
+            history: self.history.clone(),
+        })
+    }
+
+    /// Calls the epoch hook, if any, after `epoch`; `kept` as [`EpochEnd::kept`].
+    fn call_hook(&mut self, epoch: usize, kept: bool) -> Result<()> {
+        if self.on_epoch.is_none() {
+            return Ok(());
+        }
+        let state = self.state(epoch + 1)?;
+        let grads = self.grads.take();
+        let end = EpochEnd { state: &state, kept, grads: grads.as_ref() };
+        match self.on_epoch.as_mut() {
+            Some(hook) => hook(&end),
+            None => Ok(()),
+        }
+    }
+
     /// Runs epoch `epoch` (0-based) over `order`, shuffled first; `Break` when training stops.
-    fn epoch(
-        &mut self,
-        epoch: usize,
-        order: &mut [usize],
-        progress: &mut dyn FnMut(TrainEvent),
-    ) -> Result<ControlFlow<()>> {
+    fn epoch(&mut self, epoch: usize, progress: &mut dyn FnMut(TrainEvent)) -> Result<ControlFlow<()>> {
         let started = Instant::now();
+        let mut order = std::mem::take(&mut self.order);
         order.shuffle(&mut self.rng);
         let mut totals = Totals { loss_sum: 0.0, correct: 0, seen: 0, lr: self.config.optimizer.lr() };
         for (b, chunk) in order.chunks(self.config.batch_size).enumerate() {
-            if self.batch(epoch, b, chunk, &mut totals)?.is_break()
-                || self.after_batch(epoch, b, &totals, progress).is_break()
-            {
+            let stop = match self.batch(epoch, b, chunk, &mut totals) {
+                Ok(flow) => flow.is_break() || self.after_batch(epoch, b, &totals, progress).is_break(),
+                Err(e) => {
+                    self.order = order;
+                    return Err(e);
+                }
+            };
+            if stop {
+                self.order = order;
                 return Ok(ControlFlow::Break(()));
             }
         }
+        self.order = order;
         self.end_epoch(epoch, started, &totals, progress)
     }
 
@@ -525,7 +641,14 @@ impl<'a> Run<'a> {
             self.stop_non_finite(loss_value, epoch, b)?;
             return Ok(ControlFlow::Break(()));
         }
-        self.opt.backward_step(&loss)?;
+        if self.keep_grads && b + 1 == self.steps_per_epoch {
+            let grads = self.opt.backward_step_grads(&loss)?;
+            let named = self.net.trainable_named();
+            let kept = named.into_iter().filter_map(|(name, var)| grads.get(&var).map(|g| (name, g.clone())));
+            self.grads = Some(kept.collect());
+        } else {
+            self.opt.backward_step(&loss)?;
+        }
         self.step += 1;
         let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
         totals.correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
@@ -606,24 +729,30 @@ impl<'a> Run<'a> {
         progress(TrainEvent::Epoch(stats.clone()));
         self.history.epochs.push(stats);
         self.last_good = self.net.snapshot()?;
+        let (mut kept, mut patience) = (true, ControlFlow::Continue(()));
         if let (Some(loss), Some(accuracy)) = (val_loss, val_accuracy) {
-            self.track_best(epoch, loss, accuracy);
-            if self.stop_for_patience(epoch).is_break() {
-                return Ok(ControlFlow::Break(()));
-            }
+            kept = self.track_best(epoch, loss, accuracy);
+            patience = self.stop_for_patience(epoch);
+        }
+        self.call_hook(epoch, kept)?;
+        if patience.is_break() {
+            return Ok(ControlFlow::Break(()));
         }
         Ok(self.stop_if_interrupted(epoch))
     }
 
-    /// Keeps the weights just finished (`last_good`) when `epoch` is the best so far.
-    fn track_best(&mut self, epoch: usize, val_loss: f32, val_accuracy: f32) {
+    /// Keeps the weights just finished (`last_good`) when `epoch` is the best so far; whether
+    /// it was.
+    fn track_best(&mut self, epoch: usize, val_loss: f32, val_accuracy: f32) -> bool {
         let score = match self.config.monitor {
             Monitor::ValLoss => val_loss,
             Monitor::ValAccuracy => -val_accuracy,
         };
-        if self.best.as_ref().is_none_or(|b| score < b.score) {
+        let better = self.best.as_ref().is_none_or(|b| score < b.score);
+        if better {
             self.best = Some(Best { score, epoch: epoch + 1, weights: self.last_good.clone() });
         }
+        better
     }
 
     /// Stop check after `epoch`: `patience` epochs without improvement, unless it was the last.

@@ -13,6 +13,7 @@ mod event;
 mod finetune;
 mod prepare;
 mod runs;
+mod track;
 mod train;
 mod tune;
 
@@ -119,6 +120,8 @@ pub struct Session {
     running: Vec<PathBuf>,
     /// The best settings of the last `tune`, for `tune apply`.
     tuned: Option<tune::Tuned>,
+    /// Where each `fit` writes a TensorBoard run (`log tensorboard DIR`), if anywhere.
+    log_dir: Option<PathBuf>,
 }
 
 /// How deeply `run FILE` statements may nest.
@@ -144,6 +147,7 @@ impl Session {
             current_statement: String::new(),
             running: Vec::new(),
             tuned: None,
+            log_dir: None,
         }
     }
 
@@ -298,7 +302,9 @@ impl Session {
             S::Memory(size) => self.memory(*size, out),
             S::Loss { smoothing } => self.loss(*smoothing, out),
             S::FindLr { start, end, steps } => self.find_lr(*start, *end, *steps, out),
-            S::Fit { epochs, patience } => self.fit(*epochs, *patience, out),
+            S::Fit { epochs, patience, checkpoint } => self.fit(*epochs, *patience, checkpoint.as_deref(), out),
+            S::Resume(dir) => self.resume(dir, out),
+            S::Log(dir) => self.log(dir.as_deref(), out),
             S::Evaluate(split) => self.evaluate(*split, out),
             S::Plot(kind) => self.plot(*kind, out),
             S::ShowMistakes(count) => self.show_mistakes(*count, out),

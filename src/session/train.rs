@@ -43,7 +43,7 @@ impl ModelState {
 /// Training settings, the model and the record of training runs.
 pub(super) struct TrainingState {
     pub(super) model: Option<ModelState>,
-    optimizer: Optimizer,
+    pub(super) optimizer: Optimizer,
     body_lr: Option<f64>,
     schedule: Schedule,
     batch: usize,
@@ -122,7 +122,7 @@ impl Session {
         })
     }
 
-    fn model_for(&self, what: &str) -> Result<&ModelState, SessionError> {
+    pub(super) fn model_for(&self, what: &str) -> Result<&ModelState, SessionError> {
         self.training
             .model
             .as_ref()
@@ -267,14 +267,29 @@ impl Session {
         &mut self,
         epochs: usize,
         patience: Option<usize>,
+        checkpoint: Option<&Path>,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), SessionError> {
         if epochs == 0 {
             return Err("fit needs at least 1 epoch".into());
         }
+        let labels = self.training_inputs("fit")?.labels;
+        let config = self.train_config(epochs, patience, labels);
+        self.train_run(config, None, checkpoint, out)
+    }
+
+    /// Runs `fit` with `config`: from the start, or continuing `resume`; writing checkpoints
+    /// into `checkpoint` and a TensorBoard run when `log tensorboard` is on.
+    pub(super) fn train_run(
+        &mut self,
+        config: TrainConfig,
+        resume: Option<model::Checkpoint>,
+        checkpoint: Option<&Path>,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), SessionError> {
         let TrainingInputs { dataset, state, labels, train } = self.training_inputs("fit")?;
         let val = dataset.split(SplitKind::Val).filter(|s| !s.is_empty());
-        let config = self.train_config(epochs, patience, labels.clone());
+        let epochs = config.epochs;
         let trained = tuning(&state.net, self.training.body_lr);
         let trainable: usize = state.net.trainable_vars().iter().map(|v| v.elem_count()).sum();
         out(Event::Text(format!("training {trained}: {trainable} of {} parameters", state.net.param_count())));
@@ -288,7 +303,7 @@ impl Session {
         if scaling == PixelScaling::Raw {
             out(Event::Warning("pixels are raw bytes 0..255; `normalize` usually trains better".into()));
         }
-        let seed = self.seed;
+        let seed = config.seed;
         let pipeline = self.augmentation.as_ref().map(|a| &a.pipeline);
         let fill = move |indices: &[usize], epoch: u64, batch: &mut [f32]| {
             if let Some(p) = pipeline {
@@ -299,15 +314,29 @@ impl Session {
             }
         };
         let augment: Option<model::Augment<'_>> = pipeline.map(|_| &fill as model::Augment<'_>);
+        let data = model::TrainData { train, val, format, augment };
+        let mut tracker = self.tracker(&config, &data, checkpoint, out)?;
         let total_batches = train.len().div_ceil(config.batch_size);
         let interrupt = Arc::clone(&self.interrupt);
         let net = &state.net;
         let started = std::time::Instant::now();
         let run = self.training.runs.len() as u64 + 1;
         let history = Self::in_pool_with_events(&self.training.pool, out, |out| {
-            let mut emit = |event: TrainEvent| emit_train_event(event, run, epochs, total_batches, out);
-            model::fit(net, model::TrainData { train, val, format, augment }, &config, &interrupt, &mut emit)
-        })?;
+            let out = std::cell::RefCell::new(out);
+            let tracker = std::cell::RefCell::new(&mut tracker);
+            let mut emit = |event: TrainEvent| {
+                tracker.borrow_mut().on_event(&event);
+                emit_train_event(event, run, epochs, total_batches, *out.borrow_mut())
+            };
+            let mut hook = |end: &model::EpochEnd<'_>| tracker.borrow_mut().on_epoch(net, end);
+            let hooks = model::FitHooks {
+                resume: resume.map(|c| c.state),
+                last_grads: tracker.borrow().wants_grads(),
+                on_epoch: Some(&mut hook),
+            };
+            model::fit_with(net, data, &config, &interrupt, &mut emit, hooks)
+        });
+        let history = history?;
         let seconds = started.elapsed().as_secs_f64();
         for note in &history.notes {
             out(Event::Text(note.clone()));
@@ -316,6 +345,7 @@ impl Session {
         if let Some(e) = &evaluation {
             out(Event::Text(format!("test accuracy after fit: {:.4} (recorded for `compare`)", e.accuracy)));
         }
+        tracker.finish(self, history.epochs.len(), evaluation.as_ref(), out);
         let record = RunRecord {
             model: state.origin.clone(),
             data: format!("{}, {} train", data_name(dataset), train.len()),
@@ -518,13 +548,28 @@ impl Session {
     }
 
     pub(super) fn show_mistakes(&mut self, count: usize, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
+        match self.mistakes_png(count)? {
+            None => out(Event::Text("no mistakes on the test split".into())),
+            Some((png, shown)) => out(Event::Image(Image {
+                name: "mistakes".into(),
+                title: format!("{shown} worst test mistakes (true→predicted)"),
+                png,
+                svg: None,
+            })),
+        }
+        Ok(())
+    }
+
+    /// A grid of the `count` test images the model gets most wrong (the lowest probability
+    /// given to the true class), captioned true→predicted, and how many it shows; `None`
+    /// without mistakes.
+    pub(super) fn mistakes_png(&self, count: usize) -> Result<Option<(Vec<u8>, usize)>, SessionError> {
         let dataset = self.dataset.as_ref().ok_or("show mistakes needs data: run `load mnist` first")?;
         let state = self.model_for("show mistakes")?;
         let labels = label_map(&state.classes, dataset)?;
         let test = dataset.split(SplitKind::Test).filter(|s| !s.is_empty()).ok_or("there is no test split")?;
         let (net, scaling) = (&state.net, dataset.scaling);
         let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &test.pixels, scaling))?;
-        // Worst first: the lowest probability given to the true class, among wrong predictions.
         let mut wrong: Vec<(usize, usize, f32)> = probs
             .iter()
             .enumerate()
@@ -535,8 +580,7 @@ impl Session {
             })
             .collect();
         if wrong.is_empty() {
-            out(Event::Text("no mistakes on the test split".into()));
-            return Ok(());
+            return Ok(None);
         }
         wrong.sort_by(|a, b| a.2.total_cmp(&b.2));
         wrong.truncate(count.max(1));
@@ -548,13 +592,7 @@ impl Session {
             .collect();
         let columns = (images.len() as f64).sqrt().ceil() as usize;
         let png = plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns)?;
-        out(Event::Image(Image {
-            name: "mistakes".into(),
-            title: format!("{} worst test mistakes (true→predicted)", images.len()),
-            png,
-            svg: None,
-        }));
-        Ok(())
+        Ok(Some((png, images.len())))
     }
 
     pub(super) fn save_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {

@@ -90,7 +90,7 @@ def test_complete_with_unicode_spaces_and_combining_marks(kernel):
     assert reply["matches"] == []  # a zero-width space is no space: `mn\u200b` completes to nothing
     # Leading full-width spaces are indentation: the keyword completes, positions in code points.
     reply = request(kc, "complete_request", {"code": "\u3000\u3000lo", "cursor_pos": 4})
-    assert reply["matches"] == ["load", "loss"]
+    assert reply["matches"] == ["load", "log", "loss"]
     assert (reply["cursor_start"], reply["cursor_end"]) == (2, 4)
     code = "print \"e\u0301\u3000\"\nload mnist f"
     reply = request(kc, "complete_request", {"code": code, "cursor_pos": len(code)})
@@ -158,7 +158,7 @@ def test_a_megabyte_line(kernel):
     reply = request(kc, "complete_request", {"code": line, "cursor_pos": len(line)})
     assert reply["status"] == "ok" and reply["cursor_end"] == len(line)
     reply = request(kc, "complete_request", {"code": line + "\nlo", "cursor_pos": len(line) + 3})
-    assert reply["matches"] == ["load", "loss"]
+    assert reply["matches"] == ["load", "log", "loss"]
     reply = request(kc, "inspect_request", {"code": line, "cursor_pos": len(line) // 2, "detail_level": 0})
     assert reply["status"] == "ok" and reply["found"] is True
     assert request(kc, "is_complete_request", {"code": line})["status"] == "complete"
@@ -240,7 +240,7 @@ def test_forced_panic_in_the_execute_handler(tmp_path):
             assert "report" in " ".join(content["traceback"])
             assert [m["content"]["ename"] for m in messages if m["msg_type"] == "error"] == ["InternalError"]
             reply = request(kc, "complete_request", {"code": "lo", "cursor_pos": 2})
-            assert reply["matches"] == ["load", "loss"]
+            assert reply["matches"] == ["load", "log", "loss"]
             assert request(kc, "kernel_info_request", {})["status"] == "ok"
         assert "execute_request handler panicked" in (tmp_path / "kernel.log").read_text()
     finally:

@@ -808,7 +808,7 @@ mod tests {
             assert_eq!(replies[i].1["ename"], "InternalError");
             assert!(replies[i].1["execution_count"].is_u64());
         }
-        assert_eq!(replies[1].1["matches"], json!(["load", "loss"]));
+        assert_eq!(replies[1].1["matches"], json!(["load", "log", "loss"]));
         let errors = iopub.iter().filter(|(t, _)| t == "error").count();
         assert_eq!(errors, 1, "the silent one publishes nothing");
     }

@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn completes_keywords_and_arguments() {
         let r = complete("lo", 2);
-        assert_eq!(strings(&r["matches"]), vec!["load", "loss"]);
+        assert_eq!(strings(&r["matches"]), vec!["load", "log", "loss"]);
         assert_eq!((r["cursor_start"].as_u64(), r["cursor_end"].as_u64()), (Some(0), Some(2)));
         let r = complete("info\nload fa", 12);
         assert_eq!(strings(&r["matches"]), vec!["fashion-mnist"]);
@@ -249,7 +249,7 @@ mod tests {
         // Ideographic indentation is indentation.
         let code = "\u{3000}\u{3000}lo";
         let r = complete(code, 4);
-        assert_eq!(strings(&r["matches"]), vec!["load", "loss"]);
+        assert_eq!(strings(&r["matches"]), vec!["load", "log", "loss"]);
         assert_eq!((r["cursor_start"].as_u64(), r["cursor_end"].as_u64()), (Some(2), Some(4)));
         // Every cursor in a line of odd characters.
         let code = "lo\u{301}ad\u{2003}mn\u{a0}ist \u{3000}\u{205f}fr\u{200b}om é\n\u{3000}sh";
@@ -283,7 +283,7 @@ mod tests {
         assert_eq!(cursor(c(json!({"code": "lo", "cursor_pos": 1e300}))), (Some(0), Some(2)));
         assert_eq!(cursor(c(json!({"code": "lo"}))), (Some(0), Some(2)));
         assert_eq!(cursor(c(json!({"code": "lo", "cursor_pos": null}))), (Some(0), Some(2)));
-        assert_eq!(strings(&c(json!({"code": "lo"}))["matches"]), vec!["load", "loss"]);
+        assert_eq!(strings(&c(json!({"code": "lo"}))["matches"]), vec!["load", "log", "loss"]);
         for bad in [json!({"code": "lo", "cursor_pos": "2"}), json!({"code": "lo", "cursor_pos": [2]})] {
             let r = c(bad);
             assert_eq!((r["status"].as_str(), r["ename"].as_str()), (Some("error"), Some("InvalidRequest")));
@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(inspect(&line, n / 2)["found"], true, "the line's statement");
         assert_eq!(is_complete(&line)["status"], "complete");
         let code = format!("{line}\nlo");
-        assert_eq!(strings(&complete(&code, n + 3)["matches"]), vec!["load", "loss"]);
+        assert_eq!(strings(&complete(&code, n + 3)["matches"]), vec!["load", "log", "loss"]);
         let words = format!("model {}", "conv32 ".repeat(150_000));
         assert_eq!(complete(&words, words.chars().count())["status"], "ok");
         assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());

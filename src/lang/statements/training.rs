@@ -15,8 +15,8 @@ use crate::model::{DeviceKind, Layer, Optimizer, Schedule};
 
 /// The statements of this group, in the order `help` lists them.
 pub(crate) const STATEMENTS: &[StatementDoc] = &[
-    MODEL, SUMMARY, OPTIMIZER, SCHEDULE, BATCH, MEMORY, LOSS, FIND_LR, FIT, EVALUATE, PLOT, PREDICT, DEVICE, THREADS,
-    EXPORT,
+    MODEL, SUMMARY, OPTIMIZER, SCHEDULE, BATCH, MEMORY, LOSS, FIND_LR, FIT, RESUME, LOG, EVALUATE, PLOT, PREDICT,
+    DEVICE, THREADS, EXPORT,
 ];
 
 /// The `model` statement.
@@ -288,9 +288,9 @@ fn loss(input: &str) -> Res<'_, StatementKind> {
 /// The `fit` statement.
 const FIT: StatementDoc = StatementDoc {
     keyword: "fit",
-    synopsis: &["fit N [patience P]"],
-    summary: "Train for N epochs: shuffled batches, online augmentation of train only, a Keras-style line per epoch, the best validation epoch's weights kept and restored, early stopping after P epochs without improvement. Ctrl-C stops after the current batch.",
-    words: &["patience"],
+    synopsis: &["fit N [patience P] [checkpoint DIR]"],
+    summary: "Train for N epochs: shuffled batches, online augmentation of train only, a Keras-style line per epoch, the best validation epoch's weights kept and restored, early stopping after P epochs without improvement. Ctrl-C stops after the current batch. With `checkpoint DIR`, after every epoch DIR/last.safetensors (and DIR/best.safetensors for the epoch whose weights fit keeps) is written atomically: the model, optimizer state, schedule position, epoch, generator positions and history, for `resume DIR`; `load model` reads either as a model. With `log tensorboard` on, each fit also writes a TensorBoard run.",
+    words: &["patience", "checkpoint"],
     numbers: &[&ranges::EPOCHS, &ranges::PATIENCE],
     example: "fit 10",
     parse: fit,
@@ -299,7 +299,43 @@ const FIT: StatementDoc = StatementDoc {
 fn fit(input: &str) -> Res<'_, StatementKind> {
     let (rest, epochs) = count_arg(&ranges::EPOCHS)(input)?;
     let (rest, patience) = opt(preceded(tuple((space1, tag("patience"))), count_arg(&ranges::PATIENCE)))(rest)?;
-    Ok((rest, StatementKind::Fit { epochs, patience }))
+    let (rest, checkpoint) =
+        opt(preceded(tuple((space1, tag("checkpoint"))), arg("a folder for the checkpoints", path)))(rest)?;
+    Ok((rest, StatementKind::Fit { epochs, patience, checkpoint }))
+}
+
+/// The `resume` statement.
+const RESUME: StatementDoc = StatementDoc {
+    keyword: "resume",
+    synopsis: &["resume DIR"],
+    summary: "Continue the run that `fit N checkpoint DIR` checkpointed: the model, optimizer state, schedule, generators and history come from DIR/last.safetensors, and training goes on to the N epochs planned, checkpointing into DIR again. The data must be the same as the run's (prepared by the same statements: a fingerprint is checked) and so must the augmentation; on the CPU with the same thread count the result is bit-identical to an uninterrupted run.",
+    words: &[],
+    numbers: &[],
+    example: "resume runs/mnist",
+    parse: resume,
+};
+
+fn resume(input: &str) -> Res<'_, StatementKind> {
+    map(arg("a checkpoint folder", path), StatementKind::Resume)(input)
+}
+
+/// The `log` statement.
+const LOG: StatementDoc = StatementDoc {
+    keyword: "log",
+    synopsis: &["log tensorboard DIR", "log off"],
+    summary: "From now on each `fit` writes a TensorBoard run DIR/<model>-<time>/ (its name printed): per-epoch scalars (loss, accuracy, val_loss, val_accuracy, learning rate, images/s), the running loss every few batches, per-epoch histograms of each parameter and of its gradient at the epoch's last step, a sample grid at the start, the confusion matrix and worst test mistakes at the end, and the model and statements as text. `log off` stops.",
+    words: &["tensorboard", "off"],
+    numbers: &[],
+    example: "log tensorboard runs/tb",
+    parse: log,
+};
+
+fn log(input: &str) -> Res<'_, StatementKind> {
+    let (rest, word) = arg("`tensorboard DIR` or `off`", keyword(&["tensorboard", "off"]))(input)?;
+    if word == "off" {
+        return Ok((rest, StatementKind::Log(None)));
+    }
+    map(arg("a folder for the TensorBoard runs", path), |dir| StatementKind::Log(Some(dir)))(rest)
 }
 
 /// The `find lr` statement.

@@ -1,0 +1,447 @@
+//! Checkpoints that resume: the state of a [`fit`](super::fit) run after an epoch, and the
+//! checkpoint file that holds it beside the model.
+//!
+//! A checkpoint is a model file (see [`super::checkpoint`]: `load model` reads it as one) with
+//! more: the tensors `train.order` (the shuffled training order, u32), `train.opt.<g>.<i>.m`,
+//! `.v` (Adam's moments) or `.velocity` (SGD's) for variable `i` of optimizer group `g`, and
+//! `train.best.<name>` (the best epoch's weights), plus a `train` metadata entry (JSON): the
+//! training settings, epochs and steps done, the shuffling generator's position, the dropout
+//! position, the optimizer's step count, the best epoch and score, the history, a SHA-256
+//! fingerprint of the data and the caller's own settings.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::checkpoint::{load_model_bytes, model_metadata, ModelMeta};
+use super::network::{Network, Weights};
+use super::optim::GroupState;
+use super::train::{History, TrainConfig, TrainData};
+use super::{ModelError, Result};
+use crate::data::PixelScaling;
+
+/// The value of the `format` field of the `train` entry this version writes.
+pub const CHECKPOINT_FORMAT: &str = "mnistlab-checkpoint/1";
+
+/// The prefix of the tensors a checkpoint adds to a model file.
+pub const TRAIN_PREFIX: &str = "train.";
+
+/// The position of a ChaCha8 generator: its seed, stream and word position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    /// The 32-byte seed, as hex.
+    pub seed: String,
+    /// The stream number.
+    pub stream: u64,
+    /// The word position (a u128, as decimal text).
+    pub word_pos: String,
+}
+
+impl RngState {
+    /// The position of `rng`.
+    pub fn of(rng: &ChaCha8Rng) -> RngState {
+        RngState {
+            seed: hex::encode(rng.get_seed()),
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos().to_string(),
+        }
+    }
+
+    /// A generator at this position.
+    pub fn to_rng(&self) -> ChaCha8Rng {
+        let mut seed = [0u8; 32];
+        if let Ok(bytes) = hex::decode(&self.seed) {
+            if bytes.len() == 32 {
+                seed.copy_from_slice(&bytes);
+            }
+        }
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(self.word_pos.parse().unwrap_or(0));
+        rng
+    }
+
+    /// Whether the text fields are well formed (checked when a checkpoint is read).
+    fn is_valid(&self) -> bool {
+        hex::decode(&self.seed).is_ok_and(|b| b.len() == 32) && self.word_pos.parse::<u128>().is_ok()
+    }
+}
+
+/// The best epoch so far: its score (lower is better), number and weights.
+#[derive(Debug, Clone)]
+pub struct BestState {
+    /// The monitored metric, lower is better (validation accuracy negated).
+    pub score: f32,
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Its weights.
+    pub weights: Weights,
+}
+
+/// Everything a [`fit`](super::fit) run needs to continue after a finished epoch, besides the
+/// network's weights and its settings.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    /// Epochs finished.
+    pub epochs_done: usize,
+    /// Optimizer steps taken (the schedule's position).
+    pub step: usize,
+    /// The shuffling generator.
+    pub rng: RngState,
+    /// The dropout masks' seed and calls drawn (see [`Network::dropout_state`]).
+    pub dropout: (u64, u64),
+    /// The training order after the last shuffle (each epoch shuffles the previous order).
+    pub order: Vec<u32>,
+    /// Each optimizer group's state.
+    pub optimizer: Vec<GroupState>,
+    /// The best epoch so far, when validated.
+    pub best: Option<BestState>,
+    /// The history so far.
+    pub history: History,
+}
+
+/// The `train` metadata entry of a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainEntry {
+    format: String,
+    config: TrainConfig,
+    epochs_done: usize,
+    step: usize,
+    rng: RngState,
+    dropout: (u64, u64),
+    /// Per optimizer group: `adam` with its step count, or `sgd`; and its variable count.
+    optimizer: Vec<(String, i32, usize)>,
+    best: Option<(f32, usize)>,
+    history: History,
+    data: String,
+    settings: BTreeMap<String, String>,
+}
+
+/// What a run is, as its checkpoints record it: its settings, its data and the caller's own
+/// settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    /// The training settings of the run (epochs included).
+    pub config: TrainConfig,
+    /// The data fingerprint ([`data_fingerprint`]) of the run's data.
+    pub data: String,
+    /// Free-form settings of the caller (the session's augmentation, say).
+    pub settings: BTreeMap<String, String>,
+}
+
+/// What a checkpoint says besides the model: the run and where it stands.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The run.
+    pub info: RunInfo,
+    /// Where it stands.
+    pub state: RunState,
+}
+
+/// A SHA-256 fingerprint of what a run trains on: the train and validation splits' pixels and
+/// labels and the images' size and scaling (not the augmentation, which is a function).
+pub fn data_fingerprint(data: &TrainData<'_>) -> String {
+    let mut hash = Sha256::new();
+    for split in [Some(data.train), data.val] {
+        match split {
+            Some(s) => {
+                hash.update((s.labels.len() as u64).to_le_bytes());
+                hash.update(&s.pixels);
+                hash.update(&s.labels);
+            }
+            None => hash.update(u64::MAX.to_le_bytes()),
+        }
+    }
+    let f = data.format;
+    hash.update(format!("{}x{} {:?}", f.rows, f.cols, f.scaling).as_bytes());
+    hex::encode(hash.finalize())
+}
+
+/// The tensors of a checkpoint, model weights first.
+fn checkpoint_tensors(net: &Network, state: &RunState) -> Result<Vec<(String, Tensor)>> {
+    let device = Device::Cpu;
+    let mut tensors = net.snapshot()?;
+    let order = Tensor::from_slice(&state.order, state.order.len(), &device)?;
+    tensors.push((format!("{TRAIN_PREFIX}order"), order));
+    let vector = |v: &[f32]| Tensor::from_slice(v, v.len(), &device);
+    for (g, group) in state.optimizer.iter().enumerate() {
+        let mut put = |kind: &str, values: &[Vec<f32>]| -> Result<()> {
+            for (i, v) in values.iter().enumerate() {
+                tensors.push((format!("{TRAIN_PREFIX}opt.{g}.{i}.{kind}"), vector(v)?));
+            }
+            Ok(())
+        };
+        match group {
+            GroupState::Adam { m, v, .. } => {
+                put("m", m)?;
+                put("v", v)?;
+            }
+            GroupState::Sgd { velocity } => put("velocity", velocity)?,
+        }
+    }
+    if let Some(best) = &state.best {
+        for (name, t) in &best.weights {
+            tensors.push((format!("{TRAIN_PREFIX}best.{name}"), t.clone()));
+        }
+    }
+    Ok(tensors)
+}
+
+/// The classes, pixel scaling and free-form entries of a model file (see [`super::save_model`]).
+pub type ModelParts<'a> = (&'a [String], PixelScaling, &'a BTreeMap<String, String>);
+
+/// The checkpoint file's bytes: `net` as a model file (see [`super::save_model`]) with the run
+/// `info` and its `state`.
+pub fn checkpoint_bytes(net: &Network, model: ModelParts<'_>, info: &RunInfo, state: &RunState) -> Result<Vec<u8>> {
+    let (classes, scaling, extra) = model;
+    let mut meta = model_metadata(net, classes, scaling, extra)?;
+    let optimizer = state
+        .optimizer
+        .iter()
+        .map(|g| match g {
+            GroupState::Adam { step, m, .. } => ("adam".to_string(), *step, m.len()),
+            GroupState::Sgd { velocity } => ("sgd".to_string(), 0, velocity.len()),
+        })
+        .collect();
+    let entry = TrainEntry {
+        format: CHECKPOINT_FORMAT.to_string(),
+        config: info.config.clone(),
+        epochs_done: state.epochs_done,
+        step: state.step,
+        rng: state.rng.clone(),
+        dropout: state.dropout,
+        optimizer,
+        best: state.best.as_ref().map(|b| (b.score, b.epoch)),
+        history: state.history.clone(),
+        data: info.data.clone(),
+        settings: info.settings.clone(),
+    };
+    let json = serde_json::to_string(&entry)
+        .map_err(|e| ModelError::Data(format!("cannot record the run in the checkpoint: {e}")))?;
+    meta.insert("train".to_string(), json);
+    let tensors = checkpoint_tensors(net, state)?;
+    safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
+        .map_err(|e| ModelError::Data(format!("cannot encode the checkpoint: {e}")))
+}
+
+/// Reads a checkpoint written with [`checkpoint_bytes`]: the network (on `device`), its model
+/// metadata and the run. A model file without a run is refused, naming `path`.
+pub fn load_checkpoint(path: &Path, device: &Device) -> Result<(Network, ModelMeta, Checkpoint)> {
+    let bytes = crate::budget::read_file(path)?;
+    let (net, meta) = load_model_bytes(path, &bytes, device)?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| ModelError::format(path, format!("not a safetensors file: {e}")))?;
+    let text = header.metadata().as_ref().and_then(|m| m.get("train")).ok_or_else(|| {
+        ModelError::format(path, "a model file without a training run: `load model` reads it, `resume` cannot")
+    })?;
+    let entry: TrainEntry =
+        serde_json::from_str(text).map_err(|e| ModelError::format(path, format!("bad `train` metadata: {e}")))?;
+    if entry.format != CHECKPOINT_FORMAT || !entry.rng.is_valid() {
+        return Err(ModelError::format(path, format!("unsupported checkpoint `{}`", entry.format)));
+    }
+    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| ModelError::format(path, format!("cannot read the tensors: {e}")))?;
+    let state = run_state(path, &entry, &tensors)?;
+    let info = RunInfo { config: entry.config, data: entry.data, settings: entry.settings };
+    let checkpoint = Checkpoint { info, state };
+    Ok((net, meta, checkpoint))
+}
+
+/// The run's state from the `train` entry and the checkpoint's tensors.
+fn run_state(path: &Path, entry: &TrainEntry, tensors: &HashMap<String, Tensor>) -> Result<RunState> {
+    let missing = |name: &str| ModelError::format(path, format!("the checkpoint has no tensor `{name}`"));
+    let get = |name: String| -> Result<Tensor> { tensors.get(&name).cloned().ok_or_else(|| missing(&name)) };
+    let floats = |name: String| -> Result<Vec<f32>> { Ok(get(name)?.to_dtype(DType::F32)?.to_vec1::<f32>()?) };
+    let order = get(format!("{TRAIN_PREFIX}order"))?.to_vec1::<u32>()?;
+    let mut optimizer = Vec::new();
+    for (g, (kind, step, count)) in entry.optimizer.iter().enumerate() {
+        let all = |what: &str| -> Result<Vec<Vec<f32>>> {
+            (0..*count).map(|i| floats(format!("{TRAIN_PREFIX}opt.{g}.{i}.{what}"))).collect()
+        };
+        optimizer.push(match kind.as_str() {
+            "adam" => GroupState::Adam { step: *step, m: all("m")?, v: all("v")? },
+            "sgd" => GroupState::Sgd { velocity: all("velocity")? },
+            other => return Err(ModelError::format(path, format!("unknown optimizer state `{other}`"))),
+        });
+    }
+    let best_prefix = format!("{TRAIN_PREFIX}best.");
+    let best = entry.best.map(|(score, epoch)| {
+        let mut weights: Weights = tensors
+            .iter()
+            .filter_map(|(k, t)| k.strip_prefix(&best_prefix).map(|name| (name.to_string(), t.clone())))
+            .collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        BestState { score, epoch, weights }
+    });
+    Ok(RunState {
+        epochs_done: entry.epochs_done,
+        step: entry.step,
+        rng: entry.rng.clone(),
+        dropout: entry.dropout,
+        order,
+        optimizer,
+        best,
+        history: entry.history.clone(),
+    })
+}
+
+/// The file names a checkpoint folder holds.
+pub const LAST: &str = "last.safetensors";
+/// The checkpoint of the epoch whose weights `fit` keeps (see [`EpochEnd::kept`]).
+pub const BEST: &str = "best.safetensors";
+
+/// Writes the checkpoint of a finished epoch into `dir`: `last.safetensors` always, and
+/// `best.safetensors` too when `kept` (the epoch whose weights `fit` would keep); each
+/// atomically, so a run killed at any moment leaves the previous checkpoint whole.
+///
+/// [`EpochEnd::kept`]: super::EpochEnd::kept
+pub fn write_checkpoint(
+    dir: &Path,
+    net: &Network,
+    model: ModelParts<'_>,
+    (info, state): (&RunInfo, &RunState),
+    kept: bool,
+) -> Result<()> {
+    let bytes = checkpoint_bytes(net, model, info, state)?;
+    super::write_atomically(&dir.join(LAST), &bytes)?;
+    if kept {
+        super::write_atomically(&dir.join(BEST), &bytes)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::augment::{Key, Op, Pipeline};
+    use crate::data::Images;
+    use crate::model::optim::Optimizer;
+    use crate::model::spec::{Layer, ModelSpec};
+    use crate::model::train::tests::{mnist, mnist_format};
+    use crate::model::train::{fit_with, EpochStats, FitHooks, Schedule};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn spec() -> ModelSpec {
+        ModelSpec::new(vec![Layer::conv(6), Layer::BatchNorm, Layer::MaxPool, Layer::Dropout(0.3), Layer::Dense(16)])
+    }
+
+    /// Everything but the times of each epoch.
+    fn metrics(h: &History) -> Vec<EpochStats> {
+        h.epochs.iter().map(|e| EpochStats { seconds: 0.0, images_per_sec: 0.0, ..e.clone() }).collect()
+    }
+
+    fn values(net: &Network) -> Vec<(String, Vec<f32>)> {
+        let snap = net.snapshot().unwrap();
+        snap.into_iter().map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1().unwrap())).collect()
+    }
+
+    /// Trains `config` on real MNIST with rotation and shift drawn per batch, writing a
+    /// checkpoint after every epoch into `dir` and raising the interrupt after `stop_after`
+    /// epochs; resumes from `resume` when given. The network and history at the end.
+    fn train(
+        config: &TrainConfig,
+        dir: &Path,
+        stop_after: Option<usize>,
+        resume: Option<(Network, Checkpoint)>,
+    ) -> (Network, History) {
+        let (train, val) = (mnist(true, 300), mnist(false, 100));
+        let format = mnist_format(PixelScaling::Unit);
+        let pipeline = Pipeline::new(vec![Op::rotate(10.0), Op::shift(0.1)]).unwrap();
+        let fill = |indices: &[usize], epoch: u64, out: &mut [f32]| {
+            let images = Images::new(&train.pixels, 28, 28);
+            pipeline.augment_batch_f32(images, indices, Key::new(7, epoch), PixelScaling::Unit, out).unwrap();
+        };
+        let data = TrainData { augment: Some(&fill), ..TrainData::new(&train, Some(&val), format) };
+        let (net, resume) = match resume {
+            Some((net, ck)) => (net, Some(ck.state)),
+            None => (Network::new(&spec(), (1, 28, 28), 10, &Device::Cpu, 5).unwrap(), None),
+        };
+        let stop = AtomicBool::new(false);
+        let classes = crate::data::dataset::digit_classes();
+        let fingerprint = data_fingerprint(&data);
+        let info = RunInfo { config: config.clone(), data: fingerprint, settings: BTreeMap::new() };
+        let mut hook = |end: &super::super::EpochEnd<'_>| {
+            write_checkpoint(
+                dir,
+                &net,
+                (&classes, PixelScaling::Unit, &BTreeMap::new()),
+                (&info, end.state),
+                end.kept,
+            )?;
+            if Some(end.state.epochs_done) == stop_after {
+                stop.store(true, Ordering::Relaxed);
+            }
+            Ok(())
+        };
+        let hooks = FitHooks { resume, on_epoch: Some(&mut hook), last_grads: false };
+        let h = fit_with(&net, data, config, &stop, &mut |_| {}, hooks).unwrap();
+        (net, h)
+    }
+
+    fn resumes_bit_identically(config: TrainConfig) {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (whole, whole_history) = train(&config, dirs.0.path(), None, None);
+        let (_, cut) = train(&config, dirs.1.path(), Some(2), None);
+        assert_eq!(cut.epochs.len(), 2);
+        let (net, _, ck) = load_checkpoint(&dirs.1.path().join(LAST), &Device::Cpu).unwrap();
+        assert_eq!((ck.state.epochs_done, &ck.info.config), (2, &config));
+        let (resumed, history) = train(&config, dirs.1.path(), None, Some((net, ck)));
+        assert_eq!(values(&resumed), values(&whole));
+        assert_eq!(metrics(&history), metrics(&whole_history));
+        assert_eq!(
+            (history.best_epoch, history.restored_best),
+            (whole_history.best_epoch, whole_history.restored_best)
+        );
+        assert_eq!(history.stop, whole_history.stop);
+        // Both folders end with the same last checkpoint's weights, and best is a model file.
+        let last = |d: &Path| values(&crate::model::load_model(&d.join(LAST), &Device::Cpu).unwrap().0);
+        assert_eq!(last(dirs.0.path()), last(dirs.1.path()));
+        let (best, _) = crate::model::load_model(&dirs.1.path().join(BEST), &Device::Cpu).unwrap();
+        if whole_history.best_epoch.is_some() {
+            assert_eq!(values(&best), values(&whole));
+        }
+    }
+
+    #[test]
+    fn adam_with_two_groups_and_a_schedule_resumes_bit_identically() {
+        resumes_bit_identically(TrainConfig {
+            epochs: 4,
+            seed: 3,
+            schedule: Schedule::OneCycle,
+            body_lr: Some(3e-4),
+            label_smoothing: 0.1,
+            ..TrainConfig::default()
+        });
+    }
+
+    #[test]
+    fn sgd_with_momentum_resumes_bit_identically() {
+        let optimizer = Optimizer::Sgd { lr: 0.05, momentum: 0.9 };
+        resumes_bit_identically(TrainConfig { epochs: 4, seed: 8, optimizer, ..TrainConfig::default() });
+    }
+
+    #[test]
+    fn the_generator_position_round_trips() {
+        let mut rng = ChaCha8Rng::seed_from_u64(42);
+        let mut order: Vec<u32> = (0..100).collect();
+        rand::seq::SliceRandom::shuffle(&mut order[..], &mut rng);
+        let mut back = RngState::of(&rng).to_rng();
+        assert_eq!(rand::Rng::random::<u64>(&mut back), rand::Rng::random::<u64>(&mut rng));
+    }
+
+    #[test]
+    fn a_model_file_is_not_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let net = Network::new(&spec(), (1, 28, 28), 10, &Device::Cpu, 1).unwrap();
+        let classes = crate::data::dataset::digit_classes();
+        crate::model::save_model(&path, &net, &classes, PixelScaling::Unit, &BTreeMap::new()).unwrap();
+        let e = load_checkpoint(&path, &Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("m.safetensors") && e.contains("without a training run"), "{e}");
+    }
+}
