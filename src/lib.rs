@@ -5,6 +5,8 @@
 //! (operations), [`session`] (the interpreter, which emits [`session::Event`]s), and the
 //! front ends in [`front`] (REPL, script runner, Jupyter kernel).
 
+#![warn(missing_docs)]
+
 pub mod budget;
 pub mod data;
 pub mod front;

@@ -41,9 +41,19 @@ pub struct Statement {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoadSource {
     /// A named dataset, from the cache or fetched; `from` points at a folder holding its files.
-    Named { name: Named, from: Option<PathBuf> },
+    Named {
+        /// Which dataset.
+        name: Named,
+        /// A folder holding its files, instead of the cache.
+        from: Option<PathBuf>,
+    },
     /// A pair of IDX files (optionally gzip-compressed).
-    Idx { images: PathBuf, labels: PathBuf },
+    Idx {
+        /// The images file.
+        images: PathBuf,
+        /// The labels file.
+        labels: PathBuf,
+    },
     /// A Keras `mnist.npz`.
     Npz(PathBuf),
     /// A deeplearning.net `mnist.pkl.gz`.
@@ -58,9 +68,23 @@ pub enum LoadSource {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SplitSpec {
     /// Pool every loaded image and divide it by these percentages (train/val/test).
-    Percent { train: u32, val: u32, test: u32, seed: Option<u64> },
+    Percent {
+        /// Percent of the images for training.
+        train: u32,
+        /// Percent for validation.
+        val: u32,
+        /// Percent for testing.
+        test: u32,
+        /// The shuffle's seed; the session's seed when `None`.
+        seed: Option<u64>,
+    },
     /// Keep the test split; carve `percent` of train into a validation split.
-    Validation { percent: u32, seed: Option<u64> },
+    Validation {
+        /// Percent of the train split that becomes the validation split.
+        percent: u32,
+        /// The shuffle's seed; the session's seed when `None`.
+        seed: Option<u64>,
+    },
 }
 
 /// What a statement asks the session to do.
@@ -71,7 +95,14 @@ pub enum StatementKind {
     /// `info`
     Info,
     /// `show samples N [SPLIT] [class K]`
-    ShowSamples { count: usize, split: Option<SplitKind>, class: Option<u32> },
+    ShowSamples {
+        /// How many images.
+        count: usize,
+        /// From which split; train when `None`.
+        split: Option<SplitKind>,
+        /// Only images of this class.
+        class: Option<u32>,
+    },
     /// `normalize [-1..1]`: [`PixelScaling::Unit`] or [`PixelScaling::Symmetric`].
     Normalize(PixelScaling),
     /// `standardize`
@@ -83,9 +114,19 @@ pub enum StatementKind {
     /// `filter classes A-B` or `filter classes 1,3,5`
     FilterClasses(Vec<u32>),
     /// `subset N per class [seed S]`
-    Subset { per_class: usize, seed: Option<u64> },
+    Subset {
+        /// Images kept per class.
+        per_class: usize,
+        /// The draw's seed; the session's seed when `None`.
+        seed: Option<u64>,
+    },
     /// `save DIR [as FORMAT]`
-    Save { dir: PathBuf, format: SaveFormat },
+    Save {
+        /// The folder written.
+        dir: PathBuf,
+        /// The file format.
+        format: SaveFormat,
+    },
     /// `seed S`
     Seed(u64),
     /// `help [STATEMENT]`
@@ -111,15 +152,32 @@ pub enum StatementKind {
     /// `memory [SIZE]`: show or set the memory budget (bytes).
     Memory(Option<u64>),
     /// `loss crossentropy [smoothing S]`
-    Loss { smoothing: Option<f64> },
+    Loss {
+        /// Label smoothing ε; none when `None`.
+        smoothing: Option<f64>,
+    },
     /// `fit N [patience P] [checkpoint DIR]`
-    Fit { epochs: usize, patience: Option<usize>, checkpoint: Option<PathBuf> },
+    Fit {
+        /// Passes over the train split.
+        epochs: usize,
+        /// Stop after this many epochs without improvement.
+        patience: Option<usize>,
+        /// Write `last.safetensors` and `best.safetensors` here after every epoch.
+        checkpoint: Option<PathBuf>,
+    },
     /// `resume DIR`: continue the run checkpointed in DIR.
     Resume(PathBuf),
     /// `log tensorboard DIR` (`Some`) or `log off` (`None`).
     Log(Option<PathBuf>),
     /// `find lr [A..B] [steps N]`: the learning-rate range test from rate `start` to `end`.
-    FindLr { start: f64, end: f64, steps: usize },
+    FindLr {
+        /// The first rate.
+        start: f64,
+        /// The last rate.
+        end: f64,
+        /// Batches the rate grows over.
+        steps: usize,
+    },
     /// `evaluate [test|val|train]`
     Evaluate(Option<SplitKind>),
     /// `plot history|confusion`
@@ -145,7 +203,12 @@ pub enum StatementKind {
     /// `head N`: a fresh output layer for N classes.
     Head(usize),
     /// `adapt lora rank R [alpha A]`
-    AdaptLora { rank: usize, alpha: Option<f64> },
+    AdaptLora {
+        /// The adapters' rank R.
+        rank: usize,
+        /// The scale numerator α (the update is α/R·B·A); R when `None`.
+        alpha: Option<f64>,
+    },
     /// `merge`: fold LoRA adapters into the weights.
     Merge,
     /// `compare`: the table of this session's training runs.
@@ -175,7 +238,14 @@ pub enum LayerSelection {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AugmentSpec {
     /// Set the pipeline to these operations; `force` allows flips of digits; `nearest` sampling.
-    Ops { ops: Vec<Op>, force: bool, interpolation: Interpolation },
+    Ops {
+        /// The operations, in order.
+        ops: Vec<Op>,
+        /// Allow flips of digits.
+        force: bool,
+        /// How pixels are sampled.
+        interpolation: Interpolation,
+    },
     /// `augment off`
     Off,
     /// `augment` alone: show the pipeline.
