@@ -22,6 +22,10 @@ use crate::data::PixelScaling;
 /// The value of the `format` metadata key of the files this version writes.
 pub const FORMAT: &str = "mnistlab-model/1";
 
+/// The prefix of the tensors a training checkpoint (`model::resume`) adds to a model file;
+/// loading a model leaves them out.
+pub const TRAIN_PREFIX: &str = "train.";
+
 /// What a model file says besides its weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelMeta {
@@ -189,7 +193,7 @@ pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(N
     let mut tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(bytes, device)
         .map_err(|e| ModelError::format(path, format!("cannot read the weights: {e}")))?;
     // A checkpoint's training state (see `super::resume`) is not part of the model.
-    tensors.retain(|name, _| !name.starts_with(super::resume::TRAIN_PREFIX));
+    tensors.retain(|name, _| !name.starts_with(TRAIN_PREFIX));
     net.set_weights(&tensors).map_err(|e| ModelError::format(path, e.to_string()))?;
     Ok((net, meta))
 }

@@ -28,12 +28,12 @@ pub use lr_find::{lr_find, LrFind, LrFindConfig};
 pub use network::{Network, Weights};
 pub use optim::Optimizer;
 pub use preprocess::{preprocess_file, preprocess_gray, preprocess_image};
-pub use resume::{load_checkpoint, Checkpoint, RunInfo, RunState};
+pub use resume::{load_checkpoint, Checkpoint, RunInfo};
 pub use spec::{preset, Layer, LayerInfo, ModelSpec, Summary, SummaryRow};
 pub use tensors::split_tensors;
 pub use train::{
     evaluate, evaluate_mapped, fit, fit_with, predict_probs, Augment, EpochEnd, EpochStats, Evaluation, FitHooks,
-    History, LabelMap, Monitor, Schedule, StopReason, TrainConfig, TrainData, TrainEvent,
+    History, LabelMap, Monitor, RunState, Schedule, StopReason, TrainConfig, TrainData, TrainEvent,
 };
 
 /// Writes `bytes` to `path` atomically: into a temporary file beside it (the folder made if

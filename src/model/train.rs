@@ -15,8 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::network::{Network, Weights};
-use super::optim::{Optimizer, ParamGroups};
-use super::resume::{BestState, RngState, RunState};
+use super::optim::{GroupState, Optimizer, ParamGroups};
 use super::{ModelError, Result};
 use crate::data::{ImageFormat, PixelScaling, Split};
 
@@ -370,6 +369,80 @@ pub(super) fn check_fit(net: &Network, data: &TrainData<'_>, config: &TrainConfi
         return Err(ModelError::Data(format!("label smoothing {} is outside [0, 1)", config.label_smoothing)));
     }
     Ok(())
+}
+
+/// The position of a ChaCha8 generator: its seed, stream and word position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    /// The 32-byte seed, as hex.
+    pub seed: String,
+    /// The stream number.
+    pub stream: u64,
+    /// The word position (a u128, as decimal text).
+    pub word_pos: String,
+}
+
+impl RngState {
+    /// The position of `rng`.
+    pub fn of(rng: &ChaCha8Rng) -> RngState {
+        RngState {
+            seed: hex::encode(rng.get_seed()),
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos().to_string(),
+        }
+    }
+
+    /// A generator at this position.
+    pub fn to_rng(&self) -> ChaCha8Rng {
+        let mut seed = [0u8; 32];
+        if let Ok(bytes) = hex::decode(&self.seed) {
+            if bytes.len() == 32 {
+                seed.copy_from_slice(&bytes);
+            }
+        }
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(self.word_pos.parse().unwrap_or(0));
+        rng
+    }
+
+    /// Whether the text fields are well formed (checked when a checkpoint is read).
+    pub(super) fn is_valid(&self) -> bool {
+        hex::decode(&self.seed).is_ok_and(|b| b.len() == 32) && self.word_pos.parse::<u128>().is_ok()
+    }
+}
+
+/// The best epoch so far: its score (lower is better), number and weights.
+#[derive(Debug, Clone)]
+pub struct BestState {
+    /// The monitored metric, lower is better (validation accuracy negated).
+    pub score: f32,
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Its weights.
+    pub weights: Weights,
+}
+
+/// Everything a [`fit`](super::fit) run needs to continue after a finished epoch, besides the
+/// network's weights and its settings.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    /// Epochs finished.
+    pub epochs_done: usize,
+    /// Optimizer steps taken (the schedule's position).
+    pub step: usize,
+    /// The shuffling generator.
+    pub rng: RngState,
+    /// The dropout masks' seed and calls drawn (see [`Network::dropout_state`]).
+    pub dropout: (u64, u64),
+    /// The training order after the last shuffle (each epoch shuffles the previous order).
+    pub order: Vec<u32>,
+    /// Each optimizer group's state.
+    pub optimizer: Vec<GroupState>,
+    /// The best epoch so far, when validated.
+    pub best: Option<BestState>,
+    /// The history so far.
+    pub history: History,
 }
 
 /// Trains `net` on `data.train`, validating on `data.val` after each epoch.
