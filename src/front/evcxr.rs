@@ -19,7 +19,7 @@
 
 use base64::Engine;
 
-use super::render::{progress_text, table_html, table_text};
+use super::render::{escape, progress_text, table_html, table_text};
 use crate::lang::{self, ParseError, ParseErrorKind};
 use crate::session::{Event, RunError, Session};
 
@@ -58,7 +58,7 @@ impl Cell {
                 self.html.push_str(&format!(
                     "<figure style=\"margin:0.5em 0\"><img alt=\"{title}\" src=\"data:image/png;base64,{data}\"/>\
                      <figcaption>{title}</figcaption></figure>",
-                    title = escape(&image.title)
+                    title = escape(&image.title).replace('"', "&quot;")
                 ));
                 self.plain_line(&format!(
                     "[image: {} ({} bytes of PNG; shown in Jupyter)]",
@@ -131,15 +131,6 @@ impl Cell {
         self.plain.push_str(text);
         self.plain.push('\n');
     }
-}
-
-/// Escapes text for HTML (and so no HTML line can be the block's end marker).
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace(END, "EVCXR&#95;END_CONTENT")
 }
 
 /// One evcxr content block. A body line equal to the end marker gets a leading space, so the

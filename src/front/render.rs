@@ -45,7 +45,8 @@ pub fn table_text(table: &Table) -> String {
     out
 }
 
-fn escape(s: &str) -> String {
+/// Escapes `&`, `<` and `>` for HTML text.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
