@@ -24,8 +24,9 @@ pub fn split_tensors(split: &Split, format: ImageFormat, device: &Device) -> Res
         || format!("{n} images of {}×{} as f32", format.rows, format.cols),
         crate::budget::product(&[n as u64, image_len as u64, 4]),
     )?;
-    let (scale, offset) = format.scaling.affine();
-    let floats: Vec<f32> = split.pixels.iter().map(|&b| b as f32 * scale + offset).collect();
+    let mut floats = vec![0f32; n * image_len];
+    let all: Vec<usize> = (0..n).collect();
+    super::train::fill_batch(split, &all, format, &mut floats);
     let images = Tensor::from_vec(floats, (n, 1, format.rows, format.cols), device)?;
     let labels: Vec<u32> = split.labels.iter().map(|&l| l as u32).collect();
     let labels = Tensor::from_vec(labels, n, device)?;
