@@ -118,6 +118,29 @@ fn training_statements_in_the_wrong_order_say_what_is_missing() {
 }
 
 #[test]
+fn device_keeps_a_model_on_its_device_and_a_refused_device_changes_nothing() {
+    // The moves between devices run in tests/cuda.rs on a GPU; here, the CPU side of them.
+    let dir = tempfile::tempdir().unwrap();
+    let save = |session: &mut Session, name: &str| {
+        let path = dir.path().join(name);
+        run(session, &format!("save model {}", path.display()));
+        std::fs::read(path).unwrap()
+    };
+    let mut session = Session::new();
+    run(&mut session, "seed 2\nload mnist\nnormalize\nsubset 20 per class seed 2\nmodel conv4 bn pool dense8\nfit 1");
+    let before = save(&mut session, "before.safetensors");
+    assert_eq!(texts(&run(&mut session, "device cpu")), vec!["device cpu".to_string()], "already there: no move");
+    assert_eq!(save(&mut session, "cpu.safetensors"), before);
+    if mnistlab::model::device(mnistlab::model::DeviceKind::Cuda).is_err() {
+        let e = error(&mut session, "device cuda");
+        assert!(e.contains("no CUDA device") && !e.contains('\n'), "{e}");
+        assert!(session.network_copy().unwrap().device().is_cpu(), "the model stays where it was");
+        assert_eq!(save(&mut session, "after.safetensors"), before);
+        run(&mut session, "fit 1");
+    }
+}
+
+#[test]
 fn find_lr_suggests_rates_plots_them_and_leaves_the_weights_as_they_were() {
     let mut session = Session::new();
     run(&mut session, "load mnist\nsubset 200 per class seed 1\nnormalize\nmodel seed-small");

@@ -67,9 +67,39 @@ pub fn save_model(
 ) -> Result<()> {
     let meta = model_metadata(net, classes, scaling, extra)?;
     let weights = net.snapshot()?;
-    let bytes = safetensors::serialize(weights.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
-        .map_err(|e| ModelError::format(path, format!("cannot encode the weights: {e}")))?;
+    let bytes =
+        encode(&weights, meta).map_err(|e| ModelError::format(path, format!("cannot encode the weights: {e}")))?;
     super::write_atomically(path, &bytes)
+}
+
+/// `tensors` and `meta` as safetensors bytes, the same bytes for the same model: safetensors
+/// writes its metadata in `HashMap` order (one model saved twice gave two files), so the header
+/// is written again with its keys sorted; the tensor data, addressed from the header's end, stay
+/// as they are.
+pub(super) fn encode(
+    tensors: &[(String, Tensor)],
+    meta: HashMap<String, String>,
+) -> std::result::Result<Vec<u8>, String> {
+    let bytes =
+        safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(meta)).map_err(|e| e.to_string())?;
+    let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header = &bytes[8..8 + len];
+    let bad = |e: serde_json::Error| format!("safetensors wrote a header it cannot have: {e}");
+    let mut top: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header).map_err(bad)?;
+    if let Some(meta) = top.get_mut("__metadata__") {
+        let sorted: BTreeMap<String, String> = serde_json::from_value(meta.take()).map_err(bad)?;
+        *meta = serde_json::to_value(sorted).map_err(bad)?;
+    }
+    let mut text = serde_json::to_string(&top).map_err(bad)?;
+    // safetensors keeps the data 8-byte aligned: the header is padded with spaces.
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + len..]);
+    Ok(out)
 }
 
 /// The metadata entries of a model file for `net` (see [`save_model`]).

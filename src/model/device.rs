@@ -46,12 +46,17 @@ pub fn device(kind: DeviceKind) -> Result<Device> {
     }
 }
 
-/// The message for a CUDA device that could not be opened.
+/// The message for a CUDA device that could not be opened: candle's error without the backtrace
+/// it may carry, and what to do.
 fn no_cuda(e: &candle_core::Error) -> String {
-    if cfg!(feature = "cuda") {
-        format!("no CUDA device: {e} (this build has CUDA: is an NVIDIA GPU with its driver present?)")
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    if !cfg!(feature = "cuda") {
+        format!("no CUDA device: {first} (CUDA needs a build with `cargo build --release --features cuda`)")
+    } else if first.contains("CUDA_ERROR_STUB_LIBRARY") {
+        "no CUDA device: this machine has no NVIDIA driver (the binary runs on the CUDA stub library)".into()
     } else {
-        format!("no CUDA device: {e} (CUDA needs a build with `cargo build --release --features cuda`)")
+        format!("no CUDA device: {first} (this build has CUDA: is an NVIDIA GPU with its driver present?)")
     }
 }
 
@@ -87,8 +92,13 @@ mod tests {
                 assert!(matches!(e, ModelError::Device(_)), "{e:?}");
                 let e = e.to_string();
                 assert!(e.starts_with("no CUDA device: "), "{e}");
-                let hint = if cfg!(feature = "cuda") { "GPU with its driver" } else { "--features cuda" };
-                assert!(e.contains(hint), "{e}");
+                let hints: &[&str] = if cfg!(feature = "cuda") {
+                    &["GPU with its driver", "no NVIDIA driver"]
+                } else {
+                    &["--features cuda"]
+                };
+                assert!(hints.iter().any(|h| e.contains(h)), "{e}");
+                assert!(!e.contains('\n'), "one line, no backtrace: {e}");
             }
         }
     }

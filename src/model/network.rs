@@ -335,7 +335,13 @@ impl Network {
     /// An independent copy: the same architecture, frozen marks, adapters and dropout stream,
     /// and a copy of every tensor, so training one leaves the other as it was.
     pub fn try_clone(&self) -> Result<Network> {
-        let mut copy = Network::new(&self.spec, self.input, self.classes, &self.device, 0)?;
+        self.copy_to(&self.device)
+    }
+
+    /// A [`try_clone`](Network::try_clone) whose tensors live on `device`: how `device cuda`
+    /// and `device cpu` move a model (its moving statistics and adapters too).
+    pub fn copy_to(&self, device: &Device) -> Result<Network> {
+        let mut copy = Network::new(&self.spec, self.input, self.classes, device, 0)?;
         if let Some(config) = self.lora {
             copy.add_lora_at(&self.adapted_layers(), config, 0)?;
         }

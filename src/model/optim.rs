@@ -3,7 +3,9 @@
 //!
 //! Adam and AdamW update each f32 CPU variable in place in one pass over its values, with the
 //! moments in plain vectors (candle's `AdamW` runs a dozen tensor operations, each allocating,
-//! per variable and step); with a variable of another dtype or device they run candle's `AdamW`.
+//! per variable and step); with a variable of another dtype or device (CUDA) they run the same
+//! update as tensor operations on that device ([`TensorAdam`]), whose moments a checkpoint can
+//! read like the fused ones.
 
 use std::cell::RefCell;
 
@@ -154,12 +156,12 @@ impl candle_nn::Optimizer for Adam {
 }
 
 /// Adam with decoupled weight decay (as candle's `AdamW`): `w = w·(1 - lr·λ) - lr·m̂/(√v̂ + ε)`.
-/// Fused in-place updates when every variable is f32 on the CPU, candle's `AdamW` otherwise.
+/// Fused in-place updates when every variable is f32 on the CPU, tensor operations otherwise.
 pub enum AdamW {
     /// The one-pass CPU update.
     Fused(FusedAdam),
-    /// candle's tensor-operation update.
-    Candle(candle_nn::AdamW),
+    /// The tensor-operation update, on the variables' device.
+    Tensors(TensorAdam),
 }
 
 impl candle_nn::Optimizer for AdamW {
@@ -168,28 +170,28 @@ impl candle_nn::Optimizer for AdamW {
     fn new(vars: Vec<Var>, params: ParamsAdamW) -> candle_core::Result<AdamW> {
         Ok(match FusedAdam::new(vars.clone(), params.clone()) {
             Some(fused) => AdamW::Fused(fused),
-            None => AdamW::Candle(candle_nn::AdamW::new(vars, params)?),
+            None => AdamW::Tensors(TensorAdam::new(vars, params)?),
         })
     }
 
     fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
         match self {
             AdamW::Fused(o) => o.step(grads),
-            AdamW::Candle(o) => o.step(grads),
+            AdamW::Tensors(o) => o.step(grads),
         }
     }
 
     fn learning_rate(&self) -> f64 {
         match self {
             AdamW::Fused(o) => o.params.lr,
-            AdamW::Candle(o) => o.learning_rate(),
+            AdamW::Tensors(o) => o.params.lr,
         }
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
         match self {
             AdamW::Fused(o) => o.params.lr = lr,
-            AdamW::Candle(o) => o.set_learning_rate(lr),
+            AdamW::Tensors(o) => o.params.lr = lr,
         }
     }
 }
@@ -287,14 +289,11 @@ pub enum GroupState {
 }
 
 impl AnyOptimizer {
-    /// This optimizer's state; candle's AdamW (off the CPU or not f32) keeps its state private
-    /// and cannot be saved.
+    /// This optimizer's state, read back to the host from any device.
     fn state(&self) -> candle_core::Result<GroupState> {
         match self {
             AnyOptimizer::Adam(Adam(AdamW::Fused(o))) | AnyOptimizer::AdamW(AdamW::Fused(o)) => Ok(o.state()),
-            AnyOptimizer::Adam(_) | AnyOptimizer::AdamW(_) => {
-                candle_core::bail!("the Adam state off the CPU cannot be saved: checkpoints need `device cpu`")
-            }
+            AnyOptimizer::Adam(Adam(AdamW::Tensors(o))) | AnyOptimizer::AdamW(AdamW::Tensors(o)) => o.state(),
             AnyOptimizer::Sgd(o) => {
                 let velocity = o
                     .vars
@@ -311,6 +310,10 @@ impl AnyOptimizer {
         match (self, state) {
             (
                 AnyOptimizer::Adam(Adam(AdamW::Fused(o))) | AnyOptimizer::AdamW(AdamW::Fused(o)),
+                GroupState::Adam { step, m, v },
+            ) => o.set_state(*step, m, v),
+            (
+                AnyOptimizer::Adam(Adam(AdamW::Tensors(o))) | AnyOptimizer::AdamW(AdamW::Tensors(o)),
                 GroupState::Adam { step, m, v },
             ) => o.set_state(*step, m, v),
             (AnyOptimizer::Sgd(o), GroupState::Sgd { velocity }) => {
@@ -331,6 +334,80 @@ impl AnyOptimizer {
             }
             _ => candle_core::bail!("the saved optimizer state is for another optimizer"),
         }
+    }
+}
+
+/// Adam(W) as tensor operations on the variables' own device and dtype (CUDA, or f64): the
+/// update [`FusedAdam`] makes in one pass, with the moments in variables beside the weights.
+pub struct TensorAdam {
+    /// Each variable with its first and second moments.
+    vars: Vec<(Var, Var, Var)>,
+    params: ParamsAdamW,
+    step_t: i32,
+}
+
+impl TensorAdam {
+    /// The optimizer, with zero moments.
+    pub fn new(vars: Vec<Var>, params: ParamsAdamW) -> candle_core::Result<TensorAdam> {
+        let mut moments = Vec::with_capacity(vars.len());
+        for var in vars {
+            let zeros = || Var::zeros(var.shape(), var.dtype(), var.device());
+            moments.push((zeros()?, zeros()?, var));
+        }
+        let vars = moments.into_iter().map(|(m, v, var)| (var, m, v)).collect();
+        Ok(TensorAdam { vars, params, step_t: 0 })
+    }
+
+    /// One step for every variable with a gradient in `grads`.
+    pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        self.step_t += 1;
+        let p = &self.params;
+        let scale_m = 1.0 / (1.0 - p.beta1.powi(self.step_t));
+        let scale_v = 1.0 / (1.0 - p.beta2.powi(self.step_t));
+        for (var, m, v) in &self.vars {
+            let Some(g) = grads.get(var) else { continue };
+            let next_m = ((m.as_tensor() * p.beta1)? + (g * (1.0 - p.beta1))?)?;
+            let next_v = ((v.as_tensor() * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
+            let step = ((&next_m * scale_m)? / ((&next_v * scale_v)?.sqrt()? + p.eps)?)?;
+            let next_w = ((var.as_tensor() * (1.0 - p.lr * p.weight_decay))? - (step * p.lr)?)?;
+            m.set(&next_m)?;
+            v.set(&next_v)?;
+            var.set(&next_w)?;
+        }
+        Ok(())
+    }
+
+    /// The step count and each variable's moments as f32 on the host, for a checkpoint.
+    fn state(&self) -> candle_core::Result<GroupState> {
+        let host = |t: &Var| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
+        let (mut m, mut v) = (Vec::with_capacity(self.vars.len()), Vec::with_capacity(self.vars.len()));
+        for (_, mi, vi) in &self.vars {
+            m.push(host(mi)?);
+            v.push(host(vi)?);
+        }
+        Ok(GroupState::Adam { step: self.step_t, m, v })
+    }
+
+    /// Sets the step count and the moments from a [`TensorAdam::state`] or a
+    /// [`FusedAdam`]'s, moving them to the variables' device.
+    fn set_state(&mut self, step: i32, m: &[Vec<f32>], v: &[Vec<f32>]) -> candle_core::Result<()> {
+        if m.len() != self.vars.len() || v.len() != self.vars.len() {
+            candle_core::bail!("the saved Adam state has {} variables, the optimizer {}", m.len(), self.vars.len());
+        }
+        if self
+            .vars
+            .iter()
+            .zip(m.iter().zip(v))
+            .any(|((w, _, _), (m, v))| m.len() != w.elem_count() || v.len() != w.elem_count())
+        {
+            candle_core::bail!("the saved Adam moments do not fit the variables' shapes");
+        }
+        for ((w, mine_m, mine_v), (m, v)) in self.vars.iter().zip(m.iter().zip(v)) {
+            mine_m.set(&Tensor::from_slice(m, w.shape(), w.device())?.to_dtype(w.dtype())?)?;
+            mine_v.set(&Tensor::from_slice(v, w.shape(), w.device())?.to_dtype(w.dtype())?)?;
+        }
+        self.step_t = step;
+        Ok(())
     }
 }
 
@@ -544,12 +621,12 @@ mod tests {
         let config = AdamConfig { lr: 0.01, ..AdamConfig::default() };
         let want = adam_by_hand(0.01, 0.0);
         assert!(want.iter().zip(W0).all(|(w, w0)| (w - w0).abs() > 0.015), "{want:?}");
-        // f32 on the CPU runs the fused update, f64 candle's.
+        // f32 on the CPU runs the fused update, f64 the tensor one (as CUDA does).
         let (opt, fused) = two_steps::<Adam>(DType::F32, config);
         assert!(matches!(opt.0, AdamW::Fused(_)));
         assert_close(&fused, &want);
         let (opt, plain) = two_steps::<Adam>(DType::F64, config);
-        assert!(matches!(opt.0, AdamW::Candle(_)));
+        assert!(matches!(opt.0, AdamW::Tensors(_)));
         assert_close(&plain, &want);
         assert_eq!(opt.learning_rate(), 0.01);
     }
@@ -624,29 +701,60 @@ mod tests {
     }
 
     #[test]
-    fn fused_adam_matches_candles_adamw() {
+    fn fused_and_tensor_adam_match_candles_adamw() {
         let dev = Device::Cpu;
         let init: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
-        let run = |fused: bool| -> Vec<f32> {
+        let params = ParamsAdamW { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay: 0.1 };
+        // A loss whose gradient changes with the weights: sum(w³).
+        let grads = |var: &Var| var.as_tensor().powf(3.0).unwrap().sum_all().unwrap().backward().unwrap();
+        let run = |kind: usize| -> Vec<f32> {
             let var = Var::from_vec(init.clone(), (3, 100), &dev).unwrap();
-            let params = ParamsAdamW { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay: 0.1 };
-            let mut fused_opt = FusedAdam::new(vec![var.clone()], params.clone()).unwrap();
-            let mut plain = candle_nn::AdamW::new(vec![var.clone()], params).unwrap();
+            let mut fused = FusedAdam::new(vec![var.clone()], params.clone()).unwrap();
+            let mut tensors = TensorAdam::new(vec![var.clone()], params.clone()).unwrap();
+            let mut plain = candle_nn::AdamW::new(vec![var.clone()], params.clone()).unwrap();
             for _ in 0..5 {
-                // A loss whose gradient changes with the weights: sum(w³).
-                let grads = var.as_tensor().powf(3.0).unwrap().sum_all().unwrap().backward().unwrap();
-                if fused {
-                    fused_opt.step(&grads).unwrap();
-                } else {
-                    plain.step(&grads).unwrap();
+                let g = grads(&var);
+                match kind {
+                    0 => fused.step(&g).unwrap(),
+                    1 => tensors.step(&g).unwrap(),
+                    _ => plain.step(&g).unwrap(),
                 }
             }
             var.as_tensor().flatten_all().unwrap().to_vec1().unwrap()
         };
-        let (a, b) = (run(true), run(false));
-        assert_ne!(a, init, "the weights did not move");
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "fused {x} vs candle {y}");
+        let want = run(2);
+        assert_ne!(want, init, "the weights did not move");
+        for got in [run(0), run(1)] {
+            for (x, y) in got.iter().zip(&want) {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "ours {x} vs candle {y}");
+            }
         }
+    }
+
+    #[test]
+    fn tensor_adam_state_carries_over_to_the_fused_one() {
+        // A checkpoint taken on CUDA (the tensor update) resumes on the CPU (the fused one).
+        let dev = Device::Cpu;
+        let params = ParamsAdamW { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay: 0.0 };
+        let init: Vec<f32> = (0..40).map(|i| (i as f32 - 20.0) / 15.0).collect();
+        let grads = |var: &Var| var.as_tensor().powf(3.0).unwrap().sum_all().unwrap().backward().unwrap();
+        let a = Var::from_vec(init.clone(), 40, &dev).unwrap();
+        let mut tensors = TensorAdam::new(vec![a.clone()], params.clone()).unwrap();
+        for _ in 0..3 {
+            tensors.step(&grads(&a)).unwrap();
+        }
+        let GroupState::Adam { step, m, v } = tensors.state().unwrap() else { panic!("Adam's state") };
+        assert_eq!(step, 3);
+        assert!(m[0].iter().any(|&x| x != 0.0) && v[0].iter().any(|&x| x != 0.0));
+        let b = Var::from_vec(a.as_tensor().to_vec1::<f32>().unwrap(), 40, &dev).unwrap();
+        let mut fused = FusedAdam::new(vec![b.clone()], params).unwrap();
+        fused.set_state(step, &m, &v).unwrap();
+        tensors.step(&grads(&a)).unwrap();
+        fused.step(&grads(&b)).unwrap();
+        let (x, y): (Vec<f32>, Vec<f32>) = (a.as_tensor().to_vec1().unwrap(), b.as_tensor().to_vec1().unwrap());
+        for (x, y) in x.iter().zip(&y) {
+            assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "tensor {x} vs fused {y}");
+        }
+        assert!(fused.set_state(step, &m[..0], &v[..0]).is_err(), "a state of another size is refused");
     }
 }

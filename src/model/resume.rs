@@ -146,7 +146,7 @@ pub fn checkpoint_bytes(net: &Network, model: ModelParts<'_>, info: &RunInfo, st
         .map_err(|e| ModelError::Data(format!("cannot record the run in the checkpoint: {e}")))?;
     meta.insert("train".to_string(), json);
     let tensors = checkpoint_tensors(net, state)?;
-    safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
+    super::checkpoint::encode(&tensors, meta)
         .map_err(|e| ModelError::Data(format!("cannot encode the checkpoint: {e}")))
 }
 

@@ -316,6 +316,15 @@ fn check_split(net: &Network, split: &Split, format: ImageFormat, labels: &Label
     Ok(())
 }
 
+/// Fills `out` with the images at `chunk` of `data`'s training split, through its batch filler
+/// when it augments.
+fn fill_into(data: TrainData<'_>, epoch: usize, chunk: &[usize], out: &mut [f32]) {
+    match data.augment {
+        Some(hook) => hook(chunk, epoch as u64, out),
+        None => fill_batch(data.train, chunk, data.format, out),
+    }
+}
+
 /// Fills `out` with the pixels of the images at `indices`, scaled as `format` says.
 pub(super) fn fill_batch(split: &Split, indices: &[usize], format: ImageFormat, out: &mut [f32]) {
     let image_len = format.image_len();
@@ -502,8 +511,23 @@ pub fn fit_with(
     progress: &mut dyn FnMut(TrainEvent),
     hooks: FitHooks<'_>,
 ) -> Result<History> {
+    let overlap = !net.device().is_cpu();
+    fit_run(net, data, config, interrupt, progress, hooks, overlap)
+}
+
+/// [`fit_with`], filling each next batch during the step when `overlap` (see [`Run::epoch`]).
+fn fit_run(
+    net: &Network,
+    data: TrainData<'_>,
+    config: &TrainConfig,
+    interrupt: &AtomicBool,
+    progress: &mut dyn FnMut(TrainEvent),
+    hooks: FitHooks<'_>,
+    overlap: bool,
+) -> Result<History> {
     check_fit(net, &data, config)?;
     let mut run = Run::new(net, data, config, interrupt)?;
+    run.overlap = overlap;
     run.keep_grads = hooks.last_grads;
     run.on_epoch = hooks.on_epoch;
     let first = match hooks.resume {
@@ -571,6 +595,8 @@ struct Run<'a, 'h> {
     on_epoch: Option<OnEpoch<'h>>,
     keep_grads: bool,
     grads: Option<Weights>,
+    /// Fill the next batch while the device computes a step (off the CPU).
+    overlap: bool,
 }
 
 impl<'a, 'h> Run<'a, 'h> {
@@ -610,6 +636,7 @@ impl<'a, 'h> Run<'a, 'h> {
             on_epoch: None,
             keep_grads: false,
             grads: None,
+            overlap: false,
         })
     }
 
@@ -674,8 +701,19 @@ impl<'a, 'h> Run<'a, 'h> {
         let mut order = std::mem::take(&mut self.order);
         order.shuffle(&mut self.rng);
         let mut totals = Totals { loss_sum: 0.0, correct: 0, seen: 0, lr: self.config.optimizer.lr() };
-        for (b, chunk) in order.chunks(self.config.batch_size).enumerate() {
-            let stop = match self.batch(epoch, b, chunk, &mut totals) {
+        let chunks: Vec<&[usize]> = order.chunks(self.config.batch_size).collect();
+        // Off the CPU the step waits on the device: the next batch is filled (augmented) on
+        // the CPU meanwhile. On the CPU the step keeps every core busy, so batches are filled
+        // in turn.
+        let overlap = self.overlap;
+        if overlap {
+            if let Some(first) = chunks.first() {
+                self.fill(epoch, first);
+            }
+        }
+        for (b, chunk) in chunks.iter().enumerate() {
+            let next = if overlap { chunks.get(b + 1).copied() } else { None };
+            let stop = match self.batch(epoch, b, chunk, overlap, next, &mut totals) {
                 Ok(flow) => flow.is_break() || self.after_batch(epoch, b, &totals, progress).is_break(),
                 Err(e) => {
                     self.order = order;
@@ -691,23 +729,61 @@ impl<'a, 'h> Run<'a, 'h> {
         self.end_epoch(epoch, started, &totals, progress)
     }
 
-    /// One training step on the images at `chunk`, batch `b` of `epoch`; `Break` when the loss
-    /// is not finite (see [`Run::stop_non_finite`]).
-    fn batch(&mut self, epoch: usize, b: usize, chunk: &[usize], totals: &mut Totals) -> Result<ControlFlow<()>> {
+    /// Fills `self.buf` with the images at `chunk`, augmented when the run augments.
+    fn fill(&mut self, epoch: usize, chunk: &[usize]) {
+        let len = chunk.len() * self.data.format.image_len();
+        fill_into(self.data, epoch, chunk, &mut self.buf[..len]);
+    }
+
+    /// One training step on the images at `chunk`, batch `b` of `epoch` (already in the batch
+    /// buffer when `filled`), filling the buffer with `next`'s images during the step when
+    /// given; `Break` when the loss is not finite (see [`Run::stop_non_finite`]).
+    fn batch(
+        &mut self,
+        epoch: usize,
+        b: usize,
+        chunk: &[usize],
+        filled: bool,
+        next: Option<&[usize]>,
+        totals: &mut Totals,
+    ) -> Result<ControlFlow<()>> {
         let (config, step, total) = (self.config, self.step, self.total_steps);
         totals.lr = config.schedule.lr(config.optimizer.lr(), step, total, epoch);
         self.opt.set_rates(|base| config.schedule.lr(base, step, total, epoch));
         let ImageFormat { rows, cols, .. } = self.data.format;
         let m = chunk.len();
-        let batch = &mut self.buf[..m * rows * cols];
-        match self.data.augment {
-            Some(hook) => hook(chunk, epoch as u64, batch),
-            None => fill_batch(self.data.train, chunk, self.data.format, batch),
+        if !filled {
+            self.fill(epoch, chunk);
         }
-        let xs = Tensor::from_slice(batch, (m, 1, rows, cols), &self.device)?;
+        // The batch is copied to the device here, so the buffer is free for the next one.
+        let xs = Tensor::from_slice(&self.buf[..m * rows * cols], (m, 1, rows, cols), &self.device)?;
+        let Some(next) = next else { return self.step(epoch, b, chunk, &xs, totals) };
+        let (data, mut buf) = (self.data, std::mem::take(&mut self.buf));
+        let mut result = None;
+        rayon::in_place_scope(|scope| {
+            let len = next.len() * data.format.image_len();
+            let slot = &mut buf[..len];
+            scope.spawn(move |_| fill_into(data, epoch, next, slot));
+            result = Some(self.step(epoch, b, chunk, &xs, totals));
+        });
+        self.buf = buf;
+        result.expect("the scope ran the step")
+    }
+
+    /// The forward and backward pass and the optimizer step on the batch `xs` (the images at
+    /// `chunk`), and its loss and accuracy added to `totals`.
+    fn step(
+        &mut self,
+        epoch: usize,
+        b: usize,
+        chunk: &[usize],
+        xs: &Tensor,
+        totals: &mut Totals,
+    ) -> Result<ControlFlow<()>> {
+        let (config, m) = (self.config, chunk.len());
         let labels = config.labels.outputs(self.data.train, chunk);
         let ys = Tensor::from_vec(labels.clone(), m, &self.device)?;
-        let logits = self.net.forward(&xs, true)?;
+        let logits = self.net.forward(xs, true)?;
         let loss = loss_fn(&logits, &ys, config.label_smoothing)?;
         let loss_value = loss.to_scalar::<f32>()?;
         if !loss_value.is_finite() {
@@ -1075,6 +1151,31 @@ pub(crate) mod tests {
         let a = run(11);
         assert_eq!(a, run(11));
         assert_ne!(a.0, run(12).0);
+    }
+
+    #[test]
+    fn filling_the_next_batch_during_the_step_changes_nothing() {
+        // The overlapped filling a GPU run uses, forced on the CPU: the same weights and history.
+        let train = mnist(true, 200);
+        let config = TrainConfig { epochs: 2, batch_size: 48, ..TrainConfig::default() };
+        let stop = AtomicBool::new(false);
+        let hook = |indices: &[usize], epoch: u64, out: &mut [f32]| {
+            fill_batch(&train, indices, mnist_format(PixelScaling::Unit), out);
+            // An epoch-dependent change, as augmentation makes: the batch must be this epoch's.
+            out.iter_mut().step_by(7).for_each(|x| *x = (*x + epoch as f32 * 0.25).min(1.0));
+        };
+        let data = TrainData { augment: Some(&hook), ..TrainData::new(&train, None, mnist_format(PixelScaling::Unit)) };
+        let run = |overlap: bool| {
+            let net = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, 8).unwrap();
+            let h = fit_run(&net, data, &config, &stop, &mut quiet(), FitHooks::default(), overlap).unwrap();
+            let losses: Vec<f32> = h.epochs.iter().map(|e| e.loss).collect();
+            let weights: Vec<Vec<f32>> =
+                net.snapshot().unwrap().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap()).collect();
+            (losses, weights)
+        };
+        let (inline, overlapped) = (run(false), run(true));
+        assert_eq!(inline.0.len(), 2);
+        assert_eq!(inline, overlapped);
     }
 
     #[test]

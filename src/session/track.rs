@@ -9,7 +9,7 @@ use super::train::ModelState;
 use super::{Event, Session, SessionError};
 use crate::data::{PixelScaling, SplitKind};
 use crate::model::tensorboard::EventWriter;
-use crate::model::{self, resume, Evaluation, Network, Optimizer, RunInfo, TrainConfig, TrainData, TrainEvent};
+use crate::model::{self, resume, Evaluation, Network, RunInfo, TrainConfig, TrainData, TrainEvent};
 use crate::plot;
 
 /// What a training run reports to: its checkpoints and its TensorBoard run, each if asked for.
@@ -189,10 +189,6 @@ impl Session {
         let checkpoint = match checkpoint {
             None => None,
             Some(dir) => {
-                let fused = self.training.device.is_cpu() || matches!(config.optimizer, Optimizer::Sgd { .. });
-                if !fused {
-                    return Err("checkpoints save Adam's state only on the CPU: run `device cpu` first".into());
-                }
                 let info = RunInfo {
                     config: config.clone(),
                     data: resume::data_fingerprint(data),

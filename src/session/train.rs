@@ -736,13 +736,18 @@ impl Session {
         Ok(())
     }
 
-    /// `device cpu|cuda`: where models built from now on compute.
+    /// `device cpu|cuda`: where the model computes, from now on. A model already built or
+    /// loaded moves there (weights, moving statistics, adapters); the optimizer state of a
+    /// `fit` is made on the model's device, and each batch goes there once per step.
     pub(super) fn device(&mut self, kind: DeviceKind, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let device = model::device(kind)?;
-        if self.training.model.is_some() {
-            out(Event::Warning(
-                "the current model stays where it is; build or load a model to use the new device".into(),
-            ));
+        if let Some(state) = self.training.model.as_mut() {
+            if !state.net.device().same_device(&device) {
+                state.net = state.net.copy_to(&device)?;
+                out(Event::Text(format!("device {kind}: the model moved there")));
+                self.training.device = device;
+                return Ok(());
+            }
         }
         self.training.device = device;
         out(Event::Text(format!("device {kind}")));

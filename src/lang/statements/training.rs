@@ -414,7 +414,7 @@ fn predict(input: &str) -> Res<'_, StatementKind> {
 const DEVICE: StatementDoc = StatementDoc {
     keyword: "device",
     synopsis: &["device cpu|cuda"],
-    summary: "Where the model computes (cuda needs a build with `--features cuda`).",
+    summary: "Where the model computes: a model already built or loaded moves there (weights, batch-norm statistics, adapters), and so do the batches and optimizer state of every fit after it; `save model` writes the same file from either device. cuda needs a build with `--features cuda` (`scripts/cuda build`) and an NVIDIA GPU.",
     words: &["cpu", "cuda"],
     numbers: &[],
     example: "device cpu",

@@ -28,7 +28,9 @@ fn kept(key: u64, i: usize, threshold: u64) -> bool {
 }
 
 /// Inverted dropout of `x` with `rate` in [0, 1): kept values are scaled by 1 / (1 - rate).
-/// f32 on the CPU runs the fused op; elsewhere the same mask is built as a tensor.
+/// f32 on the CPU runs the fused op; another dtype on the CPU builds the same mask as a
+/// tensor. On a GPU the mask is drawn there (its generator seeded with `key`, so a run repeats
+/// on the same device), and no values cross to the host.
 pub fn dropout(x: &Tensor, rate: f32, key: u64) -> Result<Tensor> {
     if !(0.0..1.0).contains(&rate) {
         bail!("dropout: rate {rate} is outside [0, 1)");
@@ -36,6 +38,11 @@ pub fn dropout(x: &Tensor, rate: f32, key: u64) -> Result<Tensor> {
     let op = Dropout { threshold: (rate as f64 * 4_294_967_296.0) as u64, scale: 1.0 / (1.0 - rate), key };
     if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
         return x.contiguous()?.apply_op1(op);
+    }
+    if !x.device().is_cpu() {
+        x.device().set_seed(key)?;
+        let kept = Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(rate as f64)?;
+        return x.mul(&(kept.to_dtype(x.dtype())? * op.scale as f64)?);
     }
     let mask: Vec<f32> = (0..x.elem_count()).map(|i| if kept(key, i, op.threshold) { op.scale } else { 0.0 }).collect();
     x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?)
