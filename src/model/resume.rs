@@ -301,7 +301,7 @@ mod tests {
             }
             Ok(())
         };
-        let hooks = FitHooks { resume, on_epoch: Some(&mut hook), last_grads: false };
+        let hooks = FitHooks { resume, on_epoch: Some(&mut hook), last_grads: false, fill_ahead: None };
         let h = fit_with(&net, data, config, &stop, &mut |_| {}, hooks).unwrap();
         (net, h)
     }

@@ -498,6 +498,9 @@ pub struct FitHooks<'a> {
     pub on_epoch: Option<OnEpoch<'a>>,
     /// Keep the gradients of each epoch's last step for `on_epoch`.
     pub last_grads: bool,
+    /// Fill (augment) the next batch on the CPU while a step runs; `None` does so off the CPU
+    /// only, where the step waits on the device (on the CPU the step keeps every core busy).
+    pub fill_ahead: Option<bool>,
 }
 
 /// [`fit`] with [`FitHooks`]: a resumed run continues exactly where its state was taken (the
@@ -511,23 +514,9 @@ pub fn fit_with(
     progress: &mut dyn FnMut(TrainEvent),
     hooks: FitHooks<'_>,
 ) -> Result<History> {
-    let overlap = !net.device().is_cpu();
-    fit_run(net, data, config, interrupt, progress, hooks, overlap)
-}
-
-/// [`fit_with`], filling each next batch during the step when `overlap` (see [`Run::epoch`]).
-fn fit_run(
-    net: &Network,
-    data: TrainData<'_>,
-    config: &TrainConfig,
-    interrupt: &AtomicBool,
-    progress: &mut dyn FnMut(TrainEvent),
-    hooks: FitHooks<'_>,
-    overlap: bool,
-) -> Result<History> {
     check_fit(net, &data, config)?;
     let mut run = Run::new(net, data, config, interrupt)?;
-    run.overlap = overlap;
+    run.overlap = hooks.fill_ahead.unwrap_or(!net.device().is_cpu());
     run.keep_grads = hooks.last_grads;
     run.on_epoch = hooks.on_epoch;
     let first = match hooks.resume {
@@ -1167,7 +1156,8 @@ pub(crate) mod tests {
         let data = TrainData { augment: Some(&hook), ..TrainData::new(&train, None, mnist_format(PixelScaling::Unit)) };
         let run = |overlap: bool| {
             let net = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, 8).unwrap();
-            let h = fit_run(&net, data, &config, &stop, &mut quiet(), FitHooks::default(), overlap).unwrap();
+            let hooks = FitHooks { fill_ahead: Some(overlap), ..FitHooks::default() };
+            let h = fit_with(&net, data, &config, &stop, &mut quiet(), hooks).unwrap();
             let losses: Vec<f32> = h.epochs.iter().map(|e| e.loss).collect();
             let weights: Vec<Vec<f32>> =
                 net.snapshot().unwrap().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap()).collect();

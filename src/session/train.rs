@@ -333,6 +333,7 @@ impl Session {
                 resume: resume.map(|c| c.state),
                 last_grads: tracker.borrow().wants_grads(),
                 on_epoch: Some(&mut hook),
+                fill_ahead: None,
             };
             model::fit_with(net, data, &config, &interrupt, &mut emit, hooks)
         });
