@@ -494,33 +494,7 @@ impl<'a> Machine<'a> {
                     let g = self.global(module, name)?;
                     self.stack.push(g);
                 }
-                0x8c => {
-                    let n = self.u8()? as u64;
-                    self.push_bytes(n, true)?;
-                }
-                b'X' => {
-                    let n = self.u32()? as u64;
-                    self.push_bytes(n, true)?;
-                }
-                b'U' | b'C' => {
-                    let n = self.u8()? as u64;
-                    self.push_bytes(n, false)?;
-                }
-                b'T' => {
-                    let n = i32::from_le_bytes(self.bytes()?);
-                    if n < 0 {
-                        return Err(self.fail(format!("negative string length {n}")));
-                    }
-                    self.push_bytes(n as u64, false)?;
-                }
-                b'B' => {
-                    let n = self.u32()? as u64;
-                    self.push_bytes(n, false)?;
-                }
-                0x8e => {
-                    let n = u64::from_le_bytes(self.bytes()?);
-                    self.push_bytes(n, false)?;
-                }
+                0x8c | b'X' | b'U' | b'C' | b'T' | b'B' | 0x8e => self.string_op(op)?,
                 b'(' => self.marks.push(self.stack.len()),
                 b't' => {
                     let items = self.pop_mark()?;
@@ -531,43 +505,8 @@ impl<'a> Machine<'a> {
                     let items = self.pop_n((op - 0x84) as usize)?;
                     self.stack.push(Value::Tuple(Rc::new(items)));
                 }
-                b'J' => {
-                    let v = i32::from_le_bytes(self.bytes()?);
-                    self.stack.push(Value::Int(v as i64));
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.stack.push(Value::Int(v as i64));
-                }
-                b'M' => {
-                    let v = u16::from_le_bytes(self.bytes()?);
-                    self.stack.push(Value::Int(v as i64));
-                }
-                b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
-                b'q' => {
-                    let k = self.u8()? as u32;
-                    self.memo_put(k)?;
-                }
-                b'r' => {
-                    let k = self.u32()?;
-                    self.memo_put(k)?;
-                }
-                0x94 => {
-                    let k = self.memo.len() as u32;
-                    self.memo_put(k)?;
-                }
-                b'h' => {
-                    let k = self.u8()? as u32;
-                    let v = self.memo_get(k)?;
-                    self.stack.push(v);
-                }
-                b'j' => {
-                    let k = self.u32()?;
-                    let v = self.memo_get(k)?;
-                    self.stack.push(v);
-                }
+                b'J' | b'K' | b'M' | b'N' | 0x88 | 0x89 => self.scalar_op(op)?,
+                b'q' | b'r' | 0x94 | b'h' | b'j' => self.memo_op(op)?,
                 b'R' => self.reduce()?,
                 b'b' => self.build()?,
                 b'.' => return self.pop(),
@@ -582,6 +521,71 @@ impl<'a> Machine<'a> {
                         ),
                     ))
                 }
+            }
+        }
+    }
+
+    /// The string and bytes opcodes: a length (of the opcode's width), then that many bytes,
+    /// pushed as text for the UTF-8 ones.
+    fn string_op(&mut self, op: u8) -> Result<()> {
+        let (n, text) = match op {
+            0x8c => (self.u8()? as u64, true),
+            b'X' => (self.u32()? as u64, true),
+            b'U' | b'C' => (self.u8()? as u64, false),
+            b'T' => {
+                let n = i32::from_le_bytes(self.bytes()?);
+                if n < 0 {
+                    return Err(self.fail(format!("negative string length {n}")));
+                }
+                (n as u64, false)
+            }
+            b'B' => (self.u32()? as u64, false),
+            _ => (u64::from_le_bytes(self.bytes()?), false),
+        };
+        self.push_bytes(n, text)
+    }
+
+    /// The opcodes that push one integer, `None` or a boolean.
+    fn scalar_op(&mut self, op: u8) -> Result<()> {
+        let v = match op {
+            b'J' => Value::Int(i32::from_le_bytes(self.bytes()?) as i64),
+            b'K' => Value::Int(self.u8()? as i64),
+            b'M' => Value::Int(u16::from_le_bytes(self.bytes()?) as i64),
+            b'N' => Value::None,
+            0x88 => Value::Bool(true),
+            _ => Value::Bool(false),
+        };
+        self.stack.push(v);
+        Ok(())
+    }
+
+    /// The memo opcodes: store the top of the stack under a key (given, or the next one), or
+    /// push what a key holds.
+    fn memo_op(&mut self, op: u8) -> Result<()> {
+        match op {
+            b'q' => {
+                let k = self.u8()? as u32;
+                self.memo_put(k)
+            }
+            b'r' => {
+                let k = self.u32()?;
+                self.memo_put(k)
+            }
+            0x94 => {
+                let k = self.memo.len() as u32;
+                self.memo_put(k)
+            }
+            b'h' => {
+                let k = self.u8()? as u32;
+                let v = self.memo_get(k)?;
+                self.stack.push(v);
+                Ok(())
+            }
+            _ => {
+                let k = self.u32()?;
+                let v = self.memo_get(k)?;
+                self.stack.push(v);
+                Ok(())
             }
         }
     }
