@@ -253,19 +253,32 @@ impl FusedAdam {
 
     /// Sets the step count and the moments from a [`FusedAdam::state`].
     fn set_state(&mut self, step: i32, m: &[Vec<f32>], v: &[Vec<f32>]) -> candle_core::Result<()> {
-        if m.len() != self.vars.len() || v.len() != self.vars.len() {
-            candle_core::bail!("the saved Adam state has {} variables, the optimizer {}", m.len(), self.vars.len());
-        }
-        for ((var, mine_m, mine_v), (m, v)) in self.vars.iter_mut().zip(m.iter().zip(v)) {
-            if m.len() != var.elem_count() || v.len() != var.elem_count() {
-                candle_core::bail!("the saved Adam moments do not fit a variable of shape {:?}", var.dims());
-            }
+        check_adam_state(self.vars.iter().map(|(var, _, _)| var), m, v)?;
+        for ((_, mine_m, mine_v), (m, v)) in self.vars.iter_mut().zip(m.iter().zip(v)) {
             mine_m.clone_from(m);
             mine_v.clone_from(v);
         }
         self.step_t = step;
         Ok(())
     }
+}
+
+/// Checks that saved Adam moments `m` and `v` fit the variables `vars`, one vector each of the
+/// variable's size, before anything is set.
+fn check_adam_state<'a>(
+    vars: impl ExactSizeIterator<Item = &'a Var>,
+    m: &[Vec<f32>],
+    v: &[Vec<f32>],
+) -> candle_core::Result<()> {
+    if m.len() != vars.len() || v.len() != vars.len() {
+        candle_core::bail!("the saved Adam state has {} variables, the optimizer {}", m.len(), vars.len());
+    }
+    for (var, (m, v)) in vars.zip(m.iter().zip(v)) {
+        if m.len() != var.elem_count() || v.len() != var.elem_count() {
+            candle_core::bail!("the saved Adam moments do not fit a variable of shape {:?}", var.dims());
+        }
+    }
+    Ok(())
 }
 
 /// The state of one optimizer group, as a checkpoint stores it: per variable (in the group's
@@ -349,12 +362,14 @@ pub struct TensorAdam {
 impl TensorAdam {
     /// The optimizer, with zero moments.
     pub fn new(vars: Vec<Var>, params: ParamsAdamW) -> candle_core::Result<TensorAdam> {
-        let mut moments = Vec::with_capacity(vars.len());
-        for var in vars {
-            let zeros = || Var::zeros(var.shape(), var.dtype(), var.device());
-            moments.push((zeros()?, zeros()?, var));
-        }
-        let vars = moments.into_iter().map(|(m, v, var)| (var, m, v)).collect();
+        let zeros = |var: &Var| Var::zeros(var.shape(), var.dtype(), var.device());
+        let vars = vars
+            .into_iter()
+            .map(|var| {
+                let (m, v) = (zeros(&var)?, zeros(&var)?);
+                Ok((var, m, v))
+            })
+            .collect::<candle_core::Result<_>>()?;
         Ok(TensorAdam { vars, params, step_t: 0 })
     }
 
@@ -391,17 +406,7 @@ impl TensorAdam {
     /// Sets the step count and the moments from a [`TensorAdam::state`] or a
     /// [`FusedAdam`]'s, moving them to the variables' device.
     fn set_state(&mut self, step: i32, m: &[Vec<f32>], v: &[Vec<f32>]) -> candle_core::Result<()> {
-        if m.len() != self.vars.len() || v.len() != self.vars.len() {
-            candle_core::bail!("the saved Adam state has {} variables, the optimizer {}", m.len(), self.vars.len());
-        }
-        if self
-            .vars
-            .iter()
-            .zip(m.iter().zip(v))
-            .any(|((w, _, _), (m, v))| m.len() != w.elem_count() || v.len() != w.elem_count())
-        {
-            candle_core::bail!("the saved Adam moments do not fit the variables' shapes");
-        }
+        check_adam_state(self.vars.iter().map(|(var, _, _)| var), m, v)?;
         for ((w, mine_m, mine_v), (m, v)) in self.vars.iter().zip(m.iter().zip(v)) {
             mine_m.set(&Tensor::from_slice(m, w.shape(), w.device())?.to_dtype(w.dtype())?)?;
             mine_v.set(&Tensor::from_slice(v, w.shape(), w.device())?.to_dtype(w.dtype())?)?;

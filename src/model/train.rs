@@ -694,15 +694,14 @@ impl<'a, 'h> Run<'a, 'h> {
         // Off the CPU the step waits on the device: the next batch is filled (augmented) on
         // the CPU meanwhile. On the CPU the step keeps every core busy, so batches are filled
         // in turn.
-        let overlap = self.overlap;
-        if overlap {
+        if self.overlap {
             if let Some(first) = chunks.first() {
                 self.fill(epoch, first);
             }
         }
         for (b, chunk) in chunks.iter().enumerate() {
-            let next = if overlap { chunks.get(b + 1).copied() } else { None };
-            let stop = match self.batch(epoch, b, chunk, overlap, next, &mut totals) {
+            let next = if self.overlap { chunks.get(b + 1).copied() } else { None };
+            let stop = match self.batch(epoch, b, chunk, next, &mut totals) {
                 Ok(flow) => flow.is_break() || self.after_batch(epoch, b, &totals, progress).is_break(),
                 Err(e) => {
                     self.order = order;
@@ -725,14 +724,13 @@ impl<'a, 'h> Run<'a, 'h> {
     }
 
     /// One training step on the images at `chunk`, batch `b` of `epoch` (already in the batch
-    /// buffer when `filled`), filling the buffer with `next`'s images during the step when
-    /// given; `Break` when the loss is not finite (see [`Run::stop_non_finite`]).
+    /// buffer when the run overlaps), filling the buffer with `next`'s images during the step
+    /// when given; `Break` when the loss is not finite (see [`Run::stop_non_finite`]).
     fn batch(
         &mut self,
         epoch: usize,
         b: usize,
         chunk: &[usize],
-        filled: bool,
         next: Option<&[usize]>,
         totals: &mut Totals,
     ) -> Result<ControlFlow<()>> {
@@ -741,7 +739,7 @@ impl<'a, 'h> Run<'a, 'h> {
         self.opt.set_rates(|base| config.schedule.lr(base, step, total, epoch));
         let ImageFormat { rows, cols, .. } = self.data.format;
         let m = chunk.len();
-        if !filled {
+        if !self.overlap {
             self.fill(epoch, chunk);
         }
         // The batch is copied to the device here, so the buffer is free for the next one.

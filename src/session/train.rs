@@ -742,16 +742,19 @@ impl Session {
     /// `fit` is made on the model's device, and each batch goes there once per step.
     pub(super) fn device(&mut self, kind: DeviceKind, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let device = model::device(kind)?;
-        if let Some(state) = self.training.model.as_mut() {
-            if !state.net.device().same_device(&device) {
+        let moved = match self.training.model.as_mut() {
+            Some(state) if !state.net.device().same_device(&device) => {
                 state.net = state.net.copy_to(&device)?;
-                out(Event::Text(format!("device {kind}: the model moved there")));
-                self.training.device = device;
-                return Ok(());
+                true
             }
-        }
+            _ => false,
+        };
         self.training.device = device;
-        out(Event::Text(format!("device {kind}")));
+        out(Event::Text(if moved {
+            format!("device {kind}: the model moved there")
+        } else {
+            format!("device {kind}")
+        }));
         Ok(())
     }
 
