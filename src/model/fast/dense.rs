@@ -63,11 +63,15 @@ impl CustomOp3 for Dense {
         let rows = rows_per_task(n);
         y.par_chunks_mut(rows * outputs).zip(x.par_chunks(rows * inputs)).for_each(|(yc, xc)| {
             let m = xc.len() / inputs;
-            // y = x (m × IN) · wᵀ (IN × OUT, read from w with swapped strides).
-            matmul(m, outputs, inputs, (yc, outputs, 1), (xc, inputs, 1), (w, 1, inputs));
-            for row in yc.chunks_exact_mut(outputs) {
-                for (v, &bias) in row.iter_mut().zip(b) {
-                    *v += bias;
+            // y = x (m × IN) · wᵀ (IN × OUT, read from w with swapped strides), written column
+            // by column (an m × OUT matrix with row stride 1): gemm then packs the m rows of
+            // x, not the whole weight, which for a layer after a flattened convolution is
+            // many times larger than the batch.
+            let mut cols = vec![0f32; m * outputs];
+            matmul(m, outputs, inputs, (&mut cols, 1, m), (xc, inputs, 1), (w, 1, inputs));
+            for (i, row) in yc.chunks_exact_mut(outputs).enumerate() {
+                for ((v, &bias), col) in row.iter_mut().zip(b).zip(cols.chunks_exact(m)) {
+                    *v = col[i] + bias;
                     if self.relu && *v < 0.0 {
                         *v = 0.0;
                     }
