@@ -3,7 +3,8 @@
 //!
 //! candle's CPU convolution backward is slow (its `conv_transpose2d` is a direct loop and the
 //! weight gradient is a convolution with an output-sized kernel). These ops use im2col and
-//! `gemm` instead, run over the batch in parallel with rayon, fuse bias and ReLU into the
+//! `gemm` instead (Winograd's F(2×2, 3×3) for the forward pass and input gradient of padded
+//! 3 × 3 stride-1 convolutions), run over the batch in parallel with rayon, fuse bias and ReLU into the
 //! forward pass, and skip the input gradient when the input needs none. On other devices or
 //! dtypes they fall back to candle's own operations.
 
@@ -13,6 +14,7 @@ mod conv;
 mod dense;
 mod dropout;
 mod pool;
+mod winograd;
 
 pub use avgpool::{avg_pool2d, global_avg_pool};
 pub use batchnorm::{batch_norm_fixed, batch_norm_train, BatchStats};

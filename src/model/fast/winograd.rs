@@ -1,0 +1,331 @@
+//! 3 × 3 stride-1 convolution by Winograd's minimal filtering F(2×2, 3×3) (Lavin and Gray,
+//! "Fast Algorithms for Convolutional Neural Networks", 2015): every 2 × 2 output tile comes
+//! from a 4 × 4 input tile with 16 multiplications per channel pair where the direct form needs
+//! 36. The input tiles and the kernels are transformed into 16 matrices each, multiplied as 16
+//! `gemm` products over the channels, and transformed back. [`super::conv`] uses it for the
+//! forward pass and the input gradient of padded 3 × 3 stride-1 convolutions (the input
+//! gradient of such a convolution is itself one, of the output gradient with the kernels turned
+//! half a turn and their channels swapped, padded by 2 - pad); the weight gradient stays on
+//! im2col.
+
+use std::cell::RefCell;
+
+use super::matmul;
+
+/// The 16 transformed values of one tile or kernel, in row-major 4 × 4 order.
+const T: usize = 16;
+
+/// The sizes of one 3 × 3 stride-1 convolution in Winograd form: `ci` input planes of `h` × `w`
+/// with `pad` zeros on every side, `co` output planes of `oh` × `ow`, covered by `th` × `tw`
+/// tiles of 2 × 2 outputs.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Winograd {
+    ci: usize,
+    co: usize,
+    h: usize,
+    w: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+    th: usize,
+    tw: usize,
+}
+
+/// Planes of a batch in one slice: plane (image `i`, channel `c`) starts at
+/// `i * image + c * channel`, its rows contiguous.
+#[derive(Clone, Copy)]
+pub(super) struct Planes {
+    pub image: usize,
+    pub channel: usize,
+}
+
+impl Winograd {
+    /// The convolution of `ci` planes of `h` × `w` into `co` planes with `pad` zeros on every
+    /// side, or None when the kernel does not fit or the padding reaches past it (`pad` > 2).
+    pub(super) fn new(ci: usize, co: usize, h: usize, w: usize, pad: usize) -> Option<Self> {
+        let (oh, ow) = ((h + 2 * pad).checked_sub(2)?, (w + 2 * pad).checked_sub(2)?);
+        (pad <= 2 && oh >= 1 && ow >= 1 && ci > 0 && co > 0).then_some(Self {
+            ci,
+            co,
+            h,
+            w,
+            pad,
+            oh,
+            ow,
+            th: oh.div_ceil(2),
+            tw: ow.div_ceil(2),
+        })
+    }
+
+    /// The transformed kernels `G g Gᵀ`, 16 matrices of `co` × `ci` (row stride `ci`), from
+    /// `kernel(o, c)`, the 3 × 3 kernel from input plane `c` to output plane `o`.
+    pub(super) fn kernels(&self, kernel: impl Fn(usize, usize) -> [f32; 9]) -> Vec<f32> {
+        let mut u = vec![0f32; T * self.co * self.ci];
+        for o in 0..self.co {
+            for c in 0..self.ci {
+                let g = kernel(o, c);
+                // Gg: 4 × 3, G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1].
+                let mut gg = [[0f32; 3]; 4];
+                for j in 0..3 {
+                    let (a, b, d) = (g[j], g[3 + j], g[6 + j]);
+                    gg[0][j] = a;
+                    gg[1][j] = 0.5 * (a + b + d);
+                    gg[2][j] = 0.5 * (a - b + d);
+                    gg[3][j] = d;
+                }
+                for (i, row) in gg.iter().enumerate() {
+                    let [a, b, d] = *row;
+                    let v = [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d];
+                    for (j, &v) in v.iter().enumerate() {
+                        u[((4 * i + j) * self.co + o) * self.ci + c] = v;
+                    }
+                }
+            }
+        }
+        u
+    }
+
+    /// The kernels of a convolution `w` (`O` × `C` × 3 × 3, row-major) in this form.
+    pub(super) fn forward_kernels(&self, w: &[f32]) -> Vec<f32> {
+        self.kernels(|o, c| std::array::from_fn(|k| w[(o * self.ci + c) * 9 + k]))
+    }
+
+    /// The kernels of the input gradient of a convolution `w` (`O` × `C` × 3 × 3): from
+    /// output-gradient plane `o` (here an input) to input plane `c` (here an output), the
+    /// kernel `w[o][c]` turned half a turn.
+    pub(super) fn gradient_kernels(&self, w: &[f32]) -> Vec<f32> {
+        // Here `ci` is the convolution's O and `co` its C.
+        self.kernels(|c, o| std::array::from_fn(|k| w[(o * self.co + c) * 9 + 8 - k]))
+    }
+
+    /// Tile positions per image in the transformed matrices: `th` rows of `tw + 1`, the last
+    /// of each row a spare that keeps every transform a contiguous vector loop (its products
+    /// are computed and never read).
+    fn slots(&self) -> usize {
+        self.th * (self.tw + 1)
+    }
+
+    /// Output planes (`oh` × `ow`) of `nb` images into `out` (laid out as `out_at`, every value
+    /// overwritten) from the input planes (`h` × `w`) in `inp` (laid out as `in_at`), with the
+    /// kernels `u` of [`Winograd::kernels`].
+    pub(super) fn run(&self, nb: usize, u: &[f32], inp: &[f32], in_at: Planes, out: &mut [f32], out_at: Planes) {
+        let slots = self.slots();
+        // Tile columns of every matrix, rounded up so that gemm's vector rows need no packing.
+        let ld = (nb * slots).next_multiple_of(16);
+        let work = 4 * (self.th + 2) * (self.tw + 1) + 8 * (self.th + 1) * (self.tw + 1);
+        with_scratch(T * self.ci * ld, T * self.co * ld + work, |v, rest| {
+            let (m, work) = rest.split_at_mut(T * self.co * ld);
+            for i in 0..nb {
+                for c in 0..self.ci {
+                    let plane = &inp[i * in_at.image + c * in_at.channel..][..self.h * self.w];
+                    self.input_plane(plane, work, v, c * ld + i * slots, self.ci * ld);
+                }
+            }
+            for xi in 0..T {
+                // M_ξ (tiles × co, column-major) = V_ξ (tiles × ci) · U_ξᵀ (ci × co).
+                matmul(
+                    ld,
+                    self.co,
+                    self.ci,
+                    (&mut m[xi * self.co * ld..][..self.co * ld], 1, ld),
+                    (&v[xi * self.ci * ld..][..self.ci * ld], 1, ld),
+                    (&u[xi * self.co * self.ci..][..self.co * self.ci], 1, self.ci),
+                );
+            }
+            let m = &*m;
+            for i in 0..nb {
+                for o in 0..self.co {
+                    let plane = &mut out[i * out_at.image + o * out_at.channel..][..self.oh * self.ow];
+                    let vals = std::array::from_fn(|xi| &m[(xi * self.co + o) * ld + i * slots..][..slots]);
+                    self.output_plane(vals, plane, work);
+                }
+            }
+        });
+    }
+
+    /// Writes the 16 transformed values `Bᵀ d B` of every tile of one input plane, value ξ of
+    /// the tiles to `v[at + ξ · stride..][..slots]`; `work` is scratch.
+    ///
+    /// The padded plane is first split by the parity of its rows and columns into four
+    /// quarter planes q[a][b] of (th + 2) × (tw + 1): value (r, s) of the tile at slot t then
+    /// sits at q[r % 2][s % 2][t + (r / 2)(tw + 1) + s / 2], so each step of the transform is
+    /// one loop over all slots of contiguous, shifted views.
+    fn input_plane(&self, plane: &[f32], work: &mut [f32], v: &mut [f32], at: usize, stride: usize) {
+        let (wq, slots) = (self.tw + 1, self.slots());
+        let quarter = (self.th + 2) * wq;
+        let (q, rest) = work.split_at_mut(4 * quarter);
+        q.fill(0.0);
+        for (iy, row) in plane.chunks_exact(self.w).enumerate() {
+            let y = iy + self.pad;
+            let base = (y % 2) * 2 * quarter + (y / 2) * wq;
+            for (ix, &val) in row.iter().enumerate() {
+                let x = ix + self.pad;
+                q[base + (x % 2) * quarter + x / 2] = val;
+            }
+        }
+        let q = &*q;
+        let view = |a: usize, b: usize, shift: usize, len: usize| &q[(2 * a + b) * quarter + shift..][..len];
+        // d B along the rows of the tiles, for tile rows r = 0 and 1 (rows 2 and 3 are these
+        // shifted by one tile row): B's columns are [d0 - d2, d1 + d2, d2 - d1, d1 - d3].
+        let long = (self.th + 1) * wq;
+        let (t, _) = rest.split_at_mut(8 * long);
+        for r in 0..2 {
+            let (d0, d1, d2, d3) = (view(r, 0, 0, long), view(r, 1, 0, long), view(r, 0, 1, long), view(r, 1, 1, long));
+            let out = &mut t[4 * r * long..][..4 * long];
+            let (t0, out) = out.split_at_mut(long);
+            let (t1, out) = out.split_at_mut(long);
+            let (t2, t3) = out.split_at_mut(long);
+            for k in 0..long {
+                t0[k] = d0[k] - d2[k];
+                t1[k] = d1[k] + d2[k];
+                t2[k] = d2[k] - d1[k];
+                t3[k] = d1[k] - d3[k];
+            }
+        }
+        // Bᵀ down the rows: row r of the tile is t[r % 2] shifted by (r / 2) tile rows.
+        let t = &*t;
+        for j in 0..4 {
+            let (r0, r1) = (&t[j * long..][..long], &t[(4 + j) * long..][..long]);
+            let (a0, a1, a2, a3) = (&r0[..slots], &r1[..slots], &r0[wq..][..slots], &r1[wq..][..slots]);
+            let dst = |xi: usize| at + xi * stride..at + xi * stride + slots;
+            v[dst(j)].iter_mut().zip(a0).zip(a2).for_each(|((v, a0), a2)| *v = a0 - a2);
+            v[dst(4 + j)].iter_mut().zip(a1).zip(a2).for_each(|((v, a1), a2)| *v = a1 + a2);
+            v[dst(8 + j)].iter_mut().zip(a1).zip(a2).for_each(|((v, a1), a2)| *v = a2 - a1);
+            v[dst(12 + j)].iter_mut().zip(a1).zip(a3).for_each(|((v, a1), a3)| *v = a1 - a3);
+        }
+    }
+
+    /// Writes the 2 × 2 outputs `Aᵀ m A` of every tile into one output plane, from `m`, the 16
+    /// product values over the plane's tile slots; `work` is scratch.
+    fn output_plane(&self, m: [&[f32]; T], plane: &mut [f32], work: &mut [f32]) {
+        let (wq, slots) = (self.tw + 1, self.slots());
+        // Aᵀ = [1 1 1 0; 0 1 -1 -1]: down the rows first (s0 = m0 + m1 + m2, s1 = m1 - m2 - m3
+        // for each column j), then along them.
+        let (s, y) = work[..12 * slots].split_at_mut(8 * slots);
+        for j in 0..4 {
+            let (s0, s1) = s[2 * j * slots..][..2 * slots].split_at_mut(slots);
+            let (m0, m1, m2, m3) = (m[j], m[4 + j], m[8 + j], m[12 + j]);
+            for k in 0..slots {
+                s0[k] = m0[k] + m1[k] + m2[k];
+                s1[k] = m1[k] - m2[k] - m3[k];
+            }
+        }
+        let s = &*s;
+        for half in 0..2 {
+            let col = |j: usize| &s[(2 * j + half) * slots..][..slots];
+            let (a0, a1, a2, a3) = (col(0), col(1), col(2), col(3));
+            let (left, right) = y[..4 * slots].split_at_mut(slots);
+            let right = &mut right[..slots];
+            for k in 0..slots {
+                left[k] = a0[k] + a1[k] + a2[k];
+                right[k] = a1[k] - a2[k] - a3[k];
+            }
+            let pairs = self.ow / 2;
+            for ty in 0..self.th {
+                let oy = 2 * ty + half;
+                if oy >= self.oh {
+                    break;
+                }
+                let out = &mut plane[oy * self.ow..][..self.ow];
+                let (l, r) = (&left[ty * wq..][..self.tw], &right[ty * wq..][..self.tw]);
+                for (k, pair) in out[..2 * pairs].chunks_exact_mut(2).enumerate() {
+                    pair[0] = l[k];
+                    pair[1] = r[k];
+                }
+                if self.ow % 2 == 1 {
+                    out[self.ow - 1] = l[pairs];
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch: the transformed tiles and the products (and a row buffer), kept
+    /// between calls.
+    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `f` on two scratch buffers of lengths `a` and `b` with stale contents.
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let [x, y] = &mut *bufs;
+            for (buf, len) in [(&mut *x, a), (&mut *y, b)] {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+            }
+            f(&mut x[..a], &mut y[..b])
+        }
+        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct 3 × 3 convolution of `n` images, for checking.
+    fn direct(x: &[f32], k: &[f32], n: usize, g: &Winograd) -> Vec<f32> {
+        let Winograd { ci, co, h, w, pad, oh, ow, .. } = *g;
+        let mut y = vec![0f32; n * co * oh * ow];
+        for i in 0..n {
+            for o in 0..co {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut s = 0f64;
+                        for c in 0..ci {
+                            for ky in 0..3 {
+                                for kx in 0..3 {
+                                    let (iy, ix) = ((oy + ky).checked_sub(pad), (ox + kx).checked_sub(pad));
+                                    if let (Some(iy), Some(ix)) = (iy.filter(|&v| v < h), ix.filter(|&v| v < w)) {
+                                        s += (x[((i * ci + c) * h + iy) * w + ix] * k[((o * ci + c) * 3 + ky) * 3 + kx])
+                                            as f64;
+                                    }
+                                }
+                            }
+                        }
+                        y[((i * co + o) * oh + oy) * ow + ox] = s as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn pseudo(len: usize, seed: u64) -> Vec<f32> {
+        (0..len).map(|i| ((super::super::mix64(seed ^ i as u64) >> 40) as f32 / (1u64 << 24) as f32) - 0.5).collect()
+    }
+
+    #[test]
+    fn matches_the_direct_convolution() {
+        for &(n, ci, co, h, w, pad) in &[
+            (1, 1, 1, 4, 4, 0),
+            (1, 2, 1, 3, 3, 0),
+            (2, 3, 5, 7, 9, 1),
+            (3, 8, 4, 28, 28, 1),
+            (1, 16, 3, 5, 6, 0),
+            (2, 4, 6, 6, 5, 2),
+        ] {
+            let g = Winograd::new(ci, co, h, w, pad).unwrap();
+            let x = pseudo(n * ci * h * w, 1);
+            let k = pseudo(co * ci * 9, 2);
+            let mut y = vec![f32::NAN; n * co * g.oh * g.ow];
+            let u = g.forward_kernels(&k);
+            let p = g.oh * g.ow;
+            g.run(
+                n,
+                &u,
+                &x,
+                Planes { image: ci * h * w, channel: h * w },
+                &mut y,
+                Planes { image: co * p, channel: p },
+            );
+            let want = direct(&x, &k, n, &g);
+            for (a, b) in y.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{n} {ci} {co} {h}x{w} pad {pad}: {a} vs {b}");
+            }
+        }
+    }
+}
