@@ -154,7 +154,7 @@ impl Geom {
         })
     }
 
-    /// Whether this convolution and its input gradient run in Winograd form: 3 × 3 kernels at
+    /// Whether this convolution and its gradients run in Winograd form: 3 × 3 kernels at
     /// stride 1 with padding 1 or 2. Measured in the zoo bench, that form trained the
     /// same-padded model 1.3–1.7× faster, and unpadded convolutions (whose im2col and col2im
     /// copy whole rows) no faster, so these keep im2col.
@@ -162,8 +162,9 @@ impl Geom {
         self.kh == 3 && self.kw == 3 && self.stride == 1 && (1..=2).contains(&self.pad)
     }
 
-    /// The Winograd form of the forward pass, from [`WINOGRAD_CHANNELS`] input channels (below
-    /// that the im2col matrix is small and the transforms cost more than they save).
+    /// The Winograd form of the forward pass and the weight gradient, from
+    /// [`WINOGRAD_CHANNELS`] input channels (below that the im2col matrix is small and the
+    /// transforms cost more than they save).
     fn winograd(&self) -> Option<Winograd> {
         let fits = self.winograd_shape() && self.c >= WINOGRAD_CHANNELS;
         fits.then(|| Winograd::new(self.c, self.o, self.h, self.w, self.pad)).flatten()
@@ -477,6 +478,7 @@ impl Geom {
         let short = self.short_offsets();
         let wino = if want_x { self.winograd_gradient() } else { None };
         let u = wino.map(|wg| wg.gradient_kernels(w));
+        let wino_w = if want_w { self.winograd() } else { None };
         let parts: Vec<&mut [f32]> = if want_x {
             dx.chunks_mut(nb * self.x_len()).collect()
         } else {
@@ -489,12 +491,23 @@ impl Geom {
                 let first = ci * nb;
                 let m = nb.min(self.n - first);
                 let ld = m * p;
-                let mut acc = if want_w { vec![0f32; o * ckk + o] } else { Vec::new() };
-                let col_len = if want_w || wino.is_none() { ckk * ld } else { 0 };
+                // The weight gradient (transposed, or in Winograd form), then the bias's.
+                let weights = wino_w.map_or(o * ckk, |wf| wf.products_len());
+                let mut acc = if want_w { vec![0f32; weights + o] } else { Vec::new() };
+                let im2col = (want_w && wino_w.is_none()) || (want_x && wino.is_none());
+                let col_len = if im2col { ckk * ld } else { 0 };
                 with_scratch(o * ld, col_len, |dyc, col| {
                     self.pack_grad(src, first, m, dyc);
-                    if want_w {
-                        self.im2col_chunk(&x[first * self.x_len()..][..m * self.x_len()], col);
+                    let xc = &x[first * self.x_len()..][..m * self.x_len()];
+                    if let Some(wf) = wino_w.as_ref().filter(|_| want_w) {
+                        let (du, db) = acc.split_at_mut(weights);
+                        let planes = Planes { image: self.x_len(), channel: self.h * self.w };
+                        wf.add_weight_products(m, xc, planes, dyc, Planes { image: p, channel: ld }, du);
+                        for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
+                            *d = lane_sum(row);
+                        }
+                    } else if want_w {
+                        self.im2col_chunk(xc, col);
                         let (dw, db) = acc.split_at_mut(o * ckk);
                         // dw = dyc (o × ld) · colᵀ (ld × ckk, read from col with swapped
                         // strides), written transposed (column stride o): gemm then packs the
@@ -528,7 +541,15 @@ impl Geom {
                 a
             })
             .unwrap_or_default();
-        (acc, dx)
+        match wino_w.filter(|_| want_w) {
+            Some(wf) => {
+                let (du, db) = acc.split_at(wf.products_len());
+                let mut dw = wf.weight_gradient(du);
+                dw.extend_from_slice(db);
+                (dw, dx)
+            }
+            None => (acc, dx),
+        }
     }
 }
 

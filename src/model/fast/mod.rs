@@ -3,7 +3,7 @@
 //!
 //! candle's CPU convolution backward is slow (its `conv_transpose2d` is a direct loop and the
 //! weight gradient is a convolution with an output-sized kernel). These ops use im2col and
-//! `gemm` instead (Winograd's F(2×2, 3×3) for the forward pass and input gradient of padded
+//! `gemm` instead (Winograd's F(2×2, 3×3) for the forward pass and gradients of padded
 //! 3 × 3 stride-1 convolutions), run over the batch in parallel with rayon, fuse bias and ReLU into the
 //! forward pass, and skip the input gradient when the input needs none. On other devices or
 //! dtypes they fall back to candle's own operations.
@@ -107,6 +107,31 @@ pub(super) fn matmul(
     lhs: (&[f32], usize, usize),
     rhs: (&[f32], usize, usize),
 ) {
+    gemm_on_thread(m, n, k, dst, lhs, rhs, false);
+}
+
+/// `dst += lhs · rhs`, otherwise as [`matmul`].
+pub(super) fn matmul_add(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (&mut [f32], usize, usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+) {
+    gemm_on_thread(m, n, k, dst, lhs, rhs, true);
+}
+
+/// [`matmul`], adding to `dst` when `add`.
+fn gemm_on_thread(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (&mut [f32], usize, usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    add: bool,
+) {
     let fits = |len: usize, rows: usize, cols: usize, rs: usize, cs: usize| {
         rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
     };
@@ -126,14 +151,14 @@ pub(super) fn matmul(
             dst.0.as_mut_ptr(),
             dst.2 as isize,
             dst.1 as isize,
-            false,
+            add,
             lhs.0.as_ptr(),
             lhs.2 as isize,
             lhs.1 as isize,
             rhs.0.as_ptr(),
             rhs.2 as isize,
             rhs.1 as isize,
-            0.0,
+            if add { 1.0 } else { 0.0 },
             1.0,
             false,
             false,

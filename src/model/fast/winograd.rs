@@ -3,14 +3,14 @@
 //! from a 4 × 4 input tile with 16 multiplications per channel pair where the direct form needs
 //! 36. The input tiles and the kernels are transformed into 16 matrices each, multiplied as 16
 //! `gemm` products over the channels, and transformed back. [`super::conv`] uses it for the
-//! forward pass and the input gradient of padded 3 × 3 stride-1 convolutions (the input
-//! gradient of such a convolution is itself one, of the output gradient with the kernels turned
-//! half a turn and their channels swapped, padded by 2 - pad); the weight gradient stays on
-//! im2col.
+//! forward pass and both gradients of padded 3 × 3 stride-1 convolutions: the input gradient
+//! of such a convolution is itself one, of the output gradient with the kernels turned half a
+//! turn and their channels swapped, padded by 2 - pad; the weight gradient is the gradient of
+//! the transformed form, 16 `gemm` products over the tiles.
 
 use std::cell::RefCell;
 
-use super::matmul;
+use super::{matmul, matmul_add};
 
 /// The 16 transformed values of one tile or kernel, in row-major 4 × 4 order.
 const T: usize = 16;
@@ -143,6 +143,127 @@ impl Winograd {
         });
     }
 
+    /// Values of [`Winograd::add_weight_products`]' sums: 16 matrices of `co` × `ci`.
+    pub(super) fn products_len(&self) -> usize {
+        T * self.co * self.ci
+    }
+
+    /// The transformed weight gradient of `nb` images, added to `du` (16 matrices of `co` ×
+    /// `ci`, column-major, [`Winograd::products_len`] values), from the input planes in `inp`
+    /// (`h` × `w`, laid out as `in_at`) and the output gradient planes in `dy` (`oh` × `ow`,
+    /// laid out as `dy_at`); [`Winograd::weight_gradient`] turns the sum into the gradient.
+    ///
+    /// The forward pass is `y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` tile by tile, so the gradient of the
+    /// kernel `g` is `Gᵀ [Σ_tiles (A dy Aᵀ) ⊙ (Bᵀ d B)] G`: the sum over tiles is 16 `gemm`
+    /// products over the tiles, of the transformed output gradient and the transformed input.
+    pub(super) fn add_weight_products(
+        &self,
+        nb: usize,
+        inp: &[f32],
+        in_at: Planes,
+        dy: &[f32],
+        dy_at: Planes,
+        du: &mut [f32],
+    ) {
+        let slots = self.slots();
+        let ld = (nb * slots).next_multiple_of(16);
+        let work = 4 * (self.th + 2) * (self.tw + 1) + 8 * (self.th + 1) * (self.tw + 1);
+        with_scratch(T * self.ci * ld, T * self.co * ld + work, |v, rest| {
+            let (g, work) = rest.split_at_mut(T * self.co * ld);
+            // The slots past the last image (the rounding of ld) must add nothing.
+            for buf in [&mut *g, &mut *v] {
+                buf.chunks_exact_mut(ld).for_each(|row| row[nb * slots..].fill(0.0));
+            }
+            for i in 0..nb {
+                for c in 0..self.ci {
+                    let plane = &inp[i * in_at.image + c * in_at.channel..][..self.h * self.w];
+                    self.input_plane(plane, work, v, c * ld + i * slots, self.ci * ld);
+                }
+                for o in 0..self.co {
+                    let plane = &dy[i * dy_at.image + o * dy_at.channel..][..self.oh * self.ow];
+                    self.gradient_plane(plane, work, g, o * ld + i * slots, self.co * ld);
+                }
+            }
+            for xi in 0..T {
+                // dU_ξ (co × ci, column-major) += DY_ξ (co × tiles) · V_ξᵀ (tiles × ci).
+                matmul_add(
+                    self.co,
+                    self.ci,
+                    ld,
+                    (&mut du[xi * self.co * self.ci..][..self.co * self.ci], 1, self.co),
+                    (&g[xi * self.co * ld..][..self.co * ld], ld, 1),
+                    (&v[xi * self.ci * ld..][..self.ci * ld], 1, ld),
+                );
+            }
+        });
+    }
+
+    /// The weight gradient from the sums `du` of [`Winograd::add_weight_products`]: `Gᵀ dU G`
+    /// for every kernel, transposed (`(c · 9 + k) · co + o`).
+    pub(super) fn weight_gradient(&self, du: &[f32]) -> Vec<f32> {
+        // Gᵀ = [1 ½ ½ 0; 0 ½ -½ 0; 0 ½ ½ 1].
+        let gt = |a: f32, b: f32, c: f32, d: f32| [a + 0.5 * (b + c), 0.5 * (b - c), 0.5 * (b + c) + d];
+        let mut dw = vec![0f32; 9 * self.ci * self.co];
+        for c in 0..self.ci {
+            for o in 0..self.co {
+                let u = |xi: usize| du[(xi * self.ci + c) * self.co + o];
+                // Gᵀ dU: 3 × 4, column by column; then each of its rows times G.
+                let cols: [[f32; 3]; 4] = std::array::from_fn(|j| gt(u(j), u(4 + j), u(8 + j), u(12 + j)));
+                for r in 0..3 {
+                    let k = gt(cols[0][r], cols[1][r], cols[2][r], cols[3][r]);
+                    for (kx, &val) in k.iter().enumerate() {
+                        dw[(c * 9 + 3 * r + kx) * self.co + o] = val;
+                    }
+                }
+            }
+        }
+        dw
+    }
+
+    /// Writes the 16 transformed values `A dy Aᵀ` of every 2 × 2 tile of one output-gradient
+    /// plane (zero past the plane's edge and in the spare slots), value ξ of the tiles to
+    /// `g[at + ξ · stride..][..slots]`; `work` is scratch.
+    fn gradient_plane(&self, plane: &[f32], work: &mut [f32], g: &mut [f32], at: usize, stride: usize) {
+        let (wq, slots) = (self.tw + 1, self.slots());
+        let (corners, _) = work[..4 * slots].split_at_mut(4 * slots);
+        corners.fill(0.0);
+        // The tile's four values, a b / c d, each over all slots.
+        for (oy, row) in plane.chunks_exact(self.ow).enumerate() {
+            let (ty, half) = (oy / 2, oy % 2);
+            for (ox, &val) in row.iter().enumerate() {
+                corners[(2 * half + ox % 2) * slots + ty * wq + ox / 2] = val;
+            }
+        }
+        let corners = &*corners;
+        let (a, b, c, d) =
+            (&corners[..slots], &corners[slots..2 * slots], &corners[2 * slots..3 * slots], &corners[3 * slots..]);
+        // A = [1 0; 1 1; 1 -1; 0 -1]: the rows of A dy are [a b], [a+c b+d], [a-c b-d], [-c -d],
+        // and each row [p q] times Aᵀ gives [p, p+q, p-q, -q].
+        for i in 0..4 {
+            let (sa, sc) = match i {
+                0 => (1.0, 0.0),
+                1 => (1.0, 1.0),
+                2 => (1.0, -1.0),
+                _ => (0.0, -1.0),
+            };
+            let dst = |j: usize| at + (4 * i + j) * stride..at + (4 * i + j) * stride + slots;
+            g[dst(0)].iter_mut().zip(a).zip(c).for_each(|((v, &a), &c)| *v = sa * a + sc * c);
+            g[dst(3)].iter_mut().zip(b).zip(d).for_each(|((v, &b), &d)| *v = -(sa * b + sc * d));
+            g[dst(1)]
+                .iter_mut()
+                .zip(a)
+                .zip(b)
+                .zip(c.iter().zip(d))
+                .for_each(|(((v, &a), &b), (&c, &d))| *v = sa * (a + b) + sc * (c + d));
+            g[dst(2)]
+                .iter_mut()
+                .zip(a)
+                .zip(b)
+                .zip(c.iter().zip(d))
+                .for_each(|(((v, &a), &b), (&c, &d))| *v = sa * (a - b) + sc * (c - d));
+        }
+    }
+
     /// Writes the 16 transformed values `Bᵀ d B` of every tile of one input plane, value ξ of
     /// the tiles to `v[at + ξ · stride..][..slots]`; `work` is scratch.
     ///
@@ -155,13 +276,16 @@ impl Winograd {
         let quarter = (self.th + 2) * wq;
         let (q, rest) = work.split_at_mut(4 * quarter);
         q.fill(0.0);
+        // Input column ix is padded column ix + pad: the even ones start at ix = pad % 2.
+        let (first_even, first_odd) = (self.pad % 2, 1 - self.pad % 2);
         for (iy, row) in plane.chunks_exact(self.w).enumerate() {
             let y = iy + self.pad;
             let base = (y % 2) * 2 * quarter + (y / 2) * wq;
-            for (ix, &val) in row.iter().enumerate() {
-                let x = ix + self.pad;
-                q[base + (x % 2) * quarter + x / 2] = val;
-            }
+            let (even, odd) = q[base..].split_at_mut(quarter);
+            let even = &mut even[(first_even + self.pad) / 2..wq];
+            even.iter_mut().zip(row.iter().skip(first_even).step_by(2)).for_each(|(d, &v)| *d = v);
+            let odd = &mut odd[(first_odd + self.pad) / 2..wq];
+            odd.iter_mut().zip(row.iter().skip(first_odd).step_by(2)).for_each(|(d, &v)| *d = v);
         }
         let q = &*q;
         let view = |a: usize, b: usize, shift: usize, len: usize| &q[(2 * a + b) * quarter + shift..][..len];
