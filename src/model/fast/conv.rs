@@ -8,7 +8,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout,
 use rayon::prelude::*;
 
 use super::winograd::{Planes, Winograd};
-use super::{f32_slice, lane_sum, matmul, with_f32};
+use super::{f32_slice, lane_sum, matmul, with_f32, with_scratch};
 
 /// Input channels (output channels, for the input gradient) from which a padded 3 × 3
 /// stride-1 convolution runs in Winograd form.
@@ -430,7 +430,7 @@ impl Geom {
         let (o, p, ckk) = (self.o, self.p(), self.ckk());
         let nb = x.len() / self.x_len();
         let ld = nb * p;
-        with_scratch(if wino.is_some() { 0 } else { ckk * ld }, o * ld, |col, out| {
+        with_scratch(&SCRATCH, if wino.is_some() { 0 } else { ckk * ld }, o * ld, |col, out| {
             match wino {
                 Some((wg, u)) => {
                     let planes = Planes { image: self.x_len(), channel: self.h * self.w };
@@ -496,13 +496,13 @@ impl Geom {
                 let mut acc = if want_w { vec![0f32; weights + o] } else { Vec::new() };
                 let im2col = (want_w && wino_w.is_none()) || (want_x && wino.is_none());
                 let col_len = if im2col { ckk * ld } else { 0 };
-                with_scratch(o * ld, col_len, |dyc, col| {
+                with_scratch(&SCRATCH, o * ld, col_len, |dyc, col| {
                     self.pack_grad(src, first, m, dyc);
                     let xc = &x[first * self.x_len()..][..m * self.x_len()];
                     if let Some(wf) = wino_w.as_ref().filter(|_| want_w) {
                         let (du, db) = acc.split_at_mut(weights);
                         let planes = Planes { image: self.x_len(), channel: self.h * self.w };
-                        wf.add_weight_products(m, xc, planes, dyc, Planes { image: p, channel: ld }, du);
+                        wf.weight_products(m, xc, planes, dyc, Planes { image: p, channel: ld }, du);
                         for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
                             *d = lane_sum(row);
                         }
@@ -567,24 +567,6 @@ thread_local! {
     /// Per-thread scratch buffers, kept between calls so that each chunk neither allocates nor
     /// zeroes its im2col matrices.
     static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
-}
-
-/// Runs `f` on two scratch buffers of lengths `a` and `b`. Their contents are stale: `f` must
-/// write every element before reading it.
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut bufs) => {
-            let [x, y] = &mut *bufs;
-            for (buf, len) in [(&mut *x, a), (&mut *y, b)] {
-                if buf.len() < len {
-                    buf.resize(len, 0.0);
-                }
-            }
-            f(&mut x[..a], &mut y[..b])
-        }
-        // Only reachable if `f` itself ends up here again on this thread.
-        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
-    })
 }
 
 /// The forward convolution, optionally followed by max-pooling; `CustomOp2` on (x, w) or

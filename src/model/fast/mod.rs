@@ -107,31 +107,6 @@ pub(super) fn matmul(
     lhs: (&[f32], usize, usize),
     rhs: (&[f32], usize, usize),
 ) {
-    gemm_on_thread(m, n, k, dst, lhs, rhs, false);
-}
-
-/// `dst += lhs · rhs`, otherwise as [`matmul`].
-pub(super) fn matmul_add(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: (&mut [f32], usize, usize),
-    lhs: (&[f32], usize, usize),
-    rhs: (&[f32], usize, usize),
-) {
-    gemm_on_thread(m, n, k, dst, lhs, rhs, true);
-}
-
-/// [`matmul`], adding to `dst` when `add`.
-fn gemm_on_thread(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: (&mut [f32], usize, usize),
-    lhs: (&[f32], usize, usize),
-    rhs: (&[f32], usize, usize),
-    add: bool,
-) {
     let fits = |len: usize, rows: usize, cols: usize, rs: usize, cs: usize| {
         rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
     };
@@ -151,14 +126,14 @@ fn gemm_on_thread(
             dst.0.as_mut_ptr(),
             dst.2 as isize,
             dst.1 as isize,
-            add,
+            false,
             lhs.0.as_ptr(),
             lhs.2 as isize,
             lhs.1 as isize,
             rhs.0.as_ptr(),
             rhs.2 as isize,
             rhs.1 as isize,
-            if add { 1.0 } else { 0.0 },
+            0.0,
             1.0,
             false,
             false,
@@ -166,6 +141,28 @@ fn gemm_on_thread(
             Parallelism::None,
         );
     }
+}
+
+/// Two scratch buffers kept per thread between calls, for [`with_scratch`].
+type Scratch = std::thread::LocalKey<std::cell::RefCell<[Vec<f32>; 2]>>;
+
+/// Runs `f` on the two buffers of the thread-local `scratch`, grown to lengths `a` and `b`.
+/// Their contents are stale: `f` must write every element before reading it. Each op keeps
+/// its own, so that one op's scratch stays free while another's is in use.
+fn with_scratch<R>(scratch: &'static Scratch, a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    scratch.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let [x, y] = &mut *bufs;
+            for (buf, len) in [(&mut *x, a), (&mut *y, b)] {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+            }
+            f(&mut x[..a], &mut y[..b])
+        }
+        // Only reachable if `f` itself ends up here again on this thread.
+        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
+    })
 }
 
 /// Runs `f` on the contiguous f32 data of a CPU tensor.

@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 
-use super::{matmul, matmul_add};
+use super::{matmul, with_scratch};
 
 /// The 16 transformed values of one tile or kernel, in row-major 4 × 4 order.
 const T: usize = 16;
@@ -113,7 +113,7 @@ impl Winograd {
         // Tile columns of every matrix, rounded up so that gemm's vector rows need no packing.
         let ld = (nb * slots).next_multiple_of(16);
         let work = 4 * (self.th + 2) * (self.tw + 1) + 8 * (self.th + 1) * (self.tw + 1);
-        with_scratch(T * self.ci * ld, T * self.co * ld + work, |v, rest| {
+        with_scratch(&SCRATCH, T * self.ci * ld, T * self.co * ld + work, |v, rest| {
             let (m, work) = rest.split_at_mut(T * self.co * ld);
             for i in 0..nb {
                 for c in 0..self.ci {
@@ -143,12 +143,12 @@ impl Winograd {
         });
     }
 
-    /// Values of [`Winograd::add_weight_products`]' sums: 16 matrices of `co` × `ci`.
+    /// Values of [`Winograd::weight_products`]' sums: 16 matrices of `co` × `ci`.
     pub(super) fn products_len(&self) -> usize {
         T * self.co * self.ci
     }
 
-    /// The transformed weight gradient of `nb` images, added to `du` (16 matrices of `co` ×
+    /// The transformed weight gradient of `nb` images, written to `du` (16 matrices of `co` ×
     /// `ci`, column-major, [`Winograd::products_len`] values), from the input planes in `inp`
     /// (`h` × `w`, laid out as `in_at`) and the output gradient planes in `dy` (`oh` × `ow`,
     /// laid out as `dy_at`); [`Winograd::weight_gradient`] turns the sum into the gradient.
@@ -156,7 +156,7 @@ impl Winograd {
     /// The forward pass is `y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` tile by tile, so the gradient of the
     /// kernel `g` is `Gᵀ [Σ_tiles (A dy Aᵀ) ⊙ (Bᵀ d B)] G`: the sum over tiles is 16 `gemm`
     /// products over the tiles, of the transformed output gradient and the transformed input.
-    pub(super) fn add_weight_products(
+    pub(super) fn weight_products(
         &self,
         nb: usize,
         inp: &[f32],
@@ -168,7 +168,7 @@ impl Winograd {
         let slots = self.slots();
         let ld = (nb * slots).next_multiple_of(16);
         let work = 4 * (self.th + 2) * (self.tw + 1) + 8 * (self.th + 1) * (self.tw + 1);
-        with_scratch(T * self.ci * ld, T * self.co * ld + work, |v, rest| {
+        with_scratch(&SCRATCH, T * self.ci * ld, T * self.co * ld + work, |v, rest| {
             let (g, work) = rest.split_at_mut(T * self.co * ld);
             // The slots past the last image (the rounding of ld) must add nothing.
             for buf in [&mut *g, &mut *v] {
@@ -185,8 +185,8 @@ impl Winograd {
                 }
             }
             for xi in 0..T {
-                // dU_ξ (co × ci, column-major) += DY_ξ (co × tiles) · V_ξᵀ (tiles × ci).
-                matmul_add(
+                // dU_ξ (co × ci, column-major) = DY_ξ (co × tiles) · V_ξᵀ (tiles × ci).
+                matmul(
                     self.co,
                     self.ci,
                     ld,
@@ -198,7 +198,7 @@ impl Winograd {
         });
     }
 
-    /// The weight gradient from the sums `du` of [`Winograd::add_weight_products`]: `Gᵀ dU G`
+    /// The weight gradient from the sums `du` of [`Winograd::weight_products`]: `Gᵀ dU G`
     /// for every kernel, transposed (`(c · 9 + k) · co + o`).
     pub(super) fn weight_gradient(&self, du: &[f32]) -> Vec<f32> {
         // Gᵀ = [1 ½ ½ 0; 0 ½ -½ 0; 0 ½ ½ 1].
@@ -368,22 +368,6 @@ thread_local! {
     /// Per-thread scratch: the transformed tiles and the products (and a row buffer), kept
     /// between calls.
     static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
-}
-
-/// Runs `f` on two scratch buffers of lengths `a` and `b` with stale contents.
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut bufs) => {
-            let [x, y] = &mut *bufs;
-            for (buf, len) in [(&mut *x, a), (&mut *y, b)] {
-                if buf.len() < len {
-                    buf.resize(len, 0.0);
-                }
-            }
-            f(&mut x[..a], &mut y[..b])
-        }
-        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
-    })
 }
 
 #[cfg(test)]
