@@ -216,9 +216,14 @@ pub const LAST: &str = "last.safetensors";
 /// The checkpoint of the epoch whose weights `fit` keeps (see [`EpochEnd::kept`]).
 pub const BEST: &str = "best.safetensors";
 
-/// Writes the checkpoint of a finished epoch into `dir`: `last.safetensors` always, and
-/// `best.safetensors` too when `kept` (the epoch whose weights `fit` would keep); each
-/// atomically, so a run killed at any moment leaves the previous checkpoint whole.
+/// Writes the checkpoint of a finished epoch into `dir`: `best.safetensors` when `kept` (the
+/// epoch whose weights `fit` would keep), then `last.safetensors` always; each atomically, so a
+/// run killed at any moment leaves the previous checkpoint whole.
+///
+/// The best file goes first. Killed between the two writes, the run resumes from the previous
+/// `last`, trains the same epoch again to the same weights and writes the same best file; in
+/// the other order `last` would already hold the kept epoch, and the resumed run would never
+/// write its best file.
 ///
 /// [`EpochEnd::kept`]: super::EpochEnd::kept
 pub fn write_checkpoint(
@@ -229,11 +234,10 @@ pub fn write_checkpoint(
     kept: bool,
 ) -> Result<()> {
     let bytes = checkpoint_bytes(net, model, info, state)?;
-    super::write_atomically(&dir.join(LAST), &bytes)?;
     if kept {
         super::write_atomically(&dir.join(BEST), &bytes)?;
     }
-    Ok(())
+    super::write_atomically(&dir.join(LAST), &bytes)
 }
 
 #[cfg(test)]
