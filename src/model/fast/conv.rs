@@ -177,6 +177,11 @@ impl Geom {
         fits.then(|| Winograd::new(self.o, self.c, self.oh, self.ow, 2 - self.pad)).flatten()
     }
 
+    /// Where the planes of the input (or of its gradient) lie in a batch's slice.
+    fn x_planes(&self) -> Planes {
+        Planes { image: self.x_len(), channel: self.h * self.w }
+    }
+
     /// Rows of the im2col matrix: C·KH·KW.
     fn ckk(&self) -> usize {
         self.c * self.kh * self.kw
@@ -432,10 +437,7 @@ impl Geom {
         let ld = nb * p;
         with_scratch(&SCRATCH, if wino.is_some() { 0 } else { ckk * ld }, o * ld, |col, out| {
             match wino {
-                Some((wg, u)) => {
-                    let planes = Planes { image: self.x_len(), channel: self.h * self.w };
-                    wg.run(nb, u, x, planes, out, Planes { image: p, channel: ld });
-                }
+                Some((wg, u)) => wg.run(nb, u, x, self.x_planes(), out, Planes { image: p, channel: ld }),
                 None => {
                     self.im2col_chunk(x, col);
                     // out (o × ld) = w (o × ckk) · col (ckk × ld), all row-major.
@@ -476,9 +478,9 @@ impl Geom {
         let chunks = self.n.div_ceil(nb);
         let mut dx = if want_x { super::par_zeros(self.n * self.x_len()) } else { Vec::new() };
         let short = self.short_offsets();
-        let wino = if want_x { self.winograd_gradient() } else { None };
-        let u = wino.map(|wg| wg.gradient_kernels(w));
-        let wino_w = if want_w { self.winograd() } else { None };
+        // The Winograd forms in use, each only where its gradient is wanted.
+        let wino = want_x.then(|| self.winograd_gradient()).flatten().map(|wg| (wg, wg.gradient_kernels(w)));
+        let wino_w = want_w.then(|| self.winograd()).flatten();
         let parts: Vec<&mut [f32]> = if want_x {
             dx.chunks_mut(nb * self.x_len()).collect()
         } else {
@@ -499,10 +501,9 @@ impl Geom {
                 with_scratch(&SCRATCH, o * ld, col_len, |dyc, col| {
                     self.pack_grad(src, first, m, dyc);
                     let xc = &x[first * self.x_len()..][..m * self.x_len()];
-                    if let Some(wf) = wino_w.as_ref().filter(|_| want_w) {
+                    if let Some(wf) = &wino_w {
                         let (du, db) = acc.split_at_mut(weights);
-                        let planes = Planes { image: self.x_len(), channel: self.h * self.w };
-                        wf.weight_products(m, xc, planes, dyc, Planes { image: p, channel: ld }, du);
+                        wf.weight_products(m, xc, self.x_planes(), dyc, Planes { image: p, channel: ld }, du);
                         for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
                             *d = lane_sum(row);
                         }
@@ -518,11 +519,10 @@ impl Geom {
                             *d = lane_sum(row);
                         }
                     }
-                    if let (true, Some(wg), Some(u)) = (want_x, &wino, &u) {
+                    if let Some((wg, u)) = &wino {
                         // Every value of the chunk's input gradient, written by the transposed
                         // convolution in Winograd form.
-                        let planes = Planes { image: self.x_len(), channel: self.h * self.w };
-                        wg.run(m, u, dyc, Planes { image: p, channel: ld }, dxc, planes);
+                        wg.run(m, u, dyc, Planes { image: p, channel: ld }, dxc, self.x_planes());
                     } else if want_x {
                         // col (ckk × ld) = wᵀ (ckk × o, read from w with swapped strides) · dyc.
                         matmul(ckk, ld, o, (col, ld, 1), (w, 1, ckk), (dyc, ld, 1));
@@ -541,7 +541,7 @@ impl Geom {
                 a
             })
             .unwrap_or_default();
-        match wino_w.filter(|_| want_w) {
+        match wino_w {
             Some(wf) => {
                 let (du, db) = acc.split_at(wf.products_len());
                 let mut dw = wf.weight_gradient(du);

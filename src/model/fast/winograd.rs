@@ -98,6 +98,12 @@ impl Winograd {
         self.kernels(|c, o| std::array::from_fn(|k| w[(o * self.co + c) * 9 + 8 - k]))
     }
 
+    /// Scratch values one plane's transforms use: the four quarter planes of
+    /// [`Winograd::input_plane`] and its eight rows of row transforms.
+    fn work_len(&self) -> usize {
+        4 * (self.th + 2) * (self.tw + 1) + 8 * (self.th + 1) * (self.tw + 1)
+    }
+
     /// Tile positions per image in the transformed matrices: `th` rows of `tw + 1`, the last
     /// of each row a spare that keeps every transform a contiguous vector loop (its products
     /// are computed and never read).
@@ -112,7 +118,7 @@ impl Winograd {
         let slots = self.slots();
         // Tile columns of every matrix, rounded up so that gemm's vector rows need no packing.
         let ld = (nb * slots).next_multiple_of(16);
-        let work = 4 * (self.th + 2) * (self.tw + 1) + 8 * (self.th + 1) * (self.tw + 1);
+        let work = self.work_len();
         with_scratch(&SCRATCH, T * self.ci * ld, T * self.co * ld + work, |v, rest| {
             let (m, work) = rest.split_at_mut(T * self.co * ld);
             for i in 0..nb {
@@ -167,7 +173,7 @@ impl Winograd {
     ) {
         let slots = self.slots();
         let ld = (nb * slots).next_multiple_of(16);
-        let work = 4 * (self.th + 2) * (self.tw + 1) + 8 * (self.th + 1) * (self.tw + 1);
+        let work = self.work_len();
         with_scratch(&SCRATCH, T * self.ci * ld, T * self.co * ld + work, |v, rest| {
             let (g, work) = rest.split_at_mut(T * self.co * ld);
             // The slots past the last image (the rounding of ld) must add nothing.
