@@ -8,7 +8,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout,
 use rayon::prelude::*;
 
 use super::winograd::{Planes, Winograd};
-use super::{f32_slice, lane_sum, matmul, with_f32, with_scratch};
+use super::{f32_slice, lane_sum, matmul, matmul_add, with_f32, with_scratch};
 
 /// Input channels (output channels, for the input gradient) from which a padded 3 × 3
 /// stride-1 convolution runs in Winograd form.
@@ -470,67 +470,71 @@ impl Geom {
 
     /// The weight and bias gradients (the O·CKK weight values transposed, CKK × O, then the O
     /// bias values; empty unless `want_w`) and the input gradient (empty unless `want_x`) of the
-    /// whole batch. Chunks run in parallel; their weight gradients are summed in chunk order, so
-    /// results do not depend on scheduling.
+    /// whole batch. The batch's chunks ([`Geom::chunk`]) are dealt out in runs of consecutive
+    /// chunks, one run per thread; each run adds its chunks' weight gradients into one sum, and
+    /// the runs' sums are added in run order, so results do not depend on scheduling.
     fn backward(&self, x: &[f32], w: &[f32], src: &GradSrc, want_w: bool, want_x: bool) -> (Vec<f32>, Vec<f32>) {
         let (o, p, ckk) = (self.o, self.p(), self.ckk());
         let nb = self.chunk();
         let chunks = self.n.div_ceil(nb);
+        let run = chunks.div_ceil(rayon::current_num_threads().max(1));
         let mut dx = if want_x { super::par_zeros(self.n * self.x_len()) } else { Vec::new() };
         let short = self.short_offsets();
         // The Winograd forms in use, each only where its gradient is wanted.
         let wino = want_x.then(|| self.winograd_gradient()).flatten().map(|wg| (wg, wg.gradient_kernels(w)));
         let wino_w = want_w.then(|| self.winograd()).flatten();
+        // The weight gradient (transposed, or in Winograd form), then the bias's.
+        let weights = wino_w.map_or(o * ckk, |wf| wf.products_len());
         let parts: Vec<&mut [f32]> = if want_x {
-            dx.chunks_mut(nb * self.x_len()).collect()
+            dx.chunks_mut(run * nb * self.x_len()).collect()
         } else {
-            (0..chunks).map(|_| <&mut [f32]>::default()).collect()
+            (0..chunks.div_ceil(run)).map(|_| <&mut [f32]>::default()).collect()
         };
         let partial: Vec<Vec<f32>> = parts
             .into_par_iter()
             .enumerate()
-            .map(|(ci, dxc)| {
-                let first = ci * nb;
-                let m = nb.min(self.n - first);
-                let ld = m * p;
-                // The weight gradient (transposed, or in Winograd form), then the bias's.
-                let weights = wino_w.map_or(o * ckk, |wf| wf.products_len());
+            .map(|(ri, dxr)| {
                 let mut acc = if want_w { vec![0f32; weights + o] } else { Vec::new() };
-                let im2col = (want_w && wino_w.is_none()) || (want_x && wino.is_none());
-                let col_len = if im2col { ckk * ld } else { 0 };
-                with_scratch(&SCRATCH, o * ld, col_len, |dyc, col| {
-                    self.pack_grad(src, first, m, dyc);
-                    let xc = &x[first * self.x_len()..][..m * self.x_len()];
-                    if let Some(wf) = &wino_w {
-                        let (du, db) = acc.split_at_mut(weights);
-                        wf.weight_products(m, xc, self.x_planes(), dyc, Planes { image: p, channel: ld }, du);
-                        for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
-                            *d = lane_sum(row);
+                for first in (ri * run * nb..self.n).step_by(nb).take(run) {
+                    let m = nb.min(self.n - first);
+                    let ld = m * p;
+                    let at = (first - ri * run * nb) * self.x_len();
+                    let dxc = if want_x { &mut dxr[at..at + m * self.x_len()] } else { &mut [][..] };
+                    let im2col = (want_w && wino_w.is_none()) || (want_x && wino.is_none());
+                    let col_len = if im2col { ckk * ld } else { 0 };
+                    with_scratch(&SCRATCH, o * ld, col_len, |dyc, col| {
+                        self.pack_grad(src, first, m, dyc);
+                        let xc = &x[first * self.x_len()..][..m * self.x_len()];
+                        if want_w {
+                            let (dw, db) = acc.split_at_mut(weights);
+                            match &wino_w {
+                                Some(wf) => wf.weight_products(m, xc, self.x_planes(), dyc, Planes { image: p, channel: ld }, dw),
+                                None => {
+                                    self.im2col_chunk(xc, col);
+                                    // dw += dyc (o × ld) · colᵀ (ld × ckk, read from col with
+                                    // swapped strides), written transposed (column stride o): gemm
+                                    // then packs the O × ld output gradient instead of the CKK × ld
+                                    // im2col matrix, several times larger.
+                                    matmul_add(o, ckk, ld, (dw, 1, o), (dyc, ld, 1), (col, 1, ld));
+                                }
+                            }
+                            for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
+                                *d += lane_sum(row);
+                            }
                         }
-                    } else if want_w {
-                        self.im2col_chunk(xc, col);
-                        let (dw, db) = acc.split_at_mut(o * ckk);
-                        // dw = dyc (o × ld) · colᵀ (ld × ckk, read from col with swapped
-                        // strides), written transposed (column stride o): gemm then packs the
-                        // O × ld output gradient instead of the CKK × ld im2col matrix, several
-                        // times larger.
-                        matmul(o, ckk, ld, (dw, 1, o), (dyc, ld, 1), (col, 1, ld));
-                        for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
-                            *d = lane_sum(row);
+                        if let Some((wg, u)) = &wino {
+                            // Every value of the chunk's input gradient, written by the transposed
+                            // convolution in Winograd form.
+                            wg.run(m, u, dyc, Planes { image: p, channel: ld }, dxc, self.x_planes());
+                        } else if want_x {
+                            // col (ckk × ld) = wᵀ (ckk × o, read from w with swapped strides) · dyc.
+                            matmul(ckk, ld, o, (col, ld, 1), (w, 1, ckk), (dyc, ld, 1));
+                            for (i, img) in dxc.chunks_exact_mut(self.x_len()).enumerate() {
+                                self.col2im(col, ld, i * p, img, short.as_deref());
+                            }
                         }
-                    }
-                    if let Some((wg, u)) = &wino {
-                        // Every value of the chunk's input gradient, written by the transposed
-                        // convolution in Winograd form.
-                        wg.run(m, u, dyc, Planes { image: p, channel: ld }, dxc, self.x_planes());
-                    } else if want_x {
-                        // col (ckk × ld) = wᵀ (ckk × o, read from w with swapped strides) · dyc.
-                        matmul(ckk, ld, o, (col, ld, 1), (w, 1, ckk), (dyc, ld, 1));
-                        for (i, img) in dxc.chunks_exact_mut(self.x_len()).enumerate() {
-                            self.col2im(col, ld, i * p, img, short.as_deref());
-                        }
-                    }
-                });
+                    });
+                }
                 acc
             })
             .collect();

@@ -107,6 +107,31 @@ pub(super) fn matmul(
     lhs: (&[f32], usize, usize),
     rhs: (&[f32], usize, usize),
 ) {
+    product(m, n, k, dst, lhs, rhs, false);
+}
+
+/// [`matmul`] that adds the product to `dst` instead of overwriting it: `dst += lhs · rhs`.
+pub(super) fn matmul_add(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (&mut [f32], usize, usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+) {
+    product(m, n, k, dst, lhs, rhs, true);
+}
+
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `add`, for [`matmul`] and [`matmul_add`].
+fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (&mut [f32], usize, usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    add: bool,
+) {
     let fits = |len: usize, rows: usize, cols: usize, rs: usize, cs: usize| {
         rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
     };
@@ -126,14 +151,14 @@ pub(super) fn matmul(
             dst.0.as_mut_ptr(),
             dst.2 as isize,
             dst.1 as isize,
-            false,
+            add,
             lhs.0.as_ptr(),
             lhs.2 as isize,
             lhs.1 as isize,
             rhs.0.as_ptr(),
             rhs.2 as isize,
             rhs.1 as isize,
-            0.0,
+            if add { 1.0 } else { 0.0 },
             1.0,
             false,
             false,

@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 
-use super::{matmul, with_scratch};
+use super::{matmul, matmul_add, with_scratch};
 
 /// The 16 transformed values of one tile or kernel, in row-major 4 × 4 order.
 const T: usize = 16;
@@ -154,7 +154,7 @@ impl Winograd {
         T * self.co * self.ci
     }
 
-    /// The transformed weight gradient of `nb` images, written to `du` (16 matrices of `co` ×
+    /// The transformed weight gradient of `nb` images, added to `du` (16 matrices of `co` ×
     /// `ci`, column-major, [`Winograd::products_len`] values), from the input planes in `inp`
     /// (`h` × `w`, laid out as `in_at`) and the output gradient planes in `dy` (`oh` × `ow`,
     /// laid out as `dy_at`); [`Winograd::weight_gradient`] turns the sum into the gradient.
@@ -191,8 +191,8 @@ impl Winograd {
                 }
             }
             for xi in 0..T {
-                // dU_ξ (co × ci, column-major) = DY_ξ (co × tiles) · V_ξᵀ (tiles × ci).
-                matmul(
+                // dU_ξ (co × ci, column-major) += DY_ξ (co × tiles) · V_ξᵀ (tiles × ci).
+                matmul_add(
                     self.co,
                     self.ci,
                     ld,
