@@ -502,13 +502,15 @@ impl Geom {
                     let dxc = if want_x { &mut dxr[at..at + m * self.x_len()] } else { &mut [][..] };
                     let im2col = (want_w && wino_w.is_none()) || (want_x && wino.is_none());
                     let col_len = if im2col { ckk * ld } else { 0 };
+                    // The chunk's output gradient, packed as O planes of the chunk's images.
+                    let dy_at = Planes { image: p, channel: ld };
                     with_scratch(&SCRATCH, o * ld, col_len, |dyc, col| {
                         self.pack_grad(src, first, m, dyc);
                         let xc = &x[first * self.x_len()..][..m * self.x_len()];
                         if want_w {
                             let (dw, db) = acc.split_at_mut(weights);
                             match &wino_w {
-                                Some(wf) => wf.weight_products(m, xc, self.x_planes(), dyc, Planes { image: p, channel: ld }, dw),
+                                Some(wf) => wf.weight_products(m, xc, self.x_planes(), dyc, dy_at, dw),
                                 None => {
                                     self.im2col_chunk(xc, col);
                                     // dw += dyc (o × ld) · colᵀ (ld × ckk, read from col with
@@ -525,7 +527,7 @@ impl Geom {
                         if let Some((wg, u)) = &wino {
                             // Every value of the chunk's input gradient, written by the transposed
                             // convolution in Winograd form.
-                            wg.run(m, u, dyc, Planes { image: p, channel: ld }, dxc, self.x_planes());
+                            wg.run(m, u, dyc, dy_at, dxc, self.x_planes());
                         } else if want_x {
                             // col (ckk × ld) = wᵀ (ckk × o, read from w with swapped strides) · dyc.
                             matmul(ckk, ld, o, (col, ld, 1), (w, 1, ckk), (dyc, ld, 1));
