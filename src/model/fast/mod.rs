@@ -96,42 +96,26 @@ fn f32_slice<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&
     }
 }
 
+/// A matrix operand of [`matmul`]: (slice, row stride, column stride).
+type Operand<'a> = (&'a [f32], usize, usize);
+
+/// The destination of [`matmul`]: (slice, row stride, column stride).
+type Destination<'a> = (&'a mut [f32], usize, usize);
+
 /// `dst = lhs · rhs` by `gemm` on the calling thread, for an m × k `lhs`, a k × n `rhs` and an
 /// m × n `dst`, each given as (slice, row stride, column stride): element (i, j) sits at
 /// `i * row_stride + j * col_stride`. Panics if a matrix would reach past its slice.
-pub(super) fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: (&mut [f32], usize, usize),
-    lhs: (&[f32], usize, usize),
-    rhs: (&[f32], usize, usize),
-) {
+pub(super) fn matmul(m: usize, n: usize, k: usize, dst: Destination<'_>, lhs: Operand<'_>, rhs: Operand<'_>) {
     product(m, n, k, dst, lhs, rhs, false);
 }
 
 /// [`matmul`] that adds the product to `dst` instead of overwriting it: `dst += lhs · rhs`.
-pub(super) fn matmul_add(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: (&mut [f32], usize, usize),
-    lhs: (&[f32], usize, usize),
-    rhs: (&[f32], usize, usize),
-) {
+pub(super) fn matmul_add(m: usize, n: usize, k: usize, dst: Destination<'_>, lhs: Operand<'_>, rhs: Operand<'_>) {
     product(m, n, k, dst, lhs, rhs, true);
 }
 
 /// `dst = lhs · rhs`, or `dst += lhs · rhs` when `add`, for [`matmul`] and [`matmul_add`].
-fn product(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: (&mut [f32], usize, usize),
-    lhs: (&[f32], usize, usize),
-    rhs: (&[f32], usize, usize),
-    add: bool,
-) {
+fn product(m: usize, n: usize, k: usize, dst: Destination<'_>, lhs: Operand<'_>, rhs: Operand<'_>, add: bool) {
     let fits = |len: usize, rows: usize, cols: usize, rs: usize, cs: usize| {
         rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
     };
