@@ -202,9 +202,10 @@ impl Geom {
         self.o * self.p()
     }
 
-    /// Images per parallel task: the two scratch matrices of a task (im2col, CKK × P per image,
+    /// Images per chunk (a parallel task of the forward pass; the backward pass deals chunks out
+    /// in runs, one per thread): the two scratch matrices of a chunk (im2col, CKK × P per image,
     /// and output or output gradient, O × P per image) fill at most [`SCRATCH_BUDGET_BYTES`],
-    /// with a number of tasks that is a multiple of the thread count and, where one exists
+    /// with a number of chunks that is a multiple of the thread count and, where one exists
     /// within a factor of two, divides the batch, so that every thread gets the same share of
     /// work.
     fn chunk(&self) -> usize {
@@ -485,6 +486,7 @@ impl Geom {
         let wino_w = want_w.then(|| self.winograd()).flatten();
         // The weight gradient (transposed, or in Winograd form), then the bias's.
         let weights = wino_w.map_or(o * ckk, |wf| wf.products_len());
+        let im2col = (want_w && wino_w.is_none()) || (want_x && wino.is_none());
         let parts: Vec<&mut [f32]> = if want_x {
             dx.chunks_mut(run * nb * self.x_len()).collect()
         } else {
@@ -495,12 +497,12 @@ impl Geom {
             .enumerate()
             .map(|(ri, dxr)| {
                 let mut acc = if want_w { vec![0f32; weights + o] } else { Vec::new() };
-                for first in (ri * run * nb..self.n).step_by(nb).take(run) {
+                let start = ri * run * nb;
+                for first in (start..self.n.min(start + run * nb)).step_by(nb) {
                     let m = nb.min(self.n - first);
                     let ld = m * p;
-                    let at = (first - ri * run * nb) * self.x_len();
+                    let at = (first - start) * self.x_len();
                     let dxc = if want_x { &mut dxr[at..at + m * self.x_len()] } else { &mut [][..] };
-                    let im2col = (want_w && wino_w.is_none()) || (want_x && wino.is_none());
                     let col_len = if im2col { ckk * ld } else { 0 };
                     // The chunk's output gradient, packed as O planes of the chunk's images.
                     let dy_at = Planes { image: p, channel: ld };
