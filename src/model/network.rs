@@ -376,12 +376,13 @@ impl Network {
             // A frozen layer computes with detached parameters, so no gradient reaches them.
             let frozen = self.is_frozen(i);
             let param = |t: &Tensor| if frozen { t.detach() } else { t.clone() };
+            let pool_next = matches!(layers.peek(), Some((_, Built::MaxPool)));
             x = match layer {
                 Built::Conv { conv, padding } => {
                     let bias = conv.bias().expect("convolutions are built with a bias");
                     let (weight, bias) = (param(conv.weight()), param(bias));
                     // A convolution straight before a max-pool runs as one fused operation.
-                    if matches!(layers.peek(), Some((_, Built::MaxPool))) {
+                    if pool_next {
                         layers.next();
                         fast::conv2d_relu_pool(&x, &weight, Some(&bias), *padding, 1, 2)?
                     } else {
@@ -390,9 +391,15 @@ impl Network {
                 }
                 Built::MaxPool => fast::max_pool2d(&x, 2)?,
                 Built::AvgPool => fast::avg_pool2d(&x, 2)?,
+                // A batch norm in training mode straight before a max-pool runs as one fused
+                // operation too.
+                Built::BatchNorm(bn) if train && !frozen && fast_path(&x) && x.rank() == 4 && pool_next => {
+                    layers.next();
+                    self.fast_batch_norm(i, bn, &x, true)?
+                }
+                Built::BatchNorm(bn) if train && !frozen && fast_path(&x) => self.fast_batch_norm(i, bn, &x, false)?,
                 // A frozen batch norm runs in inference mode (as in Keras): moving statistics
                 // neither used from the batch nor updated.
-                Built::BatchNorm(bn) if train && !frozen && fast_path(&x) => self.fast_batch_norm(i, bn, &x)?,
                 Built::BatchNorm(bn) if fast_path(&x) && (frozen || !train) => fixed_batch_norm(bn, &x)?,
                 Built::BatchNorm(bn) if frozen && train => frozen_batch_norm(bn, &x)?,
                 Built::BatchNorm(bn) => bn.forward_t(&x, train)?,
@@ -428,11 +435,16 @@ impl Network {
         Ok(fast::dropout(x, rate, key)?)
     }
 
-    /// Training-mode batch norm through the fused op, then candle's moving-average update
-    /// (momentum [`BN_MOMENTUM`], the variance made unbiased as candle does).
-    fn fast_batch_norm(&self, layer: usize, bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
+    /// Training-mode batch norm through the fused op (with the following 2 × 2 max-pool when
+    /// `pooled`), then candle's moving-average update (momentum [`BN_MOMENTUM`], the variance
+    /// made unbiased as candle does).
+    fn fast_batch_norm(&self, layer: usize, bn: &BatchNorm, x: &Tensor, pooled: bool) -> Result<Tensor> {
         let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
-        let (y, stats) = fast::batch_norm_train(x, gamma, beta, bn.eps())?;
+        let (y, stats) = if pooled {
+            fast::batch_norm_pool_train(x, gamma, beta, bn.eps(), 2)?
+        } else {
+            fast::batch_norm_train(x, gamma, beta, bn.eps())?
+        };
         let stats = stats.get().expect("the forward pass sets the statistics");
         let prefix = self.prefixes[layer].as_deref().expect("batch norms have parameters");
         let unbias = if stats.count > 1 { stats.count as f64 / (stats.count - 1) as f64 } else { 1.0 };

@@ -114,8 +114,36 @@ struct BatchNormTrain {
     stats: Arc<OnceLock<BatchStats>>,
 }
 
+/// The mean and biased variance of each channel of `x` (shaped `(n, c, inner)`), or an error
+/// naming `op` for an empty batch. Two passes per channel: the mean, then the squared
+/// deviations; each image's share summed in f32 over vector lanes, the shares in f64.
+pub(super) fn batch_stats(op: &str, x: &[f32], (n, c, inner): (usize, usize, usize)) -> Result<BatchStats> {
+    let count = n * inner;
+    if count == 0 {
+        bail!("{op}: an empty batch has no statistics");
+    }
+    let moments = per_channel(x, (n, c, inner), |_, visit| {
+        let mut sum = 0f64;
+        visit(&mut |_, v| sum += lane_sum(v) as f64);
+        let mean = (sum / count as f64) as f32;
+        let mut sq = 0f64;
+        visit(&mut |_, v| sq += lane_sum_zip(v, v, |a, _| (a - mean) * (a - mean)) as f64);
+        (mean, (sq / count as f64) as f32)
+    });
+    let (mean, var) = moments.into_iter().unzip();
+    Ok(BatchStats { mean, var, count })
+}
+
+/// Per channel, `scale = gamma / sqrt(var + eps)` and `shift = beta - mean · scale`, so that
+/// the normalized output is `x · scale + shift`.
+pub(super) fn scale_shift(gamma: &[f32], beta: &[f32], stats: &BatchStats, eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f32> = gamma.iter().zip(&stats.var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+    let shift = beta.iter().zip(&stats.mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    (scale, shift)
+}
+
 /// `(n, c, inner)`: images, channels and values per channel of one image.
-fn dims(layout: &Layout) -> Result<(usize, usize, usize)> {
+pub(super) fn dims(layout: &Layout) -> Result<(usize, usize, usize)> {
     match *layout.dims() {
         [n, c] => Ok((n, c, 1)),
         [n, c, h, w] => Ok((n, c, h * w)),
@@ -124,7 +152,7 @@ fn dims(layout: &Layout) -> Result<(usize, usize, usize)> {
 }
 
 /// Per channel, `f(channel index, iterator over that channel's values in every image)`.
-fn per_channel<R: Send>(
+pub(super) fn per_channel<R: Send>(
     x: &[f32],
     (n, c, inner): (usize, usize, usize),
     f: impl Fn(usize, &mut dyn FnMut(&mut dyn FnMut(usize, &[f32]))) -> R + Sync,
@@ -163,24 +191,8 @@ impl CustomOp3 for BatchNormTrain {
         if gamma.len() != c || beta.len() != c {
             bail!("{}: {c} channels but {} scales and {} shifts", self.name(), gamma.len(), beta.len());
         }
-        let count = n * inner;
-        if count == 0 {
-            bail!("{}: an empty batch has no statistics", self.name());
-        }
-        // Two passes per channel, summed in f64: the mean, then the squared deviations.
-        let moments = per_channel(x, (n, c, inner), |_, visit| {
-            // Each image's share summed in f32 over vector lanes, the shares in f64.
-            let mut sum = 0f64;
-            visit(&mut |_, v| sum += lane_sum(v) as f64);
-            let mean = (sum / count as f64) as f32;
-            let mut sq = 0f64;
-            visit(&mut |_, v| sq += lane_sum_zip(v, v, |a, _| (a - mean) * (a - mean)) as f64);
-            (mean, (sq / count as f64) as f32)
-        });
-        let (mean, var): (Vec<f32>, Vec<f32>) = moments.into_iter().unzip();
-        // y = x * scale + shift, per channel.
-        let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] / (var[ch] + self.eps).sqrt()).collect();
-        let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+        let stats = batch_stats(self.name(), x, (n, c, inner))?;
+        let (scale, shift) = scale_shift(gamma, beta, &stats, self.eps);
         let mut y = super::par_zeros(x.len());
         y.par_chunks_mut(c * inner).zip(x.par_chunks(c * inner)).for_each(|(yi, xi)| {
             for ch in 0..c {
@@ -191,7 +203,7 @@ impl CustomOp3 for BatchNormTrain {
                 }
             }
         });
-        let _ = self.stats.set(BatchStats { mean, var, count });
+        let _ = self.stats.set(stats);
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 

@@ -10,6 +10,7 @@
 
 mod avgpool;
 mod batchnorm;
+mod bn_pool;
 mod conv;
 mod dense;
 mod dropout;
@@ -18,6 +19,7 @@ mod winograd;
 
 pub use avgpool::{avg_pool2d, global_avg_pool};
 pub use batchnorm::{batch_norm_fixed, batch_norm_train, BatchStats};
+pub use bn_pool::batch_norm_pool_train;
 pub use conv::{conv2d, conv2d_relu_pool};
 pub use dense::linear;
 pub use dropout::{dropout, mix64};

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::f32_slice;
 
 /// Planes (one channel of one image) per parallel task.
-const PLANES_PER_TASK: usize = 64;
+pub(super) const PLANES_PER_TASK: usize = 64;
 
 /// Max-pooling of `x` (N, C, H, W) over `k` × `k` windows with stride `k`; rows and columns that
 /// do not fill a whole window are dropped (7 × 7 pools to 3 × 3 with `k` = 2). The gradient goes
