@@ -1,8 +1,9 @@
 //! Training speed of a zoo of models, every layer kind the language has, through `model::fit`
 //! on real MNIST, side by side with the same models in Keras/TensorFlow-CPU.
 //!
-//! `cargo bench --bench zoo [-- [images N] [batch B]... [only I]... [rounds R] [no-keras]]`, after
-//! `mnistlab fetch mnist`. For each model (or only the 1-based model numbers given) and batch
+//! `cargo bench --bench zoo [-- [images N] [batch B]... [only I]... [model TEXT]... [rounds R] [no-keras]]`,
+//! after `mnistlab fetch mnist`. For each model (or only the 1-based model numbers given, or the
+//! models given as `model` statements' layers in place of the zoo's, `model "conv32 bn dense64"`) and batch
 //! size, mnistlab trains a fresh network 20 untimed steps, then one timed epoch over the first
 //! N training images (default 10,000); then the Keras peer (`bench/run_keras_zoo.sh`, its own
 //! virtual environment) does the same with the same model, Adam 1e-3 and data. The two take
@@ -162,6 +163,7 @@ struct Args {
     images: usize,
     batches: Vec<usize>,
     only: Vec<usize>,
+    models: Vec<String>,
     rounds: usize,
     keras: bool,
 }
@@ -177,6 +179,7 @@ impl Args {
             images: after("images").first().copied().unwrap_or(10_000).max(1),
             batches: if batches.is_empty() { vec![32, 128] } else { batches },
             only: after("only"),
+            models: args.windows(2).filter(|w| w[0] == "model").map(|w| w[1].clone()).collect(),
             rounds: after("rounds").first().copied().unwrap_or(1).max(1),
             keras: !args.iter().any(|a| a == "no-keras"),
         }
@@ -217,7 +220,8 @@ fn main() {
         args.batches,
         rayon::current_num_threads()
     );
-    let chosen: Vec<(usize, &str)> = MODELS
+    let given: Vec<&str> = args.models.iter().map(String::as_str).collect();
+    let chosen: Vec<(usize, &str)> = (if given.is_empty() { &MODELS[..] } else { &given[..] })
         .iter()
         .enumerate()
         .filter(|(i, _)| args.only.is_empty() || args.only.contains(&(i + 1)))
