@@ -372,6 +372,8 @@ impl Network {
         }
         let mut x = xs.clone();
         let mut layers = self.layers.iter().enumerate().peekable();
+        // A dropout (rate, mask key) that the dense layer after it applies to its input.
+        let mut pending_dropout = None;
         while let Some((i, layer)) = layers.next() {
             // A frozen layer computes with detached parameters, so no gradient reaches them.
             let frozen = self.is_frozen(i);
@@ -403,15 +405,25 @@ impl Network {
                 Built::BatchNorm(bn) if fast_path(&x) && (frozen || !train) => fixed_batch_norm(bn, &x)?,
                 Built::BatchNorm(bn) if frozen && train => frozen_batch_norm(bn, &x)?,
                 Built::BatchNorm(bn) => bn.forward_t(&x, train)?,
-                Built::Dropout(rate) if train && *rate > 0.0 => self.dropout(&x, *rate)?,
+                // A dropout before a dense layer runs inside the dense op.
+                Built::Dropout(rate) if train && *rate > 0.0 && fast_path(&x) && self.dense_after(i) => {
+                    pending_dropout = Some((*rate, self.dropout_key()));
+                    x
+                }
+                Built::Dropout(rate) if train && *rate > 0.0 => fast::dropout(&x, *rate, self.dropout_key())?,
                 Built::Dropout(_) => x,
+                // The fast dense op flattens its input itself.
+                Built::Flatten if fast_path(&x) && self.plain_dense(i + 1) => x,
                 Built::Flatten => x.flatten_from(1)?,
                 Built::Dense { linear, relu } => {
                     let weight = param(linear.weight());
                     let bias = param(linear.bias().expect("dense layers are built with a bias"));
                     match &self.adapters[i] {
                         // Bias and ReLU run inside the fused op.
-                        None => fast::linear(&x, &weight, &bias, *relu)?,
+                        None => match pending_dropout.take() {
+                            Some((rate, key)) => fast::dropout_linear(&x, rate, key, &weight, &bias, *relu)?,
+                            None => fast::linear(&x, &weight, &bias, *relu)?,
+                        },
                         Some(adapter) => {
                             let y = (fast::linear(&x, &weight, &bias, false)? + adapter.forward(&x)?)?;
                             if *relu {
@@ -428,11 +440,22 @@ impl Network {
         Ok(x)
     }
 
-    /// Inverted dropout keyed by the network's dropout seed and call count (see [`fast::dropout`]).
-    fn dropout(&self, x: &Tensor, rate: f32) -> Result<Tensor> {
+    /// The mask key of the next dropout: the network's dropout seed mixed with the call count
+    /// (see [`fast::dropout`]).
+    fn dropout_key(&self) -> u64 {
         let call = self.dropout_calls.fetch_add(1, Ordering::Relaxed);
-        let key = fast::mix64(self.dropout_seed.load(Ordering::Relaxed) ^ fast::mix64(call));
-        Ok(fast::dropout(x, rate, key)?)
+        fast::mix64(self.dropout_seed.load(Ordering::Relaxed) ^ fast::mix64(call))
+    }
+
+    /// Whether layer `i` is a dense layer without a LoRA adapter (its input may be unflattened).
+    fn plain_dense(&self, i: usize) -> bool {
+        matches!(self.layers.get(i), Some(Built::Dense { .. })) && self.adapters.get(i).is_some_and(Option::is_none)
+    }
+
+    /// Whether a plain dense layer follows layer `i`, straight or after a flatten, so that a
+    /// dropout at `i` can run inside it.
+    fn dense_after(&self, i: usize) -> bool {
+        self.plain_dense(i + 1) || (matches!(self.layers.get(i + 1), Some(Built::Flatten)) && self.plain_dense(i + 2))
     }
 
     /// Training-mode batch norm through the fused op (with the following 2 × 2 max-pool when

@@ -10,29 +10,52 @@
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use std::sync::OnceLock;
+
+use super::dropout::{apply_mask, Dropout};
 use super::{f32_slice, matmul, with_f32};
 
-/// `x · wᵀ + b` for `x` (N, IN), `w` (OUT, IN) and `b` (OUT), then a ReLU if `relu`.
-/// Gradients flow to all three; that of `x` only when `x` is tracked. f32 on the CPU uses the
-/// fused op; any other device or dtype uses candle's ops.
+/// `x · wᵀ + b` for `x` (N, IN, or N × … flattened from its second dimension), `w` (OUT, IN)
+/// and `b` (OUT), then a ReLU if `relu`. Gradients flow to all three; that of `x` (in `x`'s
+/// shape) only when `x` is tracked. f32 on the CPU uses the fused op; any other device or dtype
+/// uses candle's ops.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
-    let (_, inputs) = x.dims2()?;
+    dense(x, w, b, relu, None)
+}
+
+/// [`linear`] of `x` after inverted dropout at `rate`: the values and gradients of
+/// [`dropout`](super::dropout)`(x, rate, key)` followed by [`linear`], in one op on the CPU,
+/// with no tensor (and no gradient) for the dropped-out input.
+pub fn dropout_linear(x: &Tensor, rate: f32, key: u64, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
+    dense(x, w, b, relu, Some((rate, key)))
+}
+
+/// [`linear`], after dropout `(rate, key)` where given.
+fn dense(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool, drop: Option<(f32, u64)>) -> Result<Tensor> {
+    let (inputs, rank_ok) = (x.dims().iter().skip(1).product::<usize>(), x.rank() >= 2);
     let (outputs, w_in) = w.dims2()?;
-    if w_in != inputs || b.dims() != [outputs] {
+    if !rank_ok || inputs == 0 || w_in != inputs || b.dims() != [outputs] {
         bail!("linear: input {:?}, weight {:?} and bias {:?} do not fit", x.dims(), w.dims(), b.dims());
     }
     let cpu_f32 = |t: &Tensor| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32;
     if !(cpu_f32(x) && cpu_f32(w) && cpu_f32(b)) {
-        let y = x.matmul(&w.t()?)?.broadcast_add(b)?;
+        let x = match drop {
+            Some((rate, key)) => super::dropout(x, rate, key)?,
+            None => x.clone(),
+        };
+        let y = x.flatten_from(1)?.matmul(&w.t()?)?.broadcast_add(b)?;
         return if relu { y.relu() } else { Ok(y) };
     }
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Dense { relu })
+    let drop = drop.map(|(rate, key)| Dropout::new(rate, key, x.elem_count())).transpose()?;
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Dense { relu, drop, masked: OnceLock::new() })
 }
 
-/// The fused dense op.
-#[derive(Clone, Copy)]
+/// The fused dense op; with `drop`, the input is masked first and the masked input kept in
+/// `masked` for the weight gradient.
 struct Dense {
     relu: bool,
+    drop: Option<Dropout>,
+    masked: OnceLock<Vec<f32>>,
 }
 
 /// Rows of the batch per parallel task for `n` rows: an even share per thread.
@@ -56,28 +79,48 @@ impl CustomOp3 for Dense {
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w, b) =
             (f32_slice(self.name(), s1, l1)?, f32_slice(self.name(), s2, l2)?, f32_slice(self.name(), s3, l3)?);
-        let (&[n, inputs], &[outputs, _]) = (l1.dims(), l2.dims()) else {
-            bail!("{}: expected 2-d input and weight", self.name());
+        let (n, inputs) = (l1.dims()[0], l1.dims().iter().skip(1).product::<usize>());
+        let &[outputs, _] = l2.dims() else {
+            bail!("{}: expected a 2-d weight", self.name());
         };
         let mut y = vec![0f32; n * outputs];
+        let mut masked = if self.drop.is_some() { vec![0f32; x.len()] } else { Vec::new() };
         let rows = rows_per_task(n);
-        y.par_chunks_mut(rows * outputs).zip(x.par_chunks(rows * inputs)).for_each(|(yc, xc)| {
-            let m = xc.len() / inputs;
-            // y = x (m × IN) · wᵀ (IN × OUT, read from w with swapped strides), written column
-            // by column (an m × OUT matrix with row stride 1): gemm then packs the m rows of
-            // x, not the whole weight, which for a layer after a flattened convolution is
-            // many times larger than the batch.
-            let mut cols = vec![0f32; m * outputs];
-            matmul(m, outputs, inputs, (&mut cols, 1, m), (xc, inputs, 1), (w, 1, inputs));
-            for (i, row) in yc.chunks_exact_mut(outputs).enumerate() {
-                for ((v, &bias), col) in row.iter_mut().zip(b).zip(cols.chunks_exact(m)) {
-                    *v = col[i] + bias;
-                    if self.relu && *v < 0.0 {
-                        *v = 0.0;
+        let masked_parts: Vec<&mut [f32]> = match self.drop {
+            Some(_) => masked.chunks_mut(rows * inputs).collect(),
+            None => (0..n.div_ceil(rows)).map(|_| <&mut [f32]>::default()).collect(),
+        };
+        y.par_chunks_mut(rows * outputs).zip(x.par_chunks(rows * inputs)).zip(masked_parts).enumerate().for_each(
+            |(task, ((yc, xc), mc))| {
+                let xc = match self.drop {
+                    Some(op) => {
+                        // dense() refuses inputs whose indices do not fit the mask's u32 counter.
+                        apply_mask(mc, xc, (task * rows * inputs) as u32, op);
+                        &*mc
+                    }
+                    None => xc,
+                };
+                let m = xc.len() / inputs;
+                // y = x (m × IN) · wᵀ (IN × OUT, read from w with swapped strides), written column
+                // by column (an m × OUT matrix with row stride 1): gemm then packs the m rows of
+                // x, not the whole weight, which for a layer after a flattened convolution is
+                // many times larger than the batch.
+                let mut cols = vec![0f32; m * outputs];
+                matmul(m, outputs, inputs, (&mut cols, 1, m), (xc, inputs, 1), (w, 1, inputs));
+                for (i, row) in yc.chunks_exact_mut(outputs).enumerate() {
+                    for ((v, &bias), col) in row.iter_mut().zip(b).zip(cols.chunks_exact(m)) {
+                        *v = col[i] + bias;
+                        if self.relu && *v < 0.0 {
+                            *v = 0.0;
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
+        if self.drop.is_some() {
+            // The op is built fresh for every call, so this is its only forward pass.
+            let _ = self.masked.set(masked);
+        }
         Ok((CpuStorage::F32(y), Shape::from((n, outputs))))
     }
 
@@ -94,7 +137,7 @@ impl CustomOp3 for Dense {
             return Ok((None, None, None));
         }
         let name = "fast-dense backward";
-        let (n, inputs) = x.dims2()?;
+        let (n, inputs) = (x.dim(0)?, x.dims().iter().skip(1).product::<usize>());
         let outputs = w.dim(0)?;
         let grad = grad.contiguous()?;
         // The output gradient through the ReLU: zero where the output was clipped.
@@ -108,28 +151,44 @@ impl CustomOp3 for Dense {
         let dx = if want_x {
             let mut dx = vec![0f32; n * inputs];
             with_f32(name, w, |w| {
-                dx.par_chunks_mut(rows * inputs).zip(dy.par_chunks(rows * outputs)).for_each(|(dxc, dyc)| {
-                    // dx = dy (m × OUT) · w (OUT × IN).
-                    let m = dyc.len() / outputs;
-                    matmul(m, inputs, outputs, (dxc, inputs, 1), (dyc, outputs, 1), (w, inputs, 1));
-                });
+                dx.par_chunks_mut(rows * inputs).zip(dy.par_chunks(rows * outputs)).enumerate().for_each(
+                    |(task, (dxc, dyc))| {
+                        // dx = dy (m × OUT) · w (OUT × IN), through the dropout's mask.
+                        let m = dyc.len() / outputs;
+                        match self.drop {
+                            Some(op) => {
+                                let mut full = vec![0f32; dxc.len()];
+                                matmul(m, inputs, outputs, (&mut full, inputs, 1), (dyc, outputs, 1), (w, inputs, 1));
+                                apply_mask(dxc, &full, (task * rows * inputs) as u32, op);
+                            }
+                            None => matmul(m, inputs, outputs, (dxc, inputs, 1), (dyc, outputs, 1), (w, inputs, 1)),
+                        }
+                    },
+                );
                 Ok(())
             })?;
-            Some(Tensor::from_vec(dx, (n, inputs), x.device())?)
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
         } else {
             None
         };
         let dw = if want_w {
             let mut dw = vec![0f32; outputs * inputs];
             let units = outputs.div_ceil(rayon::current_num_threads()).max(1);
-            with_f32(name, x, |x| {
+            let fill = |dw: &mut [f32], x: &[f32]| {
                 dw.par_chunks_mut(units * inputs).enumerate().for_each(|(i, dwc)| {
                     // dw rows [first, first + u) = dyᵀ (u × N, read from dy with swapped strides) · x (N × IN).
                     let (first, u) = (i * units, dwc.len() / inputs);
                     matmul(u, inputs, n, (dwc, inputs, 1), (&dy[first..], 1, outputs), (x, inputs, 1));
                 });
-                Ok(())
-            })?;
+            };
+            // The weight gradient sees the input the forward pass multiplied: the masked one.
+            match self.masked.get() {
+                Some(masked) => fill(&mut dw, masked),
+                None => with_f32(name, x, |x| {
+                    fill(&mut dw, x);
+                    Ok(())
+                })?,
+            }
             Some(Tensor::from_vec(dw, (outputs, inputs), w.device())?)
         } else {
             None
@@ -149,7 +208,8 @@ impl CustomOp3 for Dense {
 
 #[cfg(test)]
 mod tests {
-    use super::linear;
+    use super::{dropout_linear, linear};
+    use crate::model::fast::dropout;
     use crate::model::fast::test_util::random;
     use candle_core::{Result, Tensor, Var};
 
@@ -201,6 +261,39 @@ mod tests {
         {
             for relu in [false, true] {
                 check(n, inputs, outputs, relu, 10 * i as u64)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn dropout_inside_matches_dropout_then_the_layer() -> Result<()> {
+        // Unflattened inputs too: the op flattens from the second dimension and gives the input
+        // gradient back in the input's shape.
+        for (i, shape) in [[1usize, 7].as_slice(), &[33, 8, 5, 5], &[129, 3, 4, 4], &[2, 1, 1, 1]].iter().enumerate() {
+            let inputs: usize = shape[1..].iter().product();
+            let seed = 100 + 10 * i as u64;
+            let x = Var::from_tensor(&random(shape, seed)?)?;
+            let w = Var::from_tensor(&random(&[6, inputs], seed + 1)?)?;
+            let b = Var::from_tensor(&random(&[6], seed + 2)?)?;
+            let up = random(&[shape[0], 6], seed + 3)?;
+            for (rate, relu) in [(0.25, true), (0.5, false)] {
+                let key = seed ^ 0xD0;
+                let ours = dropout_linear(&x, rate, key, &w, &b, relu)?;
+                let apart = linear(&dropout(&x, rate, key)?.flatten_from(1)?, &w, &b, relu)?;
+                let what = format!("{shape:?} rate {rate}");
+                assert!(rel_err(&ours, &apart)? <= 1e-6, "forward, {what}");
+                let g1 = (&ours * &up)?.sum_all()?.backward()?;
+                let g2 = (&apart * &up)?.sum_all()?.backward()?;
+                for (t, label) in [(x.as_tensor(), "x"), (w.as_tensor(), "w"), (b.as_tensor(), "b")] {
+                    let (a, r) = (g1.get(t).expect("ours has a gradient"), g2.get(t).expect("apart has one"));
+                    assert_eq!(a.dims(), t.dims(), "the {label} gradient's shape, {what}");
+                    assert!(rel_err(a, r)? <= 1e-6, "{label} gradient, {what}");
+                }
+                // Dropped inputs get no gradient: as many zeros as the mask drops.
+                let dx: Vec<f32> = g1.get(x.as_tensor()).expect("a gradient").flatten_all()?.to_vec1()?;
+                let kept: Vec<f32> = dropout(&x.ones_like()?, rate, key)?.flatten_all()?.to_vec1()?;
+                assert!(dx.iter().zip(&kept).all(|(&d, &k)| k != 0.0 || d == 0.0), "{what}");
             }
         }
         Ok(())

@@ -50,13 +50,7 @@ fn threshold(rate: f32) -> u32 {
 /// tensor. On a GPU the mask is drawn there (its generator seeded with `key`, so a run repeats
 /// on the same device), and no values cross to the host.
 pub fn dropout(x: &Tensor, rate: f32, key: u64) -> Result<Tensor> {
-    if !(0.0..1.0).contains(&rate) {
-        bail!("dropout: rate {rate} is outside [0, 1)");
-    }
-    if u32::try_from(x.elem_count()).is_err() {
-        bail!("dropout: a tensor of {} values is more than the mask's 32-bit counter covers", x.elem_count());
-    }
-    let op = Dropout { threshold: threshold(rate), scale: 1.0 / (1.0 - rate), key };
+    let op = Dropout::new(rate, key, x.elem_count())?;
     if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
         return x.contiguous()?.apply_op1(op);
     }
@@ -72,15 +66,29 @@ pub fn dropout(x: &Tensor, rate: f32, key: u64) -> Result<Tensor> {
 
 /// The op, forward and backward alike: `y_i = x_i · scale` where kept, else 0.
 #[derive(Clone, Copy)]
-struct Dropout {
+pub(super) struct Dropout {
     threshold: u32,
     scale: f32,
     key: u64,
 }
 
+impl Dropout {
+    /// The mask of `len` values at `rate` under `key`, or an error for a rate outside [0, 1)
+    /// or more values than the 32-bit counter covers.
+    pub(super) fn new(rate: f32, key: u64, len: usize) -> Result<Self> {
+        if !(0.0..1.0).contains(&rate) {
+            bail!("dropout: rate {rate} is outside [0, 1)");
+        }
+        if u32::try_from(len).is_err() {
+            bail!("dropout: a tensor of {len} values is more than the mask's 32-bit counter covers");
+        }
+        Ok(Dropout { threshold: threshold(rate), scale: 1.0 / (1.0 - rate), key })
+    }
+}
+
 /// `ys[j] = xs[j] · scale` where element `base + j` is kept, else 0; with AVX2 where the CPU
 /// has it (the hash's 32-bit multiplies vectorize there, not in baseline x86-64).
-fn apply_mask(ys: &mut [f32], xs: &[f32], base: u32, op: Dropout) {
+pub(super) fn apply_mask(ys: &mut [f32], xs: &[f32], base: u32, op: Dropout) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.

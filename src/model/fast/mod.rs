@@ -21,7 +21,7 @@ pub use avgpool::{avg_pool2d, global_avg_pool};
 pub use batchnorm::{batch_norm_fixed, batch_norm_train, BatchStats};
 pub use bn_pool::batch_norm_pool_train;
 pub use conv::{conv2d, conv2d_relu_pool};
-pub use dense::linear;
+pub use dense::{dropout_linear, linear};
 pub use dropout::{dropout, mix64};
 pub use pool::max_pool2d;
 
