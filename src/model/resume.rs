@@ -213,7 +213,7 @@ fn run_state(path: &Path, entry: &TrainEntry, tensors: &HashMap<String, Tensor>)
 
 /// The file names a checkpoint folder holds.
 pub const LAST: &str = "last.safetensors";
-/// The checkpoint of the epoch whose weights `fit` keeps (see [`EpochEnd::kept`]).
+/// The checkpoint of the epoch whose weights `fit` keeps (see [`EpochEnd::kept`](super::train::EpochEnd::kept)).
 pub const BEST: &str = "best.safetensors";
 
 /// Writes the checkpoint of a finished epoch into `dir`: `best.safetensors` when `kept` (the

@@ -198,7 +198,7 @@ pub fn tfrecord(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A histogram of `values` in [`BUCKETS`] equal buckets from their lowest to their highest
+/// A histogram of `values` in 30 (`BUCKETS`) equal buckets from their lowest to their highest
 /// (one bucket when they are all equal); the non-finite values are left out.
 pub fn histogram(values: &[f32]) -> HistogramProto {
     let finite: Vec<f64> = values.iter().filter(|v| v.is_finite()).map(|&v| v as f64).collect();

@@ -432,7 +432,7 @@ pub struct BestState {
     pub weights: Weights,
 }
 
-/// Everything a [`fit`](super::fit) run needs to continue after a finished epoch, besides the
+/// Everything a [`fit`] run needs to continue after a finished epoch, besides the
 /// network's weights and its settings.
 #[derive(Debug, Clone)]
 pub struct RunState {
