@@ -142,6 +142,35 @@ pub(super) fn scale_shift(gamma: &[f32], beta: &[f32], stats: &BatchStats, eps: 
     (scale, shift)
 }
 
+/// The result of a backward op, packed as `[dx…, dgamma…, dbeta…]`: `out` holds the input
+/// gradient in its first `x_len` values and gets the per-channel sums (Σdy, Σdy·x̂) after it,
+/// Σdy·x̂ being the scale's gradient and Σdy the shift's.
+pub(super) fn packed_gradients(mut out: Vec<f32>, x_len: usize, sums: &[(f32, f32)]) -> (CpuStorage, Shape) {
+    let c = sums.len();
+    let rest = &mut out[x_len..];
+    for (ch, &(sd, sdx)) in sums.iter().enumerate() {
+        rest[ch] = sdx;
+        rest[c + ch] = sd;
+    }
+    (CpuStorage::F32(out), Shape::from(x_len + 2 * c))
+}
+
+/// The gradients of `x`, `gamma` and `beta` from a [`packed_gradients`] result, each only where
+/// its tensor is tracked.
+pub(super) fn unpack_gradients(
+    packed: &Tensor,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let (total, c) = (x.elem_count(), gamma.elem_count());
+    let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
+    let dgamma = packed.narrow(0, total, c)?;
+    let dbeta = packed.narrow(0, total + c, c)?;
+    let some = |t: &Tensor, g: Tensor| t.track_op().then_some(g);
+    Ok((some(x, dx), some(gamma, dgamma), some(beta, dbeta)))
+}
+
 /// `(n, c, inner)`: images, channels and values per channel of one image.
 pub(super) fn dims(layout: &Layout) -> Result<(usize, usize, usize)> {
     match *layout.dims() {
@@ -218,16 +247,8 @@ impl CustomOp3 for BatchNormTrain {
         let Some(stats) = self.stats.get() else {
             bail!("{}: backward before forward", self.name());
         };
-        let c = gamma.elem_count();
         let op = BatchNormGrad { eps: self.eps, stats: stats.clone() };
-        // One packed result: the input gradient, then the scale and the shift gradients.
-        let packed = x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?;
-        let total = x.elem_count();
-        let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
-        let dgamma = packed.narrow(0, total, c)?;
-        let dbeta = packed.narrow(0, total + c, c)?;
-        let some = |t: &Tensor, g: Tensor| t.track_op().then_some(g);
-        Ok((some(x, dx), some(gamma, dgamma), some(beta, dbeta)))
+        unpack_gradients(&x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?, x, gamma, beta)
     }
 }
 
@@ -272,7 +293,7 @@ impl CustomOp3 for BatchNormGrad {
         });
         let m = *count as f32;
         let mut out = super::par_zeros(x.len() + 2 * c);
-        let (dx, rest) = out.split_at_mut(x.len());
+        let dx = &mut out[..x.len()];
         // dx = gamma·inv_std·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)
         dx.par_chunks_mut(c * inner).zip(x.par_chunks(c * inner)).zip(dy.par_chunks(c * inner)).for_each(
             |((dxi, xi), dyi)| {
@@ -289,24 +310,19 @@ impl CustomOp3 for BatchNormGrad {
                 }
             },
         );
-        for (ch, &(sd, sdx)) in sums.iter().enumerate() {
-            rest[ch] = sdx;
-            rest[c + ch] = sd;
-        }
-        Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)))
+        Ok(packed_gradients(out, x.len(), &sums))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fast::test_util::{random, rel_err};
+    use crate::model::fast::test_util::{assert_grads_close, candle_batch_norm, random, rel_err};
     use candle_core::Var;
     use candle_nn::{BatchNormConfig, ModuleT, VarBuilder, VarMap};
 
     /// Our op against candle's batch norm: outputs, statistics and all three gradients.
     fn check(shape: &[usize], seed: u64) {
-        let device = Device::Cpu;
         let x = Var::from_tensor(&random(shape, seed).unwrap().affine(3.0, 0.5).unwrap()).unwrap();
         let c = shape[1];
         let gamma = Var::from_tensor(&random(&[c], seed + 1).unwrap().affine(1.0, 1.5).unwrap()).unwrap();
@@ -317,29 +333,15 @@ mod tests {
         let (y, stats) = batch_norm_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-3).unwrap();
         let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
 
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-        let cfg = BatchNormConfig { eps: 1e-3, remove_mean: true, affine: true, momentum: 0.1 };
-        let bn = candle_nn::batch_norm(c, cfg, vb.pp("bn")).unwrap();
-        {
-            let data = varmap.data().lock().unwrap();
-            data["bn.weight"].set(gamma.as_tensor()).unwrap();
-            data["bn.bias"].set(beta.as_tensor()).unwrap();
-        }
+        let (varmap, bn) = candle_batch_norm(gamma.as_tensor(), beta.as_tensor());
         let reference = bn.forward_t(x.as_tensor(), true).unwrap();
         let ref_grads = (&reference * &w).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(rel_err(&y, &reference).unwrap() < 1e-4, "{shape:?} output");
         let data = varmap.data().lock().unwrap();
         let (rg, rb) = (data["bn.weight"].as_tensor(), data["bn.bias"].as_tensor());
-        let pairs = [
-            (grads.get(x.as_tensor()).unwrap(), ref_grads.get(x.as_tensor()).unwrap(), "dx"),
-            (grads.get(gamma.as_tensor()).unwrap(), ref_grads.get(rg).unwrap(), "dgamma"),
-            (grads.get(beta.as_tensor()).unwrap(), ref_grads.get(rb).unwrap(), "dbeta"),
-        ];
-        for (ours, theirs, what) in pairs {
-            let e = rel_err(ours, theirs).unwrap();
-            assert!(e < 1e-4, "{shape:?} {what}: relative error {e}");
-        }
+        let pairs =
+            [(x.as_tensor(), x.as_tensor(), "dx"), (gamma.as_tensor(), rg, "dgamma"), (beta.as_tensor(), rb, "dbeta")];
+        assert_grads_close(&grads, &ref_grads, &pairs, 1e-4, &format!("{shape:?}"));
         // candle's running mean after one step from 0 is momentum × the batch mean.
         let stats = stats.get().unwrap();
         let running: Vec<f32> = bn.running_mean().to_vec1().unwrap();

@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::batchnorm::{batch_stats, per_channel, scale_shift, BatchStats};
-use super::pool::{pool_plane, PLANES_PER_TASK};
+use super::batchnorm::{batch_stats, packed_gradients, per_channel, scale_shift, unpack_gradients, BatchStats};
+use super::pool::{pool_planes, PLANES_PER_TASK};
 use super::{f32_slice, lane_sum};
 
 /// Batch norm of `x` (`[N, C, H, W]`) with this batch's statistics, then max-pooling over
@@ -75,27 +75,14 @@ impl CustomOp3 for BatchNormPool {
         }
         let stats = batch_stats(self.name(), x, (n, c, h * w))?;
         let (scale, shift) = scale_shift(gamma, beta, &stats, self.eps);
-        let k = self.k;
-        let (oh, ow) = (h / k, w / k);
-        let mut y = super::par_zeros(n * c * oh * ow);
-        let mut idx = super::par_zeros(y.len());
-        let task = PLANES_PER_TASK;
-        x.par_chunks(task * h * w)
-            .zip(y.par_chunks_mut(task * oh * ow))
-            .zip(idx.par_chunks_mut(task * oh * ow))
-            .enumerate()
-            .for_each(|(t, ((xs, ys), is))| {
-                let mut normalized = vec![0f32; h * w];
-                let planes = xs.chunks_exact(h * w).zip(ys.chunks_exact_mut(oh * ow)).zip(is.chunks_exact_mut(oh * ow));
-                for (j, ((plane, yp), ip)) in planes.enumerate() {
-                    let ch = (t * task + j) % c;
-                    let (a, b) = (scale[ch], shift[ch]);
-                    for (o, &v) in normalized.iter_mut().zip(plane) {
-                        *o = v * a + b;
-                    }
-                    pool_plane(&normalized, w, k, yp, ip);
-                }
-            });
+        let normalize = |p: usize, plane: &[f32], out: &mut [f32]| {
+            let (a, b) = (scale[p % c], shift[p % c]);
+            for (o, &v) in out.iter_mut().zip(plane) {
+                *o = v * a + b;
+            }
+        };
+        let (y, idx) = pool_planes(x, (h, w), self.k, Some(&normalize));
+        let (oh, ow) = (h / self.k, w / self.k);
         let _ = self.stats.set(stats);
         // The op is built fresh for every call, so this is its only forward pass.
         let _ = self.argmax.set(idx);
@@ -113,16 +100,8 @@ impl CustomOp3 for BatchNormPool {
         let (Some(stats), Some(argmax)) = (self.stats.get(), self.argmax.get()) else {
             bail!("{}: backward before forward", self.name());
         };
-        let c = gamma.elem_count();
         let op = BatchNormPoolGrad { eps: self.eps, k: self.k, stats, argmax };
-        // One packed result: the input gradient, then the scale and the shift gradients.
-        let packed = x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?;
-        let total = x.elem_count();
-        let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
-        let dgamma = packed.narrow(0, total, c)?;
-        let dbeta = packed.narrow(0, total + c, c)?;
-        let some = |t: &Tensor, g: Tensor| t.track_op().then_some(g);
-        Ok((some(x, dx), some(gamma, dgamma), some(beta, dbeta)))
+        unpack_gradients(&x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?, x, gamma, beta)
     }
 }
 
@@ -175,7 +154,7 @@ impl CustomOp3 for BatchNormPoolGrad<'_> {
         });
         let total = *count as f32;
         let mut out = super::par_zeros(x.len() + 2 * c);
-        let (dx, rest) = out.split_at_mut(x.len());
+        let dx = &mut out[..x.len()];
         // dx = gamma·inv_std·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)
         let task = PLANES_PER_TASK;
         dx.par_chunks_mut(task * hw)
@@ -199,27 +178,22 @@ impl CustomOp3 for BatchNormPoolGrad<'_> {
                     }
                 }
             });
-        for (ch, &(sd, sdx)) in sums.iter().enumerate() {
-            rest[ch] = sdx;
-            rest[c + ch] = sd;
-        }
-        Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)))
+        Ok(packed_gradients(out, x.len(), &sums))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fast::test_util::{distinct, random, rel_err};
+    use crate::model::fast::test_util::{assert_grads_close, candle_batch_norm, distinct, random, rel_err};
     use crate::model::fast::{batch_norm_train, max_pool2d};
     use candle_core::Var;
-    use candle_nn::{BatchNormConfig, ModuleT, VarBuilder, VarMap};
+    use candle_nn::ModuleT;
 
     /// The fused op against candle's batch norm followed by an exact reference pool (windows cut
     /// out and reduced with max): output, statistics and all three gradients; and against our
     /// two separate ops.
     fn check(shape: &[usize], k: usize, seed: u64) {
-        let device = Device::Cpu;
         // Distinct inputs and positive scales keep every window free of ties after normalizing.
         let x = Var::from_tensor(&distinct(shape, seed).unwrap().affine(3.0, 0.5).unwrap()).unwrap();
         let c = shape[1];
@@ -230,15 +204,7 @@ mod tests {
         let w = random(y.dims(), seed + 3).unwrap();
         let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
 
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-        let cfg = BatchNormConfig { eps: 1e-3, remove_mean: true, affine: true, momentum: 0.1 };
-        let bn = candle_nn::batch_norm(c, cfg, vb.pp("bn")).unwrap();
-        {
-            let data = varmap.data().lock().unwrap();
-            data["bn.weight"].set(gamma.as_tensor()).unwrap();
-            data["bn.bias"].set(beta.as_tensor()).unwrap();
-        }
+        let (varmap, bn) = candle_batch_norm(gamma.as_tensor(), beta.as_tensor());
         let normalized = bn.forward_t(x.as_tensor(), true).unwrap();
         let (n, _, h, wd) = normalized.dims4().unwrap();
         let (oh, ow) = (h / k, wd / k);
@@ -254,15 +220,9 @@ mod tests {
         let ref_grads = (&reference * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let data = varmap.data().lock().unwrap();
         let (rg, rb) = (data["bn.weight"].as_tensor(), data["bn.bias"].as_tensor());
-        let pairs = [
-            (grads.get(x.as_tensor()).unwrap(), ref_grads.get(x.as_tensor()).unwrap(), "dx"),
-            (grads.get(gamma.as_tensor()).unwrap(), ref_grads.get(rg).unwrap(), "dgamma"),
-            (grads.get(beta.as_tensor()).unwrap(), ref_grads.get(rb).unwrap(), "dbeta"),
-        ];
-        for (ours, theirs, what) in pairs {
-            let e = rel_err(ours, theirs).unwrap();
-            assert!(e < 1e-4, "{shape:?} {what}: relative error {e}");
-        }
+        let pairs =
+            [(x.as_tensor(), x.as_tensor(), "dx"), (gamma.as_tensor(), rg, "dgamma"), (beta.as_tensor(), rb, "dbeta")];
+        assert_grads_close(&grads, &ref_grads, &pairs, 1e-4, &format!("{shape:?}"));
 
         // The two ops apart give the same statistics, output and input gradient.
         let (normed, apart_stats) = batch_norm_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-3).unwrap();

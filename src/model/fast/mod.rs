@@ -249,6 +249,39 @@ pub(crate) mod test_util {
         Tensor::from_vec(data, shape, &Device::Cpu)
     }
 
+    /// candle's batch norm (eps 1e-3, momentum 0.1) with the scales `gamma` and shifts `beta`,
+    /// and the VarMap that holds its parameters as `bn.weight`, `bn.bias`, `bn.running_mean`
+    /// and `bn.running_var`.
+    pub fn candle_batch_norm(gamma: &Tensor, beta: &Tensor) -> (candle_nn::VarMap, candle_nn::BatchNorm) {
+        let varmap = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+        let cfg = candle_nn::BatchNormConfig { eps: 1e-3, remove_mean: true, affine: true, momentum: 0.1 };
+        let bn = candle_nn::batch_norm(gamma.elem_count(), cfg, vb.pp("bn")).expect("candle builds a batch norm");
+        {
+            let data = varmap.data().lock().expect("a fresh VarMap's lock is not poisoned");
+            data["bn.weight"].set(gamma).expect("gamma has one value per channel");
+            data["bn.bias"].set(beta).expect("beta has one value per channel");
+        }
+        (varmap, bn)
+    }
+
+    /// Asserts, for each `(tensor in ours, tensor in theirs, name)`, that the gradient in `ours`
+    /// is within relative error `tol` of the one in `theirs`; `what` names the case.
+    pub fn assert_grads_close(
+        ours: &candle_core::backprop::GradStore,
+        theirs: &candle_core::backprop::GradStore,
+        pairs: &[(&Tensor, &Tensor, &str)],
+        tol: f32,
+        what: &str,
+    ) {
+        for &(mine, reference, name) in pairs {
+            let (a, b) =
+                (ours.get(mine).expect("ours has the gradient"), theirs.get(reference).expect("so has theirs"));
+            let e = rel_err(a, b).expect("the gradients compare");
+            assert!(e < tol, "{what} {name}: relative error {e}");
+        }
+    }
+
     /// max |a - b| / max |b|: the error of `a` relative to the reference `b`.
     pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
         assert_eq!(a.dims(), b.dims(), "shapes differ");

@@ -48,18 +48,7 @@ impl CustomOp1 for MaxPool {
         let x = f32_slice(self.name(), storage, layout)?;
         let k = self.k;
         let (oh, ow) = (h / k, w / k);
-        let mut y = super::par_zeros(n * c * oh * ow);
-        let mut idx = super::par_zeros(y.len());
-        let task = PLANES_PER_TASK;
-        x.par_chunks(task * h * w)
-            .zip(y.par_chunks_mut(task * oh * ow))
-            .zip(idx.par_chunks_mut(task * oh * ow))
-            .for_each(|((xs, ys), is)| {
-                let planes = xs.chunks_exact(h * w).zip(ys.chunks_exact_mut(oh * ow)).zip(is.chunks_exact_mut(oh * ow));
-                for ((plane, yp), ip) in planes {
-                    pool_plane(plane, w, k, yp, ip);
-                }
-            });
+        let (y, idx) = pool_planes(x, (h, w), k, None);
         // The op is built fresh for every call, so this is its only forward pass.
         let _ = self.argmax.set(idx);
         Ok((CpuStorage::F32(y), Shape::from((n, c, oh, ow))))
@@ -76,6 +65,44 @@ impl CustomOp1 for MaxPool {
         let op = MaxPoolGrad { argmax, h, w };
         Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
     }
+}
+
+/// What [`pool_planes`] turns each plane into before pooling it: `(plane index, plane, scratch)`.
+pub(super) type PlaneMap<'a> = &'a (dyn Fn(usize, &[f32], &mut [f32]) + Sync);
+
+/// Max-pools every `h` × `w` plane of `x` into new outputs and argmax offsets (see
+/// [`pool_plane`]), in parallel tasks of [`PLANES_PER_TASK`] planes. With `map`, each plane is
+/// first turned into the values to pool by `map(plane index, plane, scratch)`, which fills the
+/// plane-sized `scratch` (the fused batch norm normalizes there).
+pub(super) fn pool_planes(
+    x: &[f32],
+    (h, w): (usize, usize),
+    k: usize,
+    map: Option<PlaneMap<'_>>,
+) -> (Vec<f32>, Vec<u32>) {
+    let (oh, ow) = (h / k, w / k);
+    let mut y = super::par_zeros(x.len() / (h * w) * oh * ow);
+    let mut idx = super::par_zeros(y.len());
+    let task = PLANES_PER_TASK;
+    x.par_chunks(task * h * w)
+        .zip(y.par_chunks_mut(task * oh * ow))
+        .zip(idx.par_chunks_mut(task * oh * ow))
+        .enumerate()
+        .for_each(|(t, ((xs, ys), is))| {
+            let mut scratch = if map.is_some() { vec![0f32; h * w] } else { Vec::new() };
+            let planes = xs.chunks_exact(h * w).zip(ys.chunks_exact_mut(oh * ow)).zip(is.chunks_exact_mut(oh * ow));
+            for (j, ((plane, yp), ip)) in planes.enumerate() {
+                let values = match map {
+                    Some(f) => {
+                        f(t * task + j, plane, &mut scratch);
+                        &scratch[..]
+                    }
+                    None => plane,
+                };
+                pool_plane(values, w, k, yp, ip);
+            }
+        });
+    (y, idx)
 }
 
 /// Max-pools one plane of width `w` into `y` (OH × OW) and records in `idx` the offset of each
