@@ -57,9 +57,7 @@ impl CustomOp1 for AvgPool {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let &[n, c, h, w] = layout.dims() else {
-            bail!("{}: expected a 4-d input, got {:?}", self.name(), layout.dims());
-        };
+        let (n, c, h, w) = super::dims4(self.name(), layout)?;
         let x = f32_slice(self.name(), storage, layout)?;
         let (oh, ow) = self.out_dims(h, w);
         let mut y = vec![0f32; n * c * oh * ow];

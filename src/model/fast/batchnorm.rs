@@ -22,6 +22,13 @@ pub struct BatchStats {
     pub count: usize,
 }
 
+impl BatchStats {
+    /// `1 / sqrt(var + eps)` per channel.
+    pub(super) fn inv_std(&self, eps: f32) -> Vec<f32> {
+        self.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect()
+    }
+}
+
 /// Batch norm of `x` (`[N, C]` or `[N, C, H, W]`) with the statistics of this batch:
 /// `(x - mean) / sqrt(var + eps) * gamma + beta`, per channel. Returns the output and the
 /// statistics (to update the moving averages). f32 on the CPU only; the caller falls back to
@@ -278,8 +285,8 @@ impl CustomOp3 for BatchNormGrad {
         if dy.len() != x.len() {
             bail!("{}: gradient of {} values for an input of {}", self.name(), dy.len(), x.len());
         }
-        let BatchStats { mean, var, count } = &self.stats;
-        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        let BatchStats { mean, count, .. } = &self.stats;
+        let inv_std = self.stats.inv_std(self.eps);
         // Per channel: Σ dy and Σ dy·x̂.
         let sums = per_channel(x, (n, c, inner), |ch, visit| {
             let (m, s) = (mean[ch], inv_std[ch]);

@@ -11,7 +11,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Sh
 use rayon::prelude::*;
 
 use super::batchnorm::{batch_stats, packed_gradients, per_channel, scale_shift, unpack_gradients, BatchStats};
-use super::pool::{pool_planes, PLANES_PER_TASK};
+use super::pool::{check_window, pool_planes, PLANES_PER_TASK};
 use super::{f32_slice, lane_sum};
 
 /// Batch norm of `x` (`[N, C, H, W]`) with this batch's statistics, then max-pooling over
@@ -29,13 +29,7 @@ pub fn batch_norm_pool_train(
     if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
         bail!("fast batch norm and pool: f32 on the CPU only");
     }
-    let (_, _, h, w) = x.dims4()?;
-    if k == 0 || k > h || k > w {
-        bail!("fast batch norm and pool: window {k}x{k} does not fit the {h}x{w} input");
-    }
-    if u32::try_from(h * w).is_err() {
-        bail!("fast batch norm and pool: a {h}x{w} plane is too large");
-    }
+    check_window("fast batch norm and pool", x, k)?;
     let stats = Arc::new(OnceLock::new());
     let op = BatchNormPool { eps: eps as f32, k, stats: Arc::clone(&stats), argmax: OnceLock::new() };
     let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
@@ -65,9 +59,7 @@ impl CustomOp3 for BatchNormPool {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let &[n, c, h, w] = xl.dims() else {
-            bail!("{}: expected a 4-d input, got {:?}", self.name(), xl.dims());
-        };
+        let (n, c, h, w) = super::dims4(self.name(), xl)?;
         let (x, gamma, beta) =
             (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), gs, gl)?, f32_slice(self.name(), bs, bl)?);
         if gamma.len() != c || beta.len() != c {
@@ -128,17 +120,15 @@ impl CustomOp3 for BatchNormPoolGrad<'_> {
         ds: &CpuStorage,
         dl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let &[n, c, h, w] = xl.dims() else {
-            bail!("{}: expected a 4-d input, got {:?}", self.name(), xl.dims());
-        };
+        let (n, c, h, w) = super::dims4(self.name(), xl)?;
         let (x, gamma, g) =
             (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), gs, gl)?, f32_slice(self.name(), ds, dl)?);
         let (hw, ohw) = (h * w, (h / self.k) * (w / self.k));
         if g.len() != n * c * ohw || g.len() != self.argmax.len() || gamma.len() != c {
             bail!("{}: a gradient of {} values for a pooled output of {}", self.name(), g.len(), n * c * ohw);
         }
-        let BatchStats { mean, var, count } = self.stats;
-        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        let BatchStats { mean, count, .. } = self.stats;
+        let inv_std = self.stats.inv_std(self.eps);
         // Per channel: Σ dy and Σ dy·x̂, where dy is nonzero only at the maxima.
         let sums = per_channel(g, (n, c, ohw), |ch, visit| {
             let (m, s) = (mean[ch], inv_std[ch]);

@@ -487,11 +487,7 @@ impl Geom {
         // The weight gradient (transposed, or in Winograd form), then the bias's.
         let weights = wino_w.map_or(o * ckk, |wf| wf.products_len());
         let im2col = (want_w && wino_w.is_none()) || (want_x && wino.is_none());
-        let parts: Vec<&mut [f32]> = if want_x {
-            dx.chunks_mut(run * nb * self.x_len()).collect()
-        } else {
-            (0..chunks.div_ceil(run)).map(|_| <&mut [f32]>::default()).collect()
-        };
+        let parts = super::parts_or_empty(&mut dx, run * nb * self.x_len(), chunks.div_ceil(run));
         let partial: Vec<Vec<f32>> = parts
             .into_par_iter()
             .enumerate()
@@ -611,11 +607,7 @@ impl Conv {
         let mut y = super::par_zeros(g.n * len);
         let nb = g.chunk();
         let mut idx = super::par_zeros(if self.pool.is_some() { y.len() } else { 0 });
-        let idx_parts: Vec<&mut [u32]> = if self.pool.is_some() {
-            idx.chunks_mut(nb * len).collect()
-        } else {
-            (0..g.n.div_ceil(nb)).map(|_| <&mut [u32]>::default()).collect()
-        };
+        let idx_parts = super::parts_or_empty(&mut idx, nb * len, g.n.div_ceil(nb));
         xs.par_chunks(nb * g.x_len())
             .zip(y.par_chunks_mut(nb * len))
             .zip(idx_parts.into_par_iter())

@@ -88,10 +88,7 @@ impl CustomOp3 for Dense {
         let mut y = vec![0f32; n * outputs];
         let mut masked = if self.drop.is_some() { vec![0f32; x.len()] } else { Vec::new() };
         let rows = rows_per_task(n);
-        let masked_parts: Vec<&mut [f32]> = match self.drop {
-            Some(_) => masked.chunks_mut(rows * inputs).collect(),
-            None => (0..n.div_ceil(rows)).map(|_| <&mut [f32]>::default()).collect(),
-        };
+        let masked_parts = super::parts_or_empty(&mut masked, rows * inputs, n.div_ceil(rows));
         y.par_chunks_mut(rows * outputs).zip(x.par_chunks(rows * inputs)).zip(masked_parts).enumerate().for_each(
             |(task, ((yc, xc), mc))| {
                 let xc = match self.drop {

@@ -86,6 +86,24 @@ fn par_zeros<T: Copy + Default + Send>(len: usize) -> Vec<T> {
     v
 }
 
+/// `buf` cut into mutable parts of `size` values, or `count` empty parts when `buf` is empty
+/// (an output the op does not compute this time), to zip with the op's other per-task slices.
+fn parts_or_empty<T>(buf: &mut [T], size: usize, count: usize) -> Vec<&mut [T]> {
+    if buf.is_empty() {
+        (0..count).map(|_| <&mut [T]>::default()).collect()
+    } else {
+        buf.chunks_mut(size).collect()
+    }
+}
+
+/// `(n, c, h, w)` of a 4-d input's layout, or an error naming `op`.
+fn dims4(op: &str, layout: &Layout) -> Result<(usize, usize, usize, usize)> {
+    match *layout.dims() {
+        [n, c, h, w] => Ok((n, c, h, w)),
+        ref d => bail!("{op}: expected a 4-d input, got {d:?}"),
+    }
+}
+
 /// The contiguous f32 data of a CPU storage, or an error naming `op` and what is wrong.
 fn f32_slice<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let data = match storage {

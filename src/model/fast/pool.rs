@@ -16,14 +16,24 @@ pub(super) const PLANES_PER_TASK: usize = 64;
 /// to the first maximum of each window. f32 on the CPU uses the fast kernel; any other device or
 /// dtype uses candle's `max_pool2d`.
 pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    if k == 0 || k > h || k > w {
-        bail!("max_pool2d: window {k}x{k} does not fit the {h}x{w} input");
-    }
+    check_window("max_pool2d", x, k)?;
     if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
         return x.max_pool2d(k);
     }
     x.contiguous()?.apply_op1(MaxPool { k, argmax: OnceLock::new() })
+}
+
+/// Refuses, naming `op`, a `k` × `k` window that does not fit the planes of `x` (N, C, H, W)
+/// or planes too large for [`pool_plane`]'s 32-bit offsets.
+pub(super) fn check_window(op: &str, x: &Tensor, k: usize) -> Result<()> {
+    let (_, _, h, w) = x.dims4()?;
+    if k == 0 || k > h || k > w {
+        bail!("{op}: window {k}x{k} does not fit the {h}x{w} input");
+    }
+    if u32::try_from(h * w).is_err() {
+        bail!("{op}: a {h}x{w} plane is too large");
+    }
+    Ok(())
 }
 
 /// The forward op; `argmax` holds, for every output value, the offset of its maximum inside its
@@ -39,12 +49,7 @@ impl CustomOp1 for MaxPool {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let &[n, c, h, w] = layout.dims() else {
-            bail!("{}: expected a 4-d input, got {:?}", self.name(), layout.dims());
-        };
-        if u32::try_from(h * w).is_err() {
-            bail!("{}: a {h}x{w} plane is too large", self.name());
-        }
+        let (n, c, h, w) = super::dims4(self.name(), layout)?;
         let x = f32_slice(self.name(), storage, layout)?;
         let k = self.k;
         let (oh, ow) = (h / k, w / k);
