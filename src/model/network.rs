@@ -383,10 +383,15 @@ impl Network {
                 Built::Conv { conv, padding } => {
                     let bias = conv.bias().expect("convolutions are built with a bias");
                     let (weight, bias) = (param(conv.weight()), param(bias));
-                    // A convolution straight before a max-pool runs as one fused operation.
+                    // A convolution straight before a max-pool runs as one fused operation, and
+                    // so does one before a training-mode batch norm that no max-pool follows
+                    // (that batch norm runs fused with the pool instead).
                     if pool_next {
                         layers.next();
                         fast::conv2d_relu_pool(&x, &weight, Some(&bias), *padding, 1, 2)?
+                    } else if let Some(bn) = self.batch_norm_to_fuse(i, train, &x) {
+                        layers.next();
+                        self.fast_conv_batch_norm(i + 1, bn, &x, (&weight, &bias), *padding)?
                     } else {
                         fast::conv2d(&x, &weight, Some(&bias), *padding, 1, true)?
                     }
@@ -458,9 +463,35 @@ impl Network {
         self.plain_dense(i + 1) || (matches!(self.layers.get(i + 1), Some(Built::Flatten)) && self.plain_dense(i + 2))
     }
 
+    /// The batch norm after convolution `i` when the two run as one op: in training, on the
+    /// fast path, both trainable, and no max-pool after the batch norm.
+    fn batch_norm_to_fuse(&self, i: usize, train: bool, x: &Tensor) -> Option<&BatchNorm> {
+        let bn = match self.layers.get(i + 1) {
+            Some(Built::BatchNorm(bn)) => bn,
+            _ => return None,
+        };
+        let pool_after = matches!(self.layers.get(i + 2), Some(Built::MaxPool));
+        (train && fast_path(x) && !pool_after && !self.is_frozen(i) && !self.is_frozen(i + 1)).then_some(bn)
+    }
+
+    /// Convolution `weight`, `bias` with ReLU, then the training-mode batch norm `bn` (layer
+    /// `layer`) through the fused op, then the batch norm's moving-average update.
+    fn fast_conv_batch_norm(
+        &self,
+        layer: usize,
+        bn: &BatchNorm,
+        x: &Tensor,
+        (weight, bias): (&Tensor, &Tensor),
+        padding: usize,
+    ) -> Result<Tensor> {
+        let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
+        let (y, stats) = fast::conv2d_relu_batch_norm_train(x, weight, bias, gamma, beta, padding, bn.eps())?;
+        self.update_moving_stats(layer, stats.get().expect("the forward pass sets the statistics"), x.device())?;
+        Ok(y)
+    }
+
     /// Training-mode batch norm through the fused op (with the following 2 × 2 max-pool when
-    /// `pooled`), then candle's moving-average update (momentum [`BN_MOMENTUM`], the variance
-    /// made unbiased as candle does).
+    /// `pooled`), then the moving-average update.
     fn fast_batch_norm(&self, layer: usize, bn: &BatchNorm, x: &Tensor, pooled: bool) -> Result<Tensor> {
         let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
         let (y, stats) = if pooled {
@@ -468,7 +499,13 @@ impl Network {
         } else {
             fast::batch_norm_train(x, gamma, beta, bn.eps())?
         };
-        let stats = stats.get().expect("the forward pass sets the statistics");
+        self.update_moving_stats(layer, stats.get().expect("the forward pass sets the statistics"), x.device())?;
+        Ok(y)
+    }
+
+    /// candle's moving-average update of batch norm `layer`'s statistics from one batch's
+    /// (momentum [`BN_MOMENTUM`], the variance made unbiased as candle does).
+    fn update_moving_stats(&self, layer: usize, stats: &fast::BatchStats, device: &Device) -> Result<()> {
         let prefix = self.prefixes[layer].as_deref().expect("batch norms have parameters");
         let unbias = if stats.count > 1 { stats.count as f64 / (stats.count - 1) as f64 } else { 1.0 };
         let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
@@ -480,9 +517,9 @@ impl Network {
                 .zip(batch)
                 .map(|(&r, &b)| ((1.0 - BN_MOMENTUM) * r as f64 + BN_MOMENTUM * factor * b as f64) as f32)
                 .collect();
-            var.set(&Tensor::from_vec(new, old.len(), x.device())?)?;
+            var.set(&Tensor::from_vec(new, old.len(), device)?)?;
         }
-        Ok(y)
+        Ok(())
     }
 }
 

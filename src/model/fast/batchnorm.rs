@@ -149,6 +149,66 @@ pub(super) fn scale_shift(gamma: &[f32], beta: &[f32], stats: &BatchStats, eps: 
     (scale, shift)
 }
 
+/// `x · scale + shift` per channel of `x` (images of `c` channels of `inner` values).
+pub(super) fn normalized(x: &[f32], (c, inner): (usize, usize), scale: &[f32], shift: &[f32]) -> Vec<f32> {
+    let mut y = super::par_zeros(x.len());
+    y.par_chunks_mut(c * inner).zip(x.par_chunks(c * inner)).for_each(|(yi, xi)| {
+        for ch in 0..c {
+            let (a, b) = (scale[ch], shift[ch]);
+            let range = ch * inner..(ch + 1) * inner;
+            for (o, &v) in yi[range.clone()].iter_mut().zip(&xi[range]) {
+                *o = v * a + b;
+            }
+        }
+    });
+    y
+}
+
+/// The input gradient of a training-mode batch norm of `x` (`(n, c, inner)`) with scales
+/// `gamma`, from the output gradient `dy`, written to `dx`; returns each channel's
+/// (Σdy, Σdy·x̂), the shift's and the scale's gradients.
+pub(super) fn input_gradient(
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    (n, c, inner): (usize, usize, usize),
+    stats: &BatchStats,
+    eps: f32,
+    dx: &mut [f32],
+) -> Vec<(f32, f32)> {
+    let BatchStats { mean, count, .. } = stats;
+    let inv_std = stats.inv_std(eps);
+    // Per channel: Σ dy and Σ dy·x̂.
+    let sums = per_channel(x, (n, c, inner), |ch, visit| {
+        let (m, s) = (mean[ch], inv_std[ch]);
+        let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
+        visit(&mut |start, xv| {
+            let dv = &dy[start..start + xv.len()];
+            sum_dy += lane_sum(dv) as f64;
+            sum_dy_xhat += (lane_sum_zip(xv, dv, |xi, di| di * (xi - m)) * s) as f64;
+        });
+        (sum_dy as f32, sum_dy_xhat as f32)
+    });
+    let m = *count as f32;
+    // dx = gamma·inv_std·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)
+    dx.par_chunks_mut(c * inner).zip(x.par_chunks(c * inner)).zip(dy.par_chunks(c * inner)).for_each(
+        |((dxi, xi), dyi)| {
+            for ch in 0..c {
+                let (sd, sdx) = sums[ch];
+                let (mu, s) = (mean[ch], inv_std[ch]);
+                let k = gamma[ch] * s;
+                let (mean_dy, mean_dy_xhat) = (sd / m, sdx / m);
+                let range = ch * inner..(ch + 1) * inner;
+                for ((o, &xv), &dv) in dxi[range.clone()].iter_mut().zip(&xi[range.clone()]).zip(&dyi[range]) {
+                    let xhat = (xv - mu) * s;
+                    *o = k * (dv - mean_dy - xhat * mean_dy_xhat);
+                }
+            }
+        },
+    );
+    sums
+}
+
 /// The result of a backward op, packed as `[dx…, dgamma…, dbeta…]`: `out` holds the input
 /// gradient in its first `x_len` values and gets the per-channel sums (Σdy, Σdy·x̂) after it,
 /// Σdy·x̂ being the scale's gradient and Σdy the shift's.
@@ -229,16 +289,7 @@ impl CustomOp3 for BatchNormTrain {
         }
         let stats = batch_stats(self.name(), x, (n, c, inner))?;
         let (scale, shift) = scale_shift(gamma, beta, &stats, self.eps);
-        let mut y = super::par_zeros(x.len());
-        y.par_chunks_mut(c * inner).zip(x.par_chunks(c * inner)).for_each(|(yi, xi)| {
-            for ch in 0..c {
-                let (a, b) = (scale[ch], shift[ch]);
-                let range = ch * inner..(ch + 1) * inner;
-                for (o, &v) in yi[range.clone()].iter_mut().zip(&xi[range]) {
-                    *o = v * a + b;
-                }
-            }
-        });
+        let y = normalized(x, (c, inner), &scale, &shift);
         let _ = self.stats.set(stats);
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
@@ -285,38 +336,8 @@ impl CustomOp3 for BatchNormGrad {
         if dy.len() != x.len() {
             bail!("{}: gradient of {} values for an input of {}", self.name(), dy.len(), x.len());
         }
-        let BatchStats { mean, count, .. } = &self.stats;
-        let inv_std = self.stats.inv_std(self.eps);
-        // Per channel: Σ dy and Σ dy·x̂.
-        let sums = per_channel(x, (n, c, inner), |ch, visit| {
-            let (m, s) = (mean[ch], inv_std[ch]);
-            let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
-            visit(&mut |start, xv| {
-                let dv = &dy[start..start + xv.len()];
-                sum_dy += lane_sum(dv) as f64;
-                sum_dy_xhat += (lane_sum_zip(xv, dv, |xi, di| di * (xi - m)) * s) as f64;
-            });
-            (sum_dy as f32, sum_dy_xhat as f32)
-        });
-        let m = *count as f32;
         let mut out = super::par_zeros(x.len() + 2 * c);
-        let dx = &mut out[..x.len()];
-        // dx = gamma·inv_std·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)
-        dx.par_chunks_mut(c * inner).zip(x.par_chunks(c * inner)).zip(dy.par_chunks(c * inner)).for_each(
-            |((dxi, xi), dyi)| {
-                for ch in 0..c {
-                    let (sd, sdx) = sums[ch];
-                    let (mu, s) = (mean[ch], inv_std[ch]);
-                    let k = gamma[ch] * s;
-                    let (mean_dy, mean_dy_xhat) = (sd / m, sdx / m);
-                    let range = ch * inner..(ch + 1) * inner;
-                    for ((o, &xv), &dv) in dxi[range.clone()].iter_mut().zip(&xi[range.clone()]).zip(&dyi[range]) {
-                        let xhat = (xv - mu) * s;
-                        *o = k * (dv - mean_dy - xhat * mean_dy_xhat);
-                    }
-                }
-            },
-        );
+        let sums = input_gradient(x, gamma, dy, (n, c, inner), &self.stats, self.eps, &mut out[..x.len()]);
         Ok(packed_gradients(out, x.len(), &sums))
     }
 }

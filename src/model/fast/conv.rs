@@ -108,7 +108,7 @@ struct Filter<'a> {
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
-struct Geom {
+pub(super) struct Geom {
     n: usize,
     c: usize,
     h: usize,
@@ -123,7 +123,9 @@ struct Geom {
 }
 
 impl Geom {
-    fn new(x: &[usize], w: &[usize], pad: usize, stride: usize) -> Result<Self> {
+    /// The convolution of an input shaped `x` (N, C, H, W) with kernels shaped `w` (O, C, KH,
+    /// KW), or an error naming what does not fit.
+    pub(super) fn new(x: &[usize], w: &[usize], pad: usize, stride: usize) -> Result<Self> {
         let (&[n, c, h, wd], &[o, wc, kh, kw]) = (x, w) else {
             bail!("conv2d: expected a 4-d input (N, C, H, W) and a 4-d kernel (O, C, KH, KW), got {x:?} and {w:?}");
         };
@@ -152,6 +154,18 @@ impl Geom {
             oh: (h + 2 * pad - kh) / stride + 1,
             ow: (wd + 2 * pad - kw) / stride + 1,
         })
+    }
+
+    /// The output's shape (N, O, OH, OW), before any pooling.
+    pub(super) fn output_dims(&self) -> (usize, usize, usize, usize) {
+        (self.n, self.o, self.oh, self.ow)
+    }
+
+    /// The kernel gradient (O × CKK, the kernel's layout) from the transposed CKK × O values
+    /// at the start of [`Geom::backward`]'s first result.
+    pub(super) fn kernel_gradient(&self, acc: &[f32]) -> Vec<f32> {
+        let ckk = self.ckk();
+        (0..self.o * ckk).map(|i| acc[(i % ckk) * self.o + i / ckk]).collect()
     }
 
     /// Whether this convolution and its gradients run in Winograd form: 3 × 3 kernels at
@@ -429,6 +443,35 @@ impl Geom {
         }
     }
 
+    /// The forward pass of the batch `xs` with kernels `ws` and bias `bs`: `relu?(w * x + b)`,
+    /// max-pooled over `pool` × `pool` windows when given; returns the output and, when
+    /// pooled, the offset of every maximum in its OH × OW plane (else nothing).
+    pub(super) fn forward(
+        &self,
+        xs: &[f32],
+        ws: &[f32],
+        bs: Option<&[f32]>,
+        relu: bool,
+        pool: Option<usize>,
+    ) -> (Vec<f32>, Vec<u32>) {
+        let wino = self.winograd();
+        let u = wino.map(|wg| wg.forward_kernels(ws));
+        let filter = Filter { w: ws, b: bs, relu, pool, wino: wino.as_ref().zip(u.as_deref()) };
+        let len = match pool {
+            Some(k) => self.o * (self.oh / k) * (self.ow / k),
+            None => self.o * self.p(),
+        };
+        let mut y = super::par_zeros(self.n * len);
+        let nb = self.chunk();
+        let mut idx = super::par_zeros(if pool.is_some() { y.len() } else { 0 });
+        let idx_parts = super::parts_or_empty(&mut idx, nb * len, self.n.div_ceil(nb));
+        xs.par_chunks(nb * self.x_len())
+            .zip(y.par_chunks_mut(nb * len))
+            .zip(idx_parts.into_par_iter())
+            .for_each(|((xc, yc), ic)| self.forward_chunk(xc, filter, yc, ic));
+        (y, idx)
+    }
+
     /// Forward pass of a chunk of images: `y = relu?(w * x + b)`, then k × k max-pooling when
     /// `f.pool` is given, recording the offset of each maximum in its OH × OW plane in `idx`.
     fn forward_chunk(&self, x: &[f32], f: Filter<'_>, y: &mut [f32], idx: &mut [u32]) {
@@ -474,7 +517,14 @@ impl Geom {
     /// whole batch. The batch's chunks ([`Geom::chunk`]) are dealt out in runs of consecutive
     /// chunks, one run per thread; each run adds its chunks' weight gradients into one sum, and
     /// the runs' sums are added in run order, so results do not depend on scheduling.
-    fn backward(&self, x: &[f32], w: &[f32], src: &GradSrc, want_w: bool, want_x: bool) -> (Vec<f32>, Vec<f32>) {
+    pub(super) fn backward(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        src: &GradSrc,
+        want_w: bool,
+        want_x: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
         let (o, p, ckk) = (self.o, self.p(), self.ckk());
         let nb = self.chunk();
         let chunks = self.n.div_ceil(nb);
@@ -558,7 +608,7 @@ impl Geom {
 }
 
 /// Where the gradient of a convolution's output comes from.
-enum GradSrc<'a> {
+pub(super) enum GradSrc<'a> {
     /// The gradient of the (N, O, OH, OW) output; with `res`, only where the ReLU output `res`
     /// is positive.
     Dense { dy: &'a [f32], res: Option<&'a [f32]> },
@@ -596,22 +646,11 @@ impl Conv {
         let xs = f32_slice("conv2d", x.0, x.1)?;
         let ws = f32_slice("conv2d", w.0, w.1)?;
         let bs = b.map(|(s, l)| f32_slice("conv2d", s, l)).transpose()?;
-        let wino = g.winograd();
-        let u = wino.map(|wg| wg.forward_kernels(ws));
-        let filter = Filter { w: ws, b: bs, relu: self.relu, pool: self.pool, wino: wino.as_ref().zip(u.as_deref()) };
+        let (y, idx) = g.forward(xs, ws, bs, self.relu, self.pool);
         let (oh, ow) = match self.pool {
             Some(k) => (g.oh / k, g.ow / k),
             None => (g.oh, g.ow),
         };
-        let len = g.o * oh * ow;
-        let mut y = super::par_zeros(g.n * len);
-        let nb = g.chunk();
-        let mut idx = super::par_zeros(if self.pool.is_some() { y.len() } else { 0 });
-        let idx_parts = super::parts_or_empty(&mut idx, nb * len, g.n.div_ceil(nb));
-        xs.par_chunks(nb * g.x_len())
-            .zip(y.par_chunks_mut(nb * len))
-            .zip(idx_parts.into_par_iter())
-            .for_each(|((xc, yc), ic)| g.forward_chunk(xc, filter, yc, ic));
         if self.pool.is_some() {
             // The op is built fresh for every call, so this is its only forward pass.
             let _ = self.argmax.set(idx);
@@ -657,12 +696,8 @@ impl Conv {
         let dev = x.device();
         let dx = if want_x { Some(Tensor::from_vec(dx, x.shape(), dev)?) } else { None };
         let (dw, db) = if want_w {
-            let n = w.elem_count();
-            let db = b.map(|_| Tensor::from_slice(&acc[n..], g.o, dev)).transpose()?;
-            // Back from CKK × O to the kernel's O × CKK.
-            let ckk = g.ckk();
-            let dw: Vec<f32> = (0..n).map(|i| acc[(i % ckk) * g.o + i / ckk]).collect();
-            (Some(Tensor::from_vec(dw, w.shape(), dev)?), db)
+            let db = b.map(|_| Tensor::from_slice(&acc[w.elem_count()..], g.o, dev)).transpose()?;
+            (Some(Tensor::from_vec(g.kernel_gradient(&acc), w.shape(), dev)?), db)
         } else {
             (None, None)
         };
