@@ -384,14 +384,17 @@ impl Network {
                     let bias = conv.bias().expect("convolutions are built with a bias");
                     let (weight, bias) = (param(conv.weight()), param(bias));
                     // A convolution straight before a max-pool runs as one fused operation, and
-                    // so does one before a training-mode batch norm that no max-pool follows
-                    // (that batch norm runs fused with the pool instead).
+                    // so does one before a training-mode batch norm (with the max-pool after
+                    // that, if there is one).
                     if pool_next {
                         layers.next();
                         fast::conv2d_relu_pool(&x, &weight, Some(&bias), *padding, 1, 2)?
-                    } else if let Some(bn) = self.batch_norm_to_fuse(i, train, &x) {
+                    } else if let Some((bn, pooled)) = self.batch_norm_to_fuse(i, train, &x) {
                         layers.next();
-                        self.fast_conv_batch_norm(i + 1, bn, &x, (&weight, &bias), *padding)?
+                        if pooled {
+                            layers.next();
+                        }
+                        self.fast_conv_batch_norm(i + 1, bn, &x, (&weight, &bias), *padding, pooled)?
                     } else {
                         fast::conv2d(&x, &weight, Some(&bias), *padding, 1, true)?
                     }
@@ -463,19 +466,20 @@ impl Network {
         self.plain_dense(i + 1) || (matches!(self.layers.get(i + 1), Some(Built::Flatten)) && self.plain_dense(i + 2))
     }
 
-    /// The batch norm after convolution `i` when the two run as one op: in training, on the
-    /// fast path, both trainable, and no max-pool after the batch norm.
-    fn batch_norm_to_fuse(&self, i: usize, train: bool, x: &Tensor) -> Option<&BatchNorm> {
+    /// The batch norm after convolution `i` when the two run as one op (in training, on the
+    /// fast path, both trainable), and whether the 2 × 2 max-pool after it joins them.
+    fn batch_norm_to_fuse(&self, i: usize, train: bool, x: &Tensor) -> Option<(&BatchNorm, bool)> {
         let bn = match self.layers.get(i + 1) {
             Some(Built::BatchNorm(bn)) => bn,
             _ => return None,
         };
-        let pool_after = matches!(self.layers.get(i + 2), Some(Built::MaxPool));
-        (train && fast_path(x) && !pool_after && !self.is_frozen(i) && !self.is_frozen(i + 1)).then_some(bn)
+        let pooled = matches!(self.layers.get(i + 2), Some(Built::MaxPool));
+        (train && fast_path(x) && !self.is_frozen(i) && !self.is_frozen(i + 1)).then_some((bn, pooled))
     }
 
     /// Convolution `weight`, `bias` with ReLU, then the training-mode batch norm `bn` (layer
-    /// `layer`) through the fused op, then the batch norm's moving-average update.
+    /// `layer`) and, when `pooled`, a 2 × 2 max-pool, through the fused op; then the batch
+    /// norm's moving-average update.
     fn fast_conv_batch_norm(
         &self,
         layer: usize,
@@ -483,9 +487,11 @@ impl Network {
         x: &Tensor,
         (weight, bias): (&Tensor, &Tensor),
         padding: usize,
+        pooled: bool,
     ) -> Result<Tensor> {
         let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
-        let (y, stats) = fast::conv2d_relu_batch_norm_train(x, weight, bias, gamma, beta, padding, bn.eps())?;
+        let pool = pooled.then_some(2);
+        let (y, stats) = fast::conv2d_relu_batch_norm_train(x, weight, bias, gamma, beta, padding, bn.eps(), pool)?;
         self.update_moving_stats(layer, stats.get().expect("the forward pass sets the statistics"), x.device())?;
         Ok(y)
     }

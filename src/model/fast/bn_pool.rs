@@ -36,6 +36,95 @@ pub fn batch_norm_pool_train(
     Ok((y, stats))
 }
 
+/// This batch's statistics of `x` (`(n, c, h, w)`), and `x` normalized with them, scaled and
+/// shifted by `(gamma, beta)` and max-pooled over `k` × `k` windows: the pooled values, the
+/// offset of each maximum in its plane, and the statistics. `op` names the caller in errors.
+pub(super) fn normalize_and_pool(
+    op: &str,
+    x: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    (gamma, beta): (&[f32], &[f32]),
+    eps: f32,
+    k: usize,
+) -> Result<(Vec<f32>, Vec<u32>, BatchStats)> {
+    let stats = batch_stats(op, x, (n, c, h * w))?;
+    let (scale, shift) = scale_shift(gamma, beta, &stats, eps);
+    let normalize = |p: usize, plane: &[f32], out: &mut [f32]| {
+        let (a, b) = (scale[p % c], shift[p % c]);
+        for (o, &v) in out.iter_mut().zip(plane) {
+            *o = v * a + b;
+        }
+    };
+    let (y, idx) = pool_planes(x, (h, w), k, Some(&normalize));
+    Ok((y, idx, stats))
+}
+
+/// The gradient of a `k` × `k` max-pooled output: `dy` and the offsets `argmax` of the maxima
+/// in their planes, as [`normalize_and_pool`] gives them.
+#[derive(Clone, Copy)]
+pub(super) struct Pooled<'a> {
+    pub k: usize,
+    pub dy: &'a [f32],
+    pub argmax: &'a [u32],
+}
+
+/// The input gradient of [`normalize_and_pool`] for the input `x` with scales `gamma`, from the
+/// pooled output's gradient, written to `dx`; returns each channel's (Σdy, Σdy·x̂), the
+/// shift's and the scale's gradients. The batch norm's output gradient is the pooled gradient
+/// at each window's maximum and zero elsewhere.
+pub(super) fn pooled_input_gradient(
+    x: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    gamma: &[f32],
+    pooled: Pooled<'_>,
+    stats: &BatchStats,
+    eps: f32,
+    dx: &mut [f32],
+) -> Vec<(f32, f32)> {
+    let Pooled { k, dy: g, argmax } = pooled;
+    let (hw, ohw) = (h * w, (h / k) * (w / k));
+    let BatchStats { mean, count, .. } = stats;
+    let inv_std = stats.inv_std(eps);
+    // Per channel: Σ dy and Σ dy·x̂, where dy is nonzero only at the maxima.
+    let sums = per_channel(g, (n, c, ohw), |ch, visit| {
+        let (m, s) = (mean[ch], inv_std[ch]);
+        let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
+        visit(&mut |start, gp| {
+            let plane = &x[start / ohw * hw..][..hw];
+            let at = &argmax[start..start + gp.len()];
+            sum_dy += lane_sum(gp) as f64;
+            let dot: f32 = gp.iter().zip(at).map(|(&d, &i)| d * (plane[i as usize] - m)).sum();
+            sum_dy_xhat += (dot * s) as f64;
+        });
+        (sum_dy as f32, sum_dy_xhat as f32)
+    });
+    let total = *count as f32;
+    // dx = gamma·inv_std·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)
+    let task = PLANES_PER_TASK;
+    dx.par_chunks_mut(task * hw)
+        .zip(x.par_chunks(task * hw))
+        .zip(g.par_chunks(task * ohw).zip(argmax.par_chunks(task * ohw)))
+        .enumerate()
+        .for_each(|(t, ((dxs, xs), (gs, is)))| {
+            let planes = dxs.chunks_exact_mut(hw).zip(xs.chunks_exact(hw));
+            let pooled = gs.chunks_exact(ohw).zip(is.chunks_exact(ohw));
+            for (j, ((dxp, xp), (gp, ip))) in planes.zip(pooled).enumerate() {
+                let ch = (t * task + j) % c;
+                let (sd, sdx) = sums[ch];
+                let (mu, s) = (mean[ch], inv_std[ch]);
+                let scale = gamma[ch] * s;
+                let (mean_dy, mean_dy_xhat) = (sd / total, sdx / total);
+                for (o, &xv) in dxp.iter_mut().zip(xp) {
+                    *o = -scale * (mean_dy + (xv - mu) * s * mean_dy_xhat);
+                }
+                for (&d, &at) in gp.iter().zip(ip) {
+                    dxp[at as usize] += scale * d;
+                }
+            }
+        });
+    sums
+}
+
 /// The forward op; `stats` and `argmax` (each pooled value's offset in its input plane) are
 /// kept for the backward pass.
 struct BatchNormPool {
@@ -65,15 +154,7 @@ impl CustomOp3 for BatchNormPool {
         if gamma.len() != c || beta.len() != c {
             bail!("{}: {c} channels but {} scales and {} shifts", self.name(), gamma.len(), beta.len());
         }
-        let stats = batch_stats(self.name(), x, (n, c, h * w))?;
-        let (scale, shift) = scale_shift(gamma, beta, &stats, self.eps);
-        let normalize = |p: usize, plane: &[f32], out: &mut [f32]| {
-            let (a, b) = (scale[p % c], shift[p % c]);
-            for (o, &v) in out.iter_mut().zip(plane) {
-                *o = v * a + b;
-            }
-        };
-        let (y, idx) = pool_planes(x, (h, w), self.k, Some(&normalize));
+        let (y, idx, stats) = normalize_and_pool(self.name(), x, (n, c, h, w), (gamma, beta), self.eps, self.k)?;
         let (oh, ow) = (h / self.k, w / self.k);
         let _ = self.stats.set(stats);
         // The op is built fresh for every call, so this is its only forward pass.
@@ -123,51 +204,13 @@ impl CustomOp3 for BatchNormPoolGrad<'_> {
         let (n, c, h, w) = super::dims4(self.name(), xl)?;
         let (x, gamma, g) =
             (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), gs, gl)?, f32_slice(self.name(), ds, dl)?);
-        let (hw, ohw) = (h * w, (h / self.k) * (w / self.k));
+        let ohw = (h / self.k) * (w / self.k);
         if g.len() != n * c * ohw || g.len() != self.argmax.len() || gamma.len() != c {
             bail!("{}: a gradient of {} values for a pooled output of {}", self.name(), g.len(), n * c * ohw);
         }
-        let BatchStats { mean, count, .. } = self.stats;
-        let inv_std = self.stats.inv_std(self.eps);
-        // Per channel: Σ dy and Σ dy·x̂, where dy is nonzero only at the maxima.
-        let sums = per_channel(g, (n, c, ohw), |ch, visit| {
-            let (m, s) = (mean[ch], inv_std[ch]);
-            let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
-            visit(&mut |start, gp| {
-                let plane = &x[start / ohw * hw..][..hw];
-                let at = &self.argmax[start..start + gp.len()];
-                sum_dy += lane_sum(gp) as f64;
-                let dot: f32 = gp.iter().zip(at).map(|(&d, &i)| d * (plane[i as usize] - m)).sum();
-                sum_dy_xhat += (dot * s) as f64;
-            });
-            (sum_dy as f32, sum_dy_xhat as f32)
-        });
-        let total = *count as f32;
         let mut out = super::par_zeros(x.len() + 2 * c);
-        let dx = &mut out[..x.len()];
-        // dx = gamma·inv_std·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)
-        let task = PLANES_PER_TASK;
-        dx.par_chunks_mut(task * hw)
-            .zip(x.par_chunks(task * hw))
-            .zip(g.par_chunks(task * ohw).zip(self.argmax.par_chunks(task * ohw)))
-            .enumerate()
-            .for_each(|(t, ((dxs, xs), (gs, is)))| {
-                let planes = dxs.chunks_exact_mut(hw).zip(xs.chunks_exact(hw));
-                let pooled = gs.chunks_exact(ohw).zip(is.chunks_exact(ohw));
-                for (j, ((dxp, xp), (gp, ip))) in planes.zip(pooled).enumerate() {
-                    let ch = (t * task + j) % c;
-                    let (sd, sdx) = sums[ch];
-                    let (mu, s) = (mean[ch], inv_std[ch]);
-                    let scale = gamma[ch] * s;
-                    let (mean_dy, mean_dy_xhat) = (sd / total, sdx / total);
-                    for (o, &xv) in dxp.iter_mut().zip(xp) {
-                        *o = -scale * (mean_dy + (xv - mu) * s * mean_dy_xhat);
-                    }
-                    for (&d, &at) in gp.iter().zip(ip) {
-                        dxp[at as usize] += scale * d;
-                    }
-                }
-            });
+        let pooled = Pooled { k: self.k, dy: g, argmax: self.argmax };
+        let sums = pooled_input_gradient(x, (n, c, h, w), gamma, pooled, self.stats, self.eps, &mut out[..x.len()]);
         Ok(packed_gradients(out, x.len(), &sums))
     }
 }
