@@ -491,7 +491,7 @@ impl Network {
     ) -> Result<Tensor> {
         let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
         let pool = pooled.then_some(2);
-        let (y, stats) = fast::conv2d_relu_batch_norm_train(x, weight, bias, gamma, beta, padding, bn.eps(), pool)?;
+        let (y, stats) = fast::conv2d_relu_batch_norm_train(x, (weight, bias), (gamma, beta), padding, bn.eps(), pool)?;
         self.update_moving_stats(layer, stats.get().expect("the forward pass sets the statistics"), x.device())?;
         Ok(y)
     }

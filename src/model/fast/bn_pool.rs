@@ -63,8 +63,11 @@ pub(super) fn normalize_and_pool(
 /// in their planes, as [`normalize_and_pool`] gives them.
 #[derive(Clone, Copy)]
 pub(super) struct Pooled<'a> {
+    /// The window's side (and stride).
     pub k: usize,
+    /// The pooled output's gradient.
     pub dy: &'a [f32],
+    /// Each pooled value's offset in its input plane.
     pub argmax: &'a [u32],
 }
 

@@ -13,19 +13,16 @@ use super::bn_pool::{normalize_and_pool, pooled_input_gradient, Pooled};
 use super::conv::{Geom, GradSrc};
 use super::{f32_slice, with_f32};
 
-/// Batch norm with this batch's statistics of `relu(conv(x, w) + b)` (stride 1, `padding`
-/// zeros on every side): the same values and gradients as
+/// Batch norm (scales `gamma`, shifts `beta`) with this batch's statistics of `relu(conv(x, w) + b)`
+/// (stride 1, `padding` zeros on every side): the same values and gradients as
 /// [`conv2d`](super::conv2d) with ReLU followed by [`batch_norm_train`](super::batch_norm_train),
 /// in one op; with `pool` = Some(k), then max-pooled over `k` × `k` windows as by
 /// [`batch_norm_pool_train`](super::batch_norm_pool_train). Returns the output and the batch
 /// statistics (to update the moving averages). f32 on the CPU only.
-#[allow(clippy::too_many_arguments)]
 pub fn conv2d_relu_batch_norm_train(
     x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
+    (w, b): (&Tensor, &Tensor),
+    (gamma, beta): (&Tensor, &Tensor),
     padding: usize,
     eps: f64,
     pool: Option<usize>,
@@ -198,7 +195,7 @@ mod tests {
         let b = var(&[o], 3, 0.2);
         let gamma = var(&[o], 4, 1.0);
         let beta = var(&[o], 5, 0.5);
-        let (fused, stats) = conv2d_relu_batch_norm_train(&x, &k, &b, &gamma, &beta, pad, 1e-3, pool).unwrap();
+        let (fused, stats) = conv2d_relu_batch_norm_train(&x, (&k, &b), (&gamma, &beta), pad, 1e-3, pool).unwrap();
         let conv = crate::model::fast::conv2d(&x, &k, Some(&b), pad, 1, true).unwrap();
         let (plain, plain_stats) = match pool {
             Some(k) => crate::model::fast::batch_norm_pool_train(&conv, &gamma, &beta, 1e-3, k).unwrap(),
@@ -242,12 +239,12 @@ mod tests {
         let x = random(&[2, 3, 8, 8], 1).unwrap();
         let w = random(&[4, 3, 3, 3], 2).unwrap();
         let (b4, b5) = (random(&[4], 3).unwrap(), random(&[5], 4).unwrap());
-        let e = conv2d_relu_batch_norm_train(&x, &w, &b4, &b5, &b4, 1, 1e-3, None).unwrap_err().to_string();
+        let e = conv2d_relu_batch_norm_train(&x, (&w, &b4), (&b5, &b4), 1, 1e-3, None).unwrap_err().to_string();
         assert!(e.contains("scale") && e.contains("[5]") && e.contains("[4]"), "{e}");
         let bad = random(&[4, 2, 3, 3], 5).unwrap();
-        let e = conv2d_relu_batch_norm_train(&x, &bad, &b4, &b4, &b4, 1, 1e-3, None).unwrap_err().to_string();
+        let e = conv2d_relu_batch_norm_train(&x, (&bad, &b4), (&b4, &b4), 1, 1e-3, None).unwrap_err().to_string();
         assert!(e.contains("3 channels") && e.contains("expects 2"), "{e}");
-        let e = conv2d_relu_batch_norm_train(&x, &w, &b4, &b4, &b4, 0, 1e-3, Some(7)).unwrap_err().to_string();
+        let e = conv2d_relu_batch_norm_train(&x, (&w, &b4), (&b4, &b4), 0, 1e-3, Some(7)).unwrap_err().to_string();
         assert!(e.contains("7x7") && e.contains("6x6"), "{e}");
     }
 }
