@@ -62,12 +62,7 @@ fn conv(
         }
     }
     if let Some(k) = pool {
-        if k == 0 || k > g.oh || k > g.ow {
-            bail!("conv2d: pooling window {k}x{k} does not fit the {}x{} convolution output", g.oh, g.ow);
-        }
-        if u32::try_from(g.p()).is_err() {
-            bail!("conv2d: a {}x{} output plane is too large to pool", g.oh, g.ow);
-        }
+        super::pool::check_window("conv2d", (g.oh, g.ow), k)?;
     }
     let fast = matches!(x.device(), Device::Cpu)
         && x.dtype() == DType::F32

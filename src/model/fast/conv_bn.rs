@@ -11,6 +11,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Sh
 use super::batchnorm::{batch_stats, input_gradient, normalized, scale_shift, BatchStats};
 use super::bn_pool::{normalize_and_pool, pooled_input_gradient, Pooled};
 use super::conv::{Geom, GradSrc};
+use super::pool::check_window;
 use super::{f32_slice, with_f32};
 
 /// Batch norm (scales `gamma`, shifts `beta`) with this batch's statistics of `relu(conv(x, w) + b)`
@@ -31,12 +32,7 @@ pub fn conv2d_relu_batch_norm_train(
     let g = Geom::new(x.dims(), w.dims(), padding, 1)?;
     let (_, o, oh, ow) = g.output_dims();
     if let Some(k) = pool {
-        if k == 0 || k > oh || k > ow {
-            bail!("{name}: pooling window {k}x{k} does not fit the {oh}x{ow} convolution output");
-        }
-        if u32::try_from(oh * ow).is_err() {
-            bail!("{name}: a {oh}x{ow} output plane is too large to pool");
-        }
+        check_window(name, (oh, ow), k)?;
     }
     for (what, t) in [("bias", b), ("scale", gamma), ("shift", beta)] {
         if t.dims() != [o] {

@@ -16,22 +16,22 @@ pub(super) const PLANES_PER_TASK: usize = 64;
 /// to the first maximum of each window. f32 on the CPU uses the fast kernel; any other device or
 /// dtype uses candle's `max_pool2d`.
 pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
-    check_window("max_pool2d", x, k)?;
+    let (_, _, h, w) = x.dims4()?;
+    check_window("max_pool2d", (h, w), k)?;
     if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
         return x.max_pool2d(k);
     }
     x.contiguous()?.apply_op1(MaxPool { k, argmax: OnceLock::new() })
 }
 
-/// Refuses, naming `op`, a `k` × `k` window that does not fit the planes of `x` (N, C, H, W)
-/// or planes too large for [`pool_plane`]'s 32-bit offsets.
-pub(super) fn check_window(op: &str, x: &Tensor, k: usize) -> Result<()> {
-    let (_, _, h, w) = x.dims4()?;
+/// Refuses, naming `op`, a `k` × `k` window that does not fit planes of `h` × `w`, or planes
+/// too large for [`pool_plane`]'s 32-bit offsets.
+pub(super) fn check_window(op: &str, (h, w): (usize, usize), k: usize) -> Result<()> {
     if k == 0 || k > h || k > w {
-        bail!("{op}: window {k}x{k} does not fit the {h}x{w} input");
+        bail!("{op}: pooling window {k}x{k} does not fit the {h}x{w} planes it pools");
     }
     if u32::try_from(h * w).is_err() {
-        bail!("{op}: a {h}x{w} plane is too large");
+        bail!("{op}: a {h}x{w} plane is too large to pool");
     }
     Ok(())
 }
