@@ -149,8 +149,22 @@ pub(super) fn scale_shift(gamma: &[f32], beta: &[f32], stats: &BatchStats, eps: 
     (scale, shift)
 }
 
+/// This batch's statistics of `x` (`(n, c, inner)`), and `x` normalized with them, scaled by
+/// `gamma` and shifted by `beta`: the output and the statistics. `op` names the caller in errors.
+pub(super) fn normalize(
+    op: &str,
+    x: &[f32],
+    (n, c, inner): (usize, usize, usize),
+    (gamma, beta): (&[f32], &[f32]),
+    eps: f32,
+) -> Result<(Vec<f32>, BatchStats)> {
+    let stats = batch_stats(op, x, (n, c, inner))?;
+    let (scale, shift) = scale_shift(gamma, beta, &stats, eps);
+    Ok((normalized(x, (c, inner), &scale, &shift), stats))
+}
+
 /// `x · scale + shift` per channel of `x` (images of `c` channels of `inner` values).
-pub(super) fn normalized(x: &[f32], (c, inner): (usize, usize), scale: &[f32], shift: &[f32]) -> Vec<f32> {
+fn normalized(x: &[f32], (c, inner): (usize, usize), scale: &[f32], shift: &[f32]) -> Vec<f32> {
     let mut y = super::par_zeros(x.len());
     y.par_chunks_mut(c * inner).zip(x.par_chunks(c * inner)).for_each(|(yi, xi)| {
         for ch in 0..c {
@@ -287,9 +301,7 @@ impl CustomOp3 for BatchNormTrain {
         if gamma.len() != c || beta.len() != c {
             bail!("{}: {c} channels but {} scales and {} shifts", self.name(), gamma.len(), beta.len());
         }
-        let stats = batch_stats(self.name(), x, (n, c, inner))?;
-        let (scale, shift) = scale_shift(gamma, beta, &stats, self.eps);
-        let y = normalized(x, (c, inner), &scale, &shift);
+        let (y, stats) = normalize(self.name(), x, (n, c, inner), (gamma, beta), self.eps)?;
         let _ = self.stats.set(stats);
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }

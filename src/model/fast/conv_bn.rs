@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 
-use super::batchnorm::{batch_stats, input_gradient, normalized, scale_shift, BatchStats};
+use super::batchnorm::{input_gradient, normalize, BatchStats};
 use super::bn_pool::{normalize_and_pool, pooled_input_gradient, Pooled};
 use super::conv::{Geom, GradSrc};
 use super::pool::check_window;
@@ -103,9 +103,8 @@ impl CustomOp3 for ConvBatchNorm {
                 (y, stats, Shape::from((n, o, oh / k, ow / k)))
             }
             None => {
-                let stats = batch_stats(self.name(), &pre, (n, o, oh * ow))?;
-                let (scale, shift) = scale_shift(gamma, beta, &stats, self.eps);
-                (normalized(&pre, (o, oh * ow), &scale, &shift), stats, Shape::from((n, o, oh, ow)))
+                let (y, stats) = normalize(self.name(), &pre, (n, o, oh * ow), (gamma, beta), self.eps)?;
+                (y, stats, Shape::from((n, o, oh, ow)))
             }
         };
         let _ = self.stats.set(stats);
