@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
 use candle_nn::{Optimizer as _, ParamsAdamW};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Adam's β1, as in Keras.
@@ -454,13 +455,28 @@ impl InplaceOp2 for AdamUpdate<'_> {
             candle_core::bail!("fused-adam: variable, gradient and moments differ in size");
         }
         let c = self.coef;
-        for (((t, &g), m), v) in theta.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-            *m = *m * c.beta1 + g * (1.0 - c.beta1);
-            *v = *v * c.beta2 + g * g * (1.0 - c.beta2);
-            let step = (*m * c.scale_m) / ((*v * c.scale_v).sqrt() + c.eps);
-            *t = *t * c.decay - step * c.lr;
-        }
+        // Each value's update depends on that value alone, so pieces run on any thread.
+        theta
+            .par_chunks_mut(ADAM_PIECE)
+            .zip(grad.par_chunks(ADAM_PIECE))
+            .zip(m.par_chunks_mut(ADAM_PIECE).zip(v.par_chunks_mut(ADAM_PIECE)))
+            .for_each(|((theta, grad), (m, v))| c.update(theta, grad, m, v));
         Ok(())
+    }
+}
+
+/// Values per parallel piece of an Adam update: small variables stay on one thread.
+const ADAM_PIECE: usize = 1 << 15;
+
+impl AdamCoef {
+    /// One Adam step of the values `theta`, in place, with their gradients and moments.
+    fn update(self, theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((t, &g), m), v) in theta.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m = *m * self.beta1 + g * (1.0 - self.beta1);
+            *v = *v * self.beta2 + g * g * (1.0 - self.beta2);
+            let step = (*m * self.scale_m) / ((*v * self.scale_v).sqrt() + self.eps);
+            *t = *t * self.decay - step * self.lr;
+        }
     }
 }
 
@@ -708,12 +724,14 @@ mod tests {
     #[test]
     fn fused_and_tensor_adam_match_candles_adamw() {
         let dev = Device::Cpu;
-        let init: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
+        // More values than two parallel pieces of the fused update, the last one partial.
+        let init: Vec<f32> =
+            (0..2 * super::ADAM_PIECE as i32 + 300).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
         let params = ParamsAdamW { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay: 0.1 };
         // A loss whose gradient changes with the weights: sum(w³).
         let grads = |var: &Var| var.as_tensor().powf(3.0).unwrap().sum_all().unwrap().backward().unwrap();
         let run = |kind: usize| -> Vec<f32> {
-            let var = Var::from_vec(init.clone(), (3, 100), &dev).unwrap();
+            let var = Var::from_vec(init.clone(), (init.len() / 4, 4), &dev).unwrap();
             let mut fused = FusedAdam::new(vec![var.clone()], params.clone()).unwrap();
             let mut tensors = TensorAdam::new(vec![var.clone()], params.clone()).unwrap();
             let mut plain = candle_nn::AdamW::new(vec![var.clone()], params.clone()).unwrap();
