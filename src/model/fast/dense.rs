@@ -75,8 +75,9 @@ const CACHED_WEIGHT: usize = 1 << 20;
 /// the layer's units (each thread a block of the weight) rather than by rows of the batch
 /// (each thread the whole weight): for a batch smaller than the layer, when a thread's rows
 /// would not fill gemm's tallest tile or the weight is too big for the cache. Measured in the
-/// zoo bench: 16–25% faster at batch 32 for the 512-unit MLP and for a 1024-unit layer after a
-/// convolution; at batch 128, slower for the MLP and faster for the 1024-unit layer.
+/// zoo bench (with the Adam update in parallel too), at batch 32: `conv32 pool dense128` 26–31%
+/// faster, `dense512 dense512` 8–9%, a 1024-unit layer after a convolution 20–26%; split by
+/// units at batch 128 as well, the MLP was slower than split by rows.
 fn split_by_units(n: usize, inputs: usize, outputs: usize) -> bool {
     0 < n && n < outputs && (rows_per_task(n) < KERNEL_ROWS || inputs * outputs > CACHED_WEIGHT)
 }
@@ -88,9 +89,8 @@ fn rows_per_task(n: usize) -> usize {
 
 impl Dense {
     /// `y` (N × OUT, every value overwritten) for the input `x` (N × IN) split into row blocks,
-    /// one per thread, each multiplied by the whole weight: the split for a batch at least as
-    /// big as the layer (each thread then reads the whole weight, the smaller operand). Returns
-    /// the masked input when the op has a dropout.
+    /// one per thread, each multiplied by the whole weight: the split unless [`split_by_units`].
+    /// Returns the masked input when the op has a dropout.
     fn forward_by_rows(&self, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) -> Option<Vec<f32>> {
         let (outputs, inputs) = (b.len(), w.len() / b.len());
         let n = x.len() / inputs;
