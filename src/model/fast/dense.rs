@@ -120,9 +120,9 @@ impl Dense {
         self.drop.is_some().then_some(masked)
     }
 
-    /// [`Dense::forward_by_rows`] split the other way, for a batch smaller than the layer: each
-    /// thread multiplies the whole (masked) input by a block of the weight's rows, so the
-    /// weight, the bigger operand, is read once in all rather than once per thread.
+    /// [`Dense::forward_by_rows`] split the other way, when [`split_by_units`]: each thread
+    /// multiplies the whole (masked) input by a block of the weight's rows, so the weight, the
+    /// bigger operand, is read once in all rather than once per thread.
     fn forward_by_units(&self, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) -> Option<Vec<f32>> {
         let (outputs, inputs) = (b.len(), w.len() / b.len());
         let n = x.len() / inputs;
@@ -159,9 +159,9 @@ impl Dense {
     }
 
     /// The input gradient (N × IN) from the output gradient `dy` (N × OUT, through the ReLU):
-    /// `dy · w`, through the dropout's mask. Split like the forward pass: by rows of the
-    /// batch for a batch at least as big as the layer, else by columns of the weight, so that
-    /// each thread reads only its part of the weight.
+    /// `dy · w`, through the dropout's mask. Split like the forward pass: by columns of the
+    /// weight when [`split_by_units`] (each thread then reads only its part of the weight),
+    /// else by rows of the batch.
     fn input_gradient(&self, dy: &[f32], w: &[f32], n: usize) -> Vec<f32> {
         let outputs = dy.len() / n.max(1);
         let inputs = w.len() / outputs.max(1);
