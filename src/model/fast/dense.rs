@@ -81,11 +81,12 @@ const CACHED_WEIGHT: usize = 1 << 20;
 /// faster, `dense512 dense512` 8–9%, a 1024-unit layer after a convolution 20–26%; split by
 /// units at batch 128 as well, the MLP was slower than split by rows.
 fn split_by_units(n: usize, inputs: usize, outputs: usize) -> bool {
-    0 < n && n < outputs && (rows_per_task(n) < KERNEL_ROWS || inputs * outputs > CACHED_WEIGHT)
+    0 < n && n < outputs && (per_thread(n) < KERNEL_ROWS || inputs * outputs > CACHED_WEIGHT)
 }
 
-/// Rows of the batch per parallel task for `n` rows: an even share per thread.
-fn rows_per_task(n: usize) -> usize {
+/// An even share per thread of `n` rows, units or columns (at least 1): the size of each
+/// parallel task's block.
+fn per_thread(n: usize) -> usize {
     n.div_ceil(rayon::current_num_threads()).max(1)
 }
 
@@ -97,7 +98,7 @@ impl Dense {
         let (outputs, inputs) = (b.len(), w.len() / b.len());
         let n = x.len() / inputs;
         let mut masked = if self.drop.is_some() { vec![0f32; x.len()] } else { Vec::new() };
-        let rows = rows_per_task(n);
+        let rows = per_thread(n);
         let masked_parts = super::parts_or_empty(&mut masked, rows * inputs, n.div_ceil(rows));
         y.par_chunks_mut(rows * outputs).zip(x.par_chunks(rows * inputs)).zip(masked_parts).enumerate().for_each(
             |(task, ((yc, xc), mc))| {
@@ -135,7 +136,7 @@ impl Dense {
             masked
         });
         let xs = masked.as_deref().unwrap_or(x);
-        let units = rows_per_task(outputs);
+        let units = per_thread(outputs);
         // The product column by column (N × OUT, row stride 1), a block of columns per thread.
         let mut cols = vec![0f32; n * outputs];
         cols.par_chunks_mut(units * n).enumerate().for_each(|(task, cc)| {
@@ -164,12 +165,10 @@ impl Dense {
     /// `dy · w`, through the dropout's mask. Split like the forward pass: by columns of the
     /// weight when [`split_by_units`] (each thread then reads only its part of the weight),
     /// else by rows of the batch.
-    fn input_gradient(&self, dy: &[f32], w: &[f32], n: usize) -> Vec<f32> {
-        let outputs = dy.len() / n.max(1);
-        let inputs = w.len() / outputs.max(1);
+    fn input_gradient(&self, dy: &[f32], w: &[f32], (n, inputs, outputs): (usize, usize, usize)) -> Vec<f32> {
         let mut dx = vec![0f32; n * inputs];
         if !split_by_units(n, inputs, outputs) {
-            let rows = rows_per_task(n);
+            let rows = per_thread(n);
             dx.par_chunks_mut(rows * inputs).zip(dy.par_chunks(rows * outputs)).enumerate().for_each(
                 |(task, (dxc, dyc))| {
                     // dx = dy (m × OUT) · w (OUT × IN), through the dropout's mask.
@@ -187,7 +186,7 @@ impl Dense {
             return dx;
         }
         // Columns [first, first + width) of dx = dy (N × OUT) · those columns of w, per thread.
-        let width = rows_per_task(inputs);
+        let width = per_thread(inputs);
         let parts: Vec<Vec<f32>> = (0..inputs.div_ceil(width))
             .into_par_iter()
             .map(|task| {
@@ -229,11 +228,11 @@ impl CustomOp3 for Dense {
         let (x, w, b) =
             (f32_slice(self.name(), s1, l1)?, f32_slice(self.name(), s2, l2)?, f32_slice(self.name(), s3, l3)?);
         let n = l1.dims()[0];
-        let &[outputs, _] = l2.dims() else {
+        let &[outputs, inputs] = l2.dims() else {
             bail!("{}: expected a 2-d weight", self.name());
         };
         let mut y = vec![0f32; n * outputs];
-        let masked = if split_by_units(n, x.len() / n.max(1), outputs) {
+        let masked = if split_by_units(n, inputs, outputs) {
             self.forward_by_units(x, w, b, &mut y)
         } else {
             self.forward_by_rows(x, w, b, &mut y)
@@ -269,14 +268,14 @@ impl CustomOp3 for Dense {
             with_f32(name, res, |r| Ok(g.iter().zip(r).map(|(&g, &r)| if r > 0.0 { g } else { 0.0 }).collect()))
         })?;
         let dx = if want_x {
-            let dx = with_f32(name, w, |w| Ok(self.input_gradient(&dy, w, n)))?;
+            let dx = with_f32(name, w, |w| Ok(self.input_gradient(&dy, w, (n, inputs, outputs))))?;
             Some(Tensor::from_vec(dx, x.shape(), x.device())?)
         } else {
             None
         };
         let dw = if want_w {
             let mut dw = super::par_zeros(outputs * inputs);
-            let units = outputs.div_ceil(rayon::current_num_threads()).max(1);
+            let units = per_thread(outputs);
             let fill = |dw: &mut [f32], x: &[f32]| {
                 dw.par_chunks_mut(units * inputs).enumerate().for_each(|(i, dwc)| {
                     // dw rows [first, first + u) = dyᵀ (u × N, read from dy with swapped strides) · x (N × IN).
