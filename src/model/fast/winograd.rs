@@ -121,12 +121,7 @@ impl Winograd {
         let work = self.work_len();
         with_scratch(&SCRATCH, T * self.ci * ld, T * self.co * ld + work, |v, rest| {
             let (m, work) = rest.split_at_mut(T * self.co * ld);
-            for i in 0..nb {
-                for c in 0..self.ci {
-                    let plane = &inp[i * in_at.image + c * in_at.channel..][..self.h * self.w];
-                    self.input_plane(plane, work, v, c * ld + i * slots, self.ci * ld);
-                }
-            }
+            self.transform(Pass::Inputs { nb, planes: inp, at: in_at, v, ld }, work);
             for xi in 0..T {
                 // M_ξ (tiles × co, column-major) = V_ξ (tiles × ci) · U_ξᵀ (ci × co).
                 matmul(
@@ -138,14 +133,7 @@ impl Winograd {
                     (&u[xi * self.co * self.ci..][..self.co * self.ci], 1, self.ci),
                 );
             }
-            let m = &*m;
-            for i in 0..nb {
-                for o in 0..self.co {
-                    let plane = &mut out[i * out_at.image + o * out_at.channel..][..self.oh * self.ow];
-                    let vals = std::array::from_fn(|xi| &m[(xi * self.co + o) * ld + i * slots..][..slots]);
-                    self.output_plane(vals, plane, work);
-                }
-            }
+            self.transform(Pass::Outputs { nb, m, ld, planes: out, at: out_at }, work);
         });
     }
 
@@ -180,16 +168,8 @@ impl Winograd {
             for buf in [&mut *g, &mut *v] {
                 buf.chunks_exact_mut(ld).for_each(|row| row[nb * slots..].fill(0.0));
             }
-            for i in 0..nb {
-                for c in 0..self.ci {
-                    let plane = &inp[i * in_at.image + c * in_at.channel..][..self.h * self.w];
-                    self.input_plane(plane, work, v, c * ld + i * slots, self.ci * ld);
-                }
-                for o in 0..self.co {
-                    let plane = &dy[i * dy_at.image + o * dy_at.channel..][..self.oh * self.ow];
-                    self.gradient_plane(plane, work, g, o * ld + i * slots, self.co * ld);
-                }
-            }
+            self.transform(Pass::Inputs { nb, planes: inp, at: in_at, v: &mut *v, ld }, work);
+            self.transform(Pass::Gradients { nb, planes: dy, at: dy_at, g: &mut *g, ld }, work);
             for xi in 0..T {
                 // dU_ξ (co × ci, column-major) += DY_ξ (co × tiles) · V_ξᵀ (tiles × ci).
                 matmul_add(
@@ -226,19 +206,71 @@ impl Winograd {
         dw
     }
 
+    /// Runs one pass of transforms over a chunk's planes, compiled for AVX2 where the CPU has
+    /// it (the loops are plain slice arithmetic that the compiler vectorizes, four lanes wide
+    /// in baseline x86-64, eight with AVX2); `work` is scratch of [`Winograd::work_len`].
+    fn transform(&self, pass: Pass<'_>, work: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.transform_avx2(pass, work) };
+        }
+        self.transform_loops(pass, work);
+    }
+
+    /// [`Winograd::transform_loops`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn transform_avx2(&self, pass: Pass<'_>, work: &mut [f32]) {
+        self.transform_loops(pass, work);
+    }
+
+    /// The loops of [`Winograd::transform`], inlined into each of its instruction-set versions.
+    #[inline(always)]
+    fn transform_loops(&self, pass: Pass<'_>, work: &mut [f32]) {
+        let slots = self.slots();
+        match pass {
+            Pass::Inputs { nb, planes, at, v, ld } => {
+                for i in 0..nb {
+                    for c in 0..self.ci {
+                        let plane = &planes[i * at.image + c * at.channel..][..self.h * self.w];
+                        self.input_plane(plane, work, v, c * ld + i * slots, self.ci * ld);
+                    }
+                }
+            }
+            Pass::Gradients { nb, planes, at, g, ld } => {
+                for i in 0..nb {
+                    for o in 0..self.co {
+                        let plane = &planes[i * at.image + o * at.channel..][..self.oh * self.ow];
+                        self.gradient_plane(plane, work, g, o * ld + i * slots, self.co * ld);
+                    }
+                }
+            }
+            Pass::Outputs { nb, m, ld, planes, at } => {
+                for i in 0..nb {
+                    for o in 0..self.co {
+                        let plane = &mut planes[i * at.image + o * at.channel..][..self.oh * self.ow];
+                        let vals = std::array::from_fn(|xi| &m[(xi * self.co + o) * ld + i * slots..][..slots]);
+                        self.output_plane(vals, plane, work);
+                    }
+                }
+            }
+        }
+    }
+
     /// Writes the 16 transformed values `A dy Aᵀ` of every 2 × 2 tile of one output-gradient
     /// plane (zero past the plane's edge and in the spare slots), value ξ of the tiles to
     /// `g[at + ξ · stride..][..slots]`; `work` is scratch.
+    #[inline(always)]
     fn gradient_plane(&self, plane: &[f32], work: &mut [f32], g: &mut [f32], at: usize, stride: usize) {
         let (wq, slots) = (self.tw + 1, self.slots());
         let (corners, _) = work[..4 * slots].split_at_mut(4 * slots);
         corners.fill(0.0);
         // The tile's four values, a b / c d, each over all slots.
         for (oy, row) in plane.chunks_exact(self.ow).enumerate() {
-            let (ty, half) = (oy / 2, oy % 2);
-            for (ox, &val) in row.iter().enumerate() {
-                corners[(2 * half + ox % 2) * slots + ty * wq + ox / 2] = val;
-            }
+            let at = 2 * (oy % 2) * slots + (oy / 2) * wq;
+            let (left, right) = corners[at..].split_at_mut(slots);
+            split_parity(row, 0, &mut left[..wq], &mut right[..wq]);
         }
         let corners = &*corners;
         let (a, b, c, d) =
@@ -277,21 +309,17 @@ impl Winograd {
     /// quarter planes q[a][b] of (th + 2) × (tw + 1): value (r, s) of the tile at slot t then
     /// sits at q[r % 2][s % 2][t + (r / 2)(tw + 1) + s / 2], so each step of the transform is
     /// one loop over all slots of contiguous, shifted views.
+    #[inline(always)]
     fn input_plane(&self, plane: &[f32], work: &mut [f32], v: &mut [f32], at: usize, stride: usize) {
         let (wq, slots) = (self.tw + 1, self.slots());
         let quarter = (self.th + 2) * wq;
         let (q, rest) = work.split_at_mut(4 * quarter);
         q.fill(0.0);
-        // Input column ix is padded column ix + pad: the even ones start at ix = pad % 2.
-        let (first_even, first_odd) = (self.pad % 2, 1 - self.pad % 2);
         for (iy, row) in plane.chunks_exact(self.w).enumerate() {
             let y = iy + self.pad;
             let base = (y % 2) * 2 * quarter + (y / 2) * wq;
             let (even, odd) = q[base..].split_at_mut(quarter);
-            let even = &mut even[(first_even + self.pad) / 2..wq];
-            even.iter_mut().zip(row.iter().skip(first_even).step_by(2)).for_each(|(d, &v)| *d = v);
-            let odd = &mut odd[(first_odd + self.pad) / 2..wq];
-            odd.iter_mut().zip(row.iter().skip(first_odd).step_by(2)).for_each(|(d, &v)| *d = v);
+            split_parity(row, self.pad, &mut even[..wq], &mut odd[..wq]);
         }
         let q = &*q;
         let view = |a: usize, b: usize, shift: usize, len: usize| &q[(2 * a + b) * quarter + shift..][..len];
@@ -327,6 +355,7 @@ impl Winograd {
 
     /// Writes the 2 × 2 outputs `Aᵀ m A` of every tile into one output plane, from `m`, the 16
     /// product values over the plane's tile slots; `work` is scratch.
+    #[inline(always)]
     fn output_plane(&self, m: [&[f32]; T], plane: &mut [f32], work: &mut [f32]) {
         let (wq, slots) = (self.tw + 1, self.slots());
         // Aᵀ = [1 1 1 0; 0 1 -1 -1]: down the rows first (s0 = m0 + m1 + m2, s1 = m1 - m2 - m3
@@ -350,7 +379,6 @@ impl Winograd {
                 left[k] = a0[k] + a1[k] + a2[k];
                 right[k] = a1[k] - a2[k] - a3[k];
             }
-            let pairs = self.ow / 2;
             for ty in 0..self.th {
                 let oy = 2 * ty + half;
                 if oy >= self.oh {
@@ -358,16 +386,63 @@ impl Winograd {
                 }
                 let out = &mut plane[oy * self.ow..][..self.ow];
                 let (l, r) = (&left[ty * wq..][..self.tw], &right[ty * wq..][..self.tw]);
-                for (k, pair) in out[..2 * pairs].chunks_exact_mut(2).enumerate() {
-                    pair[0] = l[k];
-                    pair[1] = r[k];
-                }
-                if self.ow % 2 == 1 {
-                    out[self.ow - 1] = l[pairs];
-                }
+                merge_parity(l, r, out);
             }
         }
     }
+}
+
+/// Splits `row` by the parity of its columns once shifted right by `pad`: value `ix` goes to
+/// `even[(ix + pad) / 2]` where `ix + pad` is even, else to `odd[(ix + pad) / 2]`.
+#[inline(always)]
+fn split_parity(row: &[f32], pad: usize, even: &mut [f32], odd: &mut [f32]) {
+    // Pairs (row[2k], row[2k + 1]) land at k + pad / 2 in the parity of 2k + pad and at
+    // k + (pad + 1) / 2 in the other one.
+    let (first, second) = if pad.is_multiple_of(2) { (even, odd) } else { (odd, even) };
+    let pairs = row.len() / 2;
+    let (a, b) = (&mut first[pad / 2..][..pairs + row.len() % 2], &mut second[pad.div_ceil(2)..][..pairs]);
+    // Four pairs at a time (fixed-size blocks the compiler turns into shuffles), then the rest.
+    let blocks = pairs / 4;
+    for ((a, b), p) in a.chunks_exact_mut(4).zip(b.chunks_exact_mut(4)).zip(row.chunks_exact(8)) {
+        a.copy_from_slice(&[p[0], p[2], p[4], p[6]]);
+        b.copy_from_slice(&[p[1], p[3], p[5], p[7]]);
+    }
+    for k in 4 * blocks..pairs {
+        a[k] = row[2 * k];
+        b[k] = row[2 * k + 1];
+    }
+    if row.len() % 2 == 1 {
+        a[pairs] = row[2 * pairs];
+    }
+}
+
+/// Interleaves `even` and `odd` into `row`: `row[2k] = even[k]`, `row[2k + 1] = odd[k]`
+/// (`even` has one value more where `row`'s length is odd).
+#[inline(always)]
+fn merge_parity(even: &[f32], odd: &[f32], row: &mut [f32]) {
+    let pairs = row.len() / 2;
+    let blocks = pairs / 4;
+    for ((p, a), b) in row.chunks_exact_mut(8).zip(even.chunks_exact(4)).zip(odd.chunks_exact(4)) {
+        p.copy_from_slice(&[a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3]]);
+    }
+    for k in 4 * blocks..pairs {
+        row[2 * k] = even[k];
+        row[2 * k + 1] = odd[k];
+    }
+    if row.len() % 2 == 1 {
+        row[2 * pairs] = even[pairs];
+    }
+}
+
+/// One pass of transforms over the planes of `nb` images, each value ξ of a plane's tiles
+/// written to (or read from) row ξ · channels + channel of matrices with row stride `ld`.
+enum Pass<'a> {
+    /// `Bᵀ d B` of the input planes in `planes` (laid out as `at`) into `v`.
+    Inputs { nb: usize, planes: &'a [f32], at: Planes, v: &'a mut [f32], ld: usize },
+    /// `A dy Aᵀ` of the output-gradient planes in `planes` (laid out as `at`) into `g`.
+    Gradients { nb: usize, planes: &'a [f32], at: Planes, g: &'a mut [f32], ld: usize },
+    /// `Aᵀ m A` of the products `m` into the output planes in `planes` (laid out as `at`).
+    Outputs { nb: usize, m: &'a [f32], ld: usize, planes: &'a mut [f32], at: Planes },
 }
 
 thread_local! {
@@ -410,6 +485,31 @@ mod tests {
 
     fn pseudo(len: usize, seed: u64) -> Vec<f32> {
         (0..len).map(|i| ((super::super::mix64(seed ^ i as u64) >> 40) as f32 / (1u64 << 24) as f32) - 0.5).collect()
+    }
+
+    #[test]
+    fn splits_and_merges_rows_by_parity() {
+        for len in 0..20 {
+            let row: Vec<f32> = (0..len).map(|v| v as f32).collect();
+            for pad in 0..4 {
+                let (mut even, mut odd) = (vec![-1f32; 16], vec![-1f32; 16]);
+                split_parity(&row, pad, &mut even, &mut odd);
+                for (ix, &v) in row.iter().enumerate() {
+                    let x = ix + pad;
+                    let got = if x % 2 == 0 { even[x / 2] } else { odd[x / 2] };
+                    assert_eq!(got, v, "length {len}, pad {pad}, column {ix}");
+                }
+                let written = even.iter().chain(&odd).filter(|&&v| v >= 0.0).count();
+                assert_eq!(written, len, "length {len}, pad {pad}: only the row's values are written");
+            }
+            let (even, odd): (Vec<f32>, Vec<f32>) = (
+                (0..len.div_ceil(2)).map(|k| (2 * k) as f32).collect(),
+                (0..len / 2).map(|k| (2 * k + 1) as f32).collect(),
+            );
+            let mut merged = vec![-1f32; len];
+            merge_parity(&even, &odd, &mut merged);
+            assert_eq!(merged, row, "length {len}");
+        }
     }
 
     #[test]
