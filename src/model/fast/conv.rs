@@ -233,8 +233,7 @@ impl Geom {
     fn im2col(&self, x: &[f32], col: &mut [f32], ld: usize, off: usize, short: Option<&[usize]>) {
         let p = self.p();
         if let Some(offsets) = short {
-            for row in 0..self.ckk() {
-                let first = self.first_input(row);
+            for (row, first) in self.first_inputs().enumerate() {
                 let dst = &mut col[row * ld + off..][..p];
                 for (d, &o) in dst.iter_mut().zip(offsets) {
                     *d = x[first + o];
@@ -243,11 +242,10 @@ impl Geom {
             return;
         }
         if self.stride == 1 && self.pad == 0 {
-            for row in 0..self.ckk() {
-                let first = self.first_input(row);
+            for (row, first) in self.first_inputs().enumerate() {
                 let dst = &mut col[row * ld + off..][..p];
                 for (oy, d) in dst.chunks_exact_mut(self.ow).enumerate() {
-                    d.copy_from_slice(&x[first + oy * self.w..][..self.ow]);
+                    copy_run(d, &x[first + oy * self.w..][..self.ow]);
                 }
             }
             return;
@@ -266,7 +264,7 @@ impl Geom {
                             match self.src_row(oy, ky) {
                                 Some(iy) if lo < hi => {
                                     d[..lo].fill(0.0);
-                                    d[lo..hi].copy_from_slice(&plane[iy * self.w + lo + kx - self.pad..][..hi - lo]);
+                                    copy_run(&mut d[lo..hi], &plane[iy * self.w + lo + kx - self.pad..][..hi - lo]);
                                     d[hi..].fill(0.0);
                                 }
                                 _ => d.fill(0.0),
@@ -296,8 +294,7 @@ impl Geom {
     fn col2im(&self, col: &[f32], ld: usize, off: usize, x: &mut [f32], short: Option<&[usize]>) {
         let p = self.p();
         if let Some(offsets) = short {
-            for row in 0..self.ckk() {
-                let first = self.first_input(row);
+            for (row, first) in self.first_inputs().enumerate() {
                 let src = &col[row * ld + off..][..p];
                 for (&v, &o) in src.iter().zip(offsets) {
                     x[first + o] += v;
@@ -306,8 +303,7 @@ impl Geom {
             return;
         }
         if self.stride == 1 && self.pad == 0 {
-            for row in 0..self.ckk() {
-                let first = self.first_input(row);
+            for (row, first) in self.first_inputs().enumerate() {
                 let src = &col[row * ld + off..][..p];
                 for (oy, s) in src.chunks_exact(self.ow).enumerate() {
                     let d = &mut x[first + oy * self.w..][..self.ow];
@@ -360,11 +356,13 @@ impl Geom {
             .then(|| (0..self.p()).map(|j| (j / self.ow * self.w + j % self.ow) * self.stride).collect())
     }
 
-    /// The input value (offset in one image) that output pixel (0, 0) reads at im2col row
-    /// `row`, for an unpadded convolution.
-    fn first_input(&self, row: usize) -> usize {
-        let (ci, k) = (row / (self.kh * self.kw), row % (self.kh * self.kw));
-        (ci * self.h + k / self.kw) * self.w + k % self.kw
+    /// For each im2col row in order, the input value (offset in one image) that output pixel
+    /// (0, 0) reads there, for an unpadded convolution (counted, not divided out of the row
+    /// number: two divisions per row cost as much as copying a short one).
+    fn first_inputs(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.c).flat_map(move |ci| {
+            (0..self.kh).flat_map(move |ky| (0..self.kw).map(move |kx| (ci * self.h + ky) * self.w + kx))
+        })
     }
 
     /// The input row read by output row `oy` at kernel row `ky`, if not in the padding.
@@ -602,6 +600,32 @@ impl Geom {
     }
 }
 
+/// Copies `src` into `dst` (of the same length). A run of 8 to 64 values is copied as two
+/// overlapping blocks of a fixed size (8, 16 or 32 values), which compile to a few vector moves:
+/// the `memcpy` that `copy_from_slice` (or any copy loop) calls costs more than such a run
+/// (im2col's output rows).
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    match dst.len() {
+        len @ 8..=16 => copy_ends::<8>(dst, src, len),
+        len @ 17..=32 => copy_ends::<16>(dst, src, len),
+        len @ 33..=64 => copy_ends::<32>(dst, src, len),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+/// The first and the last `N` of `len` values (`N <= len <= 2N`) of `src` into `dst`.
+#[inline(always)]
+fn copy_ends<const N: usize>(dst: &mut [f32], src: &[f32], len: usize) {
+    for at in [0, len - N].into_iter().take(if len > N { 2 } else { 1 }) {
+        if let (Ok(d), Ok(s)) =
+            (<&mut [f32; N]>::try_from(&mut dst[at..at + N]), <&[f32; N]>::try_from(&src[at..at + N]))
+        {
+            *d = *s;
+        }
+    }
+}
+
 /// Where the gradient of a convolution's output comes from.
 pub(super) enum GradSrc<'a> {
     /// The gradient of the (N, O, OH, OW) output; with `res`, only where the ReLU output `res`
@@ -751,6 +775,17 @@ mod tests {
     use candle_core::{DType, Result, Tensor, Var};
 
     const TOL: f32 = 1e-4;
+
+    #[test]
+    fn copies_runs_of_every_length() {
+        for len in 0..80 {
+            let src: Vec<f32> = (0..len).map(|v| v as f32).collect();
+            let mut dst = vec![-1f32; len + 1];
+            super::copy_run(&mut dst[..len], &src);
+            assert_eq!(&dst[..len], &src[..], "length {len}");
+            assert_eq!(dst[len], -1.0, "length {len}: nothing written past the run");
+        }
+    }
 
     /// One convolution shape: batch, in channels, height, width, out channels, kernel, padding,
     /// stride.
