@@ -512,17 +512,67 @@ mod tests {
         }
     }
 
+    /// Shapes with odd and even planes and every padding the form takes.
+    const SHAPES: [(usize, usize, usize, usize, usize, usize); 6] = [
+        (1, 1, 1, 4, 4, 0),
+        (1, 2, 1, 3, 3, 0),
+        (2, 3, 5, 7, 9, 1),
+        (3, 8, 4, 28, 28, 1),
+        (1, 16, 3, 5, 6, 0),
+        (2, 4, 6, 6, 5, 2),
+    ];
+
+    /// Fills this thread's scratch with NaN, so that a value the transforms read before writing
+    /// shows in their results.
+    fn poison_scratch() {
+        SCRATCH.with(|cell| cell.borrow_mut().iter_mut().for_each(|buf| *buf = vec![f32::NAN; 1 << 20]));
+    }
+
+    #[test]
+    fn weight_gradient_matches_the_direct_sum() {
+        for &(n, ci, co, h, w, pad) in &SHAPES {
+            let g = Winograd::new(ci, co, h, w, pad).unwrap();
+            let (x, dy) = (pseudo(n * ci * h * w, 3), pseudo(n * co * g.oh * g.ow, 4));
+            poison_scratch();
+            let mut du = vec![0f32; g.products_len()];
+            let p = g.oh * g.ow;
+            let (x_at, dy_at) = (Planes { image: ci * h * w, channel: h * w }, Planes { image: co * p, channel: p });
+            g.weight_products(n, &x, x_at, &dy, dy_at, &mut du);
+            let dw = g.weight_gradient(&du);
+            for o in 0..co {
+                for c in 0..ci {
+                    for k in 0..9 {
+                        let (ky, kx) = (k / 3, k % 3);
+                        let mut want = 0f64;
+                        for i in 0..n {
+                            for oy in 0..g.oh {
+                                for ox in 0..g.ow {
+                                    let (iy, ix) = ((oy + ky).checked_sub(pad), (ox + kx).checked_sub(pad));
+                                    if let (Some(iy), Some(ix)) = (iy.filter(|&v| v < h), ix.filter(|&v| v < w)) {
+                                        want += (dy[((i * co + o) * g.oh + oy) * g.ow + ox]
+                                            * x[((i * ci + c) * h + iy) * w + ix])
+                                            as f64;
+                                    }
+                                }
+                            }
+                        }
+                        let got = dw[(c * 9 + k) * co + o];
+                        let want = want as f32;
+                        assert!(
+                            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{n} {ci} {co} {h}x{w} pad {pad}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn matches_the_direct_convolution() {
-        for &(n, ci, co, h, w, pad) in &[
-            (1, 1, 1, 4, 4, 0),
-            (1, 2, 1, 3, 3, 0),
-            (2, 3, 5, 7, 9, 1),
-            (3, 8, 4, 28, 28, 1),
-            (1, 16, 3, 5, 6, 0),
-            (2, 4, 6, 6, 5, 2),
-        ] {
+        for &(n, ci, co, h, w, pad) in &SHAPES {
             let g = Winograd::new(ci, co, h, w, pad).unwrap();
+            poison_scratch();
             let x = pseudo(n * ci * h * w, 1);
             let k = pseudo(co * ci * 9, 2);
             let mut y = vec![f32::NAN; n * co * g.oh * g.ow];
