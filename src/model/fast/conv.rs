@@ -617,12 +617,9 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
 /// The first and the last `N` of `len` values (`N <= len <= 2N`) of `src` into `dst`.
 #[inline(always)]
 fn copy_ends<const N: usize>(dst: &mut [f32], src: &[f32], len: usize) {
-    for at in [0, len - N].into_iter().take(if len > N { 2 } else { 1 }) {
-        if let (Ok(d), Ok(s)) =
-            (<&mut [f32; N]>::try_from(&mut dst[at..at + N]), <&[f32; N]>::try_from(&src[at..at + N]))
-        {
-            *d = *s;
-        }
+    dst[..N].copy_from_slice(&src[..N]);
+    if len > N {
+        dst[len - N..len].copy_from_slice(&src[len - N..len]);
     }
 }
 

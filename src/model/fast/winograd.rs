@@ -111,17 +111,21 @@ impl Winograd {
         self.th * (self.tw + 1)
     }
 
+    /// Tile columns of the transformed matrices of `nb` images: their slots, rounded up so
+    /// that gemm's vector rows need no packing.
+    fn ld(&self, nb: usize) -> usize {
+        (nb * self.slots()).next_multiple_of(16)
+    }
+
     /// Output planes (`oh` × `ow`) of `nb` images into `out` (laid out as `out_at`, every value
     /// overwritten) from the input planes (`h` × `w`) in `inp` (laid out as `in_at`), with the
     /// kernels `u` of [`Winograd::kernels`].
     pub(super) fn run(&self, nb: usize, u: &[f32], inp: &[f32], in_at: Planes, out: &mut [f32], out_at: Planes) {
-        let slots = self.slots();
-        // Tile columns of every matrix, rounded up so that gemm's vector rows need no packing.
-        let ld = (nb * slots).next_multiple_of(16);
+        let ld = self.ld(nb);
         let work = self.work_len();
         with_scratch(&SCRATCH, T * self.ci * ld, T * self.co * ld + work, |v, rest| {
             let (m, work) = rest.split_at_mut(T * self.co * ld);
-            self.transform(Pass::Inputs { nb, planes: inp, at: in_at, v, ld }, work);
+            self.transform(nb, Pass::Inputs { planes: inp, at: in_at, v }, work);
             for xi in 0..T {
                 // M_ξ (tiles × co, column-major) = V_ξ (tiles × ci) · U_ξᵀ (ci × co).
                 matmul(
@@ -133,7 +137,7 @@ impl Winograd {
                     (&u[xi * self.co * self.ci..][..self.co * self.ci], 1, self.ci),
                 );
             }
-            self.transform(Pass::Outputs { nb, m, ld, planes: out, at: out_at }, work);
+            self.transform(nb, Pass::Outputs { m, planes: out, at: out_at }, work);
         });
     }
 
@@ -159,8 +163,7 @@ impl Winograd {
         dy_at: Planes,
         du: &mut [f32],
     ) {
-        let slots = self.slots();
-        let ld = (nb * slots).next_multiple_of(16);
+        let (slots, ld) = (self.slots(), self.ld(nb));
         let work = self.work_len();
         with_scratch(&SCRATCH, T * self.ci * ld, T * self.co * ld + work, |v, rest| {
             let (g, work) = rest.split_at_mut(T * self.co * ld);
@@ -168,8 +171,8 @@ impl Winograd {
             for buf in [&mut *g, &mut *v] {
                 buf.chunks_exact_mut(ld).for_each(|row| row[nb * slots..].fill(0.0));
             }
-            self.transform(Pass::Inputs { nb, planes: inp, at: in_at, v: &mut *v, ld }, work);
-            self.transform(Pass::Gradients { nb, planes: dy, at: dy_at, g: &mut *g, ld }, work);
+            self.transform(nb, Pass::Inputs { planes: inp, at: in_at, v: &mut *v }, work);
+            self.transform(nb, Pass::Gradients { planes: dy, at: dy_at, g: &mut *g }, work);
             for xi in 0..T {
                 // dU_ξ (co × ci, column-major) += DY_ξ (co × tiles) · V_ξᵀ (tiles × ci).
                 matmul_add(
@@ -206,31 +209,31 @@ impl Winograd {
         dw
     }
 
-    /// Runs one pass of transforms over a chunk's planes, compiled for AVX2 where the CPU has
+    /// Runs one pass of transforms over the planes of a chunk of `nb` images, compiled for AVX2 where the CPU has
     /// it (the loops are plain slice arithmetic that the compiler vectorizes, four lanes wide
     /// in baseline x86-64, eight with AVX2); `work` is scratch of [`Winograd::work_len`].
-    fn transform(&self, pass: Pass<'_>, work: &mut [f32]) {
+    fn transform(&self, nb: usize, pass: Pass<'_>, work: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.transform_avx2(pass, work) };
+            return unsafe { self.transform_avx2(nb, pass, work) };
         }
-        self.transform_loops(pass, work);
+        self.transform_loops(nb, pass, work);
     }
 
     /// [`Winograd::transform_loops`] compiled for AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn transform_avx2(&self, pass: Pass<'_>, work: &mut [f32]) {
-        self.transform_loops(pass, work);
+    unsafe fn transform_avx2(&self, nb: usize, pass: Pass<'_>, work: &mut [f32]) {
+        self.transform_loops(nb, pass, work);
     }
 
     /// The loops of [`Winograd::transform`], inlined into each of its instruction-set versions.
     #[inline(always)]
-    fn transform_loops(&self, pass: Pass<'_>, work: &mut [f32]) {
-        let slots = self.slots();
+    fn transform_loops(&self, nb: usize, pass: Pass<'_>, work: &mut [f32]) {
+        let (slots, ld) = (self.slots(), self.ld(nb));
         match pass {
-            Pass::Inputs { nb, planes, at, v, ld } => {
+            Pass::Inputs { planes, at, v } => {
                 for i in 0..nb {
                     for c in 0..self.ci {
                         let plane = &planes[i * at.image + c * at.channel..][..self.h * self.w];
@@ -238,7 +241,7 @@ impl Winograd {
                     }
                 }
             }
-            Pass::Gradients { nb, planes, at, g, ld } => {
+            Pass::Gradients { planes, at, g } => {
                 for i in 0..nb {
                     for o in 0..self.co {
                         let plane = &planes[i * at.image + o * at.channel..][..self.oh * self.ow];
@@ -246,7 +249,7 @@ impl Winograd {
                     }
                 }
             }
-            Pass::Outputs { nb, m, ld, planes, at } => {
+            Pass::Outputs { m, planes, at } => {
                 for i in 0..nb {
                     for o in 0..self.co {
                         let plane = &mut planes[i * at.image + o * at.channel..][..self.oh * self.ow];
@@ -434,15 +437,16 @@ fn merge_parity(even: &[f32], odd: &[f32], row: &mut [f32]) {
     }
 }
 
-/// One pass of transforms over the planes of `nb` images, each value ξ of a plane's tiles
-/// written to (or read from) row ξ · channels + channel of matrices with row stride `ld`.
+/// One pass of transforms over the planes of a chunk of images, each value ξ of a plane's tiles
+/// written to (or read from) row ξ · channels + channel of matrices with row stride
+/// [`Winograd::ld`].
 enum Pass<'a> {
     /// `Bᵀ d B` of the input planes in `planes` (laid out as `at`) into `v`.
-    Inputs { nb: usize, planes: &'a [f32], at: Planes, v: &'a mut [f32], ld: usize },
+    Inputs { planes: &'a [f32], at: Planes, v: &'a mut [f32] },
     /// `A dy Aᵀ` of the output-gradient planes in `planes` (laid out as `at`) into `g`.
-    Gradients { nb: usize, planes: &'a [f32], at: Planes, g: &'a mut [f32], ld: usize },
+    Gradients { planes: &'a [f32], at: Planes, g: &'a mut [f32] },
     /// `Aᵀ m A` of the products `m` into the output planes in `planes` (laid out as `at`).
-    Outputs { nb: usize, m: &'a [f32], ld: usize, planes: &'a mut [f32], at: Planes },
+    Outputs { m: &'a [f32], planes: &'a mut [f32], at: Planes },
 }
 
 thread_local! {
@@ -455,9 +459,15 @@ thread_local! {
 mod tests {
     use super::*;
 
+    /// Value (`y`, `x`) of input plane `c` of image `i` once padded by `g.pad` zeros on every side.
+    fn input(planes: &[f32], g: &Winograd, i: usize, c: usize, y: usize, x: usize) -> f32 {
+        let (iy, ix) = (y.checked_sub(g.pad).filter(|&v| v < g.h), x.checked_sub(g.pad).filter(|&v| v < g.w));
+        iy.zip(ix).map_or(0.0, |(iy, ix)| planes[((i * g.ci + c) * g.h + iy) * g.w + ix])
+    }
+
     /// The direct 3 × 3 convolution of `n` images, for checking.
     fn direct(x: &[f32], k: &[f32], n: usize, g: &Winograd) -> Vec<f32> {
-        let Winograd { ci, co, h, w, pad, oh, ow, .. } = *g;
+        let Winograd { ci, co, oh, ow, .. } = *g;
         let mut y = vec![0f32; n * co * oh * ow];
         for i in 0..n {
             for o in 0..co {
@@ -467,11 +477,8 @@ mod tests {
                         for c in 0..ci {
                             for ky in 0..3 {
                                 for kx in 0..3 {
-                                    let (iy, ix) = ((oy + ky).checked_sub(pad), (ox + kx).checked_sub(pad));
-                                    if let (Some(iy), Some(ix)) = (iy.filter(|&v| v < h), ix.filter(|&v| v < w)) {
-                                        s += (x[((i * ci + c) * h + iy) * w + ix] * k[((o * ci + c) * 3 + ky) * 3 + kx])
-                                            as f64;
-                                    }
+                                    s += (input(x, g, i, c, oy + ky, ox + kx) * k[((o * ci + c) * 3 + ky) * 3 + kx])
+                                        as f64;
                                 }
                             }
                         }
@@ -547,12 +554,9 @@ mod tests {
                         for i in 0..n {
                             for oy in 0..g.oh {
                                 for ox in 0..g.ow {
-                                    let (iy, ix) = ((oy + ky).checked_sub(pad), (ox + kx).checked_sub(pad));
-                                    if let (Some(iy), Some(ix)) = (iy.filter(|&v| v < h), ix.filter(|&v| v < w)) {
-                                        want += (dy[((i * co + o) * g.oh + oy) * g.ow + ox]
-                                            * x[((i * ci + c) * h + iy) * w + ix])
-                                            as f64;
-                                    }
+                                    want += (dy[((i * co + o) * g.oh + oy) * g.ow + ox]
+                                        * input(&x, &g, i, c, oy + ky, ox + kx))
+                                        as f64;
                                 }
                             }
                         }
