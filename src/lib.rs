@@ -1,9 +1,11 @@
 //! mnistlab: a small language, a REPL and a Jupyter kernel for preparing MNIST-family datasets
 //! and training small networks on them with candle.
 //!
-//! Layers, each ignorant of the ones above it: [`lang`] (syntax), [`data`] / [`plot`]
-//! (operations), [`session`] (the interpreter, which emits [`session::Event`]s), and the
-//! front ends in [`front`] (REPL, script runner, Jupyter kernel).
+//! Layers, each ignorant of the ones above it: [`budget`], [`guard`] and [`write`] (the ground:
+//! the memory budget, the panic catcher, the one write path), [`data`] / [`model`] / [`plot`]
+//! (operations), [`lang`] (syntax, holding the operation layers' plain values), [`session`]
+//! (the interpreter, which emits [`session::Event`]s), and the front ends in [`front`] (REPL,
+//! script runner, Jupyter kernel).
 
 #![warn(missing_docs)]
 
@@ -17,6 +19,7 @@ pub mod plot;
 pub mod session;
 #[doc(hidden)]
 pub mod testdata;
+pub mod write;
 
 /// candle's core crate, the version mnistlab is built with: use `mnistlab::candle::Tensor` so a
 /// notebook's tensors and mnistlab's are the same type (a separate `candle-core` dependency

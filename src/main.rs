@@ -112,7 +112,10 @@ fn main() -> ExitCode {
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     match cli.command {
         Some(Command::Run { file }) => match mnistlab::budget::read_text(&file) {
-            Ok(source) => report(script::run(&mut session, &source, Some(&file), &mut terminal)),
+            Ok(source) => {
+                let result = script::run(&mut session, &source, Some(&file), &mut terminal);
+                report(result, &terminal)
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE
@@ -159,7 +162,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            report(script::run(&mut session, &source, Some(std::path::Path::new("<stdin>")), &mut terminal))
+            let result = script::run(&mut session, &source, Some(std::path::Path::new("<stdin>")), &mut terminal);
+            report(result, &terminal)
         }
     }
 }
@@ -189,8 +193,10 @@ fn kernel_command(connection_file: Option<&std::path::Path>, action: Option<&Ker
     }
 }
 
-fn report(result: Result<(), mnistlab::session::RunError>) -> ExitCode {
+/// A script's exit status: a failure when a statement failed or a picture could not be written.
+fn report(result: Result<(), mnistlab::session::RunError>, terminal: &Terminal) -> ExitCode {
     match result {
+        Ok(()) if terminal.write_failed() => ExitCode::FAILURE,
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -93,10 +93,13 @@ pub fn write_csv<W: Write>(writer: W, split: &Split, image_len: usize) -> Result
     write_csv_named(Path::new("CSV output"), writer, split, image_len)
 }
 
-/// Writes `split` as a Kaggle-style CSV file at `path`.
+/// Writes `split` as a Kaggle-style CSV file at `path`, whole or not at all through the write
+/// path ([`crate::write::write_file`]).
 pub fn write_csv_file(path: &Path, split: &Split, image_len: usize) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
-    write_csv_named(path, std::io::BufWriter::new(file), split, image_len)
+    let mut bytes = Vec::new();
+    write_csv_named(path, &mut bytes, split, image_len)?;
+    crate::write::write_file(path, &bytes, crate::write::Place::OutsideCache)?;
+    Ok(())
 }
 
 fn write_csv_named<W: Write>(path: &Path, writer: W, split: &Split, image_len: usize) -> Result<()> {

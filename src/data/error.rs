@@ -7,6 +7,9 @@ use super::dataset::Inconsistency;
 /// An error while reading, writing, fetching or transforming data.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// A target the write path refused or could not write.
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteError),
     /// The file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

@@ -8,7 +8,7 @@
 //! each through a temporary file in the cache folder renamed into place.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
@@ -243,13 +243,7 @@ pub fn parse_mirror_list(list: &str) -> Vec<String> {
         .collect()
 }
 
-/// The cache root: `$MNISTLAB_DATA`, else `<user cache dir>/mnistlab`.
-pub fn cache_dir() -> PathBuf {
-    match std::env::var_os("MNISTLAB_DATA") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("mnistlab"),
-    }
-}
+pub use crate::write::cache_dir;
 
 /// True when `dest` holds every file of `files` with its expected size.
 pub fn is_cached(files: &[RemoteFile], dest: &Path) -> bool {
@@ -360,24 +354,11 @@ fn gz_algorithm(file: &RemoteFile) -> &'static str {
     }
 }
 
-/// Writes every `(name, bytes)` into `dest` atomically: each goes to a temporary file in `dest`,
-/// and only when all are written are they renamed into place.
+/// Writes every `(name, bytes)` into `dest` atomically, all or none, through the write path's
+/// cache place ([`crate::write::write_files`]): `fetch` alone writes the cache.
 pub fn install(dest: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
-    std::fs::create_dir_all(dest).map_err(|e| DataError::io(dest, e))?;
-    let mut temps = Vec::with_capacity(files.len());
-    for (name, bytes) in files {
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".part")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .tempfile_in(dest)
-            .map_err(|e| DataError::io(dest, e))?;
-        tmp.write_all(bytes).and_then(|()| tmp.as_file().sync_all()).map_err(|e| DataError::io(tmp.path(), e))?;
-        temps.push((tmp, dest.join(name)));
-    }
-    for (tmp, path) in temps {
-        tmp.persist(&path).map_err(|e| DataError::io(&path, e.error))?;
-    }
+    let files: Vec<(PathBuf, &[u8])> = files.iter().map(|(name, bytes)| (dest.join(name), bytes.as_slice())).collect();
+    crate::write::write_files(&files, crate::write::Place::Cache)?;
     Ok(())
 }
 

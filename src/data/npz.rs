@@ -358,10 +358,11 @@ fn widen<T: Into<i128>>(values: Vec<T>) -> Vec<i128> {
     values.into_iter().map(Into::into).collect()
 }
 
-/// Writes `dataset` as an `.npz` file at `path` (see [`write_npz_to`]).
+/// Writes `dataset` as an `.npz` file at `path` (see [`write_npz_to`]), whole or not at all
+/// through the write path ([`crate::write::write_file`]).
 pub fn write_npz(path: &Path, dataset: &Dataset) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
-    write_npz_to(path, file, dataset)?;
+    let bytes = write_npz_to(path, Cursor::new(Vec::new()), dataset)?.into_inner();
+    crate::write::write_file(path, &bytes, crate::write::Place::OutsideCache)?;
     Ok(())
 }
 

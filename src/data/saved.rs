@@ -125,7 +125,9 @@ pub fn save_dataset(dir: &Path, dataset: &Dataset, format: SaveFormat, input: &M
 ///
 /// `should_stop` is asked between files; when it answers true the save stops with
 /// [`DataError::Interrupted`] and nothing is left behind. An earlier save in `dir` is replaced;
-/// a non-empty `dir` without a manifest is refused.
+/// a non-empty `dir` without a manifest is refused, and so is a `dir` that the write path refuses
+/// ([`crate::write::folder_target`]: a file, a device, the data cache); a link to a folder is
+/// followed and stays.
 pub fn save_dataset_interruptible(
     dir: &Path,
     dataset: &Dataset,
@@ -141,6 +143,7 @@ pub fn save_dataset_interruptible(
             dataset.classes.len()
         )));
     }
+    let dir = &crate::write::folder_target(dir, crate::write::Place::OutsideCache)?;
     let replacing = check_target(dir)?;
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

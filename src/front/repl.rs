@@ -2,7 +2,7 @@
 //! No error ends it; `:save FILE` writes the session's successful statements as a script.
 
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -106,33 +106,11 @@ fn history_path() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("mnistlab").join("history.txt"))
 }
 
-/// Why `:save` could not write its script.
-#[derive(Debug, thiserror::Error)]
-enum SaveError {
-    /// No temporary file can be made in the script's folder.
-    #[error("{}: {source}", .dir.display())]
-    Folder { dir: PathBuf, source: std::io::Error },
-    /// The temporary file cannot be written.
-    #[error("{}: {source}", .path.display())]
-    Write { path: PathBuf, source: std::io::Error },
-    /// The temporary file cannot take the script's name.
-    #[error("{}: {source}", .path.display())]
-    Persist { path: PathBuf, source: tempfile::PersistError },
-}
-
-/// Writes the session's successful statements to `path` atomically.
-fn save_script(session: &Session, path: &str) -> Result<usize, SaveError> {
-    let path = PathBuf::from(path);
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into());
+/// Writes the session's successful statements to `path` through the write path.
+fn save_script(session: &Session, path: &str) -> Result<usize, crate::write::WriteError> {
     let mut text = session.statements().join("\n");
     text.push('\n');
-    let mut tmp = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(&dir)
-        .map_err(|source| SaveError::Folder { dir: dir.clone(), source })?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())
-        .map_err(|source| SaveError::Write { path: path.clone(), source })?;
-    tmp.persist(&path).map_err(|source| SaveError::Persist { path: path.clone(), source })?;
+    crate::write::write_file(Path::new(path), text.as_bytes(), crate::write::Place::OutsideCache)?;
     Ok(session.statements().len())
 }
 
@@ -202,6 +180,24 @@ mod tests {
         assert_eq!(candidates(&line, line.len()), (6, vec![format!("{}/lesson.lab", dir.path().display())]));
         // Completion stops at the cursor; text after it does not count.
         assert_eq!(candidates("lo mnist", 2).1, vec!["load", "log", "loss"]);
+    }
+
+    #[test]
+    fn save_refuses_a_fifo_and_follows_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("lesson.lab");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let session = Session::new();
+        let e = save_script(&session, fifo.to_str().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("FIFO"), "{e}");
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::symlink_metadata(&fifo).unwrap().file_type()));
+        let real = dir.path().join("real.lab");
+        std::fs::write(&real, "old").unwrap();
+        let link = dir.path().join("link.lab");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        save_script(&session, link.to_str().unwrap()).unwrap();
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "\n");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     }
 
     #[test]

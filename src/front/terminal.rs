@@ -2,17 +2,19 @@
 //! files under an output folder, progress as a bar (or plain lines when not a terminal).
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::render::table_text;
 use crate::session::{Event, Image, Task};
+use crate::write::{Place, WriteError};
 
 /// Writes events to the terminal; images go to `out_dir`.
 pub struct Terminal {
     out_dir: PathBuf,
-    images_written: usize,
+    /// Whether an image could not be written (a script then exits with a failure).
+    write_failed: bool,
     /// The bar of the task in progress.
     bar: Option<(Task, ProgressBar)>,
     interactive: bool,
@@ -21,7 +23,7 @@ pub struct Terminal {
 impl Terminal {
     /// A terminal renderer writing images under `out_dir`.
     pub fn new(out_dir: PathBuf) -> Terminal {
-        Terminal { out_dir, images_written: 0, bar: None, interactive: std::io::stderr().is_terminal() }
+        Terminal { out_dir, write_failed: false, bar: None, interactive: std::io::stderr().is_terminal() }
     }
 
     /// Shows one event.
@@ -32,7 +34,11 @@ impl Terminal {
             Event::Table(table) => self.println(&table_text(&table)),
             Event::Image(image) => match self.write_image(&image) {
                 Ok(path) => self.println(&format!("{}: {}", image.title, path.display())),
-                Err(e) => eprintln!("error: cannot write image {}: {e}", image.name),
+                Err(e) => {
+                    self.finish_bar();
+                    self.write_failed = true;
+                    eprintln!("error: cannot write image {}: {e}", image.name);
+                }
             },
             Event::Progress(p) => {
                 if !self.interactive {
@@ -75,15 +81,56 @@ impl Terminal {
         let _ = stdout.flush();
     }
 
-    fn write_image(&mut self, image: &Image) -> std::io::Result<PathBuf> {
-        std::fs::create_dir_all(&self.out_dir)?;
-        self.images_written += 1;
-        let stem = format!("{}-{}", image.name, self.images_written);
+    /// Whether an image could not be written since this terminal was made.
+    pub fn write_failed(&self) -> bool {
+        self.write_failed
+    }
+
+    /// Writes `image` as `NAME-N.png` (and `.svg`) under the output folder, N one more than any
+    /// such file there already, so no earlier session's picture is overwritten.
+    fn write_image(&mut self, image: &Image) -> Result<PathBuf, WriteError> {
+        let dir = crate::write::create_folder(&self.out_dir, Place::OutsideCache)?;
+        let stem = format!("{}-{}", image.name, next_number(&dir, &image.name));
         let path = self.out_dir.join(format!("{stem}.png"));
-        std::fs::write(&path, &image.png)?;
+        let mut files = vec![(path.clone(), image.png.as_slice())];
         if let Some(svg) = &image.svg {
-            std::fs::write(self.out_dir.join(format!("{stem}.svg")), svg)?;
+            files.push((self.out_dir.join(format!("{stem}.svg")), svg.as_bytes()));
         }
+        crate::write::write_files(&files, Place::OutsideCache)?;
         Ok(path)
+    }
+}
+
+/// One more than the largest N of any `NAME-N.*` in `dir` (1 when there is none).
+fn next_number(dir: &Path, name: &str) -> usize {
+    let prefix = format!("{name}-");
+    let largest = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let rest = file.strip_prefix(&prefix)?;
+            rest.split('.').next()?.parse::<usize>().ok()
+        })
+        .max()
+        .unwrap_or(0);
+    largest + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pictures_never_overwrite_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(next_number(dir.path(), "history"), 1);
+        std::fs::write(dir.path().join("history-3.png"), b"").unwrap();
+        std::fs::write(dir.path().join("history-12.svg"), b"").unwrap();
+        std::fs::write(dir.path().join("history-x.png"), b"").unwrap();
+        std::fs::write(dir.path().join("samples-40.png"), b"").unwrap();
+        assert_eq!(next_number(dir.path(), "history"), 13);
+        assert_eq!(next_number(dir.path(), "samples"), 41);
     }
 }

@@ -123,7 +123,10 @@ mod tests {
         assert!(!dir.path().join("h.txt").exists());
         let blocked = dir.path().join("file");
         std::fs::write(&blocked, "x").unwrap();
-        assert!(matches!(save_history(&history(), &blocked.join("h.csv")), Err(ModelError::Io { .. })));
+        assert!(matches!(
+            save_history(&history(), &blocked.join("h.csv")),
+            Err(ModelError::Write(crate::write::WriteError::NotAFolder { .. }))
+        ));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing but the blocking file");
     }
 }

@@ -36,29 +36,19 @@ pub use train::{
     History, LabelMap, Monitor, RunState, Schedule, StopReason, TrainConfig, TrainData, TrainEvent,
 };
 
-/// Writes `bytes` to `path` atomically: into a temporary file beside it (the folder made if
-/// missing), synced, then renamed over `path`, so a reader sees the old file or the whole new
-/// one, never a part.
+/// Writes `bytes` to `path` through the one write path ([`crate::write::write_file`]): whole or
+/// not at all, refusing special files and the data cache, following a link to its file.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(|e| ModelError::io(path, e))?;
-    tmp.write_all(bytes).map_err(|e| ModelError::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| ModelError::io(path, e))?;
-    tmp.persist(path).map_err(|e| ModelError::io(path, e.error))?;
+    crate::write::write_file(path, bytes, crate::write::Place::OutsideCache)?;
     Ok(())
 }
 
 /// An error while building, training, saving or loading a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// A target the write path refused or could not write.
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteError),
     /// The spec cannot be built for this input shape or number of classes.
     #[error("{0}")]
     Spec(String),

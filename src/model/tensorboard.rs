@@ -259,13 +259,13 @@ pub struct EventWriter {
 }
 
 impl EventWriter {
-    /// Creates `dir` (and its parents) and in it `events.out.tfevents.<seconds>.<host>`,
-    /// starting with the file-version event.
+    /// Creates `dir` (and its parents) and in it the new file
+    /// `events.out.tfevents.<seconds>.<host>` (never an existing one: see
+    /// [`crate::write::create_new_file`]), starting with the file-version event.
     pub fn create(dir: &Path) -> Result<EventWriter> {
-        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let wall_time = now();
         let path = dir.join(format!("events.out.tfevents.{}.{}", wall_time as u64, hostname()));
-        let file = File::create(&path).map_err(|e| ModelError::io(&path, e))?;
+        let file = crate::write::create_new_file(&path, crate::write::Place::OutsideCache)?;
         let mut writer = EventWriter { file, path };
         let first = Event { wall_time, step: 0, what: Some(What::FileVersion("brain.Event:2".into())) };
         writer.write(&first)?;

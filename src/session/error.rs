@@ -4,6 +4,7 @@ use crate::budget::BudgetError;
 use crate::data::DataError;
 use crate::model::ModelError;
 use crate::plot::PlotError;
+use crate::write::WriteError;
 
 /// Why a statement failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum SessionError {
     /// A size beyond the memory budget.
     #[error(transparent)]
     Budget(#[from] BudgetError),
+    /// A file or folder that must not be written (a device, FIFO, the data cache) or could not be.
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }
 
 impl From<String> for SessionError {
@@ -42,11 +46,13 @@ impl SessionError {
     /// Which kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
+            SessionError::Data(DataError::Write(_)) | SessionError::Model(ModelError::Write(_)) => ErrorKind::Write,
             SessionError::Usage(_) => ErrorKind::Usage,
             SessionError::Data(_) => ErrorKind::Data,
             SessionError::Model(_) => ErrorKind::Model,
             SessionError::Plot(_) => ErrorKind::Plot,
             SessionError::Budget(_) => ErrorKind::Budget,
+            SessionError::Write(_) => ErrorKind::Write,
         }
     }
 }
@@ -64,6 +70,8 @@ pub enum ErrorKind {
     Plot,
     /// Beyond the memory budget.
     Budget,
+    /// A target that must not or could not be written.
+    Write,
     /// The statement was interrupted before the program's end.
     Interrupted,
     /// A bug in mnistlab (a caught panic).
@@ -79,6 +87,7 @@ impl ErrorKind {
             ErrorKind::Model => "ModelError",
             ErrorKind::Plot => "PlotError",
             ErrorKind::Budget => "BudgetError",
+            ErrorKind::Write => "WriteError",
             ErrorKind::Interrupted => "Interrupted",
             ErrorKind::Internal => "InternalError",
         }

@@ -11,6 +11,7 @@ use crate::data::{PixelScaling, SplitKind};
 use crate::model::tensorboard::EventWriter;
 use crate::model::{self, resume, Evaluation, Network, RunInfo, TrainConfig, TrainData, TrainEvent};
 use crate::plot;
+use crate::write::Place;
 
 /// What a training run reports to: its checkpoints and its TensorBoard run, each if asked for.
 pub(super) struct Tracker {
@@ -147,12 +148,22 @@ fn statements_markdown(statements: &[String], current: &str) -> String {
     text
 }
 
+/// Refuses a checkpoint folder the write path would refuse (or a checkpoint file in it), so a
+/// run stops before it starts rather than after its first epoch.
+pub(super) fn check_checkpoint_dir(dir: &Path) -> Result<(), SessionError> {
+    crate::write::folder_target(dir, Place::OutsideCache)?;
+    for name in [resume::LAST, resume::BEST] {
+        crate::write::file_target(&dir.join(name), Place::OutsideCache)?;
+    }
+    Ok(())
+}
+
 impl Session {
     /// `log tensorboard DIR` (`Some`) or `log off` (`None`).
     pub(super) fn log(&mut self, dir: Option<&Path>, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         match dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| model::ModelError::io(dir, e))?;
+                crate::write::create_folder(dir, Place::OutsideCache)?;
                 out(Event::Text(format!(
                     "TensorBoard: each fit writes a run into {} (view with `tensorboard --logdir {}`)",
                     dir.display(),
@@ -189,6 +200,7 @@ impl Session {
         let checkpoint = match checkpoint {
             None => None,
             Some(dir) => {
+                check_checkpoint_dir(dir)?;
                 let info = RunInfo {
                     config: config.clone(),
                     data: resume::data_fingerprint(data),

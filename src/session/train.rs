@@ -287,6 +287,9 @@ impl Session {
         checkpoint: Option<&Path>,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), SessionError> {
+        if let Some(dir) = checkpoint {
+            super::track::check_checkpoint_dir(dir)?;
+        }
         let TrainingInputs { dataset, state, labels, train } = self.training_inputs("fit")?;
         let val = dataset.split(SplitKind::Val).filter(|s| !s.is_empty());
         let epochs = config.epochs;
@@ -598,6 +601,7 @@ impl Session {
 
     pub(super) fn save_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let state = self.model_for("save model")?;
+        crate::write::file_target(path, crate::write::Place::OutsideCache)?;
         let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
         let mut extra = BTreeMap::new();
         if let Some(d) = &self.dataset {
@@ -618,6 +622,7 @@ impl Session {
     pub(super) fn save_history(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let state = self.model_for("save history")?;
         let history = state.history.as_ref().ok_or("save history needs a training run: run e.g. `fit 5` first")?;
+        crate::write::file_target(path, crate::write::Place::OutsideCache)?;
         let format = model::save_history(history, path)?;
         let name = if format == model::HistoryFormat::Csv { "CSV" } else { "JSON" };
         out(Event::Text(format!(
@@ -631,6 +636,7 @@ impl Session {
     /// `export onnx PATH`: the model as an ONNX file, with its classes and pixel scaling.
     pub(super) fn export_onnx(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let state = self.model_for("export onnx")?;
+        crate::write::file_target(path, crate::write::Place::OutsideCache)?;
         let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
         let summary = model::onnx::export_onnx(path, &state.net, &state.classes, scaling)?;
         let (c, h, w) = state.net.input();

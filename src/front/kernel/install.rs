@@ -20,22 +20,9 @@ pub enum InstallError {
     /// The user's home folder is unknown.
     #[error("cannot find the home folder for the user's Jupyter data folder")]
     NoHome,
-    /// The kernelspec's folder cannot be made.
-    #[error("cannot create {}: {source}", .path.display())]
-    Create {
-        /// The folder.
-        path: PathBuf,
-        /// The failure.
-        source: std::io::Error,
-    },
-    /// A file of the kernelspec cannot be written.
-    #[error("cannot write {}: {source}", .path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The failure.
-        source: std::io::Error,
-    },
+    /// The kernelspec's folder or files were refused or could not be written.
+    #[error("cannot install the kernelspec: {0}")]
+    Write(#[from] crate::write::WriteError),
     /// There is no kernelspec to remove in this folder.
     #[error("no mnistlab kernel is installed at {}", .0.display())]
     NotInstalled(PathBuf),
@@ -102,15 +89,13 @@ pub fn kernel_json(exe: &Path) -> String {
 /// Writes the kernelspec for `exe` under `location`; returns its folder.
 pub fn install(location: &Location, exe: &Path) -> Result<PathBuf, InstallError> {
     let dir = kernels_dir(location)?.join(KERNEL_NAME);
-    std::fs::create_dir_all(&dir).map_err(|source| InstallError::Create { path: dir.clone(), source })?;
-    for (name, bytes) in [
+    let files = [
         ("kernel.json", kernel_json(exe).into_bytes()),
         ("logo-32x32.png", LOGO_32.to_vec()),
         ("logo-64x64.png", LOGO_64.to_vec()),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).map_err(|source| InstallError::Write { path: path.clone(), source })?;
-    }
+    ];
+    let files: Vec<(PathBuf, &[u8])> = files.iter().map(|(name, bytes)| (dir.join(name), bytes.as_slice())).collect();
+    crate::write::write_files(&files, crate::write::Place::OutsideCache)?;
     Ok(dir)
 }
 
