@@ -10,6 +10,7 @@ pub mod lr_find;
 pub mod network;
 pub mod onnx;
 pub mod optim;
+pub mod plan;
 pub mod preprocess;
 pub mod resume;
 pub mod spec;

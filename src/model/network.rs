@@ -24,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::fast;
 use super::lora::{Adapter, LoraConfig};
+use super::plan::{BatchNormMode, LayerKind, Plan, PlanLayer, Step};
 use super::spec::{Layer, LayerSource, ModelSpec, Shape, Summary};
 use super::{ModelError, Result};
 
@@ -57,6 +58,10 @@ pub struct Network {
     varmap: VarMap,
     /// Built layers in summary order: the spec's, the implied flattens, the output layer.
     layers: Vec<Built>,
+    /// What the plan needs of each built layer's kind.
+    kinds: Vec<LayerKind>,
+    /// The forward pass's plans: inference, then training (see [`Network::plan`]).
+    plans: [Plan; 2],
     /// Parameter-name prefix of each built layer (`l3`, `out`); `None` for a layer without any.
     prefixes: Vec<Option<String>>,
     /// Frozen flag of each built layer (see [`Network::is_frozen`]).
@@ -157,6 +162,7 @@ impl Network {
         let varmap = VarMap::new();
         let mut init = Init::new(&varmap, device, seed);
         let mut layers = Vec::with_capacity(infos.len());
+        let mut kinds = Vec::with_capacity(infos.len());
         let mut prefixes = Vec::with_capacity(infos.len());
         for info in &infos {
             let (layer, prefix) = match info.source {
@@ -172,25 +178,30 @@ impl Network {
                     (Built::Dense { linear, relu: false }, Some("out".to_string()))
                 }
             };
+            kinds.push(plan_kind(&layer, info.input));
             layers.push(layer);
             prefixes.push(prefix);
         }
         drop(init);
         let count = layers.len();
-        Ok(Network {
+        let mut network = Network {
             spec: spec.clone(),
             input,
             classes,
             device: device.clone(),
             varmap,
             layers,
+            kinds,
+            plans: Default::default(),
             prefixes,
             frozen: vec![false; count],
             adapters: (0..count).map(|_| None).collect(),
             lora: None,
             dropout_seed: AtomicU64::new(seed.wrapping_add(0x9E37_79B9_7F4A_7C15)),
             dropout_calls: AtomicU64::new(0),
-        })
+        };
+        network.replan();
+        Ok(network)
     }
 
     /// The spec this network was built from.
@@ -370,82 +381,114 @@ impl Network {
                 )))
             }
         }
+        if xs.dtype() != DType::F32 {
+            return Err(ModelError::Data(format!("the model expects float32 images, got {:?}", xs.dtype())));
+        }
         let mut x = xs.clone();
-        let mut layers = self.layers.iter().enumerate().peekable();
-        // A dropout (rate, mask key) that the dense layer after it applies to its input.
-        let mut pending_dropout = None;
-        while let Some((i, layer)) = layers.next() {
-            // A frozen layer computes with detached parameters, so no gradient reaches them.
-            let frozen = self.is_frozen(i);
-            let param = |t: &Tensor| if frozen { t.detach() } else { t.clone() };
-            let pool_next = matches!(layers.peek(), Some((_, Built::MaxPool)));
-            x = match layer {
-                Built::Conv { conv, padding } => {
-                    let bias = conv.bias().expect("convolutions are built with a bias");
-                    let (weight, bias) = (param(conv.weight()), param(bias));
-                    // A convolution straight before a max-pool runs as one fused operation, and
-                    // so does one before a training-mode batch norm (with the max-pool after
-                    // that, if there is one).
-                    if pool_next {
-                        layers.next();
-                        fast::conv2d_relu_pool(&x, &weight, Some(&bias), *padding, 1, 2)?
-                    } else if let Some((bn, pooled)) = self.batch_norm_to_fuse(i, train, &x) {
-                        layers.next();
-                        if pooled {
-                            layers.next();
-                        }
-                        self.fast_conv_batch_norm(i + 1, bn, &x, (&weight, &bias), *padding, pooled)?
-                    } else {
-                        fast::conv2d(&x, &weight, Some(&bias), *padding, 1, true)?
-                    }
-                }
-                Built::MaxPool => fast::max_pool2d(&x, 2)?,
-                Built::AvgPool => fast::avg_pool2d(&x, 2)?,
-                // A batch norm in training mode straight before a max-pool runs as one fused
-                // operation too.
-                Built::BatchNorm(bn) if train && !frozen && fast_path(&x) && x.rank() == 4 && pool_next => {
-                    layers.next();
-                    self.fast_batch_norm(i, bn, &x, true)?
-                }
-                Built::BatchNorm(bn) if train && !frozen && fast_path(&x) => self.fast_batch_norm(i, bn, &x, false)?,
-                // A frozen batch norm runs in inference mode (as in Keras): moving statistics
-                // neither used from the batch nor updated.
-                Built::BatchNorm(bn) if fast_path(&x) && (frozen || !train) => fixed_batch_norm(bn, &x)?,
-                Built::BatchNorm(bn) if frozen && train => frozen_batch_norm(bn, &x)?,
-                Built::BatchNorm(bn) => bn.forward_t(&x, train)?,
-                // A dropout before a dense layer runs inside the dense op.
-                Built::Dropout(rate) if train && *rate > 0.0 && fast_path(&x) && self.dense_after(i) => {
-                    pending_dropout = Some((*rate, self.dropout_key()));
-                    x
-                }
-                Built::Dropout(rate) if train && *rate > 0.0 => fast::dropout(&x, *rate, self.dropout_key())?,
-                Built::Dropout(_) => x,
-                // The fast dense op flattens its input itself.
-                Built::Flatten if fast_path(&x) && self.plain_dense(i + 1) => x,
-                Built::Flatten => x.flatten_from(1)?,
-                Built::Dense { linear, relu } => {
-                    let weight = param(linear.weight());
-                    let bias = param(linear.bias().expect("dense layers are built with a bias"));
-                    match &self.adapters[i] {
-                        // Bias and ReLU run inside the fused op.
-                        None => match pending_dropout.take() {
-                            Some((rate, key)) => fast::dropout_linear(&x, rate, key, &weight, &bias, *relu)?,
-                            None => fast::linear(&x, &weight, &bias, *relu)?,
-                        },
-                        Some(adapter) => {
-                            let y = (fast::linear(&x, &weight, &bias, false)? + adapter.forward(&x)?)?;
-                            if *relu {
-                                y.relu()?
-                            } else {
-                                y
-                            }
-                        }
-                    }
-                }
-                Built::GlobalAvgPool => fast::global_avg_pool(&x)?,
-            };
+        for &step in &self.plan(train).steps {
+            x = self.run(step, &x, train)?;
         }
         Ok(x)
+    }
+
+    /// The plan [`Network::forward`] runs in training (`train`) or inference: which layers run
+    /// together as one kernel call (see [`super::plan`]).
+    pub fn plan(&self, train: bool) -> &Plan {
+        &self.plans[usize::from(train)]
+    }
+
+    /// Rebuilds both plans from the layers, their frozen marks and adapters, and the device:
+    /// called whenever one of those changes.
+    fn replan(&mut self) {
+        let layers: Vec<PlanLayer> = (0..self.layers.len())
+            .map(|i| PlanLayer { kind: self.kinds[i], frozen: self.is_frozen(i), adapted: self.adapters[i].is_some() })
+            .collect();
+        let fast = matches!(self.device, Device::Cpu);
+        self.plans = [Plan::build(&layers, false, fast), Plan::build(&layers, true, fast)];
+    }
+
+    /// Layer `i`'s parameter `t`, detached when the layer is frozen (so no gradient reaches it).
+    fn param(&self, i: usize, t: &Tensor) -> Tensor {
+        if self.is_frozen(i) {
+            t.detach()
+        } else {
+            t.clone()
+        }
+    }
+
+    /// Convolution `i`'s weight and bias (see [`Network::param`]) and padding.
+    fn conv(&self, i: usize) -> (Tensor, Tensor, usize) {
+        let Built::Conv { conv, padding } = &self.layers[i] else { unreachable!("the plan names a convolution") };
+        let bias = conv.bias().expect("convolutions are built with a bias");
+        (self.param(i, conv.weight()), self.param(i, bias), *padding)
+    }
+
+    /// Batch norm `i`.
+    fn batch_norm(&self, i: usize) -> &BatchNorm {
+        let Built::BatchNorm(bn) = &self.layers[i] else { unreachable!("the plan names a batch norm") };
+        bn
+    }
+
+    /// Dropout `i`'s rate.
+    fn dropout_rate(&self, i: usize) -> f32 {
+        let Built::Dropout(rate) = self.layers[i] else { unreachable!("the plan names a dropout") };
+        rate
+    }
+
+    /// Runs one step of the plan on `x`.
+    fn run(&self, step: Step, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(match step {
+            Step::Conv { conv, pool } => {
+                let (weight, bias, padding) = self.conv(conv);
+                match pool {
+                    Some(_) => fast::conv2d_relu_pool(x, &weight, Some(&bias), padding, 1, 2)?,
+                    None => fast::conv2d(x, &weight, Some(&bias), padding, 1, true)?,
+                }
+            }
+            Step::ConvBatchNorm { conv, bn, pool } => {
+                let (weight, bias, padding) = self.conv(conv);
+                let layer = (bn, self.batch_norm(bn));
+                self.fast_conv_batch_norm(layer, x, (&weight, &bias), padding, pool.is_some())?
+            }
+            Step::MaxPool(_) => fast::max_pool2d(x, 2)?,
+            Step::AvgPool(_) => fast::avg_pool2d(x, 2)?,
+            Step::GlobalAvgPool(_) => fast::global_avg_pool(x)?,
+            Step::BatchNorm { bn: i, mode, pool } => {
+                let bn = self.batch_norm(i);
+                match mode {
+                    BatchNormMode::Batch => self.fast_batch_norm(i, bn, x, pool.is_some())?,
+                    BatchNormMode::Fixed => fixed_batch_norm(bn, x)?,
+                    BatchNormMode::Frozen => frozen_batch_norm(bn, x)?,
+                    BatchNormMode::Candle => bn.forward_t(x, train)?,
+                }
+            }
+            Step::Dropout(i) => fast::dropout(x, self.dropout_rate(i), self.dropout_key())?,
+            Step::Flatten(_) => x.flatten_from(1)?,
+            Step::Dense { dense, dropout, .. } => {
+                let Built::Dense { linear, relu } = &self.layers[dense] else { unreachable!("the plan names a dense") };
+                let weight = self.param(dense, linear.weight());
+                let bias = self.param(dense, linear.bias().expect("dense layers are built with a bias"));
+                // Flatten, bias and ReLU (and the dropout before it) run inside the fused op.
+                match dropout {
+                    Some(d) => {
+                        fast::dropout_linear(x, self.dropout_rate(d), self.dropout_key(), &weight, &bias, *relu)?
+                    }
+                    None => fast::linear(x, &weight, &bias, *relu)?,
+                }
+            }
+            Step::DenseAdapted(i) => {
+                let Built::Dense { linear, relu } = &self.layers[i] else { unreachable!("the plan names a dense") };
+                let adapter = self.adapters[i].as_ref().expect("the plan names an adapted layer");
+                let weight = self.param(i, linear.weight());
+                let bias = self.param(i, linear.bias().expect("dense layers are built with a bias"));
+                let y = (fast::linear(x, &weight, &bias, false)? + adapter.forward(x)?)?;
+                if *relu {
+                    y.relu()?
+                } else {
+                    y
+                }
+            }
+        })
     }
 
     /// The mask key of the next dropout: the network's dropout seed mixed with the call count
@@ -455,35 +498,12 @@ impl Network {
         fast::mix64(self.dropout_seed.load(Ordering::Relaxed) ^ fast::mix64(call))
     }
 
-    /// Whether layer `i` is a dense layer without a LoRA adapter (its input may be unflattened).
-    fn plain_dense(&self, i: usize) -> bool {
-        matches!(self.layers.get(i), Some(Built::Dense { .. })) && self.adapters.get(i).is_some_and(Option::is_none)
-    }
-
-    /// Whether a plain dense layer follows layer `i`, straight or after a flatten, so that a
-    /// dropout at `i` can run inside it.
-    fn dense_after(&self, i: usize) -> bool {
-        self.plain_dense(i + 1) || (matches!(self.layers.get(i + 1), Some(Built::Flatten)) && self.plain_dense(i + 2))
-    }
-
-    /// The batch norm after convolution `i` when the two run as one op (in training, on the
-    /// fast path, both trainable), and whether the 2 × 2 max-pool after it joins them.
-    fn batch_norm_to_fuse(&self, i: usize, train: bool, x: &Tensor) -> Option<(&BatchNorm, bool)> {
-        let bn = match self.layers.get(i + 1) {
-            Some(Built::BatchNorm(bn)) => bn,
-            _ => return None,
-        };
-        let pooled = matches!(self.layers.get(i + 2), Some(Built::MaxPool));
-        (train && fast_path(x) && !self.is_frozen(i) && !self.is_frozen(i + 1)).then_some((bn, pooled))
-    }
-
     /// Convolution `weight`, `bias` with ReLU, then the training-mode batch norm `bn` (layer
     /// `layer`) and, when `pooled`, a 2 × 2 max-pool, through the fused op; then the batch
     /// norm's moving-average update.
     fn fast_conv_batch_norm(
         &self,
-        layer: usize,
-        bn: &BatchNorm,
+        (layer, bn): (usize, &BatchNorm),
         x: &Tensor,
         (weight, bias): (&Tensor, &Tensor),
         padding: usize,
@@ -529,9 +549,18 @@ impl Network {
     }
 }
 
-/// Whether the fused CPU ops apply to `x`: f32 on the CPU.
-fn fast_path(x: &Tensor) -> bool {
-    matches!(x.device(), Device::Cpu) && x.dtype() == candle_core::DType::F32
+/// What the plan needs of `layer`'s kind, given its `input` shape.
+fn plan_kind(layer: &Built, input: Shape) -> LayerKind {
+    match layer {
+        Built::Conv { .. } => LayerKind::Conv,
+        Built::MaxPool => LayerKind::MaxPool,
+        Built::AvgPool => LayerKind::AvgPool,
+        Built::BatchNorm(_) => LayerKind::BatchNorm { rank: if matches!(input, Shape::Image(..)) { 4 } else { 2 } },
+        Built::Dropout(rate) => LayerKind::Dropout(*rate),
+        Built::Flatten => LayerKind::Flatten,
+        Built::Dense { .. } => LayerKind::Dense,
+        Built::GlobalAvgPool => LayerKind::GlobalAvgPool,
+    }
 }
 
 /// Batch norm with the moving statistics (inference, or a frozen layer) through the fused op;
@@ -621,6 +650,7 @@ impl Network {
         }
         set.sort_unstable();
         set.dedup();
+        self.replan();
         Ok(set)
     }
 
@@ -644,6 +674,7 @@ impl Network {
         self.layers[head] = Built::Dense { linear, relu: false };
         self.frozen[head] = false;
         self.classes = classes;
+        self.replan();
         Ok(())
     }
 
@@ -725,6 +756,7 @@ impl Network {
             self.adapters[i] = Some(Adapter::new(a, b, config.scale()));
         }
         self.lora = Some(config);
+        self.replan();
         Ok(())
     }
 
@@ -746,6 +778,7 @@ impl Network {
             data.remove(&format!("{prefix}.lora_b"));
         }
         self.lora = None;
+        self.replan();
         Ok(())
     }
 

@@ -191,8 +191,14 @@ impl Session {
         let summary = state.net.summary()?;
         let mut table = Table::new(
             Some(format!("model: {} → {}", state.net.spec().describe(), state.classes.join(", "))),
-            &["#", "layer (type)", "output shape", "params", "trainable"],
+            &["#", "layer (type)", "output shape", "params", "trainable", "fit runs it in", "evaluate runs it in"],
         );
+        // Which step of the plan runs each layer: layers with the same step run as one kernel.
+        let steps = |train: bool| state.net.plan(train).by_layer(summary.rows.len());
+        let (fit_steps, eval_steps) = (steps(true), steps(false));
+        let step_text = |s: Option<(usize, model::plan::Step)>| {
+            s.map_or_else(|| "— (off)".to_string(), |(n, step)| format!("step {n} {}", step.kernel()))
+        };
         for (i, row) in summary.rows.iter().enumerate() {
             let mut trainable = match row.trainable {
                 Some(true) => "yes".to_string(),
@@ -208,6 +214,8 @@ impl Session {
                 row.output_shape.clone(),
                 row.params.to_string(),
                 trainable,
+                step_text(fit_steps[i]),
+                step_text(eval_steps[i]),
             ]);
         }
         out(Event::Table(table));
@@ -217,6 +225,11 @@ impl Session {
             summary.trainable_params,
             summary.total_params - summary.trainable_params
         )));
+        out(Event::Text(
+            "layers with the same step run as one kernel call (a fused op); `fit` and `evaluate` differ where \
+             training needs more (batch statistics, dropout masks)"
+                .into(),
+        ));
         Ok(())
     }
 
