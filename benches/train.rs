@@ -143,8 +143,8 @@ fn run_script(script: &Path) -> Result<ScriptRun, String> {
 
 fn main() {
     // As the `mnistlab` command does.
-    mnistlab::model::fast::keep_candle_pool_single_threaded();
-    mnistlab::model::fast::keep_freed_memory();
+    mnistlab::kernels::keep_candle_pool_single_threaded();
+    mnistlab::kernels::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let value_after = |key: &str| -> Vec<usize> {
         args.windows(2).filter(|w| w[0] == key).filter_map(|w| w[1].parse().ok()).collect()

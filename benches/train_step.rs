@@ -1,6 +1,6 @@
 //! Training-step speed of the article's CNN (conv32 pool conv64 pool conv64 dense64 dense10,
 //! 3×3 valid convolutions, ReLU, 28×28×1 input), built once from candle's own operations and
-//! once from `mnistlab::model::fast`, on random MNIST-shaped data.
+//! once from `mnistlab::kernels`, on random MNIST-shaped data.
 //!
 //! `cargo bench --bench train_step [-- [candle|fast] [BATCH...]]`: prints images/s of a full
 //! training step (forward, loss, backward, AdamW step) and of the forward pass alone.
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{AdamW, Conv2d, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use mnistlab::model::fast;
+use mnistlab::kernels;
 use rand::{Rng, SeedableRng};
 
 mod common;
@@ -43,9 +43,9 @@ impl Net {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = if self.fast {
-            let conv = |x: &Tensor, c: &Conv2d| fast::conv2d(x, c.weight(), c.bias(), 0, 1, true);
-            let x = fast::max_pool2d(&conv(x, &self.c1)?, 2)?;
-            let x = fast::max_pool2d(&conv(&x, &self.c2)?, 2)?;
+            let conv = |x: &Tensor, c: &Conv2d| kernels::conv2d(x, c.weight(), c.bias(), 0, 1, true);
+            let x = kernels::max_pool2d(&conv(x, &self.c1)?, 2)?;
+            let x = kernels::max_pool2d(&conv(&x, &self.c2)?, 2)?;
             conv(&x, &self.c3)?
         } else {
             let x = x.apply(&self.c1)?.relu()?.max_pool2d(2)?;
@@ -167,14 +167,14 @@ fn layer_times(batch: usize) -> Result<()> {
     let layers: [(&str, &dyn Fn() -> Result<Tensor>); 8] = [
         // candle's autograd bookkeeping alone on a conv1-sized activation, for comparison.
         ("copy1", &|| p1.affine(1.0, 0.0)),
-        ("conv1", &|| fast::conv2d(&x1, &w1, Some(&b1), 0, 1, true)),
-        ("pool1", &|| fast::max_pool2d(&p1, 2)),
-        ("conv2", &|| fast::conv2d(&x2, &w2, Some(&b2), 0, 1, true)),
-        ("pool2", &|| fast::max_pool2d(&p2, 2)),
-        ("conv3", &|| fast::conv2d(&x3, &w3, Some(&b3), 0, 1, true)),
+        ("conv1", &|| kernels::conv2d(&x1, &w1, Some(&b1), 0, 1, true)),
+        ("pool1", &|| kernels::max_pool2d(&p1, 2)),
+        ("conv2", &|| kernels::conv2d(&x2, &w2, Some(&b2), 0, 1, true)),
+        ("pool2", &|| kernels::max_pool2d(&p2, 2)),
+        ("conv3", &|| kernels::conv2d(&x3, &w3, Some(&b3), 0, 1, true)),
         // The fused convolution + ReLU + pooling the networks use.
-        ("conv1+pool", &|| fast::conv2d_relu_pool(&x1, &w1, Some(&b1), 0, 1, 2)),
-        ("conv2+pool", &|| fast::conv2d_relu_pool(&x2, &w2, Some(&b2), 0, 1, 2)),
+        ("conv1+pool", &|| kernels::conv2d_relu_pool(&x1, &w1, Some(&b1), 0, 1, 2)),
+        ("conv2+pool", &|| kernels::conv2d_relu_pool(&x2, &w2, Some(&b2), 0, 1, 2)),
     ];
     for (name, f) in layers {
         let fwd = millis(f)?;

@@ -188,8 +188,8 @@ impl Args {
 
 fn main() {
     // As the `mnistlab` command does.
-    mnistlab::model::fast::keep_candle_pool_single_threaded();
-    mnistlab::model::fast::keep_freed_memory();
+    mnistlab::kernels::keep_candle_pool_single_threaded();
+    mnistlab::kernels::keep_freed_memory();
     let args = Args::parse();
     let mnist = fetch::cache_dir().join("mnist");
     let data = load::load_official(&mnist, "mnist", digit_classes(), "bench").unwrap_or_else(|e| {

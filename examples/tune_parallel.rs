@@ -34,8 +34,8 @@ fn trial(i: usize, spec: &ModelSpec, train: &Split, val: &Split, epochs: usize) 
 }
 
 fn main() {
-    mnistlab::model::fast::keep_candle_pool_single_threaded();
-    mnistlab::model::fast::keep_freed_memory();
+    mnistlab::kernels::keep_candle_pool_single_threaded();
+    mnistlab::kernels::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let trials: usize = args.get(1).map_or(4, |s| s.parse().expect("trials"));
     let epochs: usize = args.get(2).map_or(1, |s| s.parse().expect("epochs"));

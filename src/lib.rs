@@ -13,6 +13,7 @@ pub mod budget;
 pub mod data;
 pub mod front;
 pub mod guard;
+pub mod kernels;
 pub mod lang;
 pub mod model;
 pub mod plot;

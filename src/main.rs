@@ -99,8 +99,8 @@ fn dataset_parser() -> impl TypedValueParser<Value = Named> {
 }
 
 fn main() -> ExitCode {
-    mnistlab::model::fast::keep_candle_pool_single_threaded();
-    mnistlab::model::fast::keep_freed_memory();
+    mnistlab::kernels::keep_candle_pool_single_threaded();
+    mnistlab::kernels::keep_freed_memory();
     let cli = Cli::parse();
     if let Some(Command::Kernel { connection_file, action }) = &cli.command {
         return kernel_command(connection_file.as_deref(), action.as_ref());

@@ -9,9 +9,10 @@ use std::sync::atomic::AtomicBool;
 use candle_core::{DType, Device, Tensor};
 use common::{run, texts};
 use mnistlab::data::SplitKind;
+use mnistlab::kernels;
 use mnistlab::model::optim::GroupState;
 use mnistlab::model::{
-    self, fast, DeviceKind, EpochEnd, FitHooks, Layer, ModelSpec, Network, RunState, TrainConfig, TrainData,
+    self, DeviceKind, EpochEnd, FitHooks, Layer, ModelSpec, Network, RunState, TrainConfig, TrainData,
 };
 use mnistlab::session::Session;
 use rand::{Rng, SeedableRng};
@@ -149,9 +150,9 @@ fn the_networks_forward_pass_on_cuda_matches_the_fused_cpu_ops() {
 fn dropout_on_cuda_is_drawn_there_and_repeats_with_its_key() {
     let gpu = gpu();
     let x = Tensor::ones((64, 1000), DType::F32, &gpu).unwrap();
-    let a = fast::dropout(&x, 0.25, 7).unwrap();
-    let b = fast::dropout(&x, 0.25, 7).unwrap();
-    let c = fast::dropout(&x, 0.25, 8).unwrap();
+    let a = kernels::dropout(&x, 0.25, 7).unwrap();
+    let b = kernels::dropout(&x, 0.25, 7).unwrap();
+    let c = kernels::dropout(&x, 0.25, 8).unwrap();
     let host = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let (a, b, c) = (host(&a), host(&b), host(&c));
     assert_eq!(a, b, "the same key draws the same mask");

@@ -1,5 +1,7 @@
-//! Syntax only: the AST with source spans, the nom parser, and the statement table (each
-//! statement's docs, completion words and parse function together).
+//! The syntax layer: the AST with source spans, the nom parser, and the statement table (each
+//! statement's docs, completion words and parse function together). The AST holds the
+//! operation layers' own plain values (`model::Layer`, `data::SplitKind`, …), so a parsed
+//! statement is already what the operation takes; nothing here runs an operation.
 
 pub mod ast;
 mod combinators;

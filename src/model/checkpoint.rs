@@ -13,10 +13,10 @@ use candle_core::{Device, Tensor};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
+use super::error::{ModelError, Result};
 use super::lora::LoraConfig;
 use super::network::Network;
 use super::spec::ModelSpec;
-use super::{ModelError, Result};
 use crate::data::PixelScaling;
 
 /// The value of the `format` metadata key of the files this version writes.
@@ -69,7 +69,8 @@ pub fn save_model(
     let weights = net.snapshot()?;
     let bytes =
         encode(&weights, meta).map_err(|e| ModelError::format(path, format!("cannot encode the weights: {e}")))?;
-    super::write_atomically(path, &bytes)
+    crate::write::write_file(path, &bytes, crate::write::Place::OutsideCache)?;
+    Ok(())
 }
 
 /// `tensors` and `meta` as safetensors bytes, the same bytes for the same model: safetensors

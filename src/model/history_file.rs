@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use super::{History, ModelError, Result};
+use super::error::{ModelError, Result};
+use super::train::History;
 
 /// The file formats a history can be saved as, chosen by the file's extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +65,7 @@ pub fn save_history(history: &History, path: &Path) -> Result<HistoryFormat> {
         HistoryFormat::Json => serde_json::to_string_pretty(history)
             .map_err(|e| ModelError::Data(format!("cannot write the history as JSON: {e}")))?,
     };
-    super::write_atomically(path, text.as_bytes())?;
+    crate::write::write_file(path, text.as_bytes(), crate::write::Place::OutsideCache)?;
     Ok(format)
 }
 

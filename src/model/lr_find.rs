@@ -9,9 +9,10 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::error::{ModelError, Result};
+use super::network::Network;
 use super::optim::Optimizer;
 use super::train::{check_fit, fill_batch, loss_fn, param_groups, LabelMap, TrainConfig, TrainData};
-use super::{ModelError, Network, Result};
 
 /// Weight of the running average in the smoothed loss (fastai's 0.98).
 const SMOOTHING: f64 = 0.98;

@@ -22,11 +22,11 @@ use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBui
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::fast;
+use super::error::{ModelError, Result};
 use super::lora::{Adapter, LoraConfig};
 use super::plan::{BatchNormMode, LayerKind, Plan, PlanLayer, Step};
 use super::spec::{Layer, LayerSource, ModelSpec, Shape, Summary};
-use super::{ModelError, Result};
+use crate::kernels;
 
 /// Batch-norm momentum in candle's convention (weight of the new batch statistic): 0.1, as
 /// in PyTorch, so that short runs still get usable moving statistics.
@@ -441,8 +441,8 @@ impl Network {
             Step::Conv { conv, pool } => {
                 let (weight, bias, padding) = self.conv(conv);
                 match pool {
-                    Some(_) => fast::conv2d_relu_pool(x, &weight, Some(&bias), padding, 1, 2)?,
-                    None => fast::conv2d(x, &weight, Some(&bias), padding, 1, true)?,
+                    Some(_) => kernels::conv2d_relu_pool(x, &weight, Some(&bias), padding, 1, 2)?,
+                    None => kernels::conv2d(x, &weight, Some(&bias), padding, 1, true)?,
                 }
             }
             Step::ConvBatchNorm { conv, bn, pool } => {
@@ -450,9 +450,9 @@ impl Network {
                 let layer = (bn, self.batch_norm(bn));
                 self.fast_conv_batch_norm(layer, x, (&weight, &bias), padding, pool.is_some())?
             }
-            Step::MaxPool(_) => fast::max_pool2d(x, 2)?,
-            Step::AvgPool(_) => fast::avg_pool2d(x, 2)?,
-            Step::GlobalAvgPool(_) => fast::global_avg_pool(x)?,
+            Step::MaxPool(_) => kernels::max_pool2d(x, 2)?,
+            Step::AvgPool(_) => kernels::avg_pool2d(x, 2)?,
+            Step::GlobalAvgPool(_) => kernels::global_avg_pool(x)?,
             Step::BatchNorm { bn: i, mode, pool } => {
                 let bn = self.batch_norm(i);
                 match mode {
@@ -462,7 +462,7 @@ impl Network {
                     BatchNormMode::Candle => bn.forward_t(x, train)?,
                 }
             }
-            Step::Dropout(i) => fast::dropout(x, self.dropout_rate(i), self.dropout_key())?,
+            Step::Dropout(i) => kernels::dropout(x, self.dropout_rate(i), self.dropout_key())?,
             Step::Flatten(_) => x.flatten_from(1)?,
             Step::Dense { dense, dropout, .. } => {
                 let Built::Dense { linear, relu } = &self.layers[dense] else { unreachable!("the plan names a dense") };
@@ -471,9 +471,9 @@ impl Network {
                 // Flatten, bias and ReLU (and the dropout before it) run inside the fused op.
                 match dropout {
                     Some(d) => {
-                        fast::dropout_linear(x, self.dropout_rate(d), self.dropout_key(), &weight, &bias, *relu)?
+                        kernels::dropout_linear(x, self.dropout_rate(d), self.dropout_key(), &weight, &bias, *relu)?
                     }
-                    None => fast::linear(x, &weight, &bias, *relu)?,
+                    None => kernels::linear(x, &weight, &bias, *relu)?,
                 }
             }
             Step::DenseAdapted(i) => {
@@ -481,7 +481,7 @@ impl Network {
                 let adapter = self.adapters[i].as_ref().expect("the plan names an adapted layer");
                 let weight = self.param(i, linear.weight());
                 let bias = self.param(i, linear.bias().expect("dense layers are built with a bias"));
-                let y = (fast::linear(x, &weight, &bias, false)? + adapter.forward(x)?)?;
+                let y = (kernels::linear(x, &weight, &bias, false)? + adapter.forward(x)?)?;
                 if *relu {
                     y.relu()?
                 } else {
@@ -492,10 +492,10 @@ impl Network {
     }
 
     /// The mask key of the next dropout: the network's dropout seed mixed with the call count
-    /// (see [`fast::dropout`]).
+    /// (see [`kernels::dropout`]).
     fn dropout_key(&self) -> u64 {
         let call = self.dropout_calls.fetch_add(1, Ordering::Relaxed);
-        fast::mix64(self.dropout_seed.load(Ordering::Relaxed) ^ fast::mix64(call))
+        kernels::mix64(self.dropout_seed.load(Ordering::Relaxed) ^ kernels::mix64(call))
     }
 
     /// Convolution `weight`, `bias` with ReLU, then the training-mode batch norm `bn` (layer
@@ -511,7 +511,8 @@ impl Network {
     ) -> Result<Tensor> {
         let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
         let pool = pooled.then_some(2);
-        let (y, stats) = fast::conv2d_relu_batch_norm_train(x, (weight, bias), (gamma, beta), padding, bn.eps(), pool)?;
+        let (y, stats) =
+            kernels::conv2d_relu_batch_norm_train(x, (weight, bias), (gamma, beta), padding, bn.eps(), pool)?;
         self.update_moving_stats(layer, stats.get().expect("the forward pass sets the statistics"), x.device())?;
         Ok(y)
     }
@@ -521,9 +522,9 @@ impl Network {
     fn fast_batch_norm(&self, layer: usize, bn: &BatchNorm, x: &Tensor, pooled: bool) -> Result<Tensor> {
         let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
         let (y, stats) = if pooled {
-            fast::batch_norm_pool_train(x, gamma, beta, bn.eps(), 2)?
+            kernels::batch_norm_pool_train(x, gamma, beta, bn.eps(), 2)?
         } else {
-            fast::batch_norm_train(x, gamma, beta, bn.eps())?
+            kernels::batch_norm_train(x, gamma, beta, bn.eps())?
         };
         self.update_moving_stats(layer, stats.get().expect("the forward pass sets the statistics"), x.device())?;
         Ok(y)
@@ -531,7 +532,7 @@ impl Network {
 
     /// candle's moving-average update of batch norm `layer`'s statistics from one batch's
     /// (momentum [`BN_MOMENTUM`], the variance made unbiased as candle does).
-    fn update_moving_stats(&self, layer: usize, stats: &fast::BatchStats, device: &Device) -> Result<()> {
+    fn update_moving_stats(&self, layer: usize, stats: &kernels::BatchStats, device: &Device) -> Result<()> {
         let prefix = self.prefixes[layer].as_deref().expect("batch norms have parameters");
         let unbias = if stats.count > 1 { stats.count as f64 / (stats.count - 1) as f64 } else { 1.0 };
         let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
@@ -569,7 +570,7 @@ fn fixed_batch_norm(bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
     let v = |t: &Tensor| t.to_vec1::<f32>();
     let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
     let (mean, var) = (v(bn.running_mean())?, v(bn.running_var())?);
-    Ok(fast::batch_norm_fixed(x, &v(gamma)?, &v(beta)?, &mean, &var, bn.eps())?)
+    Ok(kernels::batch_norm_fixed(x, &v(gamma)?, &v(beta)?, &mean, &var, bn.eps())?)
 }
 
 /// Batch norm in inference mode with detached parameters: the same operations as candle's

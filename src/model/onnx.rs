@@ -20,9 +20,9 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
+use super::error::{ModelError, Result};
 use super::network::{Network, BN_EPS};
 use super::spec::{Layer, LayerSource, Shape};
-use super::{ModelError, Result};
 use crate::data::PixelScaling;
 
 /// The ONNX operator set the graph uses.
@@ -298,7 +298,7 @@ pub fn onnx_bytes(net: &Network, classes: &[String], scaling: PixelScaling) -> R
 pub fn export_onnx(path: &Path, net: &Network, classes: &[String], scaling: PixelScaling) -> Result<OnnxSummary> {
     let model = onnx_model(net, classes, scaling)?;
     let bytes = prost::Message::encode_to_vec(&model);
-    super::write_atomically(path, &bytes)?;
+    crate::write::write_file(path, &bytes, crate::write::Place::OutsideCache)?;
     let graph = model.graph.as_ref().expect("onnx_model always sets the graph");
     Ok(OnnxSummary {
         ops: graph.node.iter().map(|n| n.op_type.clone().unwrap_or_default()).collect(),

@@ -7,12 +7,11 @@
 //! update as tensor operations on that device ([`TensorAdam`]), whose moments a checkpoint can
 //! read like the fused ones.
 
-use std::cell::RefCell;
-
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use candle_nn::{Optimizer as _, ParamsAdamW};
-use rayon::prelude::*;
+
+use crate::kernels::{self, AdamStep};
 use serde::{Deserialize, Serialize};
 
 /// Adam's β1, as in Keras.
@@ -226,7 +225,7 @@ impl FusedAdam {
     pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
         self.step_t += 1;
         let p = &self.params;
-        let coef = AdamCoef {
+        let coef = AdamStep {
             beta1: p.beta1 as f32,
             beta2: p.beta2 as f32,
             scale_m: (1.0 / (1.0 - p.beta1.powi(self.step_t))) as f32,
@@ -237,8 +236,7 @@ impl FusedAdam {
         };
         for (var, m, v) in &mut self.vars {
             if let Some(g) = grads.get(var) {
-                let op = AdamUpdate { coef, moments: RefCell::new((m, v)) };
-                var.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
+                kernels::adam_update(var.as_tensor(), &g.contiguous()?, (m, v), coef)?;
             }
         }
         Ok(())
@@ -414,69 +412,6 @@ impl TensorAdam {
         }
         self.step_t = step;
         Ok(())
-    }
-}
-
-/// The scalars of one Adam step.
-#[derive(Clone, Copy)]
-struct AdamCoef {
-    beta1: f32,
-    beta2: f32,
-    scale_m: f32,
-    scale_v: f32,
-    decay: f32,
-    lr: f32,
-    eps: f32,
-}
-
-/// One Adam step of one variable (updated in place) from its gradient.
-struct AdamUpdate<'a> {
-    coef: AdamCoef,
-    moments: RefCell<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
-}
-
-impl InplaceOp2 for AdamUpdate<'_> {
-    fn name(&self) -> &'static str {
-        "fused-adam"
-    }
-
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
-        use candle_core::CpuStorage::F32;
-        let (F32(theta), F32(grad)) = (s1, s2) else {
-            candle_core::bail!("fused-adam: expected f32 variables and gradients");
-        };
-        let (Some((t0, t1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            candle_core::bail!("fused-adam: expected contiguous variables and gradients");
-        };
-        let mut moments = self.moments.borrow_mut();
-        let (m, v) = &mut *moments;
-        let (theta, grad) = (&mut theta[t0..t1], &grad[g0..g1]);
-        if theta.len() != grad.len() || theta.len() != m.len() {
-            candle_core::bail!("fused-adam: variable, gradient and moments differ in size");
-        }
-        let c = self.coef;
-        // Each value's update depends on that value alone, so pieces run on any thread.
-        theta
-            .par_chunks_mut(ADAM_PIECE)
-            .zip(grad.par_chunks(ADAM_PIECE))
-            .zip(m.par_chunks_mut(ADAM_PIECE).zip(v.par_chunks_mut(ADAM_PIECE)))
-            .for_each(|((theta, grad), (m, v))| c.update(theta, grad, m, v));
-        Ok(())
-    }
-}
-
-/// Values per parallel piece of an Adam update: small variables stay on one thread.
-const ADAM_PIECE: usize = 1 << 15;
-
-impl AdamCoef {
-    /// One Adam step of the values `theta`, in place, with their gradients and moments.
-    fn update(self, theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
-        for (((t, &g), m), v) in theta.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-            *m = *m * self.beta1 + g * (1.0 - self.beta1);
-            *v = *v * self.beta2 + g * g * (1.0 - self.beta2);
-            let step = (*m * self.scale_m) / ((*v * self.scale_v).sqrt() + self.eps);
-            *t = *t * self.decay - step * self.lr;
-        }
     }
 }
 
@@ -726,7 +661,7 @@ mod tests {
         let dev = Device::Cpu;
         // More values than two parallel pieces of the fused update, the last one partial.
         let init: Vec<f32> =
-            (0..2 * super::ADAM_PIECE as i32 + 300).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
+            (0..2 * crate::kernels::ADAM_PIECE as i32 + 300).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
         let params = ParamsAdamW { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay: 0.1 };
         // A loss whose gradient changes with the weights: sum(w³).
         let grads = |var: &Var| var.as_tensor().powf(3.0).unwrap().sum_all().unwrap().backward().unwrap();

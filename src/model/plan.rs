@@ -1,5 +1,5 @@
 //! The plan of a network's forward pass: a list of steps, each one kernel call over one or more
-//! consecutive layers, built once from what decides it and run by [`super::Network::forward`].
+//! consecutive layers, built once from what decides it and run by [`super::network::Network::forward`].
 //!
 //! What decides a plan: each layer's kind, whether it is frozen, whether it carries a LoRA
 //! adapter, training or inference, and whether the fused CPU kernels apply (f32 on the CPU).

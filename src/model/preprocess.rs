@@ -10,7 +10,7 @@ use std::path::Path;
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage};
 
-use super::{ModelError, Result};
+use super::error::{ModelError, Result};
 
 /// Side of the output field.
 pub const FIELD: usize = 28;

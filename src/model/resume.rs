@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::{load_model_bytes, model_metadata, ModelMeta, TRAIN_PREFIX};
+use super::error::{ModelError, Result};
 use super::network::{Network, Weights};
 use super::optim::GroupState;
 use super::train::{BestState, History, RngState, RunState, TrainConfig, TrainData};
-use super::{ModelError, Result};
 use crate::data::PixelScaling;
 
 /// The value of the `format` field of the `train` entry this version writes.
@@ -235,9 +235,10 @@ pub fn write_checkpoint(
 ) -> Result<()> {
     let bytes = checkpoint_bytes(net, model, info, state)?;
     if kept {
-        super::write_atomically(&dir.join(BEST), &bytes)?;
+        crate::write::write_file(&dir.join(BEST), &bytes, crate::write::Place::OutsideCache)?;
     }
-    super::write_atomically(&dir.join(LAST), &bytes)
+    crate::write::write_file(&dir.join(LAST), &bytes, crate::write::Place::OutsideCache)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ModelError, Result};
+use super::error::{ModelError, Result};
 
 /// One hidden layer of a model spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use super::{ModelError, Result};
+use super::error::{ModelError, Result};
 
 /// The protocol buffers of TensorBoard's event files (field numbers as in its `.proto` files).
 pub mod proto {

@@ -2,7 +2,7 @@
 
 use candle_core::{Device, Tensor};
 
-use super::Result;
+use super::error::Result;
 use crate::data::{ImageFormat, Split};
 
 /// The images of `split` as an `[N, 1, rows, cols]` f32 tensor, scaled by `format.scaling` as
@@ -13,7 +13,7 @@ pub fn split_tensors(split: &Split, format: ImageFormat, device: &Device) -> Res
     let image_len = format.image_len();
     let n = split.len();
     if image_len == 0 || split.pixels.len() != n * image_len {
-        return Err(super::ModelError::Data(format!(
+        return Err(super::error::ModelError::Data(format!(
             "the split holds {} pixel bytes for {n} labels, not {n} images of {}×{}",
             split.pixels.len(),
             format.rows,

@@ -14,9 +14,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::error::{ModelError, Result};
 use super::network::{Network, Weights};
 use super::optim::{GroupState, Optimizer, ParamGroups};
-use super::{ModelError, Result};
 use crate::data::{ImageFormat, PixelScaling, Split};
 
 /// A batch filler for augmented training: given train-split indices and the 0-based epoch, it

@@ -11,7 +11,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{ModelSpec, Optimizer};
+use super::optim::Optimizer;
+use super::spec::ModelSpec;
 
 /// The reduction factor η: rungs stand at powers of it, and the top 1/η of a rung goes on.
 pub const ETA: usize = 3;

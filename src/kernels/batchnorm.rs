@@ -357,7 +357,7 @@ impl CustomOp3 for BatchNormGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fast::test_util::{assert_grads_close, candle_batch_norm, random, rel_err};
+    use crate::kernels::test_util::{assert_grads_close, candle_batch_norm, random, rel_err};
     use candle_core::Var;
     use candle_nn::{BatchNormConfig, ModuleT, VarBuilder, VarMap};
 

@@ -204,7 +204,7 @@ impl CustomOp1 for MaxPoolGrad<'_> {
 #[cfg(test)]
 mod tests {
     use super::max_pool2d;
-    use crate::model::fast::test_util::{distinct, random, rel_err};
+    use crate::kernels::test_util::{distinct, random, rel_err};
     use candle_core::{DType, Result, Tensor, Var};
 
     /// Max-pooling from candle's reshape and max reductions, whose gradients are exact: the

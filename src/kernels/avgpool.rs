@@ -149,7 +149,7 @@ impl CustomOp1 for AvgPoolGrad {
 #[cfg(test)]
 mod tests {
     use super::{avg_pool2d, global_avg_pool};
-    use crate::model::fast::test_util::{random, rel_err};
+    use crate::kernels::test_util::{random, rel_err};
     use candle_core::{Result, Tensor, Var, D};
 
     const TOL: f32 = 1e-4;

@@ -222,8 +222,8 @@ impl CustomOp3 for BatchNormPoolGrad<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fast::test_util::{assert_grads_close, candle_batch_norm, distinct, random, rel_err};
-    use crate::model::fast::{batch_norm_train, max_pool2d};
+    use crate::kernels::test_util::{assert_grads_close, candle_batch_norm, distinct, random, rel_err};
+    use crate::kernels::{batch_norm_train, max_pool2d};
     use candle_core::Var;
     use candle_nn::ModuleT;
 

@@ -311,8 +311,8 @@ impl CustomOp3 for Dense {
 #[cfg(test)]
 mod tests {
     use super::{dropout_linear, linear};
-    use crate::model::fast::dropout;
-    use crate::model::fast::test_util::random;
+    use crate::kernels::dropout;
+    use crate::kernels::test_util::random;
     use candle_core::{Result, Tensor, Var};
 
     const TOL: f32 = 1e-4;

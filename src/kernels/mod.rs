@@ -1,5 +1,7 @@
-//! Fast CPU kernels for the small CNNs mnistlab trains: 2-D convolution, max-pooling, batch
-//! normalization (training mode) and dropout as candle custom ops with their own backward passes.
+//! The fast CPU kernels, beside the model layer that calls them (they import nothing of it):
+//! 2-D convolution, max- and average pooling, batch normalization, dropout and the dense layer
+//! as candle custom ops with their own backward passes, their fused combinations (which
+//! `model::plan` decides), and Adam's update in one pass.
 //!
 //! candle's CPU convolution backward is slow (its `conv_transpose2d` is a direct loop and the
 //! weight gradient is a convolution with an output-sized kernel). These ops use im2col and
@@ -8,6 +10,7 @@
 //! forward pass, and skip the input gradient when the input needs none. On other devices or
 //! dtypes they fall back to candle's own operations.
 
+mod adam;
 mod avgpool;
 mod batchnorm;
 mod bn_pool;
@@ -18,6 +21,9 @@ mod dropout;
 mod pool;
 mod winograd;
 
+#[cfg(test)]
+pub(crate) use adam::ADAM_PIECE;
+pub use adam::{adam_update, AdamStep};
 pub use avgpool::{avg_pool2d, global_avg_pool};
 pub use batchnorm::{batch_norm_fixed, batch_norm_train, BatchStats};
 pub use bn_pool::batch_norm_pool_train;

@@ -141,7 +141,7 @@ impl CustomOp1 for Dropout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fast::test_util::random;
+    use crate::kernels::test_util::random;
     use candle_core::Var;
 
     #[test]

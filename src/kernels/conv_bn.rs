@@ -175,7 +175,7 @@ impl CustomOp3 for ConvBatchNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fast::test_util::{assert_grads_close, random, rel_err};
+    use crate::kernels::test_util::{assert_grads_close, random, rel_err};
     use candle_core::Var;
 
     /// The fused op against the fast convolution then the fast batch norm: output, statistics
@@ -191,10 +191,10 @@ mod tests {
         let gamma = var(&[o], 4, 1.0);
         let beta = var(&[o], 5, 0.5);
         let (fused, stats) = conv2d_relu_batch_norm_train(&x, (&k, &b), (&gamma, &beta), pad, 1e-3, pool).unwrap();
-        let conv = crate::model::fast::conv2d(&x, &k, Some(&b), pad, 1, true).unwrap();
+        let conv = crate::kernels::conv2d(&x, &k, Some(&b), pad, 1, true).unwrap();
         let (plain, plain_stats) = match pool {
-            Some(k) => crate::model::fast::batch_norm_pool_train(&conv, &gamma, &beta, 1e-3, k).unwrap(),
-            None => crate::model::fast::batch_norm_train(&conv, &gamma, &beta, 1e-3).unwrap(),
+            Some(k) => crate::kernels::batch_norm_pool_train(&conv, &gamma, &beta, 1e-3, k).unwrap(),
+            None => crate::kernels::batch_norm_train(&conv, &gamma, &beta, 1e-3).unwrap(),
         };
         assert_eq!(fused.dims(), plain.dims(), "{what}");
         let e = rel_err(&fused, &plain).unwrap();

@@ -768,7 +768,7 @@ impl CustomOp3 for Conv {
 #[cfg(test)]
 mod tests {
     use super::{conv2d, conv2d_relu_pool};
-    use crate::model::fast::test_util::{random, rel_err};
+    use crate::kernels::test_util::{random, rel_err};
     use candle_core::{DType, Result, Tensor, Var};
 
     const TOL: f32 = 1e-4;
@@ -884,11 +884,11 @@ mod tests {
     /// gradients; `distinct` inputs keep the pooling windows free of ties.
     fn check_pooled(n: usize, c: usize, side: usize, o: usize, pad: usize, k: usize) -> Result<()> {
         let what = format!("n{n} c{c} {side}x{side} o{o} pad{pad} pool{k}");
-        let x = Var::from_tensor(&crate::model::fast::test_util::distinct(&[n, c, side, side], 31)?)?;
+        let x = Var::from_tensor(&crate::kernels::test_util::distinct(&[n, c, side, side], 31)?)?;
         let w = Var::from_tensor(&(random(&[o, c, 3, 3], 32)? * 0.3)?)?;
         let b = Var::from_tensor(&(random(&[o], 33)? * 0.2)?)?;
         let fused = conv2d_relu_pool(&x, &w, Some(&b), pad, 1, k)?;
-        let plain = crate::model::fast::max_pool2d(&conv2d(&x, &w, Some(&b), pad, 1, true)?, k)?;
+        let plain = crate::kernels::max_pool2d(&conv2d(&x, &w, Some(&b), pad, 1, true)?, k)?;
         assert_eq!(fused.dims(), plain.dims(), "{what}");
         assert_eq!(rel_err(&fused, &plain)?, 0.0, "{what}: forward");
         let zeros = fused.eq(0f32)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
