@@ -98,6 +98,12 @@ pub fn pictures_under(dir: &Path) -> Result<Vec<PathBuf>> {
 /// [`MAX_CLASSES`] classes, a file that is not a picture or cannot be decoded, a picture beyond
 /// [`preprocess::MAX_PIXELS`], or images whose bytes would exceed the memory budget.
 pub fn load_class_folder(dir: &Path) -> Result<Dataset> {
+    load_class_folder_interruptible(dir, &|| false)
+}
+
+/// [`load_class_folder`], asking `should_stop` before each picture: when it answers true the
+/// load stops with [`DataError::Interrupted`].
+pub fn load_class_folder_interruptible(dir: &Path, should_stop: &(dyn Fn() -> bool + Sync)) -> Result<Dataset> {
     if !dir.is_dir() {
         return Err(DataError::format(dir, "no such folder"));
     }
@@ -127,8 +133,15 @@ pub fn load_class_folder(dir: &Path) -> Result<Dataset> {
         || format!("{} images of 28×28 from {}", files.len(), dir.display()),
         crate::budget::product(&[files.len() as u64, (FIELD * FIELD) as u64]),
     )?;
-    let images: Vec<Vec<u8>> =
-        files.par_iter().map(|(path, _)| preprocess::prepare_file(path).map(|p| p.pixels)).collect::<Result<_>>()?;
+    let images: Vec<Vec<u8>> = files
+        .par_iter()
+        .map(|(path, _)| {
+            if should_stop() {
+                return Err(DataError::Interrupted);
+            }
+            preprocess::prepare_file(path).map(|p| p.pixels)
+        })
+        .collect::<Result<_>>()?;
     let names: Vec<String> =
         classes.iter().map(|c| c.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())).collect();
     let name = dir.file_name().map_or_else(|| "folder".to_string(), |n| n.to_string_lossy().into_owned());
@@ -218,5 +231,15 @@ mod tests {
         }
         let e = load_class_folder(root).unwrap_err().to_string();
         assert!(e.contains("258 class subfolders") && e.contains("at most 256"), "{e}");
+        let e = load_class_folder_interruptible(&root.join("c000/.."), &|| true).unwrap_err();
+        assert!(matches!(e, DataError::Format { .. }), "classes are checked first: {e}");
+    }
+
+    #[test]
+    fn an_interrupted_load_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        bar(&dir.path().join("a/one.png"), 30, 30);
+        assert!(matches!(load_class_folder_interruptible(dir.path(), &|| true), Err(DataError::Interrupted)));
+        assert!(load_class_folder_interruptible(dir.path(), &|| false).is_ok());
     }
 }

@@ -31,6 +31,9 @@ pub const MAX_SIDE: u32 = 16_384;
 /// this a file of a few hundred bytes whose header claims 16384×16384 would allocate gigabytes.
 pub const MAX_PIXELS: u64 = 64_000_000;
 
+/// Bytes a pixel that preprocessing holds at once (see [`MAX_PIXELS`]).
+const BYTES_PER_PIXEL: u64 = 16;
+
 /// A picture made into model input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
@@ -79,6 +82,10 @@ pub fn prepare_bytes(path: &Path, bytes: &[u8]) -> Result<Prepared> {
             ),
         ));
     }
+    crate::budget::check(
+        || format!("{}: decoding a {w}×{h} picture", path.display()),
+        crate::budget::product(&[w as u64, h as u64, BYTES_PER_PIXEL]),
+    )?;
     let mut reader = reader()?;
     let mut limits = image::io::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);

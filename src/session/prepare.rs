@@ -29,14 +29,14 @@ impl Session {
                 }
                 if data::folder::is_class_folder(path) {
                     from_folder = true;
-                    data::folder::load_class_folder(path)?
+                    self.load_class_folder(path)?
                 } else {
                     data::saved::load_saved(path)?
                 }
             }
             LoadSource::Folder(path) => {
                 from_folder = true;
-                data::folder::load_class_folder(path)?
+                self.load_class_folder(path)?
             }
         };
         let counts: Vec<String> = dataset.splits.iter().map(|(k, s)| format!("{k} {}", s.len())).collect();
@@ -58,6 +58,13 @@ impl Session {
         }
         self.dataset = Some(dataset);
         Ok(())
+    }
+
+    /// A folder of class subfolders, stopped by Ctrl-C between pictures.
+    fn load_class_folder(&self, dir: &Path) -> Result<Dataset, SessionError> {
+        let interrupt = Arc::clone(&self.interrupt);
+        let should_stop = move || interrupt.load(Ordering::SeqCst);
+        Ok(data::folder::load_class_folder_interruptible(dir, &should_stop)?)
     }
 
     pub(super) fn info(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
