@@ -94,6 +94,8 @@ fn pictures_beyond_the_budget_are_refused_before_decoding() {
     std::fs::create_dir_all(&class).unwrap();
     // 1100×1000 pixels of white: a few KB of PNG, 17.6 MB while preprocessed.
     image::GrayImage::from_pixel(1100, 1000, image::Luma([255])).save(class.join("big.png")).unwrap();
+    std::fs::create_dir_all(dir.path().join("mine/b")).unwrap();
+    image::GrayImage::from_pixel(1100, 1000, image::Luma([255])).save(dir.path().join("mine/b/big2.png")).unwrap();
     let mut s = Session::new();
     run(
         &mut s,

@@ -5,13 +5,15 @@
 //! subfolders included) is one image of that class, of any size and colour, made into a 28×28
 //! MNIST-style image by [`super::preprocess`]. Hidden files and folders (a name starting with
 //! `.`) are skipped; any other file that is not a picture is an error naming it. The images
-//! become the train split, in class order and then file-name order; `split` divides them.
+//! become the train split, in class order and then file-name order; `split` divides them. A
+//! folder whose subfolders are `train/`, `val/`, `test/` (each with class subfolders) gives
+//! those splits instead.
 
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::dataset::{Dataset, Provenance, Split, SplitKind};
+use super::dataset::{Dataset, Provenance, SplitKind};
 use super::error::{DataError, Result};
 use super::preprocess::{self, FIELD};
 
@@ -91,8 +93,40 @@ pub fn pictures_under(dir: &Path) -> Result<Vec<PathBuf>> {
     }
 }
 
+/// The split a subfolder named `name` holds in the split layout (`train/`, `val/` or
+/// `validation/` or `valid/`, `test/`), if its name is one of those.
+fn split_of(name: &str) -> Option<SplitKind> {
+    match name {
+        "train" => Some(SplitKind::Train),
+        "val" | "valid" | "validation" => Some(SplitKind::Val),
+        "test" => Some(SplitKind::Test),
+        _ => None,
+    }
+}
+
+/// The file name of `path` as text.
+fn name_of(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// The class subfolders of `dir`, or an error saying how to lay them out.
+fn class_folders(dir: &Path) -> Result<Vec<PathBuf>> {
+    let classes = subfolders(dir)?;
+    if classes.is_empty() {
+        return Err(DataError::format(
+            dir,
+            "has no class subfolders: put the pictures of each class in a subfolder named after the class \
+             (e.g. mydigits/0/a.png, mydigits/1/b.png)",
+        ));
+    }
+    Ok(classes)
+}
+
 /// Loads `dir`, one subfolder per class, into a dataset named after the folder with one train
-/// split of 28×28 images (decoded in parallel).
+/// split of 28×28 images (decoded in parallel). When every subfolder is named `train`, `val`
+/// (`valid`, `validation`) or `test` and each holds class subfolders (Keras' and torchvision's
+/// `data/train/<class>/`, `data/test/<class>/`), each becomes that split; the classes are then
+/// the names found in any of them, sorted.
 ///
 /// Errors name the folder or file: no class subfolder, a class without pictures, more than
 /// [`MAX_CLASSES`] classes, a file that is not a picture or cannot be decoded, a picture beyond
@@ -107,27 +141,71 @@ pub fn load_class_folder_interruptible(dir: &Path, should_stop: &(dyn Fn() -> bo
     if !dir.is_dir() {
         return Err(DataError::format(dir, "no such folder"));
     }
-    let classes = subfolders(dir)?;
-    if classes.is_empty() {
+    let top = class_folders(dir)?;
+    let split_layout = top.iter().all(|d| split_of(&name_of(d)).is_some())
+        && top.iter().all(|d| subfolders(d).is_ok_and(|s| !s.is_empty()));
+    let split_like: Vec<String> = top
+        .iter()
+        .filter(|d| split_of(&name_of(d)).is_some() && subfolders(d).is_ok_and(|s| !s.is_empty()))
+        .map(|d| name_of(d))
+        .collect();
+    if !split_layout && !split_like.is_empty() {
+        let others: Vec<String> = top.iter().map(|d| name_of(d)).filter(|n| !split_like.contains(n)).collect();
         return Err(DataError::format(
             dir,
-            "has no class subfolders: put the pictures of each class in a subfolder named after the class \
-             (e.g. mydigits/0/a.png, mydigits/1/b.png)",
+            format!(
+                "mixes split folders with class subfolders ({}) and class folders ({}): put every class \
+                 subfolder inside train/, val/ or test/, or none of them",
+                split_like.join(", "),
+                others.join(", ")
+            ),
         ));
     }
-    if classes.len() > MAX_CLASSES {
-        return Err(DataError::format(
-            dir,
-            format!("has {} class subfolders, but labels are bytes: at most {MAX_CLASSES} classes", classes.len()),
-        ));
-    }
-    let mut files: Vec<(PathBuf, u8)> = Vec::new();
-    for (label, class) in classes.iter().enumerate() {
-        let pictures = pictures_under(class)?;
-        if pictures.is_empty() {
-            return Err(DataError::format(class, "an empty class: the subfolder holds no .png, .jpg or .jpeg file"));
+    // (split, its class subfolders) for each split.
+    let parts: Vec<(SplitKind, Vec<PathBuf>)> = if split_layout {
+        let mut parts = Vec::new();
+        for d in &top {
+            let kind = split_of(&name_of(d)).expect("checked above");
+            if parts.iter().any(|(k, _)| *k == kind) {
+                return Err(DataError::format(d, format!("a second folder for the {kind} split")));
+            }
+            parts.push((kind, class_folders(d)?));
         }
-        files.extend(pictures.into_iter().map(|p| (p, label as u8)));
+        parts
+    } else {
+        vec![(SplitKind::Train, top)]
+    };
+    let mut names: Vec<String> = parts.iter().flat_map(|(_, c)| c.iter().map(|c| name_of(c))).collect();
+    names.sort();
+    names.dedup();
+    if names.len() < 2 {
+        return Err(DataError::format(
+            dir,
+            format!(
+                "has one class subfolder ({}): a classifier needs at least two classes, one subfolder each",
+                names.join(", ")
+            ),
+        ));
+    }
+    if names.len() > MAX_CLASSES {
+        return Err(DataError::format(
+            dir,
+            format!("has {} class subfolders, but labels are bytes: at most {MAX_CLASSES} classes", names.len()),
+        ));
+    }
+    let mut files: Vec<(SplitKind, PathBuf, u8)> = Vec::new();
+    for (kind, classes) in &parts {
+        for class in classes {
+            let pictures = pictures_under(class)?;
+            if pictures.is_empty() {
+                return Err(DataError::format(
+                    class,
+                    "an empty class: the subfolder holds no .png, .jpg or .jpeg file",
+                ));
+            }
+            let label = names.binary_search(&name_of(class)).expect("every name was gathered") as u8;
+            files.extend(pictures.into_iter().map(|p| (*kind, p, label)));
+        }
     }
     crate::budget::check(
         || format!("{} images of 28×28 from {}", files.len(), dir.display()),
@@ -135,30 +213,34 @@ pub fn load_class_folder_interruptible(dir: &Path, should_stop: &(dyn Fn() -> bo
     )?;
     let images: Vec<Vec<u8>> = files
         .par_iter()
-        .map(|(path, _)| {
+        .map(|(_, path, _)| {
             if should_stop() {
                 return Err(DataError::Interrupted);
             }
             preprocess::prepare_file(path).map(|p| p.pixels)
         })
         .collect::<Result<_>>()?;
-    let names: Vec<String> =
-        classes.iter().map(|c| c.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())).collect();
-    let name = dir.file_name().map_or_else(|| "folder".to_string(), |n| n.to_string_lossy().into_owned());
-    let mut dataset = Dataset::new(&name, names, FIELD, FIELD);
+    let mut dataset = Dataset::new(&name_of(dir), names, FIELD, FIELD);
+    let layout = if split_layout {
+        let splits: Vec<&str> = parts.iter().map(|(k, _)| k.as_str()).collect();
+        format!(" (split folders {})", splits.join(", "))
+    } else {
+        String::new()
+    };
     dataset.provenance = Provenance {
         description: format!(
-            "{} pictures in {} class subfolders of {}, MNIST-style preprocessed",
+            "{} pictures in {} class subfolders of {}{layout}, MNIST-style preprocessed",
             files.len(),
-            classes.len(),
+            dataset.classes.len(),
             dir.display()
         ),
         files: Default::default(),
     };
-    dataset.splits.insert(
-        SplitKind::Train,
-        Split { pixels: images.concat(), labels: files.iter().map(|&(_, label)| label).collect() },
-    );
+    for ((kind, _, label), pixels) in files.iter().zip(&images) {
+        let split = dataset.splits.entry(*kind).or_default();
+        split.pixels.extend_from_slice(pixels);
+        split.labels.push(*label);
+    }
     dataset.validate().map_err(|p| DataError::inconsistent(dir, p))?;
     Ok(dataset)
 }
@@ -213,6 +295,9 @@ mod tests {
         assert!(e.contains("no class subfolders") && e.contains(&root.display().to_string()), "{e}");
         std::fs::create_dir(root.join("cats")).unwrap();
         let e = load_class_folder(root).unwrap_err().to_string();
+        assert!(e.contains("one class subfolder (cats)") && e.contains("at least two"), "{e}");
+        bar(&root.join("dogs/a.png"), 30, 30);
+        let e = load_class_folder(root).unwrap_err().to_string();
         assert!(e.contains("empty class") && e.contains("cats"), "{e}");
         std::fs::write(root.join("cats/notes.txt"), b"hello").unwrap();
         let e = load_class_folder(root).unwrap_err().to_string();
@@ -230,15 +315,37 @@ mod tests {
             std::fs::create_dir(root.join(format!("c{i:03}"))).unwrap();
         }
         let e = load_class_folder(root).unwrap_err().to_string();
-        assert!(e.contains("258 class subfolders") && e.contains("at most 256"), "{e}");
+        assert!(e.contains("259 class subfolders") && e.contains("at most 256"), "{e}");
         let e = load_class_folder_interruptible(&root.join("c000/.."), &|| true).unwrap_err();
         assert!(matches!(e, DataError::Format { .. }), "classes are checked first: {e}");
+    }
+
+    #[test]
+    fn train_and_test_folders_become_splits() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        bar(&root.join("train/cat/1.png"), 30, 40);
+        bar(&root.join("train/dog/2.png"), 30, 40);
+        bar(&root.join("train/dog/3.jpg"), 50, 40);
+        bar(&root.join("test/dog/4.png"), 30, 30);
+        bar(&root.join("test/emu/5.png"), 30, 30);
+        let d = load_class_folder(&root).unwrap();
+        assert_eq!(d.classes, ["cat", "dog", "emu"]);
+        assert_eq!(d.splits.keys().copied().collect::<Vec<_>>(), [SplitKind::Train, SplitKind::Test]);
+        assert_eq!(d.splits[&SplitKind::Train].labels, [0, 1, 1]);
+        assert_eq!(d.splits[&SplitKind::Test].labels, [1, 2]);
+        assert!(d.provenance.description.contains("(split folders test, train)"), "{}", d.provenance.description);
+        // Split folders beside a class folder: refused, not read as classes `test` and `train`.
+        bar(&root.join("bird/6.png"), 30, 30);
+        let e = load_class_folder(&root).unwrap_err().to_string();
+        assert!(e.contains("mixes split folders") && e.contains("(test, train)") && e.contains("(bird)"), "{e}");
     }
 
     #[test]
     fn an_interrupted_load_stops() {
         let dir = tempfile::tempdir().unwrap();
         bar(&dir.path().join("a/one.png"), 30, 30);
+        bar(&dir.path().join("b/two.png"), 30, 30);
         assert!(matches!(load_class_folder_interruptible(dir.path(), &|| true), Err(DataError::Interrupted)));
         assert!(load_class_folder_interruptible(dir.path(), &|| false).is_ok());
     }

@@ -50,9 +50,15 @@ impl Session {
             dataset.classes.len()
         )));
         if from_folder {
+            let splits = if dataset.splits.len() == 1 {
+                "all in the train split: `split 80/10/10` divides them".to_string()
+            } else {
+                let names: Vec<&str> = dataset.splits.keys().map(|k| k.as_str()).collect();
+                format!("the splits are the folders {}", names.join(", "))
+            };
             out(Event::Text(format!(
                 "classes {} (the subfolders, sorted); each picture made MNIST-style (grey, light ink on black, \
-                 centred in 28×28); all in the train split: `split 80/10/10` divides them",
+                 centred in 28×28); {splits}",
                 dataset.classes.join(", ")
             )));
         }

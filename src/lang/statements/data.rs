@@ -35,7 +35,7 @@ const LOAD: StatementDoc = StatementDoc {
         "load DIR",
         "load model PATH",
     ],
-    summary: "Load a dataset: a named one (from the cache, fetched if missing), IDX files, a Keras mnist.npz, a deeplearning.net mnist.pkl.gz, a Kaggle CSV, your own pictures (`load folder DIR`: one subfolder of PNG/JPEG pictures per class, as torchvision's ImageFolder and Keras' image_dataset_from_directory read them; classes are the subfolders' names, sorted; each picture MNIST-style preprocessed to 28×28 as `predict` does; all of them in the train split, for `split` to divide), or a folder written by `save` (`load DIR` also reads a folder without manifest.json that has subfolders as `load folder DIR`); or a model written by `save model`.",
+    summary: "Load a dataset: a named one (from the cache, fetched if missing), IDX files, a Keras mnist.npz, a deeplearning.net mnist.pkl.gz, a Kaggle CSV, your own pictures (`load folder DIR`: one subfolder of PNG/JPEG pictures per class, as torchvision's ImageFolder and Keras' image_dataset_from_directory read them; classes are the subfolders' names, sorted; each picture MNIST-style preprocessed to 28×28 as `predict` does; all of them in the train split, for `split` to divide; or, when its subfolders are train/, val/ and test/, each with class subfolders, those splits), or a folder written by `save` (`load DIR` also reads a folder without manifest.json that has subfolders as `load folder DIR`); or a model written by `save model`.",
     words: &["mnist", "fashion-mnist", "idx", "npz", "pkl", "csv", "folder", "from", "model"],
     numbers: &[],
     example: "load mnist",
