@@ -137,7 +137,7 @@ pub fn checkpoint(data: &[u8]) -> Outcome {
 /// `image`: a PNG or JPEG for `predict`, decoded and preprocessed into a 28×28 field.
 pub fn image(data: &[u8]) -> Outcome {
     let pixels =
-        mnistlab::model::preprocess::preprocess_bytes(Path::new("fuzz.png"), data).map_err(|e| e.to_string())?;
+        mnistlab::data::preprocess::preprocess_bytes(Path::new("fuzz.png"), data).map_err(|e| e.to_string())?;
     assert_eq!(pixels.len(), 28 * 28, "preprocessing gives 784 bytes");
     Ok(())
 }

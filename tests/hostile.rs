@@ -87,6 +87,31 @@ fn expand_beyond_the_budget_is_refused_before_allocating() {
 }
 
 #[test]
+fn pictures_beyond_the_budget_are_refused_before_decoding() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let class = dir.path().join("mine/a");
+    std::fs::create_dir_all(&class).unwrap();
+    // 1100×1000 pixels of white: a few KB of PNG, 17.6 MB while preprocessed.
+    image::GrayImage::from_pixel(1100, 1000, image::Luma([255])).save(class.join("big.png")).unwrap();
+    std::fs::create_dir_all(dir.path().join("mine/b")).unwrap();
+    image::GrayImage::from_pixel(1100, 1000, image::Luma([255])).save(dir.path().join("mine/b/big2.png")).unwrap();
+    let mut s = Session::new();
+    run(
+        &mut s,
+        "memory 16M
+model conv8 pool dense16",
+    );
+    let folder = dir.path().join("mine");
+    let parts = ["big.png", "decoding a 1100×1000 picture", "would need 16.8 MiB", "memory budget of 16.0 MiB"];
+    refused_with(&mut s, &format!("load folder {}", folder.display()), &parts);
+    refused_with(&mut s, &format!("predict {}", class.display()), &parts);
+    // Within the budget it decodes, and the blank picture is refused for what it is.
+    run(&mut s, "memory 64M");
+    refused_with(&mut s, &format!("load folder {}", folder.display()), &["big.png", "no digit found"]);
+}
+
+#[test]
 fn split_percentages_cannot_wrap() {
     let _g = serial();
     let mut s = Session::new();

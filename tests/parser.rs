@@ -36,6 +36,8 @@ fn load_forms() {
     assert_eq!(parse("load pkl mnist.pkl.gz"), StatementKind::Load(LoadSource::Pkl("mnist.pkl.gz".into())));
     assert_eq!(parse("load csv train.csv"), StatementKind::Load(LoadSource::Csv("train.csv".into())));
     assert_eq!(parse("load prepared/m1"), StatementKind::Load(LoadSource::Dir("prepared/m1".into())));
+    assert_eq!(parse("load folder mydigits"), StatementKind::Load(LoadSource::Folder("mydigits".into())));
+    assert_eq!(parse("load folder \"my digits\""), StatementKind::Load(LoadSource::Folder("my digits".into())));
     assert_eq!(parse("load \"my data\""), StatementKind::Load(LoadSource::Dir("my data".into())));
 }
 
@@ -257,8 +259,15 @@ fn model_and_training_forms() {
     assert_eq!(parse("resume runs/a"), StatementKind::Resume("runs/a".into()));
     assert_eq!(parse("log tensorboard tb"), StatementKind::Log(Some("tb".into())));
     assert_eq!(parse("log off"), StatementKind::Log(None));
-    assert_eq!(parse("evaluate"), StatementKind::Evaluate(None));
-    assert_eq!(parse("evaluate val"), StatementKind::Evaluate(Some(SplitKind::Val)));
+    assert_eq!(parse("evaluate"), StatementKind::Evaluate { split: None, first: None });
+    assert_eq!(parse("evaluate val"), StatementKind::Evaluate { split: Some(SplitKind::Val), first: None });
+    assert_eq!(parse("evaluate test 100"), StatementKind::Evaluate { split: Some(SplitKind::Test), first: Some(100) });
+    assert_eq!(parse("evaluate 50"), StatementKind::Evaluate { split: None, first: Some(50) });
+    assert!(error("evaluate test 0").expected.contains("from 1"));
+    assert!(error("evaluate tset").expected.contains("`test`, `val` or `train`"));
+    assert_eq!(parse("predictions"), StatementKind::Predictions { split: None, count: 20 });
+    assert_eq!(parse("predictions val 5"), StatementKind::Predictions { split: Some(SplitKind::Val), count: 5 });
+    assert_eq!(parse("predictions 7"), StatementKind::Predictions { split: None, count: 7 });
     assert_eq!(parse("plot history"), StatementKind::Plot(PlotKind::History));
     assert_eq!(error("plot histroy").suggestion.as_deref(), Some("history"));
     assert_eq!(parse("show mistakes 12"), StatementKind::ShowMistakes(12));

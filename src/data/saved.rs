@@ -374,8 +374,8 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
         return Err(DataError::format(
             dir,
             format!(
-                "not a mnistlab dataset folder (no {MANIFEST}); `load` accepts a folder only when it was \
-                 written by `save`"
+                "not a mnistlab dataset folder (no {MANIFEST}) and no class subfolders: `load` accepts a \
+                 folder written by `save`, or one subfolder of pictures per class (`load folder DIR`)"
             ),
         ));
     }

@@ -60,8 +60,11 @@ pub enum LoadSource {
     Pkl(PathBuf),
     /// A Kaggle digit-recognizer CSV.
     Csv(PathBuf),
-    /// A folder written by `save`.
+    /// A folder written by `save`, or (without a manifest, with subfolders) a folder of class
+    /// subfolders.
     Dir(PathBuf),
+    /// `load folder DIR`: one subfolder of PNG/JPEG pictures per class.
+    Folder(PathBuf),
 }
 
 /// How `split` divides the data.
@@ -178,8 +181,20 @@ pub enum StatementKind {
         /// Batches the rate grows over.
         steps: usize,
     },
-    /// `evaluate [test|val|train]`
-    Evaluate(Option<SplitKind>),
+    /// `evaluate [test|val|train] [N]`
+    Evaluate {
+        /// Which split; test when `None`.
+        split: Option<SplitKind>,
+        /// Only its first N images; all when `None`.
+        first: Option<usize>,
+    },
+    /// `predictions [test|val|train] [N]`: the split's N images of highest loss, worst first.
+    Predictions {
+        /// Which split; test when `None`.
+        split: Option<SplitKind>,
+        /// How many rows.
+        count: usize,
+    },
     /// `plot history|confusion`
     Plot(PlotKind),
     /// `show mistakes N`

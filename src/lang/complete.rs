@@ -500,9 +500,9 @@ mod tests {
     #[test]
     fn load_offers_from_only_after_a_named_dataset() {
         let c = complete("load ");
-        assert_eq!(c.words, vec!["csv", "fashion-mnist", "idx", "mnist", "model", "npz", "pkl"]);
+        assert_eq!(c.words, vec!["csv", "fashion-mnist", "folder", "idx", "mnist", "model", "npz", "pkl"]);
         assert!(c.paths, "`load DIR`");
-        assert_eq!(words("load f"), vec!["fashion-mnist"]);
+        assert_eq!(words("load f"), vec!["fashion-mnist", "folder"]);
         let c = complete("load mnist ");
         assert_eq!((c.words, c.paths), (vec!["from".to_string()], false));
         let c = complete("load mnist from ");

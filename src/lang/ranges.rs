@@ -82,6 +82,10 @@ fn num(x: f64) -> String {
 pub const SEED: NumRange = whole("S", "a seed", 0.0, u64::MAX as f64);
 /// `show samples N`, `show mistakes N`.
 pub const GRID_COUNT: NumRange = whole("N", "how many images to draw", 1.0, 1024.0);
+/// `evaluate SPLIT N`: its first N images.
+pub const EVAL_FIRST: NumRange = whole("N", "how many of the split's first images", 1.0, 1_000_000_000.0);
+/// `predictions SPLIT N`: rows of the table.
+pub const PREDICTION_ROWS: NumRange = whole("N", "how many rows", 1.0, 100_000.0);
 /// A class number: `show samples N class K`, `filter classes`.
 pub const CLASS: NumRange = whole("K", "a class number", 0.0, 255.0);
 /// `split TRAIN/VAL/TEST`: each share.

@@ -13,6 +13,7 @@ use crate::lang::{self, AugmentSpec, LoadSource, SplitSpec};
 impl Session {
     pub(super) fn load(&mut self, source: &LoadSource, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let digits = data::dataset::digit_classes;
+        let mut from_folder = false;
         let dataset = match source {
             LoadSource::Named { name, from } => load_named(*name, from.as_deref(), out)?,
             LoadSource::Idx { images, labels } => data::load::load_idx_pair(images, labels, "idx", digits())?,
@@ -22,11 +23,20 @@ impl Session {
             LoadSource::Dir(path) => {
                 if !path.exists() {
                     return Err(format!(
-                        "no folder {}: `load` takes mnist, fashion-mnist, idx, npz, pkl, csv or a folder written by `save`",
+                        "no folder {}: `load` takes mnist, fashion-mnist, idx, npz, pkl, csv, a folder written by `save` or a folder of class subfolders",
                         path.display()
                     ).into());
                 }
-                data::saved::load_saved(path)?
+                if data::folder::is_class_folder(path) {
+                    from_folder = true;
+                    self.load_class_folder(path)?
+                } else {
+                    data::saved::load_saved(path)?
+                }
+            }
+            LoadSource::Folder(path) => {
+                from_folder = true;
+                self.load_class_folder(path)?
             }
         };
         let counts: Vec<String> = dataset.splits.iter().map(|(k, s)| format!("{k} {}", s.len())).collect();
@@ -39,8 +49,28 @@ impl Session {
             counts.join(", "),
             dataset.classes.len()
         )));
+        if from_folder {
+            let splits = if dataset.splits.len() == 1 {
+                "all in the train split: `split 80/10/10` divides them".to_string()
+            } else {
+                let names: Vec<&str> = dataset.splits.keys().map(|k| k.as_str()).collect();
+                format!("the splits are the folders {}", names.join(", "))
+            };
+            out(Event::Text(format!(
+                "classes {} (the subfolders, sorted); each picture made MNIST-style (grey, light ink on black, \
+                 centred in 28×28); {splits}",
+                dataset.classes.join(", ")
+            )));
+        }
         self.dataset = Some(dataset);
         Ok(())
+    }
+
+    /// A folder of class subfolders, stopped by Ctrl-C between pictures.
+    fn load_class_folder(&self, dir: &Path) -> Result<Dataset, SessionError> {
+        let interrupt = Arc::clone(&self.interrupt);
+        let should_stop = move || interrupt.load(Ordering::SeqCst);
+        Ok(data::folder::load_class_folder_interruptible(dir, &should_stop)?)
     }
 
     pub(super) fn info(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {

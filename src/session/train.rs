@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::Device;
+use rayon::prelude::*;
 
 use super::classes::{label_map, present_classes};
 use super::runs::{data_name, tuning, RunRecord};
 use super::{Event, Image, Progress, Session, SessionError, Table, Task};
-use crate::data::{Dataset, ImageFormat, PixelScaling, Split, SplitKind};
+use crate::data::{self, Dataset, ImageFormat, PixelScaling, Split, SplitKind};
 use crate::lang::{self, ModelChoice, OptimizerSpec, PlotKind};
 use crate::model::{
     self, DeviceKind, Evaluation, History, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent,
@@ -482,7 +483,13 @@ impl Session {
         Ok(Some(evaluation))
     }
 
-    fn evaluate_split(&self, kind: SplitKind) -> Result<(Evaluation, &Split), SessionError> {
+    /// Evaluates the model on `kind`, or on its first `first` images: the evaluation, the
+    /// split's size and the number of images evaluated.
+    fn evaluate_split(
+        &self,
+        kind: SplitKind,
+        first: Option<usize>,
+    ) -> Result<(Evaluation, usize, usize), SessionError> {
         let dataset = self.dataset.as_ref().ok_or("evaluate needs data: run `load mnist` first")?;
         let state = self.model_for("evaluate")?;
         let labels = label_map(&state.classes, dataset)?;
@@ -490,30 +497,47 @@ impl Session {
             .split(kind)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| format!("there is no {kind} split (`split` makes train/val/test)"))?;
+        let total = split.len();
+        let part;
+        let split = match first {
+            Some(n) if n < total => {
+                part = split.select(&(0..n).collect::<Vec<_>>(), dataset.image_len());
+                &part
+            }
+            _ => split,
+        };
         let batch = self.eval_batch(&self.model_for("evaluate")?.net);
         let format = dataset.format();
         let net = &state.net;
         let evaluation =
             Self::in_pool(&self.training.pool, || model::evaluate_mapped(net, split, format, batch, &labels))?;
-        Ok((evaluation, split))
+        Ok((evaluation, total, split.len()))
     }
 
+    /// `evaluate [SPLIT] [N]`: loss, accuracy and per-class accuracy on the split or its first N
+    /// images. Only an evaluation of a whole split is kept (for `plot confusion`, `compare`
+    /// and `save model`).
     pub(super) fn evaluate(
         &mut self,
         split: Option<SplitKind>,
+        first: Option<usize>,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), SessionError> {
         let kind = split.unwrap_or(SplitKind::Test);
-        let (evaluation, data) = self.evaluate_split(kind)?;
+        let (evaluation, total, n) = self.evaluate_split(kind, first)?;
+        let whole = n == total;
+        let what = if whole { kind.to_string() } else { format!("{kind}, first {n} of {total} images") };
+        if first.is_some_and(|f| f > total) {
+            out(Event::Text(format!("the {kind} split holds {total} images: all of them are evaluated")));
+        }
         let classes = &self.model_for("evaluate")?.classes;
         out(Event::Text(format!(
-            "{kind}: loss {:.4} - accuracy {:.4} ({} of {} images right)",
+            "{what}: loss {:.4} - accuracy {:.4} ({} of {n} images right)",
             evaluation.loss,
             evaluation.accuracy,
-            (evaluation.accuracy as f64 * data.len() as f64).round() as usize,
-            data.len()
+            (evaluation.accuracy as f64 * n as f64).round() as usize,
         )));
-        let mut table = Table::new(Some(format!("per-class accuracy on {kind}")), &["class", "images", "accuracy"]);
+        let mut table = Table::new(Some(format!("per-class accuracy on {what}")), &["class", "images", "accuracy"]);
         for (c, acc) in evaluation.per_class_accuracy.iter().enumerate() {
             if let Some(acc) = acc {
                 let n: usize = evaluation.confusion[c].iter().sum();
@@ -521,11 +545,71 @@ impl Session {
             }
         }
         out(Event::Table(table));
+        if !whole {
+            out(Event::Text(format!(
+                "an evaluation of part of a split is not kept: `plot confusion`, `compare` and `save model` use \
+                 the last evaluation of a whole split (`evaluate {kind}`)"
+            )));
+            return Ok(());
+        }
         let state = self.training.model.as_mut().expect("evaluated");
         if let (SplitKind::Test, Some(run)) = (kind, state.run) {
             self.training.runs[run].test = Some(evaluation.accuracy);
         }
         state.evaluation = Some((kind, evaluation));
+        Ok(())
+    }
+
+    /// `predictions [SPLIT] [N]`: the split's `count` images of highest loss, worst first (as
+    /// fastai's `top_losses`), with their true and predicted classes and probabilities.
+    pub(super) fn predictions(
+        &mut self,
+        split: Option<SplitKind>,
+        count: usize,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), SessionError> {
+        let kind = split.unwrap_or(SplitKind::Test);
+        let dataset = self.dataset.as_ref().ok_or("predictions needs data: run `load mnist` first")?;
+        let state = self.model_for("predictions")?;
+        let labels = label_map(&state.classes, dataset)?;
+        let data = dataset
+            .split(kind)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("there is no {kind} split (`split` makes train/val/test)"))?;
+        let (net, scaling) = (&state.net, dataset.scaling);
+        let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &data.pixels, scaling))?;
+        let mut rows: Vec<(usize, usize, usize, f32, f64)> = probs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let truth = labels.output(data.labels[i])? as usize;
+                let predicted = argmax(p);
+                let loss = -(p[truth].max(f32::MIN_POSITIVE) as f64).ln();
+                Some((i, truth, predicted, p[truth], loss))
+            })
+            .collect();
+        let wrong = rows.iter().filter(|r| r.1 != r.2).count();
+        let scored = rows.len();
+        rows.sort_by(|a, b| b.4.total_cmp(&a.4).then(a.0.cmp(&b.0)));
+        rows.truncate(count);
+        let mut table = Table::new(
+            Some(format!(
+                "{kind}: the {} images of highest loss, worst first ({wrong} of {scored} predicted wrong)",
+                rows.len()
+            )),
+            &["image", "true", "predicted", "probability", "p(true)", "loss"],
+        );
+        for &(i, truth, predicted, p_true, loss) in &rows {
+            table.row(vec![
+                i.to_string(),
+                state.classes[truth].clone(),
+                state.classes[predicted].clone(),
+                format!("{:.1}%", 100.0 * probs[i][predicted]),
+                format!("{:.1}%", 100.0 * p_true),
+                format!("{loss:.4}"),
+            ]);
+        }
+        out(Event::Table(table));
         Ok(())
     }
 
@@ -548,7 +632,7 @@ impl Session {
             }
             PlotKind::Confusion => {
                 if self.model_for("plot confusion")?.evaluation.is_none() {
-                    self.evaluate(None, out)?;
+                    self.evaluate(None, None, out)?;
                 }
                 let state = self.model_for("plot confusion")?;
                 let (kind, evaluation) = state.evaluation.as_ref().expect("evaluated above");
@@ -693,27 +777,32 @@ impl Session {
         Ok(())
     }
 
+    /// `predict PATH`: a picture, or every picture under a folder (its subfolders too, hidden
+    /// ones skipped): a table of each file's top 3 classes and a grid of the model's inputs.
     pub(super) fn predict(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let state = self.model_for("predict")?;
         let files: Vec<PathBuf> = if path.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-                })
-                .collect();
-            files.sort();
+            let (files, others) = data::folder::files_under(path)?;
             if files.is_empty() {
-                return Err(format!("{} holds no .png or .jpg file", path.display()).into());
+                return Err(
+                    format!("{} holds no .png, .jpg or .jpeg file, in it or its subfolders", path.display()).into()
+                );
+            }
+            if !others.is_empty() {
+                out(Event::Text(format!(
+                    "skipped {} file{} that {} not .png, .jpg or .jpeg (the first: {})",
+                    others.len(),
+                    if others.len() == 1 { "" } else { "s" },
+                    if others.len() == 1 { "is" } else { "are" },
+                    others[0].strip_prefix(path).unwrap_or(&others[0]).display()
+                )));
             }
             let most = lang::ranges::GRID_COUNT.max as usize;
             if files.len() > most {
                 return Err(format!(
-                    "{} holds {} pictures; `predict` takes at most {most} at once (they are shown in one grid): \
-                     split the folder",
+                    "{} holds {} pictures (its subfolders included); `predict` takes at most {most} at once (they \
+                     are shown in one grid): predict its subfolders one by one, or `load folder` it and use \
+                     `predictions`",
                     path.display(),
                     files.len()
                 )
@@ -724,22 +813,28 @@ impl Session {
             vec![path.to_path_buf()]
         };
         Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), files.len())?;
-        let mut pixels = Vec::with_capacity(files.len() * 784);
-        for file in &files {
-            pixels.extend(model::preprocess_file(file)?);
-        }
+        let prepared: Vec<data::preprocess::Prepared> = Self::in_pool(&self.training.pool, || {
+            files.par_iter().map(|f| data::preprocess::prepare_file(f)).collect::<Result<_, _>>()
+        })?;
+        let pixels: Vec<u8> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
         let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
         let net = &state.net;
         let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &pixels, scaling))?;
-        let mut table = Table::new(Some("predictions (top 3)".into()), &["file", "1st", "2nd", "3rd"]);
+        let mut table = Table::new(Some("predictions (top 3)".into()), &["file", "1st", "2nd", "3rd", "input"]);
         let mut captions = Vec::new();
-        for (file, p) in files.iter().zip(&probs) {
+        for ((file, p), input) in files.iter().zip(&probs).zip(&prepared) {
             let mut order: Vec<usize> = (0..p.len()).collect();
             order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-            let mut row = vec![file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()];
-            for &c in order.iter().take(3) {
-                row.push(format!("{} ({:.1}%)", state.classes[c], 100.0 * p[c]));
+            let name = match file.strip_prefix(path) {
+                Ok(relative) if !relative.as_os_str().is_empty() => relative.display().to_string(),
+                _ => file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            };
+            let mut row = vec![name];
+            for c in 0..3 {
+                row.push(order.get(c).map_or("-".into(), |&c| format!("{} ({:.1}%)", state.classes[c], 100.0 * p[c])));
             }
+            let (w, h) = input.size;
+            row.push(if input.as_is { "28×28, taken as is".into() } else { format!("{w}×{h}, preprocessed") });
             captions.push(state.classes[order[0]].clone());
             table.row(row);
         }

@@ -31,19 +31,22 @@ const LOAD: StatementDoc = StatementDoc {
         "load npz PATH",
         "load pkl PATH",
         "load csv PATH",
+        "load folder DIR",
         "load DIR",
         "load model PATH",
     ],
-    summary: "Load a dataset: a named one (from the cache, fetched if missing), IDX files, a Keras mnist.npz, a deeplearning.net mnist.pkl.gz, a Kaggle CSV, or a folder written by `save`; or a model written by `save model`.",
-    words: &["mnist", "fashion-mnist", "idx", "npz", "pkl", "csv", "from", "model"],
+    summary: "Load a dataset: a named one (from the cache, fetched if missing), IDX files, a Keras mnist.npz, a deeplearning.net mnist.pkl.gz, a Kaggle CSV, your own pictures (`load folder DIR`: one subfolder of PNG/JPEG pictures per class, as torchvision's ImageFolder and Keras' image_dataset_from_directory read them; classes are the subfolders' names, sorted; each picture MNIST-style preprocessed to 28×28 as `predict` does; all of them in the train split, for `split` to divide; or, when its subfolders are train/, val/ and test/, each with class subfolders, those splits), or a folder written by `save` (`load DIR` also reads a folder without manifest.json that has subfolders as `load folder DIR`); or a model written by `save model`.",
+    words: &["mnist", "fashion-mnist", "idx", "npz", "pkl", "csv", "folder", "from", "model"],
     numbers: &[],
     example: "load mnist",
     parse: load,
 };
 
 fn load(input: &str) -> Res<'_, StatementKind> {
-    let (rest, _) =
-        expect("what to load: `mnist`, `fashion-mnist`, `idx`, `npz`, `pkl`, `csv` or a folder", space1)(input)?;
+    let (rest, _) = expect(
+        "what to load: `mnist`, `fashion-mnist`, `idx`, `npz`, `pkl`, `csv`, `folder` or a folder",
+        space1,
+    )(input)?;
     let (after, word) = expect("what to load", word_or_quoted)(rest)?;
     let source = |name| {
         map(opt(preceded(tuple((space1, tag("from"))), arg("a folder", path))), move |from| LoadSource::Named {
@@ -65,13 +68,17 @@ fn load(input: &str) -> Res<'_, StatementKind> {
         "npz" => map(arg("an .npz file", path), LoadSource::Npz)(after)?,
         "pkl" => map(arg("a .pkl.gz file", path), LoadSource::Pkl)(after)?,
         "csv" => map(arg("a .csv file", path), LoadSource::Csv)(after)?,
+        "folder" if after.starts_with(char::is_whitespace) => {
+            map(arg("a folder of class subfolders", path), LoadSource::Folder)(after)?
+        }
         other => {
             let looks_like_word = !other.contains(['/', '.', '\\']) && !rest.starts_with('"');
-            let options = ["mnist", "fashion-mnist", "idx", "npz", "pkl", "csv"];
+            let options = ["mnist", "fashion-mnist", "idx", "npz", "pkl", "csv", "folder"];
             if let (true, Some(s)) = (looks_like_word, closest(other, options)) {
                 return Err(nom::Err::Failure(PErr {
                     at: rest,
-                    expected: "one of `mnist`, `fashion-mnist`, `idx`, `npz`, `pkl`, `csv` or a folder".into(),
+                    expected: "one of `mnist`, `fashion-mnist`, `idx`, `npz`, `pkl`, `csv`, `folder` or a folder"
+                        .into(),
                     suggestion: Some(s.to_string()),
                 }));
             }

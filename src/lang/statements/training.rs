@@ -6,6 +6,7 @@ use nom::character::complete::space1;
 use nom::combinator::{map, opt};
 use nom::sequence::{preceded, tuple};
 
+use crate::data::SplitKind;
 use crate::lang::ast::*;
 use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
@@ -15,8 +16,24 @@ use crate::model::{DeviceKind, Layer, Optimizer, Schedule};
 
 /// The statements of this group, in the order `help` lists them.
 pub(crate) const STATEMENTS: &[StatementDoc] = &[
-    MODEL, SUMMARY, OPTIMIZER, SCHEDULE, BATCH, MEMORY, LOSS, FIND_LR, FIT, RESUME, LOG, EVALUATE, PLOT, PREDICT,
-    DEVICE, THREADS, EXPORT,
+    MODEL,
+    SUMMARY,
+    OPTIMIZER,
+    SCHEDULE,
+    BATCH,
+    MEMORY,
+    LOSS,
+    FIND_LR,
+    FIT,
+    RESUME,
+    LOG,
+    EVALUATE,
+    PREDICTIONS,
+    PLOT,
+    PREDICT,
+    DEVICE,
+    THREADS,
+    EXPORT,
 ];
 
 /// The `model` statement.
@@ -366,17 +383,49 @@ fn find_lr(input: &str) -> Res<'_, StatementKind> {
 /// The `evaluate` statement.
 const EVALUATE: StatementDoc = StatementDoc {
     keyword: "evaluate",
-    synopsis: &["evaluate [test|val|train]"],
-    summary: "Loss, accuracy and per-class accuracy of the model on a split (default test).",
+    synopsis: &["evaluate [test|val|train] [N]"],
+    summary: "Loss, accuracy and per-class accuracy of the model on a split (default test), or on its first N images.",
     words: &["test", "val", "train"],
-    numbers: &[],
-    example: "evaluate test",
+    numbers: &[&ranges::EVAL_FIRST],
+    example: "evaluate test 1000",
     parse: evaluate,
 };
 
+/// `[SPLIT] [N]` after a keyword: an optional split name, then an optional whole number in `range`.
+fn split_and_count<'a>(input: &'a str, range: &'static NumRange) -> Res<'a, (Option<SplitKind>, Option<usize>)> {
+    let (rest, split) = opt(preceded(space1, split_name))(input)?;
+    let (rest, count) = opt(preceded(space1, count_in(range)))(rest)?;
+    Ok((rest, (split, count)))
+}
+
 fn evaluate(input: &str) -> Res<'_, StatementKind> {
-    let (rest, split) = opt(preceded(space1, expect("`test`, `val` or `train`", split_name)))(input)?;
-    Ok((rest, StatementKind::Evaluate(split)))
+    let (rest, (split, first)) = split_and_count(input, &ranges::EVAL_FIRST)?;
+    if split.is_none() && first.is_none() && !rest.trim().is_empty() {
+        return fail(rest.trim_start(), "`test`, `val` or `train`, or a number of images");
+    }
+    Ok((rest, StatementKind::Evaluate { split, first }))
+}
+
+/// The `predictions` statement.
+const PREDICTIONS: StatementDoc = StatementDoc {
+    keyword: "predictions",
+    synopsis: &["predictions [test|val|train] [N]"],
+    summary: "A table of the split's N images (default test, 20) the model gets worst, highest loss first, as fastai's top_losses: image index, true class, predicted class, its probability, the probability of the true class and the loss.",
+    words: &["test", "val", "train"],
+    numbers: &[&ranges::PREDICTION_ROWS],
+    example: "predictions test 20",
+    parse: predictions,
+};
+
+/// Rows of `predictions` without N.
+const PREDICTION_ROWS: usize = 20;
+
+fn predictions(input: &str) -> Res<'_, StatementKind> {
+    let (rest, (split, count)) = split_and_count(input, &ranges::PREDICTION_ROWS)?;
+    if split.is_none() && count.is_none() && !rest.trim().is_empty() {
+        return fail(rest.trim_start(), "`test`, `val` or `train`, or a number of rows");
+    }
+    Ok((rest, StatementKind::Predictions { split, count: count.unwrap_or(PREDICTION_ROWS) }))
 }
 
 /// The `plot` statement.
@@ -399,7 +448,7 @@ fn plot(input: &str) -> Res<'_, StatementKind> {
 const PREDICT: StatementDoc = StatementDoc {
     keyword: "predict",
     synopsis: &["predict PATH"],
-    summary: "Classify a picture of a digit (PNG/JPEG) or a folder of them, after MNIST-style preprocessing; prints the top 3 classes with probabilities.",
+    summary: "Classify a picture of a digit (PNG/JPEG) or every picture under a folder (its subfolders too, names starting with `.` skipped; at most 1024), after MNIST-style preprocessing (a 28×28 grey picture of light ink on a dark border is taken as it is); prints a table of each file's top 3 classes with probabilities and draws the inputs in a grid.",
     words: &[],
     numbers: &[],
     example: "predict digits/seven.png",

@@ -1,16 +1,19 @@
-//! MNIST-style preprocessing of an arbitrary picture of a digit, for `predict`.
+//! MNIST-style preprocessing of an arbitrary picture of a digit, for `predict` and for
+//! `load folder`.
 //!
 //! The steps follow how MNIST itself was made: grayscale; light ink on a dark background
 //! (inverted when the background is light); cropped to the ink's bounding box; scaled to fit a
 //! 20×20 box keeping the aspect ratio; placed in a 28×28 field so that the centre of mass of
-//! the ink is at the field's centre.
+//! the ink is at the field's centre. A picture that is already MNIST-shaped (28×28, grey,
+//! light ink on a dark border) is taken as it is, so that a test image saved as PNG gives
+//! the model the very bytes it had in the split.
 
 use std::path::Path;
 
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage};
 
-use super::error::{ModelError, Result};
+use super::error::{DataError, Result};
 
 /// Side of the output field.
 pub const FIELD: usize = 28;
@@ -18,40 +21,71 @@ pub const FIELD: usize = 28;
 pub const BOX: u32 = 20;
 /// Pixels below this (after contrast stretching) count as background.
 const INK_THRESHOLD: u8 = 25;
+/// A 28×28 grey picture whose border averages below this is taken as already preprocessed.
+const DARK_BORDER: u32 = 25;
 
-/// The largest picture side `predict` decodes.
+/// The largest picture side that is decoded.
 pub const MAX_SIDE: u32 = 16_384;
-/// The most pixels `predict` decodes (64 megapixels, 8000×8000). Preprocessing holds about 16
+/// The most pixels that are decoded (64 megapixels, 8000×8000). Preprocessing holds about 16
 /// bytes a pixel at once (the decoded picture, an RGBA copy, three grayscale planes), so without
 /// this a file of a few hundred bytes whose header claims 16384×16384 would allocate gigabytes.
 pub const MAX_PIXELS: u64 = 64_000_000;
 
+/// Bytes a pixel that preprocessing holds at once (see [`MAX_PIXELS`]).
+const BYTES_PER_PIXEL: u64 = 16;
+
+/// A picture made into model input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// 28×28 = 784 bytes, light ink on black.
+    pub pixels: Vec<u8>,
+    /// True when the picture was already MNIST-shaped and taken as it is.
+    pub as_is: bool,
+    /// The picture's width and height as decoded.
+    pub size: (u32, u32),
+}
+
 /// Reads a PNG or JPEG file (a regular file within the memory budget) and preprocesses it into
 /// 28×28 = 784 bytes.
 pub fn preprocess_file(path: &Path) -> Result<Vec<u8>> {
-    preprocess_bytes(path, &crate::budget::read_file(path)?)
+    prepare_file(path).map(|p| p.pixels)
+}
+
+/// Reads a PNG or JPEG file (a regular file within the memory budget) and prepares it, saying
+/// whether it was taken as it is.
+pub fn prepare_file(path: &Path) -> Result<Prepared> {
+    prepare_bytes(path, &crate::budget::read_file(path)?)
 }
 
 /// Decodes a PNG or JPEG held in memory (`path` names it in errors) and preprocesses it. The
 /// decoder may allocate at most the memory budget, pictures of at most [`MAX_SIDE`] a side and
 /// [`MAX_PIXELS`] in all.
 pub fn preprocess_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
-    let decode = |e: image::ImageError| ModelError::format(path, format!("cannot decode the picture: {e}"));
+    prepare_bytes(path, bytes).map(|p| p.pixels)
+}
+
+/// [`preprocess_bytes`], saying whether the picture was taken as it is.
+pub fn prepare_bytes(path: &Path, bytes: &[u8]) -> Result<Prepared> {
+    let decode = |e: image::ImageError| DataError::codec(path, "cannot decode the picture", e);
     let reader = || {
-        image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| ModelError::io(path, e))
+        image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| DataError::io(path, e))
     };
     let (w, h) = reader()?.into_dimensions().map_err(decode)?;
     if w as u64 * h as u64 > MAX_PIXELS {
-        return Err(ModelError::format(
+        return Err(DataError::format(
             path,
             format!(
-                "the picture is {w}×{h} pixels ({:.0} megapixels); predict reads pictures of at most {} megapixels: \
+                "the picture is {w}×{h} pixels ({:.0} megapixels); mnistlab reads pictures of at most {} megapixels: \
                  scale it down first",
                 w as f64 * h as f64 / 1e6,
                 MAX_PIXELS / 1_000_000
             ),
         ));
     }
+    crate::budget::check(
+        || format!("{}: decoding a {w}×{h} picture", path.display()),
+        crate::budget::product(&[w as u64, h as u64, BYTES_PER_PIXEL]),
+    )?;
     let mut reader = reader()?;
     let mut limits = image::io::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -59,13 +93,26 @@ pub fn preprocess_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     limits.max_alloc = Some(crate::budget::limit());
     reader.limits(limits);
     let img = reader.decode().map_err(decode)?;
-    preprocess_image(&img).map_err(|e| ModelError::format(path, e))
+    prepare_image(&img).map_err(|e| DataError::format(path, e))
 }
 
 /// Preprocesses a decoded picture; transparent pixels count as white paper.
 pub fn preprocess_image(img: &DynamicImage) -> std::result::Result<Vec<u8>, String> {
+    prepare_image(img).map(|p| p.pixels)
+}
+
+/// [`preprocess_image`], saying whether the picture was taken as it is: a 28×28 picture whose
+/// pixels are all opaque grey (red = green = blue) and whose border is dark.
+pub fn prepare_image(img: &DynamicImage) -> std::result::Result<Prepared, String> {
     let rgba = img.to_rgba8();
     let (w, h) = rgba.dimensions();
+    let grey = rgba.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2] && p.0[3] == 255);
+    if grey && (w as usize, h as usize) == (FIELD, FIELD) {
+        let pixels: Vec<u8> = rgba.pixels().map(|p| p.0[0]).collect();
+        if is_mnist_shaped(&pixels) {
+            return Ok(Prepared { pixels, as_is: true, size: (w, h) });
+        }
+    }
     let gray: Vec<u8> = rgba
         .pixels()
         .map(|p| {
@@ -75,7 +122,20 @@ pub fn preprocess_image(img: &DynamicImage) -> std::result::Result<Vec<u8>, Stri
             (lum * a + 255.0 * (1.0 - a)).round() as u8
         })
         .collect();
-    preprocess_gray(&gray, w as usize, h as usize)
+    Ok(Prepared { pixels: preprocess_gray(&gray, w as usize, h as usize)?, as_is: false, size: (w, h) })
+}
+
+/// True for 28×28 grey bytes whose border averages below [`DARK_BORDER`]: light ink on a dark
+/// background, the way MNIST's images are.
+pub fn is_mnist_shaped(pixels: &[u8]) -> bool {
+    if pixels.len() != FIELD * FIELD {
+        return false;
+    }
+    let border: Vec<u32> = (0..FIELD)
+        .flat_map(|i| [pixels[i], pixels[(FIELD - 1) * FIELD + i], pixels[i * FIELD], pixels[i * FIELD + FIELD - 1]])
+        .map(u32::from)
+        .collect();
+    border.iter().sum::<u32>() < DARK_BORDER * border.len() as u32
 }
 
 /// Preprocesses a `width × height` grayscale picture (row-major bytes) into 784 bytes.
@@ -223,6 +283,40 @@ mod tests {
         }
         let out = preprocess_image(&DynamicImage::ImageRgba8(rgba)).unwrap();
         assert_eq!(stats(&out).1 .3 - stats(&out).1 .1 + 1, 20);
+    }
+
+    #[test]
+    fn mnist_shaped_pictures_are_taken_as_they_are() {
+        // A real MNIST test image, saved as grey PNG and as grey-valued RGB PNG: the same bytes back.
+        let dir = crate::testdata::mnist_dir();
+        let test =
+            crate::data::load::read_idx_split(&dir.join("t10k-images-idx3-ubyte"), &dir.join("t10k-labels-idx1-ubyte"))
+                .unwrap()
+                .split;
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3 {
+            let img = test.image(i, 784);
+            let grey = image::GrayImage::from_raw(28, 28, img.to_vec()).unwrap();
+            let path = dir.path().join(format!("{i}.png"));
+            grey.save(&path).unwrap();
+            let p = prepare_file(&path).unwrap();
+            assert!(p.as_is, "image {i}");
+            assert_eq!(p.pixels, img);
+            let rgb = DynamicImage::ImageLuma8(grey).to_rgb8();
+            let path = dir.path().join(format!("{i}-rgb.png"));
+            rgb.save(&path).unwrap();
+            assert_eq!(prepare_file(&path).unwrap(), p);
+            // Inverted (dark ink on white), it is preprocessed: same size, not the same bytes.
+            let inverted: Vec<u8> = img.iter().map(|v| 255 - v).collect();
+            let back = prepare_image(&DynamicImage::ImageLuma8(image::GrayImage::from_raw(28, 28, inverted).unwrap()));
+            let back = back.unwrap();
+            assert!(!back.as_is && back.pixels.len() == 784);
+            // Coloured ink is not grey: preprocessed too.
+            let mut tinted =
+                DynamicImage::ImageLuma8(image::GrayImage::from_raw(28, 28, img.to_vec()).unwrap()).to_rgb8();
+            tinted.pixels_mut().for_each(|px| px.0[2] = px.0[2].saturating_add(1));
+            assert!(!prepare_image(&DynamicImage::ImageRgb8(tinted)).unwrap().as_is);
+        }
     }
 
     #[test]
