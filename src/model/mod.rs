@@ -24,7 +24,7 @@ pub use checkpoint::{load_model, save_model, ModelMeta};
 pub use device::{device, thread_pool, DeviceKind};
 pub use history_file::{save_history, HistoryFormat};
 pub use lora::LoraConfig;
-pub use lr_find::{lr_find, LrFind, LrFindConfig};
+pub use lr_find::{lr_find, LrFind, LrFindConfig, LrStep};
 pub use network::{Network, Weights};
 pub use optim::Optimizer;
 pub use preprocess::{preprocess_file, preprocess_gray, preprocess_image};
