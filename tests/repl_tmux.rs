@@ -2,7 +2,8 @@
 //! keys are sent to it as a user types them (`tmux send-keys`) or pastes them (`tmux
 //! paste-buffer -p`, a bracketed paste). Nothing typed may be lost: lines typed ahead while a
 //! statement runs run in order after it, a pasted block runs line by line and stops at its
-//! first failing line, naming what did not run. Skipped (saying why) only where tmux is absent.
+//! first failing line, naming what did not run. Skipped (saying why) only where tmux is absent;
+//! the last test feeds a pipe instead, a line at a time.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -220,4 +221,31 @@ fn ctrl_c_stops_a_fit_at_its_true_count_and_keeps_the_lines_typed_ahead() {
     let (done, total) = (words[at + 1], words[at + 3]);
     assert!(screen.contains(&format!("] {done}/{total} - ")), "the bar at {done}/{total}:\n{screen}");
     assert_ne!(done, total, "{screen}");
+}
+
+#[test]
+fn piped_lines_sent_one_after_another_all_run_in_order() {
+    use std::io::Write;
+    use std::process::Stdio;
+    // No terminal (and no tmux) here: standard input is a pipe fed a line at a time.
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mnistlab"))
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mnistlab runs");
+    let mut stdin = child.stdin.take().expect("a pipe");
+    for i in 1..=5 {
+        stdin.write_all(format!("print \"line {i}\"\n").as_bytes()).expect("the line is sent");
+        stdin.flush().expect("flushed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("mnistlab ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let expected: Vec<String> = (1..=5).map(|i| format!("line {i}")).collect();
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected);
 }
