@@ -1087,8 +1087,12 @@ pub(crate) mod tests {
         let config = TrainConfig { epochs: 2, seed: 3, ..TrainConfig::default() };
         let mut batches = 0;
         let mut epochs = 0;
+        let mut last_batch = None;
         let mut progress = |e: TrainEvent| match e {
-            TrainEvent::Batch { .. } => batches += 1,
+            TrainEvent::Batch { .. } => {
+                batches += 1;
+                last_batch = Some(e);
+            }
             TrainEvent::Epoch(_) => epochs += 1,
         };
         let stop = AtomicBool::new(false);
@@ -1103,6 +1107,13 @@ pub(crate) mod tests {
         assert_eq!(h.stop, StopReason::Completed);
         assert_eq!(h.epochs.len(), 2);
         assert_eq!(epochs, 2);
+        // The last report of an epoch: all its images, its running measures are the epoch's.
+        let Some(TrainEvent::Batch { epoch: 2, done, total, loss, accuracy, images, seconds }) = last_batch else {
+            panic!("the second epoch's last batch was reported: {last_batch:?}")
+        };
+        assert_eq!((done, total, images), (32, 32, 1000));
+        assert_eq!((loss, accuracy), (h.epochs[1].loss, h.epochs[1].accuracy));
+        assert!(seconds > 0.0);
         assert!(batches >= 2);
         let after = evaluate(&net, &test, mnist_format(PixelScaling::Unit), 256).unwrap();
         assert!(after.accuracy > 0.75, "accuracy after training: {}", after.accuracy);
