@@ -33,7 +33,7 @@ fn main() {
     let stop = AtomicBool::new(false);
     let started = std::time::Instant::now();
     let mut progress = |e: TrainEvent| match e {
-        TrainEvent::Batch { epoch, done, total, loss } if done % 200 == 0 => {
+        TrainEvent::Batch { epoch, done, total, loss, .. } if done % 200 == 0 => {
             eprintln!("epoch {epoch} batch {done}/{total} loss {loss:.4} ({:.0}s)", started.elapsed().as_secs_f64())
         }
         TrainEvent::Epoch(s) => println!(

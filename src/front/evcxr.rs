@@ -253,12 +253,14 @@ mod tests {
             done: 1,
             total: 2,
             message: String::new(),
+            elapsed: std::time::Duration::from_secs(3),
+            images: 0,
             finished: false,
         };
         assert_eq!(cell.push(&Event::Progress(p.clone())), None);
         p.finished = true;
         p.done = 2;
-        assert_eq!(cell.push(&Event::Progress(p)).unwrap(), format!("epoch 1/1 [{}] 2/2", "=".repeat(30)));
+        assert_eq!(cell.push(&Event::Progress(p)).unwrap(), format!("epoch 1/1 [{}] 2/2 - 3s", "=".repeat(30)));
         assert!(cell.is_empty());
         assert_eq!(cell.blocks(), "");
     }

@@ -80,7 +80,49 @@ fn fraction(p: &Progress) -> f64 {
     }
 }
 
-/// The progress as a text bar: `epoch 2/5 [=======>      ] 120/469 loss 0.2310`.
+/// A duration as a learner reads it: `42s`, `4m05s`, `1h02m`.
+pub fn short_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// A count with thousands separators: `12,345`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What a progress bar shows after its count, as Keras shows it: the time taken and the time
+/// left, the images per second and the running measures, e.g.
+/// `12s, ETA 31s - 2,340 images/s - loss: 0.6570 - accuracy: 0.8123`.
+pub fn progress_stats(p: &Progress) -> String {
+    let mut parts = Vec::new();
+    let mut time = short_duration(p.elapsed);
+    if let Some(eta) = p.eta() {
+        time.push_str(&format!(", ETA {}", short_duration(eta)));
+    }
+    parts.push(time);
+    if let Some(rate) = p.images_per_sec() {
+        parts.push(format!("{} images/s", grouped(rate.round() as u64)));
+    }
+    if !p.message.is_empty() {
+        parts.push(p.message.clone());
+    }
+    parts.join(" - ")
+}
+
+/// The progress as a text bar: `epoch 2/5 [=======>      ] 120/469 - 12s, ETA 31s - …`.
 pub fn progress_text(p: &Progress) -> String {
     const WIDTH: usize = 30;
     let filled = (fraction(p) * WIDTH as f64).round() as usize;
@@ -89,19 +131,19 @@ pub fn progress_text(p: &Progress) -> String {
     } else {
         format!("{}>{}", "=".repeat(filled), " ".repeat(WIDTH - filled - 1))
     };
-    format!("{} [{bar}] {}/{} {}", p.label(), p.done, p.total, p.message).trim_end().to_string()
+    format!("{} [{bar}] {}/{} - {}", p.label(), p.done, p.total, progress_stats(p))
 }
 
 /// The progress as HTML with a `<progress>` bar.
 pub fn progress_html(p: &Progress) -> String {
     format!(
-        "<div><code>{}</code> <progress value=\"{}\" max=\"{}\" style=\"width: 20em\"></progress> <code>{}/{} {}</code></div>",
+        "<div><code>{}</code> <progress value=\"{}\" max=\"{}\" style=\"width: 20em\"></progress> <code>{}/{} - {}</code></div>",
         escape(&p.label()),
         p.done,
         p.total.max(1),
         p.done,
         p.total,
-        escape(&p.message)
+        escape(&progress_stats(p))
     )
 }
 
@@ -121,14 +163,41 @@ mod tests {
 
     #[test]
     fn progress_bar_text() {
-        let p = Progress {
+        let mut p = Progress {
             task: Task::FitEpoch { run: 1, epoch: 1, epochs: 2 },
             done: 5,
             total: 10,
-            message: "loss 0.1".into(),
+            message: "loss: 0.1000 - accuracy: 0.9000".into(),
+            elapsed: std::time::Duration::from_secs(12),
+            images: 12_000,
             finished: false,
         };
-        assert_eq!(progress_text(&p), format!("epoch 1/2 [{}>{}] 5/10 loss 0.1", "=".repeat(15), " ".repeat(14)));
+        assert_eq!(
+            progress_text(&p),
+            format!(
+                "epoch 1/2 [{}>{}] 5/10 - 12s, ETA 12s - 1,000 images/s - loss: 0.1000 - accuracy: 0.9000",
+                "=".repeat(15),
+                " ".repeat(14)
+            )
+        );
         assert!(progress_html(&p).contains("<progress value=\"5\" max=\"10\""));
+        assert!(progress_html(&p).contains("5/10 - 12s, ETA 12s - 1,000 images/s"));
+        // Finished: no ETA. Not counting images: no rate.
+        (p.done, p.finished, p.images, p.elapsed) = (10, true, 0, std::time::Duration::from_secs(125));
+        assert_eq!(progress_stats(&p), "2m05s - loss: 0.1000 - accuracy: 0.9000");
+    }
+
+    #[test]
+    fn durations_and_counts_read_easily() {
+        let d = std::time::Duration::from_secs;
+        assert_eq!(short_duration(d(0)), "0s");
+        assert_eq!(short_duration(d(59)), "59s");
+        assert_eq!(short_duration(d(60)), "1m00s");
+        assert_eq!(short_duration(d(3599)), "59m59s");
+        assert_eq!(short_duration(d(3720)), "1h02m");
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 }

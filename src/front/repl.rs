@@ -1,15 +1,33 @@
 //! The interactive REPL: rustyline with history, completion and hints from the docs table.
 //! No error ends it; `:save FILE` writes the session's successful statements as a script.
+//!
+//! Nothing typed is lost. Lines typed while a statement runs, or sent quickly one after
+//! another, wait in the terminal and run in order after it: rustyline reads the terminal
+//! through a buffer, and without its `buffer-redux` feature that buffer, with every key read
+//! past the Enter that ended a line, was dropped when `readline` returned. With the feature the
+//! buffer is kept for the next line. A bracketed paste is read key by key, so each of its lines
+//! runs as it is read, in order; the first pasted line that fails (or is interrupted) stops the
+//! rest of the paste, and each line that did not run is named (pastes stay marked while a
+//! statement runs, so a block pasted then is known as one too). Ctrl-C stops a running statement
+//! without discarding what was typed ahead (the terminal's `NOFLSH` while the REPL runs). Keys
+//! typed while a statement runs are not echoed (the echo would break the progress bar drawn in
+//! place); each line typed ahead shows at its prompt when it runs.
 
 use std::borrow::Cow;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
-use rustyline::{Context, Editor, Helper, Validator};
+use rustyline::{
+    Cmd, ConditionalEventHandler, Context, Editor, Event, EventContext, EventHandler, Helper, KeyCode, KeyEvent,
+    Modifiers, RepeatCount, Validator,
+};
 
 use super::paths::complete_path;
 use super::terminal::Terminal;
@@ -102,6 +120,79 @@ impl Highlighter for LabHelper {
     }
 }
 
+/// Marks the start (`inside: true`) or the end of a bracketed paste in the shared flag, and
+/// lets the pasted keys through as typed keys: each pasted Enter then ends a line.
+struct PasteMarker {
+    pasting: Arc<AtomicBool>,
+    inside: bool,
+}
+
+impl ConditionalEventHandler for PasteMarker {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, _: &EventContext) -> Option<Cmd> {
+        self.pasting.store(self.inside, Ordering::SeqCst);
+        Some(Cmd::Noop)
+    }
+}
+
+/// A Tab inside a paste is text, not a request to complete.
+struct PastedTab {
+    pasting: Arc<AtomicBool>,
+}
+
+impl ConditionalEventHandler for PastedTab {
+    fn handle(&self, _: &Event, n: RepeatCount, _: bool, _: &EventContext) -> Option<Cmd> {
+        self.pasting.load(Ordering::SeqCst).then_some(Cmd::SelfInsert(n, '\t'))
+    }
+}
+
+/// The terminal's settings while statements run (rustyline restores them after each line it
+/// reads): `NOFLSH`, so that Ctrl-C (which stops a running statement) does not also discard the
+/// lines typed ahead, and no echo, so that keys typed ahead do not break the progress bar that
+/// is redrawn in place (each line typed ahead is shown at its prompt when it runs). Restores
+/// the terminal's settings when dropped. Does nothing where standard input is not a terminal.
+struct KeepTypeAhead {
+    saved: Option<libc::termios>,
+}
+
+impl KeepTypeAhead {
+    fn new() -> KeepTypeAhead {
+        // SAFETY: tcgetattr and tcsetattr only read and write the termios value passed to them.
+        unsafe {
+            let mut termios: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(libc::STDIN_FILENO, &mut termios) != 0 {
+                return KeepTypeAhead { saved: None };
+            }
+            let saved = termios;
+            termios.c_lflag |= libc::NOFLSH;
+            termios.c_lflag &= !libc::ECHO;
+            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSADRAIN, &termios) != 0 {
+                return KeepTypeAhead { saved: None };
+            }
+            KeepTypeAhead { saved: Some(saved) }
+        }
+    }
+}
+
+impl Drop for KeepTypeAhead {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            // SAFETY: as in `new`; `saved` is the value tcgetattr filled.
+            unsafe {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSADRAIN, saved);
+            }
+        }
+    }
+}
+
+/// Asks the terminal to mark pastes (`on`) or not, where standard output is a terminal.
+fn bracketed_paste(on: bool) {
+    let mut stdout = std::io::stdout();
+    if stdout.is_terminal() {
+        let _ = stdout.write_all(if on { b"\x1b[?2004h" } else { b"\x1b[?2004l" });
+        let _ = stdout.flush();
+    }
+}
+
 fn history_path() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("mnistlab").join("history.txt"))
 }
@@ -118,19 +209,39 @@ fn save_script(session: &Session, path: &str) -> Result<usize, crate::write::Wri
 pub fn run(session: &mut Session, terminal: &mut Terminal) -> rustyline::Result<()> {
     let mut editor: Editor<LabHelper, DefaultHistory> = Editor::new()?;
     editor.set_helper(Some(LabHelper::new()));
+    let pasting = Arc::new(AtomicBool::new(false));
+    for (key, inside) in [(KeyCode::BracketedPasteStart, true), (KeyCode::BracketedPasteEnd, false)] {
+        let marker = PasteMarker { pasting: Arc::clone(&pasting), inside };
+        editor.bind_sequence(KeyEvent(key, Modifiers::NONE), EventHandler::Conditional(Box::new(marker)));
+    }
+    let tab = PastedTab { pasting: Arc::clone(&pasting) };
+    editor.bind_sequence(KeyEvent(KeyCode::Tab, Modifiers::NONE), EventHandler::Conditional(Box::new(tab)));
     let history = history_path();
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
+    let _keep = KeepTypeAhead::new();
+    let interrupted = session.interrupt_flag();
+    // The pasted line that failed, while the rest of its paste is being skipped.
+    let mut failed_paste: Option<String> = None;
     println!("mnistlab {} — `help` lists statements, `:quit` leaves", env!("CARGO_PKG_VERSION"));
     loop {
         match editor.readline("lab> ") {
             Ok(line) => {
+                // Still inside a paste: the Enter that ended this line came before the paste's end.
+                let pasted = pasting.load(Ordering::SeqCst);
+                if !pasted {
+                    failed_paste = None;
+                }
                 let trimmed = line.trim();
                 if trimmed.is_empty() {
                     continue;
                 }
                 let _ = editor.add_history_entry(trimmed);
+                if let Some(failed) = &failed_paste {
+                    eprintln!("not run: `{trimmed}` (the paste stopped at `{failed}`)");
+                    continue;
+                }
                 if let Some(command) = trimmed.strip_prefix(':') {
                     let mut parts = command.split_whitespace();
                     match (parts.next(), parts.next()) {
@@ -147,8 +258,18 @@ pub fn run(session: &mut Session, terminal: &mut Terminal) -> rustyline::Result<
                     }
                     continue;
                 }
-                if let Err(e) = session.run_source(&line, None, &mut |event| terminal.show(event)) {
-                    eprintln!("error: {e}");
+                // A paste that comes while the statement runs must still be known as one: the
+                // terminal keeps marking pastes (rustyline turns the marks off after each line).
+                bracketed_paste(true);
+                let ran = match session.run_source(&line, None, &mut |event| terminal.show(event)) {
+                    Ok(()) => !interrupted.load(Ordering::SeqCst),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        false
+                    }
+                };
+                if !ran && pasted {
+                    failed_paste = Some(trimmed.to_string());
                 }
             }
             Err(ReadlineError::Interrupted) => continue,
@@ -156,6 +277,7 @@ pub fn run(session: &mut Session, terminal: &mut Terminal) -> rustyline::Result<
             Err(e) => return Err(e),
         }
     }
+    bracketed_paste(false);
     if let Some(path) = &history {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);

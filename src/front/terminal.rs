@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::render::table_text;
+use super::render::{progress_stats, table_text};
 use crate::session::{Event, Image, Task};
 use crate::write::{Place, WriteError};
 
@@ -50,27 +50,32 @@ impl Terminal {
                     self.finish_bar();
                     let bar = ProgressBar::new(p.total);
                     bar.set_style(
-                        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+                        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} - {msg}")
                             .expect("valid template")
                             .progress_chars("=> "),
                     );
                     self.bar = Some((p.task, bar));
                 }
-                let (_, bar) = self.bar.as_ref().expect("bar just set");
+                let Some((_, bar)) = self.bar.as_ref() else { return };
                 bar.set_prefix(p.label());
                 bar.set_length(p.total);
                 bar.set_position(p.done);
-                bar.set_message(p.message.clone());
+                bar.set_message(progress_stats(&p));
                 if p.finished {
-                    self.finish_bar();
+                    // Done: the bar gives way to the line the statement prints next (the epoch's).
+                    if let Some((_, bar)) = self.bar.take() {
+                        bar.finish_and_clear();
+                    }
                 }
             }
         }
     }
 
+    /// Leaves an unfinished bar on screen as it stands (an interrupt stops a task between two
+    /// updates: the bar keeps the true count, not a full one), so that text prints below it.
     fn finish_bar(&mut self) {
         if let Some((_, bar)) = self.bar.take() {
-            bar.finish();
+            bar.abandon();
         }
     }
 

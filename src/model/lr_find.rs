@@ -3,6 +3,7 @@
 //! The network's weights are restored afterwards.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use candle_core::Tensor;
 use rand::seq::SliceRandom;
@@ -41,6 +42,23 @@ pub struct LrFindConfig {
     pub labels: LabelMap,
 }
 
+/// Progress of a range test, reported after each step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrStep {
+    /// Steps taken.
+    pub done: usize,
+    /// Steps the test asked for.
+    pub steps: usize,
+    /// The rate of the last step.
+    pub rate: f64,
+    /// The smoothed loss at the last step.
+    pub smoothed: f32,
+    /// Images trained on so far.
+    pub images: usize,
+    /// Seconds since the test started.
+    pub seconds: f64,
+}
+
 /// What a range test found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LrFind {
@@ -73,7 +91,14 @@ pub fn rate_at(start: f64, end: f64, i: usize, steps: usize) -> f64 {
 /// Runs the range test on `net` with `data.train` (validation and augmentation are not used),
 /// then restores every stored tensor of `net` (weights, biases, moving statistics) to what it
 /// was. Raising `interrupt` stops after the current batch; what was measured is returned.
-pub fn lr_find(net: &Network, data: TrainData<'_>, config: &LrFindConfig, interrupt: &AtomicBool) -> Result<LrFind> {
+/// `progress` hears of each step taken.
+pub fn lr_find(
+    net: &Network,
+    data: TrainData<'_>,
+    config: &LrFindConfig,
+    interrupt: &AtomicBool,
+    progress: &mut dyn FnMut(LrStep),
+) -> Result<LrFind> {
     let fit_like = TrainConfig {
         batch_size: config.batch_size,
         label_smoothing: config.label_smoothing,
@@ -91,13 +116,21 @@ pub fn lr_find(net: &Network, data: TrainData<'_>, config: &LrFindConfig, interr
         return Err(ModelError::Data("the range test needs at least 2 steps".into()));
     }
     let saved = net.snapshot()?;
-    let outcome = run(net, data, config, interrupt);
+    let outcome = run(net, data, config, interrupt, progress);
     net.restore(&saved)?;
     outcome
 }
 
 /// The test itself; [`lr_find`] checks its inputs and restores the weights around it.
-fn run(net: &Network, data: TrainData<'_>, config: &LrFindConfig, interrupt: &AtomicBool) -> Result<LrFind> {
+fn run(
+    net: &Network,
+    data: TrainData<'_>,
+    config: &LrFindConfig,
+    interrupt: &AtomicBool,
+    progress: &mut dyn FnMut(LrStep),
+) -> Result<LrFind> {
+    let started = Instant::now();
+    let mut images = 0;
     net.reseed_dropout(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(3));
     let mut opt = param_groups(net, config.optimizer, None)?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
@@ -143,6 +176,9 @@ fn run(net: &Network, data: TrainData<'_>, config: &LrFindConfig, interrupt: &At
         found.rates.push(rate);
         found.losses.push(value);
         found.smoothed.push(smooth);
+        images += chunk.len();
+        let seconds = started.elapsed().as_secs_f64();
+        progress(LrStep { done: step + 1, steps: config.steps, rate, smoothed: smooth, images, seconds });
         if interrupt.load(Ordering::Relaxed) {
             found.interrupted = true;
             break;
@@ -213,7 +249,7 @@ mod tests {
         let (net, train) = setup();
         let before = net.snapshot().unwrap();
         let stop = AtomicBool::new(false);
-        let found = lr_find(&net, TrainData::new(&train, None, FORMAT), &config(120), &stop).unwrap();
+        let found = lr_find(&net, TrainData::new(&train, None, FORMAT), &config(120), &stop, &mut |_| {}).unwrap();
         let after = net.snapshot().unwrap();
         for ((name, a), (_, b)) in before.iter().zip(&after) {
             let (a, b) = (
@@ -237,7 +273,7 @@ mod tests {
         let stop = AtomicBool::new(false);
         let mut c = config(60);
         (c.start, c.end, c.optimizer) = (1e-2, 1e4, Optimizer::Sgd { lr: 1.0, momentum: 0.0 });
-        let found = lr_find(&net, TrainData::new(&train, None, FORMAT), &c, &stop).unwrap();
+        let found = lr_find(&net, TrainData::new(&train, None, FORMAT), &c, &stop, &mut |_| {}).unwrap();
         assert!(found.diverged, "{found:?}");
         assert!(found.rates.len() < 60);
         let next = rate_at(c.start, c.end, found.rates.len(), c.steps);
@@ -248,7 +284,7 @@ mod tests {
     fn an_interrupt_stops_after_one_batch() {
         let (net, train) = setup();
         let stop = AtomicBool::new(true);
-        let found = lr_find(&net, TrainData::new(&train, None, FORMAT), &config(50), &stop).unwrap();
+        let found = lr_find(&net, TrainData::new(&train, None, FORMAT), &config(50), &stop, &mut |_| {}).unwrap();
         assert!(found.interrupted);
         assert_eq!(found.rates.len(), 1);
     }
@@ -261,9 +297,9 @@ mod tests {
         let mut c = config(10);
         c.start = 1.0;
         c.end = 0.1;
-        assert!(lr_find(&net, data, &c, &stop).unwrap_err().to_string().contains("must grow"));
+        assert!(lr_find(&net, data, &c, &stop, &mut |_| {}).unwrap_err().to_string().contains("must grow"));
         let c = config(1);
-        assert!(lr_find(&net, data, &c, &stop).unwrap_err().to_string().contains("at least 2 steps"));
+        assert!(lr_find(&net, data, &c, &stop, &mut |_| {}).unwrap_err().to_string().contains("at least 2 steps"));
     }
 
     #[test]

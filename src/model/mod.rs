@@ -23,7 +23,7 @@ pub use device::{device, thread_pool, DeviceKind};
 pub use error::{ModelError, Result};
 pub use history_file::{save_history, HistoryFormat};
 pub use lora::LoraConfig;
-pub use lr_find::{lr_find, LrFind, LrFindConfig};
+pub use lr_find::{lr_find, LrFind, LrFindConfig, LrStep};
 pub use network::{Network, Weights};
 pub use optim::Optimizer;
 pub use resume::{load_checkpoint, Checkpoint, RunInfo};

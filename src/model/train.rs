@@ -178,7 +178,8 @@ pub struct EpochStats {
 /// Progress reported while training.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrainEvent {
-    /// Every few batches: batches done in this epoch, of `total`, and the running mean loss.
+    /// Every few batches: batches done in this epoch, of `total`, the running mean loss and
+    /// accuracy, the images trained on and the time taken so far.
     Batch {
         /// 1-based epoch number.
         epoch: usize,
@@ -188,6 +189,12 @@ pub enum TrainEvent {
         total: usize,
         /// Mean loss of the epoch so far.
         loss: f32,
+        /// Training accuracy of the epoch so far (the batches' predictions before their steps).
+        accuracy: f32,
+        /// Images trained on in this epoch so far.
+        images: usize,
+        /// Seconds since the epoch started.
+        seconds: f64,
     },
     /// An epoch finished.
     Epoch(EpochStats),
@@ -702,7 +709,7 @@ impl<'a, 'h> Run<'a, 'h> {
         for (b, chunk) in chunks.iter().enumerate() {
             let next = if self.overlap { chunks.get(b + 1).copied() } else { None };
             let stop = match self.batch(epoch, b, chunk, next, &mut totals) {
-                Ok(flow) => flow.is_break() || self.after_batch(epoch, b, &totals, progress).is_break(),
+                Ok(flow) => flow.is_break() || self.after_batch(epoch, b, started, &totals, progress).is_break(),
                 Err(e) => {
                     self.order = order;
                     return Err(e);
@@ -807,18 +814,27 @@ impl<'a, 'h> Run<'a, 'h> {
         Ok(())
     }
 
-    /// After batch `b` of `epoch`: a progress report every few batches, and the interrupt
+    /// After batch `b` of `epoch` (started at `started`): a progress report every few batches, and the interrupt
     /// check within the epoch (`Break` when raised before its last batch, whose progress is
     /// then reported).
     fn after_batch(
         &mut self,
         epoch: usize,
         b: usize,
+        started: Instant,
         totals: &Totals,
         progress: &mut dyn FnMut(TrainEvent),
     ) -> ControlFlow<()> {
         let (done, total) = (b + 1, self.steps_per_epoch);
-        let report = TrainEvent::Batch { epoch: epoch + 1, done, total, loss: totals.mean_loss() };
+        let report = TrainEvent::Batch {
+            epoch: epoch + 1,
+            done,
+            total,
+            loss: totals.mean_loss(),
+            accuracy: totals.correct as f32 / totals.seen.max(1) as f32,
+            images: totals.seen,
+            seconds: started.elapsed().as_secs_f64(),
+        };
         let reported = done % self.report_every == 0 || done == total;
         if reported {
             progress(report.clone());
@@ -1071,8 +1087,12 @@ pub(crate) mod tests {
         let config = TrainConfig { epochs: 2, seed: 3, ..TrainConfig::default() };
         let mut batches = 0;
         let mut epochs = 0;
+        let mut last_batch = None;
         let mut progress = |e: TrainEvent| match e {
-            TrainEvent::Batch { .. } => batches += 1,
+            TrainEvent::Batch { .. } => {
+                batches += 1;
+                last_batch = Some(e);
+            }
             TrainEvent::Epoch(_) => epochs += 1,
         };
         let stop = AtomicBool::new(false);
@@ -1087,6 +1107,13 @@ pub(crate) mod tests {
         assert_eq!(h.stop, StopReason::Completed);
         assert_eq!(h.epochs.len(), 2);
         assert_eq!(epochs, 2);
+        // The last report of an epoch: all its images, its running measures are the epoch's.
+        let Some(TrainEvent::Batch { epoch: 2, done, total, loss, accuracy, images, seconds }) = last_batch else {
+            panic!("the second epoch's last batch was reported: {last_batch:?}")
+        };
+        assert_eq!((done, total, images), (32, 32, 1000));
+        assert_eq!((loss, accuracy), (h.epochs[1].loss, h.epochs[1].accuracy));
+        assert!(seconds > 0.0);
         assert!(batches >= 2);
         let after = evaluate(&net, &test, mnist_format(PixelScaling::Unit), 256).unwrap();
         assert!(after.accuracy > 0.75, "accuracy after training: {}", after.accuracy);

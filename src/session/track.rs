@@ -75,7 +75,7 @@ impl Tracker {
 
     /// A training event: each progress report's running loss, at the run's batch number.
     pub(super) fn on_event(&mut self, event: &TrainEvent) {
-        if let (Some(board), TrainEvent::Batch { epoch, done, total, loss }) = (&mut self.board, event) {
+        if let (Some(board), TrainEvent::Batch { epoch, done, total, loss, .. }) = (&mut self.board, event) {
             let step = ((epoch - 1) * total + done) as i64;
             let result = board.writer.scalar("batch/loss", step, *loss);
             board.note(result);

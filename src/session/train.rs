@@ -343,7 +343,7 @@ impl Session {
             let tracker = std::cell::RefCell::new(&mut tracker);
             let mut emit = |event: TrainEvent| {
                 tracker.borrow_mut().on_event(&event);
-                emit_train_event(event, run, epochs, total_batches, *out.borrow_mut())
+                emit_train_event(event, run, epochs, total_batches, train.len(), *out.borrow_mut())
             };
             let mut hook = |end: &model::EpochEnd<'_>| tracker.borrow_mut().on_epoch(net, end);
             let hooks = model::FitHooks {
@@ -421,8 +421,19 @@ impl Session {
             labels,
         };
         let (net, format, interrupt) = (&state.net, dataset.format(), Arc::clone(&self.interrupt));
-        let found = Self::in_pool(&self.training.pool, || {
-            model::lr_find(net, model::TrainData::new(train, None, format), &config, &interrupt)
+        let found = Self::in_pool_with_events(&self.training.pool, out, |out| {
+            let mut progress = |step: model::LrStep| {
+                out(Event::Progress(Progress {
+                    task: Task::FindLr,
+                    done: step.done as u64,
+                    total: step.steps as u64,
+                    message: format!("rate: {:.2e} - smoothed loss: {:.4}", step.rate, step.smoothed),
+                    elapsed: std::time::Duration::try_from_secs_f64(step.seconds).unwrap_or_default(),
+                    images: step.images as u64,
+                    finished: step.done == step.steps,
+                }))
+            };
+            model::lr_find(net, model::TrainData::new(train, None, format), &config, &interrupt, &mut progress)
         })?;
         let taken = found.rates.len();
         let ended = match (found.diverged, found.interrupted) {
@@ -908,26 +919,46 @@ struct TrainingInputs<'a> {
     train: &'a Split,
 }
 
+/// The progress event of one training event for `task`: the batches done of the epoch's, the
+/// running loss and accuracy, the images and the time so far; an epoch's end is its last event
+/// (all `total_batches`, on `images` training images).
+pub(super) fn train_progress(event: &TrainEvent, task: Task, total_batches: usize, images: usize) -> Progress {
+    let (done, loss, accuracy, images, seconds, finished) = match event {
+        TrainEvent::Batch { done, loss, accuracy, images, seconds, .. } => {
+            (*done, *loss, *accuracy, *images, *seconds, false)
+        }
+        TrainEvent::Epoch(s) => (total_batches, s.loss, s.accuracy, images, s.seconds, true),
+    };
+    Progress {
+        task,
+        done: done as u64,
+        total: total_batches as u64,
+        message: format!("loss: {loss:.4} - accuracy: {accuracy:.4}"),
+        elapsed: std::time::Duration::try_from_secs_f64(seconds).unwrap_or_default(),
+        images: images as u64,
+        finished,
+    }
+}
+
 /// Renders one training event as session events: a progress update per batch; at an epoch's
 /// end the finished bar and the Keras-style epoch line.
-fn emit_train_event(event: TrainEvent, run: u64, epochs: usize, total_batches: usize, out: &mut dyn FnMut(Event)) {
-    let task = |epoch: usize| Task::FitEpoch { run, epoch: epoch as u64, epochs: epochs as u64 };
+fn emit_train_event(
+    event: TrainEvent,
+    run: u64,
+    epochs: usize,
+    total_batches: usize,
+    images: usize,
+    out: &mut dyn FnMut(Event),
+) {
+    let epoch = match &event {
+        TrainEvent::Batch { epoch, .. } => *epoch,
+        TrainEvent::Epoch(s) => s.epoch,
+    };
+    let task = Task::FitEpoch { run, epoch: epoch as u64, epochs: epochs as u64 };
+    out(Event::Progress(train_progress(&event, task, total_batches, images)));
     match event {
-        TrainEvent::Batch { epoch, done, total, loss } => out(Event::Progress(Progress {
-            task: task(epoch),
-            done: done as u64,
-            total: total as u64,
-            message: format!("loss {loss:.4}"),
-            finished: false,
-        })),
+        TrainEvent::Batch { .. } => {}
         TrainEvent::Epoch(s) => {
-            out(Event::Progress(Progress {
-                task: task(s.epoch),
-                done: total_batches as u64,
-                total: total_batches as u64,
-                message: format!("loss {:.4}", s.loss),
-                finished: true,
-            }));
             let val = match (s.val_loss, s.val_accuracy) {
                 (Some(l), Some(a)) => format!(" - val_loss: {l:.4} - val_accuracy: {a:.4}"),
                 _ => String::new(),

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::classes::label_map;
 use super::runs::{data_name, tuning, RunRecord};
-use super::{Event, Image, Progress, Session, SessionError, Table, Task};
+use super::{Event, Image, Session, SessionError, Table, Task};
 use crate::data::{ImageFormat, Split, SplitKind};
 use crate::model::tune::{self, Halving, Search, SearchSpace, Trial, TrialResult, Values, Verdict};
 use crate::model::{self, ModelSpec, Network, Optimizer, StopReason, TrainConfig, TrainEvent};
@@ -242,7 +242,6 @@ impl Session {
         let (stop, user_stop) = (AtomicBool::new(false), Arc::clone(&self.interrupt));
         let (mut val, mut pruned_at) = (Vec::new(), None);
         let (run, epochs, prune) = (plan.first_run + index as u64, search.epochs as u64, search.prune);
-        let label = format!("trial {}/{}", index + 1, search.trials);
         let batches = plan.train.len().div_ceil(settings.batch);
         let data = model::TrainData::new(plan.train, Some(plan.val), plan.format);
         let started = Instant::now();
@@ -251,14 +250,13 @@ impl Session {
                 if user_stop.load(Ordering::Relaxed) {
                     stop.store(true, Ordering::Relaxed);
                 }
-                let (epoch, done, total, loss, finished) = match &event {
-                    TrainEvent::Batch { epoch, done, total, loss } => (*epoch, *done, *total, *loss, false),
-                    TrainEvent::Epoch(s) => (s.epoch, batches, batches, s.loss, true),
-                };
-                let task = Task::FitEpoch { run, epoch: epoch as u64, epochs };
-                let message = format!("{label} loss {loss:.4}");
-                let (done, total) = (done as u64, total as u64);
-                out(Event::Progress(Progress { task, done, total, message, finished }));
+                let epoch = match &event {
+                    TrainEvent::Batch { epoch, .. } => *epoch,
+                    TrainEvent::Epoch(s) => s.epoch,
+                } as u64;
+                let (trial, trials) = (index as u64 + 1, search.trials as u64);
+                let task = Task::TrialEpoch { run, trial, trials, epoch, epochs };
+                out(Event::Progress(super::train::train_progress(&event, task, batches, plan.train.len())));
                 if let TrainEvent::Epoch(s) = event {
                     let accuracy = s.val_accuracy.unwrap_or(f32::NAN);
                     val.push(accuracy);

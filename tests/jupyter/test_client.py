@@ -85,6 +85,9 @@ def test_interrupt_during_fit(kernel):
     display_id = displays[0]["content"]["transient"]["display_id"]
     assert all(u["content"]["transient"]["display_id"] == display_id for u in updates)
     assert "epoch 1/50" in updates[-1]["content"]["data"]["text/plain"]
+    # As Keras shows it: time taken and left, images per second, running loss and accuracy.
+    shown = updates[-1]["content"]["data"]["text/plain"]
+    assert all(part in shown for part in ("ETA", "images/s", "loss: ", "accuracy: ")), shown
     assert "<progress" in updates[-1]["content"]["data"]["text/html"]
 
     started = time.monotonic()

@@ -9,16 +9,19 @@ use serde_json::{json, Value};
 use crate::front::render::{progress_html, progress_text, table_html, table_text};
 use crate::session::{Event, Progress, Task};
 
-/// What one live display shows: the operation (a `fit`, by its run) and its step (the epoch).
+/// What one live display shows: the operation (a `fit` or a `tune` trial, by its run; a
+/// `find lr`) and its step (the epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
     Fit { run: u64 },
+    FindLr,
 }
 
 /// The operation `task` belongs to, and its step in it.
 fn operation(task: &Task) -> (Operation, u64) {
     match *task {
-        Task::FitEpoch { run, epoch, .. } => (Operation::Fit { run }, epoch),
+        Task::FitEpoch { run, epoch, .. } | Task::TrialEpoch { run, epoch, .. } => (Operation::Fit { run }, epoch),
+        Task::FindLr => (Operation::FindLr, 0),
     }
 }
 
@@ -147,7 +150,9 @@ mod tests {
             task: Task::FitEpoch { run, epoch, epochs: 2 },
             done,
             total: 10,
-            message: "loss 0.5".into(),
+            message: "loss: 0.5000 - accuracy: 0.8000".into(),
+            elapsed: Duration::from_secs(done),
+            images: done * 32,
             finished,
         })
     }
@@ -197,6 +202,11 @@ mod tests {
             assert_eq!(kind, "update_display_data");
             assert_eq!(content["transient"]["display_id"], id);
         }
+        // What it shows, as Keras does: time taken and left, images/s, the running measures.
+        let (_, content) = out.one(progress(1, 3, 4, false)).unwrap();
+        let text = content["data"]["text/plain"].as_str().unwrap();
+        assert!(text.ends_with("4/10 - 4s, ETA 6s - 32 images/s - loss: 0.5000 - accuracy: 0.8000"), "{text}");
+        assert!(content["data"]["text/html"].as_str().unwrap().contains("ETA 6s - 32 images/s"));
         // A second fit in the same cell is another run: a new display.
         let (kind, second) = out.one(progress(2, 1, 1, false)).unwrap();
         assert_eq!(kind, "display_data");
@@ -206,6 +216,32 @@ mod tests {
         let (kind, third) = out.one(progress(3, 2, 1, false)).unwrap();
         assert_eq!(kind, "display_data");
         assert_ne!(third["transient"]["display_id"], second);
+    }
+
+    #[test]
+    fn tune_trials_and_find_lr_have_live_displays_too() {
+        let mut out = Outputs::new(Duration::ZERO);
+        let step = |task, done| {
+            Event::Progress(Progress {
+                task,
+                done,
+                total: 10,
+                message: String::new(),
+                elapsed: Duration::from_secs(1),
+                images: 0,
+                finished: false,
+            })
+        };
+        let trial = |run, epoch| Task::TrialEpoch { run, trial: run, trials: 2, epoch, epochs: 2 };
+        let (kind, first) = out.one(step(trial(1, 1), 3)).unwrap();
+        assert_eq!(kind, "display_data");
+        assert!(first["data"]["text/plain"].as_str().unwrap().starts_with("trial 1/2 epoch 1/2 ["));
+        assert_eq!(out.one(step(trial(1, 2), 1)).unwrap().0, "update_display_data", "the trial's next epoch");
+        assert_eq!(out.one(step(trial(2, 1), 1)).unwrap().0, "display_data", "the next trial");
+        let (kind, lr) = out.one(step(Task::FindLr, 1)).unwrap();
+        assert_eq!(kind, "display_data");
+        assert!(lr["data"]["text/plain"].as_str().unwrap().starts_with("find lr ["));
+        assert_eq!(out.one(step(Task::FindLr, 2)).unwrap().0, "update_display_data");
     }
 
     #[test]
