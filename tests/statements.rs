@@ -365,3 +365,68 @@ fn an_interrupted_tune_keeps_its_finished_trials() {
     let compare = tables(&run(&mut session, "compare"));
     assert_eq!(compare[0].rows.iter().filter(|r| r[3].contains("tune trial")).count(), 2);
 }
+
+/// The `(text-anchor, text)` of every `<text>` element of an SVG, in order.
+fn svg_texts(svg: &str) -> Vec<(String, String)> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let (attributes, rest) = t.split_once('>')?;
+            let anchor = attributes.split("text-anchor=\"").nth(1).and_then(|a| a.split('"').next()).unwrap_or("");
+            Some((anchor.to_string(), rest.split_once("</text>")?.0.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Writes an image to `$MNISTLAB_PLOT_DIR/NAME.png` when that variable is set, to look at.
+fn keep(image: &mnistlab::session::Image) {
+    if let Some(dir) = std::env::var_os("MNISTLAB_PLOT_DIR") {
+        std::fs::write(Path::new(&dir).join(format!("{}.png", image.name)), &image.png).unwrap();
+    }
+}
+
+#[test]
+fn plots_name_their_run_tick_whole_epochs_and_refuse_an_untrained_confusion_matrix() {
+    let mut session = Session::new();
+    let setup =
+        "seed 1\nload mnist\nsubset 30 per class seed 1\nnormalize\nsplit val 20 seed 1\nmodel conv8 pool dense32";
+    run(&mut session, setup);
+    // No evaluation yet: the matrix would be an untrained model's guesses, so it is refused
+    // with what to run.
+    let e = error(&mut session, "plot confusion");
+    assert!(e.contains("has not been trained") && e.contains("`fit N`"), "{e}");
+    run(&mut session, "fit 2");
+    let events = run(&mut session, "plot history");
+    let image = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Image(i) => Some(i.clone()),
+            _ => None,
+        })
+        .expect("the history");
+    keep(&image);
+    let svg = image.svg.expect("the history as SVG");
+    let texts = svg_texts(&svg);
+    let all: Vec<&str> = texts.iter().map(|t| t.1.as_str()).collect();
+    assert!(all.iter().any(|t| t.starts_with("run 1: conv8 maxpool dense32 on mnist")), "{all:?}");
+    let facts = all.iter().find(|t| t.starts_with("best val accuracy ")).expect("the accuracies");
+    assert!(facts.contains("kept") && facts.contains("test accuracy "), "{facts}");
+    // The x axes (centred numbers): 1 and 2 once each a panel, nothing else.
+    let ticks: Vec<&str> =
+        texts.iter().filter(|(a, t)| a == "middle" && t.parse::<f64>().is_ok()).map(|t| t.1.as_str()).collect();
+    assert_eq!(ticks, ["1", "2", "1", "2"], "{texts:?}");
+    let kept = all.iter().filter(|t| t.starts_with("kept: epoch ")).count();
+    assert_eq!(kept, 2, "{all:?}");
+    // After `fit` the test split was scored: the matrix is drawn.
+    let events = run(&mut session, "plot confusion");
+    let image = events.iter().find_map(|e| match e {
+        Event::Image(i) => Some(i.clone()),
+        _ => None,
+    });
+    assert_eq!(image.as_ref().map(|i| i.name.as_str()), Some("confusion"));
+    keep(&image.expect("the matrix"));
+    // A new model has no evaluation: refused again.
+    run(&mut session, "model dense16");
+    let e = error(&mut session, "plot confusion");
+    assert!(e.contains("has not been trained"), "{e}");
+}
