@@ -32,9 +32,14 @@ fn augment_preview_expand_and_flip_warning() {
             _ => None,
         })
         .expect("a preview image");
-    // 16 originals beside 16 augmented versions, 8 tiles a row: 4 rows.
-    let expected = mnistlab::plot::image_grid_size(32, 28, 28, 8);
+    // 16 originals beside 16 augmented versions, 8 tiles a row: 4 rows, under a title of two
+    // lines (what the images are, and the augmentation).
+    keep(&image);
+    let captions: Vec<String> = (0..32).map(|i| if i % 2 == 0 { "0".into() } else { "0 aug".into() }).collect();
+    let title = "16 train images of mnist, each beside its augmented version (seed 3)\naugment rotate 10 shift 0.1";
+    let expected = mnistlab::plot::titled_grid_size(title, &captions, 28, 28, 8);
     assert_eq!(png_size(&image.png), expected);
+    assert_eq!(expected.1, mnistlab::plot::image_grid_size(32, 28, 28, 8).1 + 40);
 
     let before: Vec<usize> = SplitKind::ALL.iter().map(|k| session.dataset().unwrap().splits[k].len()).collect();
     run(&mut session, "expand 2x");
@@ -165,7 +170,9 @@ fn find_lr_suggests_rates_plots_them_and_leaves_the_weights_as_they_were() {
         Event::Image(i) => Some(i.clone()),
         _ => None,
     });
-    assert_eq!(png_size(&image.expect("the loss curve").png), mnistlab::plot::LR_CURVE_SIZE);
+    let image = image.expect("the loss curve");
+    keep(&image);
+    assert_eq!(png_size(&image.png), mnistlab::plot::LR_CURVE_SIZE);
     // Training afterwards starts from the untouched weights and works as before.
     run(&mut session, "fit 1");
 }
@@ -300,7 +307,9 @@ fn tune_is_seeded_prunes_records_every_trial_and_applies_the_best() {
         Event::Image(i) => Some(i.clone()),
         _ => None,
     });
-    assert_eq!(png_size(&image.expect("the tune plot").png), mnistlab::plot::tune_size(3));
+    let image = image.expect("the tune plot");
+    keep(&image);
+    assert_eq!(png_size(&image.png), mnistlab::plot::tune_size(3));
 
     // Every trial is in `compare`, with no test accuracy: the search never reads the test split.
     let compare = tables(&run(&mut session, "compare"));
@@ -425,6 +434,13 @@ fn plots_name_their_run_tick_whole_epochs_and_refuse_an_untrained_confusion_matr
     });
     assert_eq!(image.as_ref().map(|i| i.name.as_str()), Some("confusion"));
     keep(&image.expect("the matrix"));
+    // The worst mistakes, under a title naming the run.
+    let events = run(&mut session, "show mistakes 8");
+    let image = events.iter().find_map(|e| match e {
+        Event::Image(i) => Some(i.clone()),
+        _ => None,
+    });
+    keep(&image.expect("the mistakes"));
     // A new model has no evaluation: refused again.
     run(&mut session, "model dense16");
     let e = error(&mut session, "plot confusion");

@@ -528,22 +528,77 @@ pub fn confusion_png(matrix: &[Vec<usize>], class_names: &[String], title: &str)
     })
 }
 
-/// The pixel size [`image_grid_png`] gives for `count` images of `rows × cols` in `columns` columns.
+/// Width of a caption character in an image grid (12-pixel font), in pixels.
+const CAPTION_CHAR: usize = 7;
+/// Height of a title line in an image grid (13-pixel font), in pixels.
+const GRID_TITLE_LINE: usize = 18;
+
+/// Where an image grid puts things: tiles wide enough for the longest caption, below a
+/// title band.
+struct GridLayout {
+    columns: usize,
+    tile_w: usize,
+    tile_h: usize,
+    /// Where an image starts within its tile's width (images are centred under wide captions).
+    inset: usize,
+    /// Height of the title band.
+    band: usize,
+    size: (u32, u32),
+}
+
+impl GridLayout {
+    fn new(count: usize, (rows, cols): (usize, usize), columns: usize, title: &str, caption_chars: usize) -> Self {
+        let columns = columns.clamp(1, count.max(1));
+        let grid_rows = count.div_ceil(columns);
+        let image_w = cols * GRID_SCALE;
+        let tile_w = image_w.max(caption_chars * CAPTION_CHAR) + GRID_PAD;
+        let tile_h = rows * GRID_SCALE + GRID_CAPTION + GRID_PAD;
+        let (lines, title_chars) = title_lines(title);
+        let band = if lines.is_empty() { 0 } else { 4 + GRID_TITLE_LINE * lines.len() };
+        let width = (columns.saturating_mul(tile_w) + GRID_PAD).max(title_chars * 7 + 2 * GRID_PAD);
+        let side = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let size = (side(width), side(grid_rows.saturating_mul(tile_h).saturating_add(GRID_PAD + band)));
+        GridLayout { columns, tile_w, tile_h, inset: (tile_w - GRID_PAD - image_w) / 2, band, size }
+    }
+
+    /// The top-left pixel of image `i`.
+    fn origin(&self, i: usize) -> (usize, usize) {
+        let (c, r) = (i % self.columns, i / self.columns);
+        (GRID_PAD + c * self.tile_w + self.inset, self.band + GRID_PAD + r * self.tile_h + GRID_CAPTION)
+    }
+}
+
+/// The pixel size [`image_grid_png`] gives for `count` images of `rows × cols` in `columns`
+/// columns, with captions no wider than an image (at 28 pixels, up to 12 characters).
 pub fn image_grid_size(count: usize, rows: usize, cols: usize, columns: usize) -> (u32, u32) {
-    let columns = columns.clamp(1, count.max(1));
-    let grid_rows = count.div_ceil(columns);
-    let tile_w = cols * GRID_SCALE + GRID_PAD;
-    let tile_h = rows * GRID_SCALE + GRID_CAPTION + GRID_PAD;
-    let side = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    (side(columns.saturating_mul(tile_w) + GRID_PAD), side(grid_rows.saturating_mul(tile_h) + GRID_PAD))
+    GridLayout::new(count, (rows, cols), columns, "", 0).size
+}
+
+/// The pixel size [`titled_grid_png`] gives for these title and captions.
+pub fn titled_grid_size(title: &str, captions: &[String], rows: usize, cols: usize, columns: usize) -> (u32, u32) {
+    let chars = captions.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+    GridLayout::new(captions.len(), (rows, cols), columns, title, chars).size
 }
 
 /// Grayscale images (`rows × cols` bytes each) magnified [`GRID_SCALE`] times in a grid of
-/// `columns` columns, each with its caption above it, as a PNG.
+/// `columns` columns, each with its caption above it, as a PNG (no title: see
+/// [`titled_grid_png`]).
 pub fn image_grid_png(
     images: &[&[u8]],
     rows: usize,
     cols: usize,
+    captions: &[String],
+    columns: usize,
+) -> Result<Vec<u8>> {
+    titled_grid_png("", images, (rows, cols), captions, columns)
+}
+
+/// [`image_grid_png`] under `title` (lines split at `\n`: what the images are), with tiles
+/// widened to their longest caption so that no caption runs into the next.
+pub fn titled_grid_png(
+    title: &str,
+    images: &[&[u8]],
+    (rows, cols): (usize, usize),
     captions: &[String],
     columns: usize,
 ) -> Result<Vec<u8>> {
@@ -556,18 +611,16 @@ pub fn image_grid_png(
     if let Some((i, bad)) = images.iter().enumerate().find(|(_, img)| img.len() != rows * cols) {
         return Err(PlotError::ImageSize { index: i, pixels: bad.len(), rows, cols });
     }
-    let columns = columns.clamp(1, images.len());
-    let size = image_grid_size(images.len(), rows, cols, columns);
+    let chars = captions.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+    let lay = GridLayout::new(images.len(), (rows, cols), columns, title, chars);
+    let size = lay.size;
     let need = crate::budget::product(&[size.0 as u64, size.1 as u64, 3]);
     crate::budget::check(|| format!("a grid of {} images of {rows}×{cols} pixels", images.len()), need)?;
     let width = size.0 as usize;
-    let tile_w = cols * GRID_SCALE + GRID_PAD;
-    let tile_h = rows * GRID_SCALE + GRID_CAPTION + GRID_PAD;
-    let origin = |i: usize| (GRID_PAD + (i % columns) * tile_w, GRID_PAD + (i / columns) * tile_h + GRID_CAPTION);
     register_font();
     let mut rgb = vec![255u8; width * size.1 as usize * 3];
     for (i, img) in images.iter().enumerate() {
-        let (x0, y0) = origin(i);
+        let (x0, y0) = lay.origin(i);
         for (p, &v) in img.iter().enumerate() {
             let (x, y) = (x0 + (p % cols) * GRID_SCALE, y0 + (p / cols) * GRID_SCALE);
             for dy in 0..GRID_SCALE {
@@ -578,9 +631,15 @@ pub fn image_grid_png(
     }
     {
         let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        let (lines, _) = title_lines(title);
+        for (i, line) in lines.iter().enumerate() {
+            let style = TextStyle::from((FONT, 13).into_font()).color(&BLACK);
+            let at = (GRID_PAD as i32, (4 + GRID_TITLE_LINE * i) as i32);
+            root.draw(&Text::new(line.to_string(), at, style)).map_err(drawing)?;
+        }
         let style = TextStyle::from((FONT, 12).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
         for (i, caption) in captions.iter().enumerate() {
-            let (x0, y0) = origin(i);
+            let (x0, y0) = lay.origin(i);
             let at = ((x0 + cols * GRID_SCALE / 2) as i32, y0 as i32 - 3);
             root.draw(&Text::new(caption.clone(), at, style.clone())).map_err(drawing)?;
         }
@@ -768,6 +827,14 @@ mod tests {
         let e = image_grid_png(&[&white[..10]], 28, 28, &captions[..1], 2).unwrap_err();
         assert!(matches!(e, PlotError::ImageSize { index: 0, pixels: 10, rows: 28, cols: 28 }), "{e:?}");
         assert_eq!(e.to_string(), "cannot draw the figure: image 0 has 10 pixels, expected 28×28");
+        // A title band above, and tiles as wide as their longest caption.
+        let long = vec!["T-shirt/top→Pullover".to_string(), "7".to_string(), "1".to_string()];
+        let titled = titled_grid_png("run 1: mistakes\ntrue→predicted", &images, (28, 28), &long, 2).unwrap();
+        keep("grid-titled", &titled);
+        let (tw, th, _) = decode(&titled);
+        assert_eq!((tw, th), titled_grid_size("run 1: mistakes\ntrue→predicted", &long, 28, 28, 2));
+        assert_eq!(tw as usize, GRID_PAD + 2 * (20 * CAPTION_CHAR + GRID_PAD));
+        assert_eq!(th as usize, h as usize + 4 + 2 * GRID_TITLE_LINE);
         let e = image_grid_png(&[], 28, 28, &[], 2).unwrap_err();
         assert!(matches!(e, PlotError::NoImages), "{e:?}");
         assert_eq!(e.to_string(), "cannot draw the figure: no image to show");

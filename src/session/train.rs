@@ -606,6 +606,7 @@ impl Session {
         if wrong.is_empty() {
             return Ok(None);
         }
+        let mistakes = wrong.len();
         wrong.sort_by(|a, b| a.2.total_cmp(&b.2));
         wrong.truncate(count.max(1));
         let image_len = dataset.image_len();
@@ -615,7 +616,13 @@ impl Session {
             .map(|&(i, p, _)| format!("{}→{}", dataset.classes[test.labels[i] as usize], state.classes[p]))
             .collect();
         let columns = (images.len() as f64).sqrt().ceil() as usize;
-        let png = plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns)?;
+        let title = format!(
+            "{}\nthe {} worst of {} test mistakes (true→predicted)",
+            self.model_title(state),
+            images.len(),
+            mistakes
+        );
+        let png = plot::titled_grid_png(&title, &images, (dataset.rows, dataset.cols), &captions, columns)?;
         Ok(Some((png, images.len())))
     }
 
