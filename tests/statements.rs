@@ -173,6 +173,15 @@ fn find_lr_suggests_rates_plots_them_and_leaves_the_weights_as_they_were() {
     let image = image.expect("the loss curve");
     keep(&image);
     assert_eq!(png_size(&image.png), mnistlab::plot::LR_CURVE_SIZE);
+    // Its title names the model and the test; the rate axis is labelled at true values.
+    let texts = svg_texts(image.svg.as_deref().expect("the loss curve as SVG"));
+    let all: Vec<&str> = texts.iter().map(|t| t.1.as_str()).collect();
+    assert!(all.contains(&"learning-rate range test of conv32 maxpool dense128"), "{all:?}");
+    assert!(all.contains(&"40 batches of 32 from 1.0e-6 to 1.0e0"), "{all:?}");
+    let ticks: Vec<&str> =
+        texts.iter().filter(|(a, t)| a == "middle" && t.parse::<f64>().is_ok()).map(|t| t.1.as_str()).collect();
+    assert!(ticks.len() >= 4, "{texts:?}");
+    assert_eq!(ticks[..4], ["1e-6", "1e-5", "1e-4", "0.001"], "{texts:?}");
     // Training afterwards starts from the untouched weights and works as before.
     run(&mut session, "fit 1");
 }
@@ -310,6 +319,21 @@ fn tune_is_seeded_prunes_records_every_trial_and_applies_the_best() {
     let image = image.expect("the tune plot");
     keep(&image);
     assert_eq!(png_size(&image.png), mnistlab::plot::tune_size(3));
+    // The title names the search and its best trial; every number on the lr axis is one of
+    // 1, 2, 5 × 10^k (the log axis is labelled at true values).
+    let svg = svg_texts(image.svg.as_deref().expect("the tune plot as SVG"));
+    let all: Vec<&str> = svg.iter().map(|t| t.1.as_str()).collect();
+    assert!(all.iter().any(|t| t.starts_with("tune: 5 trials of 4 epochs")), "{all:?}");
+    assert!(all.iter().any(|t| t.starts_with("best: trial ") && t.contains("val accuracy")), "{all:?}");
+    let lr_panel = all.iter().position(|t| *t == "val accuracy vs lr").expect("the lr panel");
+    let lr_end = all.iter().position(|t| *t == "val accuracy vs batch").expect("the batch panel");
+    let lr_ticks: Vec<f64> =
+        svg[lr_panel..lr_end].iter().filter(|(a, _)| a == "middle").filter_map(|t| t.1.parse().ok()).collect();
+    assert!(!lr_ticks.is_empty(), "{svg:?}");
+    for v in lr_ticks {
+        let mantissa = v / 10f64.powf(v.log10().floor());
+        assert!([1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-9), "lr tick {v}");
+    }
 
     // Every trial is in `compare`, with no test accuracy: the search never reads the test split.
     let compare = tables(&run(&mut session, "compare"));

@@ -1,11 +1,12 @@
 //! The learning-rate range test's figure: the smoothed loss against the rate on a log axis,
 //! with the suggested rates marked.
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{
-    draw_title, drawing, legend_place, legend_position, padded_range, png_with, ticks, PlotError, Result, TickedAxis,
-    FONT, TRAIN_COLOR, VAL_COLOR,
+    draw_title, drawing, legend_place, legend_position, padded_range, png_with, svg_with, ticks, PlotError, Result,
+    TickedAxis, FONT, TRAIN_COLOR, VAL_COLOR,
 };
 
 /// Colours of the marked rates, in turn.
@@ -25,13 +26,38 @@ pub fn lr_axis(rates: &[f64]) -> (std::ops::Range<f64>, Vec<ticks::Tick>) {
 /// at `\n`), each of `marks` (a rate and its label) drawn as a vertical line. Non-finite losses
 /// are left out.
 pub fn lr_curve_png(rates: &[f64], losses: &[f32], marks: &[(f64, String)], title: &str) -> Result<Vec<u8>> {
+    check(rates, losses)?;
+    png_with(LR_CURVE_SIZE, |root| draw_lr(root, rates, losses, marks, title))
+}
+
+/// The same figure as [`lr_curve_png`], as SVG text.
+pub fn lr_curve_svg(rates: &[f64], losses: &[f32], marks: &[(f64, String)], title: &str) -> Result<String> {
+    check(rates, losses)?;
+    svg_with(LR_CURVE_SIZE, |root| draw_lr(root, rates, losses, marks, title))
+}
+
+/// Refuses fewer than two rates, rates not above 0, or not one loss per rate.
+fn check(rates: &[f64], losses: &[f32]) -> Result<()> {
     if rates.len() < 2 || rates.len() != losses.len() || rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
         return Err(PlotError::LrCurve { rates: rates.len(), losses: losses.len() });
     }
+    Ok(())
+}
+
+fn draw_lr<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    rates: &[f64],
+    losses: &[f32],
+    marks: &[(f64, String)],
+    title: &str,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let (range, x_ticks) = lr_axis(rates);
     let axis = TickedAxis { lo: range.start, hi: range.end, log: true, ticks: x_ticks };
     let y_data = padded_range(losses.iter().copied());
-    png_with(LR_CURVE_SIZE, |root| {
+    {
         root.fill(&WHITE).map_err(drawing)?;
         let body = draw_title(root.clone(), title)?;
         // The legend of the marks, in a corner clear of the curve and the marks.
@@ -82,7 +108,7 @@ pub fn lr_curve_png(rates: &[f64], losses: &[f32], marks: &[(f64, String)], titl
                 .map_err(drawing)?;
         }
         root.present().map_err(drawing)
-    })
+    }
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 
-pub use lr::{lr_curve_png, LR_CURVE_SIZE};
+pub use lr::{lr_axis, lr_curve_png, lr_curve_svg, LR_CURVE_SIZE};
 pub use ticks::{epoch_ticks, linear_ticks, log_ticks, number_label, place_legend, Corner, LegendPlace, Tick};
-pub use tune::{tune_png, tune_size, SettingColumn, SettingValue, TuneFigure, TUNE_PANEL};
+pub use tune::{setting_axis, tune_png, tune_size, tune_svg, SettingColumn, SettingValue, TuneFigure, TUNE_PANEL};
 
 /// An error while drawing or encoding a figure.
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +222,20 @@ where
         draw(root)?;
     }
     encode_png(&rgb, size)
+}
+
+/// Draws with `draw` on a `size` SVG and returns its text.
+fn svg_with<F>(size: (u32, u32), draw: F) -> Result<String>
+where
+    F: FnOnce(DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
+{
+    register_font();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw(root)?;
+    }
+    Ok(svg)
 }
 
 /// Range of `values` with a 5% margin (and a minimal span).

@@ -270,10 +270,10 @@ mod tests {
     fn legends_avoid_the_lines() {
         // Accuracy rising from the lower left: the upper right is taken, the lower right is clear.
         let rising = vec![(0.05, 0.05), (0.5, 0.9), (0.95, 0.95)];
-        assert_eq!(place_legend(&[rising.clone()], (0.3, 0.2)).corner, Corner::LowerRight);
+        assert_eq!(place_legend(std::slice::from_ref(&rising), (0.3, 0.2)).corner, Corner::LowerRight);
         // Loss falling to the lower right: the upper right is clear.
         let falling = vec![(0.05, 0.95), (0.5, 0.2), (0.95, 0.05)];
-        let place = place_legend(&[falling.clone()], (0.3, 0.2));
+        let place = place_legend(std::slice::from_ref(&falling), (0.3, 0.2));
         assert_eq!(place, LegendPlace { corner: Corner::UpperRight, data_height: 1.0 });
         // A line through every corner: headroom above the data, and not over the vertical line
         // at the right.

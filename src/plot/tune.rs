@@ -5,6 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::svg_with;
 use super::ticks::{self, Tick};
 use super::{draw_title, drawing, padded_range, png_with, PlotError, Result, TickedAxis, FONT, TRAIN_COLOR, VAL_COLOR};
 
@@ -115,25 +116,42 @@ fn scores(figure: &TuneFigure) -> Vec<f32> {
 
 /// The figure as a PNG of [`tune_size`].
 pub fn tune_png(figure: &TuneFigure) -> Result<Vec<u8>> {
+    check(figure)?;
+    png_with(tune_size(figure.settings.len()), |root| draw_tune(root, figure))
+}
+
+/// The figure as SVG text, same layout as [`tune_png`].
+pub fn tune_svg(figure: &TuneFigure) -> Result<String> {
+    check(figure)?;
+    svg_with(tune_size(figure.settings.len()), |root| draw_tune(root, figure))
+}
+
+/// Refuses a figure without trials, without a finished epoch, or with settings not one value
+/// per trial.
+fn check(figure: &TuneFigure) -> Result<()> {
     let trials = figure.curves.len();
     let fits = figure.settings.iter().all(|s| s.values.len() == trials) && figure.pruned.len() == trials;
     if trials == 0 || !fits || figure.curves.iter().all(|c| c.is_empty()) {
         return Err(PlotError::TuneTrials { trials, settings: figure.settings.len() });
     }
-    let size = tune_size(figure.settings.len());
+    Ok(())
+}
+
+fn draw_tune<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, figure: &TuneFigure) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let panels = figure.settings.len() + 1;
-    png_with(size, |root| {
-        root.fill(&WHITE).map_err(drawing)?;
-        let (top, body) = root.split_vertically(TITLE_BAND);
-        draw_title(top, &figure.title)?;
-        let areas = body.split_evenly((panels.div_ceil(COLUMNS), panels.min(COLUMNS).max(2)));
-        let scores = scores(figure);
-        for (setting, area) in figure.settings.iter().zip(&areas) {
-            setting_panel(area, setting, &scores, figure)?;
-        }
-        curves_panel(&areas[figure.settings.len()], figure)?;
-        root.present().map_err(drawing)
-    })
+    root.fill(&WHITE).map_err(drawing)?;
+    let (top, body) = root.split_vertically(TITLE_BAND);
+    draw_title(top, &figure.title)?;
+    let areas = body.split_evenly((panels.div_ceil(COLUMNS), panels.clamp(2, COLUMNS)));
+    let scores = scores(figure);
+    for (setting, area) in figure.settings.iter().zip(&areas) {
+        setting_panel(area, setting, &scores, figure)?;
+    }
+    curves_panel(&areas[figure.settings.len()], figure)?;
+    root.present().map_err(drawing)
 }
 
 /// The colour of trial `i`: the best, the pruned, the others.
@@ -148,12 +166,15 @@ fn trial_color(figure: &TuneFigure, i: usize) -> RGBAColor {
 }
 
 /// Validation accuracy against one setting, on the axis of [`setting_axis`].
-fn setting_panel(
-    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+fn setting_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
     setting: &SettingColumn,
     scores: &[f32],
     figure: &TuneFigure,
-) -> Result<()> {
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let (x_range, x_ticks, xs) = setting_axis(setting);
     let axis = TickedAxis::linear(x_range, x_ticks);
     let y = padded_range(scores.iter().copied());
@@ -193,7 +214,10 @@ fn short(name: &str) -> String {
 }
 
 /// Every trial's validation accuracy per epoch.
-fn curves_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, figure: &TuneFigure) -> Result<()> {
+fn curves_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, figure: &TuneFigure) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let epochs = figure.curves.iter().map(Vec::len).max().unwrap_or(1).max(1);
     let axis = TickedAxis::linear(0.5..epochs as f64 + 0.5, ticks::epoch_ticks(1, epochs));
     let label_of = |x: &f64| axis.label(x);

@@ -435,8 +435,9 @@ impl Session {
                 self.training.batch
             );
             let png = plot::lr_curve_png(&found.rates, &found.smoothed, &marks, &title)?;
+            let svg = plot::lr_curve_svg(&found.rates, &found.smoothed, &marks, &title).ok();
             let title = "smoothed training loss against the learning rate".to_string();
-            out(Event::Image(Image { name: "lr-find".into(), title, png, svg: None }));
+            out(Event::Image(Image { name: "lr-find".into(), title, png, svg }));
         }
         Ok(())
     }

@@ -319,9 +319,11 @@ impl Session {
             "tune: {} trials in {seconds:.1} s, {run} of {full} epochs run{saved}",
             results.len()
         )));
-        if let Ok(png) = plot::tune_png(&figure(plan, search, results)) {
+        let figure = figure(plan, search, results);
+        if let Ok(png) = plot::tune_png(&figure) {
             let title = "validation accuracy against each searched setting, and the trials' curves".to_string();
-            out(Event::Image(Image { name: "tune".into(), title, png, svg: None }));
+            let svg = plot::tune_svg(&figure).ok();
+            out(Event::Image(Image { name: "tune".into(), title, png, svg }));
         }
         let Some(best) = tune::best(results) else {
             out(Event::Text("no trial finished an epoch: there is nothing to apply".into()));
