@@ -741,6 +741,16 @@ mod tests {
             assert!(expected.len() <= 10);
         }
         keep("history-3-epochs", &history_png(&history()).unwrap());
+        // Curves through every corner: the legend gets headroom above them.
+        let mut noisy = h.clone();
+        noisy.epochs = (1..=9).collect();
+        let zig = |a: f32, b: f32| (0..9).map(|i| if i % 2 == 0 { a } else { b }).collect::<Vec<f32>>();
+        (noisy.accuracy, noisy.val_accuracy) = (zig(0.5, 0.9), zig(0.9, 0.5));
+        (noisy.loss, noisy.val_loss) = (zig(1.0, 0.2), zig(0.2, 1.0));
+        noisy.kept = Some(5);
+        keep("history-noisy", &history_png(&noisy).unwrap());
+        let texts = svg_texts(&history_svg(&noisy).unwrap());
+        assert_eq!(texts.iter().filter(|t| *t == "kept: epoch 5").count(), 2, "{texts:?}");
     }
 
     #[test]
