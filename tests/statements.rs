@@ -465,6 +465,13 @@ fn plots_name_their_run_tick_whole_epochs_and_refuse_an_untrained_confusion_matr
         _ => None,
     });
     keep(&image.expect("the mistakes"));
+    // A loaded model has no evaluation yet: refused, naming `evaluate`.
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("m.safetensors");
+    run(&mut session, &format!("save model \"{}\"", saved.display()));
+    run(&mut session, &format!("load model \"{}\"", saved.display()));
+    let e = error(&mut session, "plot confusion");
+    assert!(e.contains("there is none since it was loaded") && e.contains("run `evaluate`"), "{e}");
     // A new model has no evaluation: refused again.
     run(&mut session, "model dense16");
     let e = error(&mut session, "plot confusion");

@@ -549,8 +549,9 @@ impl Session {
                         "plot confusion draws the last evaluation, and this model has not been trained: \
                          run `fit N` first (it evaluates the test split), or `evaluate` to score it as it is"
                     } else {
-                        "plot confusion draws the last evaluation, and this model has none since it last \
-                         changed: run `evaluate` (the test split) or `evaluate val` first"
+                        "plot confusion draws the model's last evaluation, and there is none since it was \
+                         loaded, trained without a test split or changed: run `evaluate` (the test split) or \
+                         `evaluate val` first"
                     }
                     .into());
                 };
