@@ -32,9 +32,14 @@ fn augment_preview_expand_and_flip_warning() {
             _ => None,
         })
         .expect("a preview image");
-    // 16 originals beside 16 augmented versions, 8 tiles a row: 4 rows.
-    let expected = mnistlab::plot::image_grid_size(32, 28, 28, 8);
+    // 16 originals beside 16 augmented versions, 8 tiles a row: 4 rows, under a title of two
+    // lines (what the images are, and the augmentation).
+    keep(&image);
+    let captions: Vec<String> = (0..32).map(|i| if i % 2 == 0 { "0".into() } else { "0 aug".into() }).collect();
+    let title = "16 train images of mnist, each beside its augmented version (seed 3)\naugment rotate 10 shift 0.1";
+    let expected = mnistlab::plot::titled_grid_size(title, &captions, 28, 28, 8);
     assert_eq!(png_size(&image.png), expected);
+    assert_eq!(expected.1, mnistlab::plot::image_grid_size(32, 28, 28, 8).1 + 40);
 
     let before: Vec<usize> = SplitKind::ALL.iter().map(|k| session.dataset().unwrap().splits[k].len()).collect();
     run(&mut session, "expand 2x");
@@ -165,7 +170,18 @@ fn find_lr_suggests_rates_plots_them_and_leaves_the_weights_as_they_were() {
         Event::Image(i) => Some(i.clone()),
         _ => None,
     });
-    assert_eq!(png_size(&image.expect("the loss curve").png), mnistlab::plot::LR_CURVE_SIZE);
+    let image = image.expect("the loss curve");
+    keep(&image);
+    assert_eq!(png_size(&image.png), mnistlab::plot::LR_CURVE_SIZE);
+    // Its title names the model and the test; the rate axis is labelled at true values.
+    let texts = svg_texts(image.svg.as_deref().expect("the loss curve as SVG"));
+    let all: Vec<&str> = texts.iter().map(|t| t.1.as_str()).collect();
+    assert!(all.contains(&"learning-rate range test of conv32 maxpool dense128"), "{all:?}");
+    assert!(all.contains(&"40 batches of 32 from 1.0e-6 to 1.0e0"), "{all:?}");
+    let ticks: Vec<&str> =
+        texts.iter().filter(|(a, t)| a == "middle" && t.parse::<f64>().is_ok()).map(|t| t.1.as_str()).collect();
+    assert!(ticks.len() >= 4, "{texts:?}");
+    assert_eq!(ticks[..4], ["1e-6", "1e-5", "1e-4", "0.001"], "{texts:?}");
     // Training afterwards starts from the untouched weights and works as before.
     run(&mut session, "fit 1");
 }
@@ -300,7 +316,24 @@ fn tune_is_seeded_prunes_records_every_trial_and_applies_the_best() {
         Event::Image(i) => Some(i.clone()),
         _ => None,
     });
-    assert_eq!(png_size(&image.expect("the tune plot").png), mnistlab::plot::tune_size(3));
+    let image = image.expect("the tune plot");
+    keep(&image);
+    assert_eq!(png_size(&image.png), mnistlab::plot::tune_size(3));
+    // The title names the search and its best trial; every number on the lr axis is one of
+    // 1, 2, 5 × 10^k (the log axis is labelled at true values).
+    let svg = svg_texts(image.svg.as_deref().expect("the tune plot as SVG"));
+    let all: Vec<&str> = svg.iter().map(|t| t.1.as_str()).collect();
+    assert!(all.iter().any(|t| t.starts_with("tune: 5 trials of 4 epochs")), "{all:?}");
+    assert!(all.iter().any(|t| t.starts_with("best: trial ") && t.contains("val accuracy")), "{all:?}");
+    let lr_panel = all.iter().position(|t| *t == "val accuracy vs lr").expect("the lr panel");
+    let lr_end = all.iter().position(|t| *t == "val accuracy vs batch").expect("the batch panel");
+    let lr_ticks: Vec<f64> =
+        svg[lr_panel..lr_end].iter().filter(|(a, _)| a == "middle").filter_map(|t| t.1.parse().ok()).collect();
+    assert!(!lr_ticks.is_empty(), "{svg:?}");
+    for v in lr_ticks {
+        let mantissa = v / 10f64.powf(v.log10().floor());
+        assert!([1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-9), "lr tick {v}");
+    }
 
     // Every trial is in `compare`, with no test accuracy: the search never reads the test split.
     let compare = tables(&run(&mut session, "compare"));
@@ -364,4 +397,83 @@ fn an_interrupted_tune_keeps_its_finished_trials() {
     run(&mut session, "tune apply");
     let compare = tables(&run(&mut session, "compare"));
     assert_eq!(compare[0].rows.iter().filter(|r| r[3].contains("tune trial")).count(), 2);
+}
+
+/// The `(text-anchor, text)` of every `<text>` element of an SVG, in order.
+fn svg_texts(svg: &str) -> Vec<(String, String)> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let (attributes, rest) = t.split_once('>')?;
+            let anchor = attributes.split("text-anchor=\"").nth(1).and_then(|a| a.split('"').next()).unwrap_or("");
+            Some((anchor.to_string(), rest.split_once("</text>")?.0.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Writes an image to `$MNISTLAB_PLOT_DIR/NAME.png` when that variable is set, to look at.
+fn keep(image: &mnistlab::session::Image) {
+    if let Some(dir) = std::env::var_os("MNISTLAB_PLOT_DIR") {
+        std::fs::write(Path::new(&dir).join(format!("{}.png", image.name)), &image.png).unwrap();
+    }
+}
+
+#[test]
+fn plots_name_their_run_tick_whole_epochs_and_refuse_an_untrained_confusion_matrix() {
+    let mut session = Session::new();
+    let setup =
+        "seed 1\nload mnist\nsubset 30 per class seed 1\nnormalize\nsplit val 20 seed 1\nmodel conv8 pool dense32";
+    run(&mut session, setup);
+    // No evaluation yet: the matrix would be an untrained model's guesses, so it is refused
+    // with what to run.
+    let e = error(&mut session, "plot confusion");
+    assert!(e.contains("has not been trained") && e.contains("`fit N`"), "{e}");
+    run(&mut session, "fit 2");
+    let events = run(&mut session, "plot history");
+    let image = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Image(i) => Some(i.clone()),
+            _ => None,
+        })
+        .expect("the history");
+    keep(&image);
+    let svg = image.svg.expect("the history as SVG");
+    let texts = svg_texts(&svg);
+    let all: Vec<&str> = texts.iter().map(|t| t.1.as_str()).collect();
+    assert!(all.iter().any(|t| t.starts_with("run 1: conv8 maxpool dense32 on mnist")), "{all:?}");
+    let facts = all.iter().find(|t| t.starts_with("best val accuracy ")).expect("the accuracies");
+    assert!(facts.contains("kept") && facts.contains("test accuracy "), "{facts}");
+    // The x axes (centred numbers): 1 and 2 once each a panel, nothing else.
+    let ticks: Vec<&str> =
+        texts.iter().filter(|(a, t)| a == "middle" && t.parse::<f64>().is_ok()).map(|t| t.1.as_str()).collect();
+    assert_eq!(ticks, ["1", "2", "1", "2"], "{texts:?}");
+    let kept = all.iter().filter(|t| t.starts_with("kept: epoch ")).count();
+    assert_eq!(kept, 2, "{all:?}");
+    // After `fit` the test split was scored: the matrix is drawn.
+    let events = run(&mut session, "plot confusion");
+    let image = events.iter().find_map(|e| match e {
+        Event::Image(i) => Some(i.clone()),
+        _ => None,
+    });
+    assert_eq!(image.as_ref().map(|i| i.name.as_str()), Some("confusion"));
+    keep(&image.expect("the matrix"));
+    // The worst mistakes, under a title naming the run.
+    let events = run(&mut session, "show mistakes 8");
+    let image = events.iter().find_map(|e| match e {
+        Event::Image(i) => Some(i.clone()),
+        _ => None,
+    });
+    keep(&image.expect("the mistakes"));
+    // A loaded model has no evaluation yet: refused, naming `evaluate`.
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("m.safetensors");
+    run(&mut session, &format!("save model \"{}\"", saved.display()));
+    run(&mut session, &format!("load model \"{}\"", saved.display()));
+    let e = error(&mut session, "plot confusion");
+    assert!(e.contains("there is none since it was loaded") && e.contains("run `evaluate`"), "{e}");
+    // A new model has no evaluation: refused again.
+    run(&mut session, "model dense16");
+    let e = error(&mut session, "plot confusion");
+    assert!(e.contains("has not been trained"), "{e}");
 }

@@ -126,7 +126,10 @@ impl Session {
         let images: Vec<&[u8]> = picked.iter().map(|&i| data.image(i, image_len)).collect();
         let captions: Vec<String> = picked.iter().map(|&i| dataset.classes[data.labels[i] as usize].clone()).collect();
         let columns = (picked.len() as f64).sqrt().ceil() as usize;
-        let png = crate::plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns)?;
+        let which = class.map_or(String::new(), |c| format!(" of class {}", dataset.classes[c as usize]));
+        let title =
+            format!("the first {} {kind} images{which} of {}, each under its label", picked.len(), dataset.name);
+        let png = crate::plot::titled_grid_png(&title, &images, (dataset.rows, dataset.cols), &captions, columns)?;
         out(Event::Image(Image {
             name: "samples".into(),
             title: format!("{} {kind} samples", picked.len()),
@@ -245,7 +248,11 @@ impl Session {
             images.push(aug);
             captions.push(format!("{label} aug"));
         }
-        let png = crate::plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, 8)?;
+        let title = format!(
+            "{count} {kind} images of {}, each beside its augmented version (seed {seed})\n{}",
+            dataset.name, augmentation.statement
+        );
+        let png = crate::plot::titled_grid_png(&title, &images, (dataset.rows, dataset.cols), &captions, 8)?;
         out(Event::Image(Image {
             name: "augment-preview".into(),
             title: format!("{count} {kind} images (left) beside their augmented versions (right)"),

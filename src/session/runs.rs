@@ -1,9 +1,10 @@
 //! The record of this session's training runs, and `compare`, which tabulates them.
 
 use super::classes::present_classes;
+use super::train::ModelState;
 use super::{Event, Session, SessionError, Table};
-use crate::data::Dataset;
-use crate::model::Network;
+use crate::data::{Dataset, SplitKind};
+use crate::model::{History, Network, StopReason};
 
 /// One training run, as `compare` lists it.
 #[derive(Debug, Clone)]
@@ -103,7 +104,54 @@ fn mean_range(values: &[f32]) -> String {
     format!("{} ({:.2}–{:.2})", pct(mean), 100.0 * min, 100.0 * max)
 }
 
+/// The epoch whose weights the model kept after `history`'s run: the best by validation when
+/// validated, else the last; `None` when it keeps weights reached within an unfinished epoch
+/// (interrupted without validation).
+pub(super) fn kept_epoch(history: &History) -> Option<usize> {
+    let last = history.epochs.last()?.epoch;
+    match history.stop {
+        StopReason::Interrupted { epoch, .. } if epoch > last && !history.restored_best => None,
+        _ => Some(history.best_epoch.unwrap_or(last)),
+    }
+}
+
+/// The accuracies a history figure's title gives: the best validation accuracy and its epoch
+/// (or the last training accuracy without validation), the kept epoch, and the model's last
+/// evaluation (`split`, accuracy) when there is one.
+pub(super) fn history_facts(history: &History, evaluation: Option<(SplitKind, f32)>) -> String {
+    let mut facts = Vec::new();
+    let best = history
+        .epochs
+        .iter()
+        .filter_map(|e| e.val_accuracy.map(|a| (e.epoch, a)))
+        .fold(None, |b: Option<(usize, f32)>, (e, a)| if b.is_some_and(|b| b.1 >= a) { b } else { Some((e, a)) });
+    match (best, history.epochs.last()) {
+        (Some((epoch, acc)), _) => facts.push(format!("best val accuracy {} (epoch {epoch})", pct(acc))),
+        (None, Some(last)) => {
+            facts.push(format!("train accuracy {} at epoch {} (no validation split)", pct(last.accuracy), last.epoch))
+        }
+        (None, None) => {}
+    }
+    match kept_epoch(history) {
+        Some(k) => facts.push(format!("weights of epoch {k} kept")),
+        None => facts.push("weights reached when interrupted kept".into()),
+    }
+    if let Some((split, acc)) = evaluation {
+        facts.push(format!("{split} accuracy {}", pct(acc)));
+    }
+    facts.join(" · ")
+}
+
 impl Session {
+    /// The first line of a figure's title: the run as `compare` numbers it, its model and data,
+    /// while the model is unchanged since that `fit`; else the model's origin.
+    pub(super) fn model_title(&self, state: &ModelState) -> String {
+        match state.run.and_then(|i| self.training.runs.get(i).map(|r| (i, r))) {
+            Some((i, r)) => format!("run {}: {} on {}", i + 1, r.model, r.data),
+            None => format!("model {}", state.origin),
+        }
+    }
+
     pub(super) fn compare(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let runs = &self.training.runs;
         if runs.is_empty() {
@@ -168,5 +216,52 @@ impl Session {
     pub(super) fn record_run(&mut self, record: RunRecord) -> usize {
         self.training.runs.push(record);
         self.training.runs.len() - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EpochStats;
+
+    fn history(val: &[Option<f32>], stop: StopReason, best_epoch: Option<usize>, restored_best: bool) -> History {
+        let epochs = val
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| EpochStats {
+                epoch: i + 1,
+                loss: 0.5,
+                accuracy: 0.9,
+                val_loss: v.map(|a| 1.0 - a),
+                val_accuracy: v,
+                lr: 1e-3,
+                seconds: 1.0,
+                images_per_sec: 1.0,
+            })
+            .collect();
+        History { epochs, stop, best_epoch, restored_best, notes: Vec::new() }
+    }
+
+    #[test]
+    fn the_kept_epoch_is_the_best_or_the_last() {
+        let h = history(&[Some(0.9), Some(0.95), Some(0.93)], StopReason::Completed, Some(2), true);
+        assert_eq!(kept_epoch(&h), Some(2));
+        assert_eq!(
+            history_facts(&h, Some((SplitKind::Test, 0.9412))),
+            "best val accuracy 95.00% (epoch 2) · weights of epoch 2 kept · test accuracy 94.12%"
+        );
+        let h = history(&[None, None], StopReason::Completed, None, false);
+        assert_eq!(kept_epoch(&h), Some(2));
+        assert_eq!(
+            history_facts(&h, None),
+            "train accuracy 90.00% at epoch 2 (no validation split) · weights of epoch 2 kept"
+        );
+        // Interrupted within epoch 3 without validation: no finished epoch's weights.
+        let h = history(&[None, None], StopReason::Interrupted { epoch: 3, batch: 5 }, None, false);
+        assert_eq!(kept_epoch(&h), None);
+        assert!(history_facts(&h, None).ends_with("weights reached when interrupted kept"));
+        // Interrupted within epoch 3 with validation: the best epoch was restored.
+        let h = history(&[Some(0.9), Some(0.8)], StopReason::Interrupted { epoch: 3, batch: 5 }, Some(1), true);
+        assert_eq!(kept_epoch(&h), Some(1));
     }
 }

@@ -107,7 +107,12 @@ impl Tracker {
         let Some(mut board) = self.board else { return };
         let step = epochs as i64;
         if let (Some(e), Ok(state)) = (test, session.model_for("fit")) {
-            let result = plot::confusion_png(&e.confusion, &state.classes)
+            let title = format!(
+                "{}\nconfusion matrix on test after epoch {epochs}: accuracy {:.2}%",
+                session.model_title(state),
+                100.0 * e.accuracy
+            );
+            let result = plot::confusion_png(&e.confusion, &state.classes, &title)
                 .map_err(|e| model::ModelError::Data(e.to_string()))
                 .and_then(|png| board.writer.image("test/confusion", step, &png));
             board.note(result);

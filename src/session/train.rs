@@ -9,7 +9,7 @@ use candle_core::Device;
 use rayon::prelude::*;
 
 use super::classes::{label_map, present_classes};
-use super::runs::{data_name, tuning, RunRecord};
+use super::runs::{data_name, history_facts, kept_epoch, tuning, RunRecord};
 use super::{Event, Image, Progress, Session, SessionError, Table, Task};
 use crate::data::{self, Dataset, ImageFormat, PixelScaling, Split, SplitKind};
 use crate::lang::{self, ModelChoice, OptimizerSpec, PlotKind};
@@ -450,15 +450,22 @@ impl Session {
             match rate {
                 Some(r) => {
                     out(Event::Text(format!("suggested ({what}): {r:.2e}")));
-                    marks.push((r, format!("{what}: {r:.1e}")));
+                    marks.push((r, format!("{what}: {r:.2e}")));
                 }
                 None => out(Event::Text(format!("suggested ({what}): none (too few batches)"))),
             }
         }
         if taken >= 2 {
-            let png = plot::lr_curve_png(&found.rates, &found.smoothed, &marks)?;
+            let state = self.model_for("find lr")?;
+            let title = format!(
+                "learning-rate range test of {}\n{taken} batches of {} from {start:.1e} to {end:.1e}{ended}",
+                self.model_title(state).trim_start_matches("model "),
+                self.training.batch
+            );
+            let png = plot::lr_curve_png(&found.rates, &found.smoothed, &marks, &title)?;
+            let svg = plot::lr_curve_svg(&found.rates, &found.smoothed, &marks, &title).ok();
             let title = "smoothed training loss against the learning rate".to_string();
-            out(Event::Image(Image { name: "lr-find".into(), title, png, svg: None }));
+            out(Event::Image(Image { name: "lr-find".into(), title, png, svg }));
         }
         Ok(())
     }
@@ -636,18 +643,36 @@ impl Session {
                         .into());
                 }
                 let (epochs, accuracy, val_accuracy, loss, val_loss) = history.series();
-                let series = plot::HistorySeries { epochs, accuracy, val_accuracy, loss, val_loss };
+                let evaluation = state.evaluation.as_ref().map(|(kind, e)| (*kind, e.accuracy));
+                let title = format!("{}\n{}", self.model_title(state), history_facts(history, evaluation));
+                let kept = kept_epoch(history);
+                let series = plot::HistorySeries { epochs, accuracy, val_accuracy, loss, val_loss, kept, title };
                 let png = plot::history_png(&series)?;
                 let svg = plot::history_svg(&series).ok();
                 out(Event::Image(Image { name: "history".into(), title: "training history".into(), png, svg }));
             }
             PlotKind::Confusion => {
-                if self.model_for("plot confusion")?.evaluation.is_none() {
-                    self.evaluate(None, None, out)?;
-                }
                 let state = self.model_for("plot confusion")?;
-                let (kind, evaluation) = state.evaluation.as_ref().expect("evaluated above");
-                let png = plot::confusion_png(&evaluation.confusion, &state.classes)?;
+                let Some((kind, evaluation)) = state.evaluation.as_ref() else {
+                    // Scoring the model here would draw an untrained model's guesses, or a
+                    // split the user did not choose: say what to run instead.
+                    return Err(if state.history.is_none() && state.scaling.is_none() {
+                        "plot confusion draws the last evaluation, and this model has not been trained: \
+                         run `fit N` first (it evaluates the test split), or `evaluate` to score it as it is"
+                    } else {
+                        "plot confusion draws the model's last evaluation, and there is none since it was \
+                         loaded, trained without a test split or changed: run `evaluate` (the test split) or \
+                         `evaluate val` first"
+                    }
+                    .into());
+                };
+                let title = format!(
+                    "{}\nconfusion matrix on {kind}: accuracy {} ({} images)",
+                    self.model_title(state),
+                    pct(evaluation.accuracy),
+                    evaluation.predictions.len()
+                );
+                let png = plot::confusion_png(&evaluation.confusion, &state.classes, &title)?;
                 out(Event::Image(Image {
                     name: "confusion".into(),
                     title: format!("confusion matrix on {kind}"),
@@ -694,6 +719,7 @@ impl Session {
         if wrong.is_empty() {
             return Ok(None);
         }
+        let mistakes = wrong.len();
         wrong.sort_by(|a, b| a.2.total_cmp(&b.2));
         wrong.truncate(count.max(1));
         let image_len = dataset.image_len();
@@ -703,7 +729,13 @@ impl Session {
             .map(|&(i, p, _)| format!("{}→{}", dataset.classes[test.labels[i] as usize], state.classes[p]))
             .collect();
         let columns = (images.len() as f64).sqrt().ceil() as usize;
-        let png = plot::image_grid_png(&images, dataset.rows, dataset.cols, &captions, columns)?;
+        let title = format!(
+            "{}\nthe {} worst of {} test mistakes (true→predicted)",
+            self.model_title(state),
+            images.len(),
+            mistakes
+        );
+        let png = plot::titled_grid_png(&title, &images, (dataset.rows, dataset.cols), &captions, columns)?;
         Ok(Some((png, images.len())))
     }
 

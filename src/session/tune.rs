@@ -317,9 +317,11 @@ impl Session {
             "tune: {} trials in {seconds:.1} s, {run} of {full} epochs run{saved}",
             results.len()
         )));
-        if let Ok(png) = plot::tune_png(&figure(search, results)) {
+        let figure = figure(plan, search, results);
+        if let Ok(png) = plot::tune_png(&figure) {
             let title = "validation accuracy against each searched setting, and the trials' curves".to_string();
-            out(Event::Image(Image { name: "tune".into(), title, png, svg: None }));
+            let svg = plot::tune_svg(&figure).ok();
+            out(Event::Image(Image { name: "tune".into(), title, png, svg }));
         }
         let Some(best) = tune::best(results) else {
             out(Event::Text("no trial finished an epoch: there is nothing to apply".into()));
@@ -401,8 +403,9 @@ fn results_table(search: &Search, results: &[TrialResult], stops: &[StopReason])
     table
 }
 
-/// The plot's data: each searched setting's values and the trials' curves.
-fn figure(search: &Search, results: &[TrialResult]) -> plot::TuneFigure {
+/// The plot's data: each searched setting's values and the trials' curves, under a title
+/// naming the search, its model and data, and its best trial.
+fn figure(plan: &Plan<'_>, search: &Search, results: &[TrialResult]) -> plot::TuneFigure {
     let space = &search.space;
     let mut settings: Vec<SettingColumn> = Vec::new();
     let column = |name: &str, log: bool, value: &dyn Fn(&Trial) -> SettingValue| SettingColumn {
@@ -429,10 +432,32 @@ fn figure(search: &Search, results: &[TrialResult]) -> plot::TuneFigure {
         let model = |t: &Trial| SettingValue::Choice(t.model.map_or(String::new(), |m| model_words(&space.models[m])));
         settings.push(column("model", false, &model));
     }
+    let model = match &plan.base_model {
+        _ if !space.models.is_empty() => format!("{} architectures", space.models.len()),
+        Some(spec) => spec.describe(),
+        None => "the session's model".to_string(),
+    };
+    let best = tune::best(results);
+    let pruned = results.iter().filter(|r| r.pruned_at.is_some()).count();
+    let mut title = format!(
+        "tune: {} trials of {} epochs ({pruned} pruned) of {model} on {}",
+        results.len(),
+        search.epochs,
+        plan.data
+    );
+    match best {
+        Some(b) => title.push_str(&format!(
+            "\nbest: trial {}, val accuracy {} (orange); the test split was not read",
+            b + 1,
+            pct(results[b].best())
+        )),
+        None => title.push_str("\nno trial finished an epoch"),
+    }
     plot::TuneFigure {
+        title,
         settings,
         curves: results.iter().map(|r| r.val_accuracy.clone()).collect(),
         pruned: results.iter().map(|r| r.pruned_at.is_some()).collect(),
-        best: tune::best(results),
+        best,
     }
 }
