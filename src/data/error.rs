@@ -58,12 +58,18 @@ pub enum DataError {
         actual: String,
     },
     /// No source could provide the dataset; each attempt's failure is listed.
-    #[error("could not get {dataset}:\n{}", attempts.iter().map(|a| format!("  - {a}")).collect::<Vec<_>>().join("\n"))]
+    #[error(
+        "could not get {dataset}:\n{}{}",
+        attempts.iter().map(|a| format!("  - {a}")).collect::<Vec<_>>().join("\n"),
+        if hint.is_empty() { String::new() } else { format!("\n{hint}") }
+    )]
     Unavailable {
         /// The dataset asked for.
         dataset: String,
         /// One line per source tried.
         attempts: Vec<String>,
+        /// What to do instead (empty when nothing is known).
+        hint: String,
     },
     /// A dataset whose splits do not fit its image size or its classes, read from `path` (or
     /// to be written there).

