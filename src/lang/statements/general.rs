@@ -71,6 +71,10 @@ const PRINT: StatementDoc = StatementDoc {
 
 fn print(input: &str) -> Res<'_, StatementKind> {
     let (rest, _) = space0(input)?;
+    if rest.starts_with('(') {
+        // Python's `print(...)`: nothing of it would print what was meant.
+        return fail(rest, "`print \"TEXT\"` (a statement, not a call)");
+    }
     if rest.starts_with('"') {
         let (rest, text) = quoted(rest)?;
         return Ok((rest, StatementKind::Print(text)));
