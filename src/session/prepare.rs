@@ -298,11 +298,12 @@ impl Session {
         let dataset = self.dataset_for("save")?;
         let should_stop = || interrupt.load(Ordering::SeqCst);
         let manifest = data::saved::save_dataset_interruptible(dir, dataset, format, &input, &should_stop)?;
+        let files = manifest.files.len();
         out(Event::Text(format!(
-            "saved {} images to {} ({} files and manifest.json)",
+            "saved {} images to {} ({files} {} and manifest.json)",
             dataset.len(),
             dir.display(),
-            manifest.files.len()
+            if files == 1 { "file" } else { "files" }
         )));
         Ok(())
     }
