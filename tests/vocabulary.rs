@@ -154,3 +154,36 @@ fn a_misspelling_still_gets_its_spelling_guess() {
     assert_eq!(parse_line("model conv32 pol dense10", 1).unwrap_err().suggestion.as_deref(), Some("pool"));
     assert_eq!(parse_line("xyzzy", 1).unwrap_err().suggestion, None);
 }
+
+#[test]
+fn help_wraps_to_the_width_the_front_end_sets() {
+    use mnistlab::session::{Event, Session};
+    let help = |width: usize, source: &str| {
+        let mut session = Session::new();
+        session.set_text_width(width);
+        let mut texts = Vec::new();
+        session
+            .run_source(source, None, &mut |e| {
+                if let Event::Text(t) = e {
+                    texts.push(t);
+                }
+            })
+            .unwrap_or_else(|e| panic!("{source}: {e}"));
+        texts.join("\n")
+    };
+    for width in [60, 80, 160] {
+        for source in ["help", "help tune", "help dense", "help epochs", "help relu", "help adam"] {
+            let text = help(width, source);
+            assert!(text.lines().count() > 1 || source != "help", "{text}");
+            for line in text.lines() {
+                assert!(line.chars().count() <= width, "`{source}` at {width}:\n{line}");
+            }
+        }
+    }
+    // The listing's lines use the room they have: the longest at 160 is longer than at 80.
+    let longest = |t: String| t.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(longest(help(160, "help tune")) > 80);
+    let mut session = Session::new();
+    let e = session.run_source("help xyzzy", None, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("no statement, layer or setting word `xyzzy`"), "{e}");
+}

@@ -59,7 +59,7 @@ impl std::fmt::Display for Optimizer {
         match *self {
             Optimizer::Adam { lr } => write!(f, "adam lr {lr}"),
             Optimizer::AdamW { lr, weight_decay } => write!(f, "adamw lr {lr} decay {weight_decay}"),
-            Optimizer::Sgd { lr, momentum } if momentum == 0.0 => write!(f, "sgd lr {lr}"),
+            Optimizer::Sgd { lr, momentum: 0.0 } => write!(f, "sgd lr {lr}"),
             Optimizer::Sgd { lr, momentum } => write!(f, "sgd lr {lr} momentum {momentum}"),
         }
     }

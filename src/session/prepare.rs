@@ -372,26 +372,22 @@ fn class_table(dataset: &Dataset, title: &str) -> Table {
     table
 }
 
-pub(super) fn help(topic: Option<&str>, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
+pub(super) fn help(topic: Option<&str>, width: usize, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
     match topic {
         None => {
-            let mut table = Table::new(Some("statements (`help NAME` for one)".into()), &["statement", "what it does"]);
-            for doc in docs::statements() {
-                table.row(vec![doc.synopsis[0].to_string(), doc.summary.to_string()]);
-            }
-            out(Event::Table(table));
+            out(Event::Text(docs::listing(width)));
             Ok(())
         }
-        Some(word) => match docs::lookup(word) {
-            Some(doc) => {
-                out(Event::Text(docs::help_text(doc)));
+        Some(word) => match docs::topic_help(word, width) {
+            Some(text) => {
+                out(Event::Text(text));
                 Ok(())
             }
             None => {
-                let hint = lang::parser::closest(word, docs::keywords())
+                let hint = lang::parser::closest(word, docs::topics())
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
-                Err(format!("no statement `{word}`{hint}").into())
+                Err(format!("no statement, layer or setting word `{word}`{hint}").into())
             }
         },
     }
