@@ -170,14 +170,19 @@ pub fn topic_help(topic: &str, width: usize) -> Option<String> {
     }
     // A Keras/PyTorch word first (`epochs`), then the statements that take the word.
     let mut parts = Vec::new();
-    if let Some(first) = super::vocabulary::lookup(&word).first() {
-        let answer = match first.answer {
-            super::vocabulary::Answer::Line(line) => {
-                line.replace("{N}", first.default).replace("{S}", "PATH").replace("{next}", "PATH")
-            }
-            super::vocabulary::Answer::Repl(command) => command.to_string(),
-            _ => String::new(),
-        };
+    let known = super::vocabulary::lookup(&word);
+    if let Some(first) = known.first() {
+        // What the first entry says, with the first statement any entry names.
+        let answer = known
+            .iter()
+            .find_map(|w| match w.answer {
+                super::vocabulary::Answer::Line(line) => {
+                    Some(line.replace("{N}", w.default).replace("{S}", "PATH").replace("{next}", "PATH"))
+                }
+                super::vocabulary::Answer::Repl(command) => Some(command.to_string()),
+                _ => None,
+            })
+            .unwrap_or_default();
         let mut text = format!("`{word}`, as Keras or PyTorch say it: {}", first.means);
         if !answer.is_empty() {
             text.push_str(&format!(": `{answer}`"));
