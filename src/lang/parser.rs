@@ -235,7 +235,11 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Option<Statement>, Parse
             let mut expected = e.expected.into_owned();
             let mut suggestion = e.suggestion;
             let parses = |text: &str| matches!(statement(text), Ok((_, _)));
-            if let Some(hint) = vocabulary::explain(body, at, &parses) {
+            // A line longer than anyone types (a paste gone wrong) gets no explanation: reading
+            // every word of it against the table would take long for nothing.
+            let explain =
+                |body: &str| if body.len() <= EXPLAINED_LENGTH { vocabulary::explain(body, at, &parses) } else { None };
+            if let Some(hint) = explain(body) {
                 // What was typed, in its own case (lowercasing keeps every byte offset).
                 let as_typed = strip_comment(&normalized).trim_end().trim_start();
                 let typed = as_typed.get(hint.at..hint.end).map_or(hint.typed.as_str(), str::trim);
@@ -244,7 +248,7 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Option<Statement>, Parse
                 expected = format!("{expected_here}; for `{typed}`, {}", hint.means);
                 suggestion = hint.answer;
                 at = hint.at;
-            } else if let Some(eq) = equals_outside_quotes(body) {
+            } else if let Some(eq) = equals_outside_quotes(body).filter(|_| body.len() <= EXPLAINED_LENGTH) {
                 let written = vocabulary::without_equals(body);
                 if parses(&written) {
                     let key = body[..eq].trim_end().rsplit(char::is_whitespace).next().unwrap_or("");
@@ -276,6 +280,9 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Option<Statement>, Parse
         }),
     }
 }
+
+/// The longest line (in bytes) a failed parse explains from the vocabulary.
+const EXPLAINED_LENGTH: usize = 2000;
 
 /// The byte offset of the first `=` outside quotes.
 fn equals_outside_quotes(line: &str) -> Option<usize> {
