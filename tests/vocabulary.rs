@@ -75,6 +75,14 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ("x_train = x_train / 255.0", "normalize", &[]),
     ("to_categorical(y_train, 10)", "onehot", &[]),
     ("train_test_split(x, y, test_size=0.2)", "split 70/15/15", &[]),
+    ("optimizer Adam(lr=0.01)", "optimizer adam lr 0.01", &[]),
+    ("augment RandomRotation(15)", "augment rotate 15", &[]),
+    ("scheduler = StepLR(optimizer, step_size=5, gamma=0.1)", "schedule step every 5 factor 0.5", &[]),
+    ("load_model mnist.h5", "load model mnist.h5", &[]),
+    ("BATCH_SIZE = 128", "batch 128", &[]),
+    ("model Dense(64) Dropout(0.2) Dense(10)", "model dense64 dropout 0.2 dense10", &[]),
+    ("fit 5 validation_split=0.1", "split val 10", &[]),
+    ("dataset = torchvision.datasets.MNIST(root='data', download=True)", "load mnist", &[]),
 ];
 
 #[test]

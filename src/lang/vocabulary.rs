@@ -112,6 +112,9 @@ pub const WORDS: &[Word] = &[
     word(&["adam", "optim.adam", "optimizers.adam"], Start, "the optimizer is chosen with `optimizer`", Line("optimizer adam lr {N}")).pick(Pick::Key(&["lr", "learning_rate"])).n("0.001"),
     word(&["adamw", "optim.adamw"], Start, "the optimizer is chosen with `optimizer`", Line("optimizer adamw lr {N}")).pick(Pick::Key(&["lr", "learning_rate"])).n("0.001"),
     word(&["sgd", "optim.sgd"], Start, "the optimizer is chosen with `optimizer`", Line("optimizer sgd lr {N}")).pick(Pick::Key(&["lr", "learning_rate"])).n("0.01"),
+    word(&["adam"], In(&["optimizer"]), "mnistlab writes the optimizer's settings after its name, no parentheses", Replace("adam lr {N}")).pick(Pick::Key(&["lr", "learning_rate"])).n("0.001"),
+    word(&["adamw"], In(&["optimizer"]), "mnistlab writes the optimizer's settings after its name, no parentheses", Replace("adamw lr {N}")).pick(Pick::Key(&["lr", "learning_rate"])).n("0.001"),
+    word(&["sgd"], In(&["optimizer"]), "mnistlab writes the optimizer's settings after its name, no parentheses", Replace("sgd lr {N}")).pick(Pick::Key(&["lr", "learning_rate"])).n("0.01"),
     word(&["rmsprop", "adagrad", "adadelta", "nadam", "adamax", "lion", "radam", "lamb"], In(&["optimizer"]), "mnistlab offers adam, adamw and sgd", Replace("adam")),
     word(&["rmsprop", "adagrad", "adadelta", "nadam", "adamax"], Start, "mnistlab offers the optimizers adam, adamw and sgd", Line("optimizer adam")),
     word(&["onecyclelr", "one_cycle", "one-cycle", "1cycle", "fit_one_cycle"], Start, "the learning-rate schedule is a statement of its own", Line("schedule onecycle")),
@@ -163,6 +166,7 @@ pub const WORDS: &[Word] = &[
     word(&["/", "255", "255.0", "255.", "/255", "/255.0"], Anywhere, "`normalize` scales pixels to 0..1 (`standardize` to mean 0, deviation 1)", Line("normalize")),
     word(&["to_categorical", "one_hot", "one-hot", "onehotencoder"], Start, "`onehot` one-hot encodes the labels", Line("onehot")),
     word(&["imagedatagenerator", "randomrotation", "transforms.randomrotation", "randomaffine", "data_augmentation", "transforms.compose"], Start, "augmentation is `augment`, drawn afresh for every batch of the train split", Line("augment rotate {N} shift 0.1")).n("10"),
+    word(&["randomrotation", "transforms.randomrotation", "rotation"], In(&["augment"]), "mnistlab's random rotation is `rotate DEG`", Replace("rotate {N}")).n("10"),
     word(&["imshow", "plt.imshow", "show_batch", "make_grid"], Start, "`show samples N` draws a grid of images", Line("show samples {N}")).n("16"),
     word(&["shape", "describe", "len", "x_train.shape"], Start, "`info` prints the splits, their shapes, classes and pixel statistics", Line("info")),
     word(&["confusion_matrix", "confusionmatrixdisplay"], Anywhere, "`plot confusion` draws the confusion matrix of the last `evaluate`", Line("plot confusion")),
@@ -360,7 +364,13 @@ impl Word {
             return String::new();
         }
         let n = self.number(term).unwrap_or(self.default);
-        let s = term.args.and_then(first_quoted).filter(|s| !s.is_empty() && !s.contains(char::is_whitespace));
+        // The first quoted text of a call (`torch.save(m, "m.pt")`), or the word after
+        // (`load_model m.h5`).
+        let s = match term.args {
+            Some(args) => first_quoted(args),
+            None => next.filter(|n| !n.starts_with(['"', '\''])),
+        };
+        let s = s.filter(|s| !s.is_empty() && !s.contains(char::is_whitespace));
         let s = s.unwrap_or(if template.starts_with("save") || template.starts_with("load") { "PATH" } else { "DIR" });
         let s = if template.starts_with("export") && s == "DIR" { "PATH" } else { s };
         template.replace("{N}", n).replace("{S}", s).replace("{next}", next.unwrap_or("DIR"))
@@ -394,9 +404,13 @@ fn entry_for(term: &Term<'_>, at_start: bool, keyword: &str) -> Option<&'static 
     if term.args.is_none() && super::docs::lookup(&term.head).is_some() {
         return None;
     }
+    // A word the statement takes itself (`optimizer adam`) is the table's only written as a
+    // call (`optimizer Adam(lr=0.01)`).
+    let own_word =
+        term.args.is_none() && super::docs::lookup(keyword).is_some_and(|d| d.words.contains(&term.head.as_str()));
     let fits = |w: &&Word| match w.place {
         Place::Start => at_start,
-        Place::In(keywords) => !at_start && keywords.contains(&keyword),
+        Place::In(keywords) => !at_start && !own_word && keywords.contains(&keyword),
         Place::Anywhere => true,
     };
     // A whole name first (`torch.save`), then a dotted name's last part (`net.fit`).
@@ -452,6 +466,10 @@ pub fn explain(line: &str, error_at: usize, parses: &dyn Fn(&str) -> bool) -> Op
                 let typed = line[term.start..term.end].trim().to_string();
                 return Some(Hint { at: term.start, end: term.end, typed, ..inner });
             }
+        }
+        if term.assigns {
+            // `scheduler = StepLR(...)`: a variable's name says nothing; what it is set to does.
+            continue;
         }
         let Some(entry) = entry_for(term, starts[i], &keyword) else { continue };
         let next = terms.get(i + 1).map(|t| &line[t.start..t.end]);
