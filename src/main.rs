@@ -106,6 +106,10 @@ fn main() -> ExitCode {
         return kernel_command(connection_file.as_deref(), action.as_ref());
     }
     let mut session = Session::new();
+    // `help` wraps to the terminal's width (80 when stdout is no terminal).
+    if let Some((terminal_size::Width(columns), _)) = terminal_size::terminal_size() {
+        session.set_text_width(columns.into());
+    }
     let mut terminal = Terminal::new(cli.out.clone());
     let flag = session.interrupt_flag();
     // Ctrl-C while a statement runs stops it at the next safe point; the REPL reads its own Ctrl-C.

@@ -47,6 +47,178 @@ pub fn help_text(doc: &StatementDoc) -> String {
     out
 }
 
+/// The statements grouped as the lessons teach them (the notebooks 01 to 05), in the order
+/// `help` lists them; a statement in none of them is listed under "other".
+pub const LESSONS: &[(&str, &[&str])] = &[
+    ("data", &["load", "info", "show", "normalize", "standardize", "onehot", "split", "filter", "subset", "save"]),
+    ("augment", &["augment", "expand"]),
+    ("model", &["model", "summary", "device", "threads", "memory"]),
+    (
+        "train",
+        &["optimizer", "schedule", "batch", "loss", "find", "fit", "resume", "evaluate", "plot", "predict", "export"],
+    ),
+    ("fine-tune", &["freeze", "unfreeze", "head", "adapt", "merge"]),
+    ("track", &["log", "compare"]),
+    ("tune", &["tune"]),
+    ("session", &["seed", "help", "run", "print"]),
+];
+
+/// The words of the `model` statement and what each builds (the layers are
+/// [`crate::model::Layer`]'s; a width or rate follows the word).
+pub const LAYER_WORDS: &[(&[&str], &str)] = &[
+    (&["conv", "convn", "convnk5"], "convN: a convolution of N filters, 3×3 and unpadded, followed by ReLU; convNk5 for 5×5; `same` after it pads so that the image keeps its size."),
+    (&["same"], "same, after convN: pad the convolution so that the image keeps its size."),
+    (&["pool", "maxpool"], "pool: 2×2 max pooling, stride 2."),
+    (&["avgpool"], "avgpool: 2×2 average pooling, stride 2."),
+    (&["bn"], "bn: batch normalization over the channels (or the values after flattening)."),
+    (&["dropout"], "dropout P: drops a share P of the values, in training only."),
+    (&["dense", "densen"], "denseN: a fully connected layer of N units, followed by ReLU; flatten is implied before the first one, and the output layer (one unit per class) follows the last."),
+    (&["gap"], "gap: global average pooling, one value per channel."),
+    (&["seed-small", "seed-cnn", "lenet5", "strong"], "a preset network: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong; `summary` shows its layers."),
+];
+
+/// A statement's one-line summary: its summary up to the first full stop, semicolon or
+/// parenthesis, and a long one up to its first colon too (where three words come before it).
+pub fn one_line(doc: &StatementDoc) -> &'static str {
+    let summary = doc.summary;
+    // The first stop outside `code`.
+    let cut = |text: &'static str, stops: &[&str]| {
+        let mut in_code = false;
+        let end = text
+            .char_indices()
+            .find(|&(i, c)| {
+                in_code ^= c == '`';
+                !in_code && stops.iter().any(|stop| text[i..].starts_with(stop))
+            })
+            .map_or(text.len(), |(i, _)| i);
+        text[..end].trim_end_matches('.')
+    };
+    let line = cut(summary, &[". ", "; ", " ("]);
+    let shorter = cut(line, &[": "]);
+    if line.len() > 60 && shorter.split_whitespace().count() >= 3 {
+        shorter
+    } else {
+        line
+    }
+}
+
+/// `text` wrapped at word boundaries to `width` columns, each line after the first indented by
+/// `indent` blanks (and the first by `first`); a word longer than a line stands alone, whole.
+pub fn wrap(text: &str, width: usize, first: &str, indent: &str) -> String {
+    let options = textwrap::Options::new(width.max(20))
+        .initial_indent(first)
+        .subsequent_indent(indent)
+        .break_words(false)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
+    textwrap::wrap(text, options).join("\n")
+}
+
+/// The listing `help` shows: the statements grouped by lesson, each with its one-line
+/// summary, wrapped to `width` columns.
+pub fn listing(width: usize) -> String {
+    let column = statements().map(|d| d.keyword.len()).max().unwrap_or(0) + 4;
+    let mut out =
+        wrap("statements, by lesson (`help NAME` for one statement, a layer word or a setting word):", width, "", "");
+    let listed: Vec<&str> = LESSONS.iter().flat_map(|(_, keywords)| keywords.iter().copied()).collect();
+    let other: Vec<&'static str> = keywords().filter(|k| !listed.contains(k)).collect();
+    let groups = LESSONS
+        .iter()
+        .map(|&(name, keywords)| (name, keywords.to_vec()))
+        .chain((!other.is_empty()).then_some(("other", other)));
+    for (name, keywords) in groups {
+        out.push_str(&format!("\n\n{name}"));
+        for doc in keywords.iter().filter_map(|k| lookup(k)) {
+            let first = format!("  {:<w$}", doc.keyword, w = column - 2);
+            out.push('\n');
+            out.push_str(&wrap(one_line(doc), width, &first, &" ".repeat(column)));
+        }
+    }
+    out
+}
+
+/// The long help of one statement, wrapped to `width` columns.
+pub fn help_text_at(doc: &StatementDoc, width: usize) -> String {
+    let mut lines: Vec<String> = doc.synopsis.iter().map(|form| wrap(form, width, "", "    ")).collect();
+    lines.push(wrap(&format!("{}{}", doc.summary, numbers_sentence(doc)), width, "  ", "  "));
+    lines.push(wrap(&format!("example: {}", doc.example), width, "  ", "    "));
+    lines.join("\n")
+}
+
+/// `help TOPIC` wrapped to `width` columns: a statement's help; or what a layer word, a
+/// statement's setting word or a Keras/PyTorch word means, with the statement that takes it.
+/// `None` when the topic is none of these.
+pub fn topic_help(topic: &str, width: usize) -> Option<String> {
+    let word = topic.to_lowercase();
+    if let Some(doc) = lookup(&word) {
+        return Some(help_text_at(doc, width));
+    }
+    // `dense128`, `conv32k5`: the word without its number.
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let layer = if word.strip_prefix("dense").is_some_and(digits) {
+        "dense".to_string()
+    } else if word.strip_prefix("conv").is_some_and(|s| s.split('k').all(digits)) {
+        "conv".to_string()
+    } else {
+        word.clone()
+    };
+    let model = lookup("model");
+    if let (Some(&(_, text)), Some(model)) =
+        (LAYER_WORDS.iter().find(|(words, _)| words.contains(&layer.as_str())), model)
+    {
+        let text = format!("{text} A word of `model`, e.g. `{}`.", model.example);
+        return Some(wrap(&text, width, "", "  "));
+    }
+    // A Keras/PyTorch word first (`epochs`), then the statements that take the word.
+    let mut parts = Vec::new();
+    let known = super::vocabulary::lookup(&word);
+    if let Some(first) = known.first() {
+        // What the first entry says, with the first statement any entry names.
+        let answer = known
+            .iter()
+            .find_map(|w| match w.answer {
+                super::vocabulary::Answer::Line(line) => {
+                    Some(line.replace("{N}", w.default).replace("{S}", "PATH").replace("{next}", "PATH"))
+                }
+                super::vocabulary::Answer::Repl(command) => Some(command.to_string()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let mut text = format!("`{word}`, as Keras or PyTorch say it: {}", first.means);
+        if !answer.is_empty() {
+            text.push_str(&format!(": `{answer}`"));
+        }
+        text.push('.');
+        parts.push(wrap(&text, width, "", "  "));
+    }
+    let takers: Vec<&StatementDoc> = statements().filter(|d| d.words.contains(&word.as_str())).collect();
+    if !takers.is_empty() {
+        parts.push(wrap(&format!("`{word}` is a word of {}:", names(&takers)), width, "", "  "));
+        parts.extend(takers.iter().map(|d| help_text_at(d, width)));
+    }
+    (!parts.is_empty()).then(|| parts.join("\n\n"))
+}
+
+/// `a`, `a` and `b`, `a`, `b` and `c`: statement keywords as a list.
+fn names(docs: &[&StatementDoc]) -> String {
+    let names: Vec<String> = docs.iter().map(|d| format!("`{}`", d.keyword)).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
+}
+
+/// Every topic `help` explains: statements, layer words, statements' setting words and the
+/// Keras/PyTorch vocabulary.
+pub fn topics() -> Vec<&'static str> {
+    let mut all: Vec<&str> = keywords().collect();
+    all.extend(LAYER_WORDS.iter().flat_map(|(words, _)| words.iter().copied()));
+    all.extend(statements().flat_map(|d| d.words.iter().copied()));
+    all.extend(super::vocabulary::WORDS.iter().flat_map(|w| w.typed.iter().copied()));
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 /// ` Ranges: N 1 to 65536 (a batch size); …` for a statement's numbers, or nothing.
 pub fn numbers_sentence(doc: &StatementDoc) -> String {
     if doc.numbers.is_empty() {
@@ -72,6 +244,66 @@ mod tests {
             assert!(!doc.synopsis.is_empty() && !doc.summary.is_empty(), "`{}` is documented", doc.keyword);
             assert!(doc.synopsis.iter().all(|s| s.starts_with(doc.keyword)), "the forms of `{}`", doc.keyword);
         }
+    }
+
+    /// The words of `text`, whatever the line breaks and indentation.
+    fn words(text: &str) -> Vec<&str> {
+        text.split_whitespace().collect()
+    }
+
+    #[test]
+    fn help_fits_80_and_160_columns_without_breaking_a_word() {
+        use unicode_width::UnicodeWidthStr;
+        let mut checked = 0;
+        for width in [80, 160] {
+            let mut texts = vec![("help".to_string(), listing(width), listing(100_000))];
+            for topic in topics() {
+                let (Some(wrapped), Some(whole)) = (topic_help(topic, width), topic_help(topic, 100_000)) else {
+                    panic!("`help {topic}` explains nothing");
+                };
+                texts.push((format!("help {topic}"), wrapped, whole));
+            }
+            for (what, wrapped, whole) in texts {
+                for line in wrapped.lines() {
+                    assert!(line.width() <= width, "`{what}` at {width}: {} columns:\n{line}", line.width());
+                }
+                assert_eq!(words(&wrapped), words(&whole), "`{what}` at {width}: the same words, none broken");
+                checked += 1;
+            }
+        }
+        assert!(checked > 200, "{checked}");
+    }
+
+    #[test]
+    fn the_listing_groups_every_statement_by_lesson_on_one_line_each_at_160() {
+        let text = listing(160);
+        for doc in statements() {
+            let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{} ", doc.keyword)));
+            let line = line.unwrap_or_else(|| panic!("`{}` is listed:\n{text}", doc.keyword));
+            assert!(line.ends_with(one_line(doc)), "{line}\n{}", one_line(doc));
+        }
+        let listed: Vec<&str> = LESSONS.iter().flat_map(|(_, k)| k.iter().copied()).collect();
+        for keyword in keywords() {
+            assert_eq!(listed.iter().filter(|&&k| k == keyword).count(), 1, "`{keyword}` is in one lesson");
+        }
+        for (name, _) in LESSONS {
+            assert!(text.lines().any(|l| l == *name), "the lesson {name}:\n{text}");
+        }
+        assert!(!text.contains("\nother"), "{text}");
+    }
+
+    #[test]
+    fn help_explains_layer_setting_and_keras_words() {
+        assert!(topic_help("dense", 80).is_some_and(|t| t.contains("fully connected")));
+        assert!(topic_help("dense128", 80).is_some_and(|t| t.contains("fully connected")));
+        assert!(topic_help("conv32k5", 80).is_some_and(|t| t.contains("5×5")));
+        assert!(topic_help("adamw", 80).is_some_and(|t| t.contains("`adamw` is a word of `optimizer`")));
+        assert!(topic_help("momentum", 80).is_some_and(|t| t.starts_with("`momentum` is a word of `optimizer`")));
+        assert!(topic_help("onecycle", 80).is_some_and(|t| t.contains("schedule constant|onecycle|cosine")));
+        assert!(topic_help("idx", 80).is_some_and(|t| t.contains("load idx IMAGES LABELS")));
+        assert!(topic_help("epochs", 80).is_some_and(|t| t.contains("`fit 10`")), "{:?}", topic_help("epochs", 80));
+        assert!(topic_help("relu", 80).is_some_and(|t| t.contains("ReLU")));
+        assert_eq!(topic_help("xyzzy", 80), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod docs;
 pub mod parser;
 pub mod ranges;
 mod statements;
+pub mod vocabulary;
 
 pub use ast::*;
 pub use parser::{parse_line, parse_program, ParseError, ParseErrorKind};

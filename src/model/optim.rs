@@ -51,6 +51,19 @@ impl Default for Optimizer {
     }
 }
 
+/// As the `optimizer` statement writes it: `adam lr 0.001`, `adamw lr 0.001 decay 0.01`,
+/// `sgd lr 0.01 momentum 0.9` (plain SGD without `momentum`).
+impl std::fmt::Display for Optimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Optimizer::Adam { lr } => write!(f, "adam lr {lr}"),
+            Optimizer::AdamW { lr, weight_decay } => write!(f, "adamw lr {lr} decay {weight_decay}"),
+            Optimizer::Sgd { lr, momentum: 0.0 } => write!(f, "sgd lr {lr}"),
+            Optimizer::Sgd { lr, momentum } => write!(f, "sgd lr {lr} momentum {momentum}"),
+        }
+    }
+}
+
 impl Optimizer {
     /// The base learning rate.
     pub fn lr(&self) -> f64 {

@@ -42,6 +42,19 @@ pub enum Schedule {
     },
 }
 
+/// As the `schedule` statement writes it: `constant`, `onecycle`, `cosine`,
+/// `step every 3 factor 0.5`.
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Schedule::Constant => f.write_str("constant"),
+            Schedule::OneCycle => f.write_str("onecycle"),
+            Schedule::Cosine => f.write_str("cosine"),
+            Schedule::Step { every, gamma } => write!(f, "step every {every} factor {gamma}"),
+        }
+    }
+}
+
 impl Schedule {
     /// The rate at `step` (0-based) of `total` steps, during `epoch` (0-based).
     pub fn lr(&self, base: f64, step: usize, total: usize, epoch: usize) -> f64 {

@@ -122,7 +122,12 @@ pub struct Session {
     tuned: Option<tune::Tuned>,
     /// Where each `fit` writes a TensorBoard run (`log tensorboard DIR`), if anywhere.
     log_dir: Option<PathBuf>,
+    /// The columns `help` wraps its text to (the front end's terminal; 80 when unknown).
+    text_width: usize,
 }
+
+/// The columns text is wrapped to when the front end does not say: a terminal's classic width.
+pub const DEFAULT_TEXT_WIDTH: usize = 80;
 
 /// How deeply `run FILE` statements may nest.
 pub const MAX_RUN_DEPTH: usize = 16;
@@ -148,7 +153,14 @@ impl Session {
             running: Vec::new(),
             tuned: None,
             log_dir: None,
+            text_width: DEFAULT_TEXT_WIDTH,
         }
+    }
+
+    /// Sets the columns `help` wraps its text to: a front end that knows its terminal's width
+    /// sets it (at least 20 are used).
+    pub fn set_text_width(&mut self, columns: usize) {
+        self.text_width = columns.max(20);
     }
 
     /// The flag a front end sets to interrupt a running statement (Ctrl-C, a kernel interrupt).
@@ -286,7 +298,7 @@ impl Session {
                 out(Event::Text(format!("seed {seed}")));
                 Ok(())
             }
-            S::Help(topic) => prepare::help(topic.as_deref(), out),
+            S::Help(topic) => prepare::help(topic.as_deref(), self.text_width, out),
             S::Print(text) => {
                 out(Event::Text(text.clone()));
                 Ok(())

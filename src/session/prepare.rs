@@ -350,11 +350,12 @@ impl Session {
         let dataset = self.dataset_for("save")?;
         let should_stop = || interrupt.load(Ordering::SeqCst);
         let manifest = data::saved::save_dataset_interruptible(dir, dataset, format, &input, &should_stop)?;
+        let files = manifest.files.len();
         out(Event::Text(format!(
-            "saved {} images to {} ({} files and manifest.json)",
+            "saved {} images to {} ({files} {} and manifest.json)",
             dataset.len(),
             dir.display(),
-            manifest.files.len()
+            if files == 1 { "file" } else { "files" }
         )));
         Ok(())
     }
@@ -423,26 +424,22 @@ fn class_table(dataset: &Dataset, title: &str) -> Table {
     table
 }
 
-pub(super) fn help(topic: Option<&str>, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
+pub(super) fn help(topic: Option<&str>, width: usize, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
     match topic {
         None => {
-            let mut table = Table::new(Some("statements (`help NAME` for one)".into()), &["statement", "what it does"]);
-            for doc in docs::statements() {
-                table.row(vec![doc.synopsis[0].to_string(), doc.summary.to_string()]);
-            }
-            out(Event::Table(table));
+            out(Event::Text(docs::listing(width)));
             Ok(())
         }
-        Some(word) => match docs::lookup(word) {
-            Some(doc) => {
-                out(Event::Text(docs::help_text(doc)));
+        Some(word) => match docs::topic_help(word, width) {
+            Some(text) => {
+                out(Event::Text(text));
                 Ok(())
             }
             None => {
-                let hint = lang::parser::closest(word, docs::keywords())
+                let hint = lang::parser::closest(word, docs::topics())
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
-                Err(format!("no statement `{word}`{hint}").into())
+                Err(format!("no statement, layer or setting word `{word}`{hint}").into())
             }
         },
     }

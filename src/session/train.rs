@@ -244,13 +244,13 @@ impl Session {
         self.training.body_lr = spec.body_lr;
         let body =
             spec.body_lr.map(|b| format!(", body (every layer before the output layer) lr {b}")).unwrap_or_default();
-        out(Event::Text(format!("optimizer: {:?}{body}", self.training.optimizer)));
+        out(Event::Text(format!("optimizer: {}{body}", self.training.optimizer)));
         Ok(())
     }
 
     pub(super) fn schedule(&mut self, schedule: Schedule, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         self.training.schedule = schedule;
-        out(Event::Text(format!("schedule: {:?}", self.training.schedule)));
+        out(Event::Text(format!("schedule: {}", self.training.schedule)));
         Ok(())
     }
 

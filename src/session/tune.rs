@@ -144,7 +144,11 @@ impl Session {
         let trials = search.space.sample(search.trials, seed);
         let rungs = tune::rungs(search.epochs);
         let pruning = match (search.prune, rungs.is_empty()) {
-            (true, false) => format!("; pruning at epochs {rungs:?} (the top third of each rung goes on)"),
+            (true, false) => {
+                let rungs: Vec<String> = rungs.iter().map(|r| r.to_string()).collect();
+                let epochs = if rungs.len() == 1 { "epoch" } else { "epochs" };
+                format!("; pruning at {epochs} {} (the top third of each rung goes on)", rungs.join(", "))
+            }
             (true, true) => "; no rung below the epoch budget, so nothing is pruned".into(),
             (false, _) => String::new(),
         };

@@ -165,6 +165,10 @@ pub fn is_complete(code: &str) -> Value {
     }
 }
 
+/// The columns the inspect pager's text is wrapped to: Jupyter's pager and tooltip show
+/// text/plain as it is, in a panel about this wide.
+const NOTEBOOK_WIDTH: usize = 80;
+
 /// The `inspect_reply` content: the docs of the word under the cursor, or of its line's statement.
 pub fn inspect(code: &str, cursor_pos: usize) -> Value {
     let cursor = byte_offset(code, cursor_pos);
@@ -177,15 +181,20 @@ pub fn inspect(code: &str, cursor_pos: usize) -> Value {
     let start = line[..at].char_indices().rev().find(|(_, c)| c.is_whitespace()).map_or(0, |(i, c)| i + c.len_utf8());
     let end = line[at..].find(char::is_whitespace).map_or(line.len(), |i| at + i);
     let word = &line[start..end];
+    // The statement of the word or of its line; else what `help WORD` says of the word (a
+    // Keras or PyTorch word on a line that is no statement).
     let doc = docs::lookup(word).or_else(|| line.split_whitespace().next().and_then(docs::lookup));
     match doc {
         Some(doc) => json!({
             "status": "ok",
             "found": true,
-            "data": {"text/plain": docs::help_text(doc), "text/markdown": markdown(doc)},
+            "data": {"text/plain": docs::help_text_at(doc, NOTEBOOK_WIDTH), "text/markdown": markdown(doc)},
             "metadata": {},
         }),
-        None => json!({"status": "ok", "found": false, "data": {}, "metadata": {}}),
+        None => match docs::topic_help(word, NOTEBOOK_WIDTH) {
+            Some(text) => json!({"status": "ok", "found": true, "data": {"text/plain": text}, "metadata": {}}),
+            None => json!({"status": "ok", "found": false, "data": {}, "metadata": {}}),
+        },
     }
 }
 

@@ -31,8 +31,8 @@ fn seed(input: &str) -> Res<'_, StatementKind> {
 /// The `help` statement.
 const HELP: StatementDoc = StatementDoc {
     keyword: "help",
-    synopsis: &["help [STATEMENT]"],
-    summary: "List the statements, or show one statement's forms and an example.",
+    synopsis: &["help [STATEMENT|WORD]"],
+    summary: "List the statements by lesson, one line each; or show one statement's forms, summary and example, or what a layer word (`dense`), a setting word (`adam`) or a Keras/PyTorch word (`epochs`) means and which statement takes it. Wrapped to the terminal's width (80 columns when it is unknown).",
     words: &[],
     numbers: &[],
     example: "help split",
@@ -71,6 +71,10 @@ const PRINT: StatementDoc = StatementDoc {
 
 fn print(input: &str) -> Res<'_, StatementKind> {
     let (rest, _) = space0(input)?;
+    if rest.starts_with('(') {
+        // Python's `print(...)`: nothing of it would print what was meant.
+        return fail(rest, "`print \"TEXT\"` (a statement, not a call)");
+    }
     if rest.starts_with('"') {
         let (rest, text) = quoted(rest)?;
         return Ok((rest, StatementKind::Print(text)));
