@@ -160,7 +160,7 @@ pub const WORDS: &[Word] = &[
     word(&["load_data", "mnist.load_data", "datasets.mnist", "torchvision.datasets.mnist", "tfds.load"], Anywhere, "`load mnist` fetches, verifies and caches MNIST", Line("load mnist")),
     word(&["fashion_mnist.load_data", "datasets.fashionmnist", "fashionmnist", "fashion_mnist"], Anywhere, "`load fashion-mnist` fetches, verifies and caches Fashion-MNIST", Line("load fashion-mnist")),
     word(&["fashionmnist", "fashion_mnist", "fashion", "fmnist"], In(&["load"]), "mnistlab names it `fashion-mnist`", Replace("fashion-mnist")),
-    word(&["png", "jpg", "jpeg", "images", "image", "pictures", "imagefolder", "image_dataset_from_directory"], In(&["load"]), "your own PNG/JPEG pictures are classified with `predict PATH` (a file or a folder)", Line("predict {next}")),
+    word(&["png", "jpg", "jpeg", "images", "image", "pictures", "imagefolder", "image_dataset_from_directory"], In(&["load"]), "a folder of your own PNG/JPEG pictures, one subfolder per class (as ImageFolder or image_dataset_from_directory), loads with `load folder DIR`; `predict PATH` classifies pictures with the model", Line("load folder {next}")),
     word(&["mnist.npz"], In(&["load"]), "Keras' mnist.npz is read with `load npz PATH`", Line("load npz {S}")),
     word(&["normalization", "rescaling", "transforms.normalize", "totensor", "transforms.totensor", "scale"], Start, "`normalize` scales pixels to 0..1 (`standardize` to mean 0, deviation 1)", Line("normalize")),
     word(&["/", "255", "255.0", "255.", "/255", "/255.0"], Anywhere, "`normalize` scales pixels to 0..1 (`standardize` to mean 0, deviation 1)", Line("normalize")),
