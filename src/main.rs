@@ -203,7 +203,7 @@ fn report(result: Result<(), mnistlab::session::RunError>, terminal: &Terminal) 
         Ok(()) if terminal.write_failed() => ExitCode::FAILURE,
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            mnistlab::front::terminal::print_error(&e);
             ExitCode::FAILURE
         }
     }

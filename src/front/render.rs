@@ -2,6 +2,27 @@
 
 use crate::session::{Progress, Table};
 
+/// `text` with every line wider than `width` columns wrapped at word boundaries (the rest of
+/// such a line indented by two blanks), so a terminal never breaks a word; lines of a caret
+/// display (`  3 | fit 5`, `    | ^`) and lines that fit are left as they are.
+pub fn wrap_long_lines(text: &str, width: usize) -> String {
+    let caret_line = |line: &str| {
+        let rest = line.trim_start().trim_start_matches(|c: char| c.is_ascii_digit());
+        rest.starts_with(" |") || rest.starts_with('|')
+    };
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if unicode_width::UnicodeWidthStr::width(line) <= width || caret_line(line) {
+                line.to_string()
+            } else {
+                crate::lang::docs::wrap(line, width, "", "  ")
+            }
+        })
+        .collect();
+    lines.join("\n")
+}
+
 /// The table as aligned plain text, numbers right-aligned.
 pub fn table_text(table: &Table) -> String {
     let columns = table.header.len();
@@ -151,6 +172,24 @@ pub fn progress_html(p: &Progress) -> String {
 mod tests {
     use super::*;
     use crate::session::Task;
+
+    #[test]
+    fn long_lines_wrap_at_words_and_caret_displays_stay() {
+        let long =
+            "the model's classes are 0, 1, 2, 3, 4; the data's T-shirt/top, Trouser, Pullover are not among them";
+        let text = format!(
+            "{long}\n  1 | fit 1 with a very long source line that must keep its caret alignment intact\n    | ^"
+        );
+        let wrapped = wrap_long_lines(&text, 40);
+        let lines: Vec<&str> = wrapped.lines().collect();
+        assert!(lines.len() > 3, "{wrapped}");
+        let body: Vec<&str> = lines[..lines.len() - 2].to_vec();
+        assert!(body.iter().all(|l| l.chars().count() <= 40), "{wrapped}");
+        // The same words in the same order: nothing broken.
+        assert_eq!(body.join(" ").split_whitespace().collect::<Vec<_>>(), long.split_whitespace().collect::<Vec<_>>());
+        assert!(lines[lines.len() - 2].starts_with("  1 | fit 1 with a very long"), "{wrapped}");
+        assert_eq!(wrap_long_lines("short\nlines", 40), "short\nlines");
+    }
 
     #[test]
     fn aligns_columns() {

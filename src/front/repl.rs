@@ -30,7 +30,7 @@ use rustyline::{
 };
 
 use super::paths::complete_path;
-use super::terminal::Terminal;
+use super::terminal::{print_error, Terminal};
 use crate::lang::{complete, docs};
 use crate::session::Session;
 
@@ -248,7 +248,7 @@ pub fn run(session: &mut Session, terminal: &mut Terminal) -> rustyline::Result<
                         (Some("quit" | "q" | "exit"), _) => break,
                         (Some("save"), Some(file)) => match save_script(session, file) {
                             Ok(n) => println!("wrote {n} statements to {file}"),
-                            Err(e) => eprintln!("error: {e}"),
+                            Err(e) => print_error(&e),
                         },
                         (Some("save"), None) => eprintln!("error: `:save FILE` needs a file name"),
                         (Some("help"), _) => {
@@ -264,7 +264,7 @@ pub fn run(session: &mut Session, terminal: &mut Terminal) -> rustyline::Result<
                 let ran = match session.run_source(&line, None, &mut |event| terminal.show(event)) {
                     Ok(()) => !interrupted.load(Ordering::SeqCst),
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        print_error(&e);
                         false
                     }
                 };

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::render::{progress_stats, table_text};
+use super::render::{progress_stats, table_text, wrap_long_lines};
 use crate::session::{Event, Image, Task};
 use crate::write::{Place, WriteError};
 
@@ -29,8 +29,8 @@ impl Terminal {
     /// Shows one event.
     pub fn show(&mut self, event: Event) {
         match event {
-            Event::Text(text) => self.println(&text),
-            Event::Warning(text) => self.println(&format!("warning: {text}")),
+            Event::Text(text) => self.println_wrapped(&text),
+            Event::Warning(text) => self.println_wrapped(&format!("warning: {text}")),
             Event::Table(table) => self.println(&table_text(&table)),
             Event::Image(image) => match self.write_image(&image) {
                 Ok(path) => self.println(&format!("{}: {}", image.title, path.display())),
@@ -79,6 +79,15 @@ impl Terminal {
         }
     }
 
+    /// Prints `text`, its long lines wrapped at words to the terminal's width when stdout is a
+    /// terminal (piped output stays one line per line).
+    fn println_wrapped(&mut self, text: &str) {
+        match terminal_width(std::io::stdout().is_terminal()) {
+            Some(width) => self.println(&wrap_long_lines(text, width)),
+            None => self.println(text),
+        }
+    }
+
     fn println(&mut self, text: &str) {
         self.finish_bar();
         let mut stdout = std::io::stdout().lock();
@@ -103,6 +112,21 @@ impl Terminal {
         }
         crate::write::write_files(&files, Place::OutsideCache)?;
         Ok(path)
+    }
+}
+
+/// The terminal's width in columns when `interactive` and it is known.
+fn terminal_width(interactive: bool) -> Option<usize> {
+    interactive.then(terminal_size::terminal_size).flatten().map(|(terminal_size::Width(w), _)| usize::from(w))
+}
+
+/// Prints `error: MESSAGE` on stderr, its long lines wrapped at words to the terminal's width
+/// when stderr is a terminal.
+pub fn print_error(message: &dyn std::fmt::Display) {
+    let text = format!("error: {message}");
+    match terminal_width(std::io::stderr().is_terminal()) {
+        Some(width) => eprintln!("{}", wrap_long_lines(&text, width)),
+        None => eprintln!("{text}"),
     }
 }
 
