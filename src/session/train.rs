@@ -446,12 +446,21 @@ impl Session {
             self.training.batch
         )));
         let mut marks = Vec::new();
+        // The rates the test took: a suggestion outside them is named but not drawn (it would
+        // sit on the axis's edge, at a rate it is not).
+        let tried =
+            found.rates.iter().fold(f64::MAX, |a, &r| a.min(r))..=found.rates.iter().fold(0.0, |a, &r| a.max(r));
         for (rate, what) in [(found.steepest, "steepest descent"), (found.min_over_10, "lowest loss ÷ 10")] {
             match rate {
-                Some(r) => {
+                Some(r) if tried.contains(&r) => {
                     out(Event::Text(format!("suggested ({what}): {r:.2e}")));
                     marks.push((r, format!("{what}: {r:.2e}")));
                 }
+                Some(r) => out(Event::Text(format!(
+                    "suggested ({what}): {r:.2e}, below the rates tried (not drawn): the loss was lowest at the \
+                     first rate tried, so this rule gives no usable rate here (a model already trained often does \
+                     this); take the steepest descent"
+                ))),
                 None => out(Event::Text(format!("suggested ({what}): none (too few batches)"))),
             }
         }
