@@ -1,10 +1,10 @@
 //! Average pooling (NCHW, f32, CPU): k × k windows with stride k, and the global average over
 //! each plane. Forward and backward are one pass each over the planes, split over the threads.
 
-use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor, D};
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::f32_slice;
+use super::{cpu_f32, f32_slice};
 
 /// Planes (one channel of one image) per parallel task.
 const PLANES_PER_TASK: usize = 64;
@@ -17,7 +17,7 @@ pub fn avg_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
     if k == 0 || k > h || k > w {
         bail!("avg_pool2d: window {k}x{k} does not fit the {h}x{w} input");
     }
-    if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
+    if !cpu_f32(&[x]) {
         // Cut to whole windows first: candle's gradient upsamples the pooled map back to the
         // input size, which misplaces values when the size is not a multiple of `k`.
         let x = x.narrow(2, 0, h / k * k)?.narrow(3, 0, w / k * k)?;
@@ -30,7 +30,7 @@ pub fn avg_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
 /// kernel; any other device or dtype uses candle's `mean`.
 pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
     x.dims4()?;
-    if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
+    if !cpu_f32(&[x]) {
         return x.mean(D::Minus1)?.mean(D::Minus1);
     }
     x.contiguous()?.apply_op1(AvgPool { k: None })

@@ -6,10 +6,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32_slice, lane_sum, lane_sum_zip};
+use super::{cpu_f32, f32_slice, lane_sum, lane_sum_zip};
 
 /// The batch statistics of one forward pass, per channel.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub fn batch_norm_train(
     beta: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Arc<OnceLock<BatchStats>>)> {
-    if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
+    if !cpu_f32(&[x]) {
         bail!("fast batch norm: f32 on the CPU only");
     }
     if x.rank() != 2 && x.rank() != 4 {
@@ -63,7 +63,7 @@ pub fn batch_norm_fixed(
     var: &[f32],
     eps: f64,
 ) -> Result<Tensor> {
-    if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
+    if !cpu_f32(&[x]) {
         bail!("fast batch norm: f32 on the CPU only");
     }
     let c = gamma.len();
@@ -359,6 +359,7 @@ mod tests {
     use super::*;
     use crate::kernels::test_util::{assert_grads_close, candle_batch_norm, random, rel_err};
     use candle_core::Var;
+    use candle_core::{DType, Device};
     use candle_nn::{BatchNormConfig, ModuleT, VarBuilder, VarMap};
 
     /// Our op against candle's batch norm: outputs, statistics and all three gradients.

@@ -7,12 +7,12 @@
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::batchnorm::{batch_stats, packed_gradients, per_channel, scale_shift, unpack_gradients, BatchStats};
 use super::pool::{check_window, pool_planes, PLANES_PER_TASK};
-use super::{f32_slice, lane_sum};
+use super::{cpu_f32, f32_slice, lane_sum};
 
 /// Batch norm of `x` (`[N, C, H, W]`) with this batch's statistics, then max-pooling over
 /// `k` × `k` windows with stride `k`: the same values and gradients as
@@ -26,7 +26,7 @@ pub fn batch_norm_pool_train(
     eps: f64,
     k: usize,
 ) -> Result<(Tensor, Arc<OnceLock<BatchStats>>)> {
-    if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
+    if !cpu_f32(&[x]) {
         bail!("fast batch norm and pool: f32 on the CPU only");
     }
     let (_, _, h, w) = x.dims4()?;
@@ -225,6 +225,7 @@ mod tests {
     use crate::kernels::test_util::{assert_grads_close, candle_batch_norm, distinct, random, rel_err};
     use crate::kernels::{batch_norm_train, max_pool2d};
     use candle_core::Var;
+    use candle_core::{DType, Device};
     use candle_nn::ModuleT;
 
     /// The fused op against candle's batch norm followed by an exact reference pool (windows cut

@@ -4,11 +4,11 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::winograd::{Planes, Winograd};
-use super::{f32_slice, lane_sum, matmul, matmul_add, with_f32, with_scratch};
+use super::{cpu_f32, f32_slice, lane_sum, matmul, matmul_add, with_f32, with_scratch};
 
 /// Input channels (output channels, for the input gradient) from which a padded 3 × 3
 /// stride-1 convolution runs in Winograd form.
@@ -64,10 +64,7 @@ fn conv(
     if let Some(k) = pool {
         super::pool::check_window("conv2d", (g.oh, g.ow), k)?;
     }
-    let fast = matches!(x.device(), Device::Cpu)
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
-        && b.is_none_or(|b| b.dtype() == DType::F32);
+    let fast = cpu_f32(&[x, w]) && b.is_none_or(|b| cpu_f32(&[b]));
     if !fast {
         let mut y = x.conv2d(w, padding, stride, 1, 1)?;
         if let Some(b) = b {

@@ -6,13 +6,13 @@
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::batchnorm::{input_gradient, normalize, BatchStats};
 use super::bn_pool::{normalize_and_pool, pooled_input_gradient, Pooled};
 use super::conv::{Geom, GradSrc};
 use super::pool::check_window;
-use super::{f32_slice, with_f32};
+use super::{cpu_f32, f32_slice, with_f32};
 
 /// Batch norm (scales `gamma`, shifts `beta`) with this batch's statistics of `relu(conv(x, w) + b)`
 /// (stride 1, `padding` zeros on every side): the same values and gradients as
@@ -39,8 +39,7 @@ pub fn conv2d_relu_batch_norm_train(
             bail!("{name}: the {what} has shape {:?}, expected [{o}] (one per output channel)", t.dims());
         }
     }
-    let cpu_f32 = |t: &Tensor| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32;
-    if ![x, w, b, gamma, beta].into_iter().all(cpu_f32) {
+    if !cpu_f32(&[x, w, b, gamma, beta]) {
         bail!("{name}: f32 on the CPU only");
     }
     // The three per-channel parameters travel as one tensor; candle's `cat` hands each its part

@@ -11,11 +11,11 @@
 
 use std::sync::OnceLock;
 
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::dropout::{apply_mask, Dropout};
-use super::{f32_slice, matmul, with_f32};
+use super::{cpu_f32, f32_slice, matmul, with_f32};
 
 /// `x · wᵀ + b` for `x` (N, IN, or N × … flattened from its second dimension), `w` (OUT, IN)
 /// and `b` (OUT), then a ReLU if `relu`. Gradients flow to all three; that of `x` (in `x`'s
@@ -39,8 +39,7 @@ fn dense(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool, drop: Option<(f32, u64)
     if !rank_ok || inputs == 0 || outputs == 0 || w_in != inputs || b.dims() != [outputs] {
         bail!("linear: input {:?}, weight {:?} and bias {:?} do not fit", x.dims(), w.dims(), b.dims());
     }
-    let cpu_f32 = |t: &Tensor| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32;
-    if !(cpu_f32(x) && cpu_f32(w) && cpu_f32(b)) {
+    if !cpu_f32(&[x, w, b]) {
         let x = match drop {
             Some((rate, key)) => super::dropout(x, rate, key)?,
             None => x.clone(),

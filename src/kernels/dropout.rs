@@ -6,10 +6,10 @@
 //!
 //! [`Network`]: crate::model::Network
 
-use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_slice;
+use super::{cpu_f32, f32_slice};
 
 /// Values per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -51,7 +51,7 @@ fn threshold(rate: f32) -> u32 {
 /// on the same device), and no values cross to the host.
 pub fn dropout(x: &Tensor, rate: f32, key: u64) -> Result<Tensor> {
     let op = Dropout::new(rate, key, x.elem_count())?;
-    if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
+    if cpu_f32(&[x]) {
         return x.contiguous()?.apply_op1(op);
     }
     if !x.device().is_cpu() {
@@ -143,6 +143,7 @@ mod tests {
     use super::*;
     use crate::kernels::test_util::random;
     use candle_core::Var;
+    use candle_core::{DType, Device};
 
     #[test]
     fn drops_about_the_rate_and_scales_the_rest() {

@@ -37,6 +37,12 @@ use candle_core::{backend::BackendStorage, bail, CpuStorage, Layout, Result, Sto
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+/// Whether the fused CPU kernels apply to every one of `tensors`: f32 on the CPU (otherwise
+/// the kernels fall back to candle's own operations).
+pub fn cpu_f32(tensors: &[&Tensor]) -> bool {
+    tensors.iter().all(|t| t.device().is_cpu() && t.dtype() == candle_core::DType::F32)
+}
+
 /// Keeps candle's own CPU thread pool to one thread, unless `CANDLE_NUM_THREADS` is set.
 ///
 /// candle runs large element-wise operations on a pool of its own, beside rayon's, whose idle

@@ -3,10 +3,10 @@
 
 use std::sync::OnceLock;
 
-use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_slice;
+use super::{cpu_f32, f32_slice};
 
 /// Planes (one channel of one image) per parallel task.
 pub(super) const PLANES_PER_TASK: usize = 64;
@@ -18,7 +18,7 @@ pub(super) const PLANES_PER_TASK: usize = 64;
 pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     check_window("max_pool2d", (h, w), k)?;
-    if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
+    if !cpu_f32(&[x]) {
         return x.max_pool2d(k);
     }
     x.contiguous()?.apply_op1(MaxPool { k, argmax: OnceLock::new() })

@@ -618,7 +618,7 @@ impl Network {
             match layer {
                 Built::Conv { .. } | Built::BatchNorm(_) => out.push(i),
                 Built::Flatten | Built::GlobalAvgPool | Built::Dense { .. } => break,
-                _ => {}
+                Built::MaxPool | Built::AvgPool | Built::Dropout(_) => {}
             }
         }
         out
