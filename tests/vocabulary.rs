@@ -50,6 +50,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["compare"],
     ),
     ("load png mydigits", "load folder mydigits", &["npz"]),
+    ("tensorboard --logdir runs", "log tensorboard runs", &[]),
     ("load fashion_mnist", "load fashion-mnist", &[]),
     ("model.fit(x_train, y_train, batch_size=128, epochs=12)", "fit 12", &[]),
     ("history = model.fit(x, y, epochs=3, validation_split=0.1)", "fit 3", &[]),

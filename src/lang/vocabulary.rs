@@ -472,7 +472,8 @@ pub fn explain(line: &str, error_at: usize, parses: &dyn Fn(&str) -> bool) -> Op
             continue;
         }
         let Some(entry) = entry_for(term, starts[i], &keyword) else { continue };
-        let next = terms.get(i + 1).map(|t| &line[t.start..t.end]);
+        // The word after it, past command-line flags (`tensorboard --logdir runs` → `runs`).
+        let next = terms[i + 1..].iter().map(|t| &line[t.start..t.end]).find(|w| !w.starts_with('-'));
         let answer = match entry.answer {
             Answer::Line(template) => Some(entry.fill(template, term, next)),
             Answer::Repl(command) => Some(command.to_string()),
