@@ -10,6 +10,7 @@
 //! those splits instead.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -211,15 +212,30 @@ pub fn load_class_folder_interruptible(dir: &Path, should_stop: &(dyn Fn() -> bo
         || format!("{} images of 28×28 from {}", files.len(), dir.display()),
         crate::budget::product(&[files.len() as u64, (FIELD * FIELD) as u64]),
     )?;
-    let images: Vec<Vec<u8>> = files
+    // Decoded in parallel, but the error reported is always the first failing picture in file
+    // order: a picture after a failed one is skipped, one before it never is.
+    let first_failure = AtomicUsize::new(usize::MAX);
+    let decoded: Vec<Option<Result<Vec<u8>>>> = files
         .par_iter()
-        .map(|(_, path, _)| {
-            if should_stop() {
-                return Err(DataError::Interrupted);
+        .enumerate()
+        .map(|(i, (_, path, _))| {
+            if i > first_failure.load(Ordering::Relaxed) {
+                return None;
             }
-            preprocess::prepare_file(path).map(|p| p.pixels)
+            if should_stop() {
+                return Some(Err(DataError::Interrupted));
+            }
+            let picture = preprocess::prepare_file(path).map(|p| p.pixels);
+            if picture.is_err() {
+                first_failure.fetch_min(i, Ordering::Relaxed);
+            }
+            Some(picture)
         })
-        .collect::<Result<_>>()?;
+        .collect();
+    let mut images = Vec::with_capacity(decoded.len());
+    for picture in decoded {
+        images.push(picture.expect("a picture is skipped only after an earlier one failed")?);
+    }
     let mut dataset = Dataset::new(&name_of(dir), names, FIELD, FIELD);
     let layout = if split_layout {
         let splits: Vec<&str> = parts.iter().map(|(k, _)| k.as_str()).collect();

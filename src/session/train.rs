@@ -865,9 +865,11 @@ impl Session {
             vec![path.to_path_buf()]
         };
         Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), files.len())?;
-        let prepared: Vec<data::preprocess::Prepared> = Self::in_pool(&self.training.pool, || {
-            files.par_iter().map(|f| data::preprocess::prepare_file(f)).collect::<Result<_, _>>()
-        })?;
+        // Decoded in parallel; the error reported is the first failing picture in file order.
+        let decoded: Vec<Result<data::preprocess::Prepared, _>> = Self::in_pool(&self.training.pool, || {
+            files.par_iter().map(|f| data::preprocess::prepare_file(f)).collect()
+        });
+        let prepared = decoded.into_iter().collect::<Result<Vec<_>, _>>()?;
         let pixels: Vec<u8> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
         let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
         let net = &state.net;
