@@ -28,7 +28,7 @@ const SCRATCH_BUDGET_BYTES: usize = 1 << 20;
 /// network costs nothing in the backward pass. f32 on the CPU uses the fast kernels; any other
 /// device or dtype uses candle's `conv2d`.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize, stride: usize, relu: bool) -> Result<Tensor> {
-    conv(x, w, b, padding, stride, relu, None)
+    conv(x, w, b, ConvSettings { padding, stride, relu, ..ConvSettings::default() })
 }
 
 /// [`conv2d`] with bias and ReLU, then `k` × `k` max-pooling with stride `k` (rows and columns
@@ -43,18 +43,28 @@ pub fn conv2d_relu_pool(
     stride: usize,
     k: usize,
 ) -> Result<Tensor> {
-    conv(x, w, b, padding, stride, true, Some(k))
+    conv(x, w, b, ConvSettings { padding, stride, relu: true, pool: Some(k) })
 }
 
-fn conv(
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
+/// How a convolution runs, as candle's `Conv2dConfig` says it: zero padding on every side, the
+/// stride in both directions, a ReLU after the bias, and a `pool` × `pool` max-pool after that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ConvSettings {
     padding: usize,
     stride: usize,
     relu: bool,
     pool: Option<usize>,
-) -> Result<Tensor> {
+}
+
+impl Default for ConvSettings {
+    /// Unpadded, stride 1, no ReLU, no pooling.
+    fn default() -> ConvSettings {
+        ConvSettings { padding: 0, stride: 1, relu: false, pool: None }
+    }
+}
+
+fn conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, settings: ConvSettings) -> Result<Tensor> {
+    let ConvSettings { padding, stride, relu, pool } = settings;
     let g = Geom::new(x.dims(), w.dims(), padding, stride)?;
     if let Some(b) = b {
         if b.dims() != [g.o] {
@@ -471,7 +481,7 @@ impl Geom {
         let ld = nb * p;
         with_scratch(&SCRATCH, if wino.is_some() { 0 } else { ckk * ld }, o * ld, |col, out| {
             match wino {
-                Some((wg, u)) => wg.run(nb, u, x, self.x_planes(), out, Planes { image: p, channel: ld }),
+                Some((wg, u)) => wg.run(nb, u, (x, self.x_planes()), (out, Planes { image: p, channel: ld })),
                 None => {
                     self.im2col_chunk(x, col);
                     // out (o × ld) = w (o × ckk) · col (ckk × ld), all row-major.
@@ -548,7 +558,7 @@ impl Geom {
                         if want_w {
                             let (dw, db) = acc.split_at_mut(weights);
                             match &wino_w {
-                                Some(wf) => wf.weight_products(m, xc, self.x_planes(), dyc, dy_at, dw),
+                                Some(wf) => wf.weight_products(m, (xc, self.x_planes()), (dyc, dy_at), dw),
                                 None => {
                                     self.im2col_chunk(xc, col);
                                     // dw += dyc (o × ld) · colᵀ (ld × ckk, read from col with
@@ -565,7 +575,7 @@ impl Geom {
                         if let Some((wg, u)) = &wino {
                             // Every value of the chunk's input gradient, written by the transposed
                             // convolution in Winograd form.
-                            wg.run(m, u, dyc, dy_at, dxc, self.x_planes());
+                            wg.run(m, u, (dyc, dy_at), (dxc, self.x_planes()));
                         } else if want_x {
                             // col (ckk × ld) = wᵀ (ckk × o, read from w with swapped strides) · dyc.
                             matmul(ckk, ld, o, (col, ld, 1), (w, 1, ckk), (dyc, ld, 1));

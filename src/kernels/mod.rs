@@ -140,16 +140,17 @@ type Destination<'a> = (&'a mut [f32], usize, usize);
 /// m × n `dst`, each given as (slice, row stride, column stride): element (i, j) sits at
 /// `i * row_stride + j * col_stride`. Panics if a matrix would reach past its slice.
 pub(super) fn matmul(m: usize, n: usize, k: usize, dst: Destination<'_>, lhs: Operand<'_>, rhs: Operand<'_>) {
-    product(m, n, k, dst, lhs, rhs, false);
+    product((m, n, k), dst, lhs, rhs, false);
 }
 
 /// [`matmul`] that adds the product to `dst` instead of overwriting it: `dst += lhs · rhs`.
 pub(super) fn matmul_add(m: usize, n: usize, k: usize, dst: Destination<'_>, lhs: Operand<'_>, rhs: Operand<'_>) {
-    product(m, n, k, dst, lhs, rhs, true);
+    product((m, n, k), dst, lhs, rhs, true);
 }
 
-/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `add`, for [`matmul`] and [`matmul_add`].
-fn product(m: usize, n: usize, k: usize, dst: Destination<'_>, lhs: Operand<'_>, rhs: Operand<'_>, add: bool) {
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `add`, for [`matmul`] and [`matmul_add`]; the
+/// product is m × k · k × n.
+fn product((m, n, k): (usize, usize, usize), dst: Destination<'_>, lhs: Operand<'_>, rhs: Operand<'_>, add: bool) {
     let fits = |len: usize, rows: usize, cols: usize, rs: usize, cs: usize| {
         rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
     };

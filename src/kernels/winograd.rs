@@ -120,7 +120,13 @@ impl Winograd {
     /// Output planes (`oh` × `ow`) of `nb` images into `out` (laid out as `out_at`, every value
     /// overwritten) from the input planes (`h` × `w`) in `inp` (laid out as `in_at`), with the
     /// kernels `u` of [`Winograd::kernels`].
-    pub(super) fn run(&self, nb: usize, u: &[f32], inp: &[f32], in_at: Planes, out: &mut [f32], out_at: Planes) {
+    pub(super) fn run(
+        &self,
+        nb: usize,
+        u: &[f32],
+        (inp, in_at): (&[f32], Planes),
+        (out, out_at): (&mut [f32], Planes),
+    ) {
         let ld = self.ld(nb);
         let work = self.work_len();
         with_scratch(&SCRATCH, T * self.ci * ld, T * self.co * ld + work, |v, rest| {
@@ -157,10 +163,8 @@ impl Winograd {
     pub(super) fn weight_products(
         &self,
         nb: usize,
-        inp: &[f32],
-        in_at: Planes,
-        dy: &[f32],
-        dy_at: Planes,
+        (inp, in_at): (&[f32], Planes),
+        (dy, dy_at): (&[f32], Planes),
         du: &mut [f32],
     ) {
         let (slots, ld) = (self.slots(), self.ld(nb));
@@ -544,7 +548,7 @@ mod tests {
             let mut du = vec![0f32; g.products_len()];
             let p = g.oh * g.ow;
             let (x_at, dy_at) = (Planes { image: ci * h * w, channel: h * w }, Planes { image: co * p, channel: p });
-            g.weight_products(n, &x, x_at, &dy, dy_at, &mut du);
+            g.weight_products(n, (&x, x_at), (&dy, dy_at), &mut du);
             let dw = g.weight_gradient(&du);
             for o in 0..co {
                 for c in 0..ci {
@@ -582,14 +586,8 @@ mod tests {
             let mut y = vec![f32::NAN; n * co * g.oh * g.ow];
             let u = g.forward_kernels(&k);
             let p = g.oh * g.ow;
-            g.run(
-                n,
-                &u,
-                &x,
-                Planes { image: ci * h * w, channel: h * w },
-                &mut y,
-                Planes { image: co * p, channel: p },
-            );
+            let (in_at, out_at) = (Planes { image: ci * h * w, channel: h * w }, Planes { image: co * p, channel: p });
+            g.run(n, &u, (&x, in_at), (&mut y, out_at));
             let want = direct(&x, &k, n, &g);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{n} {ci} {co} {h}x{w} pad {pad}: {a} vs {b}");
