@@ -142,100 +142,14 @@ pub fn load_class_folder_interruptible(dir: &Path, should_stop: &(dyn Fn() -> bo
     if !dir.is_dir() {
         return Err(DataError::format(dir, "no such folder"));
     }
-    let top = class_folders(dir)?;
-    let split_layout = top.iter().all(|d| split_of(&name_of(d)).is_some())
-        && top.iter().all(|d| subfolders(d).is_ok_and(|s| !s.is_empty()));
-    let split_like: Vec<String> = top
-        .iter()
-        .filter(|d| split_of(&name_of(d)).is_some() && subfolders(d).is_ok_and(|s| !s.is_empty()))
-        .map(|d| name_of(d))
-        .collect();
-    if !split_layout && !split_like.is_empty() {
-        let others: Vec<String> = top.iter().map(|d| name_of(d)).filter(|n| !split_like.contains(n)).collect();
-        return Err(DataError::format(
-            dir,
-            format!(
-                "mixes split folders with class subfolders ({}) and class folders ({}): put every class \
-                 subfolder inside train/, val/ or test/, or none of them",
-                split_like.join(", "),
-                others.join(", ")
-            ),
-        ));
-    }
-    // (split, its class subfolders) for each split.
-    let parts: Vec<(SplitKind, Vec<PathBuf>)> = if split_layout {
-        let mut parts = Vec::new();
-        for d in &top {
-            let kind = split_of(&name_of(d)).expect("checked above");
-            if parts.iter().any(|(k, _)| *k == kind) {
-                return Err(DataError::format(d, format!("a second folder for the {kind} split")));
-            }
-            parts.push((kind, class_folders(d)?));
-        }
-        parts
-    } else {
-        vec![(SplitKind::Train, top)]
-    };
-    let mut names: Vec<String> = parts.iter().flat_map(|(_, c)| c.iter().map(|c| name_of(c))).collect();
-    names.sort();
-    names.dedup();
-    if names.len() < 2 {
-        return Err(DataError::format(
-            dir,
-            format!(
-                "has one class subfolder ({}): a classifier needs at least two classes, one subfolder each",
-                names.join(", ")
-            ),
-        ));
-    }
-    if names.len() > MAX_CLASSES {
-        return Err(DataError::format(
-            dir,
-            format!("has {} class subfolders, but labels are bytes: at most {MAX_CLASSES} classes", names.len()),
-        ));
-    }
-    let mut files: Vec<(SplitKind, PathBuf, u8)> = Vec::new();
-    for (kind, classes) in &parts {
-        for class in classes {
-            let pictures = pictures_under(class)?;
-            if pictures.is_empty() {
-                return Err(DataError::format(
-                    class,
-                    "an empty class: the subfolder holds no .png, .jpg or .jpeg file",
-                ));
-            }
-            let label = names.binary_search(&name_of(class)).expect("every name was gathered") as u8;
-            files.extend(pictures.into_iter().map(|p| (*kind, p, label)));
-        }
-    }
+    let (parts, split_layout) = split_parts(dir)?;
+    let names = class_names(dir, &parts)?;
+    let files = labelled_pictures(&parts, &names)?;
     crate::budget::check(
         || format!("{} images of 28×28 from {}", files.len(), dir.display()),
         crate::budget::product(&[files.len() as u64, (FIELD * FIELD) as u64]),
     )?;
-    // Decoded in parallel, but the error reported is always the first failing picture in file
-    // order: a picture after a failed one is skipped, one before it never is.
-    let first_failure = AtomicUsize::new(usize::MAX);
-    let decoded: Vec<Option<Result<Vec<u8>>>> = files
-        .par_iter()
-        .enumerate()
-        .map(|(i, (_, path, _))| {
-            if i > first_failure.load(Ordering::Relaxed) {
-                return None;
-            }
-            if should_stop() {
-                return Some(Err(DataError::Interrupted));
-            }
-            let picture = preprocess::prepare_file(path).map(|p| p.pixels);
-            if picture.is_err() {
-                first_failure.fetch_min(i, Ordering::Relaxed);
-            }
-            Some(picture)
-        })
-        .collect();
-    let mut images = Vec::with_capacity(decoded.len());
-    for picture in decoded {
-        images.push(picture.expect("a picture is skipped only after an earlier one failed")?);
-    }
+    let images = decode_in_order(&files, should_stop)?;
     let mut dataset = Dataset::new(&name_of(dir), names, FIELD, FIELD);
     let layout = if split_layout {
         let splits: Vec<&str> = parts.iter().map(|(k, _)| k.as_str()).collect();
@@ -259,6 +173,123 @@ pub fn load_class_folder_interruptible(dir: &Path, should_stop: &(dyn Fn() -> bo
     }
     dataset.validate().map_err(|p| DataError::inconsistent(dir, p))?;
     Ok(dataset)
+}
+
+/// A split and its class subfolders.
+type SplitFolders = (SplitKind, Vec<PathBuf>);
+
+/// The splits of `dir` and each one's class subfolders: `train/`, `val/`, `test/` folders of
+/// class subfolders (true), or class subfolders alone, all in the train split (false).
+fn split_parts(dir: &Path) -> Result<(Vec<SplitFolders>, bool)> {
+    let top = class_folders(dir)?;
+    let split_layout = top.iter().all(|d| split_of(&name_of(d)).is_some())
+        && top.iter().all(|d| subfolders(d).is_ok_and(|s| !s.is_empty()));
+    let split_like: Vec<String> = top
+        .iter()
+        .filter(|d| split_of(&name_of(d)).is_some() && subfolders(d).is_ok_and(|s| !s.is_empty()))
+        .map(|d| name_of(d))
+        .collect();
+    if !split_layout && !split_like.is_empty() {
+        let others: Vec<String> = top.iter().map(|d| name_of(d)).filter(|n| !split_like.contains(n)).collect();
+        return Err(DataError::format(
+            dir,
+            format!(
+                "mixes split folders with class subfolders ({}) and class folders ({}): put every class \
+                 subfolder inside train/, val/ or test/, or none of them",
+                split_like.join(", "),
+                others.join(", ")
+            ),
+        ));
+    }
+    let parts: Vec<(SplitKind, Vec<PathBuf>)> = if split_layout {
+        let mut parts = Vec::new();
+        for d in &top {
+            let kind = split_of(&name_of(d)).expect("checked above");
+            if parts.iter().any(|(k, _)| *k == kind) {
+                return Err(DataError::format(d, format!("a second folder for the {kind} split")));
+            }
+            parts.push((kind, class_folders(d)?));
+        }
+        parts
+    } else {
+        vec![(SplitKind::Train, top)]
+    };
+    Ok((parts, split_layout))
+}
+
+/// The class names of `parts`, sorted: at least two, at most [`MAX_CLASSES`].
+fn class_names(dir: &Path, parts: &[SplitFolders]) -> Result<Vec<String>> {
+    let mut names: Vec<String> = parts.iter().flat_map(|(_, c)| c.iter().map(|c| name_of(c))).collect();
+    names.sort();
+    names.dedup();
+    if names.len() < 2 {
+        return Err(DataError::format(
+            dir,
+            format!(
+                "has one class subfolder ({}): a classifier needs at least two classes, one subfolder each",
+                names.join(", ")
+            ),
+        ));
+    }
+    if names.len() > MAX_CLASSES {
+        return Err(DataError::format(
+            dir,
+            format!("has {} class subfolders, but labels are bytes: at most {MAX_CLASSES} classes", names.len()),
+        ));
+    }
+    Ok(names)
+}
+
+/// Every picture of `parts` with its split and label (its class's place in `names`); a class
+/// without pictures is refused.
+fn labelled_pictures(parts: &[SplitFolders], names: &[String]) -> Result<Vec<(SplitKind, PathBuf, u8)>> {
+    let mut files: Vec<(SplitKind, PathBuf, u8)> = Vec::new();
+    for (kind, classes) in parts {
+        for class in classes {
+            let pictures = pictures_under(class)?;
+            if pictures.is_empty() {
+                return Err(DataError::format(
+                    class,
+                    "an empty class: the subfolder holds no .png, .jpg or .jpeg file",
+                ));
+            }
+            let label = names.binary_search(&name_of(class)).expect("every name was gathered") as u8;
+            files.extend(pictures.into_iter().map(|p| (*kind, p, label)));
+        }
+    }
+    Ok(files)
+}
+
+/// Each picture of `files` decoded and made MNIST-style, in parallel; the error reported is
+/// always the first failing picture in file order (a picture after a failed one is skipped,
+/// one before it never is). `should_stop` is asked before each picture.
+fn decode_in_order(
+    files: &[(SplitKind, PathBuf, u8)],
+    should_stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Vec<Vec<u8>>> {
+    let first_failure = AtomicUsize::new(usize::MAX);
+    let decoded: Vec<Option<Result<Vec<u8>>>> = files
+        .par_iter()
+        .enumerate()
+        .map(|(i, (_, path, _))| {
+            if i > first_failure.load(Ordering::Relaxed) {
+                return None;
+            }
+            if should_stop() {
+                return Some(Err(DataError::Interrupted));
+            }
+            let picture = preprocess::prepare_file(path).map(|p| p.pixels);
+            if picture.is_err() {
+                first_failure.fetch_min(i, Ordering::Relaxed);
+            }
+            Some(picture)
+        })
+        .collect();
+    let mut images = Vec::with_capacity(decoded.len());
+    for picture in decoded {
+        images.push(picture.expect("a picture is skipped only after an earlier one failed")?);
+    }
+    Ok(images)
 }
 
 #[cfg(test)]
