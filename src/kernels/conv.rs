@@ -588,22 +588,28 @@ impl Geom {
                 acc
             })
             .collect();
-        let acc = partial
-            .into_iter()
-            .reduce(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            })
-            .unwrap_or_default();
-        match wino_w {
-            Some(wf) => {
-                let (du, db) = acc.split_at(wf.products_len());
-                let mut dw = wf.weight_gradient(du);
-                dw.extend_from_slice(db);
-                (dw, dx)
-            }
-            None => (acc, dx),
+        (weight_and_bias_gradient(partial, wino_w.as_ref()), dx)
+    }
+}
+
+/// The runs' weight and bias gradient sums of [`Geom::backward`] added in run order, and the
+/// weight part turned from Winograd's form (`wino_w`) into the plain one where it was used.
+fn weight_and_bias_gradient(partial: Vec<Vec<f32>>, wino_w: Option<&Winograd>) -> Vec<f32> {
+    let acc = partial
+        .into_iter()
+        .reduce(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            a
+        })
+        .unwrap_or_default();
+    match wino_w {
+        Some(wf) => {
+            let (du, db) = acc.split_at(wf.products_len());
+            let mut dw = wf.weight_gradient(du);
+            dw.extend_from_slice(db);
+            dw
         }
+        None => acc,
     }
 }
 
