@@ -47,7 +47,7 @@ pub enum BudgetError {
     NotRegular {
         /// The path.
         path: PathBuf,
-        /// What it is instead (`FIFO`, `character device`, ...).
+        /// What it is instead ([`crate::write::file_kind`]: `FIFO`, `character device`, ...).
         kind: &'static str,
     },
     /// A folder where a file was expected.
@@ -180,19 +180,7 @@ pub fn check_file(path: &Path, limit: u64) -> Result<u64, BudgetError> {
         return Err(BudgetError::IsDir { path: path.into() });
     }
     if !ft.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        let kind = if ft.is_fifo() {
-            "FIFO"
-        } else if ft.is_char_device() {
-            "character device"
-        } else if ft.is_block_device() {
-            "block device"
-        } else if ft.is_socket() {
-            "socket"
-        } else {
-            "special file"
-        };
-        return Err(BudgetError::NotRegular { path: path.into(), kind });
+        return Err(BudgetError::NotRegular { path: path.into(), kind: crate::write::file_kind(ft) });
     }
     if meta.len() > limit {
         return Err(BudgetError::FileTooLarge { path: path.into(), size: meta.len(), limit });

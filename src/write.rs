@@ -27,19 +27,19 @@ const MAX_LINKS: usize = 40;
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// The target exists and is not a regular file.
-    #[error("{}: is {kind}, not a regular file; refusing to replace it (nothing was written)", path.display())]
+    #[error("{}: is a {kind}, not a regular file; refusing to replace it (nothing was written)", path.display())]
     NotAFile {
         /// The target (after following links).
         path: PathBuf,
-        /// What it is, in words: `a FIFO (named pipe)`, `a character device`, `a folder`, ….
+        /// What it is ([`file_kind`]): `FIFO`, `character device`, `folder`, ….
         kind: &'static str,
     },
     /// The target, or a folder on its way, exists and is not a folder.
-    #[error("{}: is {kind}, not a folder; refusing to write into it (nothing was written)", path.display())]
+    #[error("{}: is a {kind}, not a folder; refusing to write into it (nothing was written)", path.display())]
     NotAFolder {
         /// The path that should be a folder.
         path: PathBuf,
-        /// What it is, in words.
+        /// What it is ([`file_kind`]).
         kind: &'static str,
     },
     /// The target lies in the dataset cache, which only `fetch` writes.
@@ -95,25 +95,27 @@ fn default_cache_dir() -> PathBuf {
     dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("mnistlab")
 }
 
-/// `kind` in words, for errors; `None` for a regular file.
-fn kind_words(kind: fs::FileType) -> Option<&'static str> {
-    Some(if kind.is_file() {
-        return None;
+/// What a file of type `kind` is, in words for errors: `regular file`, `folder`, `FIFO`,
+/// `character device`, `block device`, `socket`, `symbolic link` or `special file`. The write
+/// path and the budget's read check name files alike through it.
+pub fn file_kind(kind: fs::FileType) -> &'static str {
+    if kind.is_file() {
+        "regular file"
     } else if kind.is_dir() {
-        "a folder"
+        "folder"
     } else if kind.is_fifo() {
-        "a FIFO (named pipe)"
+        "FIFO"
     } else if kind.is_char_device() {
-        "a character device"
+        "character device"
     } else if kind.is_block_device() {
-        "a block device"
+        "block device"
     } else if kind.is_socket() {
-        "a socket"
+        "socket"
     } else if kind.is_symlink() {
-        "a symbolic link"
+        "symbolic link"
     } else {
-        "not a regular file"
-    })
+        "special file"
+    }
 }
 
 /// `path` with every symbolic link at its end followed (links inside its folders are left to
@@ -196,8 +198,7 @@ fn check_ancestors(dir: &Path) -> Result<()> {
         match fs::metadata(ancestor) {
             Ok(meta) if meta.is_dir() => return Ok(()),
             Ok(meta) => {
-                let kind = kind_words(meta.file_type()).unwrap_or("a regular file");
-                return Err(WriteError::NotAFolder { path: ancestor.to_path_buf(), kind });
+                return Err(WriteError::NotAFolder { path: ancestor.to_path_buf(), kind: file_kind(meta.file_type()) });
             }
             Err(_) => continue,
         }
@@ -212,8 +213,8 @@ pub fn file_target(path: &Path, place: Place) -> Result<PathBuf> {
     check_ancestors(&parent_of(&real))?;
     match fs::symlink_metadata(&real) {
         Ok(meta) => {
-            if let Some(kind) = kind_words(meta.file_type()) {
-                return Err(WriteError::NotAFile { path: real, kind });
+            if !meta.file_type().is_file() {
+                return Err(WriteError::NotAFile { path: real, kind: file_kind(meta.file_type()) });
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -304,7 +305,7 @@ mod tests {
         let path = dir.path().join("pipe");
         fifo(&path);
         let err = write_file(&path, b"x", Place::OutsideCache).unwrap_err();
-        assert!(err.to_string().contains("a FIFO (named pipe), not a regular file"), "{err}");
+        assert!(err.to_string().contains("is a FIFO, not a regular file"), "{err}");
         assert!(fs::symlink_metadata(&path).unwrap().file_type().is_fifo());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
     }
@@ -313,7 +314,7 @@ mod tests {
     fn a_folder_where_a_file_is_expected_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let err = write_file(dir.path(), b"x", Place::OutsideCache).unwrap_err();
-        assert!(matches!(err, WriteError::NotAFile { kind: "a folder", .. }), "{err}");
+        assert!(matches!(err, WriteError::NotAFile { kind: "folder", .. }), "{err}");
         let file = dir.path().join("f");
         fs::write(&file, b"keep").unwrap();
         let err = folder_target(&file, Place::OutsideCache).unwrap_err();

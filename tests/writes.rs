@@ -81,15 +81,15 @@ fn specials(dir: &Path) -> Vec<(PathBuf, &'static str, Option<UnixListener>)> {
     let mut made = Vec::new();
     let fifo = dir.join("fifo.bin");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-    made.push((fifo, "a FIFO (named pipe)", None));
+    made.push((fifo, "is a FIFO", None));
     let socket = dir.join("socket.bin");
     let listener = UnixListener::bind(&socket).unwrap();
-    made.push((socket, "a socket", Some(listener)));
+    made.push((socket, "is a socket", Some(listener)));
     if is_root() {
         // The numbers of /dev/null, made here: the real /dev is never touched.
         let device = dir.join("device.bin");
         assert!(Command::new("mknod").arg(&device).args(["c", "1", "3"]).status().unwrap().success());
-        made.push((device, "a character device", None));
+        made.push((device, "is a character device", None));
     } else {
         eprintln!("the character-device cases did not run: mknod needs root");
     }
@@ -114,7 +114,7 @@ fn file_writers_refuse_special_targets_and_leave_them_untouched() {
     let folder = dir.path().join("folder.json");
     fs::create_dir(&folder).unwrap();
     fs::write(folder.join("keep.txt"), b"keep").unwrap();
-    targets.push((folder, "a folder", None));
+    targets.push((folder, "is a folder", None));
     for (target, words, _listener) in &targets {
         // save history needs a .csv or .json name: link a fitting name to the special.
         let history_name = dir.path().join(format!("{}.json", target.file_name().unwrap().to_string_lossy()));
@@ -143,7 +143,7 @@ fn folder_writers_refuse_files_and_specials_before_computing_anything() {
     let mut targets = specials(dir.path());
     let file = dir.path().join("plain-file");
     fs::write(&file, b"precious").unwrap();
-    targets.push((file, "a regular file", None));
+    targets.push((file, "is a regular file", None));
     for (target, words, _listener) in &targets {
         for statement in [
             format!("save \"{}\"", target.display()),
