@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::dataset::{Dataset, Provenance, SplitKind};
 use super::error::{DataError, Result};
-use super::preprocess::{self, FIELD};
+use super::preprocess::{self, Prepared, FIELD};
 
 /// The most classes a folder may have: labels are stored as bytes.
 pub const MAX_CLASSES: usize = 256;
@@ -149,7 +149,8 @@ pub fn load_class_folder_interruptible(dir: &Path, should_stop: &(dyn Fn() -> bo
         || format!("{} images of 28×28 from {}", files.len(), dir.display()),
         crate::budget::product(&[files.len() as u64, (FIELD * FIELD) as u64]),
     )?;
-    let images = decode_in_order(&files, should_stop)?;
+    let paths: Vec<&Path> = files.iter().map(|(_, path, _)| path.as_path()).collect();
+    let images: Vec<Vec<u8>> = prepare_files(&paths, should_stop)?.into_iter().map(|p| p.pixels).collect();
     let mut dataset = Dataset::new(&name_of(dir), names, FIELD, FIELD);
     let layout = if split_layout {
         let splits: Vec<&str> = parts.iter().map(|(k, _)| k.as_str()).collect();
@@ -260,36 +261,34 @@ fn labelled_pictures(parts: &[SplitFolders], names: &[String]) -> Result<Vec<(Sp
     Ok(files)
 }
 
-/// Each picture of `files` decoded and made MNIST-style, in parallel; the error reported is
-/// always the first failing picture in file order (a picture after a failed one is skipped,
-/// one before it never is). `should_stop` is asked before each picture.
-fn decode_in_order(
-    files: &[(SplitKind, PathBuf, u8)],
-    should_stop: &(dyn Fn() -> bool + Sync),
-) -> Result<Vec<Vec<u8>>> {
+/// Each of `paths` decoded and made MNIST-style ([`preprocess::prepare_file`]), in parallel,
+/// in order; the error reported is always the first failing picture in that order (a picture
+/// after a failed one is skipped, one before it never is). `should_stop` is asked before each
+/// picture. `load folder` and `predict DIR` decode through it.
+pub fn prepare_files(paths: &[&Path], should_stop: &(dyn Fn() -> bool + Sync)) -> Result<Vec<Prepared>> {
     let first_failure = AtomicUsize::new(usize::MAX);
-    let decoded: Vec<Option<Result<Vec<u8>>>> = files
+    let decoded: Vec<Option<Result<Prepared>>> = paths
         .par_iter()
         .enumerate()
-        .map(|(i, (_, path, _))| {
+        .map(|(i, path)| {
             if i > first_failure.load(Ordering::Relaxed) {
                 return None;
             }
             if should_stop() {
                 return Some(Err(DataError::Interrupted));
             }
-            let picture = preprocess::prepare_file(path).map(|p| p.pixels);
+            let picture = preprocess::prepare_file(path);
             if picture.is_err() {
                 first_failure.fetch_min(i, Ordering::Relaxed);
             }
             Some(picture)
         })
         .collect();
-    let mut images = Vec::with_capacity(decoded.len());
+    let mut pictures = Vec::with_capacity(decoded.len());
     for picture in decoded {
-        images.push(picture.expect("a picture is skipped only after an earlier one failed")?);
+        pictures.push(picture.expect("a picture is skipped only after an earlier one failed")?);
     }
-    Ok(images)
+    Ok(pictures)
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::Device;
-use rayon::prelude::*;
 
 use super::classes::{label_map, present_classes};
 use super::runs::{data_name, history_facts, kept_epoch, tuning, RunRecord};
@@ -865,11 +864,8 @@ impl Session {
             vec![path.to_path_buf()]
         };
         Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), files.len())?;
-        // Decoded in parallel; the error reported is the first failing picture in file order.
-        let decoded: Vec<Result<data::preprocess::Prepared, _>> = Self::in_pool(&self.training.pool, || {
-            files.par_iter().map(|f| data::preprocess::prepare_file(f)).collect()
-        });
-        let prepared = decoded.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        let prepared = Self::in_pool(&self.training.pool, || data::folder::prepare_files(&paths, &|| false))?;
         let pixels: Vec<u8> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
         let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
         let net = &state.net;
