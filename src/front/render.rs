@@ -111,17 +111,9 @@ pub fn short_duration(d: std::time::Duration) -> String {
     }
 }
 
-/// A count with thousands separators: `12,345`.
+/// A count with thousands separators: `12,345` (indicatif's `HumanCount`).
 fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    indicatif::HumanCount(n).to_string()
 }
 
 /// What a progress bar shows after its count, as Keras shows it: the time taken and the time
