@@ -107,8 +107,8 @@ fn main() -> ExitCode {
     }
     let mut session = Session::new();
     // `help` wraps to the terminal's width (80 when stdout is no terminal).
-    if let Some((terminal_size::Width(columns), _)) = terminal_size::terminal_size() {
-        session.set_text_width(columns.into());
+    if let Some(columns) = mnistlab::front::terminal::terminal_width(std::io::stdout().is_terminal()) {
+        session.set_text_width(columns);
     }
     let mut terminal = Terminal::new(cli.out.clone());
     let flag = session.interrupt_flag();

@@ -115,8 +115,9 @@ impl Terminal {
     }
 }
 
-/// The terminal's width in columns when `interactive` and it is known.
-fn terminal_width(interactive: bool) -> Option<usize> {
+/// The terminal's width in columns when `interactive` and it is known: what text is wrapped to
+/// (here, and `help` through [`crate::session::Session::set_text_width`]).
+pub fn terminal_width(interactive: bool) -> Option<usize> {
     interactive.then(terminal_size::terminal_size).flatten().map(|(terminal_size::Width(w), _)| usize::from(w))
 }
 
