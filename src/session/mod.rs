@@ -111,6 +111,8 @@ pub struct Session {
     history: Vec<String>,
     /// Statements that produced the current dataset (for the manifest), since the last `load`.
     lineage: Vec<String>,
+    /// Whether `subset` has cut the train split since the last `load` (`split A/B/C` warns).
+    subset_since_load: bool,
     interrupt: Arc<AtomicBool>,
     augmentation: Option<Augmentation>,
     training: train::TrainingState,
@@ -146,6 +148,7 @@ impl Session {
             seed: 0,
             history: Vec::new(),
             lineage: Vec::new(),
+            subset_since_load: false,
             interrupt: Arc::new(AtomicBool::new(false)),
             augmentation: None,
             training: train::TrainingState::default(),
@@ -244,8 +247,13 @@ impl Session {
             self.history.push(statement.text.clone());
         }
         if changes_data(&statement.kind) {
-            if matches!(statement.kind, StatementKind::Load(_)) {
-                self.lineage.clear();
+            match statement.kind {
+                StatementKind::Load(_) => {
+                    self.lineage.clear();
+                    self.subset_since_load = false;
+                }
+                StatementKind::Subset { .. } => self.subset_since_load = true,
+                _ => {}
             }
             self.lineage.push(statement.text.clone());
         }

@@ -303,7 +303,7 @@ impl Session {
 
     pub(super) fn split(&mut self, spec: &SplitSpec, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let session_seed = self.seed;
-        let after_subset = self.lineage.iter().any(|s| s.split_whitespace().next() == Some("subset"));
+        let after_subset = self.subset_since_load;
         let dataset = self.dataset_for("split")?;
         let (title, seed) = match spec {
             SplitSpec::Percent { train, val, test, seed } => {
