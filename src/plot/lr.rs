@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{
-    draw_title, drawing, legend_place, legend_position, padded_range, png_with, svg_with, ticks, PlotError, Result,
+    draw_legend, draw_title, drawing, legend_place, padded_range, png_with, svg_with, ticks, PlotError, Result,
     TickedAxis, FONT, TRAIN_COLOR, VAL_COLOR,
 };
 
@@ -97,15 +97,7 @@ where
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
         if !marks.is_empty() {
-            let at = legend_position(place, legend, chart.plotting_area().dim_in_pixel());
-            chart
-                .configure_series_labels()
-                .position(at)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK.mix(0.4))
-                .label_font((FONT, 13))
-                .draw()
-                .map_err(drawing)?;
+            draw_legend(&mut chart, place, legend)?;
         }
         root.present().map_err(drawing)
     }

@@ -314,6 +314,56 @@ fn legend_position(place: ticks::LegendPlace, size: (f64, f64), dim: (u32, u32))
     SeriesLabelPosition::Coordinate((x0 * dim.0 as f64).round() as i32, ((1.0 - y1) * dim.1 as f64).round() as i32)
 }
 
+/// The legend of `chart`'s labelled series, placed by [`legend_place`] (`place`, `size`).
+fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    place: ticks::LegendPlace,
+    size: (f64, f64),
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate,
+{
+    let at = legend_position(place, size, chart.plotting_area().dim_in_pixel());
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FONT, 13))
+        .draw()
+        .map_err(drawing)?;
+    Ok(())
+}
+
+/// The kept epoch `k` of a history panel: a dashed line across `y_range` with its legend entry,
+/// and a ring round its point at `y` on the curve when given.
+fn draw_kept<'a, DB>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<TickedAxis, plotters::coord::types::RangedCoordf32>>,
+    k: usize,
+    y_range: std::ops::Range<f32>,
+    y: Option<f32>,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+{
+    let line = vec![(k as f64, y_range.start), (k as f64, y_range.end)];
+    let style = KEPT_COLOR.stroke_width(2);
+    chart
+        .draw_series(std::iter::once(DashedPathElement::new(line, 6, 4, style)))
+        .map_err(drawing)?
+        .label(format!("kept: epoch {k}"))
+        .legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 20, y)], 6, 4, style));
+    if let Some(y) = y {
+        chart
+            .draw_series(std::iter::once(Circle::new((k as f64, y), 7, KEPT_COLOR.stroke_width(2))))
+            .map_err(drawing)?;
+    }
+    Ok(())
+}
+
 /// One panel: `train` and `val` against the epochs, the kept epoch marked, the legend in a
 /// corner clear of the lines.
 fn draw_panel<DB: DrawingBackend>(
@@ -384,32 +434,11 @@ where
         }
     }
     if let Some(k) = kept {
-        let line = vec![(k as f64, y_range.start), (k as f64, y_range.end)];
-        let style = KEPT_COLOR.stroke_width(2);
-        chart
-            .draw_series(std::iter::once(DashedPathElement::new(line, 6, 4, style)))
-            .map_err(drawing)?
-            .label(format!("kept: epoch {k}"))
-            .legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 20, y)], 6, 4, style));
-        // A ring round the kept epoch's point on the monitored (validation) curve, else the
-        // training curve.
-        let on = series.last().map(|s| s.0);
-        if let Some(y) = on.and_then(|v| epochs.iter().position(|&e| e == k).and_then(|i| v.get(i))) {
-            chart
-                .draw_series(std::iter::once(Circle::new((k as f64, *y), 7, KEPT_COLOR.stroke_width(2))))
-                .map_err(drawing)?;
-        }
+        // The ring goes on the monitored (validation) curve, else the training curve.
+        let on = series.last().and_then(|s| epochs.iter().position(|&e| e == k).and_then(|i| s.0.get(i)));
+        draw_kept(&mut chart, k, y_range, on.copied())?;
     }
-    let at = legend_position(place, legend, chart.plotting_area().dim_in_pixel());
-    chart
-        .configure_series_labels()
-        .position(at)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK.mix(0.4))
-        .label_font((FONT, 13))
-        .draw()
-        .map_err(drawing)?;
-    Ok(())
+    draw_legend(&mut chart, place, legend)
 }
 
 fn draw_history<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, h: &HistorySeries) -> Result<()>
