@@ -14,12 +14,19 @@ pub(super) const PLANES_PER_TASK: usize = 64;
 /// Max-pooling of `x` (N, C, H, W) over `k` × `k` windows with stride `k`; rows and columns that
 /// do not fill a whole window are dropped (7 × 7 pools to 3 × 3 with `k` = 2). The gradient goes
 /// to the first maximum of each window. f32 on the CPU uses the fast kernel; any other device or
-/// dtype uses candle's `max_pool2d`.
+/// dtype uses candle's max reductions over the windows.
 pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     check_window("max_pool2d", (h, w), k)?;
     if !cpu_f32(&[x]) {
-        return x.max_pool2d(k);
+        // Not candle's `max_pool2d`, whose gradient is scaled by the share of maxima in each
+        // window (a quarter of the true one for 2 × 2) and misplaced when the size is not a
+        // multiple of `k`: the whole windows, split into blocks and reduced, whose gradients
+        // are exact.
+        let (n, c) = (x.dim(0)?, x.dim(1)?);
+        let (oh, ow) = (h / k, w / k);
+        let blocks = x.narrow(2, 0, oh * k)?.narrow(3, 0, ow * k)?.contiguous()?.reshape((n, c, oh, k, ow, k))?;
+        return blocks.max(5)?.max(3);
     }
     x.contiguous()?.apply_op1(MaxPool { k, argmax: OnceLock::new() })
 }
@@ -262,6 +269,14 @@ mod tests {
         let y = max_pool2d(&x, 2)?;
         assert_eq!(y.dtype(), DType::F64);
         assert_eq!(y.dims(), [2, 3, 3, 3]);
+        // Its gradient is exact, on odd sizes too (candle's own max_pool2d gradient is a
+        // quarter of it, and misplaced over the dropped row and column).
+        let x = Var::from_tensor(&distinct(&[2, 3, 7, 7], 27)?.to_dtype(DType::F64)?)?;
+        let r = random(&[2, 3, 3, 3], 28)?.to_dtype(DType::F64)?;
+        let g = (max_pool2d(&x, 2)? * &r)?.sum_all()?.backward()?;
+        let want = (reference(&x, 2)? * &r)?.sum_all()?.backward()?;
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        assert_eq!(rel_err(&f32(g.get(&x).expect("fallback"))?, &f32(want.get(&x).expect("reference"))?)?, 0.0);
         Ok(())
     }
 
