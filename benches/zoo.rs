@@ -22,7 +22,8 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use mnistlab::data::{dataset::digit_classes, fetch, load, ImageFormat, PixelScaling, Split, SplitKind};
 use mnistlab::lang::{parse_line, ModelChoice, StatementKind};
-use mnistlab::model::spec::{LayerSource, Shape};
+use mnistlab::model::layers::Node;
+use mnistlab::model::spec::Shape;
 use mnistlab::model::{fit, Layer, ModelSpec, Network, Optimizer, TrainConfig, TrainData};
 
 mod common;
@@ -57,16 +58,13 @@ fn forward_flops(spec: &ModelSpec) -> f64 {
     let infos = spec.output_shapes((1, 28, 28), 10).expect("zoo models build");
     let mut flops = 0.0;
     for info in &infos {
-        let layer = match info.source {
-            LayerSource::Spec(i) => Some(&spec.layers[i]),
-            LayerSource::Output => None,
-            LayerSource::Flatten => continue,
-        };
-        flops += match (layer, info.input, info.output) {
-            (Some(Layer::Conv { kernel, .. }), Shape::Image(cin, _, _), Shape::Image(cout, oh, ow)) => {
-                2.0 * (kernel * kernel * cin * cout * oh * ow) as f64
+        flops += match (&info.node, info.input, info.output) {
+            (Node::Hidden(Layer::Conv(conv)), Shape::Image(cin, _, _), Shape::Image(cout, oh, ow)) => {
+                2.0 * (conv.kernel * conv.kernel * cin * cout * oh * ow) as f64
             }
-            (Some(Layer::Dense(_)) | None, input, Shape::Flat(units)) => 2.0 * (input.size() * units) as f64,
+            (Node::Hidden(Layer::Dense(_)) | Node::Output(_), input, Shape::Flat(units)) => {
+                2.0 * (input.size() * units) as f64
+            }
             _ => 0.0,
         };
     }

@@ -132,7 +132,7 @@ fn the_networks_forward_pass_on_cuda_matches_the_fused_cpu_ops() {
         Layer::MaxPool,
         Layer::conv(32),
         Layer::AvgPool,
-        Layer::Dense(32),
+        Layer::dense(32),
     ]);
     let cpu_net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 5).unwrap();
     let gpu_net = cpu_net.copy_to(&gpu).unwrap();

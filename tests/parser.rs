@@ -212,12 +212,12 @@ fn model_and_training_forms() {
     assert_eq!(
         parse("model conv32 pool conv64k5 same pool dense128 dropout 0.5"),
         StatementKind::Model(ModelChoice::Layers(vec![
-            Layer::Conv { filters: 32, kernel: 3, same_padding: false },
+            Layer::Conv(mnistlab::model::layers::Conv { filters: 32, kernel: 3, same_padding: false }),
             Layer::MaxPool,
-            Layer::Conv { filters: 64, kernel: 5, same_padding: true },
+            Layer::Conv(mnistlab::model::layers::Conv { filters: 64, kernel: 5, same_padding: true }),
             Layer::MaxPool,
-            Layer::Dense(128),
-            Layer::Dropout(0.5),
+            Layer::dense(128),
+            Layer::dropout(0.5),
         ]))
     );
     assert_eq!(parse("model seed-cnn"), StatementKind::Model(ModelChoice::Preset("seed-cnn".into())));

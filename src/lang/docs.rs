@@ -5,6 +5,7 @@
 
 pub use super::definition::StatementDoc;
 use super::statements::{data, general, training, tuning};
+use crate::model::layers::Help;
 
 /// The statement groups, in the order `help` lists them; each group's file defines its
 /// statements and their list. The parser knows a statement only through these lists, so none
@@ -76,19 +77,17 @@ pub const LESSONS: &[(&str, &[&str])] = &[
     ("session", &["seed", "help", "run", "print"]),
 ];
 
-/// The words of the `model` statement and what each builds (the layers are
-/// [`crate::model::Layer`]'s; a width or rate follows the word).
-pub const LAYER_WORDS: &[(&[&str], &str)] = &[
-    (&["conv", "convn", "convnk5"], "convN: a convolution of N filters, 3×3 and unpadded, followed by ReLU; convNk5 for 5×5; `same` after it pads so that the image keeps its size."),
-    (&["same"], "same, after convN: pad the convolution so that the image keeps its size."),
-    (&["pool", "maxpool"], "pool: 2×2 max pooling, stride 2."),
-    (&["avgpool"], "avgpool: 2×2 average pooling, stride 2."),
-    (&["bn"], "bn: batch normalization over the channels (or the values after flattening)."),
-    (&["dropout"], "dropout P: drops a share P of the values, in training only."),
-    (&["dense", "densen"], "denseN: a fully connected layer of N units, followed by ReLU; flatten is implied before the first one, and the output layer (one unit per class) follows the last."),
-    (&["gap"], "gap: global average pooling, one value per channel."),
-    (&["seed-small", "seed-cnn", "lenet5", "strong"], "a preset network: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong; `summary` shows its layers."),
-];
+/// The words of the `model` statement and what each builds: each layer kind's help
+/// ([`crate::model::layers::Kind::help`]), then the presets.
+pub fn layer_words() -> impl Iterator<Item = Help> {
+    const PRESETS: Help = Help {
+        words: &crate::model::spec::PRESETS,
+        text: "a preset network: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong; `summary` shows its layers.",
+    };
+    use strum::IntoEnumIterator;
+    let kinds: Vec<Help> = crate::model::Layer::iter().flat_map(|layer| layer.kind().help().iter().copied()).collect();
+    kinds.into_iter().chain([PRESETS])
+}
 
 /// A statement's one-line summary: its summary up to the first full stop, semicolon or
 /// parenthesis, and a long one up to its first colon too (where three words come before it).
@@ -175,10 +174,8 @@ pub fn topic_help(topic: &str, width: usize) -> Option<String> {
         word.clone()
     };
     let model = lookup("model");
-    if let (Some(&(_, text)), Some(model)) =
-        (LAYER_WORDS.iter().find(|(words, _)| words.contains(&layer.as_str())), model)
-    {
-        let text = format!("{text} A word of `model`, e.g. `{}`.", model.example);
+    if let (Some(help), Some(model)) = (layer_words().find(|h| h.words.contains(&layer.as_str())), model) {
+        let text = format!("{} A word of `model`, e.g. `{}`.", help.text, model.example);
         return Some(wrap(&text, width, "", "  "));
     }
     // A Keras/PyTorch word first (`epochs`), then the statements that take the word.
@@ -224,7 +221,7 @@ fn names(docs: &[&StatementDoc]) -> String {
 /// Keras/PyTorch vocabulary.
 pub fn topics() -> Vec<&'static str> {
     let mut all: Vec<&str> = keywords().collect();
-    all.extend(LAYER_WORDS.iter().flat_map(|(words, _)| words.iter().copied()));
+    all.extend(layer_words().flat_map(|h| h.words.iter().copied()));
     all.extend(statements().flat_map(|d| d.words.iter().copied()));
     all.extend(super::vocabulary::WORDS.iter().flat_map(|w| w.typed.iter().copied()));
     all.sort_unstable();

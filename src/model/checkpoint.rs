@@ -248,7 +248,7 @@ mod tests {
             crate::model::Layer::conv(4),
             crate::model::Layer::BatchNorm,
             crate::model::Layer::MaxPool,
-            crate::model::Layer::Dense(8),
+            crate::model::Layer::dense(8),
         ]);
         let net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 9).unwrap();
         let config = TrainConfig { epochs: 1, ..TrainConfig::default() };

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod device;
 mod error;
 pub mod history_file;
+pub mod layers;
 pub mod lora;
 pub mod lr_find;
 pub mod network;

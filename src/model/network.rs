@@ -17,37 +17,22 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use candle_core::{DType, Device, ModuleT, Tensor, Var};
-use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBuilder, VarMap};
-use rand::{Rng, SeedableRng};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::error::{ModelError, Result};
+use super::layers::batch_norm::{update_moving_stats, BN_EPS};
+use super::layers::init::{put, Init};
+use super::layers::{dense, Ctx, Layer, Mode, Node, Output, Params, Role};
 use super::lora::{Adapter, LoraConfig};
-use super::plan::{BatchNormMode, LayerKind, Plan, PlanLayer, Step};
-use super::spec::{Layer, LayerSource, ModelSpec, Shape, Summary};
+use super::plan::{Plan, PlanLayer, Step};
+use super::spec::{LayerSource, ModelSpec, Shape, Summary};
 use crate::kernels;
-
-/// Batch-norm momentum in candle's convention (weight of the new batch statistic): 0.1, as
-/// in PyTorch, so that short runs still get usable moving statistics.
-const BN_MOMENTUM: f64 = 0.1;
-/// Batch-norm epsilon, as in Keras.
-pub const BN_EPS: f64 = 1e-3;
 
 /// Every stored tensor of a network by name, as [`Network::snapshot`] returns them.
 pub type Weights = Vec<(String, Tensor)>;
-
-/// One built layer, ready to run.
-enum Built {
-    Conv { conv: Conv2d, padding: usize },
-    MaxPool,
-    AvgPool,
-    BatchNorm(BatchNorm),
-    Dropout(f32),
-    Flatten,
-    Dense { linear: Linear, relu: bool },
-    GlobalAvgPool,
-}
 
 /// A network built from a spec, holding its parameters in a [`VarMap`].
 pub struct Network {
@@ -57,9 +42,11 @@ pub struct Network {
     device: Device,
     varmap: VarMap,
     /// Built layers in summary order: the spec's, the implied flattens, the output layer.
-    layers: Vec<Built>,
-    /// What the plan needs of each built layer's kind.
-    kinds: Vec<LayerKind>,
+    layers: Vec<Node>,
+    /// Each built layer's input shape.
+    inputs: Vec<Shape>,
+    /// Each built layer's parameters (empty for a layer without any).
+    params: Vec<Params>,
     /// The forward pass's plans: inference, then training (see [`Network::plan`]).
     plans: [Plan; 2],
     /// Parameter-name prefix of each built layer (`l3`, `out`); `None` for a layer without any.
@@ -85,69 +72,6 @@ impl std::fmt::Debug for Network {
     }
 }
 
-/// Glorot (Xavier) uniform values for a kernel of `shape` with the given fans.
-fn glorot(rng: &mut ChaCha8Rng, count: usize, fan_in: usize, fan_out: usize) -> Vec<f32> {
-    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-    (0..count).map(|_| rng.random_range(-limit..=limit)).collect()
-}
-
-/// Inserts a variable with these values under `name`.
-fn put(varmap: &VarMap, name: String, dims: &[usize], values: Vec<f32>, device: &Device) -> Result<()> {
-    let var = Var::from_vec(values, dims, device)?;
-    varmap.data().lock().expect("the VarMap lock is never poisoned").insert(name, var);
-    Ok(())
-}
-
-/// Creates a network's parameters in its [`VarMap`]: Glorot-uniform kernels drawn in layer
-/// order from one seeded generator, zero biases.
-struct Init<'a> {
-    varmap: &'a VarMap,
-    vb: VarBuilder<'a>,
-    rng: ChaCha8Rng,
-    device: &'a Device,
-}
-
-impl<'a> Init<'a> {
-    /// Parameters in `varmap` on `device`, drawn from `seed`.
-    fn new(varmap: &'a VarMap, device: &'a Device, seed: u64) -> Init<'a> {
-        let vb = VarBuilder::from_varmap(varmap, DType::F32, device);
-        Init { varmap, vb, rng: ChaCha8Rng::seed_from_u64(seed), device }
-    }
-
-    /// The spec's `layer` for inputs of `input`, its parameters named `name.*`.
-    fn hidden(&mut self, layer: &Layer, input: Shape, name: &str) -> Result<Built> {
-        Ok(match *layer {
-            Layer::Conv { filters, kernel, same_padding } => {
-                let c = input.features();
-                let fan = kernel * kernel;
-                let weights = glorot(&mut self.rng, filters * c * fan, c * fan, filters * fan);
-                put(self.varmap, format!("{name}.weight"), &[filters, c, kernel, kernel], weights, self.device)?;
-                put(self.varmap, format!("{name}.bias"), &[filters], vec![0.0; filters], self.device)?;
-                let padding = if same_padding { kernel / 2 } else { 0 };
-                let cfg = Conv2dConfig { padding, ..Default::default() };
-                Built::Conv { conv: candle_nn::conv2d(c, filters, kernel, cfg, self.vb.pp(name))?, padding }
-            }
-            Layer::MaxPool => Built::MaxPool,
-            Layer::AvgPool => Built::AvgPool,
-            Layer::GlobalAvgPool => Built::GlobalAvgPool,
-            Layer::BatchNorm => {
-                let cfg = BatchNormConfig { eps: BN_EPS, remove_mean: true, affine: true, momentum: BN_MOMENTUM };
-                Built::BatchNorm(candle_nn::batch_norm(input.features(), cfg, self.vb.pp(name))?)
-            }
-            Layer::Dropout(rate) => Built::Dropout(rate),
-            Layer::Dense(units) => Built::Dense { linear: self.dense(name, input.size(), units)?, relu: true },
-        })
-    }
-
-    /// A dense layer `inputs → units` with Glorot-uniform weights and zero bias.
-    fn dense(&mut self, name: &str, inputs: usize, units: usize) -> Result<Linear> {
-        let weights = glorot(&mut self.rng, units * inputs, inputs, units);
-        put(self.varmap, format!("{name}.weight"), &[units, inputs], weights, self.device)?;
-        put(self.varmap, format!("{name}.bias"), &[units], vec![0.0; units], self.device)?;
-        Ok(candle_nn::linear(inputs, units, self.vb.pp(name))?)
-    }
-}
-
 impl Network {
     /// Builds the network for images of `input` = (channels, height, width) and `classes`
     /// outputs, initializing weights from `seed` (Glorot uniform kernels, zero biases, like Keras).
@@ -161,37 +85,27 @@ impl Network {
         let infos = spec.output_shapes(input, classes)?;
         let varmap = VarMap::new();
         let mut init = Init::new(&varmap, device, seed);
-        let mut layers = Vec::with_capacity(infos.len());
-        let mut kinds = Vec::with_capacity(infos.len());
-        let mut prefixes = Vec::with_capacity(infos.len());
+        let (mut params, mut prefixes) = (Vec::with_capacity(infos.len()), Vec::with_capacity(infos.len()));
         for info in &infos {
-            let (layer, prefix) = match info.source {
-                LayerSource::Spec(i) => {
-                    let name = format!("l{i}");
-                    let layer = init.hidden(&spec.layers[i], info.input, &name)?;
-                    let has_params = matches!(layer, Built::Conv { .. } | Built::BatchNorm(_) | Built::Dense { .. });
-                    (layer, has_params.then_some(name))
-                }
-                LayerSource::Flatten => (Built::Flatten, None),
-                LayerSource::Output => {
-                    let linear = init.dense("out", info.input.size(), classes)?;
-                    (Built::Dense { linear, relu: false }, Some("out".to_string()))
-                }
+            let name = match info.source {
+                LayerSource::Spec(i) => format!("l{i}"),
+                LayerSource::Flatten => "flatten".to_string(),
+                LayerSource::Output => "out".to_string(),
             };
-            kinds.push(plan_kind(&layer, info.input));
-            layers.push(layer);
-            prefixes.push(prefix);
+            let made = info.node.kind().init(&mut init, info.input, &name)?;
+            prefixes.push((!made.is_empty()).then_some(name));
+            params.push(made);
         }
-        drop(init);
-        let count = layers.len();
+        let count = infos.len();
         let mut network = Network {
             spec: spec.clone(),
             input,
             classes,
             device: device.clone(),
             varmap,
-            layers,
-            kinds,
+            layers: infos.iter().map(|i| i.node.clone()).collect(),
+            inputs: infos.iter().map(|i| i.input).collect(),
+            params,
             plans: Default::default(),
             prefixes,
             frozen: vec![false; count],
@@ -400,89 +314,69 @@ impl Network {
     /// Rebuilds both plans from the layers, their frozen marks and adapters, and the device:
     /// called whenever one of those changes.
     fn replan(&mut self) {
-        let layers: Vec<PlanLayer> = (0..self.layers.len())
-            .map(|i| PlanLayer { kind: self.kinds[i], frozen: self.is_frozen(i), adapted: self.adapters[i].is_some() })
-            .collect();
         let fast = matches!(self.device, Device::Cpu);
-        self.plans = [Plan::build(&layers, false, fast), Plan::build(&layers, true, fast)];
+        let plan = |train: bool| {
+            let layers: Vec<PlanLayer> = (0..self.layers.len())
+                .map(|i| {
+                    let (kind, frozen) = (self.layers[i].kind(), self.is_frozen(i));
+                    PlanLayer {
+                        kind: kind.plan(self.inputs[i]),
+                        kernel: kind.kernel(Mode { train, fast, frozen }),
+                        frozen,
+                        adapted: self.adapters[i].is_some(),
+                    }
+                })
+                .collect();
+            Plan::build(&layers, train, fast)
+        };
+        self.plans = [plan(false), plan(true)];
     }
 
-    /// Layer `i`'s parameter `t`, detached when the layer is frozen (so no gradient reaches it).
-    fn param(&self, i: usize, t: &Tensor) -> Tensor {
-        if self.is_frozen(i) {
-            t.detach()
-        } else {
-            t.clone()
-        }
-    }
-
-    /// Convolution `i`'s weight and bias (see [`Network::param`]) and padding.
-    fn conv(&self, i: usize) -> (Tensor, Tensor, usize) {
-        let Built::Conv { conv, padding } = &self.layers[i] else { unreachable!("the plan names a convolution") };
-        let bias = conv.bias().expect("convolutions are built with a bias");
-        (self.param(i, conv.weight()), self.param(i, bias), *padding)
-    }
-
-    /// Batch norm `i`.
-    fn batch_norm(&self, i: usize) -> &BatchNorm {
-        let Built::BatchNorm(bn) = &self.layers[i] else { unreachable!("the plan names a batch norm") };
-        bn
-    }
-
-    /// Dropout `i`'s rate.
-    fn dropout_rate(&self, i: usize) -> f32 {
-        let Built::Dropout(rate) = self.layers[i] else { unreachable!("the plan names a dropout") };
-        rate
+    /// What layer `i`'s kernels run with in training (`train`) or inference.
+    fn ctx<'a>(&'a self, i: usize, train: bool, dropout_key: &'a dyn Fn() -> u64) -> Ctx<'a> {
+        let mode = Mode { train, fast: matches!(self.device, Device::Cpu), frozen: self.is_frozen(i) };
+        Ctx { params: &self.params[i], mode, dropout_key }
     }
 
     /// Runs one step of the plan on `x`.
     fn run(&self, step: Step, x: &Tensor, train: bool) -> Result<Tensor> {
+        let key = || self.dropout_key();
+        let ctx = |i: usize| self.ctx(i, train, &key);
         Ok(match step {
-            Step::Conv { conv, pool } => {
-                let (weight, bias, padding) = self.conv(conv);
-                match pool {
-                    Some(_) => kernels::conv2d_relu_pool(x, &weight, Some(&bias), padding, 1, 2)?,
-                    None => kernels::conv2d(x, &weight, Some(&bias), padding, 1, true)?,
-                }
+            Step::Alone { layer, .. } => self.layers[layer].kind().forward(x, &ctx(layer))?,
+            Step::ConvPool { conv, padding, .. } => {
+                let c = ctx(conv);
+                kernels::conv2d_relu_pool(x, &c.param("weight")?, Some(&c.param("bias")?), padding, 1, 2)?
             }
-            Step::ConvBatchNorm { conv, bn, pool } => {
-                let (weight, bias, padding) = self.conv(conv);
-                let layer = (bn, self.batch_norm(bn));
-                self.fast_conv_batch_norm(layer, x, (&weight, &bias), padding, pool.is_some())?
+            Step::ConvBatchNorm { conv, padding, bn, pool } => {
+                let (c, b) = (ctx(conv), ctx(bn));
+                let conv = (&c.param("weight")?, &c.param("bias")?);
+                let norm = (&b.param("weight")?, &b.param("bias")?);
+                let (y, stats) =
+                    kernels::conv2d_relu_batch_norm_train(x, conv, norm, padding, BN_EPS, pool.map(|_| 2))?;
+                update_moving_stats(b.params, stats.get().expect("the forward pass sets the statistics"), x.device())?;
+                y
             }
-            Step::MaxPool(_) => kernels::max_pool2d(x, 2)?,
-            Step::AvgPool(_) => kernels::avg_pool2d(x, 2)?,
-            Step::GlobalAvgPool(_) => kernels::global_avg_pool(x)?,
-            Step::BatchNorm { bn: i, mode, pool } => {
-                let bn = self.batch_norm(i);
-                match mode {
-                    BatchNormMode::Batch => self.fast_batch_norm(i, bn, x, pool.is_some())?,
-                    BatchNormMode::Fixed => fixed_batch_norm(bn, x)?,
-                    BatchNormMode::Frozen => frozen_batch_norm(bn, x)?,
-                    BatchNormMode::Candle => bn.forward_t(x, train)?,
-                }
+            Step::BatchNormPool { bn, .. } => {
+                let b = ctx(bn);
+                let (y, stats) = kernels::batch_norm_pool_train(x, &b.param("weight")?, &b.param("bias")?, BN_EPS, 2)?;
+                update_moving_stats(b.params, stats.get().expect("the forward pass sets the statistics"), x.device())?;
+                y
             }
-            Step::Dropout(i) => kernels::dropout(x, self.dropout_rate(i), self.dropout_key())?,
-            Step::Flatten(_) => x.flatten_from(1)?,
-            Step::Dense { dense, dropout, .. } => {
-                let Built::Dense { linear, relu } = &self.layers[dense] else { unreachable!("the plan names a dense") };
-                let weight = self.param(dense, linear.weight());
-                let bias = self.param(dense, linear.bias().expect("dense layers are built with a bias"));
+            Step::Dense { dense, relu, dropout, .. } => {
+                let d = ctx(dense);
+                let (weight, bias) = (d.param("weight")?, d.param("bias")?);
                 // Flatten, bias and ReLU (and the dropout before it) run inside the fused op.
                 match dropout {
-                    Some(d) => {
-                        kernels::dropout_linear(x, self.dropout_rate(d), self.dropout_key(), &weight, &bias, *relu)?
-                    }
-                    None => kernels::linear(x, &weight, &bias, *relu)?,
+                    Some((_, rate)) => kernels::dropout_linear(x, rate, self.dropout_key(), &weight, &bias, relu)?,
+                    None => kernels::linear(x, &weight, &bias, relu)?,
                 }
             }
-            Step::DenseAdapted(i) => {
-                let Built::Dense { linear, relu } = &self.layers[i] else { unreachable!("the plan names a dense") };
-                let adapter = self.adapters[i].as_ref().expect("the plan names an adapted layer");
-                let weight = self.param(i, linear.weight());
-                let bias = self.param(i, linear.bias().expect("dense layers are built with a bias"));
-                let y = (kernels::linear(x, &weight, &bias, false)? + adapter.forward(x)?)?;
-                if *relu {
+            Step::DenseAdapted { dense, relu } => {
+                let d = ctx(dense);
+                let adapter = self.adapters[dense].as_ref().expect("the plan names an adapted layer");
+                let y = (kernels::linear(x, &d.param("weight")?, &d.param("bias")?, false)? + adapter.forward(x)?)?;
+                if relu {
                     y.relu()?
                 } else {
                     y
@@ -497,95 +391,6 @@ impl Network {
         let call = self.dropout_calls.fetch_add(1, Ordering::Relaxed);
         kernels::mix64(self.dropout_seed.load(Ordering::Relaxed) ^ kernels::mix64(call))
     }
-
-    /// Convolution `weight`, `bias` with ReLU, then the training-mode batch norm `bn` (layer
-    /// `layer`) and, when `pooled`, a 2 × 2 max-pool, through the fused op; then the batch
-    /// norm's moving-average update.
-    fn fast_conv_batch_norm(
-        &self,
-        (layer, bn): (usize, &BatchNorm),
-        x: &Tensor,
-        (weight, bias): (&Tensor, &Tensor),
-        padding: usize,
-        pooled: bool,
-    ) -> Result<Tensor> {
-        let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
-        let pool = pooled.then_some(2);
-        let (y, stats) =
-            kernels::conv2d_relu_batch_norm_train(x, (weight, bias), (gamma, beta), padding, bn.eps(), pool)?;
-        self.update_moving_stats(layer, stats.get().expect("the forward pass sets the statistics"), x.device())?;
-        Ok(y)
-    }
-
-    /// Training-mode batch norm through the fused op (with the following 2 × 2 max-pool when
-    /// `pooled`), then the moving-average update.
-    fn fast_batch_norm(&self, layer: usize, bn: &BatchNorm, x: &Tensor, pooled: bool) -> Result<Tensor> {
-        let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
-        let (y, stats) = if pooled {
-            kernels::batch_norm_pool_train(x, gamma, beta, bn.eps(), 2)?
-        } else {
-            kernels::batch_norm_train(x, gamma, beta, bn.eps())?
-        };
-        self.update_moving_stats(layer, stats.get().expect("the forward pass sets the statistics"), x.device())?;
-        Ok(y)
-    }
-
-    /// candle's moving-average update of batch norm `layer`'s statistics from one batch's
-    /// (momentum [`BN_MOMENTUM`], the variance made unbiased as candle does).
-    fn update_moving_stats(&self, layer: usize, stats: &kernels::BatchStats, device: &Device) -> Result<()> {
-        let prefix = self.prefixes[layer].as_deref().expect("batch norms have parameters");
-        let unbias = if stats.count > 1 { stats.count as f64 / (stats.count - 1) as f64 } else { 1.0 };
-        let data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
-        for (name, batch, factor) in [("running_mean", &stats.mean, 1.0), ("running_var", &stats.var, unbias)] {
-            let var = &data[&format!("{prefix}.{name}")];
-            let old: Vec<f32> = var.as_tensor().to_vec1()?;
-            let new: Vec<f32> = old
-                .iter()
-                .zip(batch)
-                .map(|(&r, &b)| ((1.0 - BN_MOMENTUM) * r as f64 + BN_MOMENTUM * factor * b as f64) as f32)
-                .collect();
-            var.set(&Tensor::from_vec(new, old.len(), device)?)?;
-        }
-        Ok(())
-    }
-}
-
-/// What the plan needs of `layer`'s kind, given its `input` shape.
-fn plan_kind(layer: &Built, input: Shape) -> LayerKind {
-    match layer {
-        Built::Conv { .. } => LayerKind::Conv,
-        Built::MaxPool => LayerKind::MaxPool,
-        Built::AvgPool => LayerKind::AvgPool,
-        Built::BatchNorm(_) => LayerKind::BatchNorm { rank: if matches!(input, Shape::Image(..)) { 4 } else { 2 } },
-        Built::Dropout(rate) => LayerKind::Dropout(*rate),
-        Built::Flatten => LayerKind::Flatten,
-        Built::Dense { .. } => LayerKind::Dense,
-        Built::GlobalAvgPool => LayerKind::GlobalAvgPool,
-    }
-}
-
-/// Batch norm with the moving statistics (inference, or a frozen layer) through the fused op;
-/// no gradient reaches its parameters.
-fn fixed_batch_norm(bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
-    let v = |t: &Tensor| t.to_vec1::<f32>();
-    let (gamma, beta) = bn.weight_and_bias().expect("batch norms are built affine");
-    let (mean, var) = (v(bn.running_mean())?, v(bn.running_var())?);
-    Ok(kernels::batch_norm_fixed(x, &v(gamma)?, &v(beta)?, &mean, &var, bn.eps())?)
-}
-
-/// Batch norm in inference mode with detached parameters: the same operations as candle's
-/// evaluation path, so a frozen layer gives the outputs it gives in eval mode.
-fn frozen_batch_norm(bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
-    let shape: Vec<usize> = x.dims().iter().enumerate().map(|(i, &d)| if i == 1 { d } else { 1 }).collect();
-    let mean = bn.running_mean().detach().reshape(shape.as_slice())?;
-    let var = bn.running_var().detach().reshape(shape.as_slice())?;
-    let x = x.broadcast_sub(&mean)?.broadcast_div(&(var + bn.eps())?.sqrt()?)?;
-    Ok(match bn.weight_and_bias() {
-        Some((w, b)) => x
-            .broadcast_mul(&w.detach().reshape(shape.as_slice())?)?
-            .broadcast_add(&b.detach().reshape(shape.as_slice())?)?,
-        None => x,
-    })
 }
 
 /// True for batch-norm moving statistics, which the optimizer must not update.
@@ -615,10 +420,10 @@ impl Network {
     pub fn conv_layers(&self) -> Vec<usize> {
         let mut out = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
-            match layer {
-                Built::Conv { .. } | Built::BatchNorm(_) => out.push(i),
-                Built::Flatten | Built::GlobalAvgPool | Built::Dense { .. } => break,
-                Built::MaxPool | Built::AvgPool | Built::Dropout(_) => {}
+            match layer.kind().role() {
+                Role::Features => out.push(i),
+                Role::End => break,
+                Role::Between => {}
             }
         }
         out
@@ -662,17 +467,16 @@ impl Network {
             return Err(ModelError::Data(format!("a classifier needs at least 2 classes, got {classes}")));
         }
         let head = self.head_index();
-        let inputs = match &self.layers[head] {
-            Built::Dense { linear, .. } => linear.weight().dim(1)?,
-            _ => unreachable!("the last layer is always the output layer"),
-        };
+        let input = self.inputs[head];
         {
             let mut data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
             data.remove("out.weight");
             data.remove("out.bias");
         }
-        let linear = Init::new(&self.varmap, &self.device, seed).dense("out", inputs, classes)?;
-        self.layers[head] = Built::Dense { linear, relu: false };
+        let output = Output { classes };
+        self.params[head] =
+            dense::init(&mut Init::new(&self.varmap, &self.device, seed), input.size(), classes, "out")?;
+        self.layers[head] = Node::Output(output);
         self.frozen[head] = false;
         self.classes = classes;
         self.replan();
@@ -692,7 +496,7 @@ impl Network {
     /// The hidden dense layers, where `add_lora` puts adapters.
     pub fn hidden_dense_layers(&self) -> Vec<usize> {
         let head = self.head_index();
-        (0..head).filter(|&i| matches!(self.layers[i], Built::Dense { .. })).collect()
+        (0..head).filter(|&i| matches!(self.layers[i], Node::Hidden(Layer::Dense(_)))).collect()
     }
 
     /// Adds LoRA adapters of `config` to every hidden dense layer (`A` from `seed`, `B` zero).
@@ -721,10 +525,10 @@ impl Network {
         config.check()?;
         let mut shapes = Vec::new();
         for &i in layers {
-            let Some(Built::Dense { linear, .. }) = self.layers.get(i) else {
+            let Some(Node::Hidden(Layer::Dense(_)) | Node::Output(_)) = self.layers.get(i) else {
                 return Err(ModelError::Data(format!("layer {} is not a dense layer, LoRA cannot adapt it", i + 1)));
             };
-            let (outputs, inputs) = linear.weight().dims2()?;
+            let (outputs, inputs) = self.params[i].var("weight")?.dims2()?;
             if config.rank > inputs.min(outputs) {
                 return Err(ModelError::Data(format!(
                     "LoRA rank {} is above the size of layer {} ({outputs}×{inputs})",
@@ -743,10 +547,10 @@ impl Network {
         for (i, outputs, inputs) in shapes {
             let prefix = self.prefixes[i].clone().expect("dense layers have parameters");
             let a = config.initial_a(&mut rng, inputs);
-            put(&self.varmap, format!("{prefix}.lora_a"), &[config.rank, inputs], a, &self.device)?;
+            put(&self.varmap, &format!("{prefix}.lora_a"), &[config.rank, inputs], a, &self.device)?;
             put(
                 &self.varmap,
-                format!("{prefix}.lora_b"),
+                &format!("{prefix}.lora_b"),
                 &[outputs, config.rank],
                 vec![0.0; outputs * config.rank],
                 &self.device,

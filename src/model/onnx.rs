@@ -21,8 +21,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use super::error::{ModelError, Result};
-use super::network::{Network, BN_EPS};
-use super::spec::{Layer, LayerSource, Shape};
+use super::network::Network;
+use super::spec::LayerSource;
 use crate::data::PixelScaling;
 
 /// The ONNX operator set the graph uses.
@@ -246,19 +246,18 @@ pub fn onnx_model(net: &Network, classes: &[String], scaling: PixelScaling) -> R
             net.classes()
         )));
     }
-    let mut graph = Builder::new(net)?;
+    let mut graph = Graph::new(net)?;
     let infos = net.spec().output_shapes(net.input(), net.classes())?;
     let mut x = INPUT.to_string();
     for info in &infos {
-        x = match info.source {
-            LayerSource::Spec(i) => graph.hidden(&net.spec().layers[i], &format!("l{i}"), info.input, x)?,
-            LayerSource::Flatten => graph.node("Flatten", vec![x], vec![int("axis", 1)]),
-            LayerSource::Output => {
-                graph.dense("out", x)?;
-                graph.rename_last(LOGITS)
-            }
+        let prefix = match info.source {
+            LayerSource::Spec(i) => format!("l{i}"),
+            LayerSource::Flatten => String::new(),
+            LayerSource::Output => "out".to_string(),
         };
+        x = info.node.kind().onnx(&mut graph, &prefix, x)?;
     }
+    x = graph.rename_last(LOGITS);
     graph.node("Softmax", vec![x], vec![int("axis", 1)]);
     graph.rename_last(PROBABILITIES);
     let (c, h, w) = net.input();
@@ -350,22 +349,22 @@ fn value_info(name: &str, dims: &[i64], doc: &str) -> ValueInfoProto {
 }
 
 /// An integer attribute.
-fn int(name: &str, value: i64) -> AttributeProto {
+pub fn int(name: &str, value: i64) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(2), i: Some(value), ..Default::default() }
 }
 
 /// A list-of-integers attribute.
-fn ints(name: &str, values: &[i64]) -> AttributeProto {
+pub fn ints(name: &str, values: &[i64]) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(7), ints: values.to_vec(), ..Default::default() }
 }
 
 /// A float attribute.
-fn float(name: &str, value: f32) -> AttributeProto {
+pub fn float(name: &str, value: f32) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(1), f: Some(value), ..Default::default() }
 }
 
 /// The graph being built: nodes, initializers, and the network's tensors by name.
-struct Builder {
+pub struct Graph {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     weights: HashMap<String, Tensor>,
@@ -373,16 +372,16 @@ struct Builder {
     lora_scale: Option<f64>,
 }
 
-impl Builder {
+impl Graph {
     /// A builder over a copy of `net`'s tensors.
-    fn new(net: &Network) -> Result<Builder> {
+    fn new(net: &Network) -> Result<Graph> {
         let weights = net.snapshot()?.into_iter().collect();
         let lora_scale = net.lora().map(|c| c.scale());
-        Ok(Builder { nodes: Vec::new(), initializers: Vec::new(), weights, lora_scale })
+        Ok(Graph { nodes: Vec::new(), initializers: Vec::new(), weights, lora_scale })
     }
 
     /// Adds a node of `op` on `inputs`; returns its output's name.
-    fn node(&mut self, op: &str, inputs: Vec<String>, attribute: Vec<AttributeProto>) -> String {
+    pub fn node(&mut self, op: &str, inputs: Vec<String>, attribute: Vec<AttributeProto>) -> String {
         let name = format!("{}_{}", op.to_ascii_lowercase(), self.nodes.len());
         self.nodes.push(NodeProto {
             input: inputs,
@@ -420,49 +419,13 @@ impl Builder {
     }
 
     /// Stores the network's tensor `name` as an initializer of the same name.
-    fn stored(&mut self, name: &str) -> Result<String> {
+    pub fn stored(&mut self, name: &str) -> Result<String> {
         let t = self.tensor(name)?;
         self.initializer(name, &t)
     }
 
-    /// The nodes of the spec's `layer` (parameters `prefix.*`) on `x` of `shape`.
-    fn hidden(&mut self, layer: &Layer, prefix: &str, shape: Shape, x: String) -> Result<String> {
-        Ok(match *layer {
-            Layer::Conv { kernel, same_padding, .. } => {
-                let k = kernel as i64;
-                let p = if same_padding { k / 2 } else { 0 };
-                let inputs =
-                    vec![x, self.stored(&format!("{prefix}.weight"))?, self.stored(&format!("{prefix}.bias"))?];
-                let attrs = vec![ints("kernel_shape", &[k, k]), ints("pads", &[p, p, p, p]), ints("strides", &[1, 1])];
-                let y = self.node("Conv", inputs, attrs);
-                self.node("Relu", vec![y], vec![])
-            }
-            Layer::MaxPool | Layer::AvgPool => {
-                let op = if *layer == Layer::MaxPool { "MaxPool" } else { "AveragePool" };
-                self.node(op, vec![x], vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])])
-            }
-            Layer::BatchNorm => {
-                let mut inputs = vec![x];
-                for part in ["weight", "bias", "running_mean", "running_var"] {
-                    inputs.push(self.stored(&format!("{prefix}.{part}"))?);
-                }
-                debug_assert!(matches!(shape, Shape::Image(..) | Shape::Flat(_)));
-                self.node("BatchNormalization", inputs, vec![float("epsilon", BN_EPS as f32)])
-            }
-            Layer::Dropout(_) => x,
-            Layer::Dense(_) => {
-                let y = self.dense(prefix, x)?;
-                self.node("Relu", vec![y], vec![])
-            }
-            Layer::GlobalAvgPool => {
-                let y = self.node("GlobalAveragePool", vec![x], vec![]);
-                self.node("Flatten", vec![y], vec![int("axis", 1)])
-            }
-        })
-    }
-
     /// A `Gemm` with the dense layer `prefix`'s weights (its LoRA adapter merged in) on `x`.
-    fn dense(&mut self, prefix: &str, x: String) -> Result<String> {
+    pub fn dense(&mut self, prefix: &str, x: String) -> Result<String> {
         let mut weight = self.tensor(&format!("{prefix}.weight"))?;
         if let (Some(scale), Some(a)) = (self.lora_scale, self.weights.get(&format!("{prefix}.lora_a"))) {
             let a = a.to_device(&Device::Cpu)?;
@@ -479,7 +442,7 @@ impl Builder {
 mod tests {
     use super::*;
     use crate::model::lora::LoraConfig;
-    use crate::model::spec::{preset, ModelSpec};
+    use crate::model::spec::{preset, Layer, ModelSpec};
     use prost::Message;
 
     fn digits() -> Vec<String> {
@@ -526,13 +489,13 @@ mod tests {
     fn every_layer_kind_maps_to_its_operators() {
         use Layer::*;
         let spec = ModelSpec::new(vec![
-            Conv { filters: 4, kernel: 3, same_padding: true },
+            Conv(crate::model::layers::Conv { filters: 4, kernel: 3, same_padding: true }),
             BatchNorm,
-            Conv { filters: 4, kernel: 5, same_padding: false },
+            Conv(crate::model::layers::Conv { filters: 4, kernel: 5, same_padding: false }),
             AvgPool,
-            Dropout(0.25),
+            Layer::dropout(0.25),
             GlobalAvgPool,
-            Dense(8),
+            Layer::dense(8),
             BatchNorm,
         ]);
         let net = Network::new(&spec, (1, 28, 28), 3, &Device::Cpu, 2).unwrap();
@@ -561,7 +524,7 @@ mod tests {
         assert_eq!(pads(0), [1, 1, 1, 1]);
         assert_eq!(pads(3), [0, 0, 0, 0]);
         let eps = graph.node[2].attribute[0].f.unwrap();
-        assert_eq!(eps, BN_EPS as f32);
+        assert_eq!(eps, crate::model::layers::batch_norm::BN_EPS as f32);
         assert_eq!(graph.node[2].input[3], "l1.running_mean");
         let meta: HashMap<_, _> =
             model.metadata_props.iter().map(|e| (e.key.clone().unwrap(), e.value.clone().unwrap())).collect();
@@ -574,7 +537,7 @@ mod tests {
 
     #[test]
     fn lora_adapters_are_merged_into_the_weights() {
-        let spec = ModelSpec::new(vec![Layer::Dense(16)]);
+        let spec = ModelSpec::new(vec![Layer::dense(16)]);
         let mut net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 3).unwrap();
         net.add_lora(LoraConfig { rank: 2, alpha: 4.0 }, 5).unwrap();
         // Make B non-zero so the adapter changes the weights.

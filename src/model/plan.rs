@@ -11,115 +11,117 @@
 //!
 //! | at | followed by | when | step |
 //! |---|---|---|---|
-//! | conv | max-pool | always | [`Step::Conv`] with its pool |
+//! | conv | max-pool | always | [`Step::ConvPool`] |
 //! | conv | batch norm (+ max-pool) | training, fast, both trainable | [`Step::ConvBatchNorm`] |
-//! | batch norm | max-pool | training, fast, trainable, 4-d | [`Step::BatchNorm`] `Batch` with its pool |
+//! | batch norm | max-pool | training, fast, trainable, on an image | [`Step::BatchNormPool`] |
 //! | dropout | (flatten +) plain dense | training, rate > 0, fast | inside the dense's [`Step::Dense`] |
+//! | dropout | anything else | inference, or rate 0 | no step |
 //! | flatten | plain dense | fast | inside the dense's [`Step::Dense`] |
+//! | dense | | adapter | [`Step::DenseAdapted`] |
+//! | dense | | | [`Step::Dense`] |
 //!
-//! A plain dense layer is one without a LoRA adapter. Anything else runs alone.
+//! A plain dense layer is one without a LoRA adapter. Anything else runs alone
+//! ([`Step::Alone`]): its own kernel, by its kind's `forward` (`model::layers`).
 
 use std::fmt;
 
-/// What the plan needs to know of one layer.
+/// What the fusion rules need of one layer's kind; a kind no rule names runs alone.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum LayerKind {
-    /// A convolution with bias and ReLU.
-    Conv,
+pub enum PlanKind {
+    /// A convolution with bias and ReLU, and its padding.
+    Conv {
+        /// Padding on each side.
+        padding: usize,
+    },
     /// A 2 × 2 max-pool.
     MaxPool,
-    /// A 2 × 2 average pool.
-    AvgPool,
-    /// A batch norm; `rank` of its input (4 after a convolution, 2 after a dense layer).
+    /// A batch norm, on an image (`image`) or a flat vector.
     BatchNorm {
-        /// The rank of the layer's input.
-        rank: usize,
+        /// Whether its input is an image.
+        image: bool,
     },
     /// A dropout of this rate.
     Dropout(f32),
     /// An implied flatten.
     Flatten,
-    /// A dense layer (ReLU or the output layer).
-    Dense,
-    /// A global average pool.
-    GlobalAvgPool,
+    /// A dense layer, with ReLU (`relu`) or without (the output layer).
+    Dense {
+        /// Whether ReLU follows the product.
+        relu: bool,
+    },
+    /// Anything else: it runs alone, through its own kernel.
+    Alone,
 }
 
 /// One layer as the plan sees it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PlanLayer {
     /// Its kind.
-    pub kind: LayerKind,
+    pub kind: PlanKind,
+    /// The kernel that runs it alone, in this plan's mode.
+    pub kernel: &'static str,
     /// Whether its own parameters are frozen (see `Network::is_frozen`).
     pub frozen: bool,
     /// Whether it carries a LoRA adapter.
     pub adapted: bool,
 }
 
-/// How a batch norm runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BatchNormMode {
-    /// Batch statistics through the fused CPU op, moving statistics updated (training).
-    Batch,
-    /// Moving statistics through the fused CPU op (inference, or frozen).
-    Fixed,
-    /// Moving statistics with candle's ops and detached parameters (frozen, training, off the
-    /// fused path).
-    Frozen,
-    /// candle's own batch norm (off the fused path).
-    Candle,
-}
-
-/// One kernel call. Layer numbers are 0-based positions in the network's layers.
+/// One kernel call. Layer numbers are 0-based positions in the network's layers. Combined
+/// steps are named by their layers in order.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Step {
-    /// Convolution + bias + ReLU, with the 2 × 2 max-pool after it when `pool` is set.
-    Conv {
+    /// One layer through its own kernel (`Kind::forward`).
+    Alone {
+        /// The layer.
+        layer: usize,
+        /// Its kernel, by name.
+        kernel: &'static str,
+    },
+    /// Convolution + bias + ReLU + 2 × 2 max-pool, one op.
+    ConvPool {
         /// The convolution.
         conv: usize,
-        /// The max-pool run inside the same op.
-        pool: Option<usize>,
+        /// Its padding.
+        padding: usize,
+        /// The max-pool.
+        pool: usize,
     },
     /// Convolution + bias + ReLU + training-mode batch norm (+ 2 × 2 max-pool), one op.
     ConvBatchNorm {
         /// The convolution.
         conv: usize,
+        /// Its padding.
+        padding: usize,
         /// The batch norm.
         bn: usize,
         /// The max-pool run inside the same op.
         pool: Option<usize>,
     },
-    /// A 2 × 2 max-pool.
-    MaxPool(usize),
-    /// A 2 × 2 average pool.
-    AvgPool(usize),
-    /// A global average pool.
-    GlobalAvgPool(usize),
-    /// A batch norm in `mode`, with the 2 × 2 max-pool after it when `pool` is set (only in
-    /// [`BatchNormMode::Batch`]).
-    BatchNorm {
+    /// Training-mode batch norm + 2 × 2 max-pool, one op.
+    BatchNormPool {
         /// The batch norm.
         bn: usize,
-        /// How it runs.
-        mode: BatchNormMode,
-        /// The max-pool run inside the same op.
-        pool: Option<usize>,
+        /// The max-pool.
+        pool: usize,
     },
-    /// A dropout on its own (training).
-    Dropout(usize),
-    /// A flatten on its own.
-    Flatten(usize),
     /// A dense layer without adapter: flatten, dropout, product, bias and ReLU in one op.
     Dense {
         /// The dense layer.
         dense: usize,
-        /// The dropout applied to its input inside the op (training).
-        dropout: Option<usize>,
+        /// Whether ReLU follows the product.
+        relu: bool,
+        /// The dropout applied to its input inside the op (training), and its rate.
+        dropout: Option<(usize, f32)>,
         /// The flatten done inside the op.
         flatten: Option<usize>,
     },
     /// A dense layer with its LoRA adapter (product, plus the adapter, then ReLU).
-    DenseAdapted(usize),
+    DenseAdapted {
+        /// The dense layer.
+        dense: usize,
+        /// Whether ReLU follows.
+        relu: bool,
+    },
 }
 
 impl Step {
@@ -127,18 +129,15 @@ impl Step {
     pub fn layers(&self) -> Vec<usize> {
         let mut out = Vec::with_capacity(3);
         match *self {
-            Step::Conv { conv, pool } => out.extend([Some(conv), pool].into_iter().flatten()),
-            Step::ConvBatchNorm { conv, bn, pool } => out.extend([Some(conv), Some(bn), pool].into_iter().flatten()),
-            Step::BatchNorm { bn, pool, .. } => out.extend([Some(bn), pool].into_iter().flatten()),
-            Step::Dense { dense, dropout, flatten } => {
-                out.extend([dropout, flatten, Some(dense)].into_iter().flatten())
+            Step::Alone { layer, .. } | Step::DenseAdapted { dense: layer, .. } => out.push(layer),
+            Step::ConvPool { conv, pool, .. } => out.extend([conv, pool]),
+            Step::ConvBatchNorm { conv, bn, pool, .. } => {
+                out.extend([Some(conv), Some(bn), pool].into_iter().flatten())
             }
-            Step::MaxPool(i)
-            | Step::AvgPool(i)
-            | Step::GlobalAvgPool(i)
-            | Step::Dropout(i)
-            | Step::Flatten(i)
-            | Step::DenseAdapted(i) => out.push(i),
+            Step::BatchNormPool { bn, pool } => out.extend([bn, pool]),
+            Step::Dense { dense, dropout, flatten, .. } => {
+                out.extend([dropout.map(|(d, _)| d), flatten, Some(dense)].into_iter().flatten())
+            }
         }
         out
     }
@@ -146,22 +145,13 @@ impl Step {
     /// The kernel the step calls, by name.
     pub fn kernel(&self) -> &'static str {
         match self {
-            Step::Conv { pool: Some(_), .. } => "conv2d_relu_pool",
-            Step::Conv { pool: None, .. } => "conv2d",
+            Step::Alone { kernel, .. } => kernel,
+            Step::ConvPool { .. } => "conv2d_relu_pool",
             Step::ConvBatchNorm { .. } => "conv2d_relu_batch_norm_train",
-            Step::MaxPool(_) => "max_pool2d",
-            Step::AvgPool(_) => "avg_pool2d",
-            Step::GlobalAvgPool(_) => "global_avg_pool",
-            Step::BatchNorm { mode: BatchNormMode::Batch, pool: Some(_), .. } => "batch_norm_pool_train",
-            Step::BatchNorm { mode: BatchNormMode::Batch, pool: None, .. } => "batch_norm_train",
-            Step::BatchNorm { mode: BatchNormMode::Fixed, .. } => "batch_norm_fixed",
-            Step::BatchNorm { mode: BatchNormMode::Frozen, .. } => "batch_norm (candle, frozen)",
-            Step::BatchNorm { mode: BatchNormMode::Candle, .. } => "batch_norm (candle)",
-            Step::Dropout(_) => "dropout",
-            Step::Flatten(_) => "flatten",
+            Step::BatchNormPool { .. } => "batch_norm_pool_train",
             Step::Dense { dropout: Some(_), .. } => "dropout_linear",
             Step::Dense { dropout: None, .. } => "linear",
-            Step::DenseAdapted(_) => "linear + lora",
+            Step::DenseAdapted { .. } => "linear + lora",
         }
     }
 }
@@ -191,12 +181,17 @@ impl Plan {
 
 /// Whether layer `i` is a dense layer without an adapter.
 fn plain_dense(layers: &[PlanLayer], i: usize) -> bool {
-    layers.get(i).is_some_and(|l| l.kind == LayerKind::Dense && !l.adapted)
+    layers.get(i).is_some_and(|l| matches!(l.kind, PlanKind::Dense { .. }) && !l.adapted)
 }
 
 /// Whether layer `i` is a max-pool.
 fn is_pool(layers: &[PlanLayer], i: usize) -> bool {
-    layers.get(i).is_some_and(|l| l.kind == LayerKind::MaxPool)
+    layers.get(i).is_some_and(|l| l.kind == PlanKind::MaxPool)
+}
+
+/// Whether layer `i` is a batch norm.
+fn is_batch_norm(layers: &[PlanLayer], i: usize) -> bool {
+    layers.get(i).is_some_and(|l| matches!(l.kind, PlanKind::BatchNorm { .. }))
 }
 
 impl Plan {
@@ -209,45 +204,46 @@ impl Plan {
         let mut i = 0;
         while i < layers.len() {
             let layer = layers[i];
+            let alone = Some(Step::Alone { layer: i, kernel: layer.kernel });
             let step = match layer.kind {
-                LayerKind::Conv if is_pool(layers, i + 1) => Some(Step::Conv { conv: i, pool: Some(i + 1) }),
-                LayerKind::Conv => match layers.get(i + 1) {
-                    Some(bn)
-                        if matches!(bn.kind, LayerKind::BatchNorm { .. })
-                            && train
-                            && fast
-                            && !layer.frozen
-                            && !bn.frozen =>
-                    {
-                        let pool = is_pool(layers, i + 2).then_some(i + 2);
-                        Some(Step::ConvBatchNorm { conv: i, bn: i + 1, pool })
-                    }
-                    _ => Some(Step::Conv { conv: i, pool: None }),
-                },
-                LayerKind::MaxPool => Some(Step::MaxPool(i)),
-                LayerKind::AvgPool => Some(Step::AvgPool(i)),
-                LayerKind::GlobalAvgPool => Some(Step::GlobalAvgPool(i)),
-                LayerKind::BatchNorm { rank } => Some(batch_norm_step(layers, i, rank, train, fast)),
-                LayerKind::Dropout(rate) if train && rate > 0.0 => {
+                PlanKind::Conv { padding } if is_pool(layers, i + 1) => {
+                    Some(Step::ConvPool { conv: i, padding, pool: i + 1 })
+                }
+                PlanKind::Conv { padding }
+                    if is_batch_norm(layers, i + 1) && train && fast && !layer.frozen && !layers[i + 1].frozen =>
+                {
+                    let pool = is_pool(layers, i + 2).then_some(i + 2);
+                    Some(Step::ConvBatchNorm { conv: i, padding, bn: i + 1, pool })
+                }
+                PlanKind::BatchNorm { image: true } if train && fast && !layer.frozen && is_pool(layers, i + 1) => {
+                    Some(Step::BatchNormPool { bn: i, pool: i + 1 })
+                }
+                PlanKind::Dropout(rate) if train && rate > 0.0 => {
                     let dense_next = plain_dense(layers, i + 1)
-                        || (layers.get(i + 1).is_some_and(|l| l.kind == LayerKind::Flatten)
+                        || (layers.get(i + 1).is_some_and(|l| l.kind == PlanKind::Flatten)
                             && plain_dense(layers, i + 2));
                     if fast && dense_next {
-                        dropout = Some(i);
+                        dropout = Some((i, rate));
                         None
                     } else {
-                        Some(Step::Dropout(i))
+                        alone
                     }
                 }
                 // A dropout outside training (or of rate 0) does nothing.
-                LayerKind::Dropout(_) => None,
-                LayerKind::Flatten if fast && plain_dense(layers, i + 1) => {
+                PlanKind::Dropout(_) => None,
+                PlanKind::Flatten if fast && plain_dense(layers, i + 1) => {
                     flatten = Some(i);
                     None
                 }
-                LayerKind::Flatten => Some(Step::Flatten(i)),
-                LayerKind::Dense if layer.adapted => Some(Step::DenseAdapted(i)),
-                LayerKind::Dense => Some(Step::Dense { dense: i, dropout: dropout.take(), flatten: flatten.take() }),
+                PlanKind::Dense { relu } if layer.adapted => Some(Step::DenseAdapted { dense: i, relu }),
+                PlanKind::Dense { relu } => {
+                    Some(Step::Dense { dense: i, relu, dropout: dropout.take(), flatten: flatten.take() })
+                }
+                PlanKind::Conv { .. }
+                | PlanKind::MaxPool
+                | PlanKind::BatchNorm { .. }
+                | PlanKind::Flatten
+                | PlanKind::Alone => alone,
             };
             if let Some(step) = step {
                 i = step.layers().iter().max().map_or(i, |&last| last.max(i)) + 1;
@@ -258,20 +254,6 @@ impl Plan {
         }
         Plan { steps }
     }
-}
-
-/// The step of the batch norm at `i` (with an input of `rank`) when no convolution took it.
-fn batch_norm_step(layers: &[PlanLayer], i: usize, rank: usize, train: bool, fast: bool) -> Step {
-    let frozen = layers[i].frozen;
-    let (mode, pool) = match (train, frozen, fast) {
-        (true, false, true) => (BatchNormMode::Batch, (rank == 4 && is_pool(layers, i + 1)).then_some(i + 1)),
-        // A frozen batch norm runs in inference mode (as in Keras): moving statistics neither
-        // used from the batch nor updated.
-        (_, _, true) => (BatchNormMode::Fixed, None),
-        (true, true, false) => (BatchNormMode::Frozen, None),
-        _ => (BatchNormMode::Candle, None),
-    };
-    Step::BatchNorm { bn: i, mode, pool }
 }
 
 impl fmt::Display for Plan {
@@ -290,42 +272,58 @@ impl fmt::Display for Plan {
 
 #[cfg(test)]
 mod tests {
+    use super::super::layers::{AvgPool, BatchNorm, Conv, Dense, Dropout, Flatten, GlobalAvgPool, Kind, MaxPool};
+    use super::super::layers::{Mode, Output, Shape};
     use super::*;
-    use LayerKind::*;
 
-    fn layers(kinds: &[LayerKind]) -> Vec<PlanLayer> {
-        kinds.iter().map(|&kind| PlanLayer { kind, frozen: false, adapted: false }).collect()
-    }
-
-    fn text(layers: &[PlanLayer], train: bool, fast: bool) -> String {
-        Plan::build(layers, train, fast).to_string().replace('\n', " | ")
+    /// The plan of the layers named by `words` (`bn` after an image, `bn1` after a vector),
+    /// with the layers at `frozen` frozen and at `adapted` adapted, one step a `|`.
+    fn text(words: &str, (frozen, adapted): (&[usize], &[usize]), train: bool, fast: bool) -> String {
+        let (image, flat) = (Shape::Image(8, 8, 8), Shape::Flat(8));
+        let conv = Conv { filters: 8, kernel: 3, same_padding: true };
+        let layers: Vec<PlanLayer> = words
+            .split(' ')
+            .enumerate()
+            .map(|(i, word)| {
+                let (kind, input): (&dyn Kind, Shape) = match word {
+                    "conv" => (&conv, image),
+                    "bn" => (&BatchNorm, image),
+                    "bn1" => (&BatchNorm, flat),
+                    "pool" => (&MaxPool, image),
+                    "avgpool" => (&AvgPool, image),
+                    "gap" => (&GlobalAvgPool, image),
+                    "drop" => (&Dropout { rate: 0.25 }, image),
+                    "flatten" => (&Flatten, image),
+                    "dense" => (&Dense { units: 8 }, flat),
+                    "out" => (&Output { classes: 10 }, flat),
+                    _ => panic!("no test word {word}"),
+                };
+                let frozen = frozen.contains(&i);
+                PlanLayer {
+                    kind: kind.plan(input),
+                    kernel: kind.kernel(Mode { train, fast, frozen }),
+                    frozen,
+                    adapted: adapted.contains(&i),
+                }
+            })
+            .collect();
+        Plan::build(&layers, train, fast).to_string().replace('\n', " | ")
     }
 
     #[test]
     fn the_rules_fuse_what_the_table_says() {
-        // conv bn pool conv pool dropout dense dropout out
-        let l = layers(&[
-            Conv,
-            BatchNorm { rank: 4 },
-            MaxPool,
-            Conv,
-            MaxPool,
-            Dropout(0.25),
-            Flatten,
-            Dense,
-            Dropout(0.5),
-            Dense,
-        ]);
+        let l = "conv bn pool conv pool drop flatten dense drop out";
+        let none = (&[][..], &[][..]);
         assert_eq!(
-            text(&l, true, true),
+            text(l, none, true, true),
             "1+2+3 conv2d_relu_batch_norm_train | 4+5 conv2d_relu_pool | 6+7+8 dropout_linear | 9+10 dropout_linear"
         );
         assert_eq!(
-            text(&l, false, true),
+            text(l, none, false, true),
             "1 conv2d | 2 batch_norm_fixed | 3 max_pool2d | 4+5 conv2d_relu_pool | 7+8 linear | 10 linear"
         );
         assert_eq!(
-            text(&l, true, false),
+            text(l, none, true, false),
             "1 conv2d | 2 batch_norm (candle) | 3 max_pool2d | 4+5 conv2d_relu_pool | 6 dropout | 7 flatten \
              | 8 linear | 9 dropout | 10 linear"
         );
@@ -333,42 +331,38 @@ mod tests {
 
     #[test]
     fn frozen_and_adapted_layers_change_the_plan() {
-        let mut l = layers(&[Conv, BatchNorm { rank: 4 }, MaxPool, Flatten, Dense, Dropout(0.5), Dense]);
-        l[1].frozen = true;
+        let l = "conv bn pool flatten dense drop out";
         assert_eq!(
-            text(&l, true, true),
+            text(l, (&[1], &[]), true, true),
             "1 conv2d | 2 batch_norm_fixed | 3 max_pool2d | 4+5 linear | 6+7 dropout_linear"
         );
         assert_eq!(
-            text(&l, true, false),
+            text(l, (&[1], &[]), true, false),
             "1 conv2d | 2 batch_norm (candle, frozen) | 3 max_pool2d | 4 flatten | 5 linear | 6 dropout | 7 linear"
         );
-        l[1].frozen = false;
-        l[4].adapted = true;
         assert_eq!(
-            text(&l, true, true),
+            text(l, (&[], &[4]), true, true),
             "1+2+3 conv2d_relu_batch_norm_train | 4 flatten | 5 linear + lora | 6+7 dropout_linear"
         );
-        // A batch norm after a dense layer (2-d) is never pooled; a batch norm after a pool
-        // takes the next pool.
-        let l = layers(&[Conv, MaxPool, BatchNorm { rank: 4 }, MaxPool, Flatten, Dense, BatchNorm { rank: 2 }, Dense]);
+        // A batch norm after a dense layer (on a vector) is never pooled; a batch norm after a
+        // pool takes the next pool.
+        let l = "conv pool bn pool flatten dense bn1 out";
         assert_eq!(
-            text(&l, true, true),
+            text(l, (&[], &[]), true, true),
             "1+2 conv2d_relu_pool | 3+4 batch_norm_pool_train | 5+6 linear | 7 batch_norm_train | 8 linear"
         );
     }
 
     #[test]
     fn every_layer_runs_once_in_order() {
-        let l = layers(&[Conv, BatchNorm { rank: 4 }, BatchNorm { rank: 4 }, MaxPool, AvgPool, GlobalAvgPool, Dense]);
         for train in [false, true] {
             for fast in [false, true] {
-                let plan = Plan::build(&l, train, fast);
-                let run: Vec<usize> = plan.steps.iter().flat_map(Step::layers).collect();
-                let mut sorted = run.clone();
-                sorted.sort_unstable();
-                assert_eq!(run, sorted, "{plan}");
-                assert_eq!(run, (0..l.len()).collect::<Vec<_>>(), "{plan}");
+                let plan = text("conv bn bn pool avgpool gap dense", (&[], &[]), train, fast);
+                let run: Vec<usize> = plan
+                    .split(" | ")
+                    .flat_map(|step| step.split(' ').next().unwrap().split('+').map(|n| n.parse().unwrap()))
+                    .collect();
+                assert_eq!(run, (1..=7).collect::<Vec<usize>>(), "{plan}");
             }
         }
     }

@@ -255,7 +255,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     fn spec() -> ModelSpec {
-        ModelSpec::new(vec![Layer::conv(6), Layer::BatchNorm, Layer::MaxPool, Layer::Dropout(0.3), Layer::Dense(16)])
+        ModelSpec::new(vec![Layer::conv(6), Layer::BatchNorm, Layer::MaxPool, Layer::dropout(0.3), Layer::dense(16)])
     }
 
     /// Everything but the times of each epoch.

@@ -7,106 +7,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{ModelError, Result};
-
-/// One hidden layer of a model spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Layer {
-    /// 2-D convolution followed by ReLU.
-    Conv {
-        /// Number of output channels.
-        filters: usize,
-        /// Kernel side: 3 or 5.
-        kernel: usize,
-        /// Keras `padding='same'` when true, `'valid'` when false.
-        same_padding: bool,
-    },
-    /// 2×2 max pooling, stride 2.
-    MaxPool,
-    /// 2×2 average pooling, stride 2.
-    AvgPool,
-    /// Batch normalization over channels (or features after flattening).
-    BatchNorm,
-    /// Dropout with this rate, active in training only.
-    Dropout(f32),
-    /// Fully connected layer with this many units, followed by ReLU.
-    Dense(usize),
-    /// Mean over the spatial dimensions: `C×H×W` becomes `C` features.
-    GlobalAvgPool,
-}
-
-impl Layer {
-    /// A convolution with a 3×3 kernel and no padding (Keras' default `'valid'`).
-    pub fn conv(filters: usize) -> Layer {
-        Layer::Conv { filters, kernel: 3, same_padding: false }
-    }
-
-    /// A short label such as `conv32`, `conv6(5×5,same)`, `maxpool`, `dropout0.25`, `dense128`.
-    pub fn label(&self) -> String {
-        match self {
-            Layer::Conv { filters, kernel, same_padding } => {
-                let mut extra = Vec::new();
-                if *kernel != 3 {
-                    extra.push(format!("{kernel}×{kernel}"));
-                }
-                if *same_padding {
-                    extra.push("same".to_string());
-                }
-                if extra.is_empty() {
-                    format!("conv{filters}")
-                } else {
-                    format!("conv{filters}({})", extra.join(","))
-                }
-            }
-            Layer::MaxPool => "maxpool".into(),
-            Layer::AvgPool => "avgpool".into(),
-            Layer::BatchNorm => "batchnorm".into(),
-            Layer::Dropout(rate) => format!("dropout{rate}"),
-            Layer::Dense(units) => format!("dense{units}"),
-            Layer::GlobalAvgPool => "globalavgpool".into(),
-        }
-    }
-}
+use super::layers::{Conv, Node, Output};
+pub use super::layers::{Layer, Shape};
 
 /// The hidden layers of a network, in order.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ModelSpec {
     /// Hidden layers; the output layer is implied.
     pub layers: Vec<Layer>,
-}
-
-/// The shape of the data flowing between layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    /// Channels × height × width.
-    Image(usize, usize, usize),
-    /// A flat feature vector.
-    Flat(usize),
-}
-
-impl Shape {
-    /// Keras-style text, channels last: `(None, 26, 26, 32)` or `(None, 128)`.
-    pub fn keras(&self) -> String {
-        match self {
-            Shape::Image(c, h, w) => format!("(None, {h}, {w}, {c})"),
-            Shape::Flat(n) => format!("(None, {n})"),
-        }
-    }
-
-    /// Number of values per example.
-    pub fn size(&self) -> usize {
-        match self {
-            Shape::Image(c, h, w) => c.saturating_mul(*h).saturating_mul(*w),
-            Shape::Flat(n) => *n,
-        }
-    }
-
-    /// What batch normalization normalizes over: the channels of an image, the values of a vector.
-    pub fn features(&self) -> usize {
-        match *self {
-            Shape::Image(c, _, _) => c,
-            Shape::Flat(n) => n,
-        }
-    }
 }
 
 /// Where a built layer comes from.
@@ -136,20 +44,16 @@ pub struct LayerInfo {
     pub output: Shape,
     /// Number of parameters (batch norm counts its moving mean and variance, like Keras).
     pub params: usize,
+    /// The layer itself.
+    pub node: Node,
 }
 
 impl LayerInfo {
-    /// The implied flatten of an image of `shape`.
-    fn flatten(shape: Shape) -> LayerInfo {
-        let output = Shape::Flat(shape.size());
-        LayerInfo {
-            name: "flatten".into(),
-            kind: "Flatten",
-            source: LayerSource::Flatten,
-            input: shape,
-            output,
-            params: 0,
-        }
+    /// `node` from `source` on `input`, or why it cannot apply.
+    fn new(node: Node, source: LayerSource, input: Shape) -> std::result::Result<LayerInfo, String> {
+        let kind = node.kind();
+        let (output, params) = kind.infer(input)?;
+        Ok(LayerInfo { name: kind.label(), kind: kind.keras(), source, input, output, params, node })
     }
 }
 
@@ -190,29 +94,24 @@ pub const PRESETS: [&str; 4] = ["seed-small", "seed-cnn", "lenet5", "strong"];
 /// - `strong`: two double-conv blocks with dropout, then dense256 with dropout: 99.55% on the
 ///   official MNIST test set with augmentation and one-cycle Adam (`examples/strong.lab`).
 pub fn preset(name: &str) -> Option<ModelSpec> {
-    use Layer::*;
+    let conv = Layer::conv;
+    let conv5 = |filters, same_padding| Layer::Conv(Conv { filters, kernel: 5, same_padding });
+    let (dense, dropout, pool) = (Layer::dense, Layer::dropout, Layer::MaxPool);
     let layers = match name {
-        "seed-small" => vec![Layer::conv(32), MaxPool, Dense(128)],
-        "seed-cnn" => vec![Layer::conv(32), MaxPool, Layer::conv(64), MaxPool, Layer::conv(64), Dense(64)],
-        "lenet5" => vec![
-            Conv { filters: 6, kernel: 5, same_padding: true },
-            AvgPool,
-            Conv { filters: 16, kernel: 5, same_padding: false },
-            AvgPool,
-            Dense(120),
-            Dense(84),
-        ],
+        "seed-small" => vec![conv(32), pool, dense(128)],
+        "seed-cnn" => vec![conv(32), pool.clone(), conv(64), pool, conv(64), dense(64)],
+        "lenet5" => vec![conv5(6, true), Layer::AvgPool, conv5(16, false), Layer::AvgPool, dense(120), dense(84)],
         "strong" => vec![
-            Layer::conv(32),
-            Layer::conv(32),
-            MaxPool,
-            Dropout(0.25),
-            Layer::conv(64),
-            Layer::conv(64),
-            MaxPool,
-            Dropout(0.25),
-            Dense(256),
-            Dropout(0.5),
+            conv(32),
+            conv(32),
+            pool.clone(),
+            dropout(0.25),
+            conv(64),
+            conv(64),
+            pool,
+            dropout(0.25),
+            dense(256),
+            dropout(0.5),
         ],
         _ => return None,
     };
@@ -244,38 +143,24 @@ impl ModelSpec {
         }
         let mut shape = Shape::Image(c, h, w);
         let mut out = Vec::with_capacity(self.layers.len() + 2);
+        let flatten =
+            |shape| LayerInfo::new(Node::Flatten, LayerSource::Flatten, shape).expect("a flatten always applies");
         for (i, layer) in self.layers.iter().enumerate() {
-            if let (Layer::Dense(_), Shape::Image(..)) = (layer, shape) {
-                out.push(LayerInfo::flatten(shape));
+            if let (true, Shape::Image(..)) = (layer.kind().takes_flat(), shape) {
+                out.push(flatten(shape));
                 shape = Shape::Flat(shape.size());
             }
-            let (kind, output, params) = infer(layer, shape).map_err(|message| ModelError::Layer {
-                layer: i + 1,
-                label: layer.label(),
-                message,
-            })?;
-            out.push(LayerInfo {
-                name: layer.label(),
-                kind,
-                source: LayerSource::Spec(i),
-                input: shape,
-                output,
-                params,
-            });
-            shape = output;
+            let info = LayerInfo::new(Node::Hidden(layer.clone()), LayerSource::Spec(i), shape)
+                .map_err(|message| ModelError::Layer { layer: i + 1, label: layer.label(), message })?;
+            shape = info.output;
+            out.push(info);
         }
         if let Shape::Image(..) = shape {
-            out.push(LayerInfo::flatten(shape));
+            out.push(flatten(shape));
             shape = Shape::Flat(shape.size());
         }
-        out.push(LayerInfo {
-            name: "output".into(),
-            kind: "Dense",
-            source: LayerSource::Output,
-            input: shape,
-            output: Shape::Flat(classes),
-            params: shape.size().saturating_mul(classes).saturating_add(classes),
-        });
+        let output = LayerInfo::new(Node::Output(Output { classes }), LayerSource::Output, shape);
+        out.push(output.map_err(ModelError::Spec)?);
         Ok(out)
     }
 
@@ -290,19 +175,10 @@ impl ModelSpec {
         let mut per_image: u64 = 0;
         for info in &infos {
             let out = info.output.size() as u64;
-            // Output, its gradient and the temporaries around them (ReLU masks, pooling indices).
+            // Output, its gradient and the temporaries around them (ReLU masks, pooling
+            // indices), and the layer's own scratch (a convolution's im2col matrix).
             per_image = per_image.saturating_add(out.saturating_mul(4));
-            let layer = match info.source {
-                LayerSource::Spec(i) => Some(&self.layers[i]),
-                LayerSource::Flatten | LayerSource::Output => None,
-            };
-            if let (Some(Layer::Conv { kernel, .. }), Shape::Image(..), Shape::Image(_, h, w)) =
-                (layer, info.input, info.output)
-            {
-                let channels_in = info.input.features() as u64;
-                let im2col = crate::budget::product(&[(kernel * kernel) as u64, channels_in, (h * w) as u64]);
-                per_image = per_image.saturating_add(im2col);
-            }
+            per_image = per_image.saturating_add(info.node.kind().scratch(info.input, info.output));
         }
         let weights = crate::budget::product(&[params, 4, 5]);
         let activations = crate::budget::product(&[per_image, batch as u64, 4]);
@@ -320,9 +196,7 @@ impl ModelSpec {
             let n = seen.entry(info.kind).or_insert(0);
             let layer = if *n == 0 { format!("{base} ({})", info.kind) } else { format!("{base}_{n} ({})", info.kind) };
             *n += 1;
-            if info.kind == "BatchNormalization" {
-                frozen += info.params / 2;
-            }
+            frozen += info.node.kind().statistics(info.params);
             rows.push(SummaryRow {
                 layer,
                 output_shape: info.output.keras(),
@@ -336,83 +210,19 @@ impl ModelSpec {
     }
 }
 
-/// The Keras class, output shape and parameter count of `layer` applied to `shape` (flattened
-/// already before a dense layer), or why it cannot apply.
-fn infer(layer: &Layer, shape: Shape) -> std::result::Result<(&'static str, Shape, usize), String> {
-    match *layer {
-        Layer::Conv { filters, kernel, same_padding } => conv_shape(filters, kernel, same_padding, shape),
-        Layer::MaxPool | Layer::AvgPool => {
-            let Shape::Image(c, h, w) = shape else {
-                return Err("pooling cannot follow a dense or global pooling layer".into());
-            };
-            if h < 2 || w < 2 {
-                return Err(format!("input {h}×{w} is smaller than the 2×2 pooling window"));
-            }
-            let kind = if *layer == Layer::MaxPool { "MaxPooling2D" } else { "AveragePooling2D" };
-            Ok((kind, Shape::Image(c, h / 2, w / 2), 0))
+/// Keras' automatic layer name for a layer class: snake case, a word starting at each capital
+/// after a lower-case letter (`Conv2D` → `conv2d`, `MaxPooling2D` → `max_pooling2d`).
+fn keras_snake(class: &str) -> String {
+    let mut out = String::with_capacity(class.len() + 4);
+    let mut previous_lower = false;
+    for c in class.chars() {
+        if c.is_uppercase() && previous_lower {
+            out.push('_');
         }
-        Layer::GlobalAvgPool => {
-            let Shape::Image(c, _, _) = shape else {
-                return Err("global pooling needs an image input, not a flat vector".into());
-            };
-            Ok(("GlobalAveragePooling2D", Shape::Flat(c), 0))
-        }
-        Layer::BatchNorm => Ok(("BatchNormalization", shape, shape.features().saturating_mul(4))),
-        Layer::Dropout(rate) => {
-            if !(0.0..1.0).contains(&rate) {
-                return Err(format!("dropout rate {rate} is outside [0, 1)"));
-            }
-            Ok(("Dropout", shape, 0))
-        }
-        Layer::Dense(units) => {
-            if units == 0 {
-                return Err("a dense layer needs at least one unit".into());
-            }
-            Ok(("Dense", Shape::Flat(units), shape.size().saturating_mul(units).saturating_add(units)))
-        }
+        previous_lower = c.is_lowercase();
+        out.extend(c.to_lowercase());
     }
-}
-
-/// [`infer`] for a convolution.
-fn conv_shape(
-    filters: usize,
-    kernel: usize,
-    same_padding: bool,
-    shape: Shape,
-) -> std::result::Result<(&'static str, Shape, usize), String> {
-    let Shape::Image(c, h, w) = shape else {
-        return Err("a convolution cannot follow a dense or global pooling layer".into());
-    };
-    if kernel != 3 && kernel != 5 {
-        return Err(format!("kernel size {kernel} is not supported (3 or 5)"));
-    }
-    if filters == 0 {
-        return Err("a convolution needs at least one filter".into());
-    }
-    let (oh, ow) = if same_padding {
-        (h, w)
-    } else {
-        if h < kernel || w < kernel {
-            return Err(format!("input {h}×{w} is smaller than the {kernel}×{kernel} kernel"));
-        }
-        (h - kernel + 1, w - kernel + 1)
-    };
-    let params = (kernel * kernel).saturating_mul(c).saturating_mul(filters).saturating_add(filters);
-    Ok(("Conv2D", Shape::Image(filters, oh, ow), params))
-}
-
-/// Keras' automatic layer name for a layer class, e.g. `Conv2D` → `conv2d`.
-fn keras_snake(kind: &str) -> &'static str {
-    match kind {
-        "Conv2D" => "conv2d",
-        "MaxPooling2D" => "max_pooling2d",
-        "AveragePooling2D" => "average_pooling2d",
-        "GlobalAveragePooling2D" => "global_average_pooling2d",
-        "BatchNormalization" => "batch_normalization",
-        "Dropout" => "dropout",
-        "Flatten" => "flatten",
-        _ => "dense",
-    }
+    out
 }
 
 #[cfg(test)]
@@ -481,7 +291,7 @@ mod tests {
             Layer::conv(64),
             BatchNorm,
             MaxPool,
-            Dense(256),
+            Layer::dense(256),
             BatchNorm,
         ]);
         let s = spec.summary_rows((1, 28, 28), 10).unwrap();
@@ -508,10 +318,10 @@ mod tests {
         let spec = ModelSpec::new(vec![Layer::conv(8), Layer::conv(8), Layer::MaxPool, Layer::MaxPool, Layer::conv(8)]);
         // 28 → 26 → 24 → 12 → 6 → 4
         assert!(spec.output_shapes((1, 28, 28), 10).is_ok());
-        let spec = ModelSpec::new(vec![Layer::Dense(10), Layer::conv(8)]);
+        let spec = ModelSpec::new(vec![Layer::dense(10), Layer::conv(8)]);
         let e = spec.output_shapes((1, 28, 28), 10).unwrap_err().to_string();
         assert!(e.starts_with("layer 2 (conv8): a convolution cannot follow"), "{e}");
-        let e = ModelSpec::new(vec![Layer::Dropout(1.5)]).output_shapes((1, 28, 28), 10).unwrap_err().to_string();
+        let e = ModelSpec::new(vec![Layer::dropout(1.5)]).output_shapes((1, 28, 28), 10).unwrap_err().to_string();
         assert!(e.contains("layer 1 (dropout1.5)"), "{e}");
         let e = ModelSpec::new(vec![]).output_shapes((1, 28, 28), 1).unwrap_err();
         assert!(matches!(e, ModelError::Spec(_)), "{e:?}");
@@ -520,10 +330,10 @@ mod tests {
 
     #[test]
     fn training_bytes_grow_with_width_and_batch() {
-        let small = ModelSpec::new(vec![Layer::Dense(128)]).training_bytes((1, 28, 28), 10, 32).unwrap();
+        let small = ModelSpec::new(vec![Layer::dense(128)]).training_bytes((1, 28, 28), 10, 32).unwrap();
         // 101,770 parameters × 4 bytes × 5, plus activations.
         assert!(small > 101_770 * 20 && small < 101_770 * 20 + 32 * 4 * 10_000, "{small}");
-        let huge = ModelSpec::new(vec![Layer::Dense(1_000_000), Layer::Dense(1_000_000)])
+        let huge = ModelSpec::new(vec![Layer::dense(1_000_000), Layer::dense(1_000_000)])
             .training_bytes((1, 28, 28), 10, 32)
             .unwrap();
         assert!(huge > 1_000_000_000_000 * 20, "{huge}");

@@ -1151,7 +1151,7 @@ pub(crate) mod tests {
     }
 
     fn small_spec() -> ModelSpec {
-        ModelSpec::new(vec![Layer::conv(8), Layer::BatchNorm, Layer::MaxPool, Layer::Dropout(0.25), Layer::Dense(16)])
+        ModelSpec::new(vec![Layer::conv(8), Layer::BatchNorm, Layer::MaxPool, Layer::dropout(0.25), Layer::dense(16)])
     }
 
     #[test]

@@ -323,7 +323,7 @@ mod tests {
     fn adding_a_setting_keeps_the_others_draws() {
         let s = space();
         let mut more = s.clone();
-        more.models = vec![ModelSpec::new(vec![super::super::Layer::Dense(8)])];
+        more.models = vec![ModelSpec::new(vec![super::super::Layer::dense(8)])];
         let (a, b) = (s.sample(10, 3), more.sample(10, 3));
         assert!(a.iter().zip(&b).all(|(x, y)| x.lr == y.lr && x.batch == y.batch && x.optimizer == y.optimizer));
         assert!(b.iter().all(|t| t.model == Some(0)) && a.iter().all(|t| t.model.is_none()));

@@ -11,6 +11,7 @@ use crate::lang::ast::*;
 use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self, NumRange};
+use crate::model::layers::Conv;
 use crate::model::spec::PRESETS;
 use crate::model::{DeviceKind, Layer, Optimizer, Schedule};
 
@@ -76,22 +77,7 @@ pub(super) fn model_words(first: &str) -> Res<'_, ModelChoice> {
 
 /// The `model` statement that builds `spec` (the inverse of its parser): `model conv32 pool dense128`.
 pub(crate) fn model_statement(spec: &crate::model::ModelSpec) -> String {
-    let words: Vec<String> = spec
-        .layers
-        .iter()
-        .map(|l| match l {
-            Layer::Conv { filters, kernel, same_padding } => {
-                let kernel = if *kernel == 3 { String::new() } else { format!("k{kernel}") };
-                format!("conv{filters}{kernel}{}", if *same_padding { " same" } else { "" })
-            }
-            Layer::MaxPool => "pool".into(),
-            Layer::AvgPool => "avgpool".into(),
-            Layer::BatchNorm => "bn".into(),
-            Layer::Dropout(p) => format!("dropout {p}"),
-            Layer::Dense(units) => format!("dense{units}"),
-            Layer::GlobalAvgPool => "gap".into(),
-        })
-        .collect();
+    let words: Vec<String> = spec.layers.iter().map(|l| l.kind().words()).collect();
     format!("model {}", words.join(" "))
 }
 
@@ -122,13 +108,13 @@ fn layer(input: &str) -> Res<'_, Layer> {
                     _ => return fail(input, "a kernel size of 3 (`conv32`) or 5 (`conv32k5`)"),
                 };
                 let (rest, same) = opt(preceded(space1, tag("same")))(rest)?;
-                return Ok((rest, Layer::Conv { filters, kernel, same_padding: same.is_some() }));
+                return Ok((rest, Layer::Conv(Conv { filters, kernel, same_padding: same.is_some() })));
             }
             _ => None,
         }
     } else if let Some(n) = word.strip_prefix("dense") {
         match digits(n) {
-            Some(n) => Some(Layer::Dense(width(n, &ranges::UNITS)?)),
+            Some(n) => Some(Layer::dense(width(n, &ranges::UNITS)?)),
             None => None,
         }
     } else {
@@ -139,7 +125,7 @@ fn layer(input: &str) -> Res<'_, Layer> {
             "gap" => Some(Layer::GlobalAvgPool),
             "dropout" => {
                 let (rest, p) = real_arg(&ranges::DROPOUT)(rest)?;
-                return Ok((rest, Layer::Dropout(p as f32)));
+                return Ok((rest, Layer::dropout(p as f32)));
             }
             _ => None,
         }
