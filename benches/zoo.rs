@@ -22,8 +22,8 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use mnistlab::data::{dataset::digit_classes, fetch, load, ImageFormat, PixelScaling, Split, SplitKind};
 use mnistlab::lang::{parse_line, ModelChoice, StatementKind};
-use mnistlab::model::layers::Node;
-use mnistlab::model::spec::Shape;
+use mnistlab::model::architecture::layers::Node;
+use mnistlab::model::architecture::spec::Shape;
 use mnistlab::model::{fit, Layer, ModelSpec, Network, Optimizer, TrainConfig, TrainData};
 
 mod common;

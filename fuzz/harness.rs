@@ -124,10 +124,11 @@ pub fn manifest(data: &[u8], fixtures: &Path) -> Outcome {
 /// that loads then predicts one blank image.
 pub fn checkpoint(data: &[u8]) -> Outcome {
     let device = candle_core::Device::Cpu;
-    let (net, meta) = mnistlab::model::checkpoint::load_model_bytes(Path::new("fuzz.safetensors"), data, &device)
-        .map_err(|e| e.to_string())?;
+    let (net, meta) =
+        mnistlab::model::files::checkpoint::load_model_bytes(Path::new("fuzz.safetensors"), data, &device)
+            .map_err(|e| e.to_string())?;
     let (c, h, w) = net.input();
-    let probs = mnistlab::model::train::predict_probs(&net, &vec![0; c * h * w], meta.scaling)
+    let probs = mnistlab::model::training::train::predict_probs(&net, &vec![0; c * h * w], meta.scaling)
         .map_err(|e| format!("loaded, but cannot predict: {e}"))?;
     assert_eq!(probs.len(), 1, "one image, one prediction");
     assert_eq!(probs[0].len(), meta.classes.len(), "one probability per class");

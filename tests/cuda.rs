@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use common::{run, texts};
 use mnistlab::data::SplitKind;
 use mnistlab::kernels;
-use mnistlab::model::optim::GroupState;
+use mnistlab::model::training::optim::GroupState;
 use mnistlab::model::{
     self, DeviceKind, EpochEnd, FitHooks, Layer, ModelSpec, Network, RunState, TrainConfig, TrainData,
 };

@@ -6,8 +6,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use mnistlab::lang::{docs, parse_line, ModelChoice, StatementKind};
-use mnistlab::model::layers::init::Init;
-use mnistlab::model::layers::{Ctx, Flatten, Kind, Mode, Node, Output, Params, Shape};
+use mnistlab::model::architecture::layers::init::Init;
+use mnistlab::model::architecture::layers::{Ctx, Flatten, Kind, Mode, Node, Output, Params, Shape};
 use mnistlab::model::Layer;
 use strum::IntoEnumIterator;
 

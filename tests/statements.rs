@@ -236,7 +236,7 @@ fn save_history_writes_the_epochs_fit_printed_as_csv_and_json() {
 
 #[test]
 fn export_onnx_from_a_script_writes_the_model_with_its_classes_and_scaling() {
-    use mnistlab::model::onnx::proto::ModelProto;
+    use mnistlab::model::files::onnx::proto::ModelProto;
     use prost::Message;
     let mut session = Session::new();
     let dir = tempfile::tempdir().unwrap();

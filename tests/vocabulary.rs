@@ -144,7 +144,7 @@ fn keywords_read_in_any_case_and_full_width() {
     assert_eq!(
         parse("MODEL Conv32 POOL Dense128"),
         StatementKind::Model(ModelChoice::Layers(vec![
-            Layer::Conv(mnistlab::model::layers::Conv { filters: 32, kernel: 3, same_padding: false }),
+            Layer::Conv(mnistlab::model::architecture::layers::Conv { filters: 32, kernel: 3, same_padding: false }),
             Layer::MaxPool,
             Layer::dense(128),
         ]))

@@ -72,7 +72,7 @@ fn conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, settings: ConvSettings) -> R
         }
     }
     if let Some(k) = pool {
-        super::pool::check_window("conv2d", (g.oh, g.ow), k)?;
+        super::max_pool::check_window("conv2d", (g.oh, g.ow), k)?;
     }
     let fast = cpu_f32(&[x, w]) && b.is_none_or(|b| cpu_f32(&[b]));
     if !fast {
@@ -502,7 +502,7 @@ impl Geom {
                     match pool {
                         // Bias and ReLU are monotonic, so they commute with the maximum.
                         Some(k) => {
-                            super::pool::pool_plane(src, self.ow, k, dst, &mut idx[at..at + plane]);
+                            super::max_pool::pool_plane(src, self.ow, k, dst, &mut idx[at..at + plane]);
                             dst.iter_mut().for_each(|d| *d = finish(*d, bias));
                         }
                         None => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = finish(s, bias)),

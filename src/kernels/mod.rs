@@ -1,7 +1,7 @@
 //! The fast CPU kernels, beside the model layer that calls them (they import nothing of it):
 //! 2-D convolution, max- and average pooling, batch normalization, dropout and the dense layer
 //! as candle custom ops with their own backward passes, their fused combinations (which
-//! `model::plan` decides), and Adam's update in one pass.
+//! `model::architecture::plan` decides), and Adam's update in one pass.
 //!
 //! candle's CPU convolution backward is slow (its `conv_transpose2d` is a direct loop and the
 //! weight gradient is a convolution with an output-sized kernel). These ops use im2col and
@@ -9,29 +9,35 @@
 //! 3 × 3 stride-1 convolutions), run over the batch in parallel with rayon, fuse bias and ReLU into the
 //! forward pass, and skip the input gradient when the input needs none. On other devices or
 //! dtypes they fall back to candle's own operations.
+//!
+//! Names: a kernel is named by the layers it runs, in order, joined by `_`, with `_train` for a
+//! batch norm on batch statistics (`conv2d_relu_pool`, `conv2d_relu_batch_norm_train`,
+//! `batch_norm_pool_train`, `dropout_linear`). A combined op that is a kernel of its own has a
+//! file of that name (without `_train`); one that is an option of a single kernel (conv2d's
+//! pooling, linear's dropout) lives in that kernel's file.
 
 mod adam;
-mod avgpool;
-mod batchnorm;
-mod bn_pool;
+mod avg_pool;
+mod batch_norm;
+mod batch_norm_pool;
 mod conv;
-mod conv_bn;
+mod conv2d_relu_batch_norm;
 mod dense;
 mod dropout;
-mod pool;
+mod max_pool;
 mod winograd;
 
 #[cfg(test)]
 pub(crate) use adam::ADAM_PIECE;
 pub use adam::{adam_update, AdamStep};
-pub use avgpool::{avg_pool2d, global_avg_pool};
-pub use batchnorm::{batch_norm_fixed, batch_norm_train, BatchStats};
-pub use bn_pool::batch_norm_pool_train;
+pub use avg_pool::{avg_pool2d, global_avg_pool};
+pub use batch_norm::{batch_norm_fixed, batch_norm_train, BatchStats};
+pub use batch_norm_pool::batch_norm_pool_train;
 pub use conv::{conv2d, conv2d_relu_pool};
-pub use conv_bn::conv2d_relu_batch_norm_train;
+pub use conv2d_relu_batch_norm::conv2d_relu_batch_norm_train;
 pub use dense::{dropout_linear, linear};
 pub use dropout::{dropout, mix64};
-pub use pool::max_pool2d;
+pub use max_pool::max_pool2d;
 
 use candle_core::{backend::BackendStorage, bail, CpuStorage, Layout, Result, Storage, Tensor};
 use gemm::{gemm, Parallelism};

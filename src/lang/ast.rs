@@ -231,7 +231,7 @@ pub enum StatementKind {
     /// `export onnx PATH`: the model as an ONNX file.
     ExportOnnx(PathBuf),
     /// `tune ...`: a seeded random search over training settings and architectures.
-    Tune(crate::model::tune::Search),
+    Tune(crate::model::training::tune::Search),
     /// `tune apply`: the best settings of the last `tune`, applied as statements.
     TuneApply,
 }

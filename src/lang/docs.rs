@@ -5,7 +5,7 @@
 
 pub use super::definition::StatementDoc;
 use super::statements::{data, general, training, tuning};
-use crate::model::layers::Help;
+use crate::model::architecture::layers::Help;
 
 /// The statement groups, in the order `help` lists them; each group's file defines its
 /// statements and their list. The parser knows a statement only through these lists, so none
@@ -78,10 +78,10 @@ pub const LESSONS: &[(&str, &[&str])] = &[
 ];
 
 /// The words of the `model` statement and what each builds: each layer kind's help
-/// ([`crate::model::layers::Kind::help`]), then the presets.
+/// ([`crate::model::architecture::layers::Kind::help`]), then the presets.
 pub fn layer_words() -> impl Iterator<Item = Help> {
     const PRESETS: Help = Help {
-        words: &crate::model::spec::PRESETS,
+        words: &crate::model::architecture::spec::PRESETS,
         text: "a preset network: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong; `summary` shows its layers.",
     };
     use strum::IntoEnumIterator;

@@ -204,7 +204,7 @@ fn is_language_word(word: &str) -> bool {
         });
     layer
         || matches!(word, "valid" | "validation" | "maxpool" | "log" | "h" | "v")
-        || crate::model::spec::PRESETS.contains(&word)
+        || crate::model::architecture::spec::PRESETS.contains(&word)
         || docs::statements().any(|d| d.keyword == word || d.words.contains(&word))
 }
 

@@ -8,8 +8,9 @@ use super::classes::label_map;
 use super::train::ModelState;
 use super::{Event, Session, SessionError};
 use crate::data::{PixelScaling, SplitKind};
-use crate::model::tensorboard::EventWriter;
-use crate::model::{self, resume, Evaluation, Network, RunInfo, TrainConfig, TrainData, TrainEvent};
+use crate::model::files::resume;
+use crate::model::files::tensorboard::EventWriter;
+use crate::model::{self, Evaluation, Network, RunInfo, TrainConfig, TrainData, TrainEvent};
 use crate::plot;
 use crate::write::Place;
 

@@ -73,7 +73,10 @@ impl Default for TrainingState {
 fn spec_from_words(choice: &ModelChoice) -> Result<ModelSpec, SessionError> {
     match choice {
         ModelChoice::Preset(name) => model::preset(name).ok_or_else(|| {
-            SessionError::Usage(format!("no preset `{name}` (presets: {})", model::spec::PRESETS.join(", ")))
+            SessionError::Usage(format!(
+                "no preset `{name}` (presets: {})",
+                model::architecture::spec::PRESETS.join(", ")
+            ))
         }),
         ModelChoice::Layers(layers) => Ok(ModelSpec::new(layers.clone())),
     }
@@ -196,7 +199,7 @@ impl Session {
         // Which step of the plan runs each layer: layers with the same step run as one kernel.
         let steps = |train: bool| state.net.plan(train).by_layer(summary.rows.len());
         let (fit_steps, eval_steps) = (steps(true), steps(false));
-        let step_text = |s: Option<(usize, model::plan::Step)>| {
+        let step_text = |s: Option<(usize, model::architecture::plan::Step)>| {
             s.map_or_else(|| "— (off)".to_string(), |(n, step)| format!("step {n} {}", step.kernel()))
         };
         for (i, row) in summary.rows.iter().enumerate() {
@@ -761,7 +764,7 @@ impl Session {
         if let Some((kind, e)) = &state.evaluation {
             extra.insert(format!("{kind}_accuracy"), format!("{:.4}", e.accuracy));
         }
-        model::checkpoint::save_model(path, &state.net, &state.classes, scaling, &extra)?;
+        model::files::checkpoint::save_model(path, &state.net, &state.classes, scaling, &extra)?;
         out(Event::Text(format!("saved model to {}", path.display())));
         Ok(())
     }
@@ -786,26 +789,26 @@ impl Session {
         let state = self.model_for("export onnx")?;
         crate::write::file_target(path, crate::write::Place::OutsideCache)?;
         let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
-        let summary = model::onnx::export_onnx(path, &state.net, &state.classes, scaling)?;
+        let summary = model::files::onnx::export_onnx(path, &state.net, &state.classes, scaling)?;
         let (c, h, w) = state.net.input();
         out(Event::Text(format!(
             "exported ONNX model (opset {}, {} operators, {} values, {} bytes) to {}: input `{}` float32 N×{c}×{h}×{w} \
              scaled as {}, outputs `{}` and `{}`",
-            model::onnx::OPSET,
+            model::files::onnx::OPSET,
             summary.ops.len(),
             summary.values,
             summary.bytes,
             path.display(),
-            model::onnx::INPUT,
+            model::files::onnx::INPUT,
             scaling.describe(),
-            model::onnx::LOGITS,
-            model::onnx::PROBABILITIES,
+            model::files::onnx::LOGITS,
+            model::files::onnx::PROBABILITIES,
         )));
         Ok(())
     }
 
     pub(super) fn load_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
-        let (net, meta) = model::checkpoint::load_model(path, &self.training.device)?;
+        let (net, meta) = model::files::checkpoint::load_model(path, &self.training.device)?;
         out(Event::Text(format!(
             "loaded model {}: {} → {} classes, {} parameters, inputs scaled as {}",
             path.display(),

@@ -1,4 +1,4 @@
-//! Session arms of `tune` (a seeded random search, [`crate::model::tune`]) and `tune apply`.
+//! Session arms of `tune` (a seeded random search, [`crate::model::training::tune`]) and `tune apply`.
 //!
 //! Each trial is a fresh model from the session's seed with the drawn settings (the others as
 //! the session has them), trained on the train split without augmentation and scored on the
@@ -13,7 +13,7 @@ use super::classes::label_map;
 use super::runs::{data_name, tuning, RunRecord};
 use super::{Event, Image, Session, SessionError, Table, Task};
 use crate::data::{ImageFormat, Split, SplitKind};
-use crate::model::tune::{self, Halving, Search, SearchSpace, Trial, TrialResult, Values, Verdict};
+use crate::model::training::tune::{self, Halving, Search, SearchSpace, Trial, TrialResult, Values, Verdict};
 use crate::model::{self, ModelSpec, Network, Optimizer, StopReason, TrainConfig, TrainEvent};
 use crate::plot::{self, SettingColumn, SettingValue};
 

@@ -11,8 +11,8 @@ use crate::lang::ast::*;
 use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self, NumRange};
-use crate::model::layers::Conv;
-use crate::model::spec::PRESETS;
+use crate::model::architecture::layers::Conv;
+use crate::model::architecture::spec::PRESETS;
 use crate::model::{DeviceKind, Layer, Optimizer, Schedule};
 
 /// The statements of this group, in the order `help` lists them.

@@ -14,7 +14,7 @@ use crate::lang::ast::*;
 use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self, NumRange};
-use crate::model::tune::{Search, SearchSpace, Values};
+use crate::model::training::tune::{Search, SearchSpace, Values};
 use crate::model::{ModelSpec, Optimizer};
 
 /// The statements of this group, in the order `help` lists them.

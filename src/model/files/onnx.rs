@@ -20,10 +20,10 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use super::error::{ModelError, Result};
-use super::network::Network;
-use super::spec::LayerSource;
 use crate::data::PixelScaling;
+use crate::model::architecture::network::Network;
+use crate::model::architecture::spec::LayerSource;
+use crate::model::error::{ModelError, Result};
 
 /// The ONNX operator set the graph uses.
 pub const OPSET: i64 = 13;
@@ -441,8 +441,8 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::lora::LoraConfig;
-    use crate::model::spec::{preset, Layer, ModelSpec};
+    use crate::model::architecture::lora::LoraConfig;
+    use crate::model::architecture::spec::{preset, Layer, ModelSpec};
     use prost::Message;
 
     fn digits() -> Vec<String> {
@@ -489,9 +489,9 @@ mod tests {
     fn every_layer_kind_maps_to_its_operators() {
         use Layer::*;
         let spec = ModelSpec::new(vec![
-            Conv(crate::model::layers::Conv { filters: 4, kernel: 3, same_padding: true }),
+            Conv(crate::model::architecture::layers::Conv { filters: 4, kernel: 3, same_padding: true }),
             BatchNorm,
-            Conv(crate::model::layers::Conv { filters: 4, kernel: 5, same_padding: false }),
+            Conv(crate::model::architecture::layers::Conv { filters: 4, kernel: 5, same_padding: false }),
             AvgPool,
             Layer::dropout(0.25),
             GlobalAvgPool,
@@ -524,7 +524,7 @@ mod tests {
         assert_eq!(pads(0), [1, 1, 1, 1]);
         assert_eq!(pads(3), [0, 0, 0, 0]);
         let eps = graph.node[2].attribute[0].f.unwrap();
-        assert_eq!(eps, crate::model::layers::batch_norm::BN_EPS as f32);
+        assert_eq!(eps, crate::model::architecture::layers::batch_norm::BN_EPS as f32);
         assert_eq!(graph.node[2].input[3], "l1.running_mean");
         let meta: HashMap<_, _> =
             model.metadata_props.iter().map(|e| (e.key.clone().unwrap(), e.value.clone().unwrap())).collect();

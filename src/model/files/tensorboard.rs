@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use super::error::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
 
 /// The protocol buffers of TensorBoard's event files (field numbers as in its `.proto` files).
 pub mod proto {

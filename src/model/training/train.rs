@@ -14,10 +14,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ModelError, Result};
-use super::network::{Network, Weights};
-use super::optim::{GroupState, Optimizer, ParamGroups};
 use crate::data::{ImageFormat, PixelScaling, Split};
+use crate::model::architecture::network::{Network, Weights};
+use crate::model::error::{ModelError, Result};
+use crate::model::training::optim::{GroupState, Optimizer, ParamGroups};
 
 /// A batch filler for augmented training: given train-split indices and the 0-based epoch, it
 /// writes `indices.len() × rows × cols` model-ready (already scaled) floats.
@@ -119,7 +119,7 @@ impl LabelMap {
     }
 
     /// The outputs of the images at `indices` of `split` (checked by `check_split`).
-    pub(super) fn outputs(&self, split: &Split, indices: &[usize]) -> Vec<u32> {
+    pub(crate) fn outputs(&self, split: &Split, indices: &[usize]) -> Vec<u32> {
         indices.iter().map(|&i| self.output(split.labels[i]).unwrap_or(0)).collect()
     }
 }
@@ -287,7 +287,7 @@ pub struct Evaluation {
 
 /// The optimizer groups of a run: every trainable parameter at the base rate, or the head at
 /// the base rate and the body at its own, each group with its own state.
-pub(super) fn param_groups(net: &Network, optimizer: Optimizer, body_lr: Option<f64>) -> Result<ParamGroups> {
+pub(crate) fn param_groups(net: &Network, optimizer: Optimizer, body_lr: Option<f64>) -> Result<ParamGroups> {
     let base = optimizer.lr();
     let groups = match body_lr {
         None => vec![(net.trainable_vars(), base)],
@@ -300,7 +300,7 @@ pub(super) fn param_groups(net: &Network, optimizer: Optimizer, body_lr: Option<
 }
 
 /// Mean cross-entropy of `logits` against `labels` (u32), with label smoothing `eps`.
-pub(super) fn loss_fn(logits: &Tensor, labels: &Tensor, eps: f32) -> Result<Tensor> {
+pub(crate) fn loss_fn(logits: &Tensor, labels: &Tensor, eps: f32) -> Result<Tensor> {
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let nll = candle_nn::loss::nll(&logp, labels)?;
     if eps <= 0.0 {
@@ -346,7 +346,7 @@ fn fill_into(data: TrainData<'_>, epoch: usize, chunk: &[usize], out: &mut [f32]
 }
 
 /// Fills `out` with the pixels of the images at `indices`, scaled as `format` says.
-pub(super) fn fill_batch(split: &Split, indices: &[usize], format: ImageFormat, out: &mut [f32]) {
+pub(crate) fn fill_batch(split: &Split, indices: &[usize], format: ImageFormat, out: &mut [f32]) {
     let image_len = format.image_len();
     let (scale, offset) = format.scaling.affine();
     for (slot, &i) in out.chunks_exact_mut(image_len).zip(indices) {
@@ -378,7 +378,7 @@ impl<'a> TrainData<'a> {
 }
 
 /// Checks the splits and the settings of a run before anything changes.
-pub(super) fn check_fit(net: &Network, data: &TrainData<'_>, config: &TrainConfig) -> Result<()> {
+pub(crate) fn check_fit(net: &Network, data: &TrainData<'_>, config: &TrainConfig) -> Result<()> {
     check_split(net, data.train, data.format, &config.labels, "training")?;
     if let Some(val) = data.val {
         check_split(net, val, data.format, &config.labels, "validation")?;
@@ -436,7 +436,7 @@ impl RngState {
     }
 
     /// Whether the text fields are well formed (checked when a checkpoint is read).
-    pub(super) fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         hex::decode(&self.seed).is_ok_and(|b| b.len() == 32) && self.word_pos.parse::<u128>().is_ok()
     }
 }
@@ -1061,7 +1061,7 @@ pub fn predict_probs(net: &Network, images: &[u8], scaling: PixelScaling) -> Res
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::spec::{preset, Layer, ModelSpec};
+    use crate::model::architecture::spec::{preset, Layer, ModelSpec};
     use candle_core::Device;
 
     /// The first `n` images of real MNIST's train or test split (raw IDX files in the cache).

@@ -10,7 +10,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
 
 /// LoRA settings: the adapters' rank and scaling numerator.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use super::error::{ModelError, Result};
-use super::train::History;
+use crate::model::error::{ModelError, Result};
+use crate::model::training::train::History;
 
 /// The file formats a history can be saved as, chosen by the file's extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

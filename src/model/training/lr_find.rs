@@ -10,10 +10,10 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::error::{ModelError, Result};
-use super::network::Network;
-use super::optim::Optimizer;
-use super::train::{check_fit, fill_batch, loss_fn, param_groups, LabelMap, TrainConfig, TrainData};
+use crate::model::architecture::network::Network;
+use crate::model::error::{ModelError, Result};
+use crate::model::training::optim::Optimizer;
+use crate::model::training::train::{check_fit, fill_batch, loss_fn, param_groups, LabelMap, TrainConfig, TrainData};
 
 /// Weight of the running average in the smoothed loss (fastai's 0.98).
 const SMOOTHING: f64 = 0.98;
@@ -206,7 +206,7 @@ fn suggestions(rates: &[f64], smoothed: &[f32]) -> (Option<f64>, Option<f64>) {
 mod tests {
     use super::*;
     use crate::data::{ImageFormat, PixelScaling, SplitKind};
-    use crate::model::ModelSpec;
+    use crate::model::architecture::spec::ModelSpec;
     use candle_core::Device;
 
     fn setup() -> (Network, crate::data::Split) {
@@ -217,7 +217,10 @@ mod tests {
         let n = 2048;
         let subset =
             crate::data::Split { pixels: train.pixels[..n * 784].to_vec(), labels: train.labels[..n].to_vec() };
-        let spec = ModelSpec::new(vec![crate::model::Layer::conv(8), crate::model::Layer::MaxPool]);
+        let spec = ModelSpec::new(vec![
+            crate::model::architecture::layers::Layer::conv(8),
+            crate::model::architecture::layers::Layer::MaxPool,
+        ]);
         (Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 1).expect("builds"), subset)
     }
 

@@ -2,8 +2,8 @@
 
 use candle_core::{Device, Tensor};
 
-use super::error::Result;
 use crate::data::{ImageFormat, Split};
+use crate::model::error::Result;
 
 /// The images of `split` as an `[N, 1, rows, cols]` f32 tensor, scaled by `format.scaling` as
 /// `fit` scales them, and its labels as an `[N]` u32 tensor, both on `device`. Fails when the
@@ -13,7 +13,7 @@ pub fn split_tensors(split: &Split, format: ImageFormat, device: &Device) -> Res
     let image_len = format.image_len();
     let n = split.len();
     if image_len == 0 || split.pixels.len() != n * image_len {
-        return Err(super::error::ModelError::Data(format!(
+        return Err(crate::model::error::ModelError::Data(format!(
             "the split holds {} pixel bytes for {n} labels, not {n} images of {}×{}",
             split.pixels.len(),
             format.rows,
@@ -26,7 +26,7 @@ pub fn split_tensors(split: &Split, format: ImageFormat, device: &Device) -> Res
     )?;
     let mut floats = vec![0f32; n * image_len];
     let all: Vec<usize> = (0..n).collect();
-    super::train::fill_batch(split, &all, format, &mut floats);
+    crate::model::training::train::fill_batch(split, &all, format, &mut floats);
     let images = Tensor::from_vec(floats, (n, 1, format.rows, format.cols), device)?;
     let labels: Vec<u32> = split.labels.iter().map(|&l| l as u32).collect();
     let labels = Tensor::from_vec(labels, n, device)?;

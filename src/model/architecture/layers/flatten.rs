@@ -1,42 +1,37 @@
-//! 2 × 2 average pooling, stride 2 (Keras `AveragePooling2D()`).
+//! The flatten implied before the first layer that takes a flat vector (Keras `Flatten()`).
 
 use candle_core::Tensor;
 
-use super::super::error::Result;
-use super::super::onnx::{ints, Graph};
-use super::super::plan::PlanKind;
 use super::init::Init;
 use super::kind::{Ctx, Help, Kind, Mode, Params, Role};
-use super::max_pool::pooled;
 use super::shape::Shape;
-use crate::kernels;
+use crate::model::architecture::plan::PlanKind;
+use crate::model::error::Result;
+use crate::model::files::onnx::{int, Graph};
 
-/// Its words on a `model` line, for `help`.
-pub const HELP: Help = Help { words: &["avgpool"], text: "avgpool: 2×2 average pooling, stride 2." };
-
-/// 2 × 2 average pooling, stride 2.
+/// An image made a flat vector: never written on a `model` line, always implied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AvgPool;
+pub struct Flatten;
 
-impl Kind for AvgPool {
+impl Kind for Flatten {
     fn label(&self) -> String {
-        "avgpool".into()
+        "flatten".into()
     }
 
     fn words(&self) -> String {
-        "avgpool".into()
+        "flatten".into()
     }
 
     fn help(&self) -> &'static [Help] {
-        &[HELP]
+        &[]
     }
 
     fn keras(&self) -> &'static str {
-        "AveragePooling2D"
+        "Flatten"
     }
 
     fn infer(&self, input: Shape) -> std::result::Result<(Shape, usize), String> {
-        pooled(input)
+        Ok((Shape::Flat(input.size()), 0))
     }
 
     fn init(&self, _init: &mut Init, _input: Shape, _name: &str) -> Result<Params> {
@@ -44,22 +39,22 @@ impl Kind for AvgPool {
     }
 
     fn plan(&self, _input: Shape) -> PlanKind {
-        PlanKind::Alone
+        PlanKind::Flatten
     }
 
     fn kernel(&self, _mode: Mode) -> &'static str {
-        "avg_pool2d"
+        "flatten"
     }
 
     fn forward(&self, x: &Tensor, _ctx: &Ctx) -> Result<Tensor> {
-        Ok(kernels::avg_pool2d(x, 2)?)
+        Ok(x.flatten_from(1)?)
     }
 
     fn onnx(&self, graph: &mut Graph, _prefix: &str, x: String) -> Result<String> {
-        Ok(graph.node("AveragePool", vec![x], vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])]))
+        Ok(graph.node("Flatten", vec![x], vec![int("axis", 1)]))
     }
 
     fn role(&self) -> Role {
-        Role::Between
+        Role::End
     }
 }

@@ -2,13 +2,13 @@
 
 use candle_core::Tensor;
 
-use super::super::error::Result;
-use super::super::onnx::{ints, Graph};
-use super::super::plan::PlanKind;
 use super::init::Init;
 use super::kind::{Ctx, Help, Kind, Mode, Params, Role};
 use super::shape::Shape;
 use crate::kernels;
+use crate::model::architecture::plan::PlanKind;
+use crate::model::error::Result;
+use crate::model::files::onnx::{ints, Graph};
 
 /// Its words on a `model` line, for `help`.
 pub const HELP: Help = Help { words: &["pool", "maxpool"], text: "pool: 2×2 max pooling, stride 2." };

@@ -3,11 +3,11 @@
 
 use candle_core::{Tensor, Var};
 
-use super::super::error::{ModelError, Result};
-use super::super::onnx::Graph;
-use super::super::plan::PlanKind;
 use super::init::Init;
 use super::shape::Shape;
+use crate::model::architecture::plan::PlanKind;
+use crate::model::error::{ModelError, Result};
+use crate::model::files::onnx::Graph;
 
 /// One layer kind: everything about it except its kernel (in `crate::kernels`) and the words
 /// that parse it (in `lang::statements::training`).

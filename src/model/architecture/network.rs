@@ -10,7 +10,7 @@
 //! Layers are numbered as a summary lists them (0-based here): the spec's layers, the implied
 //! flattens and the output layer last. A frozen layer computes with detached parameters, so no
 //! gradient reaches them and the optimizer never sees them; a frozen batch norm runs in
-//! inference mode. While LoRA adapters (see [`super::lora`]) exist every base parameter of the
+//! inference mode. While LoRA adapters (see [`crate::model::architecture::lora`]) exist every base parameter of the
 //! body is frozen and only the adapters and the output layer train (the output layer too can
 //! be frozen); merging them folds them into the weights.
 
@@ -22,14 +22,14 @@ use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::error::{ModelError, Result};
-use super::layers::batch_norm::{update_moving_stats, BN_EPS};
-use super::layers::init::{put, Init};
-use super::layers::{dense, Ctx, Layer, Mode, Node, Output, Params, Role};
-use super::lora::{Adapter, LoraConfig};
-use super::plan::{Plan, PlanLayer, Step};
-use super::spec::{LayerSource, ModelSpec, Shape, Summary};
 use crate::kernels;
+use crate::model::architecture::layers::batch_norm::{update_moving_stats, BN_EPS};
+use crate::model::architecture::layers::init::{put, Init};
+use crate::model::architecture::layers::{dense, Ctx, Layer, Mode, Node, Output, Params, Role};
+use crate::model::architecture::lora::{Adapter, LoraConfig};
+use crate::model::architecture::plan::{Plan, PlanLayer, Step};
+use crate::model::architecture::spec::{LayerSource, ModelSpec, Shape, Summary};
+use crate::model::error::{ModelError, Result};
 
 /// Every stored tensor of a network by name, as [`Network::snapshot`] returns them.
 pub type Weights = Vec<(String, Tensor)>;
@@ -306,7 +306,7 @@ impl Network {
     }
 
     /// The plan [`Network::forward`] runs in training (`train`) or inference: which layers run
-    /// together as one kernel call (see [`super::plan`]).
+    /// together as one kernel call (see [`crate::model::architecture::plan`]).
     pub fn plan(&self, train: bool) -> &Plan {
         &self.plans[usize::from(train)]
     }
@@ -604,12 +604,12 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::spec::preset;
+    use crate::model::architecture::spec::preset;
 
     #[test]
     fn forward_gives_logits_per_class() {
         let dev = Device::Cpu;
-        for name in crate::model::spec::PRESETS {
+        for name in crate::model::architecture::spec::PRESETS {
             let net = Network::new(&preset(name).unwrap(), (1, 28, 28), 10, &dev, 1).unwrap();
             let xs = Tensor::zeros((3, 1, 28, 28), DType::F32, &dev).unwrap();
             assert_eq!(net.forward(&xs, false).unwrap().dims(), &[3, 10], "{name}");

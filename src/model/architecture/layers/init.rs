@@ -7,7 +7,7 @@ use candle_nn::VarMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::super::error::Result;
+use crate::model::error::Result;
 
 /// Creates parameters in a network's [`VarMap`], drawing kernels from one seeded generator.
 pub struct Init<'a> {

@@ -11,8 +11,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::optim::Optimizer;
-use super::spec::ModelSpec;
+use crate::model::architecture::spec::ModelSpec;
+use crate::model::training::optim::Optimizer;
 
 /// The reduction factor η: rungs stand at powers of it, and the top 1/η of a rung goes on.
 pub const ETA: usize = 3;
@@ -323,7 +323,7 @@ mod tests {
     fn adding_a_setting_keeps_the_others_draws() {
         let s = space();
         let mut more = s.clone();
-        more.models = vec![ModelSpec::new(vec![super::super::Layer::dense(8)])];
+        more.models = vec![ModelSpec::new(vec![crate::model::architecture::layers::Layer::dense(8)])];
         let (a, b) = (s.sample(10, 3), more.sample(10, 3));
         assert!(a.iter().zip(&b).all(|(x, y)| x.lr == y.lr && x.batch == y.batch && x.optimizer == y.optimizer));
         assert!(b.iter().all(|t| t.model == Some(0)) && a.iter().all(|t| t.model.is_none()));

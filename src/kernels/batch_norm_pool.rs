@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::batchnorm::{batch_stats, packed_gradients, per_channel, scale_shift, unpack_gradients, BatchStats};
-use super::pool::{check_window, pool_planes, PLANES_PER_TASK};
+use super::batch_norm::{batch_stats, packed_gradients, per_channel, scale_shift, unpack_gradients, BatchStats};
+use super::max_pool::{check_window, pool_planes, PLANES_PER_TASK};
 use super::{cpu_f32, f32_slice, lane_sum};
 
 /// Batch norm of `x` (`[N, C, H, W]`) with this batch's statistics, then max-pooling over

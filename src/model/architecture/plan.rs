@@ -1,5 +1,5 @@
 //! The plan of a network's forward pass: a list of steps, each one kernel call over one or more
-//! consecutive layers, built once from what decides it and run by [`super::network::Network::forward`].
+//! consecutive layers, built once from what decides it and run by [`crate::model::architecture::network::Network::forward`].
 //!
 //! What decides a plan: each layer's kind, whether it is frozen, whether it carries a LoRA
 //! adapter, training or inference, and whether the fused CPU kernels apply (f32 on the CPU).
@@ -21,7 +21,7 @@
 //! | dense | | | [`Step::Dense`] |
 //!
 //! A plain dense layer is one without a LoRA adapter. Anything else runs alone
-//! ([`Step::Alone`]): its own kernel, by its kind's `forward` (`model::layers`).
+//! ([`Step::Alone`]): its own kernel, by its kind's `forward` (`model::architecture::layers`).
 
 use std::fmt;
 
@@ -272,9 +272,11 @@ impl fmt::Display for Plan {
 
 #[cfg(test)]
 mod tests {
-    use super::super::layers::{AvgPool, BatchNorm, Conv, Dense, Dropout, Flatten, GlobalAvgPool, Kind, MaxPool};
-    use super::super::layers::{Mode, Output, Shape};
     use super::*;
+    use crate::model::architecture::layers::{
+        AvgPool, BatchNorm, Conv, Dense, Dropout, Flatten, GlobalAvgPool, Kind, MaxPool,
+    };
+    use crate::model::architecture::layers::{Mode, Output, Shape};
 
     /// The plan of the layers named by `words` (`bn` after an image, `bn1` after a vector),
     /// with the layers at `frozen` frozen and at `adapted` adapted, one step a `|`.

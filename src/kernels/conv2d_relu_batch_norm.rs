@@ -8,10 +8,10 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::batchnorm::{input_gradient, normalize, BatchStats};
-use super::bn_pool::{normalize_and_pool, pooled_input_gradient, Pooled};
+use super::batch_norm::{input_gradient, normalize, BatchStats};
+use super::batch_norm_pool::{normalize_and_pool, pooled_input_gradient, Pooled};
 use super::conv::{Geom, GradSrc};
-use super::pool::check_window;
+use super::max_pool::check_window;
 use super::{cpu_f32, f32_slice, with_f32};
 
 /// Batch norm (scales `gamma`, shifts `beta`) with this batch's statistics of `relu(conv(x, w) + b)`

@@ -3,7 +3,7 @@
 //! A fine-tuned model also records its frozen layers (`frozen`, 0-based layer indices) and, while
 //! it has LoRA adapters, their settings and layers (`lora`); the adapters are stored as the
 //! extra tensors `l<i>.lora_a` and `l<i>.lora_b`. Files without these keys load as before.
-//! A checkpoint (see [`super::resume`]) is a model file with `train.` tensors and a `train`
+//! A checkpoint (see [`crate::model::files::resume`]) is a model file with `train.` tensors and a `train`
 //! entry besides, which loading a model ignores.
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,16 +13,16 @@ use candle_core::{Device, Tensor};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ModelError, Result};
-use super::lora::LoraConfig;
-use super::network::Network;
-use super::spec::ModelSpec;
 use crate::data::PixelScaling;
+use crate::model::architecture::lora::LoraConfig;
+use crate::model::architecture::network::Network;
+use crate::model::architecture::spec::ModelSpec;
+use crate::model::error::{ModelError, Result};
 
 /// The value of the `format` metadata key of the files this version writes.
 pub const FORMAT: &str = "mnistlab-model/1";
 
-/// The prefix of the tensors a training checkpoint (`model::resume`) adds to a model file;
+/// The prefix of the tensors a training checkpoint (`model::files::resume`) adds to a model file;
 /// loading a model leaves them out.
 pub const TRAIN_PREFIX: &str = "train.";
 
@@ -77,7 +77,7 @@ pub fn save_model(
 /// writes its metadata in `HashMap` order (one model saved twice gave two files), so the header
 /// is written again with its keys sorted; the tensor data, addressed from the header's end, stay
 /// as they are.
-pub(super) fn encode(
+pub(crate) fn encode(
     tensors: &[(String, Tensor)],
     meta: HashMap<String, String>,
 ) -> std::result::Result<Vec<u8>, String> {
@@ -104,7 +104,7 @@ pub(super) fn encode(
 }
 
 /// The metadata entries of a model file for `net` (see [`save_model`]).
-pub(super) fn model_metadata(
+pub(crate) fn model_metadata(
     net: &Network,
     classes: &[String],
     scaling: PixelScaling,
@@ -223,7 +223,7 @@ pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(N
     net.set_frozen(&meta.frozen, true).map_err(|e| ModelError::format(path, format!("bad `frozen` metadata: {e}")))?;
     let mut tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(bytes, device)
         .map_err(|e| ModelError::format(path, format!("cannot read the weights: {e}")))?;
-    // A checkpoint's training state (see `super::resume`) is not part of the model.
+    // A checkpoint's training state (see `crate::model::files::resume`) is not part of the model.
     tensors.retain(|name, _| !name.starts_with(TRAIN_PREFIX));
     net.set_weights(&tensors).map_err(|e| ModelError::format(path, e.to_string()))?;
     Ok((net, meta))
@@ -232,9 +232,9 @@ pub fn load_model_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(N
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::spec::preset;
-    use crate::model::train::tests::{mnist, mnist_format};
-    use crate::model::train::{fit, predict_probs, TrainConfig, TrainData};
+    use crate::model::architecture::spec::preset;
+    use crate::model::training::train::tests::{mnist, mnist_format};
+    use crate::model::training::train::{fit, predict_probs, TrainConfig, TrainData};
     use std::sync::atomic::AtomicBool;
 
     #[test]
@@ -244,11 +244,11 @@ mod tests {
         let train = mnist(true, 128);
         let scaling = PixelScaling::Standard { mean: 0.1307, std: 0.3081 };
         // Batch norm included: its moving statistics must travel with the weights.
-        let spec = crate::model::spec::ModelSpec::new(vec![
-            crate::model::Layer::conv(4),
-            crate::model::Layer::BatchNorm,
-            crate::model::Layer::MaxPool,
-            crate::model::Layer::dense(8),
+        let spec = crate::model::architecture::spec::ModelSpec::new(vec![
+            crate::model::architecture::layers::Layer::conv(4),
+            crate::model::architecture::layers::Layer::BatchNorm,
+            crate::model::architecture::layers::Layer::MaxPool,
+            crate::model::architecture::layers::Layer::dense(8),
         ]);
         let net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 9).unwrap();
         let config = TrainConfig { epochs: 1, ..TrainConfig::default() };

@@ -6,7 +6,7 @@ use std::fmt;
 use candle_core::Device;
 use rayon::ThreadPool;
 
-use super::error::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
 
 /// The kind of device a model's tensors live on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

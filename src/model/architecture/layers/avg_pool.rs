@@ -1,37 +1,42 @@
-//! The flatten implied before the first layer that takes a flat vector (Keras `Flatten()`).
+//! 2 × 2 average pooling, stride 2 (Keras `AveragePooling2D()`).
 
 use candle_core::Tensor;
 
-use super::super::error::Result;
-use super::super::onnx::{int, Graph};
-use super::super::plan::PlanKind;
 use super::init::Init;
 use super::kind::{Ctx, Help, Kind, Mode, Params, Role};
+use super::max_pool::pooled;
 use super::shape::Shape;
+use crate::kernels;
+use crate::model::architecture::plan::PlanKind;
+use crate::model::error::Result;
+use crate::model::files::onnx::{ints, Graph};
 
-/// An image made a flat vector: never written on a `model` line, always implied.
+/// Its words on a `model` line, for `help`.
+pub const HELP: Help = Help { words: &["avgpool"], text: "avgpool: 2×2 average pooling, stride 2." };
+
+/// 2 × 2 average pooling, stride 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flatten;
+pub struct AvgPool;
 
-impl Kind for Flatten {
+impl Kind for AvgPool {
     fn label(&self) -> String {
-        "flatten".into()
+        "avgpool".into()
     }
 
     fn words(&self) -> String {
-        "flatten".into()
+        "avgpool".into()
     }
 
     fn help(&self) -> &'static [Help] {
-        &[]
+        &[HELP]
     }
 
     fn keras(&self) -> &'static str {
-        "Flatten"
+        "AveragePooling2D"
     }
 
     fn infer(&self, input: Shape) -> std::result::Result<(Shape, usize), String> {
-        Ok((Shape::Flat(input.size()), 0))
+        pooled(input)
     }
 
     fn init(&self, _init: &mut Init, _input: Shape, _name: &str) -> Result<Params> {
@@ -39,22 +44,22 @@ impl Kind for Flatten {
     }
 
     fn plan(&self, _input: Shape) -> PlanKind {
-        PlanKind::Flatten
+        PlanKind::Alone
     }
 
     fn kernel(&self, _mode: Mode) -> &'static str {
-        "flatten"
+        "avg_pool2d"
     }
 
     fn forward(&self, x: &Tensor, _ctx: &Ctx) -> Result<Tensor> {
-        Ok(x.flatten_from(1)?)
+        Ok(kernels::avg_pool2d(x, 2)?)
     }
 
     fn onnx(&self, graph: &mut Graph, _prefix: &str, x: String) -> Result<String> {
-        Ok(graph.node("Flatten", vec![x], vec![int("axis", 1)]))
+        Ok(graph.node("AveragePool", vec![x], vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])]))
     }
 
     fn role(&self) -> Role {
-        Role::End
+        Role::Between
     }
 }

@@ -1,7 +1,7 @@
-//! Checkpoints that resume: the state of a [`fit`](super::fit) run after an epoch, and the
+//! Checkpoints that resume: the state of a [`fit`](crate::model::training::train::fit) run after an epoch, and the
 //! checkpoint file that holds it beside the model.
 //!
-//! A checkpoint is a model file (see [`super::checkpoint`]: `load model` reads it as one) with
+//! A checkpoint is a model file (see [`crate::model::files::checkpoint`]: `load model` reads it as one) with
 //! more: the tensors `train.order` (the shuffled training order, u32), `train.opt.<g>.<i>.m`,
 //! `.v` (Adam's moments) or `.velocity` (SGD's) for variable `i` of optimizer group `g`, and
 //! `train.best.<name>` (the best epoch's weights), plus a `train` metadata entry (JSON): the
@@ -16,12 +16,12 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::checkpoint::{load_model_bytes, model_metadata, ModelMeta, TRAIN_PREFIX};
-use super::error::{ModelError, Result};
-use super::network::{Network, Weights};
-use super::optim::GroupState;
-use super::train::{BestState, History, RngState, RunState, TrainConfig, TrainData};
 use crate::data::PixelScaling;
+use crate::model::architecture::network::{Network, Weights};
+use crate::model::error::{ModelError, Result};
+use crate::model::files::checkpoint::{load_model_bytes, model_metadata, ModelMeta, TRAIN_PREFIX};
+use crate::model::training::optim::GroupState;
+use crate::model::training::train::{BestState, History, RngState, RunState, TrainConfig, TrainData};
 
 /// The value of the `format` field of the `train` entry this version writes.
 pub const CHECKPOINT_FORMAT: &str = "mnistlab-checkpoint/1";
@@ -113,10 +113,10 @@ fn checkpoint_tensors(net: &Network, state: &RunState) -> Result<Vec<(String, Te
     Ok(tensors)
 }
 
-/// The classes, pixel scaling and free-form entries of a model file (see [`super::save_model`]).
+/// The classes, pixel scaling and free-form entries of a model file (see [`crate::model::files::checkpoint::save_model`]).
 pub type ModelParts<'a> = (&'a [String], PixelScaling, &'a BTreeMap<String, String>);
 
-/// The checkpoint file's bytes: `net` as a model file (see [`super::save_model`]) with the run
+/// The checkpoint file's bytes: `net` as a model file (see [`crate::model::files::checkpoint::save_model`]) with the run
 /// `info` and its `state`.
 pub fn checkpoint_bytes(net: &Network, model: ModelParts<'_>, info: &RunInfo, state: &RunState) -> Result<Vec<u8>> {
     let (classes, scaling, extra) = model;
@@ -146,7 +146,7 @@ pub fn checkpoint_bytes(net: &Network, model: ModelParts<'_>, info: &RunInfo, st
         .map_err(|e| ModelError::Data(format!("cannot record the run in the checkpoint: {e}")))?;
     meta.insert("train".to_string(), json);
     let tensors = checkpoint_tensors(net, state)?;
-    super::checkpoint::encode(&tensors, meta)
+    crate::model::files::checkpoint::encode(&tensors, meta)
         .map_err(|e| ModelError::Data(format!("cannot encode the checkpoint: {e}")))
 }
 
@@ -213,7 +213,7 @@ fn run_state(path: &Path, entry: &TrainEntry, tensors: &HashMap<String, Tensor>)
 
 /// The file names a checkpoint folder holds.
 pub const LAST: &str = "last.safetensors";
-/// The checkpoint of the epoch whose weights `fit` keeps (see [`EpochEnd::kept`](super::train::EpochEnd::kept)).
+/// The checkpoint of the epoch whose weights `fit` keeps (see [`EpochEnd::kept`](crate::model::training::train::EpochEnd::kept)).
 pub const BEST: &str = "best.safetensors";
 
 /// Writes the checkpoint of a finished epoch into `dir`: `best.safetensors` when `kept` (the
@@ -225,7 +225,7 @@ pub const BEST: &str = "best.safetensors";
 /// the other order `last` would already hold the kept epoch, and the resumed run would never
 /// write its best file.
 ///
-/// [`EpochEnd::kept`]: super::EpochEnd::kept
+/// [`EpochEnd::kept`]: crate::model::training::train::EpochEnd::kept
 pub fn write_checkpoint(
     dir: &Path,
     net: &Network,
@@ -246,10 +246,10 @@ mod tests {
     use super::*;
     use crate::data::augment::{Key, Op, Pipeline};
     use crate::data::Images;
-    use crate::model::optim::Optimizer;
-    use crate::model::spec::{Layer, ModelSpec};
-    use crate::model::train::tests::{mnist, mnist_format};
-    use crate::model::train::{fit_with, EpochStats, FitHooks, Schedule};
+    use crate::model::architecture::spec::{Layer, ModelSpec};
+    use crate::model::training::optim::Optimizer;
+    use crate::model::training::train::tests::{mnist, mnist_format};
+    use crate::model::training::train::{fit_with, EpochStats, FitHooks, Schedule};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -293,7 +293,7 @@ mod tests {
         let classes = crate::data::dataset::digit_classes();
         let fingerprint = data_fingerprint(&data);
         let info = RunInfo { config: config.clone(), data: fingerprint, settings: BTreeMap::new() };
-        let mut hook = |end: &super::super::EpochEnd<'_>| {
+        let mut hook = |end: &crate::model::training::train::EpochEnd<'_>| {
             write_checkpoint(
                 dir,
                 &net,
@@ -327,9 +327,10 @@ mod tests {
         );
         assert_eq!(history.stop, whole_history.stop);
         // Both folders end with the same last checkpoint's weights, and best is a model file.
-        let last = |d: &Path| values(&crate::model::load_model(&d.join(LAST), &Device::Cpu).unwrap().0);
+        let last =
+            |d: &Path| values(&crate::model::files::checkpoint::load_model(&d.join(LAST), &Device::Cpu).unwrap().0);
         assert_eq!(last(dirs.0.path()), last(dirs.1.path()));
-        let (best, _) = crate::model::load_model(&dirs.1.path().join(BEST), &Device::Cpu).unwrap();
+        let (best, _) = crate::model::files::checkpoint::load_model(&dirs.1.path().join(BEST), &Device::Cpu).unwrap();
         if whole_history.best_epoch.is_some() {
             assert_eq!(values(&best), values(&whole));
         }
@@ -368,7 +369,8 @@ mod tests {
         let path = dir.path().join("m.safetensors");
         let net = Network::new(&spec(), (1, 28, 28), 10, &Device::Cpu, 1).unwrap();
         let classes = crate::data::dataset::digit_classes();
-        crate::model::save_model(&path, &net, &classes, PixelScaling::Unit, &BTreeMap::new()).unwrap();
+        crate::model::files::checkpoint::save_model(&path, &net, &classes, PixelScaling::Unit, &BTreeMap::new())
+            .unwrap();
         let e = load_checkpoint(&path, &Device::Cpu).unwrap_err().to_string();
         assert!(e.contains("m.safetensors") && e.contains("without a training run"), "{e}");
     }

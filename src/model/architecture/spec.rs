@@ -6,9 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{ModelError, Result};
-use super::layers::{Conv, Node, Output};
-pub use super::layers::{Layer, Shape};
+use crate::model::architecture::layers::{Conv, Node, Output};
+pub use crate::model::architecture::layers::{Layer, Shape};
+use crate::model::error::{ModelError, Result};
 
 /// The hidden layers of a network, in order.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
