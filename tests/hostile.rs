@@ -48,7 +48,11 @@ fn huge_models_are_refused_by_the_parser_or_the_budget() {
     refused_with(&mut s, "model conv4096 same conv4096 same dense10", &["would need", "memory budget"]);
     refused_with(&mut s, "model conv0", &["filter count", "from 1"]);
     refused_with(&mut s, "model dense0", &["units", "from 1"]);
-    refused_with(&mut s, "model conv32k7", &["kernel size of 3", "or 5"]);
+    refused_with(&mut s, "model conv32k8", &["kernel size from 1 to 7"]);
+    refused_with(&mut s, "model conv32k0", &["kernel size from 1 to 7"]);
+    refused_with(&mut s, "model conv32k4 same", &["`same` needs an odd kernel"]);
+    refused_with(&mut s, "model conv32 stride 5", &["stride", "from 1 to 4"]);
+    refused_with(&mut s, "model conv8k7 conv8k7 conv8k7 conv8k7 conv8k7", &["layer 5", "smaller than the 7×7 kernel"]);
     refused_with(&mut s, "model conv32 dropout 1", &["dropout rate", "below 1"]);
     refused_with(&mut s, "model conv32 dropout -0.1", &["dropout rate"]);
     // The largest widths parse; the budget decides.

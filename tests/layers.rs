@@ -11,9 +11,25 @@ use mnistlab::model::architecture::layers::{Ctx, Flatten, Kind, Mode, Node, Outp
 use mnistlab::model::Layer;
 use strum::IntoEnumIterator;
 
+/// Layers with settings other than their defaults.
+fn other_settings() -> Vec<Layer> {
+    use mnistlab::model::architecture::layers::{Activation, Conv, Dense};
+    let conv = |kernel, same_padding, stride, bias, relu| Conv { filters: 4, kernel, same_padding, stride, bias, relu };
+    vec![
+        Layer::Conv(conv(5, true, 2, false, false)),
+        Layer::Conv(conv(4, false, 1, false, true)),
+        Layer::Conv(conv(1, false, 1, true, false)),
+        Layer::Conv(conv(7, true, 3, true, true)),
+        Layer::Dense(Dense { units: 6, bias: false, relu: false }),
+        Layer::Dense(Dense { units: 6, bias: true, relu: false }),
+        Layer::Activation(Activation::Tanh),
+        Layer::Activation(Activation::Silu),
+    ]
+}
+
 /// Every node kind a network can hold.
 fn every_node() -> Vec<Node> {
-    let mut nodes: Vec<Node> = Layer::iter().map(Node::Hidden).collect();
+    let mut nodes: Vec<Node> = Layer::iter().chain(other_settings()).map(Node::Hidden).collect();
     nodes.push(Node::Flatten);
     nodes.push(Node::Output(Output { classes: 5 }));
     nodes
@@ -94,7 +110,7 @@ fn every_kind_runs_its_kernel_and_its_gradients_match_candle() {
 
 #[test]
 fn every_kind_parses_back_from_its_words_and_help_knows_them() {
-    for layer in Layer::iter() {
+    for layer in Layer::iter().chain(other_settings()) {
         let kind = layer.kind();
         let line = format!("model {}", kind.words());
         let statement = parse_line(&line, 1).unwrap_or_else(|e| panic!("{line}: {e}")).expect("a statement");

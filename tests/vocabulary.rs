@@ -25,11 +25,13 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ("learning_rate 0.01", "optimizer adam lr 0.01", &[]),
     ("lr 0.01", "optimizer adam lr 0.01", &["log"]),
     ("lr=3e-4", "optimizer adam lr 3e-4", &["log"]),
-    ("model conv32 relu pool dense128", "model conv32 pool dense128", &[]),
+    ("model conv32 activation relu pool dense128", "model conv32 relu pool dense128", &[]),
+    ("model conv32 norelu bn nn.ReLU pool dense128", "model conv32 norelu bn relu pool dense128", &[]),
+    ("model conv32 gelu pool dense128", "model conv32 silu pool dense128", &[]),
     ("model conv32 pool flatten dense128 softmax", "model conv32 pool dense128", &[]),
     ("model Conv2D(32) MaxPooling2D Flatten Dense(128)", "model conv32 pool dense128", &[]),
     ("model conv32 BatchNormalization pool dense 128", "model conv32 bn pool dense128", &[]),
-    ("model conv32 pool dense128 activation tanh", "model conv32 pool dense128", &[]),
+    ("model conv32 pool dense128 activation tanh", "model conv32 pool dense128 tanh", &[]),
     ("model lenet", "model lenet5", &[]),
     ("optimizer adam lr=0.001", "optimizer adam lr 0.001", &[]),
     ("optimizer sgd lr=0.1 momentum=0.9", "optimizer sgd lr 0.1 momentum 0.9", &[]),
@@ -120,8 +122,8 @@ fn the_error_says_what_the_word_is_in_mnistlab() {
     let shown = e.to_string();
     assert!(shown.contains("for `epochs 5`, mnistlab gives the number of epochs to `fit`"), "{shown}");
     assert!(shown.contains("did you mean `fit 5`?"), "{shown}");
-    let e = parse_line("model conv32 relu pool dense128", 1).unwrap_err();
-    assert_eq!(e.col, 14, "the caret under `relu`");
+    let e = parse_line("model conv32 activation relu pool dense128", 1).unwrap_err();
+    assert_eq!(e.col, 14, "the caret under `activation`");
     assert!(e.expected.contains("convN and denseN apply ReLU already"), "{}", e.expected);
     // `key=value`: the caret under the `=`, and the line written with a space.
     let e = parse_line("optimizer adam lr=0.001", 1).unwrap_err();
@@ -144,7 +146,12 @@ fn keywords_read_in_any_case_and_full_width() {
     assert_eq!(
         parse("MODEL Conv32 POOL Dense128"),
         StatementKind::Model(ModelChoice::Layers(vec![
-            Layer::Conv(mnistlab::model::architecture::layers::Conv { filters: 32, kernel: 3, same_padding: false }),
+            Layer::Conv(mnistlab::model::architecture::layers::Conv {
+                filters: 32,
+                kernel: 3,
+                same_padding: false,
+                ..Default::default()
+            }),
             Layer::MaxPool,
             Layer::dense(128),
         ]))

@@ -46,6 +46,18 @@ pub fn conv2d_relu_pool(
     conv(x, w, b, ConvSettings { padding, stride, relu: true, pool: Some(k) })
 }
 
+/// [`conv2d`] with `padding`, `stride` and (when `relu`) ReLU, then `k` × `k` max-pooling with
+/// stride `k`, as one operation (see [`conv2d_relu_pool`]).
+pub fn conv2d_pool(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    (padding, stride, relu): (usize, usize, bool),
+    k: usize,
+) -> Result<Tensor> {
+    conv(x, w, b, ConvSettings { padding, stride, relu, pool: Some(k) })
+}
+
 /// How a convolution runs, as candle's `Conv2dConfig` says it: zero padding on every side, the
 /// stride in both directions, a ReLU after the bias, and a `pool` × `pool` max-pool after that.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

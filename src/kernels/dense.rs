@@ -21,21 +21,30 @@ use super::{cpu_f32, f32_slice, matmul, with_f32};
 /// and `b` (OUT), then a ReLU if `relu`. Gradients flow to all three; that of `x` (in `x`'s
 /// shape) only when `x` is tracked. f32 on the CPU uses the fused op; any other device or dtype
 /// uses candle's ops.
-pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, relu: bool) -> Result<Tensor> {
     dense(x, w, b, relu, None)
 }
 
 /// [`linear`] of `x` after inverted dropout at `rate`: the values and gradients of
 /// [`dropout`](super::dropout)`(x, rate, key)` followed by [`linear`], in one op on the CPU,
 /// with no tensor (and no gradient) for the dropped-out input.
-pub fn dropout_linear(x: &Tensor, rate: f32, key: u64, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
+pub fn dropout_linear(x: &Tensor, rate: f32, key: u64, w: &Tensor, b: Option<&Tensor>, relu: bool) -> Result<Tensor> {
     dense(x, w, b, relu, Some((rate, key)))
 }
 
 /// [`linear`], after dropout `(rate, key)` where given.
-fn dense(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool, drop: Option<(f32, u64)>) -> Result<Tensor> {
+fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>, relu: bool, drop: Option<(f32, u64)>) -> Result<Tensor> {
     let (inputs, rank_ok) = (x.dims().iter().skip(1).product::<usize>(), x.rank() >= 2);
     let (outputs, w_in) = w.dims2()?;
+    // Without a bias, a bias of zeros: adding it changes no value, and no gradient reaches it.
+    let zeros;
+    let b = match b {
+        Some(b) => b,
+        None => {
+            zeros = Tensor::zeros(outputs, w.dtype(), w.device())?;
+            &zeros
+        }
+    };
     if !rank_ok || inputs == 0 || outputs == 0 || w_in != inputs || b.dims() != [outputs] {
         bail!("linear: input {:?}, weight {:?} and bias {:?} do not fit", x.dims(), w.dims(), b.dims());
     }
@@ -341,7 +350,7 @@ mod tests {
         let w = Var::from_tensor(&random(&[outputs, inputs], seed + 1)?)?;
         let b = Var::from_tensor(&random(&[outputs], seed + 2)?)?;
         let up = random(&[n, outputs], seed + 3)?;
-        let ours = linear(&x, &w, &b, relu)?;
+        let ours = linear(&x, &w, Some(&b), relu)?;
         let theirs = reference(&x, &w, &b, relu)?;
         let what = format!("n {n}, {inputs}→{outputs}, relu {relu}");
         assert!(rel_err(&ours, &theirs)? <= TOL, "forward, {what}");
@@ -392,8 +401,8 @@ mod tests {
             let up = random(&[shape[0], 6], seed + 3)?;
             for (rate, relu) in [(0.25, true), (0.5, false)] {
                 let key = seed ^ 0xD0;
-                let ours = dropout_linear(&x, rate, key, &w, &b, relu)?;
-                let apart = linear(&dropout(&x, rate, key)?.flatten_from(1)?, &w, &b, relu)?;
+                let ours = dropout_linear(&x, rate, key, &w, Some(&b), relu)?;
+                let apart = linear(&dropout(&x, rate, key)?.flatten_from(1)?, &w, Some(&b), relu)?;
                 let what = format!("{shape:?} rate {rate}");
                 assert!(rel_err(&ours, &apart)? <= 1e-6, "forward, {what}");
                 let g1 = (&ours * &up)?.sum_all()?.backward()?;
@@ -417,7 +426,7 @@ mod tests {
         let x = random(&[4, 6], 1)?;
         let w = Var::from_tensor(&random(&[3, 6], 2)?)?;
         let b = Var::from_tensor(&random(&[3], 3)?)?;
-        let grads = linear(&x, &w, &b, true)?.sum_all()?.backward()?;
+        let grads = linear(&x, &w, Some(&b), true)?.sum_all()?.backward()?;
         assert!(grads.get(&x).is_none());
         assert!(grads.get(w.as_tensor()).is_some() && grads.get(b.as_tensor()).is_some());
         Ok(())
@@ -426,7 +435,7 @@ mod tests {
     #[test]
     fn shapes_that_do_not_fit_are_refused() -> Result<()> {
         let (x, w, b) = (random(&[2, 5], 1)?, random(&[3, 4], 2)?, random(&[3], 3)?);
-        let e = linear(&x, &w, &b, false).unwrap_err().to_string();
+        let e = linear(&x, &w, Some(&b), false).unwrap_err().to_string();
         assert!(e.contains("do not fit"), "{e}");
         Ok(())
     }

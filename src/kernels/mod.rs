@@ -16,6 +16,7 @@
 //! file of that name (without `_train`); one that is an option of a single kernel (conv2d's
 //! pooling, linear's dropout) lives in that kernel's file.
 
+mod activation;
 mod adam;
 mod avg_pool;
 mod batch_norm;
@@ -27,13 +28,14 @@ mod dropout;
 mod max_pool;
 mod winograd;
 
+pub use activation::{activation, Function};
 #[cfg(test)]
 pub(crate) use adam::ADAM_PIECE;
 pub use adam::{adam_update, AdamStep};
 pub use avg_pool::{avg_pool2d, global_avg_pool};
 pub use batch_norm::{batch_norm_fixed, batch_norm_train, BatchStats};
 pub use batch_norm_pool::batch_norm_pool_train;
-pub use conv::{conv2d, conv2d_relu_pool};
+pub use conv::{conv2d, conv2d_pool, conv2d_relu_pool};
 pub use conv2d_relu_batch_norm::conv2d_relu_batch_norm_train;
 pub use dense::{dropout_linear, linear};
 pub use dropout::{dropout, mix64};

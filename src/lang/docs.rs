@@ -306,7 +306,9 @@ mod tests {
     fn help_explains_layer_setting_and_keras_words() {
         assert!(topic_help("dense", 80).is_some_and(|t| t.contains("fully connected")));
         assert!(topic_help("dense128", 80).is_some_and(|t| t.contains("fully connected")));
-        assert!(topic_help("conv32k5", 80).is_some_and(|t| t.contains("5×5")));
+        assert!(topic_help("conv32k5", 80).is_some_and(|t| t.contains("K×K kernel (1 to 7)")));
+        assert!(topic_help("stride", 80).is_some_and(|t| t.contains("learned pooling")));
+        assert!(topic_help("tanh", 80).is_some_and(|t| t.contains("activation as a layer of its own")));
         assert!(topic_help("adamw", 80).is_some_and(|t| t.contains("`adamw` is a word of `optimizer`")));
         assert!(topic_help("momentum", 80).is_some_and(|t| t.starts_with("`momentum` is a word of `optimizer`")));
         assert!(topic_help("onecycle", 80).is_some_and(|t| t.contains("schedule constant|onecycle|cosine")));

@@ -120,6 +120,8 @@ pub const PREVIEW: NumRange = whole("N", "how many images to preview", 1.0, 256.
 pub const EXPAND: NumRange = whole("N", "an expansion factor", 1.0, 1000.0);
 /// `model convN`: filters.
 pub const FILTERS: NumRange = whole("N", "a convolution's filter count", 1.0, 4096.0);
+/// `model convN stride S`.
+pub const STRIDE: NumRange = whole("S", "a convolution's stride", 1.0, 4.0);
 /// `model denseN`: units.
 pub const UNITS: NumRange = whole("N", "a dense layer's units", 1.0, 1_000_000.0);
 /// `model dropout P`.

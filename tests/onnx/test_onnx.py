@@ -27,7 +27,17 @@ ROOT = Path(__file__).resolve().parents[2]
 # name -> the `model` statement; the scaling statement that runs before each group.
 GROUPS = [
     ("normalize", [("seed-small", "model seed-small"), ("seed-cnn", "model seed-cnn")]),
-    ("normalize -1..1", [("lenet5", "model lenet5")]),
+    (
+        "normalize -1..1",
+        [
+            ("lenet5", "model lenet5"),
+            (
+                "options",
+                "model conv8k5 same stride 2 nobias norelu bn relu conv8k4 nobias tanh conv8k1 norelu silu "
+                "conv16k7 same stride 3 dense16 nobias norelu bn tanh",
+            ),
+        ],
+    ),
     (
         "standardize",
         [
@@ -126,7 +136,7 @@ def test_exported_model_matches_mnistlab(exported, name, tmp_path):
     assert json.loads(meta["classes"]) == [str(d) for d in range(10)]
     scale, offset = np.float32(meta["pixel_scale"]), np.float32(meta["pixel_offset"])
     kind = json.loads(meta["pixel_scaling"])["kind"]
-    want_kind = {"seed-small": "unit", "seed-cnn": "unit", "lenet5": "symmetric"}.get(name, "standard")
+    want_kind = {"seed-small": "unit", "seed-cnn": "unit", "lenet5": "symmetric", "options": "symmetric"}.get(name, "standard")
     assert kind == want_kind
 
     images, labels, want = mnistlab_logits(folder / f"{name}.safetensors", tmp_path)

@@ -11,7 +11,7 @@ use crate::lang::ast::*;
 use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self, NumRange};
-use crate::model::architecture::layers::Conv;
+use crate::model::architecture::layers::{Activation, Conv, Dense};
 use crate::model::architecture::spec::PRESETS;
 use crate::model::{DeviceKind, Layer, Optimizer, Schedule};
 
@@ -41,9 +41,12 @@ pub(crate) const STATEMENTS: &[StatementDoc] = &[
 const MODEL: StatementDoc = StatementDoc {
     keyword: "model",
     synopsis: &["model LAYER...", "model seed-small|seed-cnn|lenet5|strong"],
-    summary: "Build a network: convN (3×3, ReLU; convNk5 for 5×5; `same` after it pads), pool, avgpool, bn, dropout P, denseN (ReLU), gap; flatten is implied before the first dense and the output layer follows from the classes. Presets: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong.",
-    words: &["seed-small", "seed-cnn", "lenet5", "strong", "conv32", "conv64", "pool", "avgpool", "bn", "dropout", "dense128", "gap", "same"],
-    numbers: &[&ranges::FILTERS, &ranges::UNITS, &ranges::DROPOUT],
+    summary: "Build a network: convN (3×3 with bias and ReLU; convNkK for K×K, K 1 to 7; after it `same` pads, `stride S` steps S pixels, `nobias` and `norelu` leave those out), pool, avgpool, bn, dropout P, denseN (bias and ReLU; `nobias`, `norelu` after it), gap, and relu, tanh, silu as layers of their own; flatten is implied before the first dense and the output layer follows from the classes. Presets: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong.",
+    words: &[
+        "seed-small", "seed-cnn", "lenet5", "strong", "conv32", "conv64", "pool", "avgpool", "bn", "dropout", "dense128",
+        "gap", "same", "stride", "nobias", "norelu", "relu", "tanh", "silu",
+    ],
+    numbers: &[&ranges::FILTERS, &ranges::STRIDE, &ranges::UNITS, &ranges::DROPOUT],
     example: "model conv32 pool conv64 pool dense128",
     parse: model,
 };
@@ -81,63 +84,89 @@ pub(crate) fn model_statement(spec: &crate::model::ModelSpec) -> String {
     format!("model {}", words.join(" "))
 }
 
-const LAYER_WORDS: &[&str] = &["conv32", "conv64k5", "same", "pool", "avgpool", "bn", "dropout", "dense128", "gap"];
+const LAYER_WORDS: &[&str] = &[
+    "conv32", "conv64k5", "same", "stride", "nobias", "norelu", "pool", "avgpool", "bn", "dropout", "dense128", "gap",
+    "relu", "tanh", "silu",
+];
+
+/// What a layer word may be followed by: ` nobias`, ` norelu` (both for a convolution or a
+/// dense layer), in any order; returns (bias, relu).
+fn bias_and_relu(mut rest: &str) -> Res<'_, (bool, bool)> {
+    let (mut bias, mut relu) = (true, true);
+    while let Ok((r, word)) = preceded(space1::<_, PErr>, keyword(&["nobias", "norelu"]))(rest) {
+        match word {
+            "nobias" => bias = false,
+            _ => relu = false,
+        }
+        rest = r;
+    }
+    Ok((rest, (bias, relu)))
+}
+
+/// `convN[kK] [same] [stride S] [nobias] [norelu]` after its `conv` prefix `spec` (`N[kK]`);
+/// `None` when `spec` is not one.
+fn conv_layer<'a>(input: &'a str, spec: &str, rest: &'a str) -> Option<Res<'a, Layer>> {
+    let digits = |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s.to_string());
+    let (filters, kernel) = match spec.split_once('k') {
+        Some((f, k)) => (digits(f)?, digits(k)?),
+        None => (digits(spec)?, "3".to_string()),
+    };
+    let parsed = (|| {
+        let filters = width(input, &filters, &ranges::FILTERS)?;
+        let kernel = match kernel.parse::<usize>() {
+            Ok(k @ 1..=7) => k,
+            _ => return fail(input, "a kernel size from 1 to 7 (`conv32` is 3×3, `conv32k5` 5×5)"),
+        };
+        let (rest, same) = opt(preceded(space1, tag("same")))(rest)?;
+        let (rest, stride) = opt(preceded(preceded(space1, tag("stride")), count_arg(&ranges::STRIDE)))(rest)?;
+        let (rest, (bias, relu)) = bias_and_relu(rest)?;
+        let (same_padding, stride) = (same.is_some(), stride.unwrap_or(1));
+        Ok((rest, Layer::Conv(Conv { filters, kernel, same_padding, stride, bias, relu })))
+    })();
+    Some(parsed)
+}
+
+/// A width in `range`, or a failure with the caret under the word at `input`.
+fn width<'a>(input: &'a str, text: &str, range: &'static NumRange) -> Result<usize, nom::Err<PErr<'a>>> {
+    match text.parse::<u64>() {
+        Ok(n) if range.contains(n as f64) => Ok(n as usize),
+        _ => Err(nom::Err::Failure(PErr { at: input, expected: range.to_string().into(), suggestion: None })),
+    }
+}
 
 /// One layer word of `model`, as the model layer's [`Layer`].
 fn layer(input: &str) -> Res<'_, Layer> {
     let (rest, word) = token(input)?;
-    fn digits(s: &str) -> Option<&str> {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+    if let Some(parsed) = word.strip_prefix("conv").and_then(|spec| conv_layer(input, spec, rest)) {
+        return parsed;
     }
-    // A width in range, or a failure with the caret under the word.
-    let width = |text: &str, range: &'static NumRange| match text.parse::<u64>() {
-        Ok(n) if range.contains(n as f64) => Ok(n as usize),
-        _ => Err(nom::Err::Failure(PErr { at: input, expected: range.to_string().into(), suggestion: None })),
-    };
-    let layer = if let Some(spec) = word.strip_prefix("conv") {
-        let (filters, kernel) = match spec.split_once('k') {
-            Some((f, k)) => (digits(f), digits(k)),
-            None => (digits(spec), Some("3")),
-        };
-        match (filters, kernel) {
-            (Some(filters), Some(kernel)) => {
-                let filters = width(filters, &ranges::FILTERS)?;
-                let kernel = match kernel {
-                    "3" => 3,
-                    "5" => 5,
-                    _ => return fail(input, "a kernel size of 3 (`conv32`) or 5 (`conv32k5`)"),
-                };
-                let (rest, same) = opt(preceded(space1, tag("same")))(rest)?;
-                return Ok((rest, Layer::Conv(Conv { filters, kernel, same_padding: same.is_some() })));
-            }
-            _ => None,
+    if let Some(n) = word.strip_prefix("dense").filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+        let units = width(input, n, &ranges::UNITS)?;
+        let (rest, (bias, relu)) = bias_and_relu(rest)?;
+        return Ok((rest, Layer::Dense(Dense { units, bias, relu })));
+    }
+    let layer = match word {
+        "pool" | "maxpool" => Layer::MaxPool,
+        "avgpool" => Layer::AvgPool,
+        "bn" => Layer::BatchNorm,
+        "gap" => Layer::GlobalAvgPool,
+        "relu" => Layer::Activation(Activation::Relu),
+        "tanh" => Layer::Activation(Activation::Tanh),
+        "silu" | "swish" => Layer::Activation(Activation::Silu),
+        "dropout" => {
+            let (rest, p) = real_arg(&ranges::DROPOUT)(rest)?;
+            return Ok((rest, Layer::dropout(p as f32)));
         }
-    } else if let Some(n) = word.strip_prefix("dense") {
-        match digits(n) {
-            Some(n) => Some(Layer::dense(width(n, &ranges::UNITS)?)),
-            None => None,
-        }
-    } else {
-        match word {
-            "pool" | "maxpool" => Some(Layer::MaxPool),
-            "avgpool" => Some(Layer::AvgPool),
-            "bn" => Some(Layer::BatchNorm),
-            "gap" => Some(Layer::GlobalAvgPool),
-            "dropout" => {
-                let (rest, p) = real_arg(&ranges::DROPOUT)(rest)?;
-                return Ok((rest, Layer::dropout(p as f32)));
-            }
-            _ => None,
+        _ => {
+            return Err(nom::Err::Failure(PErr {
+                at: input,
+                expected: "a layer: convN, convNkK, pool, avgpool, bn, dropout P, denseN, gap, relu, tanh or silu"
+                    .into(),
+                suggestion: closest(word, LAYER_WORDS.iter().chain(&PRESETS).copied()).map(str::to_string),
+            }))
         }
     };
-    match layer {
-        Some(l) => Ok((rest, l)),
-        None => Err(nom::Err::Failure(PErr {
-            at: input,
-            expected: "a layer: convN, convNk5, pool, avgpool, bn, dropout P, denseN or gap".into(),
-            suggestion: closest(word, LAYER_WORDS.iter().chain(&PRESETS).copied()).map(str::to_string),
-        })),
-    }
+    Ok((rest, layer))
 }
 
 /// The `summary` statement.

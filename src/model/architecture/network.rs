@@ -344,9 +344,11 @@ impl Network {
         let ctx = |i: usize| self.ctx(i, train, &key);
         Ok(match step {
             Step::Alone { layer, .. } => self.layers[layer].kind().forward(x, &ctx(layer))?,
-            Step::ConvPool { conv, padding, .. } => {
+            Step::ConvPool { conv, settings, .. } => {
                 let c = ctx(conv);
-                kernels::conv2d_relu_pool(x, &c.param("weight")?, Some(&c.param("bias")?), padding, 1, 2)?
+                let bias = if settings.bias { Some(c.param("bias")?) } else { None };
+                let (weight, padding, stride) = (c.param("weight")?, settings.padding, settings.stride);
+                kernels::conv2d_pool(x, &weight, bias.as_ref(), (padding, stride, settings.relu), 2)?
             }
             Step::ConvBatchNorm { conv, padding, bn, pool } => {
                 let (c, b) = (ctx(conv), ctx(bn));
@@ -365,17 +367,19 @@ impl Network {
             }
             Step::Dense { dense, relu, dropout, .. } => {
                 let d = ctx(dense);
-                let (weight, bias) = (d.param("weight")?, d.param("bias")?);
+                let (weight, bias) = (d.param("weight")?, d.bias()?);
                 // Flatten, bias and ReLU (and the dropout before it) run inside the fused op.
                 match dropout {
-                    Some((_, rate)) => kernels::dropout_linear(x, rate, self.dropout_key(), &weight, &bias, relu)?,
-                    None => kernels::linear(x, &weight, &bias, relu)?,
+                    Some((_, rate)) => {
+                        kernels::dropout_linear(x, rate, self.dropout_key(), &weight, bias.as_ref(), relu)?
+                    }
+                    None => kernels::linear(x, &weight, bias.as_ref(), relu)?,
                 }
             }
             Step::DenseAdapted { dense, relu } => {
                 let d = ctx(dense);
                 let adapter = self.adapters[dense].as_ref().expect("the plan names an adapted layer");
-                let y = (kernels::linear(x, &d.param("weight")?, &d.param("bias")?, false)? + adapter.forward(x)?)?;
+                let y = (kernels::linear(x, &d.param("weight")?, d.bias()?.as_ref(), false)? + adapter.forward(x)?)?;
                 if relu {
                     y.relu()?
                 } else {
@@ -475,7 +479,7 @@ impl Network {
         }
         let output = Output { classes };
         self.params[head] =
-            dense::init(&mut Init::new(&self.varmap, &self.device, seed), input.size(), classes, "out")?;
+            dense::init(&mut Init::new(&self.varmap, &self.device, seed), input.size(), (classes, true), "out")?;
         self.layers[head] = Node::Output(output);
         self.frozen[head] = false;
         self.classes = classes;

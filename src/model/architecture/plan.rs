@@ -12,7 +12,7 @@
 //! | at | followed by | when | step |
 //! |---|---|---|---|
 //! | conv | max-pool | always | [`Step::ConvPool`] |
-//! | conv | batch norm (+ max-pool) | training, fast, both trainable | [`Step::ConvBatchNorm`] |
+//! | conv with bias and ReLU, stride 1 | batch norm (+ max-pool) | training, fast, both trainable | [`Step::ConvBatchNorm`] |
 //! | batch norm | max-pool | training, fast, trainable, on an image | [`Step::BatchNormPool`] |
 //! | dropout | (flatten +) plain dense | training, rate > 0, fast | inside the dense's [`Step::Dense`] |
 //! | dropout | anything else | inference, or rate 0 | no step |
@@ -25,14 +25,24 @@
 
 use std::fmt;
 
+/// What a convolution's steps need to know of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvPlan {
+    /// Zero padding on each side.
+    pub padding: usize,
+    /// The stride in both directions.
+    pub stride: usize,
+    /// Whether it adds a bias.
+    pub bias: bool,
+    /// Whether ReLU follows.
+    pub relu: bool,
+}
+
 /// What the fusion rules need of one layer's kind; a kind no rule names runs alone.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PlanKind {
-    /// A convolution with bias and ReLU, and its padding.
-    Conv {
-        /// Padding on each side.
-        padding: usize,
-    },
+    /// A convolution.
+    Conv(ConvPlan),
     /// A 2 × 2 max-pool.
     MaxPool,
     /// A batch norm, on an image (`image`) or a flat vector.
@@ -77,12 +87,12 @@ pub enum Step {
         /// Its kernel, by name.
         kernel: &'static str,
     },
-    /// Convolution + bias + ReLU + 2 × 2 max-pool, one op.
+    /// Convolution (+ bias, + ReLU) + 2 × 2 max-pool, one op.
     ConvPool {
         /// The convolution.
         conv: usize,
-        /// Its padding.
-        padding: usize,
+        /// How it runs.
+        settings: ConvPlan,
         /// The max-pool.
         pool: usize,
     },
@@ -146,7 +156,8 @@ impl Step {
     pub fn kernel(&self) -> &'static str {
         match self {
             Step::Alone { kernel, .. } => kernel,
-            Step::ConvPool { .. } => "conv2d_relu_pool",
+            Step::ConvPool { settings: ConvPlan { relu: true, .. }, .. } => "conv2d_relu_pool",
+            Step::ConvPool { .. } => "conv2d_pool",
             Step::ConvBatchNorm { .. } => "conv2d_relu_batch_norm_train",
             Step::BatchNormPool { .. } => "batch_norm_pool_train",
             Step::Dense { dropout: Some(_), .. } => "dropout_linear",
@@ -206,10 +217,10 @@ impl Plan {
             let layer = layers[i];
             let alone = Some(Step::Alone { layer: i, kernel: layer.kernel });
             let step = match layer.kind {
-                PlanKind::Conv { padding } if is_pool(layers, i + 1) => {
-                    Some(Step::ConvPool { conv: i, padding, pool: i + 1 })
+                PlanKind::Conv(settings) if is_pool(layers, i + 1) => {
+                    Some(Step::ConvPool { conv: i, settings, pool: i + 1 })
                 }
-                PlanKind::Conv { padding }
+                PlanKind::Conv(ConvPlan { padding, stride: 1, bias: true, relu: true })
                     if is_batch_norm(layers, i + 1) && train && fast && !layer.frozen && !layers[i + 1].frozen =>
                 {
                     let pool = is_pool(layers, i + 2).then_some(i + 2);
@@ -239,7 +250,7 @@ impl Plan {
                 PlanKind::Dense { relu } => {
                     Some(Step::Dense { dense: i, relu, dropout: dropout.take(), flatten: flatten.take() })
                 }
-                PlanKind::Conv { .. }
+                PlanKind::Conv(_)
                 | PlanKind::MaxPool
                 | PlanKind::BatchNorm { .. }
                 | PlanKind::Flatten
@@ -273,22 +284,27 @@ impl fmt::Display for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::architecture::layers::{Activation, Mode, Output, Shape};
     use crate::model::architecture::layers::{
         AvgPool, BatchNorm, Conv, Dense, Dropout, Flatten, GlobalAvgPool, Kind, MaxPool,
     };
-    use crate::model::architecture::layers::{Mode, Output, Shape};
 
     /// The plan of the layers named by `words` (`bn` after an image, `bn1` after a vector),
     /// with the layers at `frozen` frozen and at `adapted` adapted, one step a `|`.
     fn text(words: &str, (frozen, adapted): (&[usize], &[usize]), train: bool, fast: bool) -> String {
         let (image, flat) = (Shape::Image(8, 8, 8), Shape::Flat(8));
-        let conv = Conv { filters: 8, kernel: 3, same_padding: true };
+        let conv = Conv { filters: 8, kernel: 3, same_padding: true, ..Conv::default() };
+        let bare = Conv { bias: false, relu: false, ..conv.clone() };
+        let strided = Conv { stride: 2, ..conv.clone() };
         let layers: Vec<PlanLayer> = words
             .split(' ')
             .enumerate()
             .map(|(i, word)| {
                 let (kind, input): (&dyn Kind, Shape) = match word {
                     "conv" => (&conv, image),
+                    "bare" => (&bare, image),
+                    "strided" => (&strided, image),
+                    "relu" => (&Activation::Relu, image),
                     "bn" => (&BatchNorm, image),
                     "bn1" => (&BatchNorm, flat),
                     "pool" => (&MaxPool, image),
@@ -296,7 +312,7 @@ mod tests {
                     "gap" => (&GlobalAvgPool, image),
                     "drop" => (&Dropout { rate: 0.25 }, image),
                     "flatten" => (&Flatten, image),
-                    "dense" => (&Dense { units: 8 }, flat),
+                    "dense" => (&Dense { units: 8, ..Dense::default() }, flat),
                     "out" => (&Output { classes: 10 }, flat),
                     _ => panic!("no test word {word}"),
                 };
@@ -353,6 +369,18 @@ mod tests {
             text(l, (&[], &[]), true, true),
             "1+2 conv2d_relu_pool | 3+4 batch_norm_pool_train | 5+6 linear | 7 batch_norm_train | 8 linear"
         );
+    }
+
+    #[test]
+    fn only_a_stride_1_convolution_with_bias_and_relu_takes_the_batch_norm() {
+        let none = (&[][..], &[][..]);
+        assert_eq!(text("conv bn pool out", none, true, true), "1+2+3 conv2d_relu_batch_norm_train | 4 linear");
+        assert_eq!(
+            text("bare bn relu pool out", none, true, true),
+            "1 conv2d | 2 batch_norm_train | 3 relu | 4 max_pool2d | 5 linear"
+        );
+        assert_eq!(text("strided bn out", none, true, true), "1 conv2d | 2 batch_norm_train | 3 linear");
+        assert_eq!(text("bare pool out", none, true, true), "1+2 conv2d_pool | 3 linear");
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub const PRESETS: [&str; 4] = ["seed-small", "seed-cnn", "lenet5", "strong"];
 ///   official MNIST test set with augmentation and one-cycle Adam (`examples/strong.lab`).
 pub fn preset(name: &str) -> Option<ModelSpec> {
     let conv = Layer::conv;
-    let conv5 = |filters, same_padding| Layer::Conv(Conv { filters, kernel: 5, same_padding });
+    let conv5 = |filters, same_padding| Layer::Conv(Conv { filters, kernel: 5, same_padding, ..Conv::default() });
     let (dense, dropout, pool) = (Layer::dense, Layer::dropout, Layer::MaxPool);
     let layers = match name {
         "seed-small" => vec![conv(32), pool, dense(128)],

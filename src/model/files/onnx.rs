@@ -424,7 +424,8 @@ impl Graph {
         self.initializer(name, &t)
     }
 
-    /// A `Gemm` with the dense layer `prefix`'s weights (its LoRA adapter merged in) on `x`.
+    /// A `Gemm` with the dense layer `prefix`'s weights (its LoRA adapter merged in) and bias,
+    /// if it has one, on `x`.
     pub fn dense(&mut self, prefix: &str, x: String) -> Result<String> {
         let mut weight = self.tensor(&format!("{prefix}.weight"))?;
         if let (Some(scale), Some(a)) = (self.lora_scale, self.weights.get(&format!("{prefix}.lora_a"))) {
@@ -432,8 +433,10 @@ impl Graph {
             let b = self.tensor(&format!("{prefix}.lora_b"))?;
             weight = (weight + (b.matmul(&a)? * scale)?)?;
         }
-        let inputs =
-            vec![x, self.initializer(&format!("{prefix}.weight"), &weight)?, self.stored(&format!("{prefix}.bias"))?];
+        let mut inputs = vec![x, self.initializer(&format!("{prefix}.weight"), &weight)?];
+        if self.weights.contains_key(&format!("{prefix}.bias")) {
+            inputs.push(self.stored(&format!("{prefix}.bias"))?);
+        }
         Ok(self.node("Gemm", inputs, vec![int("transB", 1)]))
     }
 }
@@ -489,9 +492,19 @@ mod tests {
     fn every_layer_kind_maps_to_its_operators() {
         use Layer::*;
         let spec = ModelSpec::new(vec![
-            Conv(crate::model::architecture::layers::Conv { filters: 4, kernel: 3, same_padding: true }),
+            Conv(crate::model::architecture::layers::Conv {
+                filters: 4,
+                kernel: 3,
+                same_padding: true,
+                ..Default::default()
+            }),
             BatchNorm,
-            Conv(crate::model::architecture::layers::Conv { filters: 4, kernel: 5, same_padding: false }),
+            Conv(crate::model::architecture::layers::Conv {
+                filters: 4,
+                kernel: 5,
+                same_padding: false,
+                ..Default::default()
+            }),
             AvgPool,
             Layer::dropout(0.25),
             GlobalAvgPool,

@@ -4,6 +4,7 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::conv::{is_yes, yes};
 use super::init::Init;
 use super::kind::{Ctx, Help, Kind, Mode, Params, Role};
 use super::shape::Shape;
@@ -15,15 +16,60 @@ use crate::model::files::onnx::Graph;
 /// Its words on a `model` line, for `help`.
 pub const HELP: Help = Help {
     words: &["dense", "densen"],
-    text: "denseN: a fully connected layer of N units, followed by ReLU; flatten is implied before the first one, and the output layer (one unit per class) follows the last.",
+    text: "denseN: a fully connected layer of N units with bias, followed by ReLU; flatten is implied before the first one, and the output layer (one unit per class) follows the last; `nobias` after it leaves the bias out, `norelu` the ReLU.",
 };
 
-/// A hidden fully connected layer of `units` units, followed by ReLU.
+/// A hidden fully connected layer of `units` units with bias, followed by ReLU (either can be
+/// left out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(from = "Saved", into = "Saved")]
 pub struct Dense {
     /// The number of units.
     pub units: usize,
+    /// Whether a bias is added.
+    pub bias: bool,
+    /// Whether ReLU follows.
+    pub relu: bool,
+}
+
+/// How a dense layer is saved: its units alone when bias and ReLU are on (as every spec saved
+/// before they could be left out), else all three.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Saved {
+    /// Units, with bias and ReLU.
+    Units(usize),
+    /// Every setting.
+    Full {
+        /// The number of units.
+        units: usize,
+        /// Whether a bias is added.
+        #[serde(default = "yes", skip_serializing_if = "is_yes")]
+        bias: bool,
+        /// Whether ReLU follows.
+        #[serde(default = "yes", skip_serializing_if = "is_yes")]
+        relu: bool,
+    },
+}
+
+impl From<Saved> for Dense {
+    fn from(saved: Saved) -> Dense {
+        match saved {
+            Saved::Units(units) => Dense { units, bias: true, relu: true },
+            Saved::Full { units, bias, relu } => Dense { units, bias, relu },
+        }
+    }
+}
+
+impl From<Dense> for Saved {
+    fn from(dense: Dense) -> Saved {
+        let Dense { units, bias, relu } = dense;
+        if bias && relu {
+            Saved::Units(units)
+        } else {
+            Saved::Full { units, bias, relu }
+        }
+    }
 }
 
 /// The output layer: one unit per class, no activation (logits), appended to every network.
@@ -34,39 +80,61 @@ pub struct Output {
 }
 
 impl Default for Dense {
-    /// 128 units.
+    /// 128 units, bias and ReLU.
     fn default() -> Dense {
-        Dense { units: 128 }
+        Dense { units: 128, bias: true, relu: true }
     }
 }
 
-/// Output shape and parameter count of `units` units on `input`.
-fn infer(units: usize, input: Shape) -> std::result::Result<(Shape, usize), String> {
+/// Output shape and parameter count of `units` units (with a bias when `bias`) on `input`.
+fn infer(units: usize, bias: bool, input: Shape) -> std::result::Result<(Shape, usize), String> {
     if units == 0 {
         return Err("a dense layer needs at least one unit".into());
     }
-    Ok((Shape::Flat(units), input.size().saturating_mul(units).saturating_add(units)))
+    let weights = input.size().saturating_mul(units);
+    Ok((Shape::Flat(units), weights.saturating_add(if bias { units } else { 0 })))
 }
 
-/// A Glorot-uniform weight `[units, inputs]` and a zero bias, named `name.*`.
-pub fn init(init: &mut Init, inputs: usize, units: usize, name: &str) -> Result<Params> {
+/// A Glorot-uniform weight `[units, inputs]` and (when `bias`) a zero bias, named `name.*`.
+pub fn init(init: &mut Init, inputs: usize, (units, bias): (usize, bool), name: &str) -> Result<Params> {
     let weight = init.glorot(&format!("{name}.weight"), &[units, inputs], inputs, units)?;
-    let bias = init.constant(&format!("{name}.bias"), &[units], 0.0)?;
-    Ok(Params(vec![("weight", weight), ("bias", bias)]))
+    let mut params = vec![("weight", weight)];
+    if bias {
+        params.push(("bias", init.constant(&format!("{name}.bias"), &[units], 0.0)?));
+    }
+    Ok(Params(params))
 }
 
 /// The product, bias and (with `relu`) ReLU through the fused op.
 fn forward(x: &Tensor, ctx: &Ctx, relu: bool) -> Result<Tensor> {
-    Ok(kernels::linear(x, &ctx.param("weight")?, &ctx.param("bias")?, relu)?)
+    Ok(kernels::linear(x, &ctx.param("weight")?, ctx.bias()?.as_ref(), relu)?)
 }
 
 impl Kind for Dense {
     fn label(&self) -> String {
-        format!("dense{}", self.units)
+        let mut extra = Vec::new();
+        if !self.bias {
+            extra.push("no bias");
+        }
+        if !self.relu {
+            extra.push("no relu");
+        }
+        if extra.is_empty() {
+            format!("dense{}", self.units)
+        } else {
+            format!("dense{}({})", self.units, extra.join(","))
+        }
     }
 
     fn words(&self) -> String {
-        self.label()
+        let mut words = format!("dense{}", self.units);
+        if !self.bias {
+            words.push_str(" nobias");
+        }
+        if !self.relu {
+            words.push_str(" norelu");
+        }
+        words
     }
 
     fn help(&self) -> &'static [Help] {
@@ -82,15 +150,15 @@ impl Kind for Dense {
     }
 
     fn infer(&self, input: Shape) -> std::result::Result<(Shape, usize), String> {
-        infer(self.units, input)
+        infer(self.units, self.bias, input)
     }
 
     fn init(&self, init: &mut Init, input: Shape, name: &str) -> Result<Params> {
-        self::init(init, input.size(), self.units, name)
+        self::init(init, input.size(), (self.units, self.bias), name)
     }
 
     fn plan(&self, _input: Shape) -> PlanKind {
-        PlanKind::Dense { relu: true }
+        PlanKind::Dense { relu: self.relu }
     }
 
     fn kernel(&self, _mode: Mode) -> &'static str {
@@ -98,12 +166,12 @@ impl Kind for Dense {
     }
 
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        forward(x, ctx, true)
+        forward(x, ctx, self.relu)
     }
 
     fn onnx(&self, graph: &mut Graph, prefix: &str, x: String) -> Result<String> {
         let y = graph.dense(prefix, x)?;
-        Ok(graph.node("Relu", vec![y], vec![]))
+        Ok(if self.relu { graph.node("Relu", vec![y], vec![]) } else { y })
     }
 
     fn role(&self) -> Role {
@@ -133,11 +201,11 @@ impl Kind for Output {
     }
 
     fn infer(&self, input: Shape) -> std::result::Result<(Shape, usize), String> {
-        infer(self.classes, input)
+        infer(self.classes, true, input)
     }
 
     fn init(&self, init: &mut Init, input: Shape, name: &str) -> Result<Params> {
-        self::init(init, input.size(), self.classes, name)
+        self::init(init, input.size(), (self.classes, true), name)
     }
 
     fn plan(&self, _input: Shape) -> PlanKind {

@@ -109,6 +109,15 @@ impl Ctx<'_> {
         let t = self.params.var(part)?.as_tensor();
         Ok(if self.mode.frozen { t.detach() } else { t.clone() })
     }
+
+    /// The bias, as [`Ctx::param`], or `None` for a layer built without one.
+    pub fn bias(&self) -> Result<Option<Tensor>> {
+        if self.params.0.iter().any(|(name, _)| *name == "bias") {
+            self.param("bias").map(Some)
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 /// A layer kind's words on a `model` line and what they build, for `help`.

@@ -7,6 +7,7 @@
 //! in [`Layer::kind`], its word in `lang::statements::training`, and its kernel in
 //! `crate::kernels` (ARCHITECTURE.md has the list; `tests/layers.rs` checks it).
 
+pub mod activation;
 pub mod avg_pool;
 pub mod batch_norm;
 pub mod conv;
@@ -22,6 +23,7 @@ pub mod shape;
 use serde::{Deserialize, Serialize};
 use strum::EnumIter;
 
+pub use activation::Activation;
 pub use avg_pool::AvgPool;
 pub use batch_norm::BatchNorm;
 pub use conv::Conv;
@@ -51,6 +53,8 @@ pub enum Layer {
     Dense(Dense),
     /// Mean over the spatial dimensions: `C×H×W` becomes `C` features.
     GlobalAvgPool,
+    /// An activation on its own.
+    Activation(Activation),
 }
 
 impl Layer {
@@ -64,17 +68,18 @@ impl Layer {
             Layer::Dropout(dropout) => dropout,
             Layer::Dense(dense) => dense,
             Layer::GlobalAvgPool => &GlobalAvgPool,
+            Layer::Activation(activation) => activation,
         }
     }
 
     /// A 3×3 convolution of `filters` filters, unpadded (Keras' default `'valid'`).
     pub fn conv(filters: usize) -> Layer {
-        Layer::Conv(Conv { filters, kernel: 3, same_padding: false })
+        Layer::Conv(Conv { filters, ..Conv::default() })
     }
 
     /// A dense layer of `units` units with ReLU.
     pub fn dense(units: usize) -> Layer {
-        Layer::Dense(Dense { units })
+        Layer::Dense(Dense { units, ..Dense::default() })
     }
 
     /// A dropout of `rate`.
