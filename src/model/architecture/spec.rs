@@ -342,6 +342,23 @@ mod tests {
     }
 
     #[test]
+    fn specs_saved_before_the_layer_options_read_and_save_as_they_were() {
+        let old = r#"{"layers":[{"Conv":{"filters":32,"kernel":3,"same_padding":false}},"MaxPool",{"Dropout":0.25},{"Dense":128},"BatchNorm"]}"#;
+        let spec: ModelSpec = serde_json::from_str(old).unwrap();
+        let want = vec![Layer::conv(32), Layer::MaxPool, Layer::dropout(0.25), Layer::dense(128), Layer::BatchNorm];
+        assert_eq!(spec.layers, want);
+        assert_eq!(serde_json::to_string(&spec).unwrap(), old);
+        // Settings other than the defaults are saved and read back.
+        let options = ModelSpec::new(vec![
+            Layer::Conv(Conv { kernel: 5, same_padding: true, stride: 2, bias: false, relu: false, ..Conv::default() }),
+            Layer::Dense(crate::model::architecture::layers::Dense { units: 8, bias: false, relu: false }),
+            Layer::Activation(crate::model::architecture::layers::Activation::Tanh),
+        ]);
+        let json = serde_json::to_string(&options).unwrap();
+        assert_eq!(serde_json::from_str::<ModelSpec>(&json).unwrap(), options, "{json}");
+    }
+
+    #[test]
     fn spec_serializes_round_trip() {
         let spec = preset("strong").unwrap();
         let json = serde_json::to_string(&spec).unwrap();
