@@ -159,6 +159,10 @@ pub enum StatementKind {
         /// Label smoothing ε; none when `None`.
         smoothing: Option<f64>,
     },
+    /// `tta on|off`: test-time augmentation for `evaluate`, `predict` and `predictions`.
+    Tta(bool),
+    /// `ema D|off`: keep a moving average of the weights with decay D, or none.
+    Ema(Option<f64>),
     /// `fit N [patience P] [checkpoint DIR]`
     Fit {
         /// Passes over the train split.

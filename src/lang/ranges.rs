@@ -140,6 +140,8 @@ pub const STEP_EVERY: NumRange = whole("N", "epochs between decays", 1.0, 10_000
 pub const STEP_FACTOR: NumRange = open_min(real("F", "a decay factor", 0.0, 1.0));
 /// `batch N`.
 pub const BATCH: NumRange = whole("N", "a batch size", 1.0, 65_536.0);
+/// `ema D`: the moving average's decay.
+pub const EMA: NumRange = open_max(real("D", "a moving average's decay", 0.0, 1.0));
 /// `loss crossentropy smoothing S`.
 pub const SMOOTHING: NumRange = open_max(real("S", "a label smoothing factor", 0.0, 1.0));
 /// How many batches `find lr` trains.

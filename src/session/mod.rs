@@ -321,6 +321,8 @@ impl Session {
             S::Batch(size) => self.batch(*size, out),
             S::Memory(size) => self.memory(*size, out),
             S::Loss { smoothing } => self.loss(*smoothing, out),
+            S::Ema(decay) => self.ema(*decay, out),
+            S::Tta(on) => self.tta(*on, out),
             S::FindLr { start, end, steps } => self.find_lr(*start, *end, *steps, out),
             S::Fit { epochs, patience, checkpoint } => self.fit(*epochs, *patience, checkpoint.as_deref(), out),
             S::Resume(dir) => self.resume(dir, out),

@@ -48,6 +48,10 @@ pub(super) struct TrainingState {
     schedule: Schedule,
     batch: usize,
     smoothing: f32,
+    /// `ema D`: the decay of the moving average of the weights `fit` keeps.
+    ema: Option<f64>,
+    /// `tta on`: test-time augmentation for evaluation and prediction.
+    tta: bool,
     pub(super) device: Device,
     pub(super) pool: Option<Arc<rayon::ThreadPool>>,
     /// Every finished `fit` of the session, for `compare`.
@@ -63,6 +67,8 @@ impl Default for TrainingState {
             schedule: Schedule::Constant,
             batch: 32,
             smoothing: 0.0,
+            ema: None,
+            tta: false,
             device: Device::Cpu,
             pool: None,
             runs: Vec::new(),
@@ -276,6 +282,42 @@ impl Session {
         }
         self.training.smoothing = smoothing as f32;
         out(Event::Text(format!("loss: cross-entropy, label smoothing {smoothing}")));
+        Ok(())
+    }
+
+    /// `tta on|off`: test-time augmentation for `evaluate`, `predict`, `predictions` and
+    /// `show mistakes`.
+    pub(super) fn tta(&mut self, on: bool, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
+        self.training.tta = on;
+        out(Event::Text(if on {
+            "test-time augmentation on: evaluate, predict, predictions and show mistakes average the softmax over each image and its 1-pixel shifts (5 views)".to_string()
+        } else {
+            "test-time augmentation off".to_string()
+        }));
+        Ok(())
+    }
+
+    /// Class probabilities of `pixels` on `net`, with test-time augmentation when it is on.
+    fn class_probs(&self, net: &Network, pixels: &[u8], scaling: PixelScaling) -> Result<Vec<Vec<f32>>, SessionError> {
+        let tta = self.training.tta;
+        Ok(Self::in_pool(&self.training.pool, || {
+            if tta {
+                model::training::tta::mean_probs(net, pixels, scaling)
+            } else {
+                model::predict_probs(net, pixels, scaling)
+            }
+        })?)
+    }
+
+    /// `ema D|off`: the moving average of the weights that `fit` keeps, or none.
+    pub(super) fn ema(&mut self, decay: Option<f64>, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
+        self.training.ema = decay;
+        out(Event::Text(match decay {
+            Some(d) => format!(
+                "weights: a moving average with decay {d}, kept during `fit` (validation, the kept epoch and the final weights use it)"
+            ),
+            None => "weights: no moving average".to_string(),
+        }));
         Ok(())
     }
 
@@ -493,6 +535,7 @@ impl Session {
             seed: self.seed,
             body_lr: self.training.body_lr,
             labels,
+            ema: self.training.ema,
             ..TrainConfig::default()
         }
     }
@@ -538,8 +581,11 @@ impl Session {
         let batch = self.eval_batch(&self.model_for("evaluate")?.net);
         let format = dataset.format();
         let net = &state.net;
-        let evaluation =
-            Self::in_pool(&self.training.pool, || model::evaluate_mapped(net, split, format, batch, &labels))?;
+        let tta = self.training.tta;
+        let evaluation = Self::in_pool(&self.training.pool, || match tta {
+            true => model::training::tta::evaluate(net, split, format, &labels),
+            false => model::evaluate_mapped(net, split, format, batch, &labels),
+        })?;
         Ok((evaluation, total, split.len()))
     }
 
@@ -606,7 +652,7 @@ impl Session {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| format!("there is no {kind} split (`split` makes train/val/test)"))?;
         let (net, scaling) = (&state.net, dataset.scaling);
-        let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &data.pixels, scaling))?;
+        let probs = self.class_probs(net, &data.pixels, scaling)?;
         let mut rows: Vec<(usize, usize, usize, f32, f64)> = probs
             .iter()
             .enumerate()
@@ -717,7 +763,7 @@ impl Session {
         let labels = label_map(&state.classes, dataset)?;
         let test = dataset.split(SplitKind::Test).filter(|s| !s.is_empty()).ok_or("there is no test split")?;
         let (net, scaling) = (&state.net, dataset.scaling);
-        let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &test.pixels, scaling))?;
+        let probs = self.class_probs(net, &test.pixels, scaling)?;
         let mut wrong: Vec<(usize, usize, f32)> = probs
             .iter()
             .enumerate()
@@ -872,7 +918,7 @@ impl Session {
         let pixels: Vec<u8> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
         let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
         let net = &state.net;
-        let probs = Self::in_pool(&self.training.pool, || model::predict_probs(net, &pixels, scaling))?;
+        let probs = self.class_probs(net, &pixels, scaling)?;
         let mut table = Table::new(Some("predictions (top 3)".into()), &["file", "1st", "2nd", "3rd", "input"]);
         let mut captions = Vec::new();
         for ((file, p), input) in files.iter().zip(&probs).zip(&prepared) {

@@ -24,7 +24,9 @@ pub(crate) const STATEMENTS: &[StatementDoc] = &[
     BATCH,
     MEMORY,
     LOSS,
+    EMA,
     FIND_LR,
+    TTA,
     FIT,
     RESUME,
     LOG,
@@ -315,6 +317,42 @@ fn loss(input: &str) -> Res<'_, StatementKind> {
     let (rest, _) = arg("`crossentropy`", keyword(&["crossentropy"]))(input)?;
     let (rest, smoothing) = opt(preceded(tuple((space1, tag("smoothing"))), real_arg(&ranges::SMOOTHING)))(rest)?;
     Ok((rest, StatementKind::Loss { smoothing }))
+}
+
+/// The `ema` statement.
+const EMA: StatementDoc = StatementDoc {
+    keyword: "ema",
+    synopsis: &["ema D|off"],
+    summary: "Keep an exponential moving average of the trainable weights during `fit` (Keras' `use_ema`, as An et al. keep it for their MNIST records): after every step avg = d·avg + (1−d)·w with d = min(D, (1+n)/(10+n)) at step n. Validation, the kept epoch and the weights `fit` leaves behind (so `evaluate`, `save model`, `export onnx`) use the average; checkpoints hold both. Batch-norm statistics are not averaged. `ema off` stops it.",
+    words: &["off"],
+    numbers: &[&ranges::EMA],
+    example: "ema 0.999",
+    parse: ema,
+};
+
+fn ema(input: &str) -> Res<'_, StatementKind> {
+    let (first, _) = expect("a decay D such as 0.999, or `off`", space1)(input)?;
+    if let Ok((rest, _)) = tag::<_, _, PErr>("off")(first) {
+        return Ok((rest, StatementKind::Ema(None)));
+    }
+    let (rest, decay) = expect_owned(&ranges::EMA, real_in(&ranges::EMA))(first)?;
+    Ok((rest, StatementKind::Ema(Some(decay))))
+}
+
+/// The `tta` statement.
+const TTA: StatementDoc = StatementDoc {
+    keyword: "tta",
+    synopsis: &["tta on|off"],
+    summary: "Test-time augmentation for `evaluate`, `predict`, `predictions` and `show mistakes`: each image is classified as itself and shifted by one pixel left, right, up and down, and its probabilities are the mean of the five softmaxes (fixed views, so results repeat exactly). Training and its validation are unchanged. Off by default.",
+    words: &["on", "off"],
+    numbers: &[],
+    example: "tta on",
+    parse: tta,
+};
+
+fn tta(input: &str) -> Res<'_, StatementKind> {
+    let (rest, word) = arg("`on` or `off`", keyword(&["on", "off"]))(input)?;
+    Ok((rest, StatementKind::Tta(word == "on")))
 }
 
 /// The `fit` statement.

@@ -7,7 +7,9 @@
 //! `train.best.<name>` (the best epoch's weights), plus a `train` metadata entry (JSON): the
 //! training settings, epochs and steps done, the shuffling generator's position, the dropout
 //! position, the optimizer's step count, the best epoch and score, the history, a SHA-256
-//! fingerprint of the data and the caller's own settings.
+//! fingerprint of the data and the caller's own settings. In a run with a moving average of
+//! the weights (`ema`), the model's tensors are the average (what validation scored, what
+//! `load model` reads) and `train.live.<name>` holds each trainable weight as trained.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -87,6 +89,15 @@ pub fn data_fingerprint(data: &TrainData<'_>) -> String {
 fn checkpoint_tensors(net: &Network, state: &RunState) -> Result<Vec<(String, Tensor)>> {
     let device = Device::Cpu;
     let mut tensors = net.snapshot()?;
+    // With a moving average, the model's tensors are the average (what validation scored, what
+    // `fit` keeps and `load model` reads) and the weights as trained are `train.live.<name>`.
+    let mut live = Vec::new();
+    for (name, average) in state.ema.iter().flatten() {
+        if let Some(slot) = tensors.iter_mut().find(|(n, _)| n == name) {
+            live.push((format!("{TRAIN_PREFIX}live.{name}"), std::mem::replace(&mut slot.1, average.clone())));
+        }
+    }
+    tensors.extend(live);
     let order = Tensor::from_slice(&state.order, state.order.len(), &device)?;
     tensors.push((format!("{TRAIN_PREFIX}order"), order));
     let vector = |v: &[f32]| Tensor::from_slice(v, v.len(), &device);
@@ -167,7 +178,24 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<(Network, ModelMe
     }
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| ModelError::format(path, format!("cannot read the tensors: {e}")))?;
-    let state = run_state(path, &entry, &tensors)?;
+    let mut state = run_state(path, &entry, &tensors)?;
+    // A run with a moving average: the model's tensors are the average and `train.live.*` the
+    // weights as trained; the run continues from the latter, the average beside them.
+    if let Some(live) = state.ema.take() {
+        let mut weights: HashMap<String, Tensor> = net.snapshot()?.into_iter().collect();
+        let mut average = Vec::with_capacity(live.len());
+        for (name, t) in live {
+            let Some(slot) = weights.get_mut(&name) else {
+                return Err(ModelError::format(
+                    path,
+                    format!("`{TRAIN_PREFIX}live.{name}` names no weight of the model"),
+                ));
+            };
+            average.push((name, std::mem::replace(slot, t)));
+        }
+        net.set_weights(&weights)?;
+        state.ema = Some(average);
+    }
     let info = RunInfo { config: entry.config, data: entry.data, settings: entry.settings };
     let checkpoint = Checkpoint { info, state };
     Ok((net, meta, checkpoint))
@@ -190,15 +218,18 @@ fn run_state(path: &Path, entry: &TrainEntry, tensors: &HashMap<String, Tensor>)
             other => return Err(ModelError::format(path, format!("unknown optimizer state `{other}`"))),
         });
     }
-    let best_prefix = format!("{TRAIN_PREFIX}best.");
-    let best = entry.best.map(|(score, epoch)| {
+    // The tensors named `train.<part>.<name>`, by name, sorted.
+    let part = |part: &str| -> Weights {
+        let prefix = format!("{TRAIN_PREFIX}{part}.");
         let mut weights: Weights = tensors
             .iter()
-            .filter_map(|(k, t)| k.strip_prefix(&best_prefix).map(|name| (name.to_string(), t.clone())))
+            .filter_map(|(k, t)| k.strip_prefix(&prefix).map(|name| (name.to_string(), t.clone())))
             .collect();
         weights.sort_by(|a, b| a.0.cmp(&b.0));
-        BestState { score, epoch, weights }
-    });
+        weights
+    };
+    let best = entry.best.map(|(score, epoch)| BestState { score, epoch, weights: part("best") });
+    let ema = entry.config.ema.map(|_| part("live"));
     Ok(RunState {
         epochs_done: entry.epochs_done,
         step: entry.step,
@@ -208,6 +239,7 @@ fn run_state(path: &Path, entry: &TrainEntry, tensors: &HashMap<String, Tensor>)
         optimizer,
         best,
         history: entry.history.clone(),
+        ema,
     })
 }
 
@@ -346,6 +378,11 @@ mod tests {
             label_smoothing: 0.1,
             ..TrainConfig::default()
         });
+    }
+
+    #[test]
+    fn a_run_with_a_moving_average_resumes_bit_identically() {
+        resumes_bit_identically(TrainConfig { epochs: 4, seed: 4, ema: Some(0.9), ..TrainConfig::default() });
     }
 
     #[test]

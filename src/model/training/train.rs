@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{ImageFormat, PixelScaling, Split};
 use crate::model::architecture::network::{Network, Weights};
 use crate::model::error::{ModelError, Result};
+use crate::model::training::ema::Ema;
 use crate::model::training::optim::{GroupState, Optimizer, ParamGroups};
 
 /// A batch filler for augmented training: given train-split indices and the 0-based epoch, it
@@ -148,6 +149,10 @@ pub struct TrainConfig {
     pub body_lr: Option<f64>,
     /// Which output each dataset label trains (and validates) against.
     pub labels: LabelMap,
+    /// Decay of the moving average of the weights (see [`crate::model::training::ema`]), which
+    /// validation, the kept epoch and the weights `fit` leaves behind use; `None` for none.
+    #[serde(default)]
+    pub ema: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -163,6 +168,7 @@ impl Default for TrainConfig {
             seed: 0,
             body_lr: None,
             labels: LabelMap::identity(),
+            ema: None,
         }
     }
 }
@@ -311,7 +317,13 @@ pub(crate) fn loss_fn(logits: &Tensor, labels: &Tensor, eps: f32) -> Result<Tens
 }
 
 /// Checks that a split fits the network: sizes, labels and image shape.
-fn check_split(net: &Network, split: &Split, format: ImageFormat, labels: &LabelMap, what: &str) -> Result<()> {
+pub(crate) fn check_split(
+    net: &Network,
+    split: &Split,
+    format: ImageFormat,
+    labels: &LabelMap,
+    what: &str,
+) -> Result<()> {
     let (c, h, w) = net.input();
     let ImageFormat { rows, cols, .. } = format;
     if (c, h, w) != (1, rows, cols) {
@@ -472,6 +484,8 @@ pub struct RunState {
     pub best: Option<BestState>,
     /// The history so far.
     pub history: History,
+    /// The moving average of the weights, when the run keeps one.
+    pub ema: Option<Weights>,
 }
 
 /// Trains `net` on `data.train`, validating on `data.val` after each epoch.
@@ -549,6 +563,7 @@ pub fn fit_with(
         }
     }
     run.restore_best()?;
+    run.keep_average()?;
     Ok(run.finish())
 }
 
@@ -606,6 +621,8 @@ struct Run<'a, 'h> {
     grads: Option<Weights>,
     /// Fill the next batch while the device computes a step (off the CPU).
     overlap: bool,
+    /// The moving average of the weights, when `config.ema` asks for one.
+    ema: Option<Ema>,
 }
 
 impl<'a, 'h> Run<'a, 'h> {
@@ -646,6 +663,7 @@ impl<'a, 'h> Run<'a, 'h> {
             keep_grads: false,
             grads: None,
             overlap: false,
+            ema: config.ema.map(|decay| Ema::new(net, decay)).transpose()?,
         })
     }
 
@@ -671,6 +689,12 @@ impl<'a, 'h> Run<'a, 'h> {
         self.net.set_dropout_state(state.dropout);
         self.step = state.step;
         self.best = state.best.map(|b| Best { score: b.score, epoch: b.epoch, weights: b.weights });
+        self.ema = match (self.config.ema, state.ema) {
+            (Some(decay), Some(average)) => Some(Ema::resume(self.net, decay, average)?),
+            (None, None) => None,
+            (Some(_), None) => return bad("it kept no moving average of the weights, and this run keeps one".into()),
+            (None, Some(_)) => return bad("it kept a moving average of the weights, and this run keeps none".into()),
+        };
         let done = matches!(state.history.stop, StopReason::EarlyStopped { .. });
         self.history = state.history;
         Ok(if done { self.config.epochs } else { state.epochs_done })
@@ -687,6 +711,7 @@ impl<'a, 'h> Run<'a, 'h> {
             optimizer: self.opt.state()?,
             best: self.best.as_ref().map(|b| BestState { score: b.score, epoch: b.epoch, weights: b.weights.clone() }),
             history: self.history.clone(),
+            ema: self.ema.as_ref().map(|e| e.weights().clone()),
         })
     }
 
@@ -806,6 +831,9 @@ impl<'a, 'h> Run<'a, 'h> {
             self.opt.backward_step(&loss)?;
         }
         self.step += 1;
+        if let Some(ema) = self.ema.as_mut() {
+            ema.update(self.net, self.step)?;
+        }
         let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
         totals.correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
         totals.loss_sum += loss_value as f64 * m as f64;
@@ -874,6 +902,10 @@ impl<'a, 'h> Run<'a, 'h> {
         progress: &mut dyn FnMut(TrainEvent),
     ) -> Result<ControlFlow<()>> {
         let train_seconds = started.elapsed().as_secs_f64();
+        // With a moving average, the epoch is validated and kept with the averaged weights.
+        if let Some(ema) = self.ema.as_mut() {
+            ema.swap(self.net)?;
+        }
         let (val_loss, val_accuracy) = match self.data.val {
             Some(val) if !val.is_empty() => {
                 let e = evaluate_mapped(self.net, val, self.data.format, 256, &self.config.labels)?;
@@ -898,6 +930,9 @@ impl<'a, 'h> Run<'a, 'h> {
         if let (Some(loss), Some(accuracy)) = (val_loss, val_accuracy) {
             kept = self.track_best(epoch, loss, accuracy);
             patience = self.stop_for_patience(epoch);
+        }
+        if let Some(ema) = self.ema.as_mut() {
+            ema.swap(self.net)?;
         }
         self.call_hook(epoch, kept)?;
         if patience.is_break() {
@@ -968,6 +1003,20 @@ impl<'a, 'h> Run<'a, 'h> {
         Ok(())
     }
 
+    /// With a moving average, leaves the averaged weights in the network unless the best epoch's
+    /// (averaged already) were restored, as Keras' `use_ema` does at the end of `fit`.
+    fn keep_average(&mut self) -> Result<()> {
+        let Some(ema) = self.ema.as_mut() else { return Ok(()) };
+        if !self.history.restored_best && !matches!(self.history.stop, StopReason::NonFiniteLoss { .. }) {
+            ema.swap(self.net)?;
+            self.history.notes.push(format!(
+                "the model holds the moving average of its weights (ema {})",
+                self.config.ema.unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+
     /// The run's history, with a note when an interrupted run keeps its latest weights.
     fn finish(mut self) -> History {
         if matches!(self.history.stop, StopReason::Interrupted { .. }) && !self.history.restored_best {
@@ -1017,26 +1066,34 @@ pub fn evaluate_mapped(
             predictions.push(p as usize);
         }
     }
-    let n = split.len();
-    let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
-    let per_class_accuracy = confusion
-        .iter()
-        .enumerate()
-        .map(|(c, row)| {
-            let total: usize = row.iter().sum();
-            (total > 0).then(|| row[c] as f32 / total as f32)
-        })
-        .collect();
-    Ok(Evaluation {
-        loss: if n == 0 { 0.0 } else { (loss_sum / n as f64) as f32 },
-        accuracy: if n == 0 { 0.0 } else { correct as f32 / n as f32 },
-        per_class_accuracy,
-        confusion,
-        predictions,
-    })
+    Ok(Evaluation::new(confusion, predictions, loss_sum))
 }
 
-/// Class probabilities (softmax, eval mode) for `images`: `n × (height·width)` bytes.
+impl Evaluation {
+    /// The evaluation of `predictions` with these `confusion` counts and summed loss.
+    pub(crate) fn new(confusion: Vec<Vec<usize>>, predictions: Vec<usize>, loss_sum: f64) -> Evaluation {
+        let n = predictions.len();
+        let correct: usize = (0..confusion.len()).map(|c| confusion[c][c]).sum();
+        let per_class_accuracy = confusion
+            .iter()
+            .enumerate()
+            .map(|(c, row)| {
+                let total: usize = row.iter().sum();
+                (total > 0).then(|| row[c] as f32 / total as f32)
+            })
+            .collect();
+        Evaluation {
+            loss: if n == 0 { 0.0 } else { (loss_sum / n as f64) as f32 },
+            accuracy: if n == 0 { 0.0 } else { correct as f32 / n as f32 },
+            per_class_accuracy,
+            confusion,
+            predictions,
+        }
+    }
+}
+
+/// Class probabilities (softmax) of each image of `images` (model-sized, bytes, scaled by
+/// `scaling`), 256 at a time.
 pub fn predict_probs(net: &Network, images: &[u8], scaling: PixelScaling) -> Result<Vec<Vec<f32>>> {
     let (c, h, w) = net.input();
     let image_len = c * h * w;
@@ -1147,6 +1204,33 @@ pub(crate) mod tests {
             assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
             let argmax = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
             assert_eq!(argmax, after.predictions[i]);
+        }
+    }
+
+    #[test]
+    fn a_moving_average_is_validated_kept_and_left_behind() {
+        let (train, val) = (mnist(true, 600), mnist(false, 300));
+        let format = mnist_format(PixelScaling::Unit);
+        let run = |ema: Option<f64>, epochs: usize| {
+            let net = Network::new(&small_spec(), (1, 28, 28), 10, &Device::Cpu, 5).unwrap();
+            let config = TrainConfig { epochs, seed: 5, ema, ..TrainConfig::default() };
+            let stop = AtomicBool::new(false);
+            let h = fit(&net, TrainData::new(&train, Some(&val), format), &config, &stop, &mut quiet()).unwrap();
+            (net, h)
+        };
+        let (plain, _) = run(None, 2);
+        let (averaged, h) = run(Some(0.9), 2);
+        // The same steps, but other weights in the end: the average.
+        let differs = plain.snapshot().unwrap().iter().zip(averaged.snapshot().unwrap()).any(|((_, a), (_, b))| {
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap() != b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        });
+        assert!(differs);
+        // What validation scored for the kept epoch is what the network now holds.
+        let best = h.best_epoch.unwrap();
+        let after = evaluate(&averaged, &val, format, 256).unwrap();
+        assert_eq!(Some(after.loss), h.epochs[best - 1].val_loss);
+        if !h.restored_best {
+            assert!(h.notes.iter().any(|n| n.contains("moving average of its weights (ema 0.9)")), "{:?}", h.notes);
         }
     }
 
