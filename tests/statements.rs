@@ -477,3 +477,27 @@ fn plots_name_their_run_tick_whole_epochs_and_refuse_an_untrained_confusion_matr
     let e = error(&mut session, "plot confusion");
     assert!(e.contains("has not been trained"), "{e}");
 }
+
+#[test]
+fn ema_and_tta_change_what_evaluate_sees() {
+    let mut s = Session::new();
+    run(&mut s, "seed 4\nload mnist\nsubset 100 per class\nnormalize\nsplit 80/10/10 seed 4\nmodel conv8 pool dense32");
+    run(&mut s, "fit 1");
+    let plain = accuracy(&run(&mut s, "evaluate test"));
+    let shown = texts(&run(&mut s, "tta on"));
+    assert!(shown[0].contains("5 views"), "{shown:?}");
+    let augmented = run(&mut s, "evaluate test");
+    assert!(accuracy(&augmented) > 0.0);
+    run(&mut s, "tta off");
+    assert_eq!(accuracy(&run(&mut s, "evaluate test")), plain);
+    // The same run with a moving average ends on other weights, which the note names.
+    run(&mut s, "model conv8 pool dense32\nema 0.9");
+    let fitted = texts(&run(&mut s, "fit 1"));
+    assert!(fitted.iter().any(|t| t.contains("moving average")), "{fitted:?}");
+    run(&mut s, "ema off");
+    assert!(error(&mut s, "ema 1").contains("below 1"));
+    assert!(error(&mut s, "tta maybe").contains("one of `on`, `off`"));
+    // A relu after a layer that applies it already is named as doing nothing.
+    let shown = texts(&run(&mut s, "model conv8 relu pool dense32"));
+    assert!(shown.iter().any(|t| t.contains("conv8 applies ReLU already")), "{shown:?}");
+}

@@ -12,8 +12,9 @@ use super::runs::{data_name, history_facts, kept_epoch, tuning, RunRecord};
 use super::{Event, Image, Progress, Session, SessionError, Table, Task};
 use crate::data::{self, Dataset, ImageFormat, PixelScaling, Split, SplitKind};
 use crate::lang::{self, ModelChoice, OptimizerSpec, PlotKind};
+use crate::model::architecture::layers::Activation;
 use crate::model::{
-    self, DeviceKind, Evaluation, History, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent,
+    self, DeviceKind, Evaluation, History, Layer, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent,
 };
 use crate::plot;
 
@@ -191,6 +192,20 @@ impl Session {
             net.param_count(),
             self.seed
         )));
+        for pair in spec.layers.windows(2) {
+            let applies_relu = match &pair[0] {
+                Layer::Conv(conv) => conv.relu,
+                Layer::Dense(dense) => dense.relu,
+                _ => false,
+            };
+            if applies_relu && pair[1] == Layer::Activation(Activation::Relu) {
+                out(Event::Text(format!(
+                    "note: {} applies ReLU already, so the `relu` after it changes nothing (`{} norelu` is the layer without it)",
+                    pair[0].label(),
+                    pair[0].kind().words()
+                )));
+            }
+        }
         self.training.model = Some(ModelState::new(net, classes, None, spec.describe()));
         Ok(())
     }
