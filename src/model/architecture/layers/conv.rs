@@ -57,6 +57,17 @@ pub(super) fn yes() -> bool {
     true
 }
 
+/// The words that leave out a layer's bias and ReLU, each after a space (` nobias norelu`),
+/// for the switches that are off.
+pub(super) fn switch_words(bias: bool, relu: bool) -> String {
+    [(!bias, " nobias"), (!relu, " norelu")].iter().filter(|(off, _)| *off).map(|(_, w)| *w).collect()
+}
+
+/// The label parts of the switches that are off: `no bias`, `no relu`.
+pub(super) fn switch_labels(bias: bool, relu: bool) -> impl Iterator<Item = &'static str> {
+    [(!bias, "no bias"), (!relu, "no relu")].into_iter().filter(|(off, _)| *off).map(|(_, w)| w)
+}
+
 /// Whether a switch is at its default, on.
 pub(super) fn is_yes(b: &bool) -> bool {
     *b
@@ -92,12 +103,7 @@ impl Kind for Conv {
         if self.stride != 1 {
             extra.push(format!("stride {}", self.stride));
         }
-        if !self.bias {
-            extra.push("no bias".to_string());
-        }
-        if !self.relu {
-            extra.push("no relu".to_string());
-        }
+        extra.extend(switch_labels(self.bias, self.relu).map(str::to_string));
         if extra.is_empty() {
             format!("conv{}", self.filters)
         } else {
@@ -116,13 +122,7 @@ impl Kind for Conv {
         if self.stride != 1 {
             words.push_str(&format!(" stride {}", self.stride));
         }
-        if !self.bias {
-            words.push_str(" nobias");
-        }
-        if !self.relu {
-            words.push_str(" norelu");
-        }
-        words
+        words + &switch_words(self.bias, self.relu)
     }
 
     fn help(&self) -> &'static [Help] {

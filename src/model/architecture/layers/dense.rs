@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::conv::{is_yes, yes};
+use super::conv::{is_yes, switch_labels, switch_words, yes};
 use super::init::Init;
 use super::kind::{Ctx, Help, Kind, Mode, Params, Role};
 use super::shape::Shape;
@@ -112,13 +112,7 @@ fn forward(x: &Tensor, ctx: &Ctx, relu: bool) -> Result<Tensor> {
 
 impl Kind for Dense {
     fn label(&self) -> String {
-        let mut extra = Vec::new();
-        if !self.bias {
-            extra.push("no bias");
-        }
-        if !self.relu {
-            extra.push("no relu");
-        }
+        let extra: Vec<&str> = switch_labels(self.bias, self.relu).collect();
         if extra.is_empty() {
             format!("dense{}", self.units)
         } else {
@@ -127,14 +121,7 @@ impl Kind for Dense {
     }
 
     fn words(&self) -> String {
-        let mut words = format!("dense{}", self.units);
-        if !self.bias {
-            words.push_str(" nobias");
-        }
-        if !self.relu {
-            words.push_str(" norelu");
-        }
-        words
+        format!("dense{}{}", self.units, switch_words(self.bias, self.relu))
     }
 
     fn help(&self) -> &'static [Help] {
