@@ -230,6 +230,18 @@ fn model_and_training_forms() {
             Layer::dropout(0.5),
         ]))
     );
+    // A convolution's options in any order.
+    let conv = mnistlab::model::architecture::layers::Conv {
+        filters: 16,
+        kernel: 7,
+        same_padding: true,
+        stride: 2,
+        bias: false,
+        relu: false,
+    };
+    for line in ["model conv16k7 same stride 2 nobias norelu", "model conv16k7 norelu stride 2 nobias same"] {
+        assert_eq!(parse(line), StatementKind::Model(ModelChoice::Layers(vec![Layer::Conv(conv.clone())])), "{line}");
+    }
     assert_eq!(parse("model seed-cnn"), StatementKind::Model(ModelChoice::Preset("seed-cnn".into())));
     assert_eq!(error("model conv32 pol dense10").suggestion.as_deref(), Some("pool"));
     assert_eq!(error("model seed-cn").suggestion.as_deref(), Some("seed-cnn"));

@@ -105,8 +105,8 @@ fn bias_and_relu(mut rest: &str) -> Res<'_, (bool, bool)> {
     Ok((rest, (bias, relu)))
 }
 
-/// `convN[kK] [same] [stride S] [nobias] [norelu]` after its `conv` prefix `spec` (`N[kK]`);
-/// `None` when `spec` is not one.
+/// `convN[kK]` and its options `same`, `stride S`, `nobias`, `norelu` (in any order) after its
+/// `conv` prefix `spec` (`N[kK]`); `None` when `spec` is not one.
 fn conv_layer<'a>(input: &'a str, spec: &str, rest: &'a str) -> Option<Res<'a, Layer>> {
     let digits = |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s.to_string());
     let (filters, kernel) = match spec.split_once('k') {
@@ -119,10 +119,17 @@ fn conv_layer<'a>(input: &'a str, spec: &str, rest: &'a str) -> Option<Res<'a, L
             Ok(k @ 1..=7) => k,
             _ => return fail(input, "a kernel size from 1 to 7 (`conv32` is 3×3, `conv32k5` 5×5)"),
         };
-        let (rest, same) = opt(preceded(space1, tag("same")))(rest)?;
-        let (rest, stride) = opt(preceded(preceded(space1, tag("stride")), count_arg(&ranges::STRIDE)))(rest)?;
-        let (rest, (bias, relu)) = bias_and_relu(rest)?;
-        let (same_padding, stride) = (same.is_some(), stride.unwrap_or(1));
+        // Its options, in any order.
+        let (mut rest, mut same_padding, mut stride, mut bias, mut relu) = (rest, false, 1, true, true);
+        while let Ok((r, word)) = preceded(space1::<_, PErr>, keyword(&["same", "stride", "nobias", "norelu"]))(rest) {
+            rest = r;
+            match word {
+                "same" => same_padding = true,
+                "stride" => (rest, stride) = count_arg(&ranges::STRIDE)(rest)?,
+                "nobias" => bias = false,
+                _ => relu = false,
+            }
+        }
         Ok((rest, Layer::Conv(Conv { filters, kernel, same_padding, stride, bias, relu })))
     })();
     Some(parsed)
