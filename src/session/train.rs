@@ -368,7 +368,9 @@ impl Session {
         let epochs = config.epochs;
         let trained = tuning(&state.net, self.training.body_lr);
         let trainable: usize = state.net.trainable_vars().iter().map(|v| v.elem_count()).sum();
-        out(Event::Text(format!("training {trained}: {trainable} of {} parameters", state.net.param_count())));
+        let average =
+            config.ema.map_or(String::new(), |d| format!("; their moving average (ema {d}) is validated and kept"));
+        out(Event::Text(format!("training {trained}: {trainable} of {} parameters{average}", state.net.param_count())));
         if val.is_none() {
             out(Event::Warning(
                 "no validation split: the last epoch's weights are kept (`split val 10` makes one)".into(),
