@@ -173,8 +173,8 @@ fn layer_times(batch: usize) -> Result<()> {
         ("pool2", &|| kernels::max_pool2d(&p2, 2)),
         ("conv3", &|| kernels::conv2d(&x3, &w3, Some(&b3), 0, 1, true)),
         // The fused convolution + ReLU + pooling the networks use.
-        ("conv1+pool", &|| kernels::conv2d_relu_pool(&x1, &w1, Some(&b1), 0, 1, 2)),
-        ("conv2+pool", &|| kernels::conv2d_relu_pool(&x2, &w2, Some(&b2), 0, 1, 2)),
+        ("conv1+pool", &|| kernels::conv2d_pool(&x1, &w1, Some(&b1), (0, 1, true), 2)),
+        ("conv2+pool", &|| kernels::conv2d_pool(&x2, &w2, Some(&b2), (0, 1, true), 2)),
     ];
     for (name, f) in layers {
         let fwd = millis(f)?;

@@ -212,12 +212,7 @@ fn model_and_training_forms() {
     assert_eq!(
         parse("model conv32 pool conv64k5 same pool dense128 dropout 0.5"),
         StatementKind::Model(ModelChoice::Layers(vec![
-            Layer::Conv(mnistlab::model::architecture::layers::Conv {
-                filters: 32,
-                kernel: 3,
-                same_padding: false,
-                ..Default::default()
-            }),
+            Layer::conv(32),
             Layer::MaxPool,
             Layer::Conv(mnistlab::model::architecture::layers::Conv {
                 filters: 64,

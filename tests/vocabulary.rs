@@ -145,16 +145,7 @@ fn keywords_read_in_any_case_and_full_width() {
     assert_eq!(parse("optimizer Adam"), adam);
     assert_eq!(
         parse("MODEL Conv32 POOL Dense128"),
-        StatementKind::Model(ModelChoice::Layers(vec![
-            Layer::Conv(mnistlab::model::architecture::layers::Conv {
-                filters: 32,
-                kernel: 3,
-                same_padding: false,
-                ..Default::default()
-            }),
-            Layer::MaxPool,
-            Layer::dense(128),
-        ]))
+        StatementKind::Model(ModelChoice::Layers(vec![Layer::conv(32), Layer::MaxPool, Layer::dense(128),]))
     );
     // A path keeps its case, and text in quotes is left as typed.
     assert_eq!(parse("load MyDigits"), StatementKind::Load(LoadSource::Dir("MyDigits".into())));

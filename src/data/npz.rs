@@ -307,17 +307,7 @@ fn read_labels<R: Read + Seek>(
                 (TypeChar::Int, 8) => widen(read_all::<i64, _>(path, key, header, reader)?),
                 _ => return Err(bad_dtype()),
             };
-            let mut labels = Vec::with_capacity(values.len());
-            for (i, v) in values.into_iter().enumerate() {
-                if v < 0 || v >= classes as i128 || v > u8::MAX as i128 {
-                    return Err(DataError::format(
-                        path,
-                        format!("{key}[{i}] = {v} is not a class index: there are {classes} classes"),
-                    ));
-                }
-                labels.push(v as u8);
-            }
-            Ok((labels, false))
+            Ok((class_indices(path, key, values, classes)?, false))
         }
         TypeChar::Float => {
             if shape.len() != 2 || shape[1] != classes as u64 {
@@ -335,23 +325,44 @@ fn read_labels<R: Read + Seek>(
                 8 => read_all::<f64, _>(path, key, header, reader)?,
                 _ => return Err(bad_dtype()),
             };
-            let mut labels = Vec::with_capacity(shape[0] as usize);
-            for (i, row) in values.chunks(classes.max(1)).enumerate() {
-                let hot: Vec<usize> = row.iter().enumerate().filter(|(_, &v)| v != 0.0).map(|(j, _)| j).collect();
-                match hot.as_slice() {
-                    [j] if row[*j] == 1.0 && *j <= u8::MAX as usize => labels.push(*j as u8),
-                    _ => {
-                        return Err(DataError::format(
-                            path,
-                            format!("{key} row {i} is not one-hot (exactly one 1.0, the rest 0.0)"),
-                        ))
-                    }
-                }
-            }
-            Ok((labels, true))
+            Ok((one_hot_indices(path, key, &values, classes)?, true))
         }
         _ => Err(bad_dtype()),
     }
+}
+
+/// Integer labels `values` of `key` as class indices, each checked to be below `classes`.
+fn class_indices(path: &Path, key: &str, values: Vec<i128>, classes: usize) -> Result<Vec<u8>> {
+    let mut labels = Vec::with_capacity(values.len());
+    for (i, v) in values.into_iter().enumerate() {
+        if v < 0 || v >= classes as i128 || v > u8::MAX as i128 {
+            return Err(DataError::format(
+                path,
+                format!("{key}[{i}] = {v} is not a class index: there are {classes} classes"),
+            ));
+        }
+        labels.push(v as u8);
+    }
+    Ok(labels)
+}
+
+/// One-hot rows `values` (`classes` floats each) of `key` as class indices, each row checked to
+/// hold exactly one 1.0.
+fn one_hot_indices(path: &Path, key: &str, values: &[f64], classes: usize) -> Result<Vec<u8>> {
+    let mut labels = Vec::with_capacity(values.len() / classes.max(1));
+    for (i, row) in values.chunks(classes.max(1)).enumerate() {
+        let hot: Vec<usize> = row.iter().enumerate().filter(|(_, &v)| v != 0.0).map(|(j, _)| j).collect();
+        match hot.as_slice() {
+            [j] if row[*j] == 1.0 && *j <= u8::MAX as usize => labels.push(*j as u8),
+            _ => {
+                return Err(DataError::format(
+                    path,
+                    format!("{key} row {i} is not one-hot (exactly one 1.0, the rest 0.0)"),
+                ))
+            }
+        }
+    }
+    Ok(labels)
 }
 
 fn widen<T: Into<i128>>(values: Vec<T>) -> Vec<i128> {

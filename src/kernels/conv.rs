@@ -31,23 +31,12 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize, stride
     conv(x, w, b, ConvSettings { padding, stride, relu, ..ConvSettings::default() })
 }
 
-/// [`conv2d`] with bias and ReLU, then `k` × `k` max-pooling with stride `k` (rows and columns
-/// that do not fill a window are dropped), as one operation: the unpooled activations never
-/// become a tensor, and the backward pass scatters the pooled gradient straight into the
-/// convolution's. Equals `max_pool2d(&conv2d(x, w, b, padding, stride, true)?, k)`.
-pub fn conv2d_relu_pool(
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    padding: usize,
-    stride: usize,
-    k: usize,
-) -> Result<Tensor> {
-    conv(x, w, b, ConvSettings { padding, stride, relu: true, pool: Some(k) })
-}
-
 /// [`conv2d`] with `padding`, `stride` and (when `relu`) ReLU, then `k` × `k` max-pooling with
-/// stride `k`, as one operation (see [`conv2d_relu_pool`]).
+/// stride `k` (rows and columns that do not fill a window are dropped), as one operation: the
+/// unpooled activations never become a tensor, and the backward pass scatters the pooled
+/// gradient straight into the convolution's. Equals
+/// `max_pool2d(&conv2d(x, w, b, padding, stride, relu)?, k)`; the plan calls it
+/// `conv2d_relu_pool` with ReLU, `conv2d_pool` without.
 pub fn conv2d_pool(
     x: &Tensor,
     w: &Tensor,
@@ -792,7 +781,7 @@ impl CustomOp3 for Conv {
 
 #[cfg(test)]
 mod tests {
-    use super::{conv2d, conv2d_relu_pool};
+    use super::{conv2d, conv2d_pool};
     use crate::kernels::test_util::{random, rel_err};
     use candle_core::{DType, Result, Tensor, Var};
 
@@ -912,7 +901,7 @@ mod tests {
         let x = Var::from_tensor(&crate::kernels::test_util::distinct(&[n, c, side, side], 31)?)?;
         let w = Var::from_tensor(&(random(&[o, c, 3, 3], 32)? * 0.3)?)?;
         let b = Var::from_tensor(&(random(&[o], 33)? * 0.2)?)?;
-        let fused = conv2d_relu_pool(&x, &w, Some(&b), pad, 1, k)?;
+        let fused = conv2d_pool(&x, &w, Some(&b), (pad, 1, true), k)?;
         let plain = crate::kernels::max_pool2d(&conv2d(&x, &w, Some(&b), pad, 1, true)?, k)?;
         assert_eq!(fused.dims(), plain.dims(), "{what}");
         assert_eq!(rel_err(&fused, &plain)?, 0.0, "{what}: forward");
@@ -940,11 +929,11 @@ mod tests {
         let x = random(&[33, 4, 12, 12], 35)?;
         let w = Var::from_tensor(&random(&[8, 4, 3, 3], 36)?)?;
         let run = || -> Result<Vec<f32>> {
-            let g = conv2d_relu_pool(&x, &w, None, 0, 1, 2)?.sum_all()?.backward()?;
+            let g = conv2d_pool(&x, &w, None, (0, 1, true), 2)?.sum_all()?.backward()?;
             g.get(&w).expect("weight gradient").flatten_all()?.to_vec1::<f32>()
         };
         assert_eq!(run()?, run()?);
-        let e = conv2d_relu_pool(&x, &w, None, 0, 1, 11).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = conv2d_pool(&x, &w, None, (0, 1, true), 11).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("does not fit"), "{e}");
         Ok(())
     }

@@ -11,8 +11,9 @@
 //! dtypes they fall back to candle's own operations.
 //!
 //! Names: a kernel is named by the layers it runs, in order, joined by `_`, with `_train` for a
-//! batch norm on batch statistics (`conv2d_relu_pool`, `conv2d_relu_batch_norm_train`,
-//! `batch_norm_pool_train`, `dropout_linear`). A combined op that is a kernel of its own has a
+//! batch norm on batch statistics (`conv2d_pool`, its ReLU a setting, which the plan shows as
+//! `conv2d_relu_pool`; `conv2d_relu_batch_norm_train`, `batch_norm_pool_train`,
+//! `dropout_linear`). A combined op that is a kernel of its own has a
 //! file of that name (without `_train`); one that is an option of a single kernel (conv2d's
 //! pooling, linear's dropout) lives in that kernel's file.
 
@@ -35,7 +36,7 @@ pub use adam::{adam_update, AdamStep};
 pub use avg_pool::{avg_pool2d, global_avg_pool};
 pub use batch_norm::{batch_norm_fixed, batch_norm_train, BatchStats};
 pub use batch_norm_pool::batch_norm_pool_train;
-pub use conv::{conv2d, conv2d_pool, conv2d_relu_pool};
+pub use conv::{conv2d, conv2d_pool};
 pub use conv2d_relu_batch_norm::conv2d_relu_batch_norm_train;
 pub use dense::{dropout_linear, linear};
 pub use dropout::{dropout, mix64};

@@ -12,9 +12,8 @@ use super::runs::{data_name, history_facts, kept_epoch, tuning, RunRecord};
 use super::{Event, Image, Progress, Session, SessionError, Table, Task};
 use crate::data::{self, Dataset, ImageFormat, PixelScaling, Split, SplitKind};
 use crate::lang::{self, ModelChoice, OptimizerSpec, PlotKind};
-use crate::model::architecture::layers::Activation;
 use crate::model::{
-    self, DeviceKind, Evaluation, History, Layer, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent,
+    self, DeviceKind, Evaluation, History, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent,
 };
 use crate::plot;
 
@@ -192,19 +191,11 @@ impl Session {
             net.param_count(),
             self.seed
         )));
-        for pair in spec.layers.windows(2) {
-            let applies_relu = match &pair[0] {
-                Layer::Conv(conv) => conv.relu,
-                Layer::Dense(dense) => dense.relu,
-                _ => false,
-            };
-            if applies_relu && pair[1] == Layer::Activation(Activation::Relu) {
-                out(Event::Text(format!(
-                    "note: {} applies ReLU already, so the `relu` after it changes nothing (`{} norelu` is the layer without it)",
-                    pair[0].label(),
-                    pair[0].kind().words()
-                )));
-            }
+        for i in spec.idle_relus() {
+            out(Event::Text(format!(
+                "note: {} applies ReLU already, so the `relu` after it changes nothing (`norelu` after a convolution or dense layer leaves its own out)",
+                spec.layers[i - 1].label()
+            )));
         }
         self.training.model = Some(ModelState::new(net, classes, None, spec.describe()));
         Ok(())
@@ -366,11 +357,7 @@ impl Session {
         let TrainingInputs { dataset, state, labels, train } = self.training_inputs("fit")?;
         let val = dataset.split(SplitKind::Val).filter(|s| !s.is_empty());
         let epochs = config.epochs;
-        let trained = tuning(&state.net, self.training.body_lr);
-        let trainable: usize = state.net.trainable_vars().iter().map(|v| v.elem_count()).sum();
-        let average =
-            config.ema.map_or(String::new(), |d| format!("; their moving average (ema {d}) is validated and kept"));
-        out(Event::Text(format!("training {trained}: {trainable} of {} parameters{average}", state.net.param_count())));
+        let (trained, trainable) = announce_training(&state.net, self.training.body_lr, &config, out);
         if val.is_none() {
             out(Event::Warning(
                 "no validation split: the last epoch's weights are kept (`split val 10` makes one)".into(),
@@ -417,13 +404,8 @@ impl Session {
         });
         let history = history?;
         let seconds = started.elapsed().as_secs_f64();
-        for note in &history.notes {
-            out(Event::Text(note.clone()));
-        }
         let evaluation = self.score_test(net, format, &labels)?;
-        if let Some(e) = &evaluation {
-            out(Event::Text(format!("test accuracy after fit: {:.4} (recorded for `compare`)", e.accuracy)));
-        }
+        report_run(&history, evaluation.as_ref(), out);
         tracker.finish(self, history.epochs.len(), evaluation.as_ref(), out);
         let record = RunRecord {
             model: state.origin.clone(),
@@ -436,14 +418,26 @@ impl Session {
             test: evaluation.as_ref().map(|e| e.accuracy),
         };
         let trained_on = data_name(dataset);
+        self.keep_run(record, (history, evaluation), scaling, trained_on);
+        Ok(())
+    }
+
+    /// Records a finished run for `compare` and keeps its history, test evaluation, pixel
+    /// scaling and data name with the model.
+    fn keep_run(
+        &mut self,
+        record: RunRecord,
+        (history, evaluation): (History, Option<Evaluation>),
+        scaling: PixelScaling,
+        trained_on: String,
+    ) {
         let run = self.record_run(record);
-        let state = self.training.model.as_mut().expect("checked above");
+        let state = self.training.model.as_mut().expect("a run trains the session's model");
         state.history = Some(history);
         state.scaling = Some(scaling);
         state.evaluation = evaluation.map(|e| (SplitKind::Test, e));
         state.trained_on = Some(trained_on);
         state.run = Some(run);
-        Ok(())
     }
 
     /// What a statement that trains (`what`: `fit`, `find lr`) needs, or why it cannot run: the
@@ -1078,4 +1072,31 @@ fn emit_train_event(
 
 fn argmax(p: &[f32]) -> usize {
     p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+}
+
+/// The line that opens a `fit` of `net` under `config`: which layers train, how many parameters
+/// of all, and whether their moving average is what validation sees and `fit` keeps; returns
+/// what trains and the trainable count, for the run's record.
+fn announce_training(
+    net: &Network,
+    body_lr: Option<f64>,
+    config: &TrainConfig,
+    out: &mut dyn FnMut(Event),
+) -> (String, usize) {
+    let trained = tuning(net, body_lr);
+    let trainable: usize = net.trainable_vars().iter().map(|v| v.elem_count()).sum();
+    let average =
+        config.ema.map_or(String::new(), |d| format!("; their moving average (ema {d}) is validated and kept"));
+    out(Event::Text(format!("training {trained}: {trainable} of {} parameters{average}", net.param_count())));
+    (trained, trainable)
+}
+
+/// What `fit` says when it ends: the run's notes, then the test accuracy recorded for `compare`.
+fn report_run(history: &History, evaluation: Option<&Evaluation>, out: &mut dyn FnMut(Event)) {
+    for note in &history.notes {
+        out(Event::Text(note.clone()));
+    }
+    if let Some(e) = evaluation {
+        out(Event::Text(format!("test accuracy after fit: {:.4} (recorded for `compare`)", e.accuracy)));
+    }
 }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::architecture::layers::{Conv, Node, Output};
+use crate::model::architecture::layers::{Activation, Conv, Node, Output};
 pub use crate::model::architecture::layers::{Layer, Shape};
 use crate::model::error::{ModelError, Result};
 
@@ -122,6 +122,16 @@ impl ModelSpec {
     /// A spec with these hidden layers.
     pub fn new(layers: Vec<Layer>) -> ModelSpec {
         ModelSpec { layers }
+    }
+
+    /// The 0-based positions of the `relu` layers that follow a layer whose output has just
+    /// been through a ReLU already (a convolution or dense layer with its own, or a `relu`):
+    /// they change nothing.
+    pub fn idle_relus(&self) -> Vec<usize> {
+        let relu = Layer::Activation(Activation::Relu);
+        (1..self.layers.len())
+            .filter(|&i| self.layers[i] == relu && self.layers[i - 1].kind().ends_with_relu())
+            .collect()
     }
 
     /// The spec's layers as labels separated by spaces, e.g. `conv32 maxpool dense128`.
@@ -356,6 +366,23 @@ mod tests {
         ]);
         let json = serde_json::to_string(&options).unwrap();
         assert_eq!(serde_json::from_str::<ModelSpec>(&json).unwrap(), options, "{json}");
+    }
+
+    #[test]
+    fn a_relu_after_a_relu_is_idle() {
+        let relu = Layer::Activation(Activation::Relu);
+        let bare = Layer::Conv(Conv { relu: false, ..Conv::default() });
+        let spec = ModelSpec::new(vec![
+            Layer::conv(8),
+            relu.clone(),
+            relu.clone(),
+            bare,
+            Layer::BatchNorm,
+            relu.clone(),
+            Layer::dense(8),
+            relu,
+        ]);
+        assert_eq!(spec.idle_relus(), vec![1, 2, 7]);
     }
 
     #[test]

@@ -832,7 +832,7 @@ impl<'a, 'h> Run<'a, 'h> {
         }
         self.step += 1;
         if let Some(ema) = self.ema.as_mut() {
-            ema.update(self.net, self.step)?;
+            ema.update(self.step)?;
         }
         let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
         totals.correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
@@ -904,7 +904,7 @@ impl<'a, 'h> Run<'a, 'h> {
         let train_seconds = started.elapsed().as_secs_f64();
         // With a moving average, the epoch is validated and kept with the averaged weights.
         if let Some(ema) = self.ema.as_mut() {
-            ema.swap(self.net)?;
+            ema.swap()?;
         }
         let (val_loss, val_accuracy) = match self.data.val {
             Some(val) if !val.is_empty() => {
@@ -932,7 +932,7 @@ impl<'a, 'h> Run<'a, 'h> {
             patience = self.stop_for_patience(epoch);
         }
         if let Some(ema) = self.ema.as_mut() {
-            ema.swap(self.net)?;
+            ema.swap()?;
         }
         self.call_hook(epoch, kept)?;
         if patience.is_break() {
@@ -1008,7 +1008,7 @@ impl<'a, 'h> Run<'a, 'h> {
     fn keep_average(&mut self) -> Result<()> {
         let Some(ema) = self.ema.as_mut() else { return Ok(()) };
         if !self.history.restored_best && !matches!(self.history.stop, StopReason::NonFiniteLoss { .. }) {
-            ema.swap(self.net)?;
+            ema.swap()?;
             self.history.notes.push(format!(
                 "the model holds the moving average of its weights (ema {})",
                 self.config.ema.unwrap_or_default()

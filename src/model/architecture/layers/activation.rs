@@ -60,6 +60,10 @@ impl Kind for Activation {
         "Activation"
     }
 
+    fn ends_with_relu(&self) -> bool {
+        *self == Activation::Relu
+    }
+
     fn infer(&self, input: Shape) -> std::result::Result<(Shape, usize), String> {
         Ok((input, 0))
     }

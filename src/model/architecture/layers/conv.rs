@@ -133,6 +133,10 @@ impl Kind for Conv {
         "Conv2D"
     }
 
+    fn ends_with_relu(&self) -> bool {
+        self.relu
+    }
+
     fn infer(&self, input: Shape) -> std::result::Result<(Shape, usize), String> {
         let Conv { filters, kernel, stride, .. } = *self;
         let Shape::Image(c, h, w) = input else {

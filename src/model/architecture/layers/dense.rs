@@ -136,6 +136,10 @@ impl Kind for Dense {
         true
     }
 
+    fn ends_with_relu(&self) -> bool {
+        self.relu
+    }
+
     fn infer(&self, input: Shape) -> std::result::Result<(Shape, usize), String> {
         infer(self.units, self.bias, input)
     }

@@ -27,6 +27,10 @@ pub trait Kind {
     /// Its output shape and parameter count on `input` (flattened already when it
     /// [takes a flat vector](Kind::takes_flat)), or why it cannot apply.
     fn infer(&self, input: Shape) -> std::result::Result<(Shape, usize), String>;
+    /// Whether its output has just been through a ReLU (so a `relu` after it changes nothing).
+    fn ends_with_relu(&self) -> bool {
+        false
+    }
     /// Of its `params`, how many the optimizer never updates (batch norm's moving statistics).
     fn statistics(&self, _params: usize) -> usize {
         0
