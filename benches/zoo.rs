@@ -48,7 +48,7 @@ const WARMUP_STEPS: usize = 20;
 /// The spec of `text` (`model` statement syntax without the keyword).
 fn spec_of(text: &str) -> ModelSpec {
     match parse_line(&format!("model {text}"), 1).map(|s| s.map(|s| s.kind)) {
-        Ok(Some(StatementKind::Model(ModelChoice::Layers(layers)))) => ModelSpec::new(layers),
+        Ok(Some(StatementKind::Model(ModelChoice::Layers(spec)))) => spec,
         other => panic!("zoo model `{text}` does not parse as layers: {other:?}"),
     }
 }

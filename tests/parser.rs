@@ -8,6 +8,7 @@ use mnistlab::data::saved::SaveFormat;
 use mnistlab::data::{PixelScaling, SplitKind};
 use mnistlab::lang::docs::statements;
 use mnistlab::lang::*;
+use mnistlab::model::architecture::spec::{ModelSpec, OutputStyle};
 use mnistlab::model::{DeviceKind, Layer, Optimizer, Schedule};
 
 fn parse(line: &str) -> StatementKind {
@@ -211,7 +212,7 @@ fn augment_forms() {
 fn model_and_training_forms() {
     assert_eq!(
         parse("model conv32 pool conv64k5 same pool dense128 dropout 0.5"),
-        StatementKind::Model(ModelChoice::Layers(vec![
+        StatementKind::Model(ModelChoice::Layers(ModelSpec::new(vec![
             Layer::conv(32),
             Layer::MaxPool,
             Layer::Conv(mnistlab::model::architecture::layers::Conv {
@@ -223,7 +224,7 @@ fn model_and_training_forms() {
             Layer::MaxPool,
             Layer::dense(128),
             Layer::dropout(0.5),
-        ]))
+        ])))
     );
     // A convolution's options in any order.
     let conv = mnistlab::model::architecture::layers::Conv {
@@ -235,8 +236,21 @@ fn model_and_training_forms() {
         relu: false,
     };
     for line in ["model conv16k7 same stride 2 nobias norelu", "model conv16k7 norelu stride 2 nobias same"] {
-        assert_eq!(parse(line), StatementKind::Model(ModelChoice::Layers(vec![Layer::Conv(conv.clone())])), "{line}");
+        assert_eq!(
+            parse(line),
+            StatementKind::Model(ModelChoice::Layers(ModelSpec::new(vec![Layer::Conv(conv.clone())]))),
+            "{line}"
+        );
     }
+    // The output layer's options, last on the line, in any order.
+    let style =
+        |bias, batch_norm| ModelSpec { layers: vec![Layer::dense(8)], output: OutputStyle { bias, batch_norm } };
+    assert_eq!(parse("model dense8 output nobias bn"), StatementKind::Model(ModelChoice::Layers(style(false, true))));
+    assert_eq!(parse("model dense8 output bn nobias"), StatementKind::Model(ModelChoice::Layers(style(false, true))));
+    assert_eq!(parse("model dense8 output bn"), StatementKind::Model(ModelChoice::Layers(style(true, true))));
+    assert_eq!(parse("model dense8 output"), StatementKind::Model(ModelChoice::Layers(style(true, false))));
+    assert!(parse_line("model dense8 output bn dense8", 1).is_err(), "the output layer's words come last");
+    assert_eq!(parse("model an-m5"), StatementKind::Model(ModelChoice::Preset("an-m5".into())));
     assert_eq!(parse("model seed-cnn"), StatementKind::Model(ModelChoice::Preset("seed-cnn".into())));
     assert_eq!(error("model conv32 pol dense10").suggestion.as_deref(), Some("pool"));
     assert_eq!(error("model seed-cn").suggestion.as_deref(), Some("seed-cnn"));

@@ -145,7 +145,11 @@ fn keywords_read_in_any_case_and_full_width() {
     assert_eq!(parse("optimizer Adam"), adam);
     assert_eq!(
         parse("MODEL Conv32 POOL Dense128"),
-        StatementKind::Model(ModelChoice::Layers(vec![Layer::conv(32), Layer::MaxPool, Layer::dense(128),]))
+        StatementKind::Model(ModelChoice::Layers(mnistlab::model::ModelSpec::new(vec![
+            Layer::conv(32),
+            Layer::MaxPool,
+            Layer::dense(128)
+        ])))
     );
     // A path keeps its case, and text in quotes is left as typed.
     assert_eq!(parse("load MyDigits"), StatementKind::Load(LoadSource::Dir("MyDigits".into())));

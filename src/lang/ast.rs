@@ -7,7 +7,7 @@ use crate::data::augment::{Interpolation, Op};
 use crate::data::fetch::Named;
 use crate::data::saved::SaveFormat;
 use crate::data::{PixelScaling, SplitKind};
-use crate::model::{DeviceKind, Layer, Optimizer, Schedule};
+use crate::model::{DeviceKind, ModelSpec, Optimizer, Schedule};
 
 /// Where a statement (or a part of it) stands in its source: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -276,10 +276,10 @@ pub enum AugmentSpec {
 /// The network a `model` statement asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelChoice {
-    /// A named recipe (`seed-small`, `seed-cnn`, `lenet5`, `strong`).
+    /// A named recipe (`seed-small`, `seed-cnn`, `lenet5`, `strong`, `an-m5`, `deotte`).
     Preset(String),
-    /// A sequence of layers.
-    Layers(Vec<Layer>),
+    /// A sequence of layers, and how the output layer is built.
+    Layers(ModelSpec),
 }
 
 /// An `optimizer` statement: the optimizer with its settings (the unset ones at their

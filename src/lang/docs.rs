@@ -84,11 +84,12 @@ pub const LESSONS: &[(&str, &[&str])] = &[
 pub fn layer_words() -> impl Iterator<Item = Help> {
     const PRESETS: Help = Help {
         words: &crate::model::architecture::spec::PRESETS,
-        text: "a preset network: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong; `summary` shows its layers.",
+        text: "a preset network: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong, an-m5 (An et al. 2020's M5: five 5×5 convolutions without bias, each then bn and relu, and an output layer without bias with a batch norm on the logits), deotte (Deotte's Kaggle CNN: conv, relu, bn stacks with stride-2 5×5 convolutions for pooling); `summary` shows its layers.",
     };
     use strum::IntoEnumIterator;
     let kinds: Vec<Help> = crate::model::Layer::iter().flat_map(|layer| layer.kind().help().iter().copied()).collect();
-    kinds.into_iter().chain([PRESETS])
+    let output = crate::model::architecture::layers::dense::OUTPUT_HELP;
+    kinds.into_iter().chain([output, PRESETS])
 }
 
 /// A statement's one-line summary: its summary up to the first full stop, semicolon or

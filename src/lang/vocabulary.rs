@@ -156,7 +156,7 @@ pub const WORDS: &[Word] = &[
     word(&["globalaveragepooling2d", "adaptiveavgpool2d"], Start, "layers are listed in one `model` statement; `gap` is global average pooling", Line("model conv32 conv64 gap")),
     word(&["dropout", "dropout2d"], Start, "`dropout P` is a layer of the `model` statement", Line("model conv32 pool dropout {N} dense128")).n("0.5"),
     word(&["relu", "activation", "flatten", "softmax"], Start, "flatten and the output softmax are built into `model`, and convN and denseN apply ReLU (relu, tanh and silu are layers for those written `norelu`)", Line("model conv32 pool dense128")),
-    word(&["resnet", "resnet18", "vgg", "vgg16", "mobilenet", "efficientnet", "alexnet"], In(MODEL), "mnistlab's presets are seed-small, seed-cnn, lenet5 and strong", Replace("strong")),
+    word(&["resnet", "resnet18", "vgg", "vgg16", "mobilenet", "efficientnet", "alexnet"], In(MODEL), "mnistlab's presets are seed-small, seed-cnn, lenet5, strong, an-m5 and deotte", Replace("strong")),
     word(&["lenet", "le-net", "lenet-5", "lenet_5"], In(MODEL), "the preset is called `lenet5`", Replace("lenet5")),
     // The data.
     word(&["load_data", "mnist.load_data", "datasets.mnist", "torchvision.datasets.mnist", "tfds.load"], Anywhere, "`load mnist` fetches, verifies and caches MNIST", Line("load mnist")),

@@ -84,7 +84,7 @@ fn spec_from_words(choice: &ModelChoice) -> Result<ModelSpec, SessionError> {
                 model::architecture::spec::PRESETS.join(", ")
             ))
         }),
-        ModelChoice::Layers(layers) => Ok(ModelSpec::new(layers.clone())),
+        ModelChoice::Layers(spec) => Ok(spec.clone()),
     }
 }
 

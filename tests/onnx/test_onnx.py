@@ -33,8 +33,7 @@ GROUPS = [
             ("lenet5", "model lenet5"),
             (
                 "options",
-                "model conv8k5 same stride 2 nobias norelu bn relu conv8k4 nobias tanh conv8k1 norelu silu "
-                "conv16k7 same stride 3 dense16 nobias norelu bn tanh",
+                "model conv8k5 same stride 2 nobias norelu bn relu conv8k4 nobias tanh conv8k1 norelu silu conv16k7 same stride 3 dense16 nobias norelu bn tanh output nobias bn",  # noqa: E501
             ),
         ],
     ),

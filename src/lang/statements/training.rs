@@ -11,9 +11,9 @@ use crate::lang::ast::*;
 use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self, NumRange};
-use crate::model::architecture::layers::{Activation, Conv, Dense};
+use crate::model::architecture::layers::{Activation, Conv, Dense, Kind, Output, OutputStyle};
 use crate::model::architecture::spec::PRESETS;
-use crate::model::{DeviceKind, Layer, Optimizer, Schedule};
+use crate::model::{DeviceKind, Layer, ModelSpec, Optimizer, Schedule};
 
 /// The statements of this group, in the order `help` lists them.
 pub(crate) const STATEMENTS: &[StatementDoc] = &[
@@ -42,11 +42,11 @@ pub(crate) const STATEMENTS: &[StatementDoc] = &[
 /// The `model` statement.
 const MODEL: StatementDoc = StatementDoc {
     keyword: "model",
-    synopsis: &["model LAYER...", "model seed-small|seed-cnn|lenet5|strong"],
-    summary: "Build a network: convN (3×3 with bias and ReLU; convNkK for K×K, K 1 to 7; after it `same` pads, `stride S` steps S pixels, `nobias` and `norelu` leave those out), pool, avgpool, bn, dropout P, denseN (bias and ReLU; `nobias`, `norelu` after it), gap, and relu, tanh, silu as layers of their own; flatten is implied before the first dense and the output layer follows from the classes. Presets: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong.",
+    synopsis: &["model LAYER... [output [nobias] [bn]]", "model seed-small|seed-cnn|lenet5|strong|an-m5|deotte"],
+    summary: "Build a network: convN (3×3 with bias and ReLU; convNkK for K×K, K 1 to 7; after it `same` pads, `stride S` steps S pixels, `nobias` and `norelu` leave those out), pool, avgpool, bn, dropout P, denseN (bias and ReLU; `nobias`, `norelu` after it), gap, and relu, tanh, silu as layers of their own; flatten is implied before the first dense and the output layer follows from the classes (`output nobias bn` at the end builds it without bias and with a batch norm on the logits). Presets: seed-small (the article's §4.3 net), seed-cnn (its §5.2 net), lenet5, strong, an-m5 (An et al. 2020's M5), deotte (Deotte's Kaggle CNN).",
     words: &[
-        "seed-small", "seed-cnn", "lenet5", "strong", "conv32", "conv64", "pool", "avgpool", "bn", "dropout", "dense128",
-        "gap", "same", "stride", "nobias", "norelu", "relu", "tanh", "silu",
+        "seed-small", "seed-cnn", "lenet5", "strong", "an-m5", "deotte", "conv32", "conv64", "pool", "avgpool", "bn", "dropout", "dense128",
+        "gap", "same", "stride", "nobias", "norelu", "relu", "tanh", "silu", "output",
     ],
     numbers: &[&ranges::FILTERS, &ranges::STRIDE, &ranges::UNITS, &ranges::DROPOUT],
     example: "model conv32 pool conv64 pool dense128",
@@ -54,8 +54,10 @@ const MODEL: StatementDoc = StatementDoc {
 };
 
 fn model(input: &str) -> Res<'_, StatementKind> {
-    let (first, _) =
-        expect("a preset (seed-small, seed-cnn, lenet5, strong) or layers like `conv32 pool dense128`", space1)(input)?;
+    let (first, _) = expect(
+        "a preset (seed-small, seed-cnn, lenet5, strong, an-m5, deotte) or layers like `conv32 pool dense128`",
+        space1,
+    )(input)?;
     map(model_words, StatementKind::Model)(first)
 }
 
@@ -68,27 +70,47 @@ pub(super) fn model_words(first: &str) -> Res<'_, ModelChoice> {
         }
     }
     let (mut rest, first_layer) = layer(first)?;
-    let mut layers = vec![first_layer];
+    let mut spec = ModelSpec::new(vec![first_layer]);
     while let Ok((r, _)) = space1::<_, PErr>(rest) {
         if r.is_empty() {
             break;
         }
+        if let Ok((r, _)) = keyword(&["output"])(r) {
+            (rest, spec.output) = output_style(r)?;
+            break;
+        }
         let (r, l) = layer(r)?;
-        layers.push(l);
+        spec.layers.push(l);
         rest = r;
     }
-    Ok((rest, ModelChoice::Layers(layers)))
+    Ok((rest, ModelChoice::Layers(spec)))
+}
+
+/// The options after `output`, the last words of a `model` line: ` nobias`, ` bn`, in any order.
+fn output_style(mut rest: &str) -> Res<'_, OutputStyle> {
+    let mut style = OutputStyle::default();
+    while let Ok((r, word)) = preceded(space1::<_, PErr>, keyword(&["nobias", "bn"]))(rest) {
+        match word {
+            "nobias" => style.bias = false,
+            _ => style.batch_norm = true,
+        }
+        rest = r;
+    }
+    Ok((rest, style))
 }
 
 /// The `model` statement that builds `spec` (the inverse of its parser): `model conv32 pool dense128`.
 pub(crate) fn model_statement(spec: &crate::model::ModelSpec) -> String {
-    let words: Vec<String> = spec.layers.iter().map(|l| l.kind().words()).collect();
+    let mut words: Vec<String> = spec.layers.iter().map(|l| l.kind().words()).collect();
+    if !spec.output.is_default() {
+        words.push(Output { classes: 0, style: spec.output }.words());
+    }
     format!("model {}", words.join(" "))
 }
 
 const LAYER_WORDS: &[&str] = &[
     "conv32", "conv64k5", "same", "stride", "nobias", "norelu", "pool", "avgpool", "bn", "dropout", "dense128", "gap",
-    "relu", "tanh", "silu",
+    "relu", "tanh", "silu", "output",
 ];
 
 /// What a layer word may be followed by: ` nobias`, ` norelu` (both for a convolution or a

@@ -322,10 +322,10 @@ fn model_string(input: &str) -> Res<'_, ModelSpec> {
         Err(nom::Err::Incomplete(n)) => return Err(nom::Err::Incomplete(n)),
     };
     let spec = match choice {
-        ModelChoice::Layers(layers) => ModelSpec::new(layers),
+        ModelChoice::Layers(spec) => spec,
         ModelChoice::Preset(name) => match crate::model::preset(&name) {
             Some(spec) => spec,
-            None => return fail(&body[start..], "a preset: seed-small, seed-cnn, lenet5 or strong"),
+            None => return fail(&body[start..], "a preset: seed-small, seed-cnn, lenet5, strong, an-m5 or deotte"),
         },
     };
     Ok((&body[end + 1..], spec))

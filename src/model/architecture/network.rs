@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::kernels;
 use crate::model::architecture::layers::batch_norm::{update_moving_stats, BN_EPS};
 use crate::model::architecture::layers::init::{put, Init};
-use crate::model::architecture::layers::{dense, Ctx, Layer, Mode, Node, Output, Params, Role};
+use crate::model::architecture::layers::{Ctx, Layer, Mode, Node, Output, Params, Role};
 use crate::model::architecture::lora::{Adapter, LoraConfig};
 use crate::model::architecture::plan::{Plan, PlanLayer, Step};
 use crate::model::architecture::spec::{LayerSource, ModelSpec, Shape, Summary};
@@ -464,8 +464,9 @@ impl Network {
         Ok(set)
     }
 
-    /// Replaces the output layer with a fresh one for `classes` outputs (Glorot-uniform weights
-    /// from `seed`, zero bias), trainable; every other layer keeps its parameters.
+    /// Replaces the output layer with a fresh one for `classes` outputs, built as the old one
+    /// was (Glorot-uniform weights from `seed`, zero bias, a fresh batch norm if it had one),
+    /// trainable; every other layer keeps its parameters.
     pub fn replace_head(&mut self, classes: usize, seed: u64) -> Result<()> {
         if classes < 2 {
             return Err(ModelError::Data(format!("a classifier needs at least 2 classes, got {classes}")));
@@ -474,13 +475,11 @@ impl Network {
         let input = self.inputs[head];
         {
             let mut data = self.varmap.data().lock().expect("the VarMap lock is never poisoned");
-            data.remove("out.weight");
-            data.remove("out.bias");
+            data.retain(|name, _| !name.starts_with("out."));
         }
-        let output = Output { classes };
-        self.params[head] =
-            dense::init(&mut Init::new(&self.varmap, &self.device, seed), input.size(), (classes, true), "out")?;
-        self.layers[head] = Node::Output(output);
+        let output = Node::Output(Output { classes, style: self.spec.output });
+        self.params[head] = output.kind().init(&mut Init::new(&self.varmap, &self.device, seed), input, "out")?;
+        self.layers[head] = output;
         self.frozen[head] = false;
         self.classes = classes;
         self.replan();
@@ -625,6 +624,23 @@ mod tests {
         let bad = Tensor::zeros((2, 1, 20, 20), DType::F32, &dev).unwrap();
         let e = net.forward(&bad, false).unwrap_err().to_string();
         assert!(e.contains("[N, 1, 28, 28]"), "{e}");
+    }
+
+    #[test]
+    fn a_new_head_is_built_as_the_old_one_was() {
+        use crate::model::architecture::spec::OutputStyle;
+        let dev = Device::Cpu;
+        let style = OutputStyle { bias: false, batch_norm: true };
+        let spec = ModelSpec { layers: vec![Layer::dense(8)], output: style };
+        let mut net = Network::new(&spec, (1, 4, 4), 3, &dev, 1).unwrap();
+        net.replace_head(5, 2).unwrap();
+        let names: Vec<String> =
+            net.snapshot().unwrap().into_iter().map(|(n, _)| n).filter(|n| n.starts_with("out.")).collect();
+        assert_eq!(names, ["out.norm_bias", "out.norm_weight", "out.running_mean", "out.running_var", "out.weight"]);
+        let xs = Tensor::zeros((2, 1, 4, 4), DType::F32, &dev).unwrap();
+        assert_eq!(net.forward(&xs, true).unwrap().dims(), &[2, 5]);
+        // Batch norm's moving statistics do not train; its scale and shift do.
+        assert_eq!(net.trainable_vars().iter().map(|v| v.elem_count()).sum::<usize>(), 16 * 8 + 8 + 8 * 5 + 2 * 5);
     }
 
     #[test]

@@ -313,7 +313,7 @@ mod tests {
                     "drop" => (&Dropout { rate: 0.25 }, image),
                     "flatten" => (&Flatten, image),
                     "dense" => (&Dense { units: 8, ..Dense::default() }, flat),
-                    "out" => (&Output { classes: 10 }, flat),
+                    "out" => (&Output::plain(10), flat),
                     _ => panic!("no test word {word}"),
                 };
                 let frozen = frozen.contains(&i);

@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::architecture::layers::{Activation, Conv, Node, Output};
+pub use crate::model::architecture::layers::OutputStyle;
+use crate::model::architecture::layers::{Activation, Conv, Kind, Node, Output};
 pub use crate::model::architecture::layers::{Layer, Shape};
 use crate::model::error::{ModelError, Result};
 
@@ -15,6 +16,9 @@ use crate::model::error::{ModelError, Result};
 pub struct ModelSpec {
     /// Hidden layers; the output layer is implied.
     pub layers: Vec<Layer>,
+    /// How the output layer is built (a bias and no batch norm unless said).
+    #[serde(default, skip_serializing_if = "OutputStyle::is_default")]
+    pub output: OutputStyle,
 }
 
 /// Where a built layer comes from.
@@ -84,7 +88,7 @@ pub struct Summary {
 }
 
 /// Names of the built-in architectures, for help texts.
-pub const PRESETS: [&str; 4] = ["seed-small", "seed-cnn", "lenet5", "strong"];
+pub const PRESETS: [&str; 6] = ["seed-small", "seed-cnn", "lenet5", "strong", "an-m5", "deotte"];
 
 /// A built-in architecture by name.
 ///
@@ -93,10 +97,17 @@ pub const PRESETS: [&str; 4] = ["seed-small", "seed-cnn", "lenet5", "strong"];
 /// - `lenet5`: conv6(5×5,same) avgpool conv16(5×5) avgpool dense120 dense84.
 /// - `strong`: two double-conv blocks with dropout, then dense256 with dropout: 99.55% on the
 ///   official MNIST test set with augmentation and one-cycle Adam (`examples/strong.lab`).
+/// - `an-m5`: An et al. 2020's M5 (ansh941/MnistSimpleCNN, `code/models/modelM5.py`): five 5×5
+///   convolutions of 32, 64, 96, 128 and 160 filters, each without bias, then batch norm, then
+///   ReLU; no pooling; an output layer without bias and a batch norm on the logits.
+/// - `deotte`: the CNN of Chris Deotte's Kaggle notebook "25 million images! [0.99757] MNIST":
+///   conv → ReLU → batch norm stacks, stride-2 5×5 convolutions in place of pooling, a 4×4
+///   convolution and dropout 0.4.
 pub fn preset(name: &str) -> Option<ModelSpec> {
     let conv = Layer::conv;
     let conv5 = |filters, same_padding| Layer::Conv(Conv { filters, kernel: 5, same_padding, ..Conv::default() });
-    let (dense, dropout, pool) = (Layer::dense, Layer::dropout, Layer::MaxPool);
+    let (dense, dropout, pool, bn) = (Layer::dense, Layer::dropout, Layer::MaxPool, Layer::BatchNorm);
+    let mut output = OutputStyle::default();
     let layers = match name {
         "seed-small" => vec![conv(32), pool, dense(128)],
         "seed-cnn" => vec![conv(32), pool.clone(), conv(64), pool, conv(64), dense(64)],
@@ -113,15 +124,47 @@ pub fn preset(name: &str) -> Option<ModelSpec> {
             dense(256),
             dropout(0.5),
         ],
+        "an-m5" => {
+            output = OutputStyle { bias: false, batch_norm: true };
+            let block = |filters| {
+                let conv = Conv { filters, kernel: 5, bias: false, relu: false, ..Conv::default() };
+                [Layer::Conv(conv), bn.clone(), Layer::Activation(Activation::Relu)]
+            };
+            [32, 64, 96, 128, 160].into_iter().flat_map(block).collect()
+        }
+        "deotte" => {
+            let stride2 =
+                |filters| Layer::Conv(Conv { filters, kernel: 5, same_padding: true, stride: 2, ..Conv::default() });
+            let conv4 = Layer::Conv(Conv { filters: 128, kernel: 4, ..Conv::default() });
+            vec![
+                conv(32),
+                bn.clone(),
+                conv(32),
+                bn.clone(),
+                stride2(32),
+                bn.clone(),
+                dropout(0.4),
+                conv(64),
+                bn.clone(),
+                conv(64),
+                bn.clone(),
+                stride2(64),
+                bn.clone(),
+                dropout(0.4),
+                conv4,
+                bn,
+                dropout(0.4),
+            ]
+        }
         _ => return None,
     };
-    Some(ModelSpec { layers })
+    Some(ModelSpec { layers, output })
 }
 
 impl ModelSpec {
-    /// A spec with these hidden layers.
+    /// A spec with these hidden layers and the plain output layer.
     pub fn new(layers: Vec<Layer>) -> ModelSpec {
-        ModelSpec { layers }
+        ModelSpec { layers, output: OutputStyle::default() }
     }
 
     /// The 0-based positions of the `relu` layers that follow a layer whose output has just
@@ -134,9 +177,14 @@ impl ModelSpec {
             .collect()
     }
 
-    /// The spec's layers as labels separated by spaces, e.g. `conv32 maxpool dense128`.
+    /// The spec's layers as labels separated by spaces, e.g. `conv32 maxpool dense128`, and
+    /// the output layer's when it is not the plain one (`output(nobias,bn)`).
     pub fn describe(&self) -> String {
-        self.layers.iter().map(Layer::label).collect::<Vec<_>>().join(" ")
+        let mut labels: Vec<String> = self.layers.iter().map(Layer::label).collect();
+        if !self.output.is_default() {
+            labels.push(Output { classes: 0, style: self.output }.label());
+        }
+        labels.join(" ")
     }
 
     /// Every built layer with its output shape and parameter count, for `input` = (channels,
@@ -169,7 +217,7 @@ impl ModelSpec {
             out.push(flatten(shape));
             shape = Shape::Flat(shape.size());
         }
-        let output = LayerInfo::new(Node::Output(Output { classes }), LayerSource::Output, shape);
+        let output = LayerInfo::new(Node::Output(Output { classes, style: self.output }), LayerSource::Output, shape);
         out.push(output.map_err(ModelError::Spec)?);
         Ok(out)
     }
@@ -366,6 +414,41 @@ mod tests {
         ]);
         let json = serde_json::to_string(&options).unwrap();
         assert_eq!(serde_json::from_str::<ModelSpec>(&json).unwrap(), options, "{json}");
+    }
+
+    #[test]
+    fn record_presets_have_their_sources_shapes_and_parameter_counts() {
+        // An et al.'s modelM5.py: Conv2d(c_in, c_out, 5, bias=False) for 1→32→64→96→128→160, each
+        // with BatchNorm2d; Linear(10240, 10, bias=False) and BatchNorm1d(10). PyTorch counts
+        // 1,128,180 parameters (weights, batch-norm scales and shifts) and 980 buffer values.
+        let m5 = preset("an-m5").unwrap();
+        let infos = m5.output_shapes((1, 28, 28), 10).unwrap();
+        let flat = infos.iter().find(|i| i.source == LayerSource::Flatten).unwrap();
+        assert_eq!(flat.output, Shape::Flat(10240));
+        let s = m5.summary_rows((1, 28, 28), 10).unwrap();
+        assert_eq!(s.trainable_params, 1_128_180);
+        assert_eq!(s.total_params - s.trainable_params, 980);
+        assert_eq!(m5.describe().split(' ').last(), Some("output(nobias,bn)"));
+        // Deotte's Keras model: model.summary() counts 327,242 parameters, 832 of them the batch
+        // norms' moving statistics; the 4×4 convolution leaves 1×1×128.
+        let deotte = preset("deotte").unwrap();
+        let infos = deotte.output_shapes((1, 28, 28), 10).unwrap();
+        let shapes: Vec<Shape> = infos.iter().filter(|i| i.kind == "Conv2D").map(|i| i.output).collect();
+        let want = [(32, 26), (32, 24), (32, 12), (64, 10), (64, 8), (64, 4), (128, 1)];
+        assert_eq!(shapes, want.map(|(c, h)| Shape::Image(c, h, h)));
+        let s = deotte.summary_rows((1, 28, 28), 10).unwrap();
+        assert_eq!(s.total_params, 327_242);
+        assert_eq!(s.total_params - s.trainable_params, 832);
+    }
+
+    #[test]
+    fn an_output_style_is_saved_only_when_it_is_not_the_plain_one() {
+        let plain = serde_json::to_string(&preset("seed-small").unwrap()).unwrap();
+        assert!(!plain.contains("output"), "{plain}");
+        let m5 = preset("an-m5").unwrap();
+        let json = serde_json::to_string(&m5).unwrap();
+        assert!(json.contains(r#""output":{"bias":false,"batch_norm":true}"#), "{json}");
+        assert_eq!(serde_json::from_str::<ModelSpec>(&json).unwrap(), m5);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The fully connected layer: a hidden one with ReLU (Keras `Dense(units, activation='relu')`)
-//! and the output layer, one unit per class and no activation (the logits).
+//! and the output layer, one unit per class and no activation (the logits), with a bias or
+//! without, and optionally a batch norm on the logits (An et al.'s M-models).
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::batch_norm::BatchNorm;
 use super::conv::{is_yes, switch_labels, switch_words, yes};
 use super::init::Init;
 use super::kind::{Ctx, Help, Kind, Mode, Params, Role};
@@ -11,7 +13,7 @@ use super::shape::Shape;
 use crate::kernels;
 use crate::model::architecture::plan::PlanKind;
 use crate::model::error::Result;
-use crate::model::files::onnx::Graph;
+use crate::model::files::onnx::{float, Graph};
 
 /// Its words on a `model` line, for `help`.
 pub const HELP: Help = Help {
@@ -72,11 +74,80 @@ impl From<Dense> for Saved {
     }
 }
 
+/// Its options' words at the end of a `model` line, for `help`.
+pub const OUTPUT_HELP: Help = Help {
+    words: &["output"],
+    text: "output [nobias] [bn]: at the end of a `model` line, how the output layer (one unit per class, no activation) is built: `nobias` leaves its bias out, `bn` puts a batch norm on the logits (as An et al.'s M-models do); without it the output layer has a bias and no batch norm.",
+};
+
 /// The output layer: one unit per class, no activation (logits), appended to every network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Output {
     /// The number of classes.
     pub classes: usize,
+    /// How it is built.
+    pub style: OutputStyle,
+}
+
+/// How the output layer is built: with a bias or without, with a batch norm on the logits or
+/// without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputStyle {
+    /// Whether a bias is added.
+    #[serde(default = "yes")]
+    pub bias: bool,
+    /// Whether a batch norm follows (its parameters `out.norm_weight`, `out.norm_bias` and
+    /// moving statistics `out.running_mean`, `out.running_var`).
+    #[serde(default)]
+    pub batch_norm: bool,
+}
+
+impl Default for OutputStyle {
+    /// A bias and no batch norm, like Keras' `Dense(classes)`.
+    fn default() -> OutputStyle {
+        OutputStyle { bias: true, batch_norm: false }
+    }
+}
+
+impl OutputStyle {
+    /// Whether it is the default (a bias, no batch norm).
+    pub fn is_default(&self) -> bool {
+        *self == OutputStyle::default()
+    }
+
+    /// Its words after `output` (` nobias bn`), empty for the default.
+    fn words(&self) -> String {
+        let mut out = String::new();
+        if !self.bias {
+            out.push_str(" nobias");
+        }
+        if self.batch_norm {
+            out.push_str(" bn");
+        }
+        out
+    }
+}
+
+impl Output {
+    /// The output layer for `classes` classes, with a bias and no batch norm.
+    pub fn plain(classes: usize) -> Output {
+        Output { classes, style: OutputStyle::default() }
+    }
+
+    /// Its batch norm's parameters under the names [`BatchNorm`] reads (`weight`, `bias`,
+    /// `running_mean`, `running_var`), sharing storage with `params`.
+    fn norm_params(params: &Params) -> Result<Params> {
+        let mut out = Vec::with_capacity(4);
+        for (part, own) in [
+            ("weight", "norm_weight"),
+            ("bias", "norm_bias"),
+            ("running_mean", "running_mean"),
+            ("running_var", "running_var"),
+        ] {
+            out.push((part, params.var(own)?.clone()));
+        }
+        Ok(Params(out))
+    }
 }
 
 impl Default for Dense {
@@ -172,15 +243,26 @@ impl Kind for Dense {
 
 impl Kind for Output {
     fn label(&self) -> String {
-        "output".into()
+        let mut extra = Vec::new();
+        if !self.style.bias {
+            extra.push("nobias");
+        }
+        if self.style.batch_norm {
+            extra.push("bn");
+        }
+        if extra.is_empty() {
+            "output".into()
+        } else {
+            format!("output({})", extra.join(","))
+        }
     }
 
     fn words(&self) -> String {
-        "output".into()
+        format!("output{}", self.style.words())
     }
 
     fn help(&self) -> &'static [Help] {
-        &[]
+        &[OUTPUT_HELP]
     }
 
     fn keras(&self) -> &'static str {
@@ -192,27 +274,70 @@ impl Kind for Output {
     }
 
     fn infer(&self, input: Shape) -> std::result::Result<(Shape, usize), String> {
-        infer(self.classes, true, input)
+        let (shape, params) = infer(self.classes, self.style.bias, input)?;
+        let norm = if self.style.batch_norm { self.classes.saturating_mul(4) } else { 0 };
+        Ok((shape, params.saturating_add(norm)))
+    }
+
+    fn statistics(&self, _params: usize) -> usize {
+        if self.style.batch_norm {
+            self.classes * 2
+        } else {
+            0
+        }
     }
 
     fn init(&self, init: &mut Init, input: Shape, name: &str) -> Result<Params> {
-        self::init(init, input.size(), (self.classes, true), name)
+        let mut params = self::init(init, input.size(), (self.classes, self.style.bias), name)?;
+        if self.style.batch_norm {
+            let n = [self.classes];
+            for (part, value) in [("norm_weight", 1.0), ("norm_bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)]
+            {
+                params.0.push((part, init.constant(&format!("{name}.{part}"), &n, value)?));
+            }
+        }
+        Ok(params)
     }
 
     fn plan(&self, _input: Shape) -> PlanKind {
-        PlanKind::Dense { relu: false }
+        if self.style.batch_norm {
+            PlanKind::Alone
+        } else {
+            PlanKind::Dense { relu: false }
+        }
     }
 
-    fn kernel(&self, _mode: Mode) -> &'static str {
-        "linear"
+    fn kernel(&self, mode: Mode) -> &'static str {
+        if !self.style.batch_norm {
+            return "linear";
+        }
+        match (mode.fast, mode.train && !mode.frozen) {
+            (true, true) => "linear, batch_norm_train",
+            (true, false) => "linear, batch_norm_fixed",
+            (false, _) => "linear, batch_norm (candle)",
+        }
     }
 
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        forward(x, ctx, false)
+        let y = forward(x, ctx, false)?;
+        if !self.style.batch_norm {
+            return Ok(y);
+        }
+        let norm = Output::norm_params(ctx.params)?;
+        BatchNorm.forward(&y, &Ctx { params: &norm, mode: ctx.mode, dropout_key: ctx.dropout_key })
     }
 
     fn onnx(&self, graph: &mut Graph, prefix: &str, x: String) -> Result<String> {
-        graph.dense(prefix, x)
+        let y = graph.dense(prefix, x)?;
+        if !self.style.batch_norm {
+            return Ok(y);
+        }
+        let mut inputs = vec![y];
+        for part in ["norm_weight", "norm_bias", "running_mean", "running_var"] {
+            inputs.push(graph.stored(&format!("{prefix}.{part}"))?);
+        }
+        let eps = super::batch_norm::BN_EPS as f32;
+        Ok(graph.node("BatchNormalization", inputs, vec![float("epsilon", eps)]))
     }
 
     fn role(&self) -> Role {

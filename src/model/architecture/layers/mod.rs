@@ -27,7 +27,7 @@ pub use activation::Activation;
 pub use avg_pool::AvgPool;
 pub use batch_norm::BatchNorm;
 pub use conv::Conv;
-pub use dense::{Dense, Output};
+pub use dense::{Dense, Output, OutputStyle};
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use global_avg_pool::GlobalAvgPool;
