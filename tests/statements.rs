@@ -501,3 +501,46 @@ fn ema_and_tta_change_what_evaluate_sees() {
     let shown = texts(&run(&mut s, "model conv8 relu pool dense32"));
     assert!(shown.iter().any(|t| t.contains("conv8 applies ReLU already")), "{shown:?}");
 }
+
+#[test]
+fn an_ensemble_trains_scores_saves_loads_and_compares_its_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut session = Session::new();
+    run(&mut session, "load mnist\nsubset 60 per class seed 4\nsplit val 10 seed 4\nnormalize\nseed 9");
+    let e = error(&mut session, "ensemble on");
+    assert!(e.contains("no members") && e.contains("ensemble fit K N"), "{e}");
+    run(&mut session, "model conv8 pool dense16");
+    let fitted = run(&mut session, "ensemble fit 3 1");
+    let said = texts(&fitted);
+    for (k, seed) in [(1, 9), (2, 10), (3, 11)] {
+        assert!(said.iter().any(|t| t == &format!("ensemble member {k} of 3, seed {seed}")), "{said:?}");
+    }
+    let ensemble = accuracy(&fitted);
+    assert!(said.iter().any(|t| t.starts_with("ensemble of 3, test:")), "{said:?}");
+    // The last member alone scores otherwise (it is the current model).
+    let alone = accuracy(&run(&mut session, "ensemble off\nevaluate"));
+    assert_ne!(alone, ensemble);
+    // compare lists each member's run and the ensemble's test accuracy.
+    let compared = tables(&run(&mut session, "compare"));
+    let members = compared.iter().find(|t| t.title.as_deref().is_some_and(|t| t.starts_with("the ensemble"))).unwrap();
+    assert_eq!(members.rows.len(), 4);
+    assert_eq!(members.rows[3][0], "ensemble");
+    assert_eq!(members.rows[3][4], format!("{:.2}%", 100.0 * ensemble));
+    assert_eq!(members.rows.iter().take(3).map(|r| r[2].as_str()).collect::<Vec<_>>(), ["1", "2", "3"]);
+    // Saved and loaded, it scores the same.
+    let folder = dir.path().join("ens");
+    run(&mut session, &format!("ensemble save {}\nensemble clear", folder.display()));
+    for k in 1..=3 {
+        assert!(folder.join(format!("member-{k}.safetensors")).is_file());
+    }
+    let loaded = run(&mut session, &format!("ensemble load {}\nevaluate", folder.display()));
+    assert_eq!(accuracy(&loaded), ensemble);
+    // A model of other classes cannot join.
+    run(&mut session, "filter classes 0-4\nmodel conv8 pool dense16");
+    let e = error(&mut session, "ensemble add");
+    assert!(e.contains("member 2") && e.contains("5 classes"), "{e}");
+    // A folder without the list is refused, and the ensemble stays as it was.
+    let e = error(&mut session, &format!("ensemble load {}", dir.path().display()));
+    assert!(e.contains("ensemble.json"), "{e}");
+    assert_eq!(tables(&run(&mut session, "ensemble"))[0].rows.len(), 3);
+}

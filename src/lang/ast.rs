@@ -161,6 +161,8 @@ pub enum StatementKind {
     },
     /// `tta on|off`: test-time augmentation for `evaluate`, `predict` and `predictions`.
     Tta(bool),
+    /// `ensemble ...`: collect models and classify with the mean of their probabilities.
+    Ensemble(EnsembleAction),
     /// `ema D|off`: keep a moving average of the weights with decay D, or none.
     Ema(Option<f64>),
     /// `fit N [patience P] [checkpoint DIR]`
@@ -271,6 +273,33 @@ pub enum AugmentSpec {
     Show,
     /// `augment preview N`
     Preview(usize),
+}
+
+/// What an `ensemble` statement does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnsembleAction {
+    /// `ensemble`: list the members and score the ensemble on the validation split.
+    Show,
+    /// `ensemble add`: the current model joins.
+    Add,
+    /// `ensemble fit K N [patience P]`: train K fresh models of the current model's layers, seeds
+    /// S, S+1, ..., for N epochs each, and add them.
+    Fit {
+        /// How many models.
+        members: usize,
+        /// Epochs of each.
+        epochs: usize,
+        /// Early-stopping patience of each.
+        patience: Option<usize>,
+    },
+    /// `ensemble on|off`: whether evaluation, prediction and export use the ensemble.
+    Use(bool),
+    /// `ensemble clear`: no members.
+    Clear,
+    /// `ensemble save DIR`.
+    Save(PathBuf),
+    /// `ensemble load DIR`.
+    Load(PathBuf),
 }
 
 /// The network a `model` statement asks for.

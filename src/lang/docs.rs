@@ -66,6 +66,7 @@ pub const LESSONS: &[(&str, &[&str])] = &[
             "fit",
             "resume",
             "tta",
+            "ensemble",
             "evaluate",
             "predictions",
             "plot",

@@ -148,6 +148,8 @@ pub const SMOOTHING: NumRange = open_max(real("S", "a label smoothing factor", 0
 pub const LR_STEPS: NumRange = whole("N", "how many batches the range test trains", 2.0, 100_000.0);
 /// `fit N`.
 pub const EPOCHS: NumRange = whole("N", "how many epochs", 1.0, 10_000.0);
+/// `ensemble fit K N`.
+pub const MEMBERS: NumRange = whole("K", "how many models the ensemble trains", 1.0, 64.0);
 /// `fit N patience P`.
 pub const PATIENCE: NumRange = whole("P", "a patience in epochs", 1.0, 10_000.0);
 /// `threads N`.

@@ -8,6 +8,7 @@
 
 mod api;
 mod classes;
+mod ensemble;
 mod error;
 mod event;
 mod finetune;
@@ -323,6 +324,7 @@ impl Session {
             S::Loss { smoothing } => self.loss(*smoothing, out),
             S::Ema(decay) => self.ema(*decay, out),
             S::Tta(on) => self.tta(*on, out),
+            S::Ensemble(action) => self.ensemble(action, out),
             S::FindLr { start, end, steps } => self.find_lr(*start, *end, *steps, out),
             S::Fit { epochs, patience, checkpoint } => self.fit(*epochs, *patience, checkpoint.as_deref(), out),
             S::Resume(dir) => self.resume(dir, out),

@@ -209,6 +209,9 @@ impl Session {
             }
             out(Event::Table(table));
         }
+        if let Some(table) = self.ensemble_rows() {
+            out(Event::Table(table));
+        }
         Ok(())
     }
 

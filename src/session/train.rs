@@ -8,6 +8,7 @@ use std::sync::Arc;
 use candle_core::Device;
 
 use super::classes::{label_map, present_classes};
+use super::ensemble::{Ensemble, Scorer};
 use super::runs::{data_name, history_facts, kept_epoch, tuning, RunRecord};
 use super::{Event, Image, Progress, Session, SessionError, Table, Task};
 use crate::data::{self, Dataset, ImageFormat, PixelScaling, Split, SplitKind};
@@ -51,11 +52,13 @@ pub(super) struct TrainingState {
     /// `ema D`: the decay of the moving average of the weights `fit` keeps.
     ema: Option<f64>,
     /// `tta on`: test-time augmentation for evaluation and prediction.
-    tta: bool,
+    pub(super) tta: bool,
     pub(super) device: Device,
     pub(super) pool: Option<Arc<rayon::ThreadPool>>,
     /// Every finished `fit` of the session, for `compare`.
     pub(super) runs: Vec<RunRecord>,
+    /// `ensemble`: the models collected, and whether evaluation uses them.
+    pub(super) ensemble: Ensemble,
 }
 
 impl Default for TrainingState {
@@ -72,6 +75,7 @@ impl Default for TrainingState {
             device: Device::Cpu,
             pool: None,
             runs: Vec::new(),
+            ensemble: Ensemble::default(),
         }
     }
 }
@@ -99,7 +103,7 @@ impl Session {
     }
 
     /// Runs `f` in the session's thread pool (`threads N`), or the global one.
-    fn in_pool<R: Send>(pool: &Option<Arc<rayon::ThreadPool>>, f: impl FnOnce() -> R + Send) -> R {
+    pub(super) fn in_pool<R: Send>(pool: &Option<Arc<rayon::ThreadPool>>, f: impl FnOnce() -> R + Send) -> R {
         match pool {
             Some(pool) => pool.install(f),
             None => f(),
@@ -168,7 +172,7 @@ impl Session {
 
     /// The batch size evaluation runs at: at least 256 images for speed, as long as a quarter of
     /// the memory budget holds it; else the training batch (which `fit` checked).
-    fn eval_batch(&self, net: &Network) -> usize {
+    pub(super) fn eval_batch(&self, net: &Network) -> usize {
         let wide = self.training.batch.max(256);
         let fits =
             net.spec().training_bytes(net.input(), net.classes(), wide).is_ok_and(|b| b <= crate::budget::limit() / 4);
@@ -303,16 +307,17 @@ impl Session {
         Ok(())
     }
 
-    /// Class probabilities of `pixels` on `net`, with test-time augmentation when it is on.
-    fn class_probs(&self, net: &Network, pixels: &[u8], scaling: PixelScaling) -> Result<Vec<Vec<f32>>, SessionError> {
+    /// Class probabilities of `pixels` by `scorer` (the mean over an ensemble's members), with
+    /// test-time augmentation when it is on.
+    fn class_probs(
+        &self,
+        scorer: &Scorer<'_>,
+        pixels: &[u8],
+        scaling: PixelScaling,
+    ) -> Result<Vec<Vec<f32>>, SessionError> {
         let tta = self.training.tta;
-        Ok(Self::in_pool(&self.training.pool, || {
-            if tta {
-                model::training::tta::mean_probs(net, pixels, scaling)
-            } else {
-                model::predict_probs(net, pixels, scaling)
-            }
-        })?)
+        let nets = &scorer.nets;
+        Ok(Self::in_pool(&self.training.pool, || model::training::ensemble::mean_probs(nets, pixels, scaling, tta))?)
     }
 
     /// `ema D|off`: the moving average of the weights that `fit` keeps, or none.
@@ -574,8 +579,8 @@ impl Session {
         first: Option<usize>,
     ) -> Result<(Evaluation, usize, usize), SessionError> {
         let dataset = self.dataset.as_ref().ok_or("evaluate needs data: run `load mnist` first")?;
-        let state = self.model_for("evaluate")?;
-        let labels = label_map(&state.classes, dataset)?;
+        let scorer = self.scorer("evaluate")?;
+        let labels = label_map(scorer.classes, dataset)?;
         let split = dataset
             .split(kind)
             .filter(|s| !s.is_empty())
@@ -589,13 +594,11 @@ impl Session {
             }
             _ => split,
         };
-        let batch = self.eval_batch(&self.model_for("evaluate")?.net);
+        let batch = self.eval_batch(scorer.nets[0]);
         let format = dataset.format();
-        let net = &state.net;
-        let tta = self.training.tta;
-        let evaluation = Self::in_pool(&self.training.pool, || match tta {
-            true => model::training::tta::evaluate(net, split, format, &labels),
-            false => model::evaluate_mapped(net, split, format, batch, &labels),
+        let (nets, tta) = (&scorer.nets, self.training.tta);
+        let evaluation = Self::in_pool(&self.training.pool, || {
+            model::training::ensemble::evaluate(nets, split, format, (batch, tta), &labels)
         })?;
         Ok((evaluation, total, split.len()))
     }
@@ -616,9 +619,11 @@ impl Session {
         if first.is_some_and(|f| f > total) {
             out(Event::Text(format!("the {kind} split holds {total} images: all of them are evaluated")));
         }
-        let classes = &self.model_for("evaluate")?.classes;
+        let scorer = self.scorer("evaluate")?;
+        let (classes, ensemble) = (scorer.classes, scorer.ensemble);
+        let who = if ensemble { format!("{}, ", scorer.name) } else { String::new() };
         out(Event::Text(format!(
-            "{what}: loss {:.4} - accuracy {:.4} ({} of {n} images right)",
+            "{who}{what}: loss {:.4} - accuracy {:.4} ({} of {n} images right)",
             evaluation.loss,
             evaluation.accuracy,
             (evaluation.accuracy as f64 * n as f64).round() as usize,
@@ -636,6 +641,10 @@ impl Session {
                 "an evaluation of part of a split is not kept: `plot confusion`, `compare` and `save model` use \
                  the last evaluation of a whole split (`evaluate {kind}`)"
             )));
+            return Ok(());
+        }
+        if ensemble {
+            self.training.ensemble.keep(kind, evaluation);
             return Ok(());
         }
         let state = self.training.model.as_mut().expect("evaluated");
@@ -656,14 +665,13 @@ impl Session {
     ) -> Result<(), SessionError> {
         let kind = split.unwrap_or(SplitKind::Test);
         let dataset = self.dataset.as_ref().ok_or("predictions needs data: run `load mnist` first")?;
-        let state = self.model_for("predictions")?;
-        let labels = label_map(&state.classes, dataset)?;
+        let scorer = self.scorer("predictions")?;
+        let labels = label_map(scorer.classes, dataset)?;
         let data = dataset
             .split(kind)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| format!("there is no {kind} split (`split` makes train/val/test)"))?;
-        let (net, scaling) = (&state.net, dataset.scaling);
-        let probs = self.class_probs(net, &data.pixels, scaling)?;
+        let probs = self.class_probs(&scorer, &data.pixels, dataset.scaling)?;
         let mut rows: Vec<(usize, usize, usize, f32, f64)> = probs
             .iter()
             .enumerate()
@@ -688,8 +696,8 @@ impl Session {
         for &(i, truth, predicted, p_true, loss) in &rows {
             table.row(vec![
                 i.to_string(),
-                state.classes[truth].clone(),
-                state.classes[predicted].clone(),
+                scorer.classes[truth].clone(),
+                scorer.classes[predicted].clone(),
                 format!("{:.1}%", 100.0 * probs[i][predicted]),
                 format!("{:.1}%", 100.0 * p_true),
                 format!("{loss:.4}"),
@@ -718,6 +726,27 @@ impl Session {
                 let png = plot::history_png(&series)?;
                 let svg = plot::history_svg(&series).ok();
                 out(Event::Image(Image { name: "history".into(), title: "training history".into(), png, svg }));
+            }
+            PlotKind::Confusion if self.training.ensemble.on => {
+                let scorer = self.scorer("plot confusion")?;
+                let Some((kind, evaluation)) = self.training.ensemble.evaluation.as_ref() else {
+                    return Err("plot confusion draws the last evaluation, and the ensemble has none since it \
+                                changed: run `evaluate` (the test split) or `evaluate val` first"
+                        .into());
+                };
+                let title = format!(
+                    "{}\nconfusion matrix on {kind}: accuracy {} ({} images)",
+                    scorer.name,
+                    pct(evaluation.accuracy),
+                    evaluation.predictions.len()
+                );
+                let png = plot::confusion_png(&evaluation.confusion, scorer.classes, &title)?;
+                out(Event::Image(Image {
+                    name: "confusion".into(),
+                    title: format!("confusion matrix of the ensemble on {kind}"),
+                    png,
+                    svg: None,
+                }));
             }
             PlotKind::Confusion => {
                 let state = self.model_for("plot confusion")?;
@@ -770,11 +799,10 @@ impl Session {
     /// without mistakes.
     pub(super) fn mistakes_png(&self, count: usize) -> Result<Option<(Vec<u8>, usize)>, SessionError> {
         let dataset = self.dataset.as_ref().ok_or("show mistakes needs data: run `load mnist` first")?;
-        let state = self.model_for("show mistakes")?;
-        let labels = label_map(&state.classes, dataset)?;
+        let scorer = self.scorer("show mistakes")?;
+        let labels = label_map(scorer.classes, dataset)?;
         let test = dataset.split(SplitKind::Test).filter(|s| !s.is_empty()).ok_or("there is no test split")?;
-        let (net, scaling) = (&state.net, dataset.scaling);
-        let probs = self.class_probs(net, &test.pixels, scaling)?;
+        let probs = self.class_probs(&scorer, &test.pixels, dataset.scaling)?;
         let mut wrong: Vec<(usize, usize, f32)> = probs
             .iter()
             .enumerate()
@@ -794,15 +822,11 @@ impl Session {
         let images: Vec<&[u8]> = wrong.iter().map(|&(i, _, _)| test.image(i, image_len)).collect();
         let captions: Vec<String> = wrong
             .iter()
-            .map(|&(i, p, _)| format!("{}→{}", dataset.classes[test.labels[i] as usize], state.classes[p]))
+            .map(|&(i, p, _)| format!("{}→{}", dataset.classes[test.labels[i] as usize], scorer.classes[p]))
             .collect();
         let columns = (images.len() as f64).sqrt().ceil() as usize;
-        let title = format!(
-            "{}\nthe {} worst of {} test mistakes (true→predicted)",
-            self.model_title(state),
-            images.len(),
-            mistakes
-        );
+        let title =
+            format!("{}\nthe {} worst of {} test mistakes (true→predicted)", scorer.name, images.len(), mistakes);
         let png = plot::titled_grid_png(&title, &images, (dataset.rows, dataset.cols), &captions, columns)?;
         Ok(Some((png, images.len())))
     }
@@ -843,13 +867,15 @@ impl Session {
 
     /// `export onnx PATH`: the model as an ONNX file, with its classes and pixel scaling.
     pub(super) fn export_onnx(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
-        let state = self.model_for("export onnx")?;
+        let scorer = self.scorer("export onnx")?;
         crate::write::file_target(path, crate::write::Place::OutsideCache)?;
-        let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
-        let summary = model::files::onnx::export_onnx(path, &state.net, &state.classes, scaling)?;
-        let (c, h, w) = state.net.input();
+        let scaling = scorer.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
+        let summary = model::files::onnx::export_onnx(path, &scorer.nets, scorer.classes, scaling)?;
+        let (c, h, w) = scorer.nets[0].input();
+        let what =
+            if scorer.ensemble { format!("{} (the mean of their probabilities)", scorer.name) } else { "model".into() };
         out(Event::Text(format!(
-            "exported ONNX model (opset {}, {} operators, {} values, {} bytes) to {}: input `{}` float32 N×{c}×{h}×{w} \
+            "exported ONNX {what} (opset {}, {} operators, {} values, {} bytes) to {}: input `{}` float32 N×{c}×{h}×{w} \
              scaled as {}, outputs `{}` and `{}`",
             model::files::onnx::OPSET,
             summary.ops.len(),
@@ -891,7 +917,7 @@ impl Session {
     /// `predict PATH`: a picture, or every picture under a folder (its subfolders too, hidden
     /// ones skipped): a table of each file's top 3 classes and a grid of the model's inputs.
     pub(super) fn predict(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
-        let state = self.model_for("predict")?;
+        let scorer = self.scorer("predict")?;
         let files: Vec<PathBuf> = if path.is_dir() {
             let (files, others) = data::folder::files_under(path)?;
             if files.is_empty() {
@@ -923,13 +949,14 @@ impl Session {
         } else {
             vec![path.to_path_buf()]
         };
-        Self::check_training_memory(state.net.spec(), state.net.input(), state.classes.len(), files.len())?;
+        for net in &scorer.nets {
+            Self::check_training_memory(net.spec(), net.input(), scorer.classes.len(), files.len())?;
+        }
         let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
         let prepared = Self::in_pool(&self.training.pool, || data::folder::prepare_files(&paths, &|| false))?;
         let pixels: Vec<u8> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
-        let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
-        let net = &state.net;
-        let probs = self.class_probs(net, &pixels, scaling)?;
+        let scaling = scorer.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
+        let probs = self.class_probs(&scorer, &pixels, scaling)?;
         let mut table = Table::new(Some("predictions (top 3)".into()), &["file", "1st", "2nd", "3rd", "input"]);
         let mut captions = Vec::new();
         for ((file, p), input) in files.iter().zip(&probs).zip(&prepared) {
@@ -941,11 +968,11 @@ impl Session {
             };
             let mut row = vec![name];
             for c in 0..3 {
-                row.push(order.get(c).map_or("-".into(), |&c| format!("{} ({:.1}%)", state.classes[c], 100.0 * p[c])));
+                row.push(order.get(c).map_or("-".into(), |&c| format!("{} ({:.1}%)", scorer.classes[c], 100.0 * p[c])));
             }
             let (w, h) = input.size;
             row.push(if input.as_is { "28×28, taken as is".into() } else { format!("{w}×{h}, preprocessed") });
-            captions.push(state.classes[order[0]].clone());
+            captions.push(scorer.classes[order[0]].clone());
             table.row(row);
         }
         out(Event::Table(table));
@@ -1070,9 +1097,7 @@ fn emit_train_event(
     }
 }
 
-fn argmax(p: &[f32]) -> usize {
-    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
-}
+use crate::model::training::train::argmax;
 
 /// The line that opens a `fit` of `net` under `config`: which layers train, how many parameters
 /// of all, and whether their moving average is what validation sees and `fit` keeps; returns

@@ -175,6 +175,40 @@ def test_every_layer_kind_is_in_the_exports(exported):
     assert {(3, 3), (5, 5)} <= kernels
 
 
+def test_an_ensemble_exports_as_one_graph_averaging_its_members(tmp_path):
+    out = tmp_path / "out"
+    script = tmp_path / "ensemble.lab"
+    script.write_text("\n".join([
+        "load mnist", "subset 50 per class seed 2", "normalize", "seed 11", "model conv8 pool dense16",
+        "ensemble fit 2 1", f"ensemble save {out}/ens", f"export onnx {out}/ens.onnx", "ensemble off",
+        f"load model {out}/ens/member-1.safetensors", f"export onnx {out}/m1.onnx",
+        f"load model {out}/ens/member-2.safetensors", f"export onnx {out}/m2.onnx",
+    ]) + "\n")
+    printed = mnistlab("run", str(script))
+    said = re.search(r"ensemble of 2, test: loss \S+ - accuracy (\S+)", printed)
+    assert said, printed
+    model = onnx.load(str(out / "ens.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    meta = metadata(model)
+    assert len(json.loads(meta["members"])) == 2
+    assert {t.name.split(".")[0] for t in model.graph.initializer} == {"m1", "m2"}
+    images, labels, _ = mnistlab_logits(out / "ens" / "member-1.safetensors", tmp_path / "logits")
+    scale, offset = np.float32(meta["pixel_scale"]), np.float32(meta["pixel_offset"])
+    x = (images.astype(np.float32) * scale + offset)[:, None, :, :]
+
+    def run(name):
+        session = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+        return session.run(["logits", "probabilities"], {"image": x})
+
+    logits, probs = run("ens.onnx")
+    mean = (run("m1.onnx")[1] + run("m2.onnx")[1]) / 2
+    np.testing.assert_allclose(probs, mean, atol=1e-6)
+    np.testing.assert_allclose(np.exp(logits), probs, atol=1e-6)
+    accuracy = float((probs.argmax(1) == labels).mean())
+    print(f"ensemble of 2: onnxruntime test accuracy {accuracy:.4f}, mnistlab said {said.group(1)}")
+    assert abs(accuracy - float(said.group(1))) <= 2e-4
+
+
 def readme_example():
     text = (ROOT / "README.md").read_text()
     section = text.split("## Deploying with ONNX", 1)[1]

@@ -27,6 +27,7 @@ pub(crate) const STATEMENTS: &[StatementDoc] = &[
     EMA,
     FIND_LR,
     TTA,
+    ENSEMBLE,
     FIT,
     RESUME,
     LOG,
@@ -382,6 +383,50 @@ const TTA: StatementDoc = StatementDoc {
 fn tta(input: &str) -> Res<'_, StatementKind> {
     let (rest, word) = arg("`on` or `off`", keyword(&["on", "off"]))(input)?;
     Ok((rest, StatementKind::Tta(word == "on")))
+}
+
+/// The `ensemble` statement.
+const ENSEMBLE: StatementDoc = StatementDoc {
+    keyword: "ensemble",
+    synopsis: &[
+        "ensemble",
+        "ensemble add",
+        "ensemble fit K N [patience P]",
+        "ensemble on|off",
+        "ensemble clear",
+        "ensemble save DIR",
+        "ensemble load DIR",
+    ],
+    summary: "Several models that classify by the mean of their softmax probabilities (as An et al. and Deotte average their MNIST records). `add` puts a copy of the current model in; `fit K N` trains K fresh models of the current model's layers with seeds S, S+1, … (S the session's seed) for N epochs each under the current settings, adds them, turns the ensemble on and evaluates it on the test split once; `on` makes `evaluate`, `predict`, `predictions`, `show mistakes` and `export onnx` (one graph averaging the members) use the ensemble, `off` the current model again. `ensemble` alone lists the members and scores the ensemble on the validation split; `save DIR` writes each member as a model file with a list of them, `load DIR` reads them back (and turns the ensemble on). `compare` lists the members and the ensemble.",
+    words: &["add", "fit", "on", "off", "clear", "save", "load", "patience"],
+    numbers: &[&ranges::MEMBERS, &ranges::EPOCHS, &ranges::PATIENCE],
+    example: "ensemble fit 3 10",
+    parse: ensemble,
+};
+
+fn ensemble(input: &str) -> Res<'_, StatementKind> {
+    use EnsembleAction as A;
+    let Ok((rest, _)) = space1::<_, PErr>(input) else {
+        return Ok((input, StatementKind::Ensemble(A::Show)));
+    };
+    if rest.is_empty() {
+        return Ok((rest, StatementKind::Ensemble(A::Show)));
+    }
+    let (rest, word) = keyword(&["add", "fit", "on", "off", "clear", "save", "load"])(rest)?;
+    let (rest, action) = match word {
+        "add" => (rest, A::Add),
+        "on" | "off" => (rest, A::Use(word == "on")),
+        "clear" => (rest, A::Clear),
+        "save" => map(arg("a folder for the ensemble", path), A::Save)(rest)?,
+        "load" => map(arg("a folder written by `ensemble save`", path), A::Load)(rest)?,
+        _ => {
+            let (rest, members) = count_arg(&ranges::MEMBERS)(rest)?;
+            let (rest, epochs) = count_arg(&ranges::EPOCHS)(rest)?;
+            let (rest, patience) = opt(preceded(tuple((space1, tag("patience"))), count_arg(&ranges::PATIENCE)))(rest)?;
+            (rest, A::Fit { members, epochs, patience })
+        }
+    };
+    Ok((rest, StatementKind::Ensemble(action)))
 }
 
 /// The `fit` statement.

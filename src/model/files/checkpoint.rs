@@ -65,12 +65,21 @@ pub fn save_model(
     scaling: PixelScaling,
     extra: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let meta = model_metadata(net, classes, scaling, extra)?;
-    let weights = net.snapshot()?;
-    let bytes =
-        encode(&weights, meta).map_err(|e| ModelError::format(path, format!("cannot encode the weights: {e}")))?;
+    let bytes = model_bytes(net, classes, scaling, extra)?;
     crate::write::write_file(path, &bytes, crate::write::Place::OutsideCache)?;
     Ok(())
+}
+
+/// The bytes [`save_model`] writes for `net`.
+pub fn model_bytes(
+    net: &Network,
+    classes: &[String],
+    scaling: PixelScaling,
+    extra: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    let meta = model_metadata(net, classes, scaling, extra)?;
+    let weights = net.snapshot()?;
+    encode(&weights, meta).map_err(|e| ModelError::Weights(format!("cannot encode the weights: {e}")))
 }
 
 /// `tensors` and `meta` as safetensors bytes, the same bytes for the same model: safetensors

@@ -239,42 +239,75 @@ pub struct OnnxSummary {
 /// The ONNX model of `net`: its graph in inference mode, `classes` (one name per output) and
 /// the pixel `scaling` it was trained with in the metadata.
 pub fn onnx_model(net: &Network, classes: &[String], scaling: PixelScaling) -> Result<ModelProto> {
-    if classes.len() != net.classes() {
+    onnx_ensemble(&[net], classes, scaling)
+}
+
+/// The ONNX model of an ensemble: each member's graph on the one input, its weights named
+/// `m<k>.*` (k from 1), `probabilities` the mean of the members' softmaxes and `logits` their
+/// log (so that their softmax is the probabilities again). One network gives [`onnx_model`]'s
+/// graph, its weights named as in the network.
+pub fn onnx_ensemble(nets: &[&Network], classes: &[String], scaling: PixelScaling) -> Result<ModelProto> {
+    crate::model::training::ensemble::check_members(nets)?;
+    let first = nets[0];
+    if classes.len() != first.classes() {
         return Err(ModelError::Data(format!(
             "{} class names for a model with {} outputs",
             classes.len(),
-            net.classes()
+            first.classes()
         )));
     }
-    let mut graph = Graph::new(net)?;
-    let infos = net.spec().output_shapes(net.input(), net.classes())?;
-    let mut x = INPUT.to_string();
-    for info in &infos {
-        let prefix = match info.source {
-            LayerSource::Spec(i) => format!("l{i}"),
-            LayerSource::Flatten => String::new(),
-            LayerSource::Output => "out".to_string(),
-        };
-        x = info.node.kind().onnx(&mut graph, &prefix, x)?;
+    let mut graph = Graph::default();
+    let mut softmaxes = Vec::with_capacity(nets.len());
+    for (k, net) in nets.iter().enumerate() {
+        let member = if nets.len() == 1 { String::new() } else { format!("m{}.", k + 1) };
+        graph.enter(net, member)?;
+        let infos = net.spec().output_shapes(net.input(), net.classes())?;
+        let mut x = INPUT.to_string();
+        for info in &infos {
+            let prefix = match info.source {
+                LayerSource::Spec(i) => format!("l{i}"),
+                LayerSource::Flatten => String::new(),
+                LayerSource::Output => "out".to_string(),
+            };
+            x = info.node.kind().onnx(&mut graph, &prefix, x)?;
+        }
+        if nets.len() == 1 {
+            x = graph.rename_last(LOGITS);
+        }
+        softmaxes.push(graph.node("Softmax", vec![x], vec![int("axis", 1)]));
     }
-    x = graph.rename_last(LOGITS);
-    graph.node("Softmax", vec![x], vec![int("axis", 1)]);
-    graph.rename_last(PROBABILITIES);
-    let (c, h, w) = net.input();
+    if nets.len() == 1 {
+        graph.rename_last(PROBABILITIES);
+    } else {
+        graph.node("Mean", softmaxes, vec![]);
+        let probabilities = graph.rename_last(PROBABILITIES);
+        graph.node("Log", vec![probabilities], vec![]);
+        graph.rename_last(LOGITS);
+    }
+    let (c, h, w) = first.input();
     let k = classes.len() as i64;
+    let description = describe(nets);
+    let logits_doc = match nets.len() {
+        1 => "raw class scores, one per name in `classes`",
+        _ => "log of the mean probabilities, one per name in `classes`",
+    };
     let graph = GraphProto {
         node: graph.nodes,
         name: Some("mnistlab".into()),
         initializer: graph.initializers,
-        doc_string: Some(net.spec().describe()),
+        doc_string: Some(description.clone()),
         input: vec![value_info(
             INPUT,
             &[c as i64, h as i64, w as i64],
             "images scaled as in training: see pixel_scale and pixel_offset in the metadata",
         )],
         output: vec![
-            value_info(LOGITS, &[k], "raw class scores, one per name in `classes`"),
-            value_info(PROBABILITIES, &[k], "softmax of the logits"),
+            value_info(LOGITS, &[k], logits_doc),
+            value_info(
+                PROBABILITIES,
+                &[k],
+                if nets.len() == 1 { "softmax of the logits" } else { "mean of the members' softmaxes" },
+            ),
         ],
     };
     Ok(ModelProto {
@@ -282,10 +315,19 @@ pub fn onnx_model(net: &Network, classes: &[String], scaling: PixelScaling) -> R
         opset_import: vec![proto::OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET) }],
         producer_name: Some("mnistlab".into()),
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
-        doc_string: Some(format!("mnistlab model {}", net.spec().describe())),
+        doc_string: Some(format!("mnistlab model {description}")),
         graph: Some(graph),
-        metadata_props: metadata(net, classes, scaling),
+        metadata_props: metadata(nets, classes, scaling),
     })
+}
+
+/// The layers of `nets`: one network's `describe`, or `ensemble of N: A | B | ...`.
+fn describe(nets: &[&Network]) -> String {
+    let layers: Vec<String> = nets.iter().map(|n| n.spec().describe()).collect();
+    match nets.len() {
+        1 => layers.join(""),
+        n => format!("ensemble of {n}: {}", layers.join(" | ")),
+    }
 }
 
 /// [`onnx_model`] encoded as protobuf bytes.
@@ -293,9 +335,10 @@ pub fn onnx_bytes(net: &Network, classes: &[String], scaling: PixelScaling) -> R
     Ok(prost::Message::encode_to_vec(&onnx_model(net, classes, scaling)?))
 }
 
-/// Writes [`onnx_model`] to `path` atomically (a temporary file beside it, then a rename).
-pub fn export_onnx(path: &Path, net: &Network, classes: &[String], scaling: PixelScaling) -> Result<OnnxSummary> {
-    let model = onnx_model(net, classes, scaling)?;
+/// Writes [`onnx_ensemble`] of `nets` (one network: [`onnx_model`]) to `path` atomically (a
+/// temporary file beside it, then a rename).
+pub fn export_onnx(path: &Path, nets: &[&Network], classes: &[String], scaling: PixelScaling) -> Result<OnnxSummary> {
+    let model = onnx_ensemble(nets, classes, scaling)?;
     let bytes = prost::Message::encode_to_vec(&model);
     crate::write::write_file(path, &bytes, crate::write::Place::OutsideCache)?;
     let graph = model.graph.as_ref().expect("onnx_model always sets the graph");
@@ -307,12 +350,16 @@ pub fn export_onnx(path: &Path, net: &Network, classes: &[String], scaling: Pixe
 }
 
 /// The metadata: class names, pixel scaling (as `scale`/`offset` and as mnistlab's JSON),
-/// the layers and the input's description.
-fn metadata(net: &Network, classes: &[String], scaling: PixelScaling) -> Vec<proto::StringStringEntryProto> {
+/// the layers (each member's, for an ensemble) and the input's description.
+fn metadata(nets: &[&Network], classes: &[String], scaling: PixelScaling) -> Vec<proto::StringStringEntryProto> {
     let (scale, offset) = scaling.affine();
-    let (c, h, w) = net.input();
+    let (c, h, w) = nets[0].input();
     let json = |v: serde_json::Result<String>| v.expect("plain data always serializes");
-    let entries = [
+    let outputs = match nets.len() {
+        1 => format!("{LOGITS}: N×{} raw scores; {PROBABILITIES}: their softmax", classes.len()),
+        n => format!("{PROBABILITIES}: N×{} mean of the softmaxes of {n} models; {LOGITS}: its log", classes.len()),
+    };
+    let mut entries = vec![
         ("classes", json(serde_json::to_string(classes))),
         ("pixel_scale", scale.to_string()),
         ("pixel_offset", offset.to_string()),
@@ -322,10 +369,15 @@ fn metadata(net: &Network, classes: &[String], scaling: PixelScaling) -> Vec<pro
             "input",
             format!("{INPUT}: float32 N×{c}×{h}×{w}, each value = pixel byte (0-255) × pixel_scale + pixel_offset"),
         ),
-        ("outputs", format!("{LOGITS}: N×{} raw scores; {PROBABILITIES}: their softmax", classes.len())),
-        ("layers", net.spec().describe()),
-        ("spec", json(serde_json::to_string(net.spec()))),
+        ("outputs", outputs),
+        ("layers", describe(nets)),
     ];
+    if let [net] = nets {
+        entries.push(("spec", json(serde_json::to_string(net.spec()))));
+    } else {
+        let specs: Vec<_> = nets.iter().map(|n| n.spec()).collect();
+        entries.push(("members", json(serde_json::to_string(&specs))));
+    }
     entries
         .into_iter()
         .map(|(k, v)| proto::StringStringEntryProto { key: Some(k.to_string()), value: Some(v) })
@@ -363,21 +415,27 @@ pub fn float(name: &str, value: f32) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(1), f: Some(value), ..Default::default() }
 }
 
-/// The graph being built: nodes, initializers, and the network's tensors by name.
+/// The graph being built: nodes, initializers, and the tensors by name of the network whose
+/// nodes are being added.
+#[derive(Default)]
 pub struct Graph {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     weights: HashMap<String, Tensor>,
     /// The LoRA scale (alpha / rank) while the network has adapters.
     lora_scale: Option<f64>,
+    /// What the network's initializer names start with (`m2.` for an ensemble's second member).
+    member: String,
 }
 
 impl Graph {
-    /// A builder over a copy of `net`'s tensors.
-    fn new(net: &Network) -> Result<Graph> {
-        let weights = net.snapshot()?.into_iter().collect();
-        let lora_scale = net.lora().map(|c| c.scale());
-        Ok(Graph { nodes: Vec::new(), initializers: Vec::new(), weights, lora_scale })
+    /// Adds the nodes of `net` from now on: over a copy of its tensors, their initializers
+    /// named `member` then the tensor's name.
+    fn enter(&mut self, net: &Network, member: String) -> Result<()> {
+        self.weights = net.snapshot()?.into_iter().collect();
+        self.lora_scale = net.lora().map(|c| c.scale());
+        self.member = member;
+        Ok(())
     }
 
     /// Adds a node of `op` on `inputs`; returns its output's name.
@@ -406,16 +464,17 @@ impl Graph {
         Ok(t.to_device(&Device::Cpu)?)
     }
 
-    /// Stores `tensor` as the initializer `name`; returns the name.
+    /// Stores `tensor` as the initializer `name` (after the member's prefix); returns its name.
     fn initializer(&mut self, name: &str, tensor: &Tensor) -> Result<String> {
         let float_data = tensor.flatten_all()?.to_vec1::<f32>()?;
+        let name = format!("{}{name}", self.member);
         self.initializers.push(TensorProto {
             dims: tensor.dims().iter().map(|&d| d as i64).collect(),
             data_type: Some(FLOAT),
             float_data,
-            name: Some(name.to_string()),
+            name: Some(name.clone()),
         });
-        Ok(name.to_string())
+        Ok(name)
     }
 
     /// Stores the network's tensor `name` as an initializer of the same name.
@@ -579,7 +638,7 @@ mod tests {
         assert_eq!(e.to_string(), "9 class names for a model with 10 outputs");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/m.onnx");
-        let summary = export_onnx(&path, &net, &digits(), PixelScaling::Unit).unwrap();
+        let summary = export_onnx(&path, &[&net], &digits(), PixelScaling::Unit).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len(), summary.bytes);
         assert_eq!(summary.values, net.param_count());

@@ -4,6 +4,7 @@
 
 pub mod device;
 pub mod ema;
+pub mod ensemble;
 pub mod lr_find;
 pub mod optim;
 pub mod tensors;

@@ -1092,6 +1092,27 @@ impl Evaluation {
     }
 }
 
+impl Evaluation {
+    /// The evaluation of class probabilities `probs` against the true outputs `truth`: each
+    /// prediction the [`argmax`], the loss the mean negative log of the true class's probability.
+    pub fn from_probs(probs: &[Vec<f32>], truth: &[u32], classes: usize) -> Evaluation {
+        let mut confusion = vec![vec![0usize; classes]; classes];
+        let (mut predictions, mut loss_sum) = (Vec::with_capacity(probs.len()), 0f64);
+        for (p, &t) in probs.iter().zip(truth) {
+            let predicted = argmax(p);
+            confusion[t as usize][predicted] += 1;
+            predictions.push(predicted);
+            loss_sum -= (p[t as usize].max(f32::MIN_POSITIVE) as f64).ln();
+        }
+        Evaluation::new(confusion, predictions, loss_sum)
+    }
+}
+
+/// The index of the largest value (the last of equal largest ones); 0 for an empty slice.
+pub fn argmax(p: &[f32]) -> usize {
+    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+}
+
 /// Class probabilities (softmax) of each image of `images` (model-sized, bytes, scaled by
 /// `scaling`), 256 at a time.
 pub fn predict_probs(net: &Network, images: &[u8], scaling: PixelScaling) -> Result<Vec<Vec<f32>>> {

@@ -51,18 +51,9 @@ pub fn mean_probs(net: &Network, images: &[u8], scaling: PixelScaling) -> Result
 /// negative log of the probability they give the true class.
 pub fn evaluate(net: &Network, split: &Split, format: ImageFormat, labels: &LabelMap) -> Result<Evaluation> {
     check_split(net, split, format, labels, "evaluated")?;
-    let classes = net.classes();
     let probs = mean_probs(net, &split.pixels, format.scaling)?;
     let truth = labels.outputs(split, &(0..split.len()).collect::<Vec<_>>());
-    let mut confusion = vec![vec![0usize; classes]; classes];
-    let (mut predictions, mut loss_sum) = (Vec::with_capacity(split.len()), 0f64);
-    for (p, &t) in probs.iter().zip(&truth) {
-        let predicted = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
-        confusion[t as usize][predicted] += 1;
-        predictions.push(predicted);
-        loss_sum -= (p[t as usize].max(f32::MIN_POSITIVE) as f64).ln();
-    }
-    Ok(Evaluation::new(confusion, predictions, loss_sum))
+    Ok(Evaluation::from_probs(&probs, &truth, net.classes()))
 }
 
 #[cfg(test)]
