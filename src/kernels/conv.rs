@@ -264,32 +264,23 @@ impl Geom {
                 for kx in 0..self.kw {
                     let row = (ci * self.kh + ky) * self.kw + kx;
                     let dst = &mut col[row * ld + off..][..p];
-                    if self.stride == 1 {
-                        // Padded, stride 1: each output row reads one run of an input row,
-                        // with zeros on either side.
-                        let (lo, hi) = self.valid_cols(kx);
-                        for (oy, d) in dst.chunks_exact_mut(self.ow).enumerate() {
-                            match self.src_row(oy, ky) {
-                                Some(iy) if lo < hi => {
-                                    d[..lo].fill(0.0);
-                                    copy_run(&mut d[lo..hi], &plane[iy * self.w + lo + kx - self.pad..][..hi - lo]);
-                                    d[hi..].fill(0.0);
-                                }
-                                _ => d.fill(0.0),
-                            }
-                        }
-                        continue;
-                    }
-                    for oy in 0..self.oh {
-                        let d = &mut dst[oy * self.ow..][..self.ow];
+                    // Each output row reads every `stride`-th value of a run of an input row
+                    // (one contiguous run at stride 1), with zeros on either side.
+                    let (lo, hi) = self.valid_cols(kx);
+                    for (oy, d) in dst.chunks_exact_mut(self.ow).enumerate() {
                         match self.src_row(oy, ky) {
-                            Some(iy) => {
-                                let src = &plane[iy * self.w..][..self.w];
-                                for (ox, v) in d.iter_mut().enumerate() {
-                                    *v = self.src_col(ox, kx).map_or(0.0, |ix| src[ix]);
+                            Some(iy) if lo < hi => {
+                                d[..lo].fill(0.0);
+                                let first = iy * self.w + lo * self.stride + kx - self.pad;
+                                if self.stride == 1 {
+                                    copy_run(&mut d[lo..hi], &plane[first..][..hi - lo]);
+                                } else {
+                                    let src = plane[first..].iter().step_by(self.stride);
+                                    d[lo..hi].iter_mut().zip(src).for_each(|(d, &v)| *d = v);
                                 }
+                                d[hi..].fill(0.0);
                             }
-                            None => d.fill(0.0),
+                            _ => d.fill(0.0),
                         }
                     }
                 }
@@ -328,26 +319,12 @@ impl Geom {
                 for kx in 0..self.kw {
                     let row = (ci * self.kh + ky) * self.kw + kx;
                     let src = &col[row * ld + off..][..p];
-                    if self.stride == 1 {
-                        let (lo, hi) = self.valid_cols(kx);
-                        for (oy, s) in src.chunks_exact(self.ow).enumerate() {
-                            if let (Some(iy), true) = (self.src_row(oy, ky), lo < hi) {
-                                let d = &mut plane[iy * self.w + lo + kx - self.pad..][..hi - lo];
-                                d.iter_mut().zip(&s[lo..hi]).for_each(|(d, v)| *d += v);
-                            }
-                        }
-                        continue;
-                    }
-                    for oy in 0..self.oh {
-                        let Some(iy) = self.src_row(oy, ky) else {
-                            continue;
-                        };
-                        let s = &src[oy * self.ow..][..self.ow];
-                        let dst = &mut plane[iy * self.w..][..self.w];
-                        for (ox, v) in s.iter().enumerate() {
-                            if let Some(ix) = self.src_col(ox, kx) {
-                                dst[ix] += v;
-                            }
+                    let (lo, hi) = self.valid_cols(kx);
+                    for (oy, s) in src.chunks_exact(self.ow).enumerate() {
+                        if let (Some(iy), true) = (self.src_row(oy, ky), lo < hi) {
+                            let first = iy * self.w + lo * self.stride + kx - self.pad;
+                            let d = plane[first..].iter_mut().step_by(self.stride);
+                            d.zip(&s[lo..hi]).for_each(|(d, v)| *d += v);
                         }
                     }
                 }
@@ -378,17 +355,13 @@ impl Geom {
         (oy * self.stride + ky).checked_sub(self.pad).filter(|&iy| iy < self.h)
     }
 
-    /// For stride 1: the output columns `lo..hi` whose input column at kernel column `kx` lies
-    /// inside the image (column `ox` reads input column `ox + kx - pad`).
+    /// The output columns `lo..hi` whose input column at kernel column `kx` lies inside the
+    /// image (column `ox` reads input column `ox · stride + kx - pad`).
     fn valid_cols(&self, kx: usize) -> (usize, usize) {
-        let lo = self.pad.saturating_sub(kx).min(self.ow);
-        let hi = (self.w + self.pad).saturating_sub(kx).min(self.ow);
+        let s = self.stride;
+        let lo = self.pad.saturating_sub(kx).div_ceil(s).min(self.ow);
+        let hi = (self.w + self.pad).saturating_sub(kx).div_ceil(s).min(self.ow);
         (lo, hi.max(lo))
-    }
-
-    /// The input column read by output column `ox` at kernel column `kx`, if not in the padding.
-    fn src_col(&self, ox: usize, kx: usize) -> Option<usize> {
-        (ox * self.stride + kx).checked_sub(self.pad).filter(|&ix| ix < self.w)
     }
 
     /// Writes the im2col matrix (CKK × nb·P, row stride nb·P) of a chunk of `nb` images.
