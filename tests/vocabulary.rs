@@ -9,6 +9,9 @@ use mnistlab::model::{Layer, Optimizer};
 /// spelling guesses that misled before the table).
 const CASES: &[(&str, &str, &[&str])] = &[
     ("epochs 5", "fit 5", &[]),
+    ("use_ema", "ema 0.999", &[]),
+    ("AveragedModel(model)", "ema 0.999", &[]),
+    ("VotingClassifier(estimators)", "ensemble fit 3 10", &[]),
     ("EPOCHS=5", "fit 5", &[]),
     ("num_epochs = 20", "fit 20", &[]),
     ("batch_size 32", "batch 32", &[]),

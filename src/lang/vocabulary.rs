@@ -127,6 +127,8 @@ pub const WORDS: &[Word] = &[
     word(&["gamma"], In(&["schedule"]), "mnistlab calls the step's factor `factor`", Replace("factor {N}")).n("0.5"),
     word(&["crossentropyloss", "categorical_crossentropy", "sparse_categorical_crossentropy", "cross_entropy", "nll_loss", "nllloss", "sparsecategoricalcrossentropy", "categoricalcrossentropy", "ce"], In(&["loss"]), "mnistlab's loss is `crossentropy` (over the classes, from logits)", Replace("crossentropy")),
     word(&["crossentropyloss", "categorical_crossentropy", "sparse_categorical_crossentropy", "cross_entropy", "nll_loss", "criterion"], Start, "the loss is a statement of its own", Line("loss crossentropy")),
+    word(&["use_ema", "ema_momentum", "averagedmodel", "swa_utils.averagedmodel", "exponentialmovingaverage", "get_ema_multi_avg_fn"], Anywhere, "a moving average of the weights is `ema D`: validation, the kept epoch and saved models use it", Line("ema 0.999")),
+    word(&["votingclassifier", "averaging", "model_ensemble", "ensembles"], Start, "`ensemble fit K N` trains K models and classifies with the mean of their probabilities (`ensemble add` collects models you trained)", Line("ensemble fit 3 10")),
     word(&["label_smoothing"], Anywhere, "label smoothing is `loss crossentropy smoothing S`", Line("loss crossentropy smoothing {N}")).n("0.1"),
     word(&["lr_find", "lrfinder", "lr_finder", "find_lr"], Start, "the learning-rate range test is `find lr`", Line("find lr")),
     // The model.
