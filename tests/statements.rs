@@ -535,6 +535,12 @@ fn an_ensemble_trains_scores_saves_loads_and_compares_its_members() {
     }
     let loaded = run(&mut session, &format!("ensemble load {}\nevaluate", folder.display()));
     assert_eq!(accuracy(&loaded), ensemble);
+    // An evaluation with test-time augmentation is not what `compare` records.
+    let with_tta = accuracy(&run(&mut session, "tta on\nevaluate\ntta off"));
+    assert_ne!(with_tta, ensemble);
+    let compared = tables(&run(&mut session, "compare"));
+    let last = compared.last().unwrap().rows.last().unwrap().clone();
+    assert_eq!(last[4], format!("{:.2}%", 100.0 * ensemble));
     // A model of other classes cannot join.
     run(&mut session, "filter classes 0-4\nmodel conv8 pool dense16");
     let e = error(&mut session, "ensemble add");

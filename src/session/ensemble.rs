@@ -37,12 +37,14 @@ pub(super) struct Ensemble {
 }
 
 impl Ensemble {
-    /// Keeps `evaluation` of the whole split `kind` (for `plot confusion` and `compare`).
-    pub(super) fn keep(&mut self, kind: SplitKind, evaluation: Evaluation) {
-        match kind {
-            SplitKind::Val => self.val = Some(evaluation.accuracy),
-            SplitKind::Test => self.test = Some(evaluation.accuracy),
-            SplitKind::Train => {}
+    /// Keeps `evaluation` of the whole split `kind` for `plot confusion`, and its accuracy
+    /// for `compare` unless it was made with test-time augmentation (`tta`): `compare` lists
+    /// accuracies without it, as `fit` records them.
+    pub(super) fn keep(&mut self, kind: SplitKind, evaluation: Evaluation, tta: bool) {
+        match (kind, tta) {
+            (SplitKind::Val, false) => self.val = Some(evaluation.accuracy),
+            (SplitKind::Test, false) => self.test = Some(evaluation.accuracy),
+            _ => {}
         }
         self.evaluation = Some((kind, evaluation));
     }
@@ -233,7 +235,9 @@ impl Session {
             model::training::ensemble::evaluate(&nets, val, format, (batch, tta), &labels)
         })?;
         out(Event::Text(format!("the ensemble on val: loss {:.4} - accuracy {}", e.loss, pct(e.accuracy))));
-        self.training.ensemble.val = Some(e.accuracy);
+        if !tta {
+            self.training.ensemble.val = Some(e.accuracy);
+        }
         Ok(())
     }
 

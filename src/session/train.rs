@@ -412,10 +412,12 @@ impl Session {
         let evaluation = self.score_test(net, format, &labels)?;
         report_run(&history, evaluation.as_ref(), out);
         tracker.finish(self, history.epochs.len(), evaluation.as_ref(), out);
+        let augmented = if self.augmentation.is_some() { ", augmented" } else { "" };
+        let averaged = config.ema.map_or(String::new(), |d| format!(", ema {d}"));
         let record = RunRecord {
             model: state.origin.clone(),
-            data: format!("{}, {} train", data_name(dataset), train.len()),
-            tuning: trained,
+            data: format!("{}, {} train{augmented}", data_name(dataset), train.len()),
+            tuning: format!("{trained}{averaged}"),
             trainable,
             epochs: history.epochs.len(),
             seconds,
@@ -643,12 +645,14 @@ impl Session {
             )));
             return Ok(());
         }
+        let tta = self.training.tta;
         if ensemble {
-            self.training.ensemble.keep(kind, evaluation);
+            self.training.ensemble.keep(kind, evaluation, tta);
             return Ok(());
         }
         let state = self.training.model.as_mut().expect("evaluated");
-        if let (SplitKind::Test, Some(run)) = (kind, state.run) {
+        // `compare` lists accuracies without test-time augmentation, as `fit` records them.
+        if let (SplitKind::Test, Some(run), false) = (kind, state.run, tta) {
             self.training.runs[run].test = Some(evaluation.accuracy);
         }
         state.evaluation = Some((kind, evaluation));

@@ -126,7 +126,7 @@ fn merge(input: &str) -> Res<'_, StatementKind> {
 const COMPARE: StatementDoc = StatementDoc {
     keyword: "compare",
     synopsis: &["compare"],
-    summary: "Table of this session's training runs: model, data, what was frozen or adapted, trainable parameters, epochs, seconds, best validation and test accuracy (the test split is evaluated at the end of each `fit`); runs that differ only by seed are also summarized as mean (min–max).",
+    summary: "Table of this session's training runs: model, data (and whether it was augmented), what was frozen or adapted (and the moving average's decay with `ema`), trainable parameters, epochs, seconds, best validation and test accuracy (the test split is evaluated at the end of each `fit`, and again by `evaluate test`, but not with `tta on`); runs that differ only by seed are also summarized as mean (min–max); with an ensemble, its members and the ensemble's own accuracy.",
     words: &[],
     numbers: &[],
     example: "compare",
