@@ -185,7 +185,9 @@ impl Session {
         patience: Option<usize>,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), SessionError> {
-        let spec = self.model_for("ensemble fit")?.net.spec().clone();
+        // Refused before the current model is replaced: without data, or with a spec that does
+        // not fit the memory budget at this batch size.
+        let spec = self.training_inputs("ensemble fit")?.state.net.spec().clone();
         let base = self.seed;
         let mut trained = 0;
         for k in 0..members {

@@ -450,7 +450,7 @@ impl Session {
     /// What a statement that trains (`what`: `fit`, `find lr`) needs, or why it cannot run: the
     /// data, the model, the label map between them, a non-empty train split, and memory for a
     /// training batch.
-    fn training_inputs(&self, what: &str) -> Result<TrainingInputs<'_>, SessionError> {
+    pub(super) fn training_inputs(&self, what: &str) -> Result<TrainingInputs<'_>, SessionError> {
         let dataset = self.dataset.as_ref().ok_or_else(|| format!("{what} needs data: run `load mnist` first"))?;
         let state = self.model_for(what)?;
         let labels = label_map(&state.classes, dataset)?;
@@ -1042,9 +1042,9 @@ impl Session {
 }
 
 /// What [`Session::training_inputs`] gathers for a statement that trains.
-struct TrainingInputs<'a> {
+pub(super) struct TrainingInputs<'a> {
     dataset: &'a Dataset,
-    state: &'a ModelState,
+    pub(super) state: &'a ModelState,
     labels: model::LabelMap,
     train: &'a Split,
 }
