@@ -251,16 +251,18 @@ fn end_to_end() {
         scripts[1].1.display(),
         load_average().unwrap_or(f64::NAN)
     );
+    let texts: Vec<String> = scripts
+        .iter()
+        .map(|(_, path)| std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect();
     // One untimed run of each first: the first run of a binary on a cold page cache is slower.
-    for (name, path) in &scripts {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let _ = run_script(&seeded(&text, name, 1));
+    for ((name, _), text) in scripts.iter().zip(&texts) {
+        let _ = run_script(&seeded(text, name, 1));
     }
     let mut totals = [0.0f64; 2];
     for seed in 1..=4 {
-        for (i, (name, path)) in scripts.iter().enumerate() {
-            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            match run_script(&seeded(&text, name, seed)) {
+        for (i, ((name, _), text)) in scripts.iter().zip(&texts).enumerate() {
+            match run_script(&seeded(text, name, seed)) {
                 Ok(run) => {
                     totals[i] += run.seconds;
                     let acc = run.accuracy.map_or("not printed".to_string(), |a| format!("{:.2}%", 100.0 * a));

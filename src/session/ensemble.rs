@@ -1,18 +1,16 @@
 //! Session arm of `ensemble`: the members collected so far, whether evaluation uses them, and
 //! what classifies for `evaluate`, `predict`, `predictions`, `show mistakes` and `export onnx`.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::classes::label_map;
+use super::runs::pct;
 use super::{Event, Session, SessionError, Table};
 use crate::data::{PixelScaling, SplitKind};
 use crate::lang::{EnsembleAction, ModelChoice};
+use crate::model::files::ensemble::MemberRef;
 use crate::model::{self, Evaluation, Network};
-
-/// The list of members `ensemble save` writes beside their model files.
-const LIST: &str = "ensemble.json";
 
 /// One model of the ensemble: a copy, with what `compare` says of it.
 pub(super) struct Member {
@@ -48,13 +46,6 @@ impl Ensemble {
         }
         self.evaluation = Some((kind, evaluation));
     }
-}
-
-/// The list `ensemble save` writes: the member files in order.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Saved {
-    /// File names, relative to the folder.
-    members: Vec<String>,
 }
 
 /// What classifies: the ensemble's members when it is on, else the current model alone.
@@ -100,26 +91,7 @@ impl Session {
     pub(super) fn ensemble(&mut self, action: &EnsembleAction, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         match action {
             EnsembleAction::Show => self.ensemble_show(out),
-            EnsembleAction::Add => {
-                let state = self.model_for("ensemble add")?;
-                let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
-                let member = Member {
-                    net: state.net.try_clone()?,
-                    classes: state.classes.clone(),
-                    scaling,
-                    origin: state.origin.clone(),
-                    run: state.run,
-                };
-                self.join(member)?;
-                let ensemble = &self.training.ensemble;
-                out(Event::Text(format!(
-                    "ensemble: {} member{}{}",
-                    ensemble.members.len(),
-                    if ensemble.members.len() == 1 { "" } else { "s" },
-                    if ensemble.on { "" } else { " (`ensemble on` makes evaluate, predict and export use it)" }
-                )));
-                Ok(())
-            }
+            EnsembleAction::Add => self.ensemble_add(out),
             EnsembleAction::Fit { members, epochs, patience } => self.ensemble_fit(*members, *epochs, *patience, out),
             EnsembleAction::Use(on) => {
                 if *on && self.training.ensemble.members.is_empty() {
@@ -198,7 +170,7 @@ impl Session {
                 .and_then(|()| self.fit(epochs, patience, None, out));
             self.seed = base;
             result?;
-            self.action_add(out)?;
+            self.ensemble_add(out)?;
             trained += 1;
             if self.interrupt.load(Ordering::SeqCst) {
                 out(Event::Warning(format!("interrupted: {trained} of {members} members trained and added")));
@@ -209,9 +181,26 @@ impl Session {
         self.evaluate(Some(SplitKind::Test), None, out)
     }
 
-    /// `ensemble add` as a step of `ensemble fit`.
-    fn action_add(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
-        self.ensemble(&EnsembleAction::Add, out)
+    /// `ensemble add`: a copy of the current model joins.
+    fn ensemble_add(&mut self, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
+        let state = self.model_for("ensemble add")?;
+        let scaling = state.scaling.or(self.dataset.as_ref().map(|d| d.scaling)).unwrap_or(PixelScaling::Unit);
+        let member = Member {
+            net: state.net.try_clone()?,
+            classes: state.classes.clone(),
+            scaling,
+            origin: state.origin.clone(),
+            run: state.run,
+        };
+        self.join(member)?;
+        let ensemble = &self.training.ensemble;
+        out(Event::Text(format!(
+            "ensemble: {} member{}{}",
+            ensemble.members.len(),
+            if ensemble.members.len() == 1 { "" } else { "s" },
+            if ensemble.on { "" } else { " (`ensemble on` makes evaluate, predict and export use it)" }
+        )));
+        Ok(())
     }
 
     /// `ensemble`: each member with its run's accuracies, and the ensemble's on the validation
@@ -243,62 +232,39 @@ impl Session {
         Ok(())
     }
 
-    /// `ensemble save DIR`: each member as a model file (`member-K.safetensors`, as `save
-    /// model` writes it) and their list, all written or none.
+    /// `ensemble save DIR`: each member as a model file and their list, all written or none
+    /// (see [`model::files::ensemble`]).
     fn ensemble_save(&mut self, dir: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let members = &self.training.ensemble.members;
         if members.is_empty() {
             return Err("the ensemble has no members to save (`ensemble add`, `ensemble fit K N`)".into());
         }
-        let dir = crate::write::folder_target(dir, crate::write::Place::OutsideCache)?;
-        let names: Vec<String> = (1..=members.len()).map(|k| format!("member-{k}.safetensors")).collect();
-        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::with_capacity(members.len() + 1);
-        for (m, name) in members.iter().zip(&names) {
-            let mut extra = BTreeMap::new();
-            extra.insert("origin".to_string(), m.origin.clone());
-            files.push((dir.join(name), model::files::checkpoint::model_bytes(&m.net, &m.classes, m.scaling, &extra)?));
-        }
-        let list = serde_json::to_vec_pretty(&Saved { members: names }).expect("plain data always serializes");
-        files.push((dir.join(LIST), list));
-        let borrowed: Vec<(PathBuf, &[u8])> = files.iter().map(|(p, b)| (p.clone(), b.as_slice())).collect();
-        crate::write::write_files(&borrowed, crate::write::Place::OutsideCache)?;
+        let refs: Vec<MemberRef<'_>> = members
+            .iter()
+            .map(|m| MemberRef { net: &m.net, classes: &m.classes, scaling: m.scaling, origin: &m.origin })
+            .collect();
+        let dir = model::files::ensemble::save_ensemble(dir, &refs)?;
         out(Event::Text(format!("saved the ensemble of {} to {}", members.len(), dir.display())));
         Ok(())
     }
 
     /// `ensemble load DIR`: the members `ensemble save` wrote, replacing the ensemble's; on.
+    /// Nothing changes when a member cannot be read or join.
     fn ensemble_load(&mut self, dir: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
-        let list_path = dir.join(LIST);
-        let bytes = crate::budget::read_file(&list_path)?;
-        let saved: Saved = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}: not a list written by `ensemble save`: {e}", list_path.display()))?;
-        if saved.members.is_empty() {
-            return Err(format!("{}: the list names no member", list_path.display()).into());
-        }
+        let loaded = model::files::ensemble::load_ensemble(dir, &self.training.device)?;
+        let count = loaded.len();
         let old = std::mem::take(&mut self.training.ensemble);
-        let loaded = (|| -> Result<(), SessionError> {
-            for name in &saved.members {
-                if name.contains('/') || name.contains('\\') || name.starts_with('.') {
-                    return Err(
-                        format!("{}: member `{name}` is not a file name in the folder", list_path.display()).into()
-                    );
-                }
-                let path = dir.join(name);
-                let (net, meta) = model::files::checkpoint::load_model(&path, &self.training.device)?;
-                let origin = meta.extra.get("origin").cloned().unwrap_or_else(|| name.clone());
-                self.join(Member { net, classes: meta.classes, scaling: meta.scaling, origin, run: None })?;
+        for (net, meta, origin) in loaded {
+            if let Err(e) = self.join(Member { net, classes: meta.classes, scaling: meta.scaling, origin, run: None }) {
+                self.training.ensemble = old;
+                return Err(e);
             }
-            Ok(())
-        })();
-        if let Err(e) = loaded {
-            self.training.ensemble = old;
-            return Err(e);
         }
         self.training.ensemble.on = true;
         let first = &self.training.ensemble.members[0];
         out(Event::Text(format!(
             "loaded an ensemble of {} from {} ({} classes, inputs scaled as {}); ensemble on",
-            saved.members.len(),
+            count,
             dir.display(),
             first.classes.len(),
             first.scaling.describe()
@@ -342,8 +308,4 @@ impl Session {
         }
         table
     }
-}
-
-fn pct(x: f32) -> String {
-    format!("{:.2}%", 100.0 * x)
 }

@@ -89,7 +89,8 @@ pub(super) fn tuning(net: &Network, body_lr: Option<f64>) -> String {
     text
 }
 
-fn pct(x: f32) -> String {
+/// `x` as a percentage with two decimals: `99.12%`.
+pub(super) fn pct(x: f32) -> String {
     format!("{:.2}%", 100.0 * x)
 }
 

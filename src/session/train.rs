@@ -9,7 +9,7 @@ use candle_core::Device;
 
 use super::classes::{label_map, present_classes};
 use super::ensemble::{Ensemble, Scorer};
-use super::runs::{data_name, history_facts, kept_epoch, tuning, RunRecord};
+use super::runs::{data_name, history_facts, kept_epoch, pct, tuning, RunRecord};
 use super::{Event, Image, Progress, Session, SessionError, Table, Task};
 use crate::data::{self, Dataset, ImageFormat, PixelScaling, Split, SplitKind};
 use crate::lang::{self, ModelChoice, OptimizerSpec, PlotKind};
@@ -90,10 +90,6 @@ fn spec_from_words(choice: &ModelChoice) -> Result<ModelSpec, SessionError> {
         }),
         ModelChoice::Layers(spec) => Ok(spec.clone()),
     }
-}
-
-fn pct(x: f32) -> String {
-    format!("{:.2}%", 100.0 * x)
 }
 
 impl Session {

@@ -2,6 +2,7 @@
 //! export, histories (CSV, JSON) and TensorBoard runs.
 
 pub mod checkpoint;
+pub mod ensemble;
 pub mod history_file;
 pub mod onnx;
 pub mod resume;

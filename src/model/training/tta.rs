@@ -3,10 +3,10 @@
 //! its class probabilities are the mean of the five softmaxes. The views are fixed, so the
 //! results repeat exactly; nothing is drawn at random.
 
-use crate::data::{ImageFormat, PixelScaling, Split};
+use crate::data::PixelScaling;
 use crate::model::architecture::network::Network;
 use crate::model::error::Result;
-use crate::model::training::train::{check_split, predict_probs, Evaluation, LabelMap};
+use crate::model::training::train::predict_probs;
 
 /// The views: the image itself, then shifted by (columns, rows).
 pub const SHIFTS: [(i32, i32); 5] = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)];
@@ -46,22 +46,13 @@ pub fn mean_probs(net: &Network, images: &[u8], scaling: PixelScaling) -> Result
     Ok(sum)
 }
 
-/// [`evaluate_mapped`](crate::model::training::train::evaluate_mapped) with test-time
-/// augmentation: predictions are the argmax of [`mean_probs`], and the loss is the mean
-/// negative log of the probability they give the true class.
-pub fn evaluate(net: &Network, split: &Split, format: ImageFormat, labels: &LabelMap) -> Result<Evaluation> {
-    check_split(net, split, format, labels, "evaluated")?;
-    let probs = mean_probs(net, &split.pixels, format.scaling)?;
-    let truth = labels.outputs(split, &(0..split.len()).collect::<Vec<_>>());
-    Ok(Evaluation::from_probs(&probs, &truth, net.classes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use crate::model::architecture::spec::preset;
     use crate::model::training::train::tests::{mnist, mnist_format};
+    use crate::model::training::train::LabelMap;
     use candle_core::Device;
 
     #[test]
@@ -84,7 +75,10 @@ mod tests {
                 assert!((v - want).abs() < 1e-6);
             }
         }
-        let e = evaluate(&net, &test, mnist_format(scaling), &LabelMap::identity()).unwrap();
+        // Evaluated with test-time augmentation (a network alone is an ensemble of one).
+        let format = mnist_format(scaling);
+        let e = crate::model::training::ensemble::evaluate(&[&net], &test, format, (32, true), &LabelMap::identity())
+            .unwrap();
         assert_eq!(e.predictions.len(), 40);
         for (p, &predicted) in probs.iter().zip(&e.predictions) {
             assert!(p.iter().all(|&v| v <= p[predicted]));
