@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{AdamW, Conv2d, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use mnistlab::kernels;
+use mnistlab::kernels::{self, Precision};
 use rand::{Rng, SeedableRng};
 
 mod common;
@@ -43,7 +43,7 @@ impl Net {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = if self.fast {
-            let conv = |x: &Tensor, c: &Conv2d| kernels::conv2d(x, c.weight(), c.bias(), 0, 1, true);
+            let conv = |x: &Tensor, c: &Conv2d| kernels::conv2d(x, c.weight(), c.bias(), (0, 1, true), Precision::F32);
             let x = kernels::max_pool2d(&conv(x, &self.c1)?, 2)?;
             let x = kernels::max_pool2d(&conv(&x, &self.c2)?, 2)?;
             conv(&x, &self.c3)?
@@ -167,14 +167,14 @@ fn layer_times(batch: usize) -> Result<()> {
     let layers: [(&str, &dyn Fn() -> Result<Tensor>); 8] = [
         // candle's autograd bookkeeping alone on a conv1-sized activation, for comparison.
         ("copy1", &|| p1.affine(1.0, 0.0)),
-        ("conv1", &|| kernels::conv2d(&x1, &w1, Some(&b1), 0, 1, true)),
+        ("conv1", &|| kernels::conv2d(&x1, &w1, Some(&b1), (0, 1, true), Precision::F32)),
         ("pool1", &|| kernels::max_pool2d(&p1, 2)),
-        ("conv2", &|| kernels::conv2d(&x2, &w2, Some(&b2), 0, 1, true)),
+        ("conv2", &|| kernels::conv2d(&x2, &w2, Some(&b2), (0, 1, true), Precision::F32)),
         ("pool2", &|| kernels::max_pool2d(&p2, 2)),
-        ("conv3", &|| kernels::conv2d(&x3, &w3, Some(&b3), 0, 1, true)),
+        ("conv3", &|| kernels::conv2d(&x3, &w3, Some(&b3), (0, 1, true), Precision::F32)),
         // The fused convolution + ReLU + pooling the networks use.
-        ("conv1+pool", &|| kernels::conv2d_pool(&x1, &w1, Some(&b1), (0, 1, true), 2)),
-        ("conv2+pool", &|| kernels::conv2d_pool(&x2, &w2, Some(&b2), (0, 1, true), 2)),
+        ("conv1+pool", &|| kernels::conv2d_pool(&x1, &w1, Some(&b1), (0, 1, true), 2, Precision::F32)),
+        ("conv2+pool", &|| kernels::conv2d_pool(&x2, &w2, Some(&b2), (0, 1, true), 2, Precision::F32)),
     ];
     for (name, f) in layers {
         let fwd = millis(f)?;

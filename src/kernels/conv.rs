@@ -8,7 +8,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 use rayon::prelude::*;
 
 use super::winograd::{Planes, Winograd};
-use super::{cpu_f32, f32_slice, lane_sum, matmul, matmul_add, with_f32, with_scratch};
+use super::{Precision, cpu_f32, f32_slice, lane_sum, matmul, matmul_add, with_f32, with_scratch};
 
 /// Input channels (output channels, for the input gradient) from which a padded 3 × 3
 /// stride-1 convolution runs in Winograd form.
@@ -25,17 +25,23 @@ const SCRATCH_BUDGET_BYTES: usize = 1 << 20;
 /// with `padding` zeros on every side and the same `stride` in both directions; `relu` applies a
 /// ReLU to the result. Gradients flow to `x`, `w` and `b`; the gradient of `x` is only computed
 /// when `x` is tracked (a variable or the result of tracked operations), so the data input of a
-/// network costs nothing in the backward pass. f32 on the CPU uses the fast kernels; any other
-/// device or dtype uses candle's `conv2d`.
-pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize, stride: usize, relu: bool) -> Result<Tensor> {
-    conv(x, w, b, ConvSettings { padding, stride, relu, ..ConvSettings::default() })
+/// network costs nothing in the backward pass. The products run in `precision`. f32 on the CPU
+/// uses the fast kernels; any other device or dtype uses candle's `conv2d`.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    (padding, stride, relu): (usize, usize, bool),
+    precision: Precision,
+) -> Result<Tensor> {
+    conv(x, w, b, ConvSettings { padding, stride, relu, pool: None, precision })
 }
 
 /// [`conv2d`] with `padding`, `stride` and (when `relu`) ReLU, then `k` × `k` max-pooling with
 /// stride `k` (rows and columns that do not fill a window are dropped), as one operation: the
 /// unpooled activations never become a tensor, and the backward pass scatters the pooled
 /// gradient straight into the convolution's. Equals
-/// `max_pool2d(&conv2d(x, w, b, padding, stride, relu)?, k)`; the plan calls it
+/// `max_pool2d(&conv2d(x, w, b, (padding, stride, relu), precision)?, k)`; the plan calls it
 /// `conv2d_relu_pool` with ReLU, `conv2d_pool` without.
 pub fn conv2d_pool(
     x: &Tensor,
@@ -43,29 +49,25 @@ pub fn conv2d_pool(
     b: Option<&Tensor>,
     (padding, stride, relu): (usize, usize, bool),
     k: usize,
+    precision: Precision,
 ) -> Result<Tensor> {
-    conv(x, w, b, ConvSettings { padding, stride, relu, pool: Some(k) })
+    conv(x, w, b, ConvSettings { padding, stride, relu, pool: Some(k), precision })
 }
 
 /// How a convolution runs, as candle's `Conv2dConfig` says it: zero padding on every side, the
-/// stride in both directions, a ReLU after the bias, and a `pool` × `pool` max-pool after that.
+/// stride in both directions, a ReLU after the bias, and a `pool` × `pool` max-pool after that;
+/// and what its products compute in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ConvSettings {
     padding: usize,
     stride: usize,
     relu: bool,
     pool: Option<usize>,
-}
-
-impl Default for ConvSettings {
-    /// Unpadded, stride 1, no ReLU, no pooling.
-    fn default() -> ConvSettings {
-        ConvSettings { padding: 0, stride: 1, relu: false, pool: None }
-    }
+    precision: Precision,
 }
 
 fn conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, settings: ConvSettings) -> Result<Tensor> {
-    let ConvSettings { padding, stride, relu, pool } = settings;
+    let ConvSettings { padding, stride, relu, pool, precision } = settings;
     let g = Geom::new(x.dims(), w.dims(), padding, stride)?;
     if let Some(b) = b {
         if b.dims() != [g.o] {
@@ -89,7 +91,7 @@ fn conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, settings: ConvSettings) -> R
             None => Ok(y),
         };
     }
-    let op = Conv { padding, stride, relu, pool, argmax: OnceLock::new() };
+    let op = Conv { padding, stride, relu, pool, precision, argmax: OnceLock::new() };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     match b {
         Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
@@ -123,6 +125,8 @@ pub(super) struct Geom {
     stride: usize,
     oh: usize,
     ow: usize,
+    /// What the products compute in: f32 unless [`Geom::in_precision`] says otherwise.
+    precision: Precision,
 }
 
 impl Geom {
@@ -156,7 +160,13 @@ impl Geom {
             stride,
             oh: (h + 2 * pad - kh) / stride + 1,
             ow: (wd + 2 * pad - kw) / stride + 1,
+            precision: Precision::F32,
         })
+    }
+
+    /// The same convolution with its products in `precision`.
+    pub(super) fn in_precision(self, precision: Precision) -> Self {
+        Geom { precision, ..self }
     }
 
     /// The output's shape (N, O, OH, OW), before any pooling.
@@ -455,11 +465,11 @@ impl Geom {
         let ld = nb * p;
         with_scratch(&SCRATCH, if wino.is_some() { 0 } else { ckk * ld }, o * ld, |col, out| {
             match wino {
-                Some((wg, u)) => wg.run(nb, u, (x, self.x_planes()), (out, Planes { image: p, channel: ld })),
+                Some((wg, u)) => wg.run(self.precision, nb, u, (x, self.x_planes()), (out, Planes { image: p, channel: ld })),
                 None => {
                     self.im2col_chunk(x, col);
                     // out (o × ld) = w (o × ckk) · col (ckk × ld), all row-major.
-                    matmul(o, ld, ckk, (out, ld, 1), (w, ckk, 1), (col, ld, 1));
+                    matmul(self.precision, (o, ld, ckk), (out, ld, 1), (w, ckk, 1), (col, ld, 1));
                 }
             }
             let finish = |v: f32, bias: f32| if relu { (v + bias).max(0.0) } else { v + bias };
@@ -532,14 +542,14 @@ impl Geom {
                         if want_w {
                             let (dw, db) = acc.split_at_mut(weights);
                             match &wino_w {
-                                Some(wf) => wf.weight_products(m, (xc, self.x_planes()), (dyc, dy_at), dw),
+                                Some(wf) => wf.weight_products(self.precision, m, (xc, self.x_planes()), (dyc, dy_at), dw),
                                 None => {
                                     self.im2col_chunk(xc, col);
                                     // dw += dyc (o × ld) · colᵀ (ld × ckk, read from col with
                                     // swapped strides), written transposed (column stride o): gemm
                                     // then packs the O × ld output gradient instead of the CKK × ld
                                     // im2col matrix, several times larger.
-                                    matmul_add(o, ckk, ld, (dw, 1, o), (dyc, ld, 1), (col, 1, ld));
+                                    matmul_add(self.precision, (o, ckk, ld), (dw, 1, o), (dyc, ld, 1), (col, 1, ld));
                                 }
                             }
                             for (d, row) in db.iter_mut().zip(dyc.chunks_exact(ld)) {
@@ -549,10 +559,10 @@ impl Geom {
                         if let Some((wg, u)) = &wino {
                             // Every value of the chunk's input gradient, written by the transposed
                             // convolution in Winograd form.
-                            wg.run(m, u, (dyc, dy_at), (dxc, self.x_planes()));
+                            wg.run(self.precision, m, u, (dyc, dy_at), (dxc, self.x_planes()));
                         } else if want_x {
                             // col (ckk × ld) = wᵀ (ckk × o, read from w with swapped strides) · dyc.
-                            matmul(ckk, ld, o, (col, ld, 1), (w, 1, ckk), (dyc, ld, 1));
+                            matmul(self.precision, (ckk, ld, o), (col, ld, 1), (w, 1, ckk), (dyc, ld, 1));
                             for (i, img) in dxc.chunks_exact_mut(self.x_len()).enumerate() {
                                 self.col2im(col, ld, i * p, img, short.as_deref());
                             }
@@ -634,6 +644,8 @@ struct Conv {
     relu: bool,
     /// The pooling window, if the output is max-pooled.
     pool: Option<usize>,
+    /// What the products compute in.
+    precision: Precision,
     /// For a pooled output: the offset of every maximum in its OH × OW plane.
     argmax: OnceLock<Vec<u32>>,
 }
@@ -645,7 +657,7 @@ impl Conv {
         w: (&CpuStorage, &Layout),
         b: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(x.1.dims(), w.1.dims(), self.padding, self.stride)?;
+        let g = Geom::new(x.1.dims(), w.1.dims(), self.padding, self.stride)?.in_precision(self.precision);
         let xs = f32_slice("conv2d", x.0, x.1)?;
         let ws = f32_slice("conv2d", w.0, w.1)?;
         let bs = b.map(|(s, l)| f32_slice("conv2d", s, l)).transpose()?;
@@ -676,7 +688,7 @@ impl Conv {
             return Ok((None, None, None));
         }
         let name = "fast-conv2d backward";
-        let g = Geom::new(x.dims(), w.dims(), self.padding, self.stride)?;
+        let g = Geom::new(x.dims(), w.dims(), self.padding, self.stride)?.in_precision(self.precision);
         let grad = grad.contiguous()?;
         let (acc, dx) = with_f32(name, &grad, |dy| {
             with_f32(name, res, |r| {
@@ -755,6 +767,7 @@ impl CustomOp3 for Conv {
 #[cfg(test)]
 mod tests {
     use super::{conv2d, conv2d_pool};
+    use crate::kernels::Precision;
     use crate::kernels::test_util::{random, rel_err};
     use candle_core::{DType, Result, Tensor, Var};
 
@@ -805,7 +818,7 @@ mod tests {
         let w = Var::from_tensor(&(random(&[o, c, k, k], 2)? * 0.3)?)?;
         let b = Var::from_tensor(&random(&[o], 3)?)?;
         let b_arg = bias.then_some(b.as_tensor());
-        let fast = conv2d(&x, &w, b_arg, pad, stride, relu)?;
+        let fast = conv2d(&x, &w, b_arg, (pad, stride, relu), Precision::F32)?;
         let slow = reference(&x, &w, b_arg, pad, stride, relu)?;
         let err = rel_err(&fast, &slow)?;
         assert!(err <= TOL, "{what}: forward relative error {err}");
@@ -874,8 +887,8 @@ mod tests {
         let x = Var::from_tensor(&crate::kernels::test_util::distinct(&[n, c, side, side], 31)?)?;
         let w = Var::from_tensor(&(random(&[o, c, 3, 3], 32)? * 0.3)?)?;
         let b = Var::from_tensor(&(random(&[o], 33)? * 0.2)?)?;
-        let fused = conv2d_pool(&x, &w, Some(&b), (pad, 1, true), k)?;
-        let plain = crate::kernels::max_pool2d(&conv2d(&x, &w, Some(&b), pad, 1, true)?, k)?;
+        let fused = conv2d_pool(&x, &w, Some(&b), (pad, 1, true), k, Precision::F32)?;
+        let plain = crate::kernels::max_pool2d(&conv2d(&x, &w, Some(&b), (pad, 1, true), Precision::F32)?, k)?;
         assert_eq!(fused.dims(), plain.dims(), "{what}");
         assert_eq!(rel_err(&fused, &plain)?, 0.0, "{what}: forward");
         let zeros = fused.eq(0f32)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
@@ -902,11 +915,11 @@ mod tests {
         let x = random(&[33, 4, 12, 12], 35)?;
         let w = Var::from_tensor(&random(&[8, 4, 3, 3], 36)?)?;
         let run = || -> Result<Vec<f32>> {
-            let g = conv2d_pool(&x, &w, None, (0, 1, true), 2)?.sum_all()?.backward()?;
+            let g = conv2d_pool(&x, &w, None, (0, 1, true), 2, Precision::F32)?.sum_all()?.backward()?;
             g.get(&w).expect("weight gradient").flatten_all()?.to_vec1::<f32>()
         };
         assert_eq!(run()?, run()?);
-        let e = conv2d_pool(&x, &w, None, (0, 1, true), 11).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = conv2d_pool(&x, &w, None, (0, 1, true), 11, Precision::F32).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("does not fit"), "{e}");
         Ok(())
     }
@@ -916,8 +929,8 @@ mod tests {
         let x = random(&[4, 3, 10, 10], 5)?;
         let w = random(&[8, 3, 3, 3], 6)?;
         let b = random(&[8], 7)?;
-        let fused = conv2d(&x, &w, Some(&b), 1, 1, true)?;
-        let plain = conv2d(&x, &w, Some(&b), 1, 1, false)?.relu()?;
+        let fused = conv2d(&x, &w, Some(&b), (1, 1, true), Precision::F32)?;
+        let plain = conv2d(&x, &w, Some(&b), (1, 1, false), Precision::F32)?.relu()?;
         assert_eq!(fused.dims(), [4, 8, 10, 10]);
         assert_eq!(fused.flatten_all()?.to_vec1::<f32>()?, plain.flatten_all()?.to_vec1::<f32>()?);
         let zeros = fused.eq(0f32)?.to_dtype(DType::F32)?.sum_all()?;
@@ -930,7 +943,7 @@ mod tests {
         let x = random(&[2, 1, 6, 6], 8)?;
         let w = Var::from_tensor(&random(&[4, 1, 3, 3], 9)?)?;
         let b = Var::from_tensor(&random(&[4], 10)?)?;
-        let grads = conv2d(&x, &w, Some(&b), 0, 1, false)?.sum_all()?.backward()?;
+        let grads = conv2d(&x, &w, Some(&b), (0, 1, false), Precision::F32)?.sum_all()?.backward()?;
         assert!(grads.get(&x).is_none());
         assert!(grads.get(&w).is_some() && grads.get(&b).is_some());
         Ok(())
@@ -941,7 +954,7 @@ mod tests {
         let x = random(&[2, 3, 7, 7], 11)?.to_dtype(DType::F64)?;
         let w = random(&[5, 3, 3, 3], 12)?.to_dtype(DType::F64)?;
         let b = random(&[5], 13)?.to_dtype(DType::F64)?;
-        let y = conv2d(&x, &w, Some(&b), 1, 2, true)?;
+        let y = conv2d(&x, &w, Some(&b), (1, 2, true), Precision::F32)?;
         assert_eq!(y.dtype(), DType::F64);
         let r = reference(&x, &w, Some(&b), 1, 2, true)?;
         let diff = (y - r)?.abs()?.max_all()?.to_scalar::<f64>()?;
@@ -953,13 +966,13 @@ mod tests {
     fn rejects_bad_shapes() -> Result<()> {
         let x = random(&[2, 3, 7, 7], 14)?;
         let msg = |r: Result<Tensor>| r.err().map(|e| e.to_string()).unwrap_or_default();
-        let e = msg(conv2d(&x, &random(&[5, 4, 3, 3], 15)?, None, 0, 1, false));
+        let e = msg(conv2d(&x, &random(&[5, 4, 3, 3], 15)?, None, (0, 1, false), Precision::F32));
         assert!(e.contains("3 channels") && e.contains("expects 4"), "{e}");
-        let e = msg(conv2d(&x, &random(&[5, 3, 9, 9], 15)?, None, 0, 1, false));
+        let e = msg(conv2d(&x, &random(&[5, 3, 9, 9], 15)?, None, (0, 1, false), Precision::F32));
         assert!(e.contains("does not fit"), "{e}");
-        let e = msg(conv2d(&x, &random(&[5, 3, 3, 3], 15)?, Some(&random(&[4], 16)?), 0, 1, false));
+        let e = msg(conv2d(&x, &random(&[5, 3, 3, 3], 15)?, Some(&random(&[4], 16)?), (0, 1, false), Precision::F32));
         assert!(e.contains("bias"), "{e}");
-        let e = msg(conv2d(&x, &random(&[5, 3, 3, 3], 15)?, None, 0, 0, false));
+        let e = msg(conv2d(&x, &random(&[5, 3, 3, 3], 15)?, None, (0, 0, false), Precision::F32));
         assert!(e.contains("stride"), "{e}");
         Ok(())
     }

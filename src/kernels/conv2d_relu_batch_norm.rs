@@ -12,7 +12,7 @@ use super::batch_norm::{input_gradient, normalize, BatchStats};
 use super::batch_norm_pool::{normalize_and_pool, pooled_input_gradient, Pooled};
 use super::conv::{Geom, GradSrc};
 use super::max_pool::check_window;
-use super::{cpu_f32, f32_slice, with_f32};
+use super::{cpu_f32, f32_slice, with_f32, Precision};
 
 /// Batch norm (scales `gamma`, shifts `beta`) with this batch's statistics of `relu(conv(x, w) + b)`
 /// (stride 1, `padding` zeros on every side): the same values and gradients as
@@ -27,6 +27,7 @@ pub fn conv2d_relu_batch_norm_train(
     padding: usize,
     eps: f64,
     pool: Option<usize>,
+    precision: Precision,
 ) -> Result<(Tensor, Arc<OnceLock<BatchStats>>)> {
     let name = "fast conv2d and batch norm";
     let g = Geom::new(x.dims(), w.dims(), padding, 1)?;
@@ -50,6 +51,7 @@ pub fn conv2d_relu_batch_norm_train(
         padding,
         eps: eps as f32,
         pool,
+        precision,
         stats: Arc::clone(&stats),
         pre: OnceLock::new(),
         argmax: OnceLock::new(),
@@ -65,6 +67,8 @@ struct ConvBatchNorm {
     padding: usize,
     eps: f32,
     pool: Option<usize>,
+    /// What the convolution's products compute in.
+    precision: Precision,
     stats: Arc<OnceLock<BatchStats>>,
     pre: OnceLock<Vec<f32>>,
     argmax: OnceLock<Vec<u32>>,
@@ -84,7 +88,7 @@ impl CustomOp3 for ConvBatchNorm {
         ps: &CpuStorage,
         pl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(xl.dims(), wl.dims(), self.padding, 1)?;
+        let g = Geom::new(xl.dims(), wl.dims(), self.padding, 1)?.in_precision(self.precision);
         let (n, o, oh, ow) = g.output_dims();
         let (x, w, p) =
             (f32_slice(self.name(), xs, xl)?, f32_slice(self.name(), ws, wl)?, f32_slice(self.name(), ps, pl)?);
@@ -127,7 +131,7 @@ impl CustomOp3 for ConvBatchNorm {
         if !want_w && !want_x {
             return Ok((None, None, None));
         }
-        let g = Geom::new(x.dims(), w.dims(), self.padding, 1)?;
+        let g = Geom::new(x.dims(), w.dims(), self.padding, 1)?.in_precision(self.precision);
         let (n, o, oh, ow) = g.output_dims();
         let grad = grad.contiguous()?;
         let (acc, dx, sums) = with_f32(name, &grad, |dy| {
@@ -189,8 +193,8 @@ mod tests {
         let b = var(&[o], 3, 0.2);
         let gamma = var(&[o], 4, 1.0);
         let beta = var(&[o], 5, 0.5);
-        let (fused, stats) = conv2d_relu_batch_norm_train(&x, (&k, &b), (&gamma, &beta), pad, 1e-3, pool).unwrap();
-        let conv = crate::kernels::conv2d(&x, &k, Some(&b), pad, 1, true).unwrap();
+        let (fused, stats) = conv2d_relu_batch_norm_train(&x, (&k, &b), (&gamma, &beta), pad, 1e-3, pool, Precision::F32).unwrap();
+        let conv = crate::kernels::conv2d(&x, &k, Some(&b), (pad, 1, true), Precision::F32).unwrap();
         let (plain, plain_stats) = match pool {
             Some(k) => crate::kernels::batch_norm_pool_train(&conv, &gamma, &beta, 1e-3, k).unwrap(),
             None => crate::kernels::batch_norm_train(&conv, &gamma, &beta, 1e-3).unwrap(),
@@ -233,12 +237,12 @@ mod tests {
         let x = random(&[2, 3, 8, 8], 1).unwrap();
         let w = random(&[4, 3, 3, 3], 2).unwrap();
         let (b4, b5) = (random(&[4], 3).unwrap(), random(&[5], 4).unwrap());
-        let e = conv2d_relu_batch_norm_train(&x, (&w, &b4), (&b5, &b4), 1, 1e-3, None).unwrap_err().to_string();
+        let e = conv2d_relu_batch_norm_train(&x, (&w, &b4), (&b5, &b4), 1, 1e-3, None, Precision::F32).unwrap_err().to_string();
         assert!(e.contains("scale") && e.contains("[5]") && e.contains("[4]"), "{e}");
         let bad = random(&[4, 2, 3, 3], 5).unwrap();
-        let e = conv2d_relu_batch_norm_train(&x, (&bad, &b4), (&b4, &b4), 1, 1e-3, None).unwrap_err().to_string();
+        let e = conv2d_relu_batch_norm_train(&x, (&bad, &b4), (&b4, &b4), 1, 1e-3, None, Precision::F32).unwrap_err().to_string();
         assert!(e.contains("3 channels") && e.contains("expects 2"), "{e}");
-        let e = conv2d_relu_batch_norm_train(&x, (&w, &b4), (&b4, &b4), 0, 1e-3, Some(7)).unwrap_err().to_string();
+        let e = conv2d_relu_batch_norm_train(&x, (&w, &b4), (&b4, &b4), 0, 1e-3, Some(7), Precision::F32).unwrap_err().to_string();
         assert!(e.contains("7x7") && e.contains("6x6"), "{e}");
     }
 }

@@ -15,25 +15,38 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::dropout::{apply_mask, Dropout};
-use super::{cpu_f32, f32_slice, matmul, with_f32};
+use super::{Precision, cpu_f32, f32_slice, matmul, with_f32};
 
 /// `x · wᵀ + b` for `x` (N, IN, or N × … flattened from its second dimension), `w` (OUT, IN)
 /// and `b` (OUT), then a ReLU if `relu`. Gradients flow to all three; that of `x` (in `x`'s
 /// shape) only when `x` is tracked. f32 on the CPU uses the fused op; any other device or dtype
 /// uses candle's ops.
-pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, relu: bool) -> Result<Tensor> {
-    dense(x, w, b, relu, None)
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, relu: bool, precision: Precision) -> Result<Tensor> {
+    dense(x, w, b, (relu, precision), None)
 }
 
 /// [`linear`] of `x` after inverted dropout at `rate`: the values and gradients of
 /// [`dropout`](super::dropout)`(x, rate, key)` followed by [`linear`], in one op on the CPU,
 /// with no tensor (and no gradient) for the dropped-out input.
-pub fn dropout_linear(x: &Tensor, rate: f32, key: u64, w: &Tensor, b: Option<&Tensor>, relu: bool) -> Result<Tensor> {
-    dense(x, w, b, relu, Some((rate, key)))
+pub fn dropout_linear(
+    x: &Tensor,
+    (rate, key): (f32, u64),
+    w: &Tensor,
+    b: Option<&Tensor>,
+    relu: bool,
+    precision: Precision,
+) -> Result<Tensor> {
+    dense(x, w, b, (relu, precision), Some((rate, key)))
 }
 
 /// [`linear`], after dropout `(rate, key)` where given.
-fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>, relu: bool, drop: Option<(f32, u64)>) -> Result<Tensor> {
+fn dense(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    (relu, precision): (bool, Precision),
+    drop: Option<(f32, u64)>,
+) -> Result<Tensor> {
     let (inputs, rank_ok) = (x.dims().iter().skip(1).product::<usize>(), x.rank() >= 2);
     let (outputs, w_in) = w.dims2()?;
     // Without a bias, a bias of zeros: adding it changes no value, and no gradient reaches it.
@@ -57,13 +70,15 @@ fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>, relu: bool, drop: Option<(f
         return if relu { y.relu() } else { Ok(y) };
     }
     let drop = drop.map(|(rate, key)| Dropout::new(rate, key, x.elem_count())).transpose()?;
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Dense { relu, drop, masked: OnceLock::new() })
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Dense { relu, precision, drop, masked: OnceLock::new() })
 }
 
 /// The fused dense op; with `drop`, the input is masked first and the masked input kept in
 /// `masked` for the weight gradient.
 struct Dense {
     relu: bool,
+    /// What the products compute in.
+    precision: Precision,
     drop: Option<Dropout>,
     masked: OnceLock<Vec<f32>>,
 }
@@ -124,7 +139,7 @@ impl Dense {
                 // x, not the whole weight, which for a layer after a flattened convolution is
                 // many times larger than the batch.
                 let mut cols = vec![0f32; m * outputs];
-                matmul(m, outputs, inputs, (&mut cols, 1, m), (xc, inputs, 1), (w, 1, inputs));
+                matmul(self.precision, (m, outputs, inputs), (&mut cols, 1, m), (xc, inputs, 1), (w, 1, inputs));
                 self.finish(&cols, b, yc);
             },
         );
@@ -149,7 +164,7 @@ impl Dense {
         let mut cols = vec![0f32; n * outputs];
         cols.par_chunks_mut(units * n).enumerate().for_each(|(task, cc)| {
             let u = cc.len() / n;
-            matmul(n, u, inputs, (cc, 1, n), (xs, inputs, 1), (&w[task * units * inputs..][..u * inputs], 1, inputs));
+            matmul(self.precision, (n, u, inputs), (cc, 1, n), (xs, inputs, 1), (&w[task * units * inputs..][..u * inputs], 1, inputs));
         });
         self.finish(&cols, b, y);
         masked
@@ -184,10 +199,10 @@ impl Dense {
                     match self.drop {
                         Some(op) => {
                             let mut full = vec![0f32; dxc.len()];
-                            matmul(m, inputs, outputs, (&mut full, inputs, 1), (dyc, outputs, 1), (w, inputs, 1));
+                            matmul(self.precision, (m, inputs, outputs), (&mut full, inputs, 1), (dyc, outputs, 1), (w, inputs, 1));
                             apply_mask(dxc, &full, (task * rows * inputs) as u32, op);
                         }
-                        None => matmul(m, inputs, outputs, (dxc, inputs, 1), (dyc, outputs, 1), (w, inputs, 1)),
+                        None => matmul(self.precision, (m, inputs, outputs), (dxc, inputs, 1), (dyc, outputs, 1), (w, inputs, 1)),
                     }
                 },
             );
@@ -200,7 +215,7 @@ impl Dense {
             .map(|task| {
                 let (first, cols) = (task * width, width.min(inputs - task * width));
                 let mut part = vec![0f32; n * cols];
-                matmul(n, cols, outputs, (&mut part, cols, 1), (dy, outputs, 1), (&w[first..], inputs, 1));
+                matmul(self.precision, (n, cols, outputs), (&mut part, cols, 1), (dy, outputs, 1), (&w[first..], inputs, 1));
                 part
             })
             .collect();
@@ -288,7 +303,7 @@ impl CustomOp3 for Dense {
                 dw.par_chunks_mut(units * inputs).enumerate().for_each(|(i, dwc)| {
                     // dw rows [first, first + u) = dyᵀ (u × N, read from dy with swapped strides) · x (N × IN).
                     let (first, u) = (i * units, dwc.len() / inputs);
-                    matmul(u, inputs, n, (dwc, inputs, 1), (&dy[first..], 1, outputs), (x, inputs, 1));
+                    matmul(self.precision, (u, inputs, n), (dwc, inputs, 1), (&dy[first..], 1, outputs), (x, inputs, 1));
                 });
             };
             // The weight gradient sees the input the forward pass multiplied: the masked one.
@@ -319,6 +334,7 @@ impl CustomOp3 for Dense {
 #[cfg(test)]
 mod tests {
     use super::{dropout_linear, linear};
+    use crate::kernels::Precision;
     use crate::kernels::dropout;
     use crate::kernels::test_util::random;
     use candle_core::{Result, Tensor, Var};
@@ -350,7 +366,7 @@ mod tests {
         let w = Var::from_tensor(&random(&[outputs, inputs], seed + 1)?)?;
         let b = Var::from_tensor(&random(&[outputs], seed + 2)?)?;
         let up = random(&[n, outputs], seed + 3)?;
-        let ours = linear(&x, &w, Some(&b), relu)?;
+        let ours = linear(&x, &w, Some(&b), relu, Precision::F32)?;
         let theirs = reference(&x, &w, &b, relu)?;
         let what = format!("n {n}, {inputs}→{outputs}, relu {relu}");
         assert!(rel_err(&ours, &theirs)? <= TOL, "forward, {what}");
@@ -401,8 +417,8 @@ mod tests {
             let up = random(&[shape[0], 6], seed + 3)?;
             for (rate, relu) in [(0.25, true), (0.5, false)] {
                 let key = seed ^ 0xD0;
-                let ours = dropout_linear(&x, rate, key, &w, Some(&b), relu)?;
-                let apart = linear(&dropout(&x, rate, key)?.flatten_from(1)?, &w, Some(&b), relu)?;
+                let ours = dropout_linear(&x, (rate, key), &w, Some(&b), relu, Precision::F32)?;
+                let apart = linear(&dropout(&x, rate, key)?.flatten_from(1)?, &w, Some(&b), relu, Precision::F32)?;
                 let what = format!("{shape:?} rate {rate}");
                 assert!(rel_err(&ours, &apart)? <= 1e-6, "forward, {what}");
                 let g1 = (&ours * &up)?.sum_all()?.backward()?;
@@ -426,7 +442,7 @@ mod tests {
         let x = random(&[4, 6], 1)?;
         let w = Var::from_tensor(&random(&[3, 6], 2)?)?;
         let b = Var::from_tensor(&random(&[3], 3)?)?;
-        let grads = linear(&x, &w, Some(&b), true)?.sum_all()?.backward()?;
+        let grads = linear(&x, &w, Some(&b), true, Precision::F32)?.sum_all()?.backward()?;
         assert!(grads.get(&x).is_none());
         assert!(grads.get(w.as_tensor()).is_some() && grads.get(b.as_tensor()).is_some());
         Ok(())
@@ -435,7 +451,7 @@ mod tests {
     #[test]
     fn shapes_that_do_not_fit_are_refused() -> Result<()> {
         let (x, w, b) = (random(&[2, 5], 1)?, random(&[3, 4], 2)?, random(&[3], 3)?);
-        let e = linear(&x, &w, Some(&b), false).unwrap_err().to_string();
+        let e = linear(&x, &w, Some(&b), false, Precision::F32).unwrap_err().to_string();
         assert!(e.contains("do not fit"), "{e}");
         Ok(())
     }

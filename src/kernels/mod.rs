@@ -21,6 +21,7 @@ mod activation;
 mod adam;
 mod avg_pool;
 mod batch_norm;
+pub mod bf16;
 mod batch_norm_pool;
 mod conv;
 mod conv2d_relu_batch_norm;
@@ -45,6 +46,39 @@ pub use max_pool::max_pool2d;
 use candle_core::{backend::BackendStorage, bail, CpuStorage, Layout, Result, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
+
+/// What the products (convolutions, dense layers) of the fused kernels compute in: f32, or
+/// bf16 operands with f32 sums on the CPU's bf16 units ([`bf16::units`]). Everything else
+/// stays f32. On a CPU without bf16 units, `Bf16` products run in f32 (callers that promise
+/// bf16 check [`bf16::units`] first).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 throughout.
+    #[default]
+    F32,
+    /// Products with bf16 operands and f32 sums.
+    Bf16,
+}
+
+impl Precision {
+    /// Every precision, in the order `precision` lists them.
+    pub const ALL: [Precision; 2] = [Precision::F32, Precision::Bf16];
+
+    /// The word `precision` takes for it: `fp32` or `bf16`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Whether the fused CPU kernels apply to every one of `tensors`: f32 on the CPU (otherwise
 /// the kernels fall back to candle's own operations).
@@ -145,21 +179,41 @@ type Operand<'a> = (&'a [f32], usize, usize);
 /// The destination of [`matmul`]: (slice, row stride, column stride).
 type Destination<'a> = (&'a mut [f32], usize, usize);
 
-/// `dst = lhs · rhs` by `gemm` on the calling thread, for an m × k `lhs`, a k × n `rhs` and an
-/// m × n `dst`, each given as (slice, row stride, column stride): element (i, j) sits at
-/// `i * row_stride + j * col_stride`. Panics if a matrix would reach past its slice.
-pub(super) fn matmul(m: usize, n: usize, k: usize, dst: Destination<'_>, lhs: Operand<'_>, rhs: Operand<'_>) {
-    product((m, n, k), dst, lhs, rhs, false);
+/// `dst = lhs · rhs` in `precision` on the calling thread (by `gemm` in f32), for an m × k
+/// `lhs`, a k × n `rhs` and an m × n `dst`, each given as (slice, row stride, column stride):
+/// element (i, j) sits at `i * row_stride + j * col_stride`. Panics if a matrix would reach
+/// past its slice.
+pub(super) fn matmul(
+    precision: Precision,
+    (m, n, k): (usize, usize, usize),
+    dst: Destination<'_>,
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
+) {
+    product(precision, (m, n, k), dst, lhs, rhs, false);
 }
 
 /// [`matmul`] that adds the product to `dst` instead of overwriting it: `dst += lhs · rhs`.
-pub(super) fn matmul_add(m: usize, n: usize, k: usize, dst: Destination<'_>, lhs: Operand<'_>, rhs: Operand<'_>) {
-    product((m, n, k), dst, lhs, rhs, true);
+pub(super) fn matmul_add(
+    precision: Precision,
+    (m, n, k): (usize, usize, usize),
+    dst: Destination<'_>,
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
+) {
+    product(precision, (m, n, k), dst, lhs, rhs, true);
 }
 
 /// `dst = lhs · rhs`, or `dst += lhs · rhs` when `add`, for [`matmul`] and [`matmul_add`]; the
 /// product is m × k · k × n.
-fn product((m, n, k): (usize, usize, usize), dst: Destination<'_>, lhs: Operand<'_>, rhs: Operand<'_>, add: bool) {
+fn product(
+    precision: Precision,
+    (m, n, k): (usize, usize, usize),
+    dst: Destination<'_>,
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
+    add: bool,
+) {
     let fits = |len: usize, rows: usize, cols: usize, rs: usize, cs: usize| {
         rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
     };
@@ -169,6 +223,9 @@ fn product((m, n, k): (usize, usize, usize), dst: Destination<'_>, lhs: Operand<
             && fits(rhs.0.len(), k, n, rhs.1, rhs.2),
         "matmul: a {m}x{k} · {k}x{n} product reaches past one of its buffers"
     );
+    if let (Precision::Bf16, Some(units)) = (precision, bf16::units()) {
+        return bf16::product(units, (m, n, k), dst, lhs, rhs, add);
+    }
     // SAFETY: the assertion keeps every element gemm reads or writes inside its slice, and
     // `dst`, borrowed mutably, aliases neither input.
     unsafe {

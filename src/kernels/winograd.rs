@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 
-use super::{matmul, matmul_add, with_scratch};
+use super::{Precision, matmul, matmul_add, with_scratch};
 
 /// The 16 transformed values of one tile or kernel, in row-major 4 × 4 order.
 const T: usize = 16;
@@ -119,9 +119,10 @@ impl Winograd {
 
     /// Output planes (`oh` × `ow`) of `nb` images into `out` (laid out as `out_at`, every value
     /// overwritten) from the input planes (`h` × `w`) in `inp` (laid out as `in_at`), with the
-    /// kernels `u` of [`Winograd::kernels`].
+    /// kernels `u` of [`Winograd::kernels`], its products in `precision`.
     pub(super) fn run(
         &self,
+        precision: Precision,
         nb: usize,
         u: &[f32],
         (inp, in_at): (&[f32], Planes),
@@ -134,10 +135,7 @@ impl Winograd {
             self.transform(nb, Pass::Inputs { planes: inp, at: in_at, v }, work);
             for xi in 0..T {
                 // M_ξ (tiles × co, column-major) = V_ξ (tiles × ci) · U_ξᵀ (ci × co).
-                matmul(
-                    ld,
-                    self.co,
-                    self.ci,
+                matmul(precision, (ld, self.co, self.ci),
                     (&mut m[xi * self.co * ld..][..self.co * ld], 1, ld),
                     (&v[xi * self.ci * ld..][..self.ci * ld], 1, ld),
                     (&u[xi * self.co * self.ci..][..self.co * self.ci], 1, self.ci),
@@ -155,13 +153,15 @@ impl Winograd {
     /// The transformed weight gradient of `nb` images, added to `du` (16 matrices of `co` ×
     /// `ci`, column-major, [`Winograd::products_len`] values), from the input planes in `inp`
     /// (`h` × `w`, laid out as `in_at`) and the output gradient planes in `dy` (`oh` × `ow`,
-    /// laid out as `dy_at`); [`Winograd::weight_gradient`] turns the sum into the gradient.
+    /// laid out as `dy_at`), its products in `precision`; [`Winograd::weight_gradient`] turns
+    /// the sum into the gradient.
     ///
     /// The forward pass is `y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` tile by tile, so the gradient of the
     /// kernel `g` is `Gᵀ [Σ_tiles (A dy Aᵀ) ⊙ (Bᵀ d B)] G`: the sum over tiles is 16 `gemm`
     /// products over the tiles, of the transformed output gradient and the transformed input.
     pub(super) fn weight_products(
         &self,
+        precision: Precision,
         nb: usize,
         (inp, in_at): (&[f32], Planes),
         (dy, dy_at): (&[f32], Planes),
@@ -179,10 +179,7 @@ impl Winograd {
             self.transform(nb, Pass::Gradients { planes: dy, at: dy_at, g: &mut *g }, work);
             for xi in 0..T {
                 // dU_ξ (co × ci, column-major) += DY_ξ (co × tiles) · V_ξᵀ (tiles × ci).
-                matmul_add(
-                    self.co,
-                    self.ci,
-                    ld,
+                matmul_add(precision, (self.co, self.ci, ld),
                     (&mut du[xi * self.co * self.ci..][..self.co * self.ci], 1, self.co),
                     (&g[xi * self.co * ld..][..self.co * ld], ld, 1),
                     (&v[xi * self.ci * ld..][..self.ci * ld], 1, ld),
@@ -548,7 +545,7 @@ mod tests {
             let mut du = vec![0f32; g.products_len()];
             let p = g.oh * g.ow;
             let (x_at, dy_at) = (Planes { image: ci * h * w, channel: h * w }, Planes { image: co * p, channel: p });
-            g.weight_products(n, (&x, x_at), (&dy, dy_at), &mut du);
+            g.weight_products(Precision::F32, n, (&x, x_at), (&dy, dy_at), &mut du);
             let dw = g.weight_gradient(&du);
             for o in 0..co {
                 for c in 0..ci {
@@ -587,7 +584,7 @@ mod tests {
             let u = g.forward_kernels(&k);
             let p = g.oh * g.ow;
             let (in_at, out_at) = (Planes { image: ci * h * w, channel: h * w }, Planes { image: co * p, channel: p });
-            g.run(n, &u, (&x, in_at), (&mut y, out_at));
+            g.run(Precision::F32, n, &u, (&x, in_at), (&mut y, out_at));
             let want = direct(&x, &k, n, &g);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{n} {ci} {co} {h}x{w} pad {pad}: {a} vs {b}");

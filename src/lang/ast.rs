@@ -217,6 +217,8 @@ pub enum StatementKind {
     Device(DeviceKind),
     /// `threads N`
     Threads(usize),
+    /// `precision [fp32|bf16]`: `None` shows the precision and the CPU's bf16 units.
+    Precision(Option<crate::kernels::Precision>),
     /// `freeze conv|N..M|all but head`
     Freeze(LayerSelection),
     /// `unfreeze [all|conv|N..M|all but head]`

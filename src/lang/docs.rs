@@ -53,7 +53,7 @@ pub fn help_text(doc: &StatementDoc) -> String {
 pub const LESSONS: &[(&str, &[&str])] = &[
     ("data", &["load", "info", "show", "normalize", "standardize", "onehot", "split", "filter", "subset", "save"]),
     ("augment", &["augment", "expand"]),
-    ("model", &["model", "summary", "device", "threads", "memory"]),
+    ("model", &["model", "summary", "device", "precision", "threads", "memory"]),
     (
         "train",
         &[

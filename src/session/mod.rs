@@ -339,6 +339,7 @@ impl Session {
             S::Predict(path) => self.predict(path, out),
             S::Device(kind) => self.device(*kind, out),
             S::Threads(n) => self.threads(*n, out),
+            S::Precision(p) => self.precision(*p, out),
             S::Freeze(selection) => self.freeze(*selection, true, out),
             S::Unfreeze(selection) => self.freeze(*selection, false, out),
             S::Head(classes) => self.head(*classes, out),

@@ -190,7 +190,11 @@ impl Session {
     fn run_settings(&self) -> BTreeMap<String, String> {
         let augment = self.augmentation.as_ref().map_or("none".to_string(), |a| a.pipeline.describe());
         let threads = self.training.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
-        BTreeMap::from([("augment".to_string(), augment), ("threads".to_string(), threads.to_string())])
+        BTreeMap::from([
+            ("augment".to_string(), augment),
+            ("threads".to_string(), threads.to_string()),
+            ("precision".to_string(), self.training.precision.to_string()),
+        ])
     }
 
     /// The tracker of a run of `config` on `data`: checkpoints into `checkpoint`, a
@@ -277,6 +281,7 @@ impl Session {
         let path = dir.join(resume::LAST);
         let dataset = self.dataset.as_ref().ok_or("resume needs the run's data: load and prepare it as before")?;
         let (net, meta, ck) = model::load_checkpoint(&path, &self.training.device)?;
+        let net = self.in_precision(net)?;
         let labels = label_map(&meta.classes, dataset)?;
         if labels != ck.info.config.labels {
             return Err(format!(
@@ -332,6 +337,18 @@ fn same_run(saved: &RunInfo, now: &RunInfo, dir: &Path) -> Result<(), SessionErr
             dir.display(),
             show(&saved.settings),
             show(&now.settings)
+        )
+        .into());
+    }
+    // Checkpoints written before `precision` existed trained in fp32.
+    let precision = |s: &BTreeMap<String, String>| s.get("precision").cloned().unwrap_or_else(|| "fp32".into());
+    if precision(&saved.settings) != precision(&now.settings) {
+        return Err(format!(
+            "the run in {} trained in precision {}, the session has {}: say `precision {}` before `resume`",
+            dir.display(),
+            precision(&saved.settings),
+            precision(&now.settings),
+            precision(&saved.settings)
         )
         .into());
     }

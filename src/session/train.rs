@@ -13,6 +13,7 @@ use super::runs::{data_name, history_facts, kept_epoch, pct, tuning, RunRecord};
 use super::{Event, Image, Progress, Session, SessionError, Table, Task};
 use crate::data::{self, Dataset, ImageFormat, PixelScaling, Split, SplitKind};
 use crate::lang::{self, ModelChoice, OptimizerSpec, PlotKind};
+use crate::kernels::{self, Precision};
 use crate::model::{
     self, DeviceKind, Evaluation, History, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent,
 };
@@ -54,6 +55,8 @@ pub(super) struct TrainingState {
     /// `tta on`: test-time augmentation for evaluation and prediction.
     pub(super) tta: bool,
     pub(super) device: Device,
+    /// `precision`: what the products of every model of the session compute in.
+    pub(super) precision: Precision,
     pub(super) pool: Option<Arc<rayon::ThreadPool>>,
     /// Every finished `fit` of the session, for `compare`.
     pub(super) runs: Vec<RunRecord>,
@@ -73,6 +76,7 @@ impl Default for TrainingState {
             ema: None,
             tta: false,
             device: Device::Cpu,
+            precision: Precision::F32,
             pool: None,
             runs: Vec::new(),
             ensemble: Ensemble::default(),
@@ -183,7 +187,7 @@ impl Session {
         let spec = spec_from_words(choice)?;
         let (input, classes) = self.model_frame();
         Self::check_training_memory(&spec, input, classes.len(), self.training.batch)?;
-        let net = Network::new(&spec, input, classes.len(), &self.training.device, self.seed)?;
+        let net = self.in_precision(Network::new(&spec, input, classes.len(), &self.training.device, self.seed)?)?;
         out(Event::Text(format!(
             "model: {} → {} classes, {} parameters (seed {})",
             spec.describe(),
@@ -359,6 +363,9 @@ impl Session {
         let val = dataset.split(SplitKind::Val).filter(|s| !s.is_empty());
         let epochs = config.epochs;
         let (trained, trainable) = announce_training(&state.net, self.training.body_lr, &config, out);
+        if state.net.precision() != Precision::F32 {
+            out(Event::Text(describe_precision(state.net.precision(), kernels::bf16::units())));
+        }
         if val.is_none() {
             out(Event::Warning(
                 "no validation split: the last epoch's weights are kept (`split val 10` makes one)".into(),
@@ -410,6 +417,10 @@ impl Session {
         tracker.finish(self, history.epochs.len(), evaluation.as_ref(), out);
         let augmented = if self.augmentation.is_some() { ", augmented" } else { "" };
         let averaged = config.ema.map_or(String::new(), |d| format!(", ema {d}"));
+        let averaged = match net.precision() {
+            Precision::F32 => averaged,
+            other => format!("{averaged}, {other}"),
+        };
         let record = RunRecord {
             model: state.origin.clone(),
             data: format!("{}, {} train{augmented}", data_name(dataset), train.len()),
@@ -892,6 +903,7 @@ impl Session {
 
     pub(super) fn load_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let (net, meta) = model::files::checkpoint::load_model(path, &self.training.device)?;
+        let net = self.in_precision(net)?;
         out(Event::Text(format!(
             "loaded model {}: {} → {} classes, {} parameters, inputs scaled as {}",
             path.display(),
@@ -993,6 +1005,13 @@ impl Session {
     /// `fit` is made on the model's device, and each batch goes there once per step.
     pub(super) fn device(&mut self, kind: DeviceKind, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let device = model::device(kind)?;
+        if !device.is_cpu() && self.training.precision != Precision::F32 {
+            return Err(format!(
+                "precision {} runs on the CPU's bf16 units: say `precision fp32` before `device {kind}`",
+                self.training.precision
+            )
+            .into());
+        }
         let moved = match self.training.model.as_mut() {
             Some(state) if !state.net.device().same_device(&device) => {
                 state.net = state.net.copy_to(&device)?;
@@ -1007,6 +1026,39 @@ impl Session {
             format!("device {kind}")
         }));
         Ok(())
+    }
+
+    /// `precision [fp32|bf16]`: what the products of the model, and of every model built or
+    /// loaded after, compute in; alone, shows it.
+    pub(super) fn precision(&mut self, wanted: Option<Precision>, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
+        let units = kernels::bf16::units();
+        let Some(wanted) = wanted else {
+            out(Event::Text(describe_precision(self.training.precision, units)));
+            return Ok(());
+        };
+        if wanted == Precision::Bf16 {
+            if units.is_none() {
+                return Err("this CPU has no bf16 units (AMX or AVX512-BF16): bf16 products would be emulated, slower than fp32, so the precision stays fp32".into());
+            }
+            if !self.training.device.is_cpu() {
+                return Err("precision bf16 runs on the CPU's bf16 units: say `device cpu` first".into());
+            }
+        }
+        if let Some(state) = self.training.model.as_mut() {
+            state.net.set_precision(wanted)?;
+        }
+        for member in &mut self.training.ensemble.members {
+            member.net.set_precision(wanted)?;
+        }
+        self.training.precision = wanted;
+        out(Event::Text(describe_precision(wanted, units)));
+        Ok(())
+    }
+
+    /// `net` set to the session's precision.
+    pub(super) fn in_precision(&self, mut net: Network) -> Result<Network, SessionError> {
+        net.set_precision(self.training.precision)?;
+        Ok(net)
     }
 
     /// `memory [SIZE]`: sets the budget (never above the machine's memory) and shows it.
@@ -1034,6 +1086,17 @@ impl Session {
         self.training.pool = Some(Arc::new(pool));
         out(Event::Text(format!("{n} worker threads for training and augmentation")));
         Ok(())
+    }
+}
+
+/// What `precision` says of `precision` on a CPU with the bf16 `units`.
+fn describe_precision(precision: Precision, units: Option<kernels::bf16::Units>) -> String {
+    let units_text = units.map_or_else(|| "none".to_string(), |u| u.to_string());
+    match (precision, units) {
+        (Precision::Bf16, Some(u)) => format!(
+            "precision bf16: convolutions and dense layers multiply bf16 operands on {u}, summing in f32; weights, optimizer, batch norm, softmax and loss stay f32"
+        ),
+        _ => format!("precision fp32: f32 throughout (this CPU's bf16 units: {units_text})"),
     }
 }
 

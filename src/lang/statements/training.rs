@@ -13,6 +13,7 @@ use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self, NumRange};
 use crate::model::architecture::layers::{Activation, Conv, Dense, Kind, Output, OutputStyle};
 use crate::model::architecture::spec::PRESETS;
+use crate::kernels::Precision;
 use crate::model::{DeviceKind, Layer, ModelSpec, Optimizer, Schedule};
 
 /// The statements of this group, in the order `help` lists them.
@@ -36,6 +37,7 @@ pub(crate) const STATEMENTS: &[StatementDoc] = &[
     PLOT,
     PREDICT,
     DEVICE,
+    PRECISION,
     THREADS,
     EXPORT,
 ];
@@ -599,6 +601,26 @@ const DEVICE: StatementDoc = StatementDoc {
 
 fn device(input: &str) -> Res<'_, StatementKind> {
     map(arg("`cpu` or `cuda`", one_of(&DeviceKind::ALL, DeviceKind::as_str)), StatementKind::Device)(input)
+}
+
+/// The `precision` statement.
+const PRECISION: StatementDoc = StatementDoc {
+    keyword: "precision",
+    synopsis: &["precision [fp32|bf16]"],
+    summary: "What the convolutions and dense layers multiply in, as Keras' `mixed_bfloat16` policy and PyTorch's bf16 autocast do it: `bf16` rounds both operands of every product to bf16 and sums in f32, on the CPU's AMX tiles or AVX512-BF16 units; the weights (the optimizer's master copy), batch-norm statistics, softmax, loss and Adam stay f32. A CPU without bf16 units refuses it (emulated, bf16 would be slower than fp32). `fp32` (the default) is f32 throughout. It applies to the model now and every model built or loaded after; alone, it shows the precision and the CPU's bf16 units.",
+    words: &["fp32", "bf16"],
+    numbers: &[],
+    example: "precision bf16",
+    parse: precision,
+};
+
+fn precision(input: &str) -> Res<'_, StatementKind> {
+    if preceded(space1::<_, PErr>, token)(input).is_err() {
+        return Ok((input, StatementKind::Precision(None)));
+    }
+    map(arg("`fp32` or `bf16`", one_of(&Precision::ALL, Precision::as_str)), |p| StatementKind::Precision(Some(p)))(
+        input,
+    )
 }
 
 /// The `threads` statement.

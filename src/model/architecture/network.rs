@@ -22,7 +22,7 @@ use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::kernels;
+use crate::kernels::{self, Precision};
 use crate::model::architecture::layers::batch_norm::{update_moving_stats, BN_EPS};
 use crate::model::architecture::layers::init::{put, Init};
 use crate::model::architecture::layers::{Ctx, Layer, Mode, Node, Output, Params, Role};
@@ -60,6 +60,8 @@ pub struct Network {
     /// Dropout masks: the seed they are keyed by, and the calls drawn so far.
     dropout_seed: AtomicU64,
     dropout_calls: AtomicU64,
+    /// What the fused kernels' products compute in (f32 unless set).
+    precision: Precision,
 }
 
 impl std::fmt::Debug for Network {
@@ -112,6 +114,7 @@ impl Network {
             adapters: (0..count).map(|_| None).collect(),
             lora: None,
             dropout_seed: AtomicU64::new(seed.wrapping_add(0x9E37_79B9_7F4A_7C15)),
+            precision: Precision::F32,
             dropout_calls: AtomicU64::new(0),
         };
         network.replan();
@@ -136,6 +139,26 @@ impl Network {
     /// The device holding the parameters.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// What the fused kernels' products compute in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Runs the products of the forward and backward passes in `precision` from here on (the
+    /// weights stay f32). bf16 runs on the fused CPU kernels only, so it is refused on another
+    /// device.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        if precision != Precision::F32 && !self.device.is_cpu() {
+            return Err(ModelError::Device(format!(
+                "precision {} runs on the CPU's bf16 units; this model is on {:?}, where only fp32 runs",
+                precision,
+                self.device
+            )));
+        }
+        self.precision = precision;
+        Ok(())
     }
 
     /// The parameter store.
@@ -335,7 +358,7 @@ impl Network {
     /// What layer `i`'s kernels run with in training (`train`) or inference.
     fn ctx<'a>(&'a self, i: usize, train: bool, dropout_key: &'a dyn Fn() -> u64) -> Ctx<'a> {
         let mode = Mode { train, fast: matches!(self.device, Device::Cpu), frozen: self.is_frozen(i) };
-        Ctx { params: &self.params[i], mode, dropout_key }
+        Ctx { params: &self.params[i], mode, dropout_key, precision: self.precision }
     }
 
     /// Runs one step of the plan on `x`.
@@ -348,14 +371,15 @@ impl Network {
                 let c = ctx(conv);
                 let bias = if settings.bias { Some(c.param("bias")?) } else { None };
                 let (weight, padding, stride) = (c.param("weight")?, settings.padding, settings.stride);
-                kernels::conv2d_pool(x, &weight, bias.as_ref(), (padding, stride, settings.relu), 2)?
+                kernels::conv2d_pool(x, &weight, bias.as_ref(), (padding, stride, settings.relu), 2, self.precision)?
             }
             Step::ConvBatchNorm { conv, padding, bn, pool } => {
                 let (c, b) = (ctx(conv), ctx(bn));
                 let conv = (&c.param("weight")?, &c.param("bias")?);
                 let norm = (&b.param("weight")?, &b.param("bias")?);
+                let pool = pool.map(|_| 2);
                 let (y, stats) =
-                    kernels::conv2d_relu_batch_norm_train(x, conv, norm, padding, BN_EPS, pool.map(|_| 2))?;
+                    kernels::conv2d_relu_batch_norm_train(x, conv, norm, padding, BN_EPS, pool, self.precision)?;
                 update_moving_stats(b.params, stats.get().expect("the forward pass sets the statistics"), x.device())?;
                 y
             }
@@ -371,15 +395,17 @@ impl Network {
                 // Flatten, bias and ReLU (and the dropout before it) run inside the fused op.
                 match dropout {
                     Some((_, rate)) => {
-                        kernels::dropout_linear(x, rate, self.dropout_key(), &weight, bias.as_ref(), relu)?
+                        let drop = (rate, self.dropout_key());
+                        kernels::dropout_linear(x, drop, &weight, bias.as_ref(), relu, self.precision)?
                     }
-                    None => kernels::linear(x, &weight, bias.as_ref(), relu)?,
+                    None => kernels::linear(x, &weight, bias.as_ref(), relu, self.precision)?,
                 }
             }
             Step::DenseAdapted { dense, relu } => {
                 let d = ctx(dense);
                 let adapter = self.adapters[dense].as_ref().expect("the plan names an adapted layer");
-                let y = (kernels::linear(x, &d.param("weight")?, d.bias()?.as_ref(), false)? + adapter.forward(x)?)?;
+                let plain = kernels::linear(x, &d.param("weight")?, d.bias()?.as_ref(), false, self.precision)?;
+                let y = (plain + adapter.forward(x)?)?;
                 if relu {
                     y.relu()?
                 } else {

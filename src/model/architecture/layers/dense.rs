@@ -178,7 +178,7 @@ pub fn init(init: &mut Init, inputs: usize, (units, bias): (usize, bool), name: 
 
 /// The product, bias and (with `relu`) ReLU through the fused op.
 fn forward(x: &Tensor, ctx: &Ctx, relu: bool) -> Result<Tensor> {
-    Ok(kernels::linear(x, &ctx.param("weight")?, ctx.bias()?.as_ref(), relu)?)
+    Ok(kernels::linear(x, &ctx.param("weight")?, ctx.bias()?.as_ref(), relu, ctx.precision)?)
 }
 
 impl Kind for Dense {
@@ -324,7 +324,7 @@ impl Kind for Output {
             return Ok(y);
         }
         let norm = Output::norm_params(ctx.params)?;
-        BatchNorm.forward(&y, &Ctx { params: &norm, mode: ctx.mode, dropout_key: ctx.dropout_key })
+        BatchNorm.forward(&y, &Ctx { params: &norm, mode: ctx.mode, dropout_key: ctx.dropout_key, precision: ctx.precision })
     }
 
     fn onnx(&self, graph: &mut Graph, prefix: &str, x: String) -> Result<String> {

@@ -5,6 +5,7 @@ use candle_core::{Tensor, Var};
 
 use super::init::Init;
 use super::shape::Shape;
+use crate::kernels::Precision;
 use crate::model::architecture::plan::PlanKind;
 use crate::model::error::{ModelError, Result};
 use crate::model::files::onnx::Graph;
@@ -105,6 +106,8 @@ pub struct Ctx<'a> {
     pub mode: Mode,
     /// The mask key of the next dropout (each call draws a new one).
     pub dropout_key: &'a dyn Fn() -> u64,
+    /// What the fused kernels' products compute in.
+    pub precision: Precision,
 }
 
 impl Ctx<'_> {
