@@ -6,13 +6,15 @@ built the way mnistlab builds it: Conv2D with ReLU (3x3 or 5x5, 'valid' or 'same
 MaxPooling2D / AveragePooling2D 2x2, BatchNormalization, Dropout, GlobalAveragePooling2D,
 Dense with ReLU, a Flatten before the first dense layer, and Dense(10) logits at the end;
 Glorot-uniform kernels, Adam(1e-3, epsilon 1e-7), sparse categorical cross-entropy, pixels
-scaled to [0, 1]. For each --batch it trains --warmup steps (not timed), then one timed epoch
-over the first --images training images, --runs times, and prints the best rate.
+scaled to [0, 1]. For each --policy (default float32; mixed_bfloat16 is Keras' mixed precision,
+with the logits layer kept in float32 as Keras' guide does it) and each --batch it trains
+--warmup steps (not timed), then one timed epoch over the first --images training images,
+--runs times, and prints the best rate.
 
 With --sgemm it only measures numpy's float32 matrix product (GFLOP/s, 2048x2048, best of 5).
 
 The last lines are machine readable:
-    keras_images_per_sec batch=<int> wall=<float> cpu=<float>
+    keras_images_per_sec policy=<name> batch=<int> wall=<float> cpu=<float>
     sgemm_gflops=<float>
 """
 
@@ -58,7 +60,7 @@ def keras_layers(tf, spec):
             sys.exit(f"unknown layer {layer!r}")
     if image:
         out.append(layers.Flatten())
-    out.append(layers.Dense(10))
+    out.append(layers.Dense(10, dtype="float32"))
     return out
 
 
@@ -93,6 +95,7 @@ def main():
     parser.add_argument("--images", type=int, default=10000)
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps before the timed epoch")
     parser.add_argument("--runs", type=int, default=1, help="timed epochs per batch size; the best counts")
+    parser.add_argument("--policy", action="append", help="Keras dtype policies (default float32)")
     parser.add_argument("--sgemm", action="store_true", help="only measure numpy's sgemm rate")
     args = parser.parse_args()
     if args.sgemm:
@@ -110,14 +113,16 @@ def main():
     x = (images[:n].astype(np.float32) / 255.0)[..., None]
     y = labels[:n].astype(np.int64)
     results = []
-    for batch in args.batch or [32, 128]:
-        model = build(tf, spec, 0)
-        warm = min(n, args.warmup * batch)
-        model.fit(x[:warm], y[:warm], batch_size=batch, epochs=1, verbose=0)
-        best_wall, best_cpu = best_epoch_rates(model, x, y, batch, args.runs)
-        results.append((batch, best_wall, best_cpu))
-    for batch, wall, cpu in results:
-        print(f"keras_images_per_sec batch={batch} wall={wall:.1f} cpu={cpu:.1f}")
+    for policy in args.policy or ["float32"]:
+        tf.keras.mixed_precision.set_global_policy(policy)
+        for batch in args.batch or [32, 128]:
+            model = build(tf, spec, 0)
+            warm = min(n, args.warmup * batch)
+            model.fit(x[:warm], y[:warm], batch_size=batch, epochs=1, verbose=0)
+            best_wall, best_cpu = best_epoch_rates(model, x, y, batch, args.runs)
+            results.append((policy, batch, best_wall, best_cpu))
+    for policy, batch, wall, cpu in results:
+        print(f"keras_images_per_sec policy={policy} batch={batch} wall={wall:.1f} cpu={cpu:.1f}")
 
 
 if __name__ == "__main__":

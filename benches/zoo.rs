@@ -1,18 +1,24 @@
 //! Training speed of a zoo of models, every layer kind the language has, through `model::fit`
-//! on real MNIST, side by side with the same models in Keras/TensorFlow-CPU.
+//! on real MNIST, in both precisions, side by side with the same models in Keras/TensorFlow-CPU
+//! and PyTorch on the CPU, each in f32 and in its mixed precision.
 //!
-//! `cargo bench --bench zoo [-- [images N] [batch B]... [only I]... [model TEXT]... [rounds R] [no-keras]]`,
-//! after `mnistlab fetch mnist`. For each model (or only the 1-based model numbers given, or the
-//! models given as `model` statements' layers in place of the zoo's, `model "conv32 bn dense64"`) and batch
-//! size, mnistlab trains a fresh network 20 untimed steps, then one timed epoch over the first
-//! N training images (default 10,000); then the Keras peer (`bench/run_keras_zoo.sh`, its own
-//! virtual environment) does the same with the same model, Adam 1e-3 and data. The two take
-//! turns model by model for R rounds (default 1), each keeping its best. Printed per model and
-//! batch: images/s of both, the ratio, and the share of the machine's sgemm rate each reaches
-//! (the better of numpy's sgemm, measured by the peer, and candle's CPU matmul on every thread,
-//! measured here),
-//! counting 3× the forward pass's multiply-adds of the convolutions and dense layers per image;
-//! at the end the geometric mean of the ratios and this process's peak memory.
+//! `cargo bench --bench zoo [-- [images N] [batch B]... [only I]... [model TEXT]... [rounds R]
+//! [no-keras] [no-torch] [fp32]]`, after `mnistlab fetch mnist`. For each model (or only the
+//! 1-based model numbers given, or the models given as `model` statements' layers in place of
+//! the zoo's, `model "conv32 bn dense64"`) and batch size, mnistlab trains a fresh network 20
+//! untimed steps, then one timed epoch over the first N training images (default 10,000), in
+//! fp32 and, where the CPU has bf16 units, in `precision bf16` (`fp32` skips it); then the Keras
+//! peer (`bench/run_keras_zoo.sh`, policies float32 and mixed_bfloat16) and the PyTorch peer
+//! (`bench/run_torch_zoo.sh`, fp32 and bf16 autocast), both in the peers' virtual environment,
+//! do the same with the same model, Adam 1e-3 and data. They take turns model by model for R
+//! rounds (default 1), each keeping its best.
+//!
+//! Printed first: the CPU's bf16 units, numpy's and candle's sgemm rates and mnistlab's own bf16
+//! product rate. Per model and batch: images/s of each, the share of the machine's sgemm rate
+//! mnistlab's fp32 reaches (counting 3× the forward pass's multiply-adds of the convolutions
+//! and dense layers per image), and three ratios: mnistlab bf16 / the faster peer in mixed
+//! precision, mnistlab fp32 / PyTorch fp32, mnistlab bf16 / mnistlab fp32. At the end the
+//! geometric mean and lowest of each ratio, and this process's peak memory.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -24,6 +30,7 @@ use mnistlab::data::{dataset::digit_classes, fetch, load, ImageFormat, PixelScal
 use mnistlab::lang::{parse_line, ModelChoice, StatementKind};
 use mnistlab::model::architecture::layers::Node;
 use mnistlab::model::architecture::spec::Shape;
+use mnistlab::kernels::{self, Precision};
 use mnistlab::model::{fit, Layer, ModelSpec, Network, Optimizer, TrainConfig, TrainData};
 
 mod common;
@@ -95,9 +102,35 @@ fn candle_sgemm_gflops() -> f64 {
     2.0 * (threads * n * n * n) as f64 / best / 1e9
 }
 
-/// mnistlab's rate for `spec` at `batch`: a fresh network, warm-up steps, one timed epoch.
-fn mnistlab_rate(spec: &ModelSpec, train: &Split, batch: usize) -> Rate {
-    let net = Network::new(spec, (1, 28, 28), 10, &Device::Cpu, 0).expect("zoo models build");
+/// GFLOP/s of mnistlab's bf16 product (`kernels::matmul` in `precision bf16`) over all rayon
+/// threads: one 1024×1024 product per thread at once, best of 5.
+fn bf16_product_gflops() -> f64 {
+    use rayon::prelude::*;
+    let n = 1024;
+    let threads = rayon::current_num_threads();
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect();
+    let round = || {
+        (0..threads).into_par_iter().for_each(|_| {
+            let mut c = vec![0f32; n * n];
+            kernels::matmul(Precision::Bf16, (n, n, n), (&mut c, n, 1), (&a, n, 1), (&a, n, 1));
+        })
+    };
+    round();
+    let best = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            round();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    2.0 * (threads * n * n * n) as f64 / best / 1e9
+}
+
+/// mnistlab's rate for `spec` at `batch` in `precision`: a fresh network, warm-up steps, one
+/// timed epoch.
+fn mnistlab_rate(spec: &ModelSpec, train: &Split, batch: usize, precision: Precision) -> Rate {
+    let mut net = Network::new(spec, (1, 28, 28), 10, &Device::Cpu, 0).expect("zoo models build");
+    net.set_precision(precision).expect("the CPU takes either precision");
     let format = ImageFormat { rows: 28, cols: 28, scaling: PixelScaling::Unit };
     let stop = AtomicBool::new(false);
     let config =
@@ -112,9 +145,9 @@ fn mnistlab_rate(spec: &ModelSpec, train: &Split, batch: usize) -> Rate {
     Rate { wall: train.len() as f64 / wall, cpu: train.len() as f64 / cpu }
 }
 
-/// Runs the Keras peer script with `args`, returning its standard output.
-fn run_peer(args: &[String]) -> Result<String, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/run_keras_zoo.sh");
+/// Runs the peer script `bench/<script>` with `args`, returning its standard output.
+fn run_peer(script: &str, args: &[String]) -> Result<String, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench").join(script);
     let out = Command::new("bash")
         .arg(&script)
         .args(args)
@@ -128,7 +161,7 @@ fn run_peer(args: &[String]) -> Result<String, String> {
     Ok(text)
 }
 
-/// The value of `key=` in a `prefix` line of the peer's output.
+/// The value of `key=` in each `prefix` line of the peer's output.
 fn field(text: &str, prefix: &str, key: &str) -> Vec<f64> {
     text.lines()
         .filter_map(|l| l.strip_prefix(prefix))
@@ -136,24 +169,57 @@ fn field(text: &str, prefix: &str, key: &str) -> Vec<f64> {
         .collect()
 }
 
-/// Keras rates by batch size for `spec`.
-fn keras_rates(mnist: &Path, spec: &ModelSpec, batches: &[usize], images: usize) -> Result<Vec<Rate>, String> {
+/// A peer: its script, the option naming a precision and its two names for them (f32, mixed),
+/// and the prefix of its result lines.
+struct Peer {
+    name: &'static str,
+    script: &'static str,
+    option: &'static str,
+    modes: [&'static str; 2],
+    prefix: &'static str,
+}
+
+const KERAS: Peer = Peer {
+    name: "keras",
+    script: "run_keras_zoo.sh",
+    option: "--policy",
+    modes: ["float32", "mixed_bfloat16"],
+    prefix: "keras_images_per_sec ",
+};
+
+const TORCH: Peer = Peer {
+    name: "torch",
+    script: "run_torch_zoo.sh",
+    option: "--precision",
+    modes: ["fp32", "bf16"],
+    prefix: "torch_images_per_sec ",
+};
+
+/// A peer's rates for `spec`, by precision (f32, mixed) then batch size.
+fn peer_rates(peer: &Peer, mnist: &Path, spec: &ModelSpec, batches: &[usize], images: usize) -> Result<[Vec<Rate>; 2], String> {
     let json = serde_json::to_string(&spec.layers).expect("a spec serializes");
     let mut args = vec![mnist.display().to_string(), "--spec".into(), json, "--images".into(), images.to_string()];
     args.extend(["--warmup".to_string(), WARMUP_STEPS.to_string()]);
     for b in batches {
         args.extend(["--batch".to_string(), b.to_string()]);
     }
-    let text = run_peer(&args)?;
-    let prefix = "keras_images_per_sec ";
-    let (bs, walls, cpus) = (field(&text, prefix, "batch"), field(&text, prefix, "wall"), field(&text, prefix, "cpu"));
-    batches
-        .iter()
-        .map(|&b| {
-            let i = bs.iter().position(|&x| x as usize == b).ok_or(format!("no Keras rate for batch {b}: {text}"))?;
-            Ok(Rate { wall: walls[i], cpu: cpus[i] })
-        })
-        .collect()
+    for mode in peer.modes {
+        args.extend([peer.option.to_string(), mode.to_string()]);
+    }
+    let text = run_peer(peer.script, &args)?;
+    // Lines hold `<mode key>=<name> batch=<int> wall=<float> cpu=<float>`.
+    let key = peer.option.trim_start_matches('-');
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(peer.prefix)).collect();
+    let rate = |mode: &str, b: usize| -> Result<Rate, String> {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!(" {key}={mode} ")) && field(l, peer.prefix, "batch") == [b as f64])
+            .ok_or(format!("no {} rate for {mode} at batch {b}: {text}", peer.name))?;
+        let (wall, cpu) = (field(line, peer.prefix, "wall"), field(line, peer.prefix, "cpu"));
+        Ok(Rate { wall: wall[0], cpu: cpu[0] })
+    };
+    let by_batch = |mode: &str| batches.iter().map(|&b| rate(mode, b)).collect::<Result<Vec<_>, String>>();
+    Ok([by_batch(peer.modes[0])?, by_batch(peer.modes[1])?])
 }
 
 /// The bench's settings, from its command line.
@@ -164,6 +230,8 @@ struct Args {
     models: Vec<String>,
     rounds: usize,
     keras: bool,
+    torch: bool,
+    bf16: bool,
 }
 
 impl Args {
@@ -180,6 +248,8 @@ impl Args {
             models: args.windows(2).filter(|w| w[0] == "model").map(|w| w[1].clone()).collect(),
             rounds: after("rounds").first().copied().unwrap_or(1).max(1),
             keras: !args.iter().any(|a| a == "no-keras"),
+            torch: !args.iter().any(|a| a == "no-torch"),
+            bf16: !args.iter().any(|a| a == "fp32") && kernels::bf16::units().is_some(),
         }
     }
 }
@@ -197,13 +267,11 @@ fn main() {
     let full = data.split(SplitKind::Train).expect("MNIST has a train split");
     let n = args.images.min(full.len());
     let train = Split { pixels: full.pixels[..n * 784].to_vec(), labels: full.labels[..n].to_vec() };
-    let mut keras_ok = args.keras;
-    let numpy = if keras_ok {
-        match run_peer(&["--sgemm".into()]) {
+    let numpy = if args.keras {
+        match run_peer(KERAS.script, &["--sgemm".into()]) {
             Ok(text) => field(&text, "", "sgemm_gflops").first().copied(),
             Err(why) => {
-                println!("keras peer did not run: {why}");
-                keras_ok = false;
+                println!("numpy's sgemm not measured: {why}");
                 None
             }
         }
@@ -213,8 +281,13 @@ fn main() {
     let candle = candle_sgemm_gflops();
     let sgemm = numpy.unwrap_or(0.0).max(candle);
     let numpy_text = numpy.map_or("not measured".to_string(), |g| format!("{g:.0} GFLOP/s"));
+    let units = kernels::bf16::units();
+    let units_text = match units {
+        Some(u) => format!("{u}, mnistlab's bf16 product {:.0} GFLOP/s", bf16_product_gflops()),
+        None => "none (bf16 not run)".to_string(),
+    };
     println!(
-        "zoo: {n} images, batch {:?}, {} rayon threads; sgemm numpy {numpy_text}, candle {candle:.0} GFLOP/s",
+        "zoo: {n} images, batch {:?}, {} rayon threads; bf16 units: {units_text}; sgemm numpy {numpy_text}, candle {candle:.0} GFLOP/s",
         args.batches,
         rayon::current_num_threads()
     );
@@ -225,49 +298,85 @@ fn main() {
         .filter(|(i, _)| args.only.is_empty() || args.only.contains(&(i + 1)))
         .map(|(i, m)| (i + 1, *m))
         .collect();
-    let mut rows = Vec::new();
+    let mut peers: Vec<&Peer> = Vec::new();
+    if args.keras {
+        peers.push(&KERAS);
+    }
+    if args.torch {
+        peers.push(&TORCH);
+    }
+    let mut precisions = vec![Precision::F32];
+    if args.bf16 {
+        precisions.push(Precision::Bf16);
+    }
+    // Ratios: bf16 / the faster peer's mixed precision, fp32 / PyTorch fp32, bf16 / own fp32.
+    let mut ratios: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for &(number, text) in &chosen {
         let spec = spec_of(text);
         let flops = 3.0 * forward_flops(&spec);
-        let mut ours = vec![Rate::default(); args.batches.len()];
-        let mut theirs: Option<Vec<Rate>> = None;
+        // ours[precision][batch]; theirs[peer][mode][batch].
+        let mut ours = vec![vec![Rate::default(); args.batches.len()]; precisions.len()];
+        let mut theirs: Vec<Option<[Vec<Rate>; 2]>> = vec![None; peers.len()];
         for _ in 0..args.rounds {
-            for (best, &batch) in ours.iter_mut().zip(&args.batches) {
-                *best = best.best(mnistlab_rate(&spec, &train, batch));
+            for (p, &precision) in precisions.iter().enumerate() {
+                for (best, &batch) in ours[p].iter_mut().zip(&args.batches) {
+                    *best = best.best(mnistlab_rate(&spec, &train, batch, precision));
+                }
             }
-            if keras_ok {
-                match keras_rates(&mnist, &spec, &args.batches, n) {
+            for (slot, peer) in theirs.iter_mut().zip(&peers) {
+                match peer_rates(peer, &mnist, &spec, &args.batches, n) {
                     Ok(rates) => {
-                        let prev = theirs.take().unwrap_or_else(|| vec![Rate::default(); rates.len()]);
-                        theirs = Some(prev.into_iter().zip(rates).map(|(a, b)| a.best(b)).collect());
+                        let best = |prev: &Vec<Rate>, new: &Vec<Rate>| prev.iter().zip(new).map(|(a, b)| a.best(*b)).collect();
+                        *slot = Some(match slot.take() {
+                            Some(prev) => [best(&prev[0], &rates[0]), best(&prev[1], &rates[1])],
+                            None => rates,
+                        });
                     }
-                    Err(why) => {
-                        println!("keras peer did not run: {why}");
-                        keras_ok = false;
-                    }
+                    Err(why) => println!("{} peer did not run: {why}", peer.name),
                 }
             }
         }
         for (i, &batch) in args.batches.iter().enumerate() {
-            let (m, k) = (ours[i], theirs.as_ref().map(|t| t[i]));
             let share = |r: f64| 100.0 * r * flops / 1e9 / sgemm;
-            let keras_text = k.map_or("        -".to_string(), |k| format!("{:9.0}", k.wall));
-            let ratio = k.map(|k| m.wall / k.wall);
-            let ratio_text = ratio.map_or("    -".to_string(), |r| format!("{r:4.2}x"));
-            let keras_share = k.map_or("   -".to_string(), |k| format!("{:3.0}%", share(k.wall)));
-            println!(
-                "{number} {text:<66} batch {batch:3}: mnistlab {:7.0} ({:3.0}% sgemm), keras {keras_text} ({keras_share}), ratio {ratio_text}",
-                m.wall,
-                share(m.wall)
-            );
-            rows.push(ratio);
+            let fp32 = ours[0][i].wall;
+            let bf16 = ours.get(1).map(|o| o[i].wall);
+            let mut line = format!("{number} {text:<66} batch {batch:3}: mnistlab fp32 {fp32:6.0} ({:3.0}% sgemm)", share(fp32));
+            if let Some(b) = bf16 {
+                line.push_str(&format!(" bf16 {b:6.0}"));
+            }
+            let mut best_mixed: Option<f64> = None;
+            let mut torch_fp32: Option<f64> = None;
+            for (peer, rates) in peers.iter().zip(&theirs) {
+                match rates {
+                    Some([f, m]) => {
+                        line.push_str(&format!(" | {} {:6.0} {:6.0}", peer.name, f[i].wall, m[i].wall));
+                        best_mixed = Some(best_mixed.unwrap_or(0.0).max(m[i].wall));
+                        if peer.name == "torch" {
+                            torch_fp32 = Some(f[i].wall);
+                        }
+                    }
+                    None => line.push_str(&format!(" | {} -", peer.name)),
+                }
+            }
+            let mut ratio = |slot: usize, label: &str, r: Option<f64>| {
+                if let Some(r) = r {
+                    line.push_str(&format!(" | {label} {r:.2}x"));
+                    ratios[slot].push(r);
+                }
+            };
+            ratio(0, "bf16/peers' mixed", bf16.zip(best_mixed).map(|(a, b)| a / b));
+            ratio(1, "fp32/torch fp32", torch_fp32.map(|t| fp32 / t));
+            ratio(2, "bf16/fp32", bf16.map(|b| b / fp32));
+            println!("{line}");
         }
     }
-    let ratios: Vec<f64> = rows.iter().flatten().copied().collect();
-    if !ratios.is_empty() {
-        let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
-        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        println!("ratio mnistlab/keras over {} runs: geometric mean {geo:.2}x, lowest {min:.2}x", ratios.len());
+    let names = ["mnistlab bf16 / faster peer in mixed precision", "mnistlab fp32 / PyTorch fp32", "mnistlab bf16 / mnistlab fp32"];
+    for (name, rs) in names.iter().zip(&ratios) {
+        if !rs.is_empty() {
+            let geo = (rs.iter().map(|r| r.ln()).sum::<f64>() / rs.len() as f64).exp();
+            let min = rs.iter().copied().fold(f64::INFINITY, f64::min);
+            println!("{name} over {} runs: geometric mean {geo:.2}x, lowest {min:.2}x", rs.len());
+        }
     }
     if let Some(kb) = vm_hwm_kb("self") {
         println!("peak memory of this process: {:.0} MB", kb / 1024.0);

@@ -202,6 +202,17 @@ fn resume_refuses_other_data_or_augmentation_and_a_plain_model_file() {
     run(&mut session, &PREPARE.replace("augment rotate 10 shift 0.1", "augment rotate 20"));
     let e = error(&mut session, &format!("resume {}", ck.display()));
     assert!(e.contains("augmentation `rotate ±10°") && e.contains("set the same `augment`"), "{e}");
+    // The same data in another precision, where the CPU has bf16 units (elsewhere `precision
+    // bf16` itself is refused).
+    let mut session = Session::new();
+    run(&mut session, PREPARE);
+    if mnistlab::kernels::bf16::units().is_some() {
+        run(&mut session, "precision bf16");
+        let e = error(&mut session, &format!("resume {}", ck.display()));
+        assert!(e.contains("trained in precision fp32, the session has bf16: say `precision fp32`"), "{e}");
+    } else {
+        assert!(error(&mut session, "precision bf16").contains("no bf16 units"));
+    }
     // A model file is a model, not a run; `load model` reads the checkpoint as a model.
     let model = dir.path().join("m.safetensors");
     run(&mut session, &format!("save model {}", model.display()));

@@ -550,3 +550,41 @@ fn an_ensemble_trains_scores_saves_loads_and_compares_its_members() {
     assert!(e.contains("ensemble.json"), "{e}");
     assert_eq!(tables(&run(&mut session, "ensemble"))[0].rows.len(), 3);
 }
+
+#[test]
+fn precision_bf16_trains_like_fp32_repeats_bit_for_bit_and_says_where_it_runs() {
+    let prepare = "seed 2\nload mnist\nsubset 100 per class\nnormalize\nsplit 80/10/10 seed 2\nmodel conv16 pool conv32 pool dense64\n";
+    let mut s = Session::new();
+    let shown = texts(&run(&mut s, "precision"));
+    assert!(shown[0].starts_with("precision fp32: f32 throughout (this CPU's bf16 units: "), "{shown:?}");
+    assert!(error(&mut s, "precision fp16").contains("one of `fp32`, `bf16`"));
+    let Some(units) = mnistlab::kernels::bf16::units() else {
+        // A CPU without bf16 units refuses it, and nothing changes.
+        assert!(error(&mut s, "precision bf16").contains("no bf16 units"));
+        assert!(texts(&run(&mut s, "precision"))[0].starts_with("precision fp32"));
+        return;
+    };
+    run(&mut s, prepare);
+    run(&mut s, "fit 2");
+    let fp32 = accuracy(&run(&mut s, "evaluate test"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut weights = Vec::new();
+    let mut accuracies = Vec::new();
+    for round in 0..2 {
+        let set = texts(&run(&mut s, "precision bf16"));
+        assert!(set[0].starts_with(&format!("precision bf16: convolutions and dense layers multiply bf16 operands on {units}")), "{set:?}");
+        let fitted = texts(&run(&mut s, &format!("{prepare}fit 2")));
+        assert!(fitted.iter().any(|t| t.starts_with("precision bf16")), "the fit says its precision: {fitted:?}");
+        accuracies.push(accuracy(&run(&mut s, "evaluate test")));
+        let path = dir.path().join(format!("bf16-{round}.safetensors"));
+        run(&mut s, &format!("save model {}", path.display()));
+        weights.push(std::fs::read(&path).unwrap());
+        run(&mut s, "precision fp32");
+    }
+    assert_eq!(accuracies[0], accuracies[1], "the same seed trains the same in bf16");
+    assert!(weights[0] == weights[1], "the same seed saves the same weights in bf16");
+    // 2 epochs on 800 images: bf16 within 3 points of fp32 on the 100 test images.
+    assert!((accuracies[0] - fp32).abs() <= 0.03, "bf16 {} vs fp32 {fp32}", accuracies[0]);
+    let compared = tables(&run(&mut s, "compare"));
+    assert!(compared.iter().any(|t| t.rows.iter().any(|r| r.iter().any(|c| c.contains("bf16")))), "compare names the precision");
+}

@@ -174,16 +174,16 @@ fn f32_slice<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&
 }
 
 /// A matrix operand of [`matmul`]: (slice, row stride, column stride).
-type Operand<'a> = (&'a [f32], usize, usize);
+pub type Operand<'a> = (&'a [f32], usize, usize);
 
 /// The destination of [`matmul`]: (slice, row stride, column stride).
-type Destination<'a> = (&'a mut [f32], usize, usize);
+pub type Destination<'a> = (&'a mut [f32], usize, usize);
 
 /// `dst = lhs · rhs` in `precision` on the calling thread (by `gemm` in f32), for an m × k
 /// `lhs`, a k × n `rhs` and an m × n `dst`, each given as (slice, row stride, column stride):
 /// element (i, j) sits at `i * row_stride + j * col_stride`. Panics if a matrix would reach
-/// past its slice.
-pub(super) fn matmul(
+/// past its slice. The kernels' one product; public for the benches, which measure its rate.
+pub fn matmul(
     precision: Precision,
     (m, n, k): (usize, usize, usize),
     dst: Destination<'_>,
@@ -224,7 +224,9 @@ fn product(
         "matmul: a {m}x{k} · {k}x{n} product reaches past one of its buffers"
     );
     if let (Precision::Bf16, Some(units)) = (precision, bf16::units()) {
-        return bf16::product(units, (m, n, k), dst, lhs, rhs, add);
+        if bf16::pays((m, n, k)) {
+            return bf16::product(units, (m, n, k), dst, lhs, rhs, add);
+        }
     }
     // SAFETY: the assertion keeps every element gemm reads or writes inside its slice, and
     // `dst`, borrowed mutably, aliases neither input.

@@ -69,11 +69,17 @@ impl Tiles {
         Tiles(())
     }
 
-    /// The 32 × 32 sums (row-major, 32 per row) of two left row blocks (`a0`, `a1`) by two
-    /// right column blocks (`b0`, `b1`), over `k_blocks` tiles of each, written to `c`.
-    pub(super) fn block(&self, a: [&[u32]; 2], b: [&[u32]; 2], k_blocks: usize, c: &mut [f32; 4 * TILE]) {
-        for t in [a[0], a[1], b[0], b[1]] {
+    /// The 32 × 32 sums (row-major, 32 per row) of one or two left row blocks (`a`) by two
+    /// right column blocks (`b`), over `k_blocks` tiles of each, written to `c` (with one left
+    /// block, its first 16 rows).
+    pub(super) fn block(&self, a: &[&[u32]], b: [&[u32]; 2], k_blocks: usize, c: &mut [f32; 4 * TILE]) {
+        assert!(matches!(a.len(), 1 | 2), "amx: one or two left blocks");
+        for t in a.iter().chain(&b) {
             assert!(t.len() >= k_blocks * TILE, "amx: an operand holds fewer than {k_blocks} tiles");
+        }
+        if a.len() == 1 {
+            // SAFETY: as for two blocks below, with tiles 0, 1, 4, 6 and 7 only.
+            return unsafe { self.half_block(a[0], b, k_blocks, c) };
         }
         let (row, c_row) = (4 * SIDE, 2 * SIDE * 4);
         // SAFETY: the tiles are configured (`self` exists); each load reads 16 rows of 64
@@ -110,6 +116,45 @@ impl Tiles {
                 c1 = in(reg) p.add(SIDE),
                 c2 = in(reg) p.add(SIDE * 2 * SIDE),
                 c3 = in(reg) p.add(SIDE * 2 * SIDE + SIDE),
+                s = in(reg) c_row,
+                options(nostack),
+            );
+        }
+    }
+}
+
+impl Tiles {
+    /// [`Tiles::block`] with one left block: the first 16 rows of `c`.
+    ///
+    /// # Safety
+    /// `a` and both `b` must hold at least `k_blocks` tiles.
+    unsafe fn half_block(&self, a: &[u32], b: [&[u32]; 2], k_blocks: usize, c: &mut [f32; 4 * TILE]) {
+        let (row, c_row) = (4 * SIDE, 2 * SIDE * 4);
+        // SAFETY: the tiles are configured; the caller keeps every tile read in its slice; the
+        // stores write 16 rows of 64 bytes at 128-byte steps, inside the first 2 KiB of `c`.
+        unsafe {
+            asm!("tilezero tmm0", "tilezero tmm1", options(nomem, nostack));
+            for kb in 0..k_blocks {
+                let at = kb * TILE;
+                asm!(
+                    "tileloadd tmm4, [{a0} + {s}*1]",
+                    "tileloadd tmm6, [{b0} + {s}*1]",
+                    "tileloadd tmm7, [{b1} + {s}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    a0 = in(reg) a.as_ptr().add(at),
+                    b0 = in(reg) b[0].as_ptr().add(at),
+                    b1 = in(reg) b[1].as_ptr().add(at),
+                    s = in(reg) row,
+                    options(nostack, readonly),
+                );
+            }
+            let p = c.as_mut_ptr();
+            asm!(
+                "tilestored [{c0} + {s}*1], tmm0",
+                "tilestored [{c1} + {s}*1], tmm1",
+                c0 = in(reg) p,
+                c1 = in(reg) p.add(SIDE),
                 s = in(reg) c_row,
                 options(nostack),
             );

@@ -10,18 +10,19 @@ use super::pack::{SIDE, TILE};
 /// vector registers, beside the two right-operand vectors and the broadcast left value.
 const ROWS: usize = 8;
 
-/// The 32 × 32 sums (row-major, 32 per row) of two left row blocks (`a0`, `a1`) by two right
-/// column blocks (`b0`, `b1`), over `k_blocks` tiles of each, written to `c`: what
-/// [`super::amx::Tiles::block`] computes.
+/// The 32 × 32 sums (row-major, 32 per row) of one or two left row blocks (`a`) by two right
+/// column blocks (`b`), over `k_blocks` tiles of each, written to `c` (with one left block, its
+/// first 16 rows): what [`super::amx::Tiles::block`] computes.
 ///
 /// # Safety
 /// The CPU must have AVX512F and AVX512-BF16.
 #[target_feature(enable = "avx512f,avx512bf16")]
-pub(super) unsafe fn block(a: [&[u32]; 2], b: [&[u32]; 2], k_blocks: usize, c: &mut [f32; 4 * TILE]) {
-    for t in [a[0], a[1], b[0], b[1]] {
+pub(super) unsafe fn block(a: &[&[u32]], b: [&[u32]; 2], k_blocks: usize, c: &mut [f32; 4 * TILE]) {
+    assert!(matches!(a.len(), 1 | 2), "avx512-bf16: one or two left blocks");
+    for t in a.iter().chain(&b) {
         assert!(t.len() >= k_blocks * TILE, "avx512-bf16: an operand holds fewer than {k_blocks} tiles");
     }
-    for pass in 0..4 {
+    for pass in 0..2 * a.len() {
         let (tile, first) = (a[pass / 2], (pass % 2) * ROWS);
         let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
         for kb in 0..k_blocks {

@@ -44,14 +44,13 @@ pub(super) fn pack(view: View<'_>, blocks: std::ops::Range<usize>, side: Side, f
         for kb in 0..k_blocks {
             let tile = &mut out[(slot * k_blocks + kb) * TILE..][..TILE];
             let (p0, k0) = (b * SIDE, kb * K_STEP);
-            let whole = p0 + SIDE <= view.p && k0 + K_STEP <= view.k;
             #[cfg(target_arch = "x86_64")]
-            if fast && whole && (view.k_stride == 1 || view.p_stride == 1) {
-                // SAFETY: `fast` says the CPU has the features; the tile lies inside the view.
+            if fast && p0 < view.p && (view.k_stride == 1 || view.p_stride == 1) {
+                // SAFETY: `fast` says the CPU has the features, and (p0, k0) is inside the view.
                 unsafe { vector::tile(view, p0, k0, side, tile) };
                 continue;
             }
-            let _ = (fast, whole);
+            let _ = fast;
             scalar_tile(view, p0, k0, side, tile);
         }
     }
@@ -96,14 +95,15 @@ mod vector {
         unsafe { std::mem::transmute::<__m512bh, __m512i>(v) }
     }
 
-    /// One whole tile of a view contiguous along K or along P, 16 words at a time: along K,
-    /// 32 consecutive values make the 16 words of one P row; along P, two K columns of 16
-    /// values interleave into the 16 words of one word column. Rows land as rows and columns
-    /// as columns of the tile, transposed for the right operand.
+    /// One tile of a view contiguous along K or along P, 16 words at a time: along K, 32
+    /// consecutive values make the 16 words of one P row; along P, two K columns of 16 values
+    /// interleave into the 16 words of one word column. Rows land as rows and columns as
+    /// columns of the tile, transposed for the right operand. Past the view's edge the loads
+    /// are masked (no lane outside the view is read) and the words are zeros.
     ///
     /// # Safety
-    /// The CPU must have AVX512F, AVX512BW and AVX512-BF16, and the 16 × 32 values from
-    /// (`p0`, `k0`) must lie inside the view.
+    /// The CPU must have AVX512F, AVX512BW and AVX512-BF16, and (`p0`, `k0`) must lie inside
+    /// the view.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn tile(view: View<'_>, p0: usize, k0: usize, side: Side, tile: &mut [u32]) {
         let along_k = view.k_stride == 1;
@@ -118,18 +118,26 @@ mod vector {
             31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2,
             17, 1, 16, 0,
         );
+        // Lanes `0..n` of 16.
+        let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(SIDE)) - 1) as __mmask16 };
+        let (p_count, k_count) = (view.p - p0, view.k - k0);
         let mut words = [0u32; SIDE];
         for v in 0..SIDE {
-            // SAFETY (reads): the caller keeps the tile inside the view, so every address
-            // below is an element of `view.data`.
+            // SAFETY (reads): every lane a mask lets through is an element of the view, inside
+            // `view.data`; masked-off lanes are not read.
             let packed = if along_k {
-                let row = data.add((p0 + v) * view.p_stride + k0);
-                let (lo, hi) = (_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(SIDE)));
+                let row = data.wrapping_add((p0 + v) * view.p_stride + k0);
+                let mask = if v < p_count { lanes(k_count) } else { 0 };
+                let high = if v < p_count { lanes(k_count.saturating_sub(SIDE)) } else { 0 };
+                let (lo, hi) = (_mm512_maskz_loadu_ps(mask, row), _mm512_maskz_loadu_ps(high, row.wrapping_add(SIDE)));
                 // cvtne2ps_pbh(a, b) puts b's values in the lower half.
                 words_of(_mm512_cvtne2ps_pbh(hi, lo))
             } else {
-                let col = data.add(p0 + (k0 + 2 * v) * view.k_stride);
-                let (lo, hi) = (_mm512_loadu_ps(col), _mm512_loadu_ps(col.add(view.k_stride)));
+                let col = data.wrapping_add(p0 + (k0 + 2 * v) * view.k_stride);
+                let mask = if 2 * v < k_count { lanes(p_count) } else { 0 };
+                let high = if 2 * v + 1 < k_count { lanes(p_count) } else { 0 };
+                let (lo, hi) =
+                    (_mm512_maskz_loadu_ps(mask, col), _mm512_maskz_loadu_ps(high, col.wrapping_add(view.k_stride)));
                 _mm512_permutexvar_epi16(interleave, words_of(_mm512_cvtne2ps_pbh(hi, lo)))
             };
             if row_major {
@@ -153,7 +161,7 @@ mod tests {
     fn views(p: usize, k: usize) -> Vec<(Vec<f32>, usize, usize)> {
         let value = |i: usize, j: usize| {
             let x = ((i * 131 + j * 71) % 97) as f32 / 13.0 - 3.5;
-            if (i + j) % 5 == 0 {
+            if (i + j).is_multiple_of(5) {
                 // 1 + 2^-8: exactly halfway between two bf16 values (ties go to even).
                 x.signum() * (1.0 + 1.0 / 256.0)
             } else {

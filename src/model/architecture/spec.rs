@@ -428,7 +428,7 @@ mod tests {
         let s = m5.summary_rows((1, 28, 28), 10).unwrap();
         assert_eq!(s.trainable_params, 1_128_180);
         assert_eq!(s.total_params - s.trainable_params, 980);
-        assert_eq!(m5.describe().split(' ').last(), Some("output(nobias,bn)"));
+        assert_eq!(m5.describe().split(' ').next_back(), Some("output(nobias,bn)"));
         // Deotte's Keras model: model.summary() counts 327,242 parameters, 832 of them the batch
         // norms' moving statistics; the 4×4 convolution leaves 1×1×128.
         let deotte = preset("deotte").unwrap();
