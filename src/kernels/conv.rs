@@ -79,7 +79,7 @@ fn conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, settings: ConvSettings) -> R
     }
     let fast = cpu_f32(&[x, w]) && b.is_none_or(|b| cpu_f32(&[b]));
     if !fast {
-        let mut y = x.conv2d(w, padding, stride, 1, 1)?;
+        let mut y = super::autocast(precision, x, w, |x, w| x.conv2d(w, padding, stride, 1, 1))?;
         if let Some(b) = b {
             y = y.broadcast_add(&b.reshape((1, g.o, 1, 1))?)?;
         }

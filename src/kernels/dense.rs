@@ -66,7 +66,7 @@ fn dense(
             Some((rate, key)) => super::dropout(x, rate, key)?,
             None => x.clone(),
         };
-        let y = x.flatten_from(1)?.matmul(&w.t()?)?.broadcast_add(b)?;
+        let y = super::autocast(precision, &x.flatten_from(1)?, w, |x, w| x.matmul(&w.t()?))?.broadcast_add(b)?;
         return if relu { y.relu() } else { Ok(y) };
     }
     let drop = drop.map(|(rate, key)| Dropout::new(rate, key, x.elem_count())).transpose()?;

@@ -80,6 +80,24 @@ impl std::fmt::Display for Precision {
     }
 }
 
+/// `product(x, w)` through candle's own operations in `precision`, for the devices and dtypes
+/// the fused kernels leave to candle (CUDA above all): in bf16, f32 operands are cast to
+/// candle's bf16 tensors and the result back to f32, as PyTorch's autocast does; the result
+/// otherwise has `x`'s dtype.
+fn autocast(
+    precision: Precision,
+    x: &Tensor,
+    w: &Tensor,
+    product: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    use candle_core::DType;
+    if precision == Precision::Bf16 && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+        product(&x.to_dtype(DType::BF16)?, &w.to_dtype(DType::BF16)?)?.to_dtype(DType::F32)
+    } else {
+        product(x, w)
+    }
+}
+
 /// Whether the fused CPU kernels apply to every one of `tensors`: f32 on the CPU (otherwise
 /// the kernels fall back to candle's own operations).
 pub fn cpu_f32(tensors: &[&Tensor]) -> bool {
@@ -313,6 +331,24 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn glibc_takes_the_allocator_settings() {
         assert!(super::keep_freed_memory());
+    }
+
+    /// The casts of the path CUDA takes in bf16: f32 in, the operation on bf16 tensors, f32
+    /// out, within bf16's rounding of the f32 result; in fp32 the operation unchanged. (candle
+    /// multiplies bf16 matrices on CUDA only, so an element-wise product stands in for them.)
+    #[test]
+    fn autocast_runs_f32_operands_in_bf16_and_returns_f32() -> candle_core::Result<()> {
+        use super::test_util::{random, rel_err};
+        use super::Precision;
+        let (x, w) = (random(&[4, 3, 8, 8], 1)?, random(&[4, 3, 8, 8], 2)?);
+        let product = |x: &candle_core::Tensor, w: &candle_core::Tensor| x.mul(w);
+        let exact = product(&x, &w)?;
+        let mixed = super::autocast(Precision::Bf16, &x, &w, product)?;
+        assert_eq!(mixed.dtype(), candle_core::DType::F32);
+        let e = rel_err(&mixed, &exact)?;
+        assert!(e > 0.0 && e < 1e-2, "bf16 differs by {e}");
+        assert_eq!(rel_err(&super::autocast(Precision::F32, &x, &w, product)?, &exact)?, 0.0);
+        Ok(())
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl Session {
             )));
         }
         let origin = format!("{} (set from Rust)", net.spec().describe());
-        let net = self.in_precision(net)?;
+        let net = self.in_precision(net);
         self.training.model = Some(ModelState::new(net, classes, None, origin));
         Ok(())
     }

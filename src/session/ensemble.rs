@@ -255,7 +255,7 @@ impl Session {
         let count = loaded.len();
         let old = std::mem::take(&mut self.training.ensemble);
         for (net, meta, origin) in loaded {
-            let net = self.in_precision(net)?;
+            let net = self.in_precision(net);
             if let Err(e) = self.join(Member { net, classes: meta.classes, scaling: meta.scaling, origin, run: None }) {
                 self.training.ensemble = old;
                 return Err(e);

@@ -281,7 +281,7 @@ impl Session {
         let path = dir.join(resume::LAST);
         let dataset = self.dataset.as_ref().ok_or("resume needs the run's data: load and prepare it as before")?;
         let (net, meta, ck) = model::load_checkpoint(&path, &self.training.device)?;
-        let net = self.in_precision(net)?;
+        let net = self.in_precision(net);
         let labels = label_map(&meta.classes, dataset)?;
         if labels != ck.info.config.labels {
             return Err(format!(

@@ -187,7 +187,7 @@ impl Session {
         let spec = spec_from_words(choice)?;
         let (input, classes) = self.model_frame();
         Self::check_training_memory(&spec, input, classes.len(), self.training.batch)?;
-        let net = self.in_precision(Network::new(&spec, input, classes.len(), &self.training.device, self.seed)?)?;
+        let net = self.in_precision(Network::new(&spec, input, classes.len(), &self.training.device, self.seed)?);
         out(Event::Text(format!(
             "model: {} → {} classes, {} parameters (seed {})",
             spec.describe(),
@@ -364,7 +364,8 @@ impl Session {
         let epochs = config.epochs;
         let (trained, trainable) = announce_training(&state.net, self.training.body_lr, &config, out);
         if state.net.precision() != Precision::F32 {
-            out(Event::Text(describe_precision(state.net.precision(), kernels::bf16::units())));
+            let on_cpu = state.net.device().is_cpu();
+            out(Event::Text(describe_precision(state.net.precision(), kernels::bf16::units(), on_cpu)));
         }
         if val.is_none() {
             out(Event::Warning(
@@ -903,7 +904,7 @@ impl Session {
 
     pub(super) fn load_model(&mut self, path: &Path, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let (net, meta) = model::files::checkpoint::load_model(path, &self.training.device)?;
-        let net = self.in_precision(net)?;
+        let net = self.in_precision(net);
         out(Event::Text(format!(
             "loaded model {}: {} → {} classes, {} parameters, inputs scaled as {}",
             path.display(),
@@ -1005,12 +1006,8 @@ impl Session {
     /// `fit` is made on the model's device, and each batch goes there once per step.
     pub(super) fn device(&mut self, kind: DeviceKind, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let device = model::device(kind)?;
-        if !device.is_cpu() && self.training.precision != Precision::F32 {
-            return Err(format!(
-                "precision {} runs on the CPU's bf16 units: say `precision fp32` before `device {kind}`",
-                self.training.precision
-            )
-            .into());
+        if device.is_cpu() && self.training.precision == Precision::Bf16 && kernels::bf16::units().is_none() {
+            return Err("precision bf16 needs bf16 units, which this CPU lacks: say `precision fp32` before `device cpu`".into());
         }
         let moved = match self.training.model.as_mut() {
             Some(state) if !state.net.device().same_device(&device) => {
@@ -1033,32 +1030,28 @@ impl Session {
     pub(super) fn precision(&mut self, wanted: Option<Precision>, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let units = kernels::bf16::units();
         let Some(wanted) = wanted else {
-            out(Event::Text(describe_precision(self.training.precision, units)));
+            out(Event::Text(describe_precision(self.training.precision, units, self.training.device.is_cpu())));
             return Ok(());
         };
-        if wanted == Precision::Bf16 {
-            if units.is_none() {
-                return Err("this CPU has no bf16 units (AMX or AVX512-BF16): bf16 products would be emulated, slower than fp32, so the precision stays fp32".into());
-            }
-            if !self.training.device.is_cpu() {
-                return Err("precision bf16 runs on the CPU's bf16 units: say `device cpu` first".into());
-            }
+        let on_cpu = self.training.device.is_cpu();
+        if wanted == Precision::Bf16 && on_cpu && units.is_none() {
+            return Err("this CPU has no bf16 units (AMX or AVX512-BF16): bf16 products would be emulated, slower than fp32, so the precision stays fp32".into());
         }
         if let Some(state) = self.training.model.as_mut() {
-            state.net.set_precision(wanted)?;
+            state.net.set_precision(wanted);
         }
         for member in &mut self.training.ensemble.members {
-            member.net.set_precision(wanted)?;
+            member.net.set_precision(wanted);
         }
         self.training.precision = wanted;
-        out(Event::Text(describe_precision(wanted, units)));
+        out(Event::Text(describe_precision(wanted, units, on_cpu)));
         Ok(())
     }
 
     /// `net` set to the session's precision.
-    pub(super) fn in_precision(&self, mut net: Network) -> Result<Network, SessionError> {
-        net.set_precision(self.training.precision)?;
-        Ok(net)
+    pub(super) fn in_precision(&self, mut net: Network) -> Network {
+        net.set_precision(self.training.precision);
+        net
     }
 
     /// `memory [SIZE]`: sets the budget (never above the machine's memory) and shows it.
@@ -1089,12 +1082,17 @@ impl Session {
     }
 }
 
-/// What `precision` says of `precision` on a CPU with the bf16 `units`.
-fn describe_precision(precision: Precision, units: Option<kernels::bf16::Units>) -> String {
+/// What `precision` says of `precision`, with the CPU's bf16 `units`, for a model on the CPU
+/// (`on_cpu`) or on CUDA.
+fn describe_precision(precision: Precision, units: Option<kernels::bf16::Units>, on_cpu: bool) -> String {
     let units_text = units.map_or_else(|| "none".to_string(), |u| u.to_string());
-    match (precision, units) {
-        (Precision::Bf16, Some(u)) => format!(
-            "precision bf16: convolutions and dense layers multiply bf16 operands on {u}, summing in f32; weights, optimizer, batch norm, softmax and loss stay f32"
+    let kept = "weights, optimizer, batch norm, softmax and loss stay f32";
+    match (precision, units, on_cpu) {
+        (Precision::Bf16, _, false) => format!(
+            "precision bf16: convolutions and dense layers cast their operands to candle's bf16 tensors on the GPU, the results back to f32; {kept}"
+        ),
+        (Precision::Bf16, Some(u), true) => format!(
+            "precision bf16: convolutions and dense layers multiply bf16 operands on {u}, summing in f32; {kept}"
         ),
         _ => format!("precision fp32: f32 throughout (this CPU's bf16 units: {units_text})"),
     }

@@ -147,18 +147,10 @@ impl Network {
     }
 
     /// Runs the products of the forward and backward passes in `precision` from here on (the
-    /// weights stay f32). bf16 runs on the fused CPU kernels only, so it is refused on another
-    /// device.
-    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        if precision != Precision::F32 && !self.device.is_cpu() {
-            return Err(ModelError::Device(format!(
-                "precision {} runs on the CPU's bf16 units; this model is on {:?}, where only fp32 runs",
-                precision,
-                self.device
-            )));
-        }
+    /// weights stay f32): on the CPU in the fused kernels, elsewhere (CUDA) through candle's
+    /// bf16 tensors.
+    pub fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
-        Ok(())
     }
 
     /// The parameter store.
@@ -297,6 +289,7 @@ impl Network {
         copy.restore(&self.snapshot()?)?;
         copy.dropout_seed.store(self.dropout_seed.load(Ordering::SeqCst), Ordering::SeqCst);
         copy.dropout_calls.store(self.dropout_calls.load(Ordering::SeqCst), Ordering::SeqCst);
+        copy.precision = self.precision;
         Ok(copy)
     }
 
