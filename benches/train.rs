@@ -1,6 +1,7 @@
-//! Training speed of the article's CNN (`seed-cnn`) through `model::fit` on real MNIST, side
-//! by side with the same model, optimizer (Adam 1e-3) and data in Keras/TensorFlow-CPU, and the
-//! time of a whole script from `load mnist` to 99% official-test accuracy.
+//! Training speed of the article's CNN (`seed-cnn`) through `model::fit` on real MNIST, in fp32
+//! and (where the CPU has bf16 units) in `precision bf16`, side by side with the same model,
+//! optimizer (Adam 1e-3) and data in Keras/TensorFlow-CPU, and the time of a whole script from
+//! `load mnist` to 99% official-test accuracy, in both precisions.
 //!
 //! `cargo bench --bench train [-- [steps N] [rounds R] [batch B]... [no-keras] [no-script]]`, after
 //! `mnistlab fetch mnist`. The Keras peer runs through `bench/run_keras_train.sh`, which sets up
@@ -8,7 +9,7 @@
 //! two take turns for R rounds (default 3), one warm-up and one timed run each per round, and
 //! the best round of each counts. The
 //! script is `examples/fast99.lab`, run for seeds 1-4 in turns with the script it replaced
-//! (`benches/fast99_before.lab`), by the release binary under `/usr/bin/time -v` when present
+//! (`benches/fast99_before.lab`) and with itself after `precision bf16`, by the release binary under `/usr/bin/time -v` when present
 //! (peak memory from it), else with the peak read from `/proc`.
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use mnistlab::data::{dataset::digit_classes, fetch, load, ImageFormat, PixelScaling, Split, SplitKind};
+use mnistlab::kernels::{self, Precision};
 use mnistlab::model::{fit, preset, Network, Optimizer, TrainConfig, TrainData};
 
 mod common;
@@ -29,16 +31,20 @@ fn load_average() -> Option<f64> {
 }
 
 /// Trains a fresh `seed-cnn` for `steps` steps of `batch` images (one epoch over the first
-/// `steps × batch` training images) through `fit`, once untimed (allocator and threads warm
-/// up) and once timed.
-fn mnistlab_rate(train: &Split, batch: usize, steps: usize) -> Rate {
+/// `steps × batch` training images) through `fit` in `precision`, once untimed (allocator and
+/// threads warm up) and once timed.
+fn mnistlab_rate(train: &Split, batch: usize, steps: usize, precision: Precision) -> Rate {
     let n = (steps * batch).min(train.len());
     let subset = Split { pixels: train.pixels[..n * 784].to_vec(), labels: train.labels[..n].to_vec() };
     let spec = preset("seed-cnn").expect("seed-cnn is a preset");
     let config =
         TrainConfig { epochs: 1, batch_size: batch, optimizer: Optimizer::Adam { lr: 1e-3 }, ..TrainConfig::default() };
     let stop = AtomicBool::new(false);
-    let fresh_net = || Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 0).expect("builds seed-cnn");
+    let fresh_net = || {
+        let mut net = Network::new(&spec, (1, 28, 28), 10, &Device::Cpu, 0).expect("builds seed-cnn");
+        net.set_precision(precision);
+        net
+    };
     let fit_once = |net: &Network| {
         let format = ImageFormat { rows: 28, cols: 28, scaling: PixelScaling::Unit };
         fit(net, TrainData::new(&subset, None, format), &config, &stop, &mut |_| {}).expect("trains")
@@ -175,15 +181,22 @@ fn main() {
     // keeps its best round.
     let keras_wanted = !args.iter().any(|a| a == "no-keras");
     let mut ours: Vec<(usize, Rate)> = batches.iter().map(|&b| (b, Rate::default())).collect();
+    let bf16 = kernels::bf16::units();
+    let mut ours_bf16: Vec<(usize, Rate)> = ours.clone();
     let mut keras: Vec<(usize, Rate)> = Vec::new();
     let mut round_ratios: Vec<(usize, f64)> = Vec::new();
     for round in 1..=rounds {
         let mut this_round = Vec::new();
-        for (batch, best) in ours.iter_mut() {
-            let r = mnistlab_rate(&train, *batch, steps);
+        for ((batch, best), (_, best_bf16)) in ours.iter_mut().zip(ours_bf16.iter_mut()) {
+            let r = mnistlab_rate(&train, *batch, steps, Precision::F32);
             println!("round {round} mnistlab batch {batch:4}: {:7.0} images/s, {:7.0} images/CPU-s", r.wall, r.cpu);
             *best = best.best(r);
             this_round.push((*batch, r));
+            if bf16.is_some() {
+                let r = mnistlab_rate(&train, *batch, steps, Precision::Bf16);
+                println!("round {round} bf16     batch {batch:4}: {:7.0} images/s, {:7.0} images/CPU-s", r.wall, r.cpu);
+                *best_bf16 = best_bf16.best(r);
+            }
         }
         if !keras_wanted {
             continue;
@@ -211,8 +224,16 @@ fn main() {
         }
     }
     println!("best of {rounds} round(s):");
-    for (batch, m) in &ours {
+    for ((batch, m), (_, h)) in ours.iter().zip(&ours_bf16) {
         println!("mnistlab batch {batch:4}: {:7.0} images/s, {:7.0} images/CPU-s", m.wall, m.cpu);
+        if let Some(units) = bf16 {
+            println!(
+                "bf16     batch {batch:4}: {:7.0} images/s, {:7.0} images/CPU-s ({units}): {:.2}x fp32",
+                h.wall,
+                h.cpu,
+                h.wall / m.wall
+            );
+        }
         if let Some((_, k)) = keras.iter().find(|(b, _)| b == batch) {
             println!("keras    batch {batch:4}: {:7.0} images/s, {:7.0} images/CPU-s", k.wall, k.cpu);
             let mut per_round: Vec<f64> = round_ratios.iter().filter(|(b, _)| b == batch).map(|(_, r)| *r).collect();
@@ -239,12 +260,16 @@ fn seeded(text: &str, name: &str, seed: u64) -> PathBuf {
     path
 }
 
-/// `examples/fast99.lab` and the script it replaced (`benches/fast99_before.lab`) for seeds 1-4,
-/// taking turns after an untimed run of each: each run's wall time, test accuracy and peak
-/// memory, and the ratio of the summed times.
+/// `examples/fast99.lab`, the script it replaced (`benches/fast99_before.lab`) and, where the
+/// CPU has bf16 units, fast99 after `precision bf16`, for seeds 1-4, taking turns after an
+/// untimed run of each: each run's wall time, test accuracy and peak memory, and the ratios of
+/// the summed times.
 fn end_to_end() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let scripts = [("fast99", root.join("examples/fast99.lab")), ("before", root.join("benches/fast99_before.lab"))];
+    let mut scripts = vec![("fast99", root.join("examples/fast99.lab")), ("before", root.join("benches/fast99_before.lab"))];
+    if kernels::bf16::units().is_some() {
+        scripts.push(("bf16", root.join("examples/fast99.lab")));
+    }
     println!(
         "end to end: {} against {}, seeds 1-4 in turns (load average {:.1})",
         scripts[0].1.display(),
@@ -253,13 +278,20 @@ fn end_to_end() {
     );
     let texts: Vec<String> = scripts
         .iter()
-        .map(|(_, path)| std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .map(|(name, path)| {
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if *name == "bf16" {
+                format!("precision bf16\n{text}")
+            } else {
+                text
+            }
+        })
         .collect();
     // One untimed run of each first: the first run of a binary on a cold page cache is slower.
     for ((name, _), text) in scripts.iter().zip(&texts) {
         let _ = run_script(&seeded(text, name, 1));
     }
-    let mut totals = [0.0f64; 2];
+    let mut totals = vec![0.0f64; scripts.len()];
     for seed in 1..=4 {
         for (i, ((name, _), text)) in scripts.iter().zip(&texts).enumerate() {
             match run_script(&seeded(text, name, seed)) {
@@ -283,4 +315,7 @@ fn end_to_end() {
         totals[1],
         totals[0] / totals[1]
     );
+    if let Some(bf16) = totals.get(2) {
+        println!("end to end: fast99 in bf16 {bf16:.1} s for seeds 1-4: {:.2}x the time of fp32", bf16 / totals[0]);
+    }
 }

@@ -249,6 +249,8 @@ impl Session {
              training needs more (batch statistics, dropout masks)"
                 .into(),
         ));
+        let on_cpu = state.net.device().is_cpu();
+        out(Event::Text(describe_precision(state.net.precision(), kernels::bf16::units(), on_cpu)));
         Ok(())
     }
 
