@@ -182,6 +182,7 @@ pub const WORDS: &[Word] = &[
     word(&["gpu", "cuda:0", "mps", "gpu:0", "cuda0", "nvidia"], In(&["device"]), "mnistlab calls the GPU `cuda`", Replace("cuda")),
     word(&["is_available", "device_count", "list_physical_devices"], Anywhere, "`device cuda` computes on the GPU (in a build with `--features cuda`)", Line("device cuda")),
     word(&["gpu", "cuda", "to", "torch.device", "model.cuda", "model.to", "use_gpu"], Start, "the device is chosen with `device` (`cuda` is the GPU)", Line("device cuda")),
+    word(&["mixed_precision", "set_global_policy", "mixed_bfloat16", "autocast", "torch.autocast", "bfloat16", "bf16", "amp", "half", "fp16", "mixed_float16"], Anywhere, "mixed precision is `precision bf16` (bf16 products, f32 sums and weights)", Line("precision bf16")),
     // Export and fine-tuning.
     word(&["torch.onnx.export", "tf2onnx", "onnx", "to_onnx"], Anywhere, "`export onnx PATH` writes an ONNX file", Line("export onnx {S}")),
     word(&["trainable", "requires_grad", "requires_grad_"], Anywhere, "layers are frozen with `freeze` (and `unfreeze`)", Line("freeze conv")),

@@ -1037,7 +1037,7 @@ impl Session {
         };
         let on_cpu = self.training.device.is_cpu();
         if wanted == Precision::Bf16 && on_cpu && units.is_none() {
-            return Err("this CPU has no bf16 units (AMX or AVX512-BF16): bf16 products would be emulated, slower than fp32, so the precision stays fp32".into());
+            return Err("this CPU has no bf16 units faster than its f32 ones (AMX, or AVX512-BF16 on a CPU other than Intel's): bf16 would be slower than fp32 here, so the precision stays fp32".into());
         }
         if let Some(state) = self.training.model.as_mut() {
             state.net.set_precision(wanted);

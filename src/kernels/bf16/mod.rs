@@ -46,8 +46,8 @@ pub const UNITS_VAR: &str = "MNISTLAB_BF16_UNITS";
 /// AVX512-BF16, except on Intel CPUs; detected once, when the AMX tiles are also requested
 /// from Linux. [`UNITS_VAR`] can change the choice among the units the CPU has.
 ///
-/// On this project's Intel Xeon the AVX512-BF16 product ran at 70-85 GFLOP/s where `gemm`'s
-/// f32 ran at 110-130 (and AMX at 180-375, one thread, n = 4096): bf16 there would lose
+/// On this project's Intel Xeon the AVX512-BF16 product ran at 69-85 GFLOP/s where `gemm`'s
+/// f32 ran at 67-128 on the same four shapes (and AMX at 180-375, one thread): bf16 there would lose
 /// precision and time, so an Intel CPU without AMX counts as having no bf16 units. The vector
 /// kernels are for AMD's Zen 4 and later; no such CPU was at hand to measure them.
 pub fn units() -> Option<Units> {

@@ -607,7 +607,7 @@ fn device(input: &str) -> Res<'_, StatementKind> {
 const PRECISION: StatementDoc = StatementDoc {
     keyword: "precision",
     synopsis: &["precision [fp32|bf16]"],
-    summary: "What the convolutions and dense layers multiply in, as Keras' `mixed_bfloat16` policy and PyTorch's bf16 autocast do it: `bf16` rounds both operands of every product to bf16 and sums in f32, on the CPU's AMX tiles or AVX512-BF16 units; the weights (the optimizer's master copy), batch-norm statistics, softmax, loss and Adam stay f32. A CPU without bf16 units refuses it (emulated, bf16 would be slower than fp32). `fp32` (the default) is f32 throughout. It applies to the model now and every model built or loaded after; alone, it shows the precision and the CPU's bf16 units.",
+    summary: "What the convolutions and dense layers multiply in, as Keras' `mixed_bfloat16` policy and PyTorch's bf16 autocast do it: `bf16` rounds both operands of every product to bf16 and sums in f32, on the CPU's AMX tiles or (off Intel) AVX512-BF16 units, on CUDA through candle's bf16 tensors; the weights (the optimizer's master copy), batch-norm statistics, softmax, loss and Adam stay f32. A CPU without such units refuses it (there bf16 would be slower than fp32); products too small to gain (a side under 16, fewer than 48 terms) stay f32. `fp32` (the default) is f32 throughout. It applies to the model now and every model built or loaded after; alone, it shows the precision and the CPU's bf16 units.",
     words: &["fp32", "bf16"],
     numbers: &[],
     example: "precision bf16",
