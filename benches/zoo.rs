@@ -78,6 +78,18 @@ fn forward_flops(spec: &ModelSpec) -> f64 {
     flops
 }
 
+/// The shortest of 5 timed runs of `round`, in seconds, after an untimed one.
+fn best_seconds(round: impl Fn()) -> f64 {
+    round();
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            round();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
 /// GFLOP/s of candle's CPU float32 matmul over all rayon threads: one 1024×1024 product per
 /// thread at once (candle's own pool is kept to one thread, as in training), best of 5.
 fn candle_sgemm_gflops() -> f64 {
@@ -91,14 +103,7 @@ fn candle_sgemm_gflops() -> f64 {
         })
         .collect();
     let round = || pairs.par_iter().for_each(|(a, b)| drop(a.matmul(b).expect("matmul")));
-    round();
-    let best = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            round();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
+    let best = best_seconds(round);
     2.0 * (threads * n * n * n) as f64 / best / 1e9
 }
 
@@ -115,14 +120,7 @@ fn bf16_product_gflops() -> f64 {
             kernels::matmul(Precision::Bf16, (n, n, n), (&mut c, n, 1), (&a, n, 1), (&a, n, 1));
         })
     };
-    round();
-    let best = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            round();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
+    let best = best_seconds(round);
     2.0 * (threads * n * n * n) as f64 / best / 1e9
 }
 

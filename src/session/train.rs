@@ -365,10 +365,6 @@ impl Session {
         let val = dataset.split(SplitKind::Val).filter(|s| !s.is_empty());
         let epochs = config.epochs;
         let (trained, trainable) = announce_training(&state.net, self.training.body_lr, &config, out);
-        if state.net.precision() != Precision::F32 {
-            let on_cpu = state.net.device().is_cpu();
-            out(Event::Text(describe_precision(state.net.precision(), kernels::bf16::units(), on_cpu)));
-        }
         if val.is_none() {
             out(Event::Warning(
                 "no validation split: the last epoch's weights are kept (`split val 10` makes one)".into(),
@@ -1176,6 +1172,9 @@ fn announce_training(
     let average =
         config.ema.map_or(String::new(), |d| format!("; their moving average (ema {d}) is validated and kept"));
     out(Event::Text(format!("training {trained}: {trainable} of {} parameters{average}", net.param_count())));
+    if net.precision() != Precision::F32 {
+        out(Event::Text(describe_precision(net.precision(), kernels::bf16::units(), net.device().is_cpu())));
+    }
     (trained, trainable)
 }
 
