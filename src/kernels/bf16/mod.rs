@@ -97,9 +97,9 @@ fn detect() -> Option<Units> {
 /// Whether an m × k · k × n product runs faster in bf16 than in f32: both sides at least 16
 /// (a tile's rows; a side of 6 pads to 16, and the tile product computes the padding) and a
 /// sum of at least 48 terms (below that, packing both operands costs more than the product
-/// saves). Measured on the 2-core Intel Xeon with AMX (n = 2048, f32 by `gemm`, GFLOP/s):
-/// m 64 at k 9, 25, 32, 54, 150: 44/112, 103/113, 134/130, 201/140, 300/135; m 16 at k 54 and
-/// 150: 126/132, 156/120; m 6 at k 150: 46/92. A product that does not pay runs in f32, which
+/// saves). Measured on the 2-core Intel Xeon with AMX (n = 2048, one thread, GFLOP/s of bf16
+/// on AMX / f32 by `gemm`): m 64 at k 9, 25, 32, 54, 150: 44/112, 103/113, 134/130, 201/140,
+/// 300/135; m 16 at k 54 and 150: 126/132, 156/120; m 6 at k 150: 46/92. A product that does not pay runs in f32, which
 /// is also more exact; the choice depends on the shape alone, so runs stay repeatable.
 pub(super) fn pays((m, n, k): (usize, usize, usize)) -> bool {
     m.min(n) >= SIDE && k >= 48
