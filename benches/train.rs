@@ -266,7 +266,8 @@ fn seeded(text: &str, name: &str, seed: u64) -> PathBuf {
 /// the summed times.
 fn end_to_end() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut scripts = vec![("fast99", root.join("examples/fast99.lab")), ("before", root.join("benches/fast99_before.lab"))];
+    let mut scripts =
+        vec![("fast99", root.join("examples/fast99.lab")), ("before", root.join("benches/fast99_before.lab"))];
     if kernels::bf16::units().is_some() {
         scripts.push(("bf16", root.join("examples/fast99.lab")));
     }

@@ -27,10 +27,10 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use mnistlab::data::{dataset::digit_classes, fetch, load, ImageFormat, PixelScaling, Split, SplitKind};
+use mnistlab::kernels::{self, Precision};
 use mnistlab::lang::{parse_line, ModelChoice, StatementKind};
 use mnistlab::model::architecture::layers::Node;
 use mnistlab::model::architecture::spec::Shape;
-use mnistlab::kernels::{self, Precision};
 use mnistlab::model::{fit, Layer, ModelSpec, Network, Optimizer, TrainConfig, TrainData};
 
 mod common;
@@ -194,7 +194,13 @@ const TORCH: Peer = Peer {
 };
 
 /// A peer's rates for `spec`, by precision (f32, mixed) then batch size.
-fn peer_rates(peer: &Peer, mnist: &Path, spec: &ModelSpec, batches: &[usize], images: usize) -> Result<[Vec<Rate>; 2], String> {
+fn peer_rates(
+    peer: &Peer,
+    mnist: &Path,
+    spec: &ModelSpec,
+    batches: &[usize],
+    images: usize,
+) -> Result<[Vec<Rate>; 2], String> {
     let json = serde_json::to_string(&spec.layers).expect("a spec serializes");
     let mut args = vec![mnist.display().to_string(), "--spec".into(), json, "--images".into(), images.to_string()];
     args.extend(["--warmup".to_string(), WARMUP_STEPS.to_string()]);
@@ -324,7 +330,8 @@ fn main() {
             for (slot, peer) in theirs.iter_mut().zip(&peers) {
                 match peer_rates(peer, &mnist, &spec, &args.batches, n) {
                     Ok(rates) => {
-                        let best = |prev: &Vec<Rate>, new: &Vec<Rate>| prev.iter().zip(new).map(|(a, b)| a.best(*b)).collect();
+                        let best =
+                            |prev: &Vec<Rate>, new: &Vec<Rate>| prev.iter().zip(new).map(|(a, b)| a.best(*b)).collect();
                         *slot = Some(match slot.take() {
                             Some(prev) => [best(&prev[0], &rates[0]), best(&prev[1], &rates[1])],
                             None => rates,
@@ -338,7 +345,8 @@ fn main() {
             let share = |r: f64| 100.0 * r * flops / 1e9 / sgemm;
             let fp32 = ours[0][i].wall;
             let bf16 = ours.get(1).map(|o| o[i].wall);
-            let mut line = format!("{number} {text:<66} batch {batch:3}: mnistlab fp32 {fp32:6.0} ({:3.0}% sgemm)", share(fp32));
+            let mut line =
+                format!("{number} {text:<66} batch {batch:3}: mnistlab fp32 {fp32:6.0} ({:3.0}% sgemm)", share(fp32));
             if let Some(b) = bf16 {
                 line.push_str(&format!(" bf16 {b:6.0}"));
             }
@@ -368,7 +376,11 @@ fn main() {
             println!("{line}");
         }
     }
-    let names = ["mnistlab bf16 / faster peer in mixed precision", "mnistlab fp32 / PyTorch fp32", "mnistlab bf16 / mnistlab fp32"];
+    let names = [
+        "mnistlab bf16 / faster peer in mixed precision",
+        "mnistlab fp32 / PyTorch fp32",
+        "mnistlab bf16 / mnistlab fp32",
+    ];
     for (name, rs) in names.iter().zip(&ratios) {
         if !rs.is_empty() {
             let geo = (rs.iter().map(|r| r.ln()).sum::<f64>() / rs.len() as f64).exp();

@@ -5,10 +5,10 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
+use mnistlab::kernels::Precision;
 use mnistlab::lang::{docs, parse_line, ModelChoice, StatementKind};
 use mnistlab::model::architecture::layers::init::Init;
 use mnistlab::model::architecture::layers::{Ctx, Flatten, Kind, Mode, Node, Output, OutputStyle, Params, Shape};
-use mnistlab::kernels::Precision;
 use mnistlab::model::Layer;
 use strum::IntoEnumIterator;
 
@@ -49,7 +49,13 @@ fn values(len: usize, seed: u32) -> Vec<f32> {
 /// The layer's output and the gradients of a weighted sum of it (by the input, then by each
 /// parameter in order), run in `dtype` with the fused kernels (`fast`, their products in
 /// `precision`) or candle's own ops.
-fn run(kind: &dyn Kind, x: &Tensor, params: &Params, dtype: DType, (fast, precision): (bool, Precision)) -> (Tensor, Vec<Tensor>) {
+fn run(
+    kind: &dyn Kind,
+    x: &Tensor,
+    params: &Params,
+    dtype: DType,
+    (fast, precision): (bool, Precision),
+) -> (Tensor, Vec<Tensor>) {
     let x = Var::from_tensor(&x.to_dtype(dtype).unwrap()).unwrap();
     let params = Params(
         params.0.iter().map(|(name, var)| (*name, Var::from_tensor(&var.to_dtype(dtype).unwrap()).unwrap())).collect(),
@@ -137,7 +143,8 @@ fn every_kind_runs_its_kernel_and_its_gradients_match_candle() {
         let d = relative_difference(&mixed, &reference);
         assert!(d < 1e-2, "{}: bf16 forward differs by {d}", kind.label());
         for (i, (a, b)) in mixed_grads.iter().zip(&reference_grads).enumerate() {
-            let (d, limit) = if own_relu(&node) { (relative_rms(a, b), 0.1) } else { (relative_difference(a, b), 1e-2) };
+            let (d, limit) =
+                if own_relu(&node) { (relative_rms(a, b), 0.1) } else { (relative_difference(a, b), 1e-2) };
             assert!(d < limit, "{}: bf16 gradient {i} differs by {d}", kind.label());
         }
     }

@@ -572,7 +572,12 @@ fn precision_bf16_trains_like_fp32_repeats_bit_for_bit_and_says_where_it_runs() 
     let mut accuracies = Vec::new();
     for round in 0..2 {
         let set = texts(&run(&mut s, "precision bf16"));
-        assert!(set[0].starts_with(&format!("precision bf16: convolutions and dense layers multiply bf16 operands on {units}")), "{set:?}");
+        assert!(
+            set[0].starts_with(&format!(
+                "precision bf16: convolutions and dense layers multiply bf16 operands on {units}"
+            )),
+            "{set:?}"
+        );
         let fitted = texts(&run(&mut s, &format!("{prepare}fit 2")));
         assert!(fitted.iter().any(|t| t.starts_with("precision bf16")), "the fit says its precision: {fitted:?}");
         accuracies.push(accuracy(&run(&mut s, "evaluate test")));
@@ -586,5 +591,8 @@ fn precision_bf16_trains_like_fp32_repeats_bit_for_bit_and_says_where_it_runs() 
     // 2 epochs on 800 images: bf16 within 3 points of fp32 on the 100 test images.
     assert!((accuracies[0] - fp32).abs() <= 0.03, "bf16 {} vs fp32 {fp32}", accuracies[0]);
     let compared = tables(&run(&mut s, "compare"));
-    assert!(compared.iter().any(|t| t.rows.iter().any(|r| r.iter().any(|c| c.contains("bf16")))), "compare names the precision");
+    assert!(
+        compared.iter().any(|t| t.rows.iter().any(|r| r.iter().any(|c| c.contains("bf16")))),
+        "compare names the precision"
+    );
 }

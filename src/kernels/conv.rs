@@ -8,7 +8,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 use rayon::prelude::*;
 
 use super::winograd::{Planes, Winograd};
-use super::{Precision, cpu_f32, f32_slice, lane_sum, matmul, matmul_add, with_f32, with_scratch};
+use super::{cpu_f32, f32_slice, lane_sum, matmul, matmul_add, with_f32, with_scratch, Precision};
 
 /// Input channels (output channels, for the input gradient) from which a padded 3 × 3
 /// stride-1 convolution runs in Winograd form.
@@ -465,7 +465,9 @@ impl Geom {
         let ld = nb * p;
         with_scratch(&SCRATCH, if wino.is_some() { 0 } else { ckk * ld }, o * ld, |col, out| {
             match wino {
-                Some((wg, u)) => wg.run(self.precision, nb, u, (x, self.x_planes()), (out, Planes { image: p, channel: ld })),
+                Some((wg, u)) => {
+                    wg.run(self.precision, nb, u, (x, self.x_planes()), (out, Planes { image: p, channel: ld }))
+                }
                 None => {
                     self.im2col_chunk(x, col);
                     // out (o × ld) = w (o × ckk) · col (ckk × ld), all row-major.
@@ -542,7 +544,9 @@ impl Geom {
                         if want_w {
                             let (dw, db) = acc.split_at_mut(weights);
                             match &wino_w {
-                                Some(wf) => wf.weight_products(self.precision, m, (xc, self.x_planes()), (dyc, dy_at), dw),
+                                Some(wf) => {
+                                    wf.weight_products(self.precision, m, (xc, self.x_planes()), (dyc, dy_at), dw)
+                                }
                                 None => {
                                     self.im2col_chunk(xc, col);
                                     // dw += dyc (o × ld) · colᵀ (ld × ckk, read from col with
@@ -767,8 +771,8 @@ impl CustomOp3 for Conv {
 #[cfg(test)]
 mod tests {
     use super::{conv2d, conv2d_pool};
-    use crate::kernels::Precision;
     use crate::kernels::test_util::{random, rel_err};
+    use crate::kernels::Precision;
     use candle_core::{DType, Result, Tensor, Var};
 
     const TOL: f32 = 1e-4;
@@ -919,7 +923,10 @@ mod tests {
             g.get(&w).expect("weight gradient").flatten_all()?.to_vec1::<f32>()
         };
         assert_eq!(run()?, run()?);
-        let e = conv2d_pool(&x, &w, None, (0, 1, true), 11, Precision::F32).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = conv2d_pool(&x, &w, None, (0, 1, true), 11, Precision::F32)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("does not fit"), "{e}");
         Ok(())
     }

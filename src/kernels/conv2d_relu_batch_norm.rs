@@ -193,7 +193,8 @@ mod tests {
         let b = var(&[o], 3, 0.2);
         let gamma = var(&[o], 4, 1.0);
         let beta = var(&[o], 5, 0.5);
-        let (fused, stats) = conv2d_relu_batch_norm_train(&x, (&k, &b), (&gamma, &beta), pad, 1e-3, pool, Precision::F32).unwrap();
+        let (fused, stats) =
+            conv2d_relu_batch_norm_train(&x, (&k, &b), (&gamma, &beta), pad, 1e-3, pool, Precision::F32).unwrap();
         let conv = crate::kernels::conv2d(&x, &k, Some(&b), (pad, 1, true), Precision::F32).unwrap();
         let (plain, plain_stats) = match pool {
             Some(k) => crate::kernels::batch_norm_pool_train(&conv, &gamma, &beta, 1e-3, k).unwrap(),
@@ -237,12 +238,18 @@ mod tests {
         let x = random(&[2, 3, 8, 8], 1).unwrap();
         let w = random(&[4, 3, 3, 3], 2).unwrap();
         let (b4, b5) = (random(&[4], 3).unwrap(), random(&[5], 4).unwrap());
-        let e = conv2d_relu_batch_norm_train(&x, (&w, &b4), (&b5, &b4), 1, 1e-3, None, Precision::F32).unwrap_err().to_string();
+        let e = conv2d_relu_batch_norm_train(&x, (&w, &b4), (&b5, &b4), 1, 1e-3, None, Precision::F32)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("scale") && e.contains("[5]") && e.contains("[4]"), "{e}");
         let bad = random(&[4, 2, 3, 3], 5).unwrap();
-        let e = conv2d_relu_batch_norm_train(&x, (&bad, &b4), (&b4, &b4), 1, 1e-3, None, Precision::F32).unwrap_err().to_string();
+        let e = conv2d_relu_batch_norm_train(&x, (&bad, &b4), (&b4, &b4), 1, 1e-3, None, Precision::F32)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("3 channels") && e.contains("expects 2"), "{e}");
-        let e = conv2d_relu_batch_norm_train(&x, (&w, &b4), (&b4, &b4), 0, 1e-3, Some(7), Precision::F32).unwrap_err().to_string();
+        let e = conv2d_relu_batch_norm_train(&x, (&w, &b4), (&b4, &b4), 0, 1e-3, Some(7), Precision::F32)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("7x7") && e.contains("6x6"), "{e}");
     }
 }

@@ -15,7 +15,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::dropout::{apply_mask, Dropout};
-use super::{Precision, cpu_f32, f32_slice, matmul, with_f32};
+use super::{cpu_f32, f32_slice, matmul, with_f32, Precision};
 
 /// `x · wᵀ + b` for `x` (N, IN, or N × … flattened from its second dimension), `w` (OUT, IN)
 /// and `b` (OUT), then a ReLU if `relu`. Gradients flow to all three; that of `x` (in `x`'s
@@ -70,7 +70,11 @@ fn dense(
         return if relu { y.relu() } else { Ok(y) };
     }
     let drop = drop.map(|(rate, key)| Dropout::new(rate, key, x.elem_count())).transpose()?;
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Dense { relu, precision, drop, masked: OnceLock::new() })
+    x.contiguous()?.apply_op3(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        Dense { relu, precision, drop, masked: OnceLock::new() },
+    )
 }
 
 /// The fused dense op; with `drop`, the input is masked first and the masked input kept in
@@ -164,7 +168,13 @@ impl Dense {
         let mut cols = vec![0f32; n * outputs];
         cols.par_chunks_mut(units * n).enumerate().for_each(|(task, cc)| {
             let u = cc.len() / n;
-            matmul(self.precision, (n, u, inputs), (cc, 1, n), (xs, inputs, 1), (&w[task * units * inputs..][..u * inputs], 1, inputs));
+            matmul(
+                self.precision,
+                (n, u, inputs),
+                (cc, 1, n),
+                (xs, inputs, 1),
+                (&w[task * units * inputs..][..u * inputs], 1, inputs),
+            );
         });
         self.finish(&cols, b, y);
         masked
@@ -199,10 +209,22 @@ impl Dense {
                     match self.drop {
                         Some(op) => {
                             let mut full = vec![0f32; dxc.len()];
-                            matmul(self.precision, (m, inputs, outputs), (&mut full, inputs, 1), (dyc, outputs, 1), (w, inputs, 1));
+                            matmul(
+                                self.precision,
+                                (m, inputs, outputs),
+                                (&mut full, inputs, 1),
+                                (dyc, outputs, 1),
+                                (w, inputs, 1),
+                            );
                             apply_mask(dxc, &full, (task * rows * inputs) as u32, op);
                         }
-                        None => matmul(self.precision, (m, inputs, outputs), (dxc, inputs, 1), (dyc, outputs, 1), (w, inputs, 1)),
+                        None => matmul(
+                            self.precision,
+                            (m, inputs, outputs),
+                            (dxc, inputs, 1),
+                            (dyc, outputs, 1),
+                            (w, inputs, 1),
+                        ),
                     }
                 },
             );
@@ -215,7 +237,13 @@ impl Dense {
             .map(|task| {
                 let (first, cols) = (task * width, width.min(inputs - task * width));
                 let mut part = vec![0f32; n * cols];
-                matmul(self.precision, (n, cols, outputs), (&mut part, cols, 1), (dy, outputs, 1), (&w[first..], inputs, 1));
+                matmul(
+                    self.precision,
+                    (n, cols, outputs),
+                    (&mut part, cols, 1),
+                    (dy, outputs, 1),
+                    (&w[first..], inputs, 1),
+                );
                 part
             })
             .collect();
@@ -303,7 +331,13 @@ impl CustomOp3 for Dense {
                 dw.par_chunks_mut(units * inputs).enumerate().for_each(|(i, dwc)| {
                     // dw rows [first, first + u) = dyᵀ (u × N, read from dy with swapped strides) · x (N × IN).
                     let (first, u) = (i * units, dwc.len() / inputs);
-                    matmul(self.precision, (u, inputs, n), (dwc, inputs, 1), (&dy[first..], 1, outputs), (x, inputs, 1));
+                    matmul(
+                        self.precision,
+                        (u, inputs, n),
+                        (dwc, inputs, 1),
+                        (&dy[first..], 1, outputs),
+                        (x, inputs, 1),
+                    );
                 });
             };
             // The weight gradient sees the input the forward pass multiplied: the masked one.
@@ -334,9 +368,9 @@ impl CustomOp3 for Dense {
 #[cfg(test)]
 mod tests {
     use super::{dropout_linear, linear};
-    use crate::kernels::Precision;
     use crate::kernels::dropout;
     use crate::kernels::test_util::random;
+    use crate::kernels::Precision;
     use candle_core::{Result, Tensor, Var};
 
     const TOL: f32 = 1e-4;

@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 
-use super::{Precision, matmul, matmul_add, with_scratch};
+use super::{matmul, matmul_add, with_scratch, Precision};
 
 /// The 16 transformed values of one tile or kernel, in row-major 4 × 4 order.
 const T: usize = 16;
@@ -135,7 +135,9 @@ impl Winograd {
             self.transform(nb, Pass::Inputs { planes: inp, at: in_at, v }, work);
             for xi in 0..T {
                 // M_ξ (tiles × co, column-major) = V_ξ (tiles × ci) · U_ξᵀ (ci × co).
-                matmul(precision, (ld, self.co, self.ci),
+                matmul(
+                    precision,
+                    (ld, self.co, self.ci),
                     (&mut m[xi * self.co * ld..][..self.co * ld], 1, ld),
                     (&v[xi * self.ci * ld..][..self.ci * ld], 1, ld),
                     (&u[xi * self.co * self.ci..][..self.co * self.ci], 1, self.ci),
@@ -179,7 +181,9 @@ impl Winograd {
             self.transform(nb, Pass::Gradients { planes: dy, at: dy_at, g: &mut *g }, work);
             for xi in 0..T {
                 // dU_ξ (co × ci, column-major) += DY_ξ (co × tiles) · V_ξᵀ (tiles × ci).
-                matmul_add(precision, (self.co, self.ci, ld),
+                matmul_add(
+                    precision,
+                    (self.co, self.ci, ld),
                     (&mut du[xi * self.co * self.ci..][..self.co * self.ci], 1, self.co),
                     (&g[xi * self.co * ld..][..self.co * ld], ld, 1),
                     (&v[xi * self.ci * ld..][..self.ci * ld], 1, ld),

@@ -12,8 +12,8 @@ use super::ensemble::{Ensemble, Scorer};
 use super::runs::{data_name, history_facts, kept_epoch, pct, tuning, RunRecord};
 use super::{Event, Image, Progress, Session, SessionError, Table, Task};
 use crate::data::{self, Dataset, ImageFormat, PixelScaling, Split, SplitKind};
-use crate::lang::{self, ModelChoice, OptimizerSpec, PlotKind};
 use crate::kernels::{self, Precision};
+use crate::lang::{self, ModelChoice, OptimizerSpec, PlotKind};
 use crate::model::{
     self, DeviceKind, Evaluation, History, ModelSpec, Network, Optimizer, Schedule, TrainConfig, TrainEvent,
 };
@@ -1005,7 +1005,10 @@ impl Session {
     pub(super) fn device(&mut self, kind: DeviceKind, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
         let device = model::device(kind)?;
         if device.is_cpu() && self.training.precision == Precision::Bf16 && kernels::bf16::units().is_none() {
-            return Err("precision bf16 needs bf16 units, which this CPU lacks: say `precision fp32` before `device cpu`".into());
+            return Err(
+                "precision bf16 needs bf16 units, which this CPU lacks: say `precision fp32` before `device cpu`"
+                    .into(),
+            );
         }
         let moved = match self.training.model.as_mut() {
             Some(state) if !state.net.device().same_device(&device) => {
@@ -1025,7 +1028,11 @@ impl Session {
 
     /// `precision [fp32|bf16]`: what the products of the model, and of every model built or
     /// loaded after, compute in; alone, shows it.
-    pub(super) fn precision(&mut self, wanted: Option<Precision>, out: &mut dyn FnMut(Event)) -> Result<(), SessionError> {
+    pub(super) fn precision(
+        &mut self,
+        wanted: Option<Precision>,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), SessionError> {
         let units = kernels::bf16::units();
         let Some(wanted) = wanted else {
             out(Event::Text(describe_precision(self.training.precision, units, self.training.device.is_cpu())));

@@ -236,7 +236,13 @@ impl Session {
         out: &mut dyn FnMut(Event),
     ) -> Result<(TrialResult, RunRecord, StopReason), SessionError> {
         let settings = plan.settings(trial, &search.space);
-        let net = self.in_precision(Network::new(settings.model, plan.input, plan.classes, &self.training.device, self.seed)?);
+        let net = self.in_precision(Network::new(
+            settings.model,
+            plan.input,
+            plan.classes,
+            &self.training.device,
+            self.seed,
+        )?);
         let config = TrainConfig {
             optimizer: settings.optimizer,
             batch_size: settings.batch,

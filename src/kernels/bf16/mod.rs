@@ -66,7 +66,9 @@ pub fn units() -> Option<Units> {
 /// Whether the CPU has AVX512F, AVX512BW and AVX512-BF16.
 #[cfg(target_arch = "x86_64")]
 fn has_vectors() -> bool {
-    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512bf16")
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512bf16")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -152,7 +154,11 @@ pub(super) fn product(
             Side::Left => v.k_stride == 1,
             Side::Right => v.p_stride == 1,
         };
-        if straight { 0 } else { v.p * v.k }
+        if straight {
+            0
+        } else {
+            v.p * v.k
+        }
     };
     let as_is = transposed(left, Side::Left) + transposed(right, Side::Right);
     let turned = transposed(right, Side::Left) + transposed(left, Side::Right);
@@ -225,7 +231,13 @@ fn grow(buf: &mut Vec<u32>, len: usize) {
 
 /// Writes (or, when `add`, adds) the top-left `rows` × `cols` of a block's sums at (`i0`,
 /// `j0`) of `out`, whose (row, column) strides are `strides`.
-fn write(sums: &Block, (rows, cols): (usize, usize), (i0, j0): (usize, usize), (out, (rs, cs)): (&mut [f32], (usize, usize)), add: bool) {
+fn write(
+    sums: &Block,
+    (rows, cols): (usize, usize),
+    (i0, j0): (usize, usize),
+    (out, (rs, cs)): (&mut [f32], (usize, usize)),
+    add: bool,
+) {
     for (i, row) in sums.chunks_exact(2 * SIDE).take(rows).enumerate() {
         let base = (i0 + i) * rs + j0 * cs;
         if cs == 1 {
@@ -280,7 +292,9 @@ mod tests {
         assert_eq!(units.is_empty(), !has_vectors());
         let value = |seed: usize| ((seed * 2654435761) % 1999) as f32 / 997.0 - 1.0;
         for unit in units {
-            for (m, n, k) in [(1, 1, 1), (16, 16, 32), (10, 300, 9), (64, 17, 600), (33, 65, 70), (27, 196, 32), (27, 196, 64)] {
+            for (m, n, k) in
+                [(1, 1, 1), (16, 16, 32), (10, 300, 9), (64, 17, 600), (33, 65, 70), (27, 196, 32), (27, 196, 64)]
+            {
                 // Both operands in both layouts: row-major and column-major.
                 for (lt, rt) in [(false, false), (true, false), (false, true), (true, true)] {
                     let a: Vec<f32> = (0..m * k).map(|i| value(i + 7)).collect();
@@ -293,7 +307,9 @@ mod tests {
                         for i in 0..m {
                             for j in 0..n {
                                 let want: f64 = (0..k)
-                                    .map(|l| rounded(lhs.0[i * lhs.1 + l * lhs.2]) * rounded(rhs.0[l * rhs.1 + j * rhs.2]))
+                                    .map(|l| {
+                                        rounded(lhs.0[i * lhs.1 + l * lhs.2]) * rounded(rhs.0[l * rhs.1 + j * rhs.2])
+                                    })
                                     .sum::<f64>()
                                     + if add { 0.5 } else { 0.0 };
                                 let got = f64::from(c[i * n + j]);

@@ -115,8 +115,8 @@ mod vector {
         let data = view.data.as_ptr();
         // Interleaves the two halves of a 32-value vector: word i = (lo[i], hi[i]).
         let interleave = _mm512_set_epi16(
-            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2,
-            17, 1, 16, 0,
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17,
+            1, 16, 0,
         );
         // Lanes `0..n` of 16.
         let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(SIDE)) - 1) as __mmask16 };

@@ -7,13 +7,13 @@ use nom::combinator::{map, opt};
 use nom::sequence::{preceded, tuple};
 
 use crate::data::SplitKind;
+use crate::kernels::Precision;
 use crate::lang::ast::*;
 use crate::lang::combinators::*;
 use crate::lang::definition::StatementDoc;
 use crate::lang::ranges::{self, NumRange};
 use crate::model::architecture::layers::{Activation, Conv, Dense, Kind, Output, OutputStyle};
 use crate::model::architecture::spec::PRESETS;
-use crate::kernels::Precision;
 use crate::model::{DeviceKind, Layer, ModelSpec, Optimizer, Schedule};
 
 /// The statements of this group, in the order `help` lists them.

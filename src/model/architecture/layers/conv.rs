@@ -189,7 +189,13 @@ impl Kind for Conv {
 
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
         let bias = if self.bias { Some(ctx.param("bias")?) } else { None };
-        Ok(kernels::conv2d(x, &ctx.param("weight")?, bias.as_ref(), (self.padding(), self.stride, self.relu), ctx.precision)?)
+        Ok(kernels::conv2d(
+            x,
+            &ctx.param("weight")?,
+            bias.as_ref(),
+            (self.padding(), self.stride, self.relu),
+            ctx.precision,
+        )?)
     }
 
     fn onnx(&self, graph: &mut Graph, prefix: &str, x: String) -> Result<String> {

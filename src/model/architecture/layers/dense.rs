@@ -324,7 +324,8 @@ impl Kind for Output {
             return Ok(y);
         }
         let norm = Output::norm_params(ctx.params)?;
-        BatchNorm.forward(&y, &Ctx { params: &norm, mode: ctx.mode, dropout_key: ctx.dropout_key, precision: ctx.precision })
+        BatchNorm
+            .forward(&y, &Ctx { params: &norm, mode: ctx.mode, dropout_key: ctx.dropout_key, precision: ctx.precision })
     }
 
     fn onnx(&self, graph: &mut Graph, prefix: &str, x: String) -> Result<String> {
