@@ -415,15 +415,10 @@ impl Session {
         report_run(&history, evaluation.as_ref(), out);
         tracker.finish(self, history.epochs.len(), evaluation.as_ref(), out);
         let augmented = if self.augmentation.is_some() { ", augmented" } else { "" };
-        let averaged = config.ema.map_or(String::new(), |d| format!(", ema {d}"));
-        let averaged = match net.precision() {
-            Precision::F32 => averaged,
-            other => format!("{averaged}, {other}"),
-        };
         let record = RunRecord {
             model: state.origin.clone(),
             data: format!("{}, {} train{augmented}", data_name(dataset), train.len()),
-            tuning: format!("{trained}{averaged}"),
+            tuning: format!("{trained}{}", trained_extras(&config, net.precision())),
             trainable,
             epochs: history.epochs.len(),
             seconds,
@@ -1183,6 +1178,16 @@ fn announce_training(
         out(Event::Text(describe_precision(net.precision(), kernels::bf16::units(), net.device().is_cpu())));
     }
     (trained, trainable)
+}
+
+/// What `compare`'s trained column adds to the layers trained: `, ema D` when the weights were
+/// averaged, `, bf16` when the products ran in bf16.
+fn trained_extras(config: &TrainConfig, precision: Precision) -> String {
+    let averaged = config.ema.map_or(String::new(), |d| format!(", ema {d}"));
+    match precision {
+        Precision::F32 => averaged,
+        other => format!("{averaged}, {other}"),
+    }
 }
 
 /// What `fit` says when it ends: the run's notes, then the test accuracy recorded for `compare`.
