@@ -144,6 +144,16 @@ fn the_networks_forward_pass_on_cuda_matches_the_fused_cpu_ops() {
         let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff <= 1e-4 * scale, "train {train}: max difference {diff}, scale {scale}");
     }
+    // In bf16 (candle's bf16 tensors on the GPU) the same pass within bf16's rounding, in f32.
+    let mut gpu_net = gpu_net;
+    gpu_net.set_precision(kernels::Precision::Bf16);
+    let want = cpu_net.forward(&xs, false).unwrap();
+    let got = gpu_net.forward(&xs.to_device(&gpu).unwrap(), false).unwrap();
+    assert_eq!(got.dtype(), DType::F32);
+    let got = got.to_device(&Device::Cpu).unwrap();
+    let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(diff > 0.0 && diff <= 3e-2 * scale, "bf16: max difference {diff}, scale {scale}");
 }
 
 #[test]
