@@ -51,8 +51,7 @@ use rayon::prelude::*;
 /// bf16 operands with f32 sums on the CPU's bf16 units ([`bf16::units`]). Everything else
 /// stays f32. On a CPU without bf16 units, `Bf16` products run in f32 (callers that promise
 /// bf16 check [`bf16::units`] first).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Precision {
     /// f32 throughout.
     #[default]

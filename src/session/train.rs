@@ -1094,7 +1094,10 @@ fn describe_precision(precision: Precision, units: Option<kernels::bf16::Units>,
         (Precision::Bf16, Some(u), true) => format!(
             "precision bf16: convolutions and dense layers multiply bf16 operands on {u}, summing in f32; {kept}"
         ),
-        _ => format!("precision fp32: f32 throughout (this CPU's bf16 units: {units_text})"),
+        (Precision::Bf16, None, true) => {
+            "precision bf16, but this CPU has no bf16 units: the products run in f32".to_string()
+        }
+        (Precision::F32, ..) => format!("precision fp32: f32 throughout (this CPU's bf16 units: {units_text})"),
     }
 }
 

@@ -5,9 +5,9 @@
 //! stay f32.
 //!
 //! Two kinds of units run them, chosen once at run time ([`units`]): Intel AMX's tile
-//! product, or AVX512-BF16's vector dot products. A CPU with neither has no bf16 products,
-//! and `precision bf16` is refused there rather than emulated (emulated, it would be slower
-//! than f32).
+//! product, or AVX512-BF16's vector dot products (off Intel). A CPU with neither has no bf16
+//! products, and `precision bf16` is refused there rather than emulated (emulated, it would be
+//! slower than f32).
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use pack::{Side, View, K_STEP, SIDE, TILE};
 
 /// The units that run bf16 products.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Units {
     /// Intel AMX tiles (`TDPBF16PS`).
     Amx,
@@ -52,14 +52,10 @@ pub const UNITS_VAR: &str = "MNISTLAB_BF16_UNITS";
 /// kernels are for AMD's Zen 4 and later; no such CPU was at hand to measure them.
 pub fn units() -> Option<Units> {
     static UNITS: OnceLock<Option<Units>> = OnceLock::new();
-    *UNITS.get_or_init(|| {
-        let best = detect();
-        let vectors = best.is_some() || has_vectors();
-        match std::env::var(UNITS_VAR).as_deref() {
-            Ok("none") => None,
-            Ok("avx512") => vectors.then_some(Units::Avx512Bf16),
-            _ => best,
-        }
+    *UNITS.get_or_init(|| match std::env::var(UNITS_VAR).as_deref() {
+        Ok("none") => None,
+        Ok("avx512") => has_vectors().then_some(Units::Avx512Bf16),
+        _ => detect(),
     })
 }
 
@@ -131,19 +127,7 @@ pub(super) fn product(
     rhs: (&[f32], usize, usize),
     add: bool,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !add {
-            for i in 0..m {
-                for j in 0..n {
-                    dst.0[i * dst.1 + j * dst.2] = 0.0;
-                }
-            }
-        }
-        return;
-    }
+    // An empty side makes no blocks; an empty sum makes blocks of zeros.
     // The left operand packs straight into tiles when its rows run along K, the right when
     // its rows run along N; otherwise a tile is transposed on the way. The product is the
     // same turned over (dstᵀ = rhsᵀ · lhsᵀ), so take the way with fewer values to transpose.
@@ -207,8 +191,8 @@ fn blocks(units: Units, left: View<'_>, right: View<'_>, dst: (&mut [f32], usize
                     #[cfg(target_arch = "x86_64")]
                     match &tiles {
                         Some(tiles) => tiles.block(a_pair, b_pair, k_blocks, &mut sums),
-                        // SAFETY: `units` is Avx512Bf16 only where `detect` found AVX512F and
-                        // AVX512-BF16.
+                        // SAFETY: `units` is Avx512Bf16 only where `has_vectors` found AVX512F,
+                        // AVX512BW and AVX512-BF16.
                         None => unsafe { avx512::block(a_pair, b_pair, k_blocks, &mut sums) },
                     }
                     #[cfg(not(target_arch = "x86_64"))]
@@ -292,9 +276,18 @@ mod tests {
         assert_eq!(units.is_empty(), !has_vectors());
         let value = |seed: usize| ((seed * 2654435761) % 1999) as f32 / 997.0 - 1.0;
         for unit in units {
-            for (m, n, k) in
-                [(1, 1, 1), (16, 16, 32), (10, 300, 9), (64, 17, 600), (33, 65, 70), (27, 196, 32), (27, 196, 64)]
-            {
+            for (m, n, k) in [
+                (1, 1, 1),
+                (4, 5, 0),
+                (0, 5, 3),
+                (4, 0, 3),
+                (16, 16, 32),
+                (10, 300, 9),
+                (64, 17, 600),
+                (33, 65, 70),
+                (27, 196, 32),
+                (27, 196, 64),
+            ] {
                 // Both operands in both layouts: row-major and column-major.
                 for (lt, rt) in [(false, false), (true, false), (false, true), (true, true)] {
                     let a: Vec<f32> = (0..m * k).map(|i| value(i + 7)).collect();
